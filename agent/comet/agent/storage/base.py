@@ -1,0 +1,96 @@
+"""The ``Storage`` protocol every vault backend implements, and its errors.
+
+Keys are ``/``-separated relative names made of ``[A-Za-z0-9._-]`` segments (for example
+``data/3f/3fa2...``); a backend maps them onto its own namespace (a directory, an S3
+prefix, an SFTP path). Objects are immutable once written, apart from lock files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from comet.agent.errors import AgentError
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+class StorageError(AgentError):
+    """A storage operation failed and retrying will not help."""
+
+    code = "storage"
+
+
+class TransientStorageError(StorageError):
+    """A storage operation failed in a way that may succeed when retried
+    (timeouts, connection resets, HTTP 5xx/429, throttling)."""
+
+    code = "storage.transient"
+
+
+class ObjectNotFoundError(StorageError):
+    """The object does not exist."""
+
+    code = "storage.not_found"
+
+
+class InvalidKeyError(StorageError):
+    """A key is not a well-formed storage key."""
+
+    code = "storage.invalid_key"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a well-formed storage key, else raise InvalidKeyError.
+
+    Segments ``.`` and ``..`` are refused so no backend can be steered outside its root.
+    """
+    if not _KEY_RE.match(key) or any(part in (".", "..") for part in key.split("/")):
+        raise InvalidKeyError(f"invalid storage key {key!r}")
+    return key
+
+
+class Storage(Protocol):
+    """Where a vault's objects live. Implementations must be safe to call from
+    several threads at once."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing any existing object.
+
+        Atomic: a reader sees either the old object, or the whole new one, never a
+        partial write, even if the process dies mid-call. Raises StorageError
+        (TransientStorageError when a retry may help)."""
+        ...
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Return the object's bytes ``[offset, offset+length)`` (to the end when
+        ``length`` is None). Raises ObjectNotFoundError when it does not exist, and
+        StorageError if fewer bytes than asked could be read."""
+        ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Return the object's size. Raises ObjectNotFoundError when it does not exist."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object. Deleting a missing object is not an error (idempotent)."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with ``prefix`` (a directory-like
+        prefix such as ``"data/"`` or ``""`` for all), in no particular order. Objects
+        written before the call starts are listed; a listing never yields partial
+        (in-flight) uploads."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...
