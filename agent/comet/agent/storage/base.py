@@ -58,6 +58,43 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it may be passed to ``Storage.list``, else raise InvalidKeyError.
+
+    A prefix is ``""``, a key, or a key followed by ``/``. It matches keys by plain string
+    prefix: ``"data/3"`` matches ``data/3f/...`` and ``data/3a``.
+    """
+    if prefix:
+        check_key(prefix.removesuffix("/"))
+    return prefix
+
+
+def check_range(key: str, size: int, offset: int, length: int | None) -> int:
+    """Return how many bytes a ``get(key, offset, length)`` of a ``size``-byte object reads.
+
+    Raises ValueError for a negative offset or length (a caller bug) and StorageError
+    when the range reaches past the end of the object.
+    """
+    if offset < 0 or (length is not None and length < 0):
+        raise ValueError(f"negative range offset={offset} length={length}")
+    end = size if length is None else offset + length
+    if offset > size or end > size:
+        raise StorageError(
+            f"range [{offset}, {end}) is beyond the end of {key!r} ({size} bytes)"
+        )
+    return end - offset
+
+
+# Names of in-flight uploads on file-like backends contain "~", which no key may contain,
+# so a listing can always tell them apart from objects.
+TEMP_MARKER = ".comet-tmp~"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is an in-flight upload (see TEMP_MARKER)."""
+    return TEMP_MARKER in name
+
+
 class Storage(Protocol):
     """Where a vault's objects live. Implementations must be safe to call from
     several threads at once."""

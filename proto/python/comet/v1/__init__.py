@@ -1,0 +1,1 @@
+"""Generated wire contract (package comet.v1). Regenerate with proto/generate."""

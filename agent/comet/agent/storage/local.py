@@ -1,0 +1,152 @@
+"""``LocalStorage``: a vault in a directory on a local or mounted filesystem.
+
+Each key is a file under the root; ``/`` in keys becomes directories, created on the
+first put below them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from stat import S_ISREG
+
+from comet.agent.storage.base import (
+    TEMP_MARKER,
+    ObjectInfo,
+    ObjectNotFoundError,
+    StorageError,
+    check_key,
+    check_prefix,
+    check_range,
+    is_temp_name,
+)
+
+# errno values meaning "there is no object at this path": the file is missing, a parent
+# is a file, or the path names a directory (which is never an object).
+_MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+
+
+def _wrap(e: OSError, action: str, key: str) -> StorageError:
+    """Convert an OSError raised while doing ``action`` on ``key`` into a StorageError."""
+    if e.errno in _MISSING:
+        return ObjectNotFoundError(f"object {key!r} does not exist")
+    if e.errno == errno.ENOSPC:
+        return StorageError(f"cannot {action} {key!r}: the disk is full ({e.filename})")
+    if e.errno == errno.EDQUOT:
+        return StorageError(f"cannot {action} {key!r}: disk quota exceeded ({e.filename})")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return StorageError(
+            f"cannot {action} {key!r}: permission denied on {e.filename};"
+            " check the vault directory's ownership and mode"
+        )
+    return StorageError(f"cannot {action} {key!r}: {e.strerror or e} ({e.filename})")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStorage:
+    """Objects as files below ``root``. Puts are atomic and durable (fsync of the file
+    and of its directory); temp files of interrupted puts are never listed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = path.with_name(f"{path.name}{TEMP_MARKER}{secrets.token_hex(8)}")
+        try:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(path.parent)
+        except OSError as e:
+            if e.errno in _MISSING:  # e.g. a parent of the key is a file
+                raise StorageError(f"cannot write {key!r}: {e.strerror} ({e.filename})") from e
+            raise _wrap(e, "write", key) from e
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                count = check_range(key, os.fstat(f.fileno()).st_size, offset, length)
+                f.seek(offset)
+                data = f.read(count)
+        except OSError as e:
+            raise _wrap(e, "read", key) from e
+        if len(data) != count:
+            raise StorageError(f"short read of {key!r}: wanted {count} bytes, got {len(data)}")
+        return data
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise _wrap(e, "stat", key) from e
+        if not S_ISREG(st.st_mode):
+            raise ObjectNotFoundError(f"object {key!r} does not exist")
+        return ObjectInfo(key, st.st_size)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except OSError as e:
+            if e.errno not in _MISSING:
+                raise _wrap(e, "delete", key) from e
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        # Only the directory that holds the prefix's last segment can contain matches.
+        head, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*head.split("/")) if head else self.root
+        return self._walk(start, f"{head}/" if head else "", prefix)
+
+    def _walk(self, directory: Path, dir_key: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as e:
+            if e.errno in _MISSING:
+                return
+            raise _wrap(e, "list", dir_key or "/") from e
+        for entry in entries:
+            key = dir_key + entry.name
+            if is_temp_name(entry.name):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if key.startswith(prefix) or prefix.startswith(key + "/"):
+                        yield from self._walk(Path(entry.path), key + "/", prefix)
+                elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
+                    yield ObjectInfo(key, entry.stat(follow_symlinks=False).st_size)
+            except FileNotFoundError:
+                continue  # deleted while we were listing
+            except OSError as e:
+                raise _wrap(e, "list", key) from e
+
+    def close(self) -> None:
+        pass
