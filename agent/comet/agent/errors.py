@@ -17,3 +17,93 @@ class AgentError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class CancelledError(AgentError):
+    """A job was cancelled through its CancelToken; nothing was committed."""
+
+    code = "cancelled"
+
+
+class RepositoryError(AgentError):
+    """Root of the repository (vault format) errors; all of them are fatal to a job."""
+
+    code = "repository"
+
+
+class RepositoryNotFoundError(RepositoryError):
+    """The storage holds no repository (no ``config`` object)."""
+
+    code = "repository.not_found"
+
+
+class RepositoryExistsError(RepositoryError):
+    """``init`` was asked to create a repository where one already exists."""
+
+    code = "repository.exists"
+
+
+class WrongVaultKeyError(RepositoryError):
+    """No key file of the repository opens with the given vault key."""
+
+    code = "repository.wrong_vault_key"
+
+
+class UnsupportedFormatError(RepositoryError):
+    """An object uses a format version or algorithm this agent does not know."""
+
+    code = "repository.unsupported_format"
+
+
+class IntegrityError(RepositoryError):
+    """Stored data is damaged or was tampered with (bad magic, tag or hash)."""
+
+    code = "repository.integrity"
+
+
+class BlobNotFoundError(RepositoryError):
+    """A blob a tree or snapshot refers to is in no index."""
+
+    code = "repository.blob_not_found"
+
+
+class SnapshotNotFoundError(RepositoryError):
+    """No snapshot has the requested id."""
+
+    code = "repository.snapshot_not_found"
+
+
+class LockedError(RepositoryError):
+    """Another job holds a conflicting lock on the repository."""
+
+    code = "repository.locked"
+
+
+class ChunkerUnavailableError(RepositoryError):
+    """The native content-defined chunker is not installed (no slow fallback is used)."""
+
+    code = "repository.chunker_unavailable"
+
+
+class BackupError(AgentError):
+    """Root of errors that end a backup job (per-file problems are warnings instead)."""
+
+    code = "backup"
+
+
+class SourceError(BackupError):
+    """The backup source is unusable as a whole (for example a relative include path)."""
+
+    code = "backup.source"
+
+
+class ProgramFailedError(BackupError):
+    """A program-output source exited with a non-zero status or could not be started."""
+
+    code = "backup.program_failed"
+
+
+class RestoreError(AgentError):
+    """Root of errors that end a restore job (per-file problems are warnings instead)."""
+
+    code = "restore"

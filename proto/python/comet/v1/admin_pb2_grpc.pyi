@@ -70,106 +70,91 @@ class AdminServiceAsyncStub(AdminServiceStub):
     Dispatch: _aio.UnaryUnaryMultiCallable[_admin_pb2.DispatchRequest, _control_pb2.CommandReply]  # type: ignore[assignment]
     ListAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditReply]  # type: ignore[assignment]
 
-class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
+class AdminServiceServicer:
     def AddUser(
         self,
         request: _admin_pb2.AddUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.UserInfo, _abc.Awaitable[_admin_pb2.UserInfo]]: ...
 
-    @_abc_1.abstractmethod
     def ListUsers(
         self,
         request: _admin_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListUsersReply, _abc.Awaitable[_admin_pb2.ListUsersReply]]: ...
 
-    @_abc_1.abstractmethod
     def DeleteUser(
         self,
         request: _admin_pb2.DeleteUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.DeleteUserReply, _abc.Awaitable[_admin_pb2.DeleteUserReply]]: ...
 
-    @_abc_1.abstractmethod
     def ResetPassword(
         self,
         request: _admin_pb2.ResetPasswordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ResetPasswordReply, _abc.Awaitable[_admin_pb2.ResetPasswordReply]]: ...
 
-    @_abc_1.abstractmethod
     def GetUserProfile(
         self,
         request: _admin_pb2.GetUserProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Profile, _abc.Awaitable[_common_pb2.Profile]]: ...
 
-    @_abc_1.abstractmethod
     def ListDevices(
         self,
         request: _admin_pb2.ListDevicesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListDevicesReply, _abc.Awaitable[_admin_pb2.ListDevicesReply]]: ...
 
-    @_abc_1.abstractmethod
     def RevokeDevice(
         self,
         request: _admin_pb2.RevokeDeviceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.RevokeDeviceReply, _abc.Awaitable[_admin_pb2.RevokeDeviceReply]]: ...
 
-    @_abc_1.abstractmethod
     def PutPolicy(
         self,
         request: _common_pb2.Policy,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Policy, _abc.Awaitable[_common_pb2.Policy]]: ...
 
-    @_abc_1.abstractmethod
     def ListPolicies(
         self,
         request: _admin_pb2.ListPoliciesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListPoliciesReply, _abc.Awaitable[_admin_pb2.ListPoliciesReply]]: ...
 
-    @_abc_1.abstractmethod
     def DeletePolicy(
         self,
         request: _admin_pb2.DeletePolicyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.DeletePolicyReply, _abc.Awaitable[_admin_pb2.DeletePolicyReply]]: ...
 
-    @_abc_1.abstractmethod
     def AssignPolicy(
         self,
         request: _admin_pb2.AssignPolicyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.AssignPolicyReply, _abc.Awaitable[_admin_pb2.AssignPolicyReply]]: ...
 
-    @_abc_1.abstractmethod
     def ListJobs(
         self,
         request: _control_pb2.JobFilter,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.ListAccountJobsReply, _abc.Awaitable[_control_pb2.ListAccountJobsReply]]: ...
 
-    @_abc_1.abstractmethod
     def GetJobLog(
         self,
         request: _admin_pb2.GetJobLogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.GetJobLogReply, _abc.Awaitable[_admin_pb2.GetJobLogReply]]: ...
 
-    @_abc_1.abstractmethod
     def Dispatch(
         self,
         request: _admin_pb2.DispatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.CommandReply, _abc.Awaitable[_control_pb2.CommandReply]]: ...
 
-    @_abc_1.abstractmethod
     def ListAudit(
         self,
         request: _admin_pb2.ListAuditRequest,

@@ -85,162 +85,139 @@ class AgentApiAsyncStub(AgentApiStub):
     Find: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.FindRequest, _agent_api_pb2.FindReply]  # type: ignore[assignment]
     ListImportSources: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.ListImportSourcesRequest, _agent_api_pb2.ListImportSourcesReply]  # type: ignore[assignment]
 
-class AgentApiServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
+class AgentApiServicer:
     def Status(
         self,
         request: _agent_api_pb2.StatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.StatusReply, _abc.Awaitable[_agent_api_pb2.StatusReply]]: ...
 
-    @_abc_1.abstractmethod
     def Login(
         self,
         request: _agent_api_pb2.AgentLoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.AgentLoginReply, _abc.Awaitable[_agent_api_pb2.AgentLoginReply]]: ...
 
-    @_abc_1.abstractmethod
     def Lock(
         self,
         request: _agent_api_pb2.LockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.StatusReply, _abc.Awaitable[_agent_api_pb2.StatusReply]]: ...
 
-    @_abc_1.abstractmethod
     def Unlock(
         self,
         request: _agent_api_pb2.UnlockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.StatusReply, _abc.Awaitable[_agent_api_pb2.StatusReply]]: ...
 
-    @_abc_1.abstractmethod
     def Disconnect(
         self,
         request: _agent_api_pb2.DisconnectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.StatusReply, _abc.Awaitable[_agent_api_pb2.StatusReply]]: ...
 
-    @_abc_1.abstractmethod
     def GetProfile(
         self,
         request: _agent_api_pb2.LocalProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Profile, _abc.Awaitable[_common_pb2.Profile]]: ...
 
-    @_abc_1.abstractmethod
     def AddVault(
         self,
         request: _agent_api_pb2.AddVaultRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.StorageVault, _abc.Awaitable[_common_pb2.StorageVault]]: ...
 
-    @_abc_1.abstractmethod
     def AddItem(
         self,
         request: _agent_api_pb2.AddItemRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.ProtectedItem, _abc.Awaitable[_common_pb2.ProtectedItem]]: ...
 
-    @_abc_1.abstractmethod
     def AddSchedule(
         self,
         request: _agent_api_pb2.AddScheduleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Schedule, _abc.Awaitable[_common_pb2.Schedule]]: ...
 
-    @_abc_1.abstractmethod
     def SaveProfile(
         self,
         request: _agent_api_pb2.SaveProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Profile, _abc.Awaitable[_common_pb2.Profile]]: ...
 
-    @_abc_1.abstractmethod
     def ListDevices(
         self,
         request: _agent_api_pb2.LocalDevicesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.LocalDevicesReply, _abc.Awaitable[_agent_api_pb2.LocalDevicesReply]]: ...
 
-    @_abc_1.abstractmethod
     def StartBackup(
         self,
         request: _agent_api_pb2.StartBackupRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Job, _abc.Awaitable[_common_pb2.Job]]: ...
 
-    @_abc_1.abstractmethod
     def StartRestore(
         self,
         request: _agent_api_pb2.StartRestoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Job, _abc.Awaitable[_common_pb2.Job]]: ...
 
-    @_abc_1.abstractmethod
     def StartVaultJob(
         self,
         request: _agent_api_pb2.StartVaultJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Job, _abc.Awaitable[_common_pb2.Job]]: ...
 
-    @_abc_1.abstractmethod
     def CancelJob(
         self,
         request: _agent_api_pb2.CancelLocalJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Job, _abc.Awaitable[_common_pb2.Job]]: ...
 
-    @_abc_1.abstractmethod
     def GetJob(
         self,
         request: _agent_api_pb2.GetLocalJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Job, _abc.Awaitable[_common_pb2.Job]]: ...
 
-    @_abc_1.abstractmethod
     def WatchJobs(
         self,
         request: _agent_api_pb2.WatchJobsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agent_api_pb2.JobEvent], _abc.AsyncIterator[_agent_api_pb2.JobEvent]]: ...
 
-    @_abc_1.abstractmethod
     def History(
         self,
         request: _agent_api_pb2.HistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.HistoryReply, _abc.Awaitable[_agent_api_pb2.HistoryReply]]: ...
 
-    @_abc_1.abstractmethod
     def JobLog(
         self,
         request: _agent_api_pb2.JobLogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.JobLogReply, _abc.Awaitable[_agent_api_pb2.JobLogReply]]: ...
 
-    @_abc_1.abstractmethod
     def ListSnapshots(
         self,
         request: _agent_api_pb2.ListLocalSnapshotsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.ListLocalSnapshotsReply, _abc.Awaitable[_agent_api_pb2.ListLocalSnapshotsReply]]: ...
 
-    @_abc_1.abstractmethod
     def ListDir(
         self,
         request: _agent_api_pb2.ListDirRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.ListDirReply, _abc.Awaitable[_agent_api_pb2.ListDirReply]]: ...
 
-    @_abc_1.abstractmethod
     def Find(
         self,
         request: _agent_api_pb2.FindRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.FindReply, _abc.Awaitable[_agent_api_pb2.FindReply]]: ...
 
-    @_abc_1.abstractmethod
     def ListImportSources(
         self,
         request: _agent_api_pb2.ListImportSourcesRequest,

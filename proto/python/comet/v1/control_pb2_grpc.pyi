@@ -61,7 +61,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Logout: _aio.UnaryUnaryMultiCallable[_control_pb2.LogoutRequest, _control_pb2.LogoutReply]  # type: ignore[assignment]
     ChangePassword: _aio.UnaryUnaryMultiCallable[_control_pb2.ChangePasswordRequest, _control_pb2.ChangePasswordReply]  # type: ignore[assignment]
 
-class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
+class AuthServiceServicer:
     """---------------------------------------------------------------- authentication
 
     Password-derived secrets: the client runs the KDF named by PreLoginReply on the
@@ -69,28 +69,24 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     the wrapping key never leaves the device.
     """
 
-    @_abc_1.abstractmethod
     def PreLogin(
         self,
         request: _control_pb2.PreLoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.PreLoginReply, _abc.Awaitable[_control_pb2.PreLoginReply]]: ...
 
-    @_abc_1.abstractmethod
     def Login(
         self,
         request: _control_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.LoginReply, _abc.Awaitable[_control_pb2.LoginReply]]: ...
 
-    @_abc_1.abstractmethod
     def Logout(
         self,
         request: _control_pb2.LogoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.LogoutReply, _abc.Awaitable[_control_pb2.LogoutReply]]: ...
 
-    @_abc_1.abstractmethod
     def ChangePassword(
         self,
         request: _control_pb2.ChangePasswordRequest,
@@ -135,49 +131,43 @@ class AgentServiceAsyncStub(AgentServiceStub):
     Connect: _aio.StreamStreamMultiCallable[_control_pb2.AgentMessage, _control_pb2.ServerMessage]  # type: ignore[assignment]
     """The live connection: one long-lived bidirectional stream per agent."""
 
-class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
+class AgentServiceServicer:
     """---------------------------------------------------------------- agent service
 
     Calls authenticate with the device token in the "authorization" metadata
     ("Bearer <token>").
     """
 
-    @_abc_1.abstractmethod
     def GetProfile(
         self,
         request: _control_pb2.GetProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Profile, _abc.Awaitable[_common_pb2.Profile]]: ...
 
-    @_abc_1.abstractmethod
     def PutProfile(
         self,
         request: _control_pb2.PutProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Profile, _abc.Awaitable[_common_pb2.Profile]]: ...
 
-    @_abc_1.abstractmethod
     def ReportJob(
         self,
         request: _control_pb2.JobReport,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.JobReportAck, _abc.Awaitable[_control_pb2.JobReportAck]]: ...
 
-    @_abc_1.abstractmethod
     def ListDevices(
         self,
         request: _control_pb2.ListAccountDevicesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.ListAccountDevicesReply, _abc.Awaitable[_control_pb2.ListAccountDevicesReply]]: ...
 
-    @_abc_1.abstractmethod
     def ListJobs(
         self,
         request: _control_pb2.ListAccountJobsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.ListAccountJobsReply, _abc.Awaitable[_control_pb2.ListAccountJobsReply]]: ...
 
-    @_abc_1.abstractmethod
     def Connect(
         self,
         request_iterator: _MaybeAsyncIterator[_control_pb2.AgentMessage],

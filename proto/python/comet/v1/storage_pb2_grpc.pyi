@@ -49,36 +49,31 @@ class StorageServiceAsyncStub(StorageServiceStub):
     Delete: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteObjectRequest, _storage_pb2.DeleteObjectReply]  # type: ignore[assignment]
     List: _aio.UnaryStreamMultiCallable[_storage_pb2.ListObjectsRequest, _storage_pb2.ObjectStat]  # type: ignore[assignment]
 
-class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
+class StorageServiceServicer:
     def Put(
         self,
         request_iterator: _MaybeAsyncIterator[_storage_pb2.PutObjectChunk],
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.PutObjectReply, _abc.Awaitable[_storage_pb2.PutObjectReply]]: ...
 
-    @_abc_1.abstractmethod
     def Get(
         self,
         request: _storage_pb2.GetObjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_storage_pb2.ObjectChunk], _abc.AsyncIterator[_storage_pb2.ObjectChunk]]: ...
 
-    @_abc_1.abstractmethod
     def Stat(
         self,
         request: _storage_pb2.StatObjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ObjectStat, _abc.Awaitable[_storage_pb2.ObjectStat]]: ...
 
-    @_abc_1.abstractmethod
     def Delete(
         self,
         request: _storage_pb2.DeleteObjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.DeleteObjectReply, _abc.Awaitable[_storage_pb2.DeleteObjectReply]]: ...
 
-    @_abc_1.abstractmethod
     def List(
         self,
         request: _storage_pb2.ListObjectsRequest,

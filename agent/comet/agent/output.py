@@ -1,0 +1,51 @@
+"""Printing for the command-line tools: JSON documents (snake_case keys, string ids,
+RFC 3339 UTC times, sizes in bytes) and plain aligned tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+
+def rfc3339(ts: Timestamp | datetime | None) -> str | None:
+    if ts is None:
+        return None
+    if isinstance(ts, Timestamp):
+        if ts.seconds == 0 and ts.nanos == 0:
+            return None
+        ts = ts.ToDatetime(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def print_json(document: Any) -> None:
+    json.dump(document, sys.stdout, indent=2, sort_keys=False, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def fail(program: str, message: str, code: int = 1) -> int:
+    print(f"{program}: error: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,231 @@
+"""The agent's side of the Comet Server: login and the live connection.
+
+The agent dials out and holds one bidirectional stream (works behind NAT),
+reconnecting with jittered exponential backoff. Commands arriving on the stream
+are handed to a ``CommandHandler``; its replies travel back on the same stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from comet.agent import __version__
+from comet.agent.credentials import KdfParams, derive_login_secrets
+from comet.agent.errors import AgentError
+from comet.agent.state import AgentState, LoginState
+from comet.agent.transport import aio_channel, parse_server_url, rpc_error_message
+from comet.v1 import control_pb2, control_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[control_pb2.Command], Awaitable[control_pb2.CommandReply]]
+
+
+class LoginError(AgentError):
+    code = "login"
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    login: LoginState
+    device_registered_now: bool
+
+
+def local_timezone() -> str:
+    try:
+        return os.path.realpath("/etc/localtime").split("zoneinfo/", 1)[1]
+    except (IndexError, OSError):
+        return time.strftime("%Z")
+
+
+async def login(
+    state: AgentState,
+    server: str,
+    username: str,
+    password: str,
+    *,
+    totp_code: str = "",
+    device_name: str = "",
+) -> LoginOutcome:
+    """Log in to the server; register this device on the first login of this user here."""
+    address = parse_server_url(server)
+    previous = state.load_login()
+    channel = aio_channel(address.url)
+    try:
+        auth = control_pb2_grpc.AuthServiceStub(channel)
+        pre = await auth.PreLogin(control_pb2.PreLoginRequest(username=username), timeout=30)
+        kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+        secrets = await asyncio.to_thread(derive_login_secrets, password, kdf)
+        name = device_name or previous.device_name or socket.gethostname()
+        reply = await auth.Login(
+            control_pb2.LoginRequest(
+                username=username,
+                auth_key=secrets.auth_key,
+                totp_code=totp_code,
+                device_id=previous.device_id,
+                registration=control_pb2.DeviceRegistration(
+                    name=name,
+                    os=platform.system().lower(),
+                    arch=platform.machine(),
+                    timezone=local_timezone(),
+                    client_version=__version__,
+                ),
+            ),
+            timeout=30,
+        )
+    except grpc.aio.AioRpcError as e:
+        raise LoginError(rpc_error_message(e)) from e
+    finally:
+        await channel.close()
+    login_state = LoginState(
+        server=address.url,
+        username=username,
+        device_id=reply.device_id,
+        device_token=reply.device_token,
+        wrap_key=secrets.wrap_key,
+        device_name=name,
+        locked=False,
+    )
+    state.save_login(login_state)
+    return LoginOutcome(login_state, reply.device_registered_now)
+
+
+class LiveConnection:
+    """Holds the live connection while the agent is logged in."""
+
+    def __init__(
+        self,
+        state: AgentState,
+        handler: CommandHandler,
+        *,
+        on_logged_out: Callable[[str], None],
+        reconnect_min: float,
+        reconnect_max: float,
+        heartbeat_seconds: float,
+    ) -> None:
+        self._state = state
+        self._handler = handler
+        self._on_logged_out = on_logged_out
+        self._reconnect_min = reconnect_min
+        self._reconnect_max = reconnect_max
+        self._heartbeat = heartbeat_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._call: (
+            grpc.aio.StreamStreamCall[control_pb2.AgentMessage, control_pb2.ServerMessage] | None
+        ) = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.connected = False
+        self.last_error = ""
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._call is not None:
+            self._call.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def reconnect_now(self) -> None:
+        """Drop the current stream (if any) and dial again without waiting."""
+        self._wake.set()
+        if self._call is not None:
+            self._call.cancel()
+
+    async def _run(self) -> None:
+        delay = self._reconnect_min
+        while not self._stopping:
+            login = self._state.load_login()
+            if not login.logged_in:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            started = time.monotonic()
+            ended_cleanly = await self._connect_once(login)
+            if self._stopping:
+                break
+            if time.monotonic() - started > 30:
+                delay = self._reconnect_min  # it had been up a while: start over
+            if ended_cleanly and self._wake.is_set():
+                delay = self._reconnect_min
+            self._wake.clear()
+            wait = delay * random.uniform(0.8, 1.2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            delay = min(delay * 2, self._reconnect_max)
+
+    async def _connect_once(self, login: LoginState) -> bool:
+        outgoing: asyncio.Queue[control_pb2.AgentMessage] = asyncio.Queue()
+        channel = aio_channel(login.server)
+        try:
+            stub = control_pb2_grpc.AgentServiceStub(channel)
+            self._call = stub.Connect(
+                self._outgoing(login, outgoing),
+                metadata=(("authorization", f"Bearer {login.device_token}"),),
+            )
+            async for message in self._call:
+                body = message.WhichOneof("body")
+                if body == "accepted":
+                    self.connected = True
+                    self.last_error = ""
+                    log.info("live connection to %s is up", login.server)
+                elif body == "command":
+                    task = asyncio.create_task(self._handle(message.command, outgoing))
+                    self._handlers.add(task)
+                    task.add_done_callback(self._handlers.discard)
+            return True
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return True
+            self.last_error = rpc_error_message(e)
+            if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+                log.warning("the server refused this device: %s", self.last_error)
+                self._on_logged_out(self.last_error)
+            else:
+                log.info("live connection unavailable: %s", self.last_error)
+            return False
+        finally:
+            self.connected = False
+            self._call = None
+            await channel.close()
+
+    async def _outgoing(
+        self, login: LoginState, queue: asyncio.Queue[control_pb2.AgentMessage]
+    ) -> AsyncIterator[control_pb2.AgentMessage]:
+        yield control_pb2.AgentMessage(
+            hello=control_pb2.AgentHello(device_id=login.device_id, client_version=__version__)
+        )
+        while True:
+            try:
+                yield await asyncio.wait_for(queue.get(), self._heartbeat)
+            except TimeoutError:
+                yield control_pb2.AgentMessage(heartbeat=control_pb2.Heartbeat())
+
+    async def _handle(
+        self, command: control_pb2.Command, queue: asyncio.Queue[control_pb2.AgentMessage]
+    ) -> None:
+        try:
+            reply = await self._handler(command)
+        except AgentError as e:
+            reply = control_pb2.CommandReply(error=str(e), error_code=e.code)
+        except Exception as e:  # a bug must not kill the connection
+            log.exception("command %s failed", command.WhichOneof("action"))
+            reply = control_pb2.CommandReply(error=f"internal error: {e}", error_code="internal")
+        reply.request_id = command.request_id
+        await queue.put(control_pb2.AgentMessage(reply=reply))

@@ -1,0 +1,331 @@
+"""``comet-admin``: the administrator's command-line client of a Comet Server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from comet.agent.credentials import KdfParams, derive_login_secrets
+from comet.agent.errors import AgentError
+from comet.agent.output import fail, print_json, print_table, rfc3339
+from comet.agent.transport import rpc_error_message, sync_channel
+from comet.v1 import admin_pb2, admin_pb2_grpc, common_pb2, control_pb2, control_pb2_grpc
+
+PROG = "comet-admin"
+
+
+class AdminCliError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class AdminSession:
+    server: str
+    username: str
+    token: str
+
+
+def config_path() -> Path:
+    env = os.environ.get("COMET_ADMIN_CONFIG")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "comet" / "admin.json"
+
+
+def save_session(session: AdminSession) -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(
+            {
+                "server": session.server,
+                "username": session.username,
+                "session_token": session.token,
+            },
+            f,
+        )
+
+
+def load_session() -> AdminSession:
+    try:
+        data = json.loads(config_path().read_text())
+        return AdminSession(data["server"], data["username"], data["session_token"])
+    except (OSError, ValueError, KeyError) as e:
+        raise AdminCliError("not logged in: run 'comet-admin login' first") from e
+
+
+def read_password() -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise AdminCliError("--password-stdin: no password on standard input")
+    return line.rstrip("\n")
+
+
+class Admin:
+    def __init__(self, session: AdminSession) -> None:
+        self.session = session
+        self.channel = sync_channel(session.server)
+        self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {session.token}"),)
+
+
+def derive_for_new_password(password: str) -> tuple[KdfParams, bytes]:
+    if len(password) < 8:
+        raise AdminCliError("a password needs at least 8 characters")
+    kdf = KdfParams.new()
+    return kdf, derive_login_secrets(password, kdf).auth_key
+
+
+def kdf_proto(kdf: KdfParams) -> control_pb2.KdfParams:
+    return control_pb2.KdfParams(
+        algorithm=kdf.algorithm, salt=kdf.salt, log2_n=kdf.log2_n, r=kdf.r, p=kdf.p
+    )
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_login(args: argparse.Namespace) -> None:
+    password = read_password()
+    channel = sync_channel(args.server)
+    auth = control_pb2_grpc.AuthServiceStub(channel)
+    pre = auth.PreLogin(control_pb2.PreLoginRequest(username=args.username), timeout=30)
+    kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+    secrets = derive_login_secrets(password, kdf)
+    reply = auth.Login(
+        control_pb2.LoginRequest(
+            username=args.username,
+            auth_key=secrets.auth_key,
+            totp_code=args.totp or "",
+            admin_session=True,
+        ),
+        timeout=30,
+    )
+    from comet.agent.transport import parse_server_url
+
+    save_session(
+        AdminSession(parse_server_url(args.server).url, args.username, reply.session_token)
+    )
+    print(f"logged in to {parse_server_url(args.server).url} as {args.username}")
+
+
+def user_json(user: admin_pb2.UserInfo) -> dict[str, Any]:
+    return {
+        "user_id": user.user_id,
+        "username": user.username,
+        "admin": user.role not in (admin_pb2.ADMIN_ROLE_USER, admin_pb2.ADMIN_ROLE_UNSPECIFIED),
+        "role": admin_pb2.AdminRole.Name(user.role).removeprefix("ADMIN_ROLE_").lower(),
+        "max_devices": user.max_devices,
+        "devices": user.device_count,
+        "created_at": rfc3339(user.created_at),
+    }
+
+
+def cmd_user_add(args: argparse.Namespace) -> None:
+    admin = Admin(load_session())
+    kdf, auth_key = derive_for_new_password(read_password())
+    role = admin_pb2.ADMIN_ROLE_SUPER if args.admin else admin_pb2.ADMIN_ROLE_USER
+    user = admin.stub.AddUser(
+        admin_pb2.AddUserRequest(
+            username=args.name,
+            kdf=kdf_proto(kdf),
+            auth_key=auth_key,
+            role=role,
+            max_devices=args.max_devices,
+        ),
+        metadata=admin.metadata,
+        timeout=30,
+    )
+    if args.json:
+        print_json(user_json(user))
+    else:
+        print(f"user {user.username!r} created")
+
+
+def cmd_user_list(args: argparse.Namespace) -> None:
+    admin = Admin(load_session())
+    reply = admin.stub.ListUsers(admin_pb2.ListUsersRequest(), metadata=admin.metadata, timeout=30)
+    rows = [user_json(u) for u in reply.users]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["username", "role", "devices", "max_devices", "created_at"])
+
+
+def cmd_user_delete(args: argparse.Namespace) -> None:
+    admin = Admin(load_session())
+    admin.stub.DeleteUser(
+        admin_pb2.DeleteUserRequest(username=args.name), metadata=admin.metadata, timeout=30
+    )
+    print(f"user {args.name!r} deleted")
+
+
+def device_json(device: common_pb2.DeviceInfo) -> dict[str, Any]:
+    return {
+        "device_id": device.device_id,
+        "user": device.username,
+        "name": device.name,
+        "online": device.online,
+        "registered_at": rfc3339(device.registered_at),
+        "last_seen": rfc3339(device.last_seen),
+        "os": device.os,
+        "arch": device.arch,
+        "client_version": device.client_version,
+        "revoked": device.revoked,
+    }
+
+
+def cmd_device_list(args: argparse.Namespace) -> None:
+    admin = Admin(load_session())
+    reply = admin.stub.ListDevices(
+        admin_pb2.ListDevicesRequest(username=args.user or "", online_only=args.online),
+        metadata=admin.metadata,
+        timeout=30,
+    )
+    rows = [device_json(d) for d in reply.devices]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["device_id", "user", "name", "online", "last_seen"])
+
+
+def cmd_device_revoke(args: argparse.Namespace) -> None:
+    admin = Admin(load_session())
+    admin.stub.RevokeDevice(
+        admin_pb2.RevokeDeviceRequest(device_id=args.device_id), metadata=admin.metadata, timeout=30
+    )
+    print(f"device {args.device_id} revoked")
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    admin = Admin(load_session())
+    reply = admin.stub.ListAudit(
+        admin_pb2.ListAuditRequest(action=args.action or "", limit=args.limit),
+        metadata=admin.metadata,
+        timeout=30,
+    )
+    rows = [
+        {
+            "time": rfc3339(e.time),
+            "actor": e.actor,
+            "action": e.action,
+            "target": e.target,
+            "source_address": e.source_address,
+            "success": e.success,
+            "details": e.details,
+        }
+        for e in reply.events
+    ]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["time", "actor", "action", "target", "success", "details"])
+
+
+def _dispatch(device_id: str, command: control_pb2.Command, *, as_json: bool) -> None:
+    admin = Admin(load_session())
+    reply = admin.stub.Dispatch(
+        admin_pb2.DispatchRequest(device_id=device_id, command=command),
+        metadata=admin.metadata,
+        timeout=120,
+    )
+    if reply.error:
+        raise AdminCliError(reply.error)
+    if as_json:
+        print_json({"device_id": device_id, "result": reply.WhichOneof("result") or "done"})
+    else:
+        print(f"{command.WhichOneof('action')}: done on device {device_id}")
+
+
+def cmd_dispatch_simple(action: str) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        command = control_pb2.Command()
+        getattr(command, action).SetInParent()
+        _dispatch(args.device, command, as_json=args.json)
+
+    return run
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Administer a Comet Server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    login = sub.add_parser("login", help="log in as an administrator and store the session")
+    login.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8060/")
+    login.add_argument("--username", required=True)
+    login.add_argument("--password-stdin", action="store_true", required=True)
+    login.add_argument("--totp", help="two-factor code, if enabled")
+    login.set_defaults(func=cmd_login)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="sub", required=True)
+    add = user.add_parser("add", help="create a user")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", required=True)
+    add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    add.add_argument("--max-devices", type=int, default=0, help="0 = unlimited")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(func=cmd_user_add)
+    ls = user.add_parser("list", help="list users")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_user_list)
+    rm = user.add_parser("delete", help="delete a user and their devices")
+    rm.add_argument("name")
+    rm.set_defaults(func=cmd_user_delete)
+
+    device = sub.add_parser("device", help="manage devices").add_subparsers(
+        dest="sub", required=True
+    )
+    dls = device.add_parser("list", help="list registered devices")
+    dls.add_argument("--user")
+    dls.add_argument("--online", action="store_true", help="only live-connected devices")
+    dls.add_argument("--json", action="store_true")
+    dls.set_defaults(func=cmd_device_list)
+    revoke = device.add_parser("revoke", help="revoke a device")
+    revoke.add_argument("device_id")
+    revoke.set_defaults(func=cmd_device_revoke)
+
+    audit = sub.add_parser("audit", help="show the audit log")
+    audit.add_argument("--action", help="e.g. login, user.add, device.revoke")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit)
+
+    dispatch = sub.add_parser("dispatch", help="send a command to a connected device")
+    dsub = dispatch.add_subparsers(dest="sub", required=True)
+    for name, action, text in (
+        ("refetch", "refetch_profile", "make the device fetch its profile again"),
+        ("drop", "drop_connection", "drop the live connection (the device reconnects)"),
+        ("disconnect", "disconnect", "log the device's agent out; it stops reconnecting"),
+    ):
+        p = dsub.add_parser(name, help=text)
+        p.add_argument("--device", required=True)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_dispatch_simple(action))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except grpc.RpcError as e:
+        return fail(PROG, rpc_error_message(e))
+    except (AdminCliError, AgentError) as e:
+        return fail(PROG, str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

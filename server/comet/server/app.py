@@ -1,0 +1,167 @@
+"""Assembles and runs one server instance: database, stores, gRPC services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from comet.server.clock import SystemClock
+from comet.server.config import ServerConfig
+from comet.server.embedded_postgres import EmbeddedPostgres
+from comet.server.errors import DatabaseSetupError
+from comet.server.rpc.admin_service import AdminService
+from comet.server.rpc.agent_service import AgentService
+from comet.server.rpc.auth_service import AuthService
+from comet.server.rpc.live import LiveRegistry
+from comet.server.store.accounts import AccountStore, LoginPolicy
+from comet.server.store.database import create_engine, migrate
+from comet.v1 import admin_pb2_grpc, control_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# Live connections idle for long stretches; keepalives let both ends notice a dead
+# peer, and 16 MiB messages leave room for large listings.
+GRPC_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+
+@dataclass
+class Database:
+    url: str
+    embedded: EmbeddedPostgres | None
+
+
+@contextlib.asynccontextmanager
+async def open_database(config: ServerConfig) -> AsyncIterator[Database]:
+    """The configured database, or the embedded one started (and later stopped) here."""
+    if config.database_url:
+        yield Database(config.database_url, None)
+        return
+    embedded = EmbeddedPostgres(config.data_dir)
+    url = await asyncio.to_thread(embedded.start)
+    try:
+        yield Database(url, embedded)
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise DatabaseSetupError(
+                f"another comet-server is already running with --data-dir {data_dir}"
+            ) from e
+        yield
+    finally:
+        os.close(fd)
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> str:
+    host, _, port_text = config.listen.rpartition(":")
+    host = host or "127.0.0.1"
+    if config.tls_cert and config.tls_key:
+        credentials = grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
+        )
+        port = server.add_secure_port(f"{host}:{port_text}", credentials)
+        scheme = "https"
+    else:
+        port = server.add_insecure_port(f"{host}:{port_text}")
+        scheme = "http"
+    if port == 0:
+        raise DatabaseSetupError(f"cannot listen on {config.listen}")
+    shown = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
+    return f"{scheme}://{shown}:{port}/"
+
+
+async def serve(config: ServerConfig, *, on_ready: Callable[[str], None]) -> None:
+    """Run until SIGTERM/SIGINT, then shut down cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    with data_dir_lock(config.data_dir):
+        async with open_database(config) as database:
+            await asyncio.to_thread(migrate, database.url)
+            engine = create_engine(database.url)
+            try:
+                await _run_services(config, engine, stop, on_ready)
+            finally:
+                await engine.dispose()
+
+
+async def _run_services(
+    config: ServerConfig,
+    engine: object,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None],
+) -> None:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    assert isinstance(engine, AsyncEngine)
+    instance_id = uuid.uuid4().hex
+    accounts = AccountStore(
+        engine,
+        SystemClock(),
+        LoginPolicy(
+            session_hours=config.session_hours,
+            max_failed_logins=config.max_failed_logins,
+            failed_login_window_seconds=config.failed_login_window_seconds,
+            online_after_seconds=config.heartbeat_seconds * 3,
+        ),
+    )
+    await accounts.server_secret("prelogin")
+    registry = LiveRegistry()
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    control_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(accounts), server)
+    control_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentService(
+            accounts,
+            registry,
+            instance_id=instance_id,
+            heartbeat_seconds=config.heartbeat_seconds,
+        ),
+        server,
+    )
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(accounts, registry), server)
+    url = _bind(server, config)
+    await server.start()
+    (config.data_dir / "server.url").write_text(url + "\n")
+    on_ready(url)
+    flusher = asyncio.create_task(_flush_seen(accounts, registry, config.heartbeat_seconds))
+    try:
+        await stop.wait()
+    finally:
+        flusher.cancel()
+        log.info("shutting down")
+        await server.stop(grace=2)
+
+
+async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int) -> None:
+    """Records last-seen times of live devices in batches, not one write per beat."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await accounts.mark_seen(registry.take_seen())
+        except Exception:  # the database may be briefly away; try next round
+            log.exception("could not record last-seen times")

@@ -1,0 +1,93 @@
+"""``comet-server``: serve, migrate, add-admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from comet.server.config import ServerConfig, default_data_dir
+from comet.server.errors import ServerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="comet-server", description="The Comet Server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server in the foreground")
+    _add_db_args(serve)
+    serve.add_argument("--listen", default="127.0.0.1:8060", help="HOST:PORT to listen on")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate (enables https)")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    serve.add_argument(
+        "--heartbeat-seconds", type=int, default=15, help="live-connection heartbeat interval"
+    )
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to the newest")
+    _add_db_args(migrate)
+
+    add_admin = sub.add_parser("add-admin", help="create an administrator in the database")
+    add_admin.add_argument("username")
+    add_admin.add_argument(
+        "--password-stdin", action="store_true", required=True, help="read the password from stdin"
+    )
+    _add_db_args(add_admin)
+    return parser
+
+
+def _add_db_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None, help="server data directory")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="use this PostgreSQL instead of the embedded one (postgresql://…)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    data_dir: Path = (args.data_dir or default_data_dir()).absolute()
+    try:
+        if args.command == "serve":
+            if (args.tls_cert is None) != (args.tls_key is None):
+                raise ServerError("--tls-cert and --tls-key go together")
+            config = ServerConfig(
+                data_dir=data_dir,
+                listen=args.listen,
+                database_url=args.database_url,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                heartbeat_seconds=args.heartbeat_seconds,
+            )
+            from comet.server.app import serve
+
+            asyncio.run(
+                serve(config, on_ready=lambda url: print(f"listening on {url}", flush=True))
+            )
+        elif args.command == "migrate":
+            from comet.server import bootstrap
+
+            bootstrap.migrate_only(data_dir, args.database_url)
+            print("database schema is up to date")
+        elif args.command == "add-admin":
+            from comet.server import bootstrap
+
+            password = sys.stdin.readline().rstrip("\n")
+            bootstrap.add_admin(data_dir, args.database_url, args.username, password)
+            print(f"administrator {args.username!r} created")
+    except ServerError as e:
+        print(f"comet-server: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The server's error root. Each subclass has a stable ``code``; the rpc layer maps
+them to gRPC status codes in one place (``comet.server.rpc.errors``)."""
+
+from __future__ import annotations
+
+
+class ServerError(Exception):
+    code = "server"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequestError(ServerError):
+    code = "invalid_request"
+
+
+class AuthenticationError(ServerError):
+    code = "unauthenticated"
+
+
+class ThrottledError(ServerError):
+    code = "throttled"
+
+
+class PermissionDeniedError(ServerError):
+    code = "permission_denied"
+
+
+class NotFoundError(ServerError):
+    code = "not_found"
+
+
+class AlreadyExistsError(ServerError):
+    code = "already_exists"
+
+
+class ConflictError(ServerError):
+    code = "conflict"
+
+
+class LimitExceededError(ServerError):
+    code = "limit_exceeded"
+
+
+class DeviceOfflineError(ServerError):
+    code = "device_offline"
+
+
+class DatabaseSetupError(ServerError):
+    """The database could not be prepared (embedded PostgreSQL, migrations)."""
+
+    code = "database_setup"

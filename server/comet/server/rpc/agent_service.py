@@ -1,0 +1,107 @@
+"""AgentService: what a logged-in device calls, including its live connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from comet.server.errors import ServerError
+from comet.server.rpc import convert
+from comet.server.rpc.auth_context import Authenticator
+from comet.server.rpc.errors import ERROR_CODE_KEY, handles_errors, status_for
+from comet.server.rpc.live import LiveConnection, LiveRegistry
+from comet.server.store.accounts import AccountStore
+from comet.v1 import control_pb2, control_pb2_grpc
+
+log = logging.getLogger(__name__)
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class AgentService(control_pb2_grpc.AgentServiceServicer):
+    def __init__(
+        self,
+        accounts: AccountStore,
+        registry: LiveRegistry,
+        *,
+        instance_id: str,
+        heartbeat_seconds: int,
+    ) -> None:
+        self._accounts = accounts
+        self._auth = Authenticator(accounts)
+        self._registry = registry
+        self._instance_id = instance_id
+        self._heartbeat_seconds = heartbeat_seconds
+
+    @handles_errors
+    async def ListDevices(
+        self, request: control_pb2.ListAccountDevicesRequest, context: Ctx
+    ) -> control_pb2.ListAccountDevicesReply:
+        principal = await self._auth.device(context)
+        devices = await self._accounts.list_devices(user_id=principal.user_id)
+        return control_pb2.ListAccountDevicesReply(
+            devices=[convert.device_to_proto(d) for d in devices]
+        )
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[control_pb2.AgentMessage],
+        context: Ctx,
+    ) -> AsyncIterator[control_pb2.ServerMessage]:
+        try:
+            principal = await self._auth.device(context)
+        except ServerError as e:
+            context.set_trailing_metadata(((ERROR_CODE_KEY, e.code),))
+            await context.abort(status_for(e), e.message)
+        assert principal.device_id is not None
+        connection = LiveConnection(device_id=principal.device_id, user_id=principal.user_id)
+        self._registry.register(connection)
+        await self._accounts.mark_connected(connection.device_id, self._instance_id)
+        reader = asyncio.create_task(self._read(request_iterator, connection))
+        beat = asyncio.create_task(self._heartbeat(connection))
+        log.info("device %s connected", connection.device_id)
+        try:
+            yield control_pb2.ServerMessage(
+                accepted=control_pb2.ConnectionAccepted(
+                    server_instance=self._instance_id, heartbeat_seconds=self._heartbeat_seconds
+                )
+            )
+            while True:
+                message = await connection.outbox.get()
+                if message is None:
+                    break
+                yield message
+        finally:
+            reader.cancel()
+            beat.cancel()
+            if self._registry.unregister(connection):
+                connection.close()
+            with contextlib.suppress(Exception):
+                await self._accounts.mark_disconnected(connection.device_id, self._instance_id)
+            log.info("device %s disconnected", connection.device_id)
+
+    async def _read(
+        self, messages: AsyncIterator[control_pb2.AgentMessage], connection: LiveConnection
+    ) -> None:
+        try:
+            async for message in messages:
+                connection.seen = True
+                if message.HasField("reply"):
+                    connection.resolve(message.reply)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+        finally:
+            # The agent closed its side: end the response stream too.
+            connection.outbox.put_nowait(None)
+
+    async def _heartbeat(self, connection: LiveConnection) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_seconds)
+            connection.outbox.put_nowait(
+                control_pb2.ServerMessage(
+                    heartbeat=control_pb2.Heartbeat(time=convert.timestamp(None))
+                )
+            )

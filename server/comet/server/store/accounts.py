@@ -1,0 +1,533 @@
+"""Users, devices, sessions, the audit log and shared server secrets."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import IntEnum
+
+from comet.agent.credentials import KdfParams
+from comet.server import passwords
+from comet.server.clock import Clock
+from comet.server.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    InvalidRequestError,
+    LimitExceededError,
+    NotFoundError,
+    ThrottledError,
+)
+from comet.server.store.models import AuditEvent, Device, ServerSetting, Session, User
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,255}$")
+
+
+class Role(IntEnum):
+    """Account roles; values match ``comet.v1.AdminRole``."""
+
+    USER = 1
+    SUPER_ADMIN = 2
+    OPERATOR = 3
+    AUDITOR = 4
+
+    @property
+    def is_admin(self) -> bool:
+        return self is not Role.USER
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    user_id: str
+    username: str
+    role: Role
+    max_devices: int
+    created_at: datetime
+    device_count: int
+    policy_id: str | None
+    totp_enabled: bool
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    device_id: str
+    username: str
+    name: str
+    os: str
+    arch: str
+    timezone: str
+    client_version: str
+    registered_at: datetime
+    last_seen: datetime | None
+    online: bool
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    os: str = ""
+    arch: str = ""
+    timezone: str = ""
+    client_version: str = ""
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user_id: str
+    role: Role
+    session_token: str
+    expires_at: datetime
+    device_id: str = ""
+    device_token: str = ""
+    device_registered_now: bool = False
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user or admin session, or a device."""
+
+    user_id: str
+    username: str
+    role: Role
+    device_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    session_hours: int = 12
+    max_failed_logins: int = 5
+    failed_login_window_seconds: int = 900
+    online_after_seconds: int = 45
+
+
+def check_username(username: str) -> str:
+    if not USERNAME_RE.match(username):
+        raise InvalidRequestError("a username is 1-255 characters of letters, digits and _ . @ -")
+    return username
+
+
+class AccountStore:
+    def __init__(self, engine: AsyncEngine, clock: Clock, policy: LoginPolicy) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._clock = clock
+        self._policy = policy
+
+    # ------------------------------------------------------------------ users
+
+    async def create_user(
+        self,
+        username: str,
+        kdf: KdfParams,
+        auth_key: bytes,
+        *,
+        role: Role = Role.USER,
+        max_devices: int = 0,
+    ) -> UserRecord:
+        check_username(username)
+        if len(auth_key) != 32:
+            raise InvalidRequestError("the authentication key must be 32 bytes")
+        stored = passwords.hash_auth_key(auth_key)
+        user = User(
+            id=str(uuid.uuid4()),
+            username=username,
+            role=int(role),
+            kdf=passwords.kdf_to_json(kdf),
+            auth_hash=stored.auth_hash,
+            auth_salt=stored.auth_salt,
+            max_devices=max_devices,
+            created_at=self._clock.now(),
+            profile={},
+            profile_version=1,
+        )
+        async with self._sessions() as s:
+            s.add(user)
+            try:
+                await s.commit()
+            except IntegrityError as e:
+                raise AlreadyExistsError(f"user {username!r} already exists") from e
+        return _user_record(user, 0)
+
+    async def list_users(self) -> list[UserRecord]:
+        async with self._sessions() as s:
+            counts = (
+                select(Device.user_id, func.count().label("n"))
+                .where(Device.revoked_at.is_(None))
+                .group_by(Device.user_id)
+                .subquery()
+            )
+            rows = await s.execute(
+                select(User, func.coalesce(counts.c.n, 0))
+                .outerjoin(counts, counts.c.user_id == User.id)
+                .order_by(User.username)
+            )
+            return [_user_record(user, int(n)) for user, n in rows.all()]
+
+    async def delete_user(self, username: str) -> None:
+        async with self._sessions() as s:
+            result = await s.execute(delete(User).where(User.username == username))
+            await s.commit()
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFoundError(f"no user named {username!r}")
+
+    async def user_id(self, username: str) -> str:
+        async with self._sessions() as s:
+            found = await s.scalar(select(User.id).where(User.username == username))
+        if found is None:
+            raise NotFoundError(f"no user named {username!r}")
+        return found
+
+    # ------------------------------------------------------------------ login
+
+    async def prelogin(self, username: str) -> KdfParams:
+        async with self._sessions() as s:
+            kdf = await s.scalar(select(User.kdf).where(User.username == username))
+        if kdf is None:
+            return passwords.decoy_kdf(await self.server_secret("prelogin"), username)
+        return passwords.kdf_from_json(kdf)
+
+    async def login(
+        self,
+        username: str,
+        auth_key: bytes,
+        *,
+        source: str,
+        admin_session: bool,
+        device_id: str = "",
+        registration: Registration | None = None,
+    ) -> LoginResult:
+        """Check the key and open a session; agents also get (or register) a device.
+
+        Throttled per account and per source address; every outcome is audited."""
+        await self._check_throttle(username, source)
+        async with self._sessions() as s:
+            user = await s.scalar(select(User).where(User.username == username))
+        ok = user is not None and passwords.verify_auth_key(
+            auth_key, passwords.StoredSecret(user.auth_hash, user.auth_salt)
+        )
+        if user is None or not ok:
+            await self.audit(
+                username,
+                "login",
+                username,
+                source=source,
+                success=False,
+                details="wrong username or password",
+            )
+            raise AuthenticationError("wrong username or password")
+        role = Role(user.role)
+        if admin_session and not role.is_admin:
+            await self.audit(
+                username,
+                "login",
+                username,
+                source=source,
+                success=False,
+                details="not an administrator",
+            )
+            raise AuthenticationError(f"{username!r} is not an administrator")
+        now = self._clock.now()
+        token = passwords.new_token()
+        expires = now + timedelta(hours=self._policy.session_hours)
+        result = LoginResult(user.id, role, token, expires)
+        async with self._sessions() as s:
+            s.add(
+                Session(
+                    token_hash=passwords.token_hash(token),
+                    user_id=user.id,
+                    is_admin=admin_session,
+                    created_at=now,
+                    expires_at=expires,
+                )
+            )
+            if not admin_session:
+                result = await self._attach_device(s, user, result, device_id, registration)
+            await s.commit()
+        await self.audit(
+            username,
+            "login",
+            username,
+            source=source,
+            success=True,
+            details="admin" if admin_session else f"device {result.device_id}",
+        )
+        if result.device_registered_now:
+            await self.audit(
+                username, "device.register", result.device_id, source=source, success=True
+            )
+        return result
+
+    async def _attach_device(
+        self,
+        s: AsyncSession,
+        user: User,
+        result: LoginResult,
+        device_id: str,
+        registration: Registration | None,
+    ) -> LoginResult:
+        device_token = passwords.new_token()
+        if device_id:
+            device = await s.get(Device, device_id)
+            if device is not None and device.user_id == user.id and device.revoked_at is None:
+                # A fresh login rotates the device credential; the old one stops working.
+                device.token_hash = passwords.token_hash(device_token)
+                return _with_device(result, device.id, device_token, registered=False)
+            if device is not None and device.revoked_at is not None:
+                raise AuthenticationError(
+                    "this device was revoked by an administrator; it cannot log in again "
+                    "with its old registration"
+                )
+        if user.max_devices:
+            count = await s.scalar(
+                select(func.count())
+                .select_from(Device)
+                .where(Device.user_id == user.id, Device.revoked_at.is_(None))
+            )
+            if (count or 0) >= user.max_devices:
+                raise LimitExceededError(
+                    f"{user.username!r} already has {count} devices, the most allowed; "
+                    "ask an administrator to revoke one or raise the limit"
+                )
+        reg = registration or Registration(name="device")
+        device = Device(
+            id=str(uuid.uuid4()),
+            user_id=user.id,
+            name=reg.name or "device",
+            os=reg.os,
+            arch=reg.arch,
+            timezone=reg.timezone,
+            client_version=reg.client_version,
+            registered_at=self._clock.now(),
+            token_hash=passwords.token_hash(device_token),
+        )
+        s.add(device)
+        return _with_device(result, device.id, device_token, registered=True)
+
+    async def _check_throttle(self, username: str, source: str) -> None:
+        since = self._clock.now() - timedelta(seconds=self._policy.failed_login_window_seconds)
+        limit = self._policy.max_failed_logins
+        async with self._sessions() as s:
+            base = (
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(
+                    AuditEvent.action == "login",
+                    AuditEvent.success.is_(False),
+                    AuditEvent.time >= since,
+                )
+            )
+            by_account = await s.scalar(base.where(AuditEvent.target == username)) or 0
+            by_source = 0
+            if source:
+                by_source = await s.scalar(base.where(AuditEvent.source_address == source)) or 0
+        # A source may try several accounts, but not endlessly.
+        if by_account >= limit or by_source >= limit * 4:
+            await self.audit(
+                username, "login", username, source=source, success=False, details="throttled"
+            )
+            minutes = self._policy.failed_login_window_seconds // 60
+            raise ThrottledError(f"too many failed logins; try again in {minutes} minutes")
+
+    # ------------------------------------------------------------------ credentials
+
+    async def authenticate_session(self, token: str, *, admin: bool) -> Principal:
+        now = self._clock.now()
+        async with self._sessions() as s:
+            row = (
+                await s.execute(
+                    select(Session, User)
+                    .join(User, User.id == Session.user_id)
+                    .where(Session.token_hash == passwords.token_hash(token))
+                )
+            ).first()
+        if row is None:
+            raise AuthenticationError("not logged in (unknown session): log in again")
+        session, user = row
+        if session.revoked_at is not None or session.expires_at <= now:
+            raise AuthenticationError("the session has expired: log in again")
+        if admin and not session.is_admin:
+            raise AuthenticationError("this call needs an administrator session")
+        return Principal(user.id, user.username, Role(user.role))
+
+    async def authenticate_device(self, token: str) -> Principal:
+        async with self._sessions() as s:
+            row = (
+                await s.execute(
+                    select(Device, User)
+                    .join(User, User.id == Device.user_id)
+                    .where(Device.token_hash == passwords.token_hash(token))
+                )
+            ).first()
+        if row is None:
+            raise AuthenticationError("unknown device credential: log this device in again")
+        device, user = row
+        if device.revoked_at is not None:
+            raise AuthenticationError("this device was revoked by an administrator")
+        return Principal(user.id, user.username, Role(user.role), device_id=device.id)
+
+    async def revoke_session(self, token: str) -> None:
+        async with self._sessions() as s:
+            await s.execute(
+                update(Session)
+                .where(Session.token_hash == passwords.token_hash(token))
+                .values(revoked_at=self._clock.now())
+            )
+            await s.commit()
+
+    # ------------------------------------------------------------------ devices
+
+    async def list_devices(
+        self, *, username: str | None = None, user_id: str | None = None, online_only: bool = False
+    ) -> list[DeviceRecord]:
+        query = select(Device, User.username).join(User, User.id == Device.user_id)
+        if username is not None:
+            query = query.where(User.username == username)
+        if user_id is not None:
+            query = query.where(User.id == user_id)
+        async with self._sessions() as s:
+            rows = (await s.execute(query.order_by(Device.registered_at))).all()
+        records = [self._device_record(device, name) for device, name in rows]
+        return [r for r in records if r.online] if online_only else records
+
+    async def revoke_device(self, device_id: str) -> str:
+        """Revoke a device; returns its owner's username."""
+        async with self._sessions() as s:
+            device = await s.get(Device, device_id)
+            if device is None:
+                raise NotFoundError(f"no device {device_id!r}")
+            device.revoked_at = self._clock.now()
+            device.connected_instance = None
+            owner = await s.scalar(select(User.username).where(User.id == device.user_id))
+            await s.commit()
+        return owner or ""
+
+    async def mark_connected(self, device_id: str, instance: str) -> None:
+        async with self._sessions() as s:
+            await s.execute(
+                update(Device)
+                .where(Device.id == device_id)
+                .values(connected_instance=instance, last_seen=self._clock.now())
+            )
+            await s.commit()
+
+    async def mark_seen(self, device_ids: list[str]) -> None:
+        if not device_ids:
+            return
+        async with self._sessions() as s:
+            await s.execute(
+                update(Device).where(Device.id.in_(device_ids)).values(last_seen=self._clock.now())
+            )
+            await s.commit()
+
+    async def mark_disconnected(self, device_id: str, instance: str) -> None:
+        async with self._sessions() as s:
+            await s.execute(
+                update(Device)
+                .where(Device.id == device_id, Device.connected_instance == instance)
+                .values(connected_instance=None, last_seen=self._clock.now())
+            )
+            await s.commit()
+
+    def _device_record(self, device: Device, username: str) -> DeviceRecord:
+        online = (
+            device.connected_instance is not None
+            and device.revoked_at is None
+            and device.last_seen is not None
+            and device.last_seen
+            >= self._clock.now() - timedelta(seconds=self._policy.online_after_seconds)
+        )
+        return DeviceRecord(
+            device_id=device.id,
+            username=username,
+            name=device.name,
+            os=device.os,
+            arch=device.arch,
+            timezone=device.timezone,
+            client_version=device.client_version,
+            registered_at=device.registered_at,
+            last_seen=device.last_seen,
+            online=online,
+            revoked=device.revoked_at is not None,
+        )
+
+    # ------------------------------------------------------------------ audit, secrets
+
+    async def audit(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        *,
+        source: str = "",
+        success: bool = True,
+        details: str = "",
+    ) -> None:
+        async with self._sessions() as s:
+            s.add(
+                AuditEvent(
+                    time=self._clock.now(),
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    source_address=source,
+                    success=success,
+                    details=details,
+                )
+            )
+            await s.commit()
+
+    async def list_audit(self, *, action: str = "", limit: int = 100) -> list[AuditEvent]:
+        query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit or 100)
+        if action:
+            query = query.where(AuditEvent.action == action)
+        async with self._sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def server_secret(self, name: str) -> bytes:
+        """A random secret shared by every instance, created on first use."""
+        key = f"secret:{name}"
+        async with self._sessions() as s:
+            value = await s.scalar(select(ServerSetting.value).where(ServerSetting.key == key))
+            if value is not None:
+                return value
+            s.add(ServerSetting(key=key, value=os.urandom(32)))
+            try:
+                await s.commit()
+            except IntegrityError:
+                await s.rollback()  # another instance created it first
+        async with self._sessions() as s:
+            stored = await s.scalar(select(ServerSetting.value).where(ServerSetting.key == key))
+        assert stored is not None
+        return stored
+
+
+def _user_record(user: User, device_count: int) -> UserRecord:
+    return UserRecord(
+        user_id=user.id,
+        username=user.username,
+        role=Role(user.role),
+        max_devices=user.max_devices,
+        created_at=user.created_at,
+        device_count=device_count,
+        policy_id=user.policy_id,
+        totp_enabled=user.totp_secret is not None,
+    )
+
+
+def _with_device(
+    result: LoginResult, device_id: str, token: str, *, registered: bool
+) -> LoginResult:
+    return LoginResult(
+        user_id=result.user_id,
+        role=result.role,
+        session_token=result.session_token,
+        expires_at=result.expires_at,
+        device_id=device_id,
+        device_token=token,
+        device_registered_now=registered,
+    )
