@@ -79,9 +79,7 @@ def check_range(key: str, size: int, offset: int, length: int | None) -> int:
         raise ValueError(f"negative range offset={offset} length={length}")
     end = size if length is None else offset + length
     if offset > size or end > size:
-        raise StorageError(
-            f"range [{offset}, {end}) is beyond the end of {key!r} ({size} bytes)"
-        )
+        raise StorageError(f"range [{offset}, {end}) is beyond the end of {key!r} ({size} bytes)")
     return end - offset
 
 

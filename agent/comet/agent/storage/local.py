@@ -6,6 +6,7 @@ first put below them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -79,7 +80,8 @@ class LocalStorage:
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
             except BaseException:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # keep the original error
+                    tmp.unlink(missing_ok=True)
                 raise
             _fsync_dir(path.parent)
         except OSError as e:

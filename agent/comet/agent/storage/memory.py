@@ -43,7 +43,9 @@ class MemoryStorage:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
         with self._lock:
-            found = [ObjectInfo(k, len(v)) for k, v in self._objects.items() if k.startswith(prefix)]
+            found = [
+                ObjectInfo(k, len(v)) for k, v in self._objects.items() if k.startswith(prefix)
+            ]
         return iter(found)
 
     def close(self) -> None:

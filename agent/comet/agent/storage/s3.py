@@ -6,6 +6,7 @@ retries, and this module only says which failures are worth retrying.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from botocore.exceptions import (
     ClientError,
     ConnectionError,
     HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     SSLError,
 )
@@ -51,6 +53,19 @@ _ACCESS_CODES = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 )
 
+# Building a boto3 Session loads the service models (~0.1 s), so all S3Storage objects
+# share one. Sessions are not thread-safe, hence the lock around making clients; the
+# clients themselves are.
+_SESSION_LOCK = threading.Lock()
+_SESSION: boto3.session.Session | None = None
+
+
+def _session() -> boto3.session.Session:
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = boto3.session.Session()
+    return _SESSION
+
 
 @dataclass(frozen=True)
 class S3Config:
@@ -67,6 +82,7 @@ class S3Config:
     create_bucket: bool = False
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    list_page_size: int = 1000  # some S3-compatible services allow fewer keys per page
 
 
 class S3Storage:
@@ -80,24 +96,26 @@ class S3Storage:
         check_prefix(prefix)
         self._prefix = prefix
         self._bucket = config.bucket
-        self._client: S3Client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=config.endpoint_url,
-            aws_access_key_id=config.access_key,
-            aws_secret_access_key=config.secret_key,
-            region_name=config.region,
-            config=Config(
-                s3={"addressing_style": "path"},
-                connect_timeout=config.connect_timeout,
-                read_timeout=config.read_timeout,
-                retries={"total_max_attempts": 1},
-                max_pool_connections=16,
-                # Many S3-compatible servers reject the checksum trailers newer botocore
-                # sends by default; the repository format verifies its own hashes.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
-        )
+        self._client: S3Client
+        with _SESSION_LOCK:
+            self._client = _session().client(
+                "s3",
+                endpoint_url=config.endpoint_url,
+                aws_access_key_id=config.access_key,
+                aws_secret_access_key=config.secret_key,
+                region_name=config.region,
+                config=Config(
+                    s3={"addressing_style": "path"},
+                    connect_timeout=config.connect_timeout,
+                    read_timeout=config.read_timeout,
+                    retries={"total_max_attempts": 1},
+                    max_pool_connections=16,
+                    # Many S3-compatible servers reject the checksum trailers newer botocore
+                    # sends by default; the repository format verifies its own hashes.
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                ),
+            )
         if config.create_bucket:
             self._create_bucket()
 
@@ -127,7 +145,7 @@ class S3Storage:
         name = self._name(key)
         if offset < 0 or (length is not None and length < 0):
             raise ValueError(f"negative range offset={offset} length={length}")
-        if length == 0 or offset > 0 and length is None:
+        if length == 0 or (offset > 0 and length is None):
             # S3 answers an empty range (or one starting at the end) with 416, and a
             # range past the end with a silently shortened body: check against the size.
             size = self.stat(key).size
@@ -183,7 +201,12 @@ class S3Storage:
         cut = len(self._prefix)
         paginator = self._client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + prefix):
+            pages = paginator.paginate(
+                Bucket=self._bucket,
+                Prefix=self._prefix + prefix,
+                PaginationConfig={"PageSize": self.config.list_page_size},
+            )
+            for page in pages:
                 for item in page.get("Contents", []):
                     yield ObjectInfo(item["Key"][cut:], item["Size"])
         except (ClientError, BotoCoreError) as e:
@@ -219,7 +242,7 @@ class S3Storage:
             return StorageError("no S3 credentials configured for the vault")
         if isinstance(e, SSLError):
             return StorageError(f"TLS failure talking to {self.config.endpoint_url}: {e}")
-        if isinstance(e, ConnectionError | HTTPClientError):
+        if isinstance(e, ConnectionError | HTTPClientError | IncompleteReadError):
             return TransientStorageError(f"cannot {action} {key!r} in {where}: {e}")
         return StorageError(f"cannot {action} {key!r} in {where}: {e}")
 

@@ -1,0 +1,80 @@
+"""LocalStorage beyond the shared contract: crash safety and OS error mapping."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from comet.agent.storage.base import TEMP_MARKER, ObjectNotFoundError, StorageError
+from comet.agent.storage.local import LocalStorage
+
+
+def test_crash_during_put_leaves_no_visible_object(tmp_path: Path) -> None:
+    root = tmp_path / "vault"
+    LocalStorage(root).put("data/aa/old", b"old")
+    # A real process dies (os._exit, no cleanup) right after the data is written to
+    # the temp file and before the rename.
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from comet.agent.storage.local import LocalStorage
+
+        os.fsync = lambda fd: os._exit(17)
+        storage = LocalStorage(Path({str(root)!r}))
+        storage.put("data/aa/new", b"n" * 100_000)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], timeout=30)
+    assert result.returncode == 17
+    leftovers = [p.name for p in (root / "data" / "aa").iterdir()]
+    assert any(TEMP_MARKER in name for name in leftovers), "the crash happened mid-put"
+
+    storage = LocalStorage(root)
+    assert {info.key for info in storage.list()} == {"data/aa/old"}
+    with pytest.raises(ObjectNotFoundError):
+        storage.get("data/aa/new")
+    with pytest.raises(ObjectNotFoundError):
+        storage.stat("data/aa/new")
+
+
+def test_disk_full_is_reported_and_cleaned_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.put("k", b"old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StorageError, match="disk is full") as info:
+        storage.put("k", b"new")
+    assert isinstance(info.value.__cause__, OSError)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["k"]
+    assert storage.get("k") == b"old"
+
+
+def test_root_and_parents_are_created_on_first_put(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "not" / "yet")
+    assert list(storage.list()) == []
+    storage.put("a/b/c", b"x")
+    assert (tmp_path / "not" / "yet" / "a" / "b" / "c").read_bytes() == b"x"
+
+
+def test_key_below_an_object_is_an_error(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.put("a", b"file")
+    with pytest.raises(StorageError) as info:
+        storage.put("a/b", b"x")
+    assert not isinstance(info.value, ObjectNotFoundError)
+    with pytest.raises(ObjectNotFoundError):
+        storage.get("a/b")
+    storage.delete("a/b")
