@@ -1,0 +1,369 @@
+"""The archiver: walks a source, stores file content and directory trees as blobs, and
+returns the root tree id. Per-file problems become warnings; repository, storage and
+cancellation errors propagate.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import stat
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import IO
+
+from comet.agent.backup.metadata import node_from_stat, node_type, read_xattrs
+from comet.agent.backup.options import FilesSource, ProgramSource
+from comet.agent.cancel import CancelToken
+from comet.agent.errors import ProgramFailedError, RepositoryError, SourceError
+from comet.agent.reporter import BackupReporter, JobWarning
+from comet.agent.repository.blob_writer import BlobWriter
+from comet.agent.repository.format import BlobType
+from comet.agent.repository.repository import Repository
+from comet.agent.repository.tree import Node, NodeType, Tree
+
+_STDERR_KEEP = 4096
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+# An include trie: name -> sub-trie, or None where a whole include path starts.
+_Trie = dict[str, "_Trie | None"]
+
+
+def _build_trie(includes: Sequence[str]) -> _Trie | None:
+    """Returns None when ``/`` itself is included."""
+    trie: _Trie = {}
+    for raw in includes:
+        if not os.path.isabs(raw):
+            raise SourceError(f"include path {raw!r} is not absolute")
+        parts = [p for p in os.path.normpath(raw).split("/") if p]
+        if not parts:
+            return None
+        level = trie
+        for i, part in enumerate(parts):
+            if i == len(parts) - 1:
+                level[part] = None
+                break
+            sub = level.get(part, {})
+            if sub is None:
+                break  # an enclosing path is already included
+            level[part] = sub
+            level = sub
+    return trie
+
+
+def _child(tree: Tree | None, name: str) -> Node | None:
+    if tree is None:
+        return None
+    for node in tree.nodes:
+        if node.name == name:
+            return node
+    return None
+
+
+class Archiver:
+    """One backup's walk. Not thread-safe; sealing and uploads run inside the writer."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        writer: BlobWriter,
+        *,
+        rescan_unchanged: bool,
+        reporter: BackupReporter,
+        cancel: CancelToken,
+    ) -> None:
+        self._repo = repo
+        self._writer = writer
+        self._rescan = rescan_unchanged
+        self._reporter = reporter
+        self._cancel = cancel
+        self._chunker = repo.new_chunker()
+        self._hardlinks: dict[tuple[int, int], tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
+        self._excludes: tuple[str, ...] = ()
+        self._regexes: tuple[re.Pattern[str], ...] = ()
+        self.warnings: list[JobWarning] = []
+        self.files = 0
+        self.dirs = 0
+        self.total_bytes = 0
+        self.bytes_read = 0
+        self.blobs = 0
+
+    def warn(self, path: str, message: str) -> None:
+        warning = JobWarning(path, message)
+        self.warnings.append(warning)
+        self._reporter.warning(warning)
+
+    # --- sources --------------------------------------------------------------------
+
+    def save_files(self, source: FilesSource, parent_root: Tree | None) -> bytes:
+        """Store the included paths; return the root tree id (absolute-path layout)."""
+        self._excludes = tuple(source.excludes)
+        try:
+            self._regexes = tuple(re.compile(r) for r in source.exclude_regexes)
+        except re.error as e:
+            raise SourceError(f"invalid exclude regex: {e}") from e
+        if not source.includes:
+            raise SourceError("nothing to back up: no include paths")
+        trie = _build_trie(source.includes)
+        if trie is None:
+            return self._save_children("/", (), parent_root)
+        return self._save_trie("/", (), trie, parent_root)
+
+    def save_program(self, source: ProgramSource) -> bytes:
+        """Store a command's stdout as one file; return the root tree id."""
+        name = source.save_as
+        if not name or name in (".", "..") or "/" in name or "\0" in name:
+            raise SourceError(f"invalid file name for program output: {name!r}")
+        shell = isinstance(source.command, str)
+        try:
+            proc = subprocess.Popen(
+                source.command,
+                shell=shell,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+            )
+        except OSError as e:
+            raise ProgramFailedError(f"cannot start {source.command!r}: {e.strerror}") from e
+        assert proc.stdout is not None and proc.stderr is not None
+        stderr = bytearray()
+        drain = threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True)
+        drain.start()
+        try:
+            out_fd = proc.stdout.fileno()
+            content, size = self._chunk_stream(lambda buf: os.readv(out_fd, [buf]), name)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            drain.join()
+            raise
+        status = proc.wait()
+        drain.join()
+        message = stderr.decode(errors="replace").strip()
+        if status != 0:
+            detail = f": {message[-500:]}" if message else ""
+            raise ProgramFailedError(
+                f"program {source.command!r} exited with status {status}{detail}"
+            )
+        if message:
+            self.warn(name, f"the program wrote to stderr: {message[-1000:]}")
+        now = self._repo.now_ns()
+        self.files = 1
+        self.total_bytes = size
+        node = Node(
+            name=name,
+            type=NodeType.FILE,
+            mode=0o600,
+            uid=os.getuid(),
+            gid=os.getgid(),
+            mtime_ns=now,
+            ctime_ns=now,
+            size=size,
+            content=tuple(content),
+        )
+        return self._store_tree([node])
+
+    # --- walking --------------------------------------------------------------------
+
+    def _excluded(self, path: str, name: str) -> bool:
+        for glob in self._excludes:
+            if fnmatch.fnmatchcase(path, glob) or fnmatch.fnmatchcase(name, glob):
+                return True
+        return any(r.search(path) for r in self._regexes)
+
+    def _parent_tree(self, pnode: Node | None, path: str) -> Tree | None:
+        if pnode is None or pnode.type != NodeType.DIR or pnode.subtree is None:
+            return None
+        try:
+            return self._repo.load_tree(pnode.subtree)
+        except RepositoryError as e:
+            self.warn(path, f"previous snapshot's directory is unreadable, rescanning: {e}")
+            return None
+
+    def _save_trie(
+        self, dirpath: str, comps: tuple[str, ...], trie: _Trie, parent: Tree | None
+    ) -> bytes:
+        nodes = []
+        for name in sorted(trie):
+            self._cancel.check()
+            path = os.path.join(dirpath, name)
+            sub = trie[name]
+            pnode = _child(parent, name)
+            if sub is None:
+                node = self._save_path(path, (*comps, name), name, pnode)
+            else:
+                try:
+                    st = os.stat(path)
+                except OSError as e:
+                    self.warn(path, f"cannot read include path's parent: {e.strerror}")
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    self.warn(path, "is not a directory; includes below it are skipped")
+                    continue
+                self.dirs += 1
+                subtree = self._save_trie(path, (*comps, name), sub, self._parent_tree(pnode, path))
+                node = replace(node_from_stat(name, st, NodeType.DIR), subtree=subtree)
+            if node is not None:
+                nodes.append(node)
+        return self._store_tree(nodes)
+
+    def _save_children(self, path: str, comps: tuple[str, ...], parent: Tree | None) -> bytes:
+        try:
+            with os.scandir(path) as it:
+                names = sorted(entry.name for entry in it)
+        except OSError as e:
+            self.warn(path, f"cannot list directory: {e.strerror}")
+            names = []
+        nodes = []
+        for name in names:
+            self._cancel.check()
+            child = os.path.join(path, name)
+            if self._excluded(child, name):
+                continue
+            node = self._save_path(child, (*comps, name), name, _child(parent, name))
+            if node is not None:
+                nodes.append(node)
+        return self._store_tree(nodes)
+
+    def _save_path(
+        self, path: str, comps: tuple[str, ...], name: str, pnode: Node | None
+    ) -> Node | None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self.warn(path, "vanished before it could be backed up")
+            return None
+        except OSError as e:
+            self.warn(path, f"cannot read metadata: {e.strerror}")
+            return None
+        kind = node_type(st)
+        if kind is None:
+            self.warn(path, "unknown file type, skipped")
+            return None
+        node = node_from_stat(name, st, kind)
+        xattrs, problem = read_xattrs(path)
+        if problem:
+            self.warn(path, problem)
+        if xattrs:
+            node = replace(node, xattrs=xattrs)
+        if kind == NodeType.DIR:
+            self.dirs += 1
+            subtree = self._save_children(path, comps, self._parent_tree(pnode, path))
+            return replace(node, subtree=subtree)
+        if kind == NodeType.SYMLINK:
+            try:
+                return replace(node, target=os.readlink(path))
+            except OSError as e:
+                self.warn(path, f"cannot read symlink: {e.strerror}")
+                return None
+        if kind == NodeType.FILE:
+            return self._save_file(path, comps, st, node, pnode)
+        return node  # fifos, devices, sockets: metadata only, never opened
+
+    def _save_file(
+        self,
+        path: str,
+        comps: tuple[str, ...],
+        st: os.stat_result,
+        node: Node,
+        pnode: Node | None,
+    ) -> Node | None:
+        link_key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and (first := self._hardlinks.get(link_key)) is not None:
+            self.files += 1
+            return replace(node, link=first[0], content=first[1])
+        if not self._rescan and self._unchanged(st, pnode):
+            assert pnode is not None
+            content = pnode.content
+            self._reporter.file_unchanged(path, st.st_size)
+            self.blobs += len(content)
+        else:
+            result = self._read_file(path, st)
+            if result is None:
+                return None
+            content, size = result
+            node = replace(node, size=size)
+        self.files += 1
+        self.total_bytes += node.size
+        if st.st_nlink > 1:
+            self._hardlinks[link_key] = (comps, content)
+        return replace(node, content=content)
+
+    def _unchanged(self, st: os.stat_result, pnode: Node | None) -> bool:
+        return (
+            pnode is not None
+            and pnode.type == NodeType.FILE
+            and pnode.link is None
+            and pnode.size == st.st_size
+            and pnode.mtime_ns == st.st_mtime_ns
+            and pnode.ctime_ns == st.st_ctime_ns
+            and pnode.inode == st.st_ino
+            and all(self._writer.has(blob_id) for blob_id in pnode.content)
+        )
+
+    def _read_file(self, path: str, st: os.stat_result) -> tuple[tuple[bytes, ...], int] | None:
+        try:
+            try:
+                fd = os.open(path, _OPEN_FLAGS | _NOATIME)
+            except PermissionError:
+                fd = os.open(path, _OPEN_FLAGS)  # O_NOATIME needs ownership
+        except FileNotFoundError:
+            self.warn(path, "vanished before it could be read")
+            return None
+        except OSError as e:
+            self.warn(path, f"cannot open: {e.strerror}")
+            return None
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode) or before.st_ino != st.st_ino:
+                self.warn(path, "was replaced while being backed up, skipped")
+                return None
+            self._reporter.file_started(path, before.st_size)
+            content, size = self._chunk_stream(lambda buf: os.readv(fd, [buf]), path)
+            after = os.fstat(fd)
+            if after.st_size != size or after.st_mtime_ns != before.st_mtime_ns:
+                self.warn(path, "changed while being read; the stored copy may be inconsistent")
+        except OSError as e:
+            self.warn(path, f"read error: {e.strerror}")
+            return None
+        finally:
+            os.close(fd)
+        return tuple(content), size
+
+    def _chunk_stream(
+        self, read_into: Callable[[memoryview], int], path: str
+    ) -> tuple[list[bytes], int]:
+        content: list[bytes] = []
+        size = 0
+        sealer = self._repo.sealer
+        for chunk in self._chunker.chunks(read_into):
+            self._cancel.check()
+            blob_id = sealer.blob_id(BlobType.DATA, chunk)
+            if not self._writer.has(blob_id):
+                self._writer.add(BlobType.DATA, blob_id, chunk.tobytes())
+            content.append(blob_id)
+            size += len(chunk)
+            self.blobs += 1
+            self.bytes_read += len(chunk)
+            self._reporter.bytes_read(len(chunk))
+        return content, size
+
+    def _store_tree(self, nodes: list[Node]) -> bytes:
+        data = Tree(tuple(nodes)).encode()
+        tree_id = self._repo.sealer.blob_id(BlobType.TREE, data)
+        self._writer.add(BlobType.TREE, tree_id, data)
+        self.blobs += 1
+        return tree_id
+
+
+def _drain(stream: IO[bytes], keep: bytearray) -> None:
+    """Read a pipe to its end, keeping only its last bytes (bounded memory)."""
+    while block := stream.read(65536):
+        keep += block
+        if len(keep) > _STDERR_KEEP:
+            del keep[: len(keep) - _STDERR_KEEP]

@@ -1,0 +1,92 @@
+"""Turning a path's ``lstat`` (plus owner names and xattrs) into a tree ``Node``."""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import pwd
+import stat
+from functools import lru_cache
+
+from comet.agent.repository.tree import Node, NodeType
+
+_IGNORED_XATTR_ERRNOS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM}
+
+
+@lru_cache(maxsize=1024)
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@lru_cache(maxsize=1024)
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def node_type(st: os.stat_result) -> NodeType | None:
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return NodeType.FILE
+    if stat.S_ISDIR(mode):
+        return NodeType.DIR
+    if stat.S_ISLNK(mode):
+        return NodeType.SYMLINK
+    if stat.S_ISFIFO(mode):
+        return NodeType.FIFO
+    if stat.S_ISCHR(mode):
+        return NodeType.CHARDEV
+    if stat.S_ISBLK(mode):
+        return NodeType.BLOCKDEV
+    if stat.S_ISSOCK(mode):
+        return NodeType.SOCKET
+    return None
+
+
+def read_xattrs(path: str) -> tuple[tuple[tuple[str, bytes], ...], str | None]:
+    """Return ``(xattrs, problem)``; filesystems without xattr support give ``((), None)``."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in _IGNORED_XATTR_ERRNOS:
+            return (), None
+        return (), f"cannot list extended attributes: {e.strerror}"
+    out = []
+    problem = None
+    for name in sorted(names):
+        try:
+            out.append((name, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError as e:
+            if e.errno not in _IGNORED_XATTR_ERRNOS:
+                problem = f"cannot read extended attribute {name}: {e.strerror}"
+    return tuple(out), problem
+
+
+def node_from_stat(name: str, st: os.stat_result, kind: NodeType) -> Node:
+    """The metadata part of a node (no content, subtree, target or xattrs)."""
+    rdev_major = rdev_minor = 0
+    if kind in (NodeType.CHARDEV, NodeType.BLOCKDEV):
+        rdev_major, rdev_minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return Node(
+        name=name,
+        type=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        user=user_name(st.st_uid),
+        group=group_name(st.st_gid),
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        inode=st.st_ino,
+        dev=st.st_dev,
+        nlink=st.st_nlink,
+        size=st.st_size if kind == NodeType.FILE else 0,
+        rdev_major=rdev_major,
+        rdev_minor=rdev_minor,
+    )

@@ -1,0 +1,116 @@
+"""``run_backup``: one backup job from source to committed snapshot."""
+
+from __future__ import annotations
+
+import socket
+
+from comet.agent.backup.archiver import Archiver
+from comet.agent.backup.options import BackupOptions, BackupResult, FilesSource, ProgramSource
+from comet.agent.cancel import CancelToken
+from comet.agent.errors import RepositoryError
+from comet.agent.reporter import BackupReporter, JobWarning, NullBackupReporter
+from comet.agent.repository.repository import Repository
+from comet.agent.repository.snapshot import Snapshot
+from comet.agent.repository.tree import Tree
+
+
+def find_parent(repo: Repository, item_id: str, device_id: str) -> Snapshot | None:
+    """The newest snapshot of the same item and device, if any."""
+    candidates = [
+        s for s in repo.list_snapshots() if s.item_id == item_id and s.device_id == device_id
+    ]
+    return max(candidates, key=lambda s: (s.end_ns, s.start_ns), default=None)
+
+
+def run_backup(
+    repo: Repository,
+    source: FilesSource | ProgramSource,
+    options: BackupOptions,
+    *,
+    reporter: BackupReporter | None = None,
+    cancel: CancelToken | None = None,
+) -> BackupResult:
+    """Back up ``source`` and commit a snapshot; return what was done.
+
+    Holds a shared repository lock. Per-file problems are returned as warnings. Raises
+    CancelledError (no snapshot is written), ProgramFailedError, SourceError,
+    RepositoryError subclasses and StorageError."""
+    reporter = reporter or NullBackupReporter()
+    cancel = cancel or CancelToken()
+    cancel.check()
+    start_ns = repo.now_ns()
+    hostname = options.hostname or socket.gethostname()
+    with repo.lock(hostname=hostname) as lock:
+        repo.refresh_index()
+        parent = find_parent(repo, options.item_id, options.device_id)
+
+        def pack_stored(size: int) -> None:
+            reporter.bytes_uploaded(size)
+            lock.refresh()
+
+        with repo.blob_writer(on_pack_stored=pack_stored) as writer:
+            archiver = Archiver(
+                repo,
+                writer,
+                rescan_unchanged=options.rescan_unchanged,
+                reporter=reporter,
+                cancel=cancel,
+            )
+            if isinstance(source, ProgramSource):
+                tree = archiver.save_program(source)
+                paths: tuple[str, ...] = ()
+                command = source.command
+                program = (command,) if isinstance(command, str) else tuple(command)
+            else:
+                parent_root = _load_root(repo, parent, archiver)
+                tree = archiver.save_files(source, parent_root)
+                paths = tuple(source.includes)
+                program = None
+            cancel.check()
+            writer.flush()
+        cancel.check()
+        snapshot = Snapshot(
+            item_id=options.item_id,
+            device_id=options.device_id,
+            hostname=hostname,
+            tree=tree,
+            start_ns=start_ns,
+            end_ns=repo.now_ns(),
+            paths=paths,
+            program=program,
+            tags=tuple(options.tags),
+            parent=parent.id if parent else None,
+            files=archiver.files,
+            dirs=archiver.dirs,
+            total_bytes=archiver.total_bytes,
+            uploaded_bytes=writer.uploaded_bytes,
+            blobs=archiver.blobs,
+            new_blobs=writer.new_blobs,
+            warnings=len(archiver.warnings),
+        )
+        snapshot_id = repo.save_snapshot(snapshot)
+    return BackupResult(
+        snapshot_id=snapshot_id,
+        parent_id=snapshot.parent,
+        files=archiver.files,
+        dirs=archiver.dirs,
+        total_bytes=archiver.total_bytes,
+        bytes_read=archiver.bytes_read,
+        uploaded_bytes=writer.uploaded_bytes,
+        blobs=archiver.blobs,
+        new_blobs=writer.new_blobs,
+        warnings=tuple(archiver.warnings),
+    )
+
+
+def _load_root(repo: Repository, parent: Snapshot | None, archiver: Archiver) -> Tree | None:
+    if parent is None:
+        return None
+    try:
+        return repo.load_tree(parent.tree)
+    except RepositoryError as e:
+        archiver.warn("", f"parent snapshot {parent.id.hex()[:12]} is unreadable: {e}")
+        return None
+
+
+__all__ = ["JobWarning", "find_parent", "run_backup"]

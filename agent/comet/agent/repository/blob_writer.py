@@ -1,0 +1,180 @@
+"""The write pipeline: seal blobs on a small thread pool, fill packs, upload them in
+parallel, then record them in index files. Memory is bounded by semaphores.
+
+Order guarantees (docs/format.md, "Write order"): a blob enters the in-memory index only
+after its pack is stored, and ``flush`` returns only after an index file covering every
+pack written so far is stored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
+
+from comet.agent.repository.format import PACK_TARGET_SIZE, BlobType
+from comet.agent.repository.pack import PackEntry, PackWriter, pack_key
+
+if TYPE_CHECKING:
+    from comet.agent.repository.repository import Repository
+
+INDEX_EVERY_PACKS = 64
+
+
+class BlobWriter:
+    """Adds blobs to a repository. ``add`` is called from one thread; sealing and
+    uploads run on internal pools. Use as a context manager or call ``close``."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        workers: int = 2,
+        uploads: int = 2,
+        pack_size: int = PACK_TARGET_SIZE,
+        on_pack_stored: Callable[[int], None] | None = None,
+    ) -> None:
+        self._repo = repo
+        self._pack_size = pack_size
+        self._seal_pool = ThreadPoolExecutor(workers, thread_name_prefix="comet-seal")
+        self._upload_pool = ThreadPoolExecutor(uploads, thread_name_prefix="comet-upload")
+        self._seal_slots = threading.BoundedSemaphore(workers * 2)
+        self._upload_slots = threading.BoundedSemaphore(uploads)
+        self._uploads = uploads
+        self._lock = threading.Lock()
+        self._index_lock = threading.Lock()
+        self._packs: dict[BlobType, PackWriter] = {}
+        self._queued: set[bytes] = set()
+        self._futures: set[Future[None]] = set()
+        self._unindexed: list[tuple[bytes, list[PackEntry]]] = []
+        self._errors: list[BaseException] = []
+        self._on_pack_stored = on_pack_stored
+        self.uploaded_bytes = 0
+        self.new_blobs = 0
+        self.index_ids: list[bytes] = []
+
+    def has(self, blob_id: bytes) -> bool:
+        """True if the blob is stored or queued by this writer."""
+        with self._lock:
+            if blob_id in self._queued:
+                return True
+        return blob_id in self._repo.index
+
+    def add(self, blob_type: BlobType, blob_id: bytes, data: bytes) -> bool:
+        """Queue a blob unless it is already stored or queued; return True if queued.
+
+        ``data`` must not be modified afterwards. Raises the first error of a
+        background seal or upload."""
+        self._raise_failure()
+        if self.has(blob_id):
+            return False
+        with self._lock:
+            self._queued.add(blob_id)
+            self.new_blobs += 1
+        self._seal_slots.acquire()
+        try:
+            future = self._seal_pool.submit(self._seal, blob_type, blob_id, data)
+        except BaseException:
+            self._seal_slots.release()
+            raise
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._seal_done)
+        return True
+
+    def _seal_done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+        self._seal_slots.release()
+
+    def _seal(self, blob_type: BlobType, blob_id: bytes, data: bytes) -> None:
+        try:
+            stored = self._repo.sealer.seal_blob(blob_type, blob_id, data)
+            full = None
+            with self._lock:
+                pack = self._packs.setdefault(blob_type, PackWriter())
+                pack.add(blob_id, blob_type, stored, len(data))
+                if pack.size >= self._pack_size:
+                    full = self._packs.pop(blob_type)
+            if full is not None:
+                self._upload(full)
+        except BaseException as e:
+            self._fail(e)
+
+    def _upload(self, pack: PackWriter) -> None:
+        self._upload_slots.acquire()
+        try:
+            pack_id, data = pack.finish(self._repo.sealer)
+            self._upload_pool.submit(self._store_pack, pack_id, data, pack.entries)
+        except BaseException:
+            self._upload_slots.release()
+            raise
+
+    def _store_pack(self, pack_id: bytes, data: bytes, entries: list[PackEntry]) -> None:
+        try:
+            self._repo.storage.put(pack_key(pack_id), data)
+            self._repo.index.add_pack(pack_id, entries)
+            with self._lock:
+                self.uploaded_bytes += len(data)
+                self._unindexed.append((pack_id, entries))
+                for e in entries:
+                    self._queued.discard(e.blob_id)
+                write_index = len(self._unindexed) >= INDEX_EVERY_PACKS
+            if write_index:
+                self._write_index()
+            if self._on_pack_stored is not None:
+                self._on_pack_stored(len(data))
+        except BaseException as e:
+            self._fail(e)
+        finally:
+            self._upload_slots.release()
+
+    def _write_index(self) -> None:
+        with self._index_lock:
+            with self._lock:
+                packs, self._unindexed = self._unindexed, []
+            if packs:
+                self.index_ids.append(self._repo.save_index(packs))
+
+    def _fail(self, e: BaseException) -> None:
+        with self._lock:
+            self._errors.append(e)
+
+    def _raise_failure(self) -> None:
+        with self._lock:
+            if self._errors:
+                raise self._errors[0]
+
+    def flush(self) -> None:
+        """Wait for every queued blob, store the partial packs and an index file."""
+        while True:
+            with self._lock:
+                pending = set(self._futures)
+            if not pending:
+                break
+            wait(pending)
+        self._raise_failure()
+        with self._lock:
+            packs = list(self._packs.values())
+            self._packs.clear()
+        for pack in packs:
+            self._upload(pack)
+        # Every upload holds a slot; taking them all waits for the uploads to finish.
+        for _ in range(self._uploads):
+            self._upload_slots.acquire()
+        for _ in range(self._uploads):
+            self._upload_slots.release()
+        self._raise_failure()
+        self._write_index()
+
+    def close(self) -> None:
+        """Stop the pools without storing pending data (used on cancel and error)."""
+        self._seal_pool.shutdown(wait=True, cancel_futures=True)
+        self._upload_pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,163 @@
+"""Keys and sealing: the master key set, its wrapping by the vault key, blob ids, and
+the encryption of blobs and small objects (AES-256-GCM, zstd before encryption).
+
+Thread-safe: zstd contexts are per thread; AESGCM objects are stateless.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import zstandard
+from blake3 import blake3
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from comet.agent.errors import IntegrityError, UnsupportedFormatError, WrongVaultKeyError
+from comet.agent.repository.format import (
+    BLOB_AAD_VERSION,
+    KEY_SIZE,
+    MAGIC_KEY,
+    NONCE_SIZE,
+    TAG_SIZE,
+    ZSTD_LEVEL,
+    BlobType,
+    Compression,
+    KeyWrapAlgorithm,
+    check_header,
+    header,
+)
+
+BLOB_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
+
+
+@dataclass(frozen=True)
+class MasterKeys:
+    """The repository's secret keys, fixed for its life."""
+
+    encryption: bytes
+    blob_id: bytes
+    chunker: bytes
+
+    @classmethod
+    def generate(cls) -> MasterKeys:
+        return cls(os.urandom(KEY_SIZE), os.urandom(KEY_SIZE), os.urandom(KEY_SIZE))
+
+    @property
+    def chunker_seed(self) -> int:
+        """The 63-bit FastCDC gear seed (pyfastcdc shifts it left by one, so the top bit
+        must be clear; never zero, which means 'unkeyed' to pyfastcdc)."""
+        return (int.from_bytes(self.chunker[:8], "little") & ((1 << 63) - 1)) or 1
+
+
+def _check_vault_key(vault_key: bytes) -> None:
+    if len(vault_key) != KEY_SIZE:
+        raise WrongVaultKeyError(f"a vault key must be {KEY_SIZE} bytes, got {len(vault_key)}")
+
+
+def wrap_keys(keys: MasterKeys, vault_key: bytes, repository_id: bytes) -> bytes:
+    """Serialize ``keys`` as a key file sealed by ``vault_key`` (see docs/format.md)."""
+    _check_vault_key(vault_key)
+    prefix = header(MAGIC_KEY) + bytes([KeyWrapAlgorithm.AES_256_GCM])
+    nonce = os.urandom(NONCE_SIZE)
+    body = keys.encryption + keys.blob_id + keys.chunker
+    sealed = AESGCM(vault_key).encrypt(nonce, body, prefix + repository_id)
+    return prefix + nonce + sealed
+
+
+def unwrap_keys(data: bytes, vault_key: bytes, repository_id: bytes, what: str) -> MasterKeys:
+    """Open a key file. Raises WrongVaultKeyError when the vault key does not open it."""
+    _check_vault_key(vault_key)
+    check_header(data, MAGIC_KEY, what)
+    if len(data) < 6 or data[5] != KeyWrapAlgorithm.AES_256_GCM:
+        raise UnsupportedFormatError(f"{what}: unknown key wrap algorithm")
+    prefix = data[:6]
+    nonce = data[6 : 6 + NONCE_SIZE]
+    try:
+        body = AESGCM(vault_key).decrypt(nonce, data[6 + NONCE_SIZE :], prefix + repository_id)
+    except InvalidTag:
+        raise WrongVaultKeyError(
+            "the vault key does not open this repository (wrong key, or a damaged key file)"
+        ) from None
+    if len(body) != 3 * KEY_SIZE:
+        raise IntegrityError(f"{what}: key set has the wrong length")
+    return MasterKeys(body[:KEY_SIZE], body[KEY_SIZE : 2 * KEY_SIZE], body[2 * KEY_SIZE :])
+
+
+class _ZstdContexts(threading.local):
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+class Sealer:
+    """Blob ids, blob sealing/opening and small-object sealing with one key set."""
+
+    def __init__(self, keys: MasterKeys) -> None:
+        self._keys = keys
+        self._aead = AESGCM(keys.encryption)
+        self._zstd = _ZstdContexts()
+
+    def blob_id(self, blob_type: BlobType, data: bytes | memoryview) -> bytes:
+        """The keyed BLAKE3 id of a plaintext blob."""
+        h = blake3(bytes([blob_type]), key=self._keys.blob_id)
+        h.update(data)
+        return h.digest()
+
+    def seal_blob(self, blob_type: BlobType, blob_id: bytes, data: bytes | memoryview) -> bytes:
+        """Compress (when it shrinks) and encrypt a blob into its stored form."""
+        body: bytes | memoryview
+        compressed = self._zstd.compressor.compress(data)
+        if len(compressed) < len(data):
+            comp, body = Compression.ZSTD, compressed
+        else:
+            comp, body = Compression.NONE, data
+        nonce = os.urandom(NONCE_SIZE)
+        aad = bytes([BLOB_AAD_VERSION, blob_type, comp]) + blob_id
+        return bytes([comp]) + nonce + self._aead.encrypt(nonce, body, aad)
+
+    def open_blob(self, blob_type: BlobType, blob_id: bytes, stored: bytes, where: str) -> bytes:
+        """Decrypt, decompress and verify a stored blob; IntegrityError names it."""
+        name = f"blob {blob_id.hex()} in {where}"
+        if len(stored) < BLOB_OVERHEAD:
+            raise IntegrityError(f"{name} is truncated")
+        comp = stored[0]
+        aad = bytes([BLOB_AAD_VERSION, blob_type, comp]) + blob_id
+        try:
+            body = self._aead.decrypt(stored[1 : 1 + NONCE_SIZE], stored[1 + NONCE_SIZE :], aad)
+        except InvalidTag:
+            raise IntegrityError(f"{name} is damaged (authentication failed)") from None
+        if comp == Compression.ZSTD:
+            try:
+                plain: bytes = self._zstd.decompressor.decompress(body)
+            except zstandard.ZstdError as e:
+                raise IntegrityError(f"{name} does not decompress: {e}") from e
+        elif comp == Compression.NONE:
+            plain = body
+        else:
+            raise UnsupportedFormatError(f"{name} uses unknown compression {comp}")
+        if self.blob_id(blob_type, plain) != blob_id:
+            raise IntegrityError(f"{name} does not match its id")
+        return plain
+
+    def seal(self, prefix: bytes, body: bytes) -> bytes:
+        """``prefix ‖ nonce ‖ AES-GCM(body)`` with the prefix as AAD (index, snapshot, lock)."""
+        nonce = os.urandom(NONCE_SIZE)
+        return prefix + nonce + self._aead.encrypt(nonce, body, prefix)
+
+    def open(self, prefix_len: int, data: bytes, what: str) -> bytes:
+        """Inverse of ``seal``; the caller has already checked the prefix's magic."""
+        if len(data) < prefix_len + NONCE_SIZE + TAG_SIZE:
+            raise IntegrityError(f"{what} is truncated")
+        nonce = data[prefix_len : prefix_len + NONCE_SIZE]
+        try:
+            return self._aead.decrypt(nonce, data[prefix_len + NONCE_SIZE :], data[:prefix_len])
+        except InvalidTag:
+            raise IntegrityError(f"{what} is damaged (authentication failed)") from None
+
+
+def object_id(data: bytes) -> bytes:
+    """The unkeyed BLAKE3 id of a stored pack, index or snapshot object."""
+    return blake3(data).digest()

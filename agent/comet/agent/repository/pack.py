@@ -1,0 +1,126 @@
+"""Pack files: sealed blobs back to back, then an encrypted trailer naming them.
+
+``PackWriter`` assembles one pack in memory; ``PackReader`` reads a stored pack's trailer
+(which is what rebuilding an index needs) and its blobs.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from comet.agent.errors import IntegrityError, RepositoryError
+from comet.agent.repository.crypto import Sealer, object_id
+from comet.agent.repository.format import (
+    MAGIC_PACK,
+    MAGIC_PACK_TRAILER,
+    NONCE_SIZE,
+    TAG_SIZE,
+    BlobType,
+    check_header,
+    header,
+)
+from comet.agent.storage.base import ObjectNotFoundError, Storage
+
+PACK_HEADER = header(MAGIC_PACK) + b"\0\0\0"
+_ENTRY = struct.Struct("<32sBIII")
+_COUNT = struct.Struct("<I")
+
+
+class PackEntry(NamedTuple):
+    """One blob of a pack, as listed in its trailer and in index files."""
+
+    blob_id: bytes
+    blob_type: BlobType
+    offset: int
+    length: int
+    raw_length: int
+
+
+def pack_key(pack_id: bytes) -> str:
+    h = pack_id.hex()
+    return f"data/{h[:2]}/{h}"
+
+
+def encode_entries(entries: list[PackEntry]) -> bytes:
+    return _COUNT.pack(len(entries)) + b"".join(
+        _ENTRY.pack(e.blob_id, e.blob_type, e.offset, e.length, e.raw_length) for e in entries
+    )
+
+
+def decode_entries(body: bytes | memoryview, pos: int, what: str) -> tuple[list[PackEntry], int]:
+    """Parse ``count ‖ entries`` at ``pos``; return them and the position after them."""
+    try:
+        (count,) = _COUNT.unpack_from(body, pos)
+        pos += _COUNT.size
+        end = pos + count * _ENTRY.size
+        if end > len(body):
+            raise IntegrityError(f"{what}: entry table is truncated")
+        entries = []
+        for blob_id, blob_type, offset, length, raw_length in _ENTRY.iter_unpack(body[pos:end]):
+            entries.append(PackEntry(blob_id, BlobType(blob_type), offset, length, raw_length))
+    except (struct.error, ValueError) as e:
+        raise IntegrityError(f"{what}: malformed entry table ({e})") from e
+    return entries, end
+
+
+class PackWriter:
+    """Collects sealed blobs into one pack. Not thread-safe; the caller serializes."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = [PACK_HEADER]
+        self._size = len(PACK_HEADER)
+        self.entries: list[PackEntry] = []
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, blob_id: bytes, blob_type: BlobType, stored: bytes, raw_length: int) -> None:
+        self.entries.append(PackEntry(blob_id, blob_type, self._size, len(stored), raw_length))
+        self._parts.append(stored)
+        self._size += len(stored)
+
+    def finish(self, sealer: Sealer) -> tuple[bytes, bytes]:
+        """Append the trailer; return ``(pack id, pack bytes)``."""
+        trailer_plain = header(MAGIC_PACK_TRAILER) + encode_entries(self.entries)
+        # The AAD of the trailer is the pack header (see docs/format.md): seal it that way.
+        trailer = sealer.seal(PACK_HEADER, trailer_plain)[len(PACK_HEADER) :]
+        self._parts.append(trailer)
+        self._parts.append(_COUNT.pack(len(trailer)))
+        data = b"".join(self._parts)
+        self._parts = []
+        return object_id(data), data
+
+
+class PackReader:
+    """Reads a stored pack's trailer and blobs through a Storage."""
+
+    def __init__(self, storage: Storage, sealer: Sealer) -> None:
+        self._storage = storage
+        self._sealer = sealer
+
+    def read_entries(self, pack_id: bytes) -> list[PackEntry]:
+        """Return the blobs listed in the pack's trailer (IntegrityError if damaged)."""
+        key = pack_key(pack_id)
+        what = f"pack {pack_id.hex()}"
+        try:
+            size = self._storage.stat(key).size
+            min_size = len(PACK_HEADER) + NONCE_SIZE + TAG_SIZE + _COUNT.size
+            if size < min_size:
+                raise IntegrityError(f"{what} is truncated ({size} bytes)")
+            head = self._storage.get(key, 0, len(PACK_HEADER))
+            check_header(head, MAGIC_PACK, what)
+            (tlen,) = _COUNT.unpack(self._storage.get(key, size - _COUNT.size, _COUNT.size))
+            if tlen + len(PACK_HEADER) + _COUNT.size > size:
+                raise IntegrityError(f"{what} is truncated (trailer length {tlen})")
+            trailer = self._storage.get(key, size - _COUNT.size - tlen, tlen)
+        except ObjectNotFoundError as e:
+            raise RepositoryError(f"{what} is missing from storage") from e
+        plain = self._sealer.open(len(PACK_HEADER), PACK_HEADER + trailer, f"{what} trailer")
+        check_header(plain, MAGIC_PACK_TRAILER, f"{what} trailer")
+        entries, _ = decode_entries(plain, 5, f"{what} trailer")
+        return entries

@@ -1,0 +1,334 @@
+"""``Repository``: the facade over one vault's repository format.
+
+Opens or creates a repository on a ``Storage``, holds the keys and the blob index, and
+reads and writes blobs, trees, index files and snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from comet.agent.errors import (
+    BlobNotFoundError,
+    IntegrityError,
+    RepositoryError,
+    RepositoryExistsError,
+    RepositoryNotFoundError,
+    SnapshotNotFoundError,
+    UnsupportedFormatError,
+    WrongVaultKeyError,
+)
+from comet.agent.repository.blob_writer import BlobWriter
+from comet.agent.repository.chunker import Chunker
+from comet.agent.repository.crypto import MasterKeys, Sealer, object_id, unwrap_keys, wrap_keys
+from comet.agent.repository.format import (
+    CHUNK_AVG,
+    CHUNK_MAX,
+    CHUNK_MIN,
+    FORMAT_VERSION,
+    ID_SIZE,
+    MAGIC_CONFIG,
+    MAGIC_SNAPSHOT,
+    BlobType,
+    ChunkerAlgorithm,
+    check_header,
+    header,
+)
+from comet.agent.repository.index import (
+    BlobIndex,
+    BlobLocation,
+    decode_index_file,
+    encode_index_file,
+)
+from comet.agent.repository.lock import RepositoryLock
+from comet.agent.repository.pack import PackEntry, pack_key
+from comet.agent.repository.snapshot import Snapshot
+from comet.agent.repository.tree import Tree
+from comet.agent.storage.base import (
+    ObjectNotFoundError,
+    Storage,
+    StorageError,
+    TransientStorageError,
+)
+
+_TREE_CACHE = 256
+
+
+class Repository:
+    """An open repository. Thread-safe for reads and for one ``BlobWriter`` at a time
+    per thread; several processes may write to one repository at once."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        repository_id: bytes,
+        keys: MasterKeys,
+        chunker_params: dict[str, int],
+        now_ns: Callable[[], int],
+    ) -> None:
+        self.storage = storage
+        self.id = repository_id
+        self.sealer = Sealer(keys)
+        self.chunker_seed = keys.chunker_seed
+        self.chunker_params = chunker_params
+        self.index = BlobIndex()
+        self.now_ns = now_ns
+        self._known_indexes: set[str] = set()
+        self._index_lock = threading.Lock()
+        self._trees: OrderedDict[bytes, Tree] = OrderedDict()
+        self._trees_lock = threading.Lock()
+
+    # --- creating and opening -------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        storage: Storage,
+        vault_key: bytes,
+        *,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> Repository:
+        """Create a new repository with fresh random master keys wrapped by ``vault_key``.
+
+        Raises RepositoryExistsError if ``storage`` already holds one."""
+        try:
+            storage.stat("config")
+            raise RepositoryExistsError("this vault already holds a repository")
+        except ObjectNotFoundError:
+            pass
+        repository_id = os.urandom(ID_SIZE)
+        keys = MasterKeys.generate()
+        params = {"min_size": CHUNK_MIN, "avg_size": CHUNK_AVG, "max_size": CHUNK_MAX}
+        config = {
+            "repository_id": repository_id.hex(),
+            "version": FORMAT_VERSION,
+            "chunker": {"algorithm": int(ChunkerAlgorithm.FASTCDC2020_SEEDED), **params},
+            "created_ns": now_ns(),
+        }
+        storage.put(f"keys/{os.urandom(ID_SIZE).hex()}", wrap_keys(keys, vault_key, repository_id))
+        # The config goes last: a repository without it does not exist yet.
+        storage.put("config", header(MAGIC_CONFIG) + json.dumps(config).encode())
+        return cls(storage, repository_id, keys, params, now_ns)
+
+    @classmethod
+    def open(
+        cls,
+        storage: Storage,
+        vault_key: bytes,
+        *,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> Repository:
+        """Open an existing repository and load its index.
+
+        Raises RepositoryNotFoundError, WrongVaultKeyError, UnsupportedFormatError."""
+        try:
+            raw = storage.get("config")
+        except ObjectNotFoundError:
+            raise RepositoryNotFoundError("this vault holds no Comet repository") from None
+        check_header(raw, MAGIC_CONFIG, "config")
+        try:
+            config: dict[str, Any] = json.loads(raw[5:])
+            repository_id = bytes.fromhex(config["repository_id"])
+            chunker = config["chunker"]
+            algorithm = chunker["algorithm"]
+            params = {k: int(chunker[k]) for k in ("min_size", "avg_size", "max_size")}
+        except (ValueError, KeyError, TypeError) as e:
+            raise IntegrityError(f"config is malformed ({e})") from e
+        if algorithm != ChunkerAlgorithm.FASTCDC2020_SEEDED:
+            raise UnsupportedFormatError(f"config: unknown chunker algorithm {algorithm}")
+        keys = None
+        key_files = sorted(o.key for o in storage.list("keys/"))
+        if not key_files:
+            raise IntegrityError("the repository has no key files")
+        for key in key_files:
+            try:
+                keys = unwrap_keys(storage.get(key), vault_key, repository_id, key)
+                break
+            except WrongVaultKeyError:
+                continue
+        if keys is None:
+            raise WrongVaultKeyError(
+                "the vault key does not open this repository: it belongs to another "
+                "account or password, or the vault's key file is damaged"
+            )
+        repo = cls(storage, repository_id, keys, params, now_ns)
+        repo.refresh_index()
+        return repo
+
+    # --- index ----------------------------------------------------------------------
+
+    def refresh_index(self) -> int:
+        """Load index files written since the last refresh (by this or another writer);
+        return how many were loaded."""
+        with self._index_lock:
+            new = [o.key for o in self.storage.list("index/") if o.key not in self._known_indexes]
+            packs: list[tuple[bytes, list[PackEntry]]] = []
+            for key in new:
+                data = self.storage.get(key)
+                self._check_object_id(key, data)
+                packs.extend(decode_index_file(self.sealer, data, key))
+            if packs:
+                self.index.add_many(packs)
+            self._known_indexes.update(new)
+            return len(new)
+
+    def save_index(self, packs: list[tuple[bytes, list[PackEntry]]]) -> bytes:
+        """Store an index file listing ``packs`` (already stored); return its id."""
+        data = encode_index_file(self.sealer, packs)
+        index_id = object_id(data)
+        key = f"index/{index_id.hex()}"
+        self.storage.put(key, data)
+        with self._index_lock:
+            self._known_indexes.add(key)
+        return index_id
+
+    def _check_object_id(self, key: str, data: bytes) -> None:
+        if object_id(data).hex() != key.rsplit("/", 1)[-1]:
+            raise IntegrityError(f"{key} does not match its name (damaged object)")
+
+    # --- blobs ----------------------------------------------------------------------
+
+    def new_chunker(self) -> Chunker:
+        """A chunker keyed for this repository (one per thread)."""
+        return Chunker(self.chunker_seed, **self.chunker_params)
+
+    def blob_writer(self, **kwargs: Any) -> BlobWriter:
+        return BlobWriter(self, **kwargs)
+
+    def locate(self, blob_id: bytes) -> BlobLocation:
+        loc = self.index.lookup(blob_id)
+        if loc is None:
+            raise BlobNotFoundError(f"blob {blob_id.hex()} is in no index (data lost?)")
+        return loc
+
+    def read_blob(self, blob_type: BlobType, blob_id: bytes) -> bytes:
+        """Read, decrypt and verify one blob. IntegrityError names the blob and pack."""
+        loc = self.locate(blob_id)
+        if loc.blob_type != blob_type:
+            raise IntegrityError(
+                f"blob {blob_id.hex()} is indexed as {loc.blob_type.name}, not {blob_type.name}"
+            )
+        stored = self._get_range(loc.pack_id, loc.offset, loc.length, blob_id)
+        return self.sealer.open_blob(blob_type, blob_id, stored, f"pack {loc.pack_id.hex()}")
+
+    def read_pack_blobs(
+        self, pack_id: bytes, blobs: list[tuple[bytes, BlobLocation]]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(blob id, plaintext)`` for blobs of one pack, reading runs of adjacent
+        blobs with one ranged read each, in pack order."""
+        blobs = sorted(blobs, key=lambda b: b[1].offset)
+        i = 0
+        while i < len(blobs):
+            j = i + 1
+            start = blobs[i][1].offset
+            end = start + blobs[i][1].length
+            while j < len(blobs) and blobs[j][1].offset == end and end - start < 8 << 20:
+                end += blobs[j][1].length
+                j += 1
+            data = self._get_range(pack_id, start, end - start, blobs[i][0])
+            for blob_id, loc in blobs[i:j]:
+                stored = data[loc.offset - start : loc.offset - start + loc.length]
+                yield (
+                    blob_id,
+                    self.sealer.open_blob(loc.blob_type, blob_id, stored, f"pack {pack_id.hex()}"),
+                )
+            i = j
+
+    def _get_range(self, pack_id: bytes, offset: int, length: int, blob_id: bytes) -> bytes:
+        key = pack_key(pack_id)
+        where = f"blob {blob_id.hex()} in pack {pack_id.hex()}"
+        try:
+            data = self.storage.get(key, offset, length)
+        except ObjectNotFoundError:
+            raise IntegrityError(f"{where}: the pack is missing from storage") from None
+        except TransientStorageError:
+            raise
+        except StorageError as e:
+            try:
+                size = self.storage.stat(key).size
+            except StorageError:
+                raise e from None
+            if size < offset + length:
+                raise IntegrityError(f"{where}: the pack is truncated ({size} bytes)") from e
+            raise
+        if len(data) != length:
+            raise IntegrityError(f"{where}: the pack is truncated")
+        return data
+
+    # --- trees ----------------------------------------------------------------------
+
+    def load_tree(self, tree_id: bytes) -> Tree:
+        """Read one directory's tree blob (cached)."""
+        with self._trees_lock:
+            tree = self._trees.get(tree_id)
+            if tree is not None:
+                self._trees.move_to_end(tree_id)
+                return tree
+        tree = Tree.decode(self.read_blob(BlobType.TREE, tree_id), f"tree {tree_id.hex()}")
+        with self._trees_lock:
+            self._trees[tree_id] = tree
+            while len(self._trees) > _TREE_CACHE:
+                self._trees.popitem(last=False)
+        return tree
+
+    # --- snapshots ------------------------------------------------------------------
+
+    def save_snapshot(self, snapshot: Snapshot) -> bytes:
+        """Store a snapshot record: the commit point. Call after the writer's flush."""
+        data = self.sealer.seal(header(MAGIC_SNAPSHOT), snapshot.encode())
+        snapshot_id = object_id(data)
+        self.storage.put(f"snapshots/{snapshot_id.hex()}", data)
+        return snapshot_id
+
+    def list_snapshots(self) -> list[Snapshot]:
+        """Every snapshot, oldest first."""
+        out = [
+            self.load_snapshot(o.key.rsplit("/", 1)[-1]) for o in self.storage.list("snapshots/")
+        ]
+        out.sort(key=lambda s: (s.end_ns, s.id))
+        return out
+
+    def load_snapshot(self, snapshot_id: bytes | str) -> Snapshot:
+        """Load a snapshot by id (bytes or hex; a unique hex prefix works too)."""
+        hex_id = snapshot_id.hex() if isinstance(snapshot_id, bytes) else snapshot_id.lower()
+        if len(hex_id) != 2 * ID_SIZE:
+            matches = [
+                o.key.rsplit("/", 1)[-1]
+                for o in self.storage.list("snapshots/")
+                if o.key.rsplit("/", 1)[-1].startswith(hex_id)
+            ]
+            if len(matches) != 1 or not hex_id:
+                raise SnapshotNotFoundError(f"no single snapshot matches {hex_id!r}")
+            hex_id = matches[0]
+        key = f"snapshots/{hex_id}"
+        try:
+            data = self.storage.get(key)
+        except (ObjectNotFoundError, ValueError):
+            raise SnapshotNotFoundError(f"snapshot {hex_id} does not exist") from None
+        except StorageError as e:
+            if "invalid" in e.code:
+                raise SnapshotNotFoundError(f"snapshot {hex_id!r} does not exist") from e
+            raise
+        self._check_object_id(key, data)
+        check_header(data, MAGIC_SNAPSHOT, key)
+        return Snapshot.decode(self.sealer.open(5, data, key), bytes.fromhex(hex_id))
+
+    # --- locks ----------------------------------------------------------------------
+
+    def lock(self, *, exclusive: bool = False, hostname: str = "") -> RepositoryLock:
+        """Take a shared (or exclusive) lock; raises LockedError on conflict."""
+        return RepositoryLock.acquire(
+            self.storage, self.sealer, exclusive=exclusive, hostname=hostname, now_ns=self.now_ns
+        )
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+__all__ = ["Repository", "RepositoryError"]
