@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from comet.agent.config import default_socket_path
 from comet.agent.output import fail, print_json
 from comet.agent.transport import parse_server_url, rpc_error_message

@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from comet.agent.errors import AgentError
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from comet.agent.errors import AgentError
 
 KDF_SCRYPT = 1
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import grpc
+
 from comet.agent.errors import AgentError
 from comet.agent.transport import ServerUrlError
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc

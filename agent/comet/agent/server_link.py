@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
+
 from comet.agent import __version__
 from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.agent.errors import AgentError

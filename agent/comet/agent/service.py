@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 import grpc
+
 from comet.agent import __version__
 from comet.agent.config import AgentConfig
 from comet.agent.errors import AgentError

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import grpc
+
 from comet.agent.errors import AgentError
 
 GRPC_OPTIONS = [

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.agent.errors import AgentError
 from comet.agent.output import fail, print_json, print_table, rfc3339

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+
 from comet.server.clock import SystemClock
 from comet.server.config import ServerConfig
 from comet.server.embedded_postgres import EmbeddedPostgres

@@ -36,9 +36,11 @@ class PostgresBinaries:
     pg_ctl: Path
 
     @classmethod
-    def find(cls) -> PostgresBinaries:
+    def find(
+        cls, *, lib_root: str = "/usr/lib/postgresql", path: str | None = None
+    ) -> PostgresBinaries:
         candidates = sorted(
-            glob.glob("/usr/lib/postgresql/*/bin"),
+            glob.glob(f"{lib_root}/*/bin"),
             key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
             reverse=True,
         )
@@ -46,7 +48,8 @@ class PostgresBinaries:
             initdb, pg_ctl = Path(directory, "initdb"), Path(directory, "pg_ctl")
             if initdb.exists() and pg_ctl.exists():
                 return cls(initdb, pg_ctl)
-        found_initdb, found_pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+        found_initdb = shutil.which("initdb", path=path)
+        found_pg_ctl = shutil.which("pg_ctl", path=path)
         if found_initdb and found_pg_ctl:
             return cls(Path(found_initdb), Path(found_pg_ctl))
         raise DatabaseSetupError(INSTALL_HINT)
@@ -108,6 +111,9 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if not self._running:
+            return
+        if self._running_port() is None:  # someone else stopped it already
+            self._running = False
             return
         self._run([str(self._binaries.pg_ctl), "stop", "-D", str(self.pgdata), "-m", "fast", "-w"])
         self._running = False

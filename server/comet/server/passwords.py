@@ -11,8 +11,9 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from comet.agent.credentials import KDF_SCRYPT, KdfParams
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from comet.agent.credentials import KDF_SCRYPT, KdfParams
 
 # Server-side hash of the authentication key. The key already carries the client's
 # scrypt cost, so a moderate cost here suffices to make a stolen table expensive.

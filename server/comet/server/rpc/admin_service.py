@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from comet.server.errors import InvalidRequestError
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import ANY_ADMIN, OPERATORS, SUPER, Authenticator, peer_address

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+
 from comet.server.errors import ServerError
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import Authenticator

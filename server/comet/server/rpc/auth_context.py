@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from comet.server.errors import AuthenticationError, PermissionDeniedError
 from comet.server.store.accounts import AccountStore, Principal, Role
 

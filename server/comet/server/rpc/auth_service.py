@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import bearer_token, peer_address
 from comet.server.rpc.errors import handles_errors

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from comet.agent.credentials import KdfParams
 from comet.server.store.accounts import DeviceRecord, Registration, UserRecord
 from comet.v1 import admin_pb2, common_pb2, control_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 
 def timestamp(value: datetime | None) -> Timestamp:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import grpc
+
 from comet.server import errors
 
 log = logging.getLogger(__name__)

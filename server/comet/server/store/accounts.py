@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
 
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
 from comet.agent.credentials import KdfParams
 from comet.server import passwords
 from comet.server.clock import Clock
@@ -21,9 +25,6 @@ from comet.server.errors import (
     ThrottledError,
 )
 from comet.server.store.models import AuditEvent, Device, ServerSetting, Session, User
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,255}$")
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from comet.server.errors import DatabaseSetupError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from comet.server.errors import DatabaseSetupError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from comet.server.store.models import Base
 from sqlalchemy import create_engine, pool
+
+from comet.server.store.models import Base
 
 config = context.config
 engine = create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
