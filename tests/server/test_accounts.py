@@ -23,7 +23,9 @@ def key(password: str) -> bytes:
     return derive_login_secrets(password, KDF).auth_key
 
 
-async def add(accounts: AccountStore, name: str, password: str = "password-1", **kw: object) -> None:
+async def add(
+    accounts: AccountStore, name: str, password: str = "password-1", **kw: object
+) -> None:
     await accounts.create_user(name, KDF, key(password), **kw)  # type: ignore[arg-type]
 
 
@@ -66,12 +68,18 @@ async def test_duplicate_user_is_refused(accounts: AccountStore) -> None:
 async def test_right_password_logs_in_and_registers_a_device_once(accounts: AccountStore) -> None:
     await add(accounts, "alice")
     first = await accounts.login(
-        "alice", key("password-1"), source="10.0.0.1", admin_session=False,
+        "alice",
+        key("password-1"),
+        source="10.0.0.1",
+        admin_session=False,
         registration=Registration(name="laptop", os="linux"),
     )
     assert first.device_registered_now and first.device_id and first.device_token
     again = await accounts.login(
-        "alice", key("password-1"), source="10.0.0.1", admin_session=False,
+        "alice",
+        key("password-1"),
+        source="10.0.0.1",
+        admin_session=False,
         device_id=first.device_id,
     )
     assert again.device_id == first.device_id and not again.device_registered_now
@@ -134,9 +142,7 @@ async def test_admin_sessions_need_an_admin_role(accounts: AccountStore) -> None
     assert principal.role is Role.SUPER_ADMIN
 
 
-async def test_sessions_expire_and_can_be_revoked(
-    accounts: AccountStore, clock: FakeClock
-) -> None:
+async def test_sessions_expire_and_can_be_revoked(accounts: AccountStore, clock: FakeClock) -> None:
     await add(accounts, "root", role=Role.SUPER_ADMIN)
     first = await accounts.login("root", key("password-1"), source="", admin_session=True)
     second = await accounts.login("root", key("password-1"), source="", admin_session=True)
