@@ -178,6 +178,34 @@ class Repository:
             self._known_indexes.update(new)
             return len(new)
 
+    def reload_index(self, *, skip_damaged: bool = False) -> list[tuple[str, RepositoryError]]:
+        """Forget the in-memory index and load every index file again (maintenance
+        deletes packs and index files, which ``refresh_index`` never notices).
+
+        A damaged index file raises its RepositoryError, or with ``skip_damaged`` is
+        left out and returned as ``(key, error)``."""
+        damaged: list[tuple[str, RepositoryError]] = []
+        with self._index_lock:
+            keys = [o.key for o in self.storage.list("index/")]
+            packs: list[tuple[bytes, list[PackEntry]]] = []
+            for key in keys:
+                try:
+                    data = self.storage.get(key)
+                    self._check_object_id(key, data)
+                    packs.extend(decode_index_file(self.sealer, data, key))
+                except ObjectNotFoundError:
+                    continue  # removed while listing
+                except RepositoryError as e:
+                    if not skip_damaged:
+                        raise
+                    damaged.append((key, e))
+            self.index = BlobIndex()
+            self.index.add_many(packs)
+            self._known_indexes = set(keys)
+        with self._trees_lock:
+            self._trees.clear()
+        return damaged
+
     def save_index(self, packs: list[tuple[bytes, list[PackEntry]]]) -> bytes:
         """Store an index file listing ``packs`` (already stored); return its id."""
         data = encode_index_file(self.sealer, packs)
