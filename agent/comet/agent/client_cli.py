@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from comet.agent.config import default_socket_path
-from comet.agent.output import fail, print_json
+from comet.agent.output import fail, print_json, print_table, rfc3339
 from comet.agent.transport import parse_server_url, rpc_error_message
-from comet.v1 import agent_api_pb2, agent_api_pb2_grpc
+from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2
 
 PROG = "comet"
 
@@ -110,6 +111,345 @@ def cmd_disconnect(client: AgentClient, args: argparse.Namespace) -> None:
         print("disconnected: the agent is logged out and schedules stop")
 
 
+# ---------------------------------------------------------------------------- profile
+
+VAULT_TYPES = {"local": 1002, "s3": 1000, "sftp": 1001, "comet": 1003}
+
+
+def vault_json(vault: common_pb2.StorageVault) -> dict[str, Any]:
+    settings = vault.WhichOneof("settings")
+    where = {
+        "local": vault.local.path,
+        "s3": f"{vault.s3.endpoint} {vault.s3.bucket}/{vault.s3.prefix}",
+        "sftp": f"{vault.sftp.username}@{vault.sftp.host}:{vault.sftp.port}{vault.sftp.path}",
+        "comet": vault.comet.bucket_id,
+    }.get(settings or "", "")
+    return {
+        "vault_id": vault.vault_id,
+        "name": vault.name,
+        "type": (settings or "").lower(),
+        "type_code": vault.type,
+        "location": where,
+        "quota_bytes": vault.quota_bytes,
+    }
+
+
+def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
+    vault = common_pb2.StorageVault(
+        name=args.name,
+        type=VAULT_TYPES[args.type],  # type: ignore[arg-type]
+        quota_bytes=args.quota or 0,
+    )
+    if args.type == "local":
+        if not args.path:
+            raise CliError("--type local needs --path DIR")
+        vault.local.path = str(Path(args.path).absolute())
+    elif args.type == "s3":
+        if not (args.endpoint and args.bucket and args.access_key and args.secret_key_stdin):
+            raise CliError(
+                "--type s3 needs --endpoint, --bucket, --access-key and --secret-key-stdin"
+            )
+        vault.s3.CopyFrom(
+            common_pb2.S3VaultSettings(
+                endpoint=args.endpoint,
+                bucket=args.bucket,
+                prefix=args.prefix or "",
+                access_key=args.access_key,
+                secret_key=read_password(),
+                region=args.region or "",
+            )
+        )
+    elif args.type == "sftp":
+        if not (args.host and args.user and args.path):
+            raise CliError("--type sftp needs --host, --user and --path")
+        if not args.key and not args.password_stdin:
+            raise CliError("--type sftp needs --key FILE or --password-stdin")
+        vault.sftp.CopyFrom(
+            common_pb2.SftpVaultSettings(
+                host=args.host,
+                port=args.port or 22,
+                username=args.user,
+                path=args.path,
+                password=read_password() if args.password_stdin else "",
+                private_key=Path(args.key).read_text() if args.key else "",
+                host_key=args.host_key or "",
+            )
+        )
+    else:
+        vault.comet.SetInParent()
+    saved = client.api.AddVault(agent_api_pb2.AddVaultRequest(vault=vault), timeout=120)
+    if args.json:
+        print_json({"vault_id": saved.vault_id})
+    else:
+        print(saved.vault_id)
+
+
+def cmd_vault_list(client: AgentClient, args: argparse.Namespace) -> None:
+    profile = client.api.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=60)
+    rows = [vault_json(v) for v in profile.vaults]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["vault_id", "name", "type", "location"])
+
+
+def item_json(item: common_pb2.ProtectedItem) -> dict[str, Any]:
+    return {
+        "item_id": item.item_id,
+        "name": item.name,
+        "type": "program" if item.type == common_pb2.ITEM_TYPE_PROGRAM else "files",
+        "device_id": item.owner_device_id,
+        "includes": list(item.includes),
+        "excludes": list(item.exclude_globs),
+        "exclude_regexes": list(item.exclude_regexes),
+        "command": item.program_command or None,
+        "save_as": item.program_save_as or None,
+    }
+
+
+def cmd_item_add(client: AgentClient, args: argparse.Namespace) -> None:
+    item = common_pb2.ProtectedItem(name=args.name, rescan_unchanged=args.rescan_unchanged)
+    if args.type == "files":
+        item.type = common_pb2.ITEM_TYPE_FILES
+        item.includes.extend(str(Path(p).absolute()) for p in args.include or [])
+        item.exclude_globs.extend(args.exclude or [])
+        item.exclude_regexes.extend(args.exclude_regex or [])
+    else:
+        if not args.command or not args.save_as:
+            raise CliError("--type program needs --command CMD and --save-as NAME")
+        item.type = common_pb2.ITEM_TYPE_PROGRAM
+        item.program_command = args.command
+        item.program_save_as = args.save_as
+    item.pre_commands.extend(common_pb2.ProgramCommand(command=c) for c in args.pre or [])
+    item.post_commands.extend(common_pb2.ProgramCommand(command=c) for c in args.post or [])
+    saved = client.api.AddItem(agent_api_pb2.AddItemRequest(item=item), timeout=60)
+    if args.json:
+        print_json({"item_id": saved.item_id})
+    else:
+        print(saved.item_id)
+
+
+def cmd_item_list(client: AgentClient, args: argparse.Namespace) -> None:
+    profile = client.api.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=60)
+    rows = [item_json(i) for i in profile.items]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["item_id", "name", "type", "device_id"])
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+def job_json(job: common_pb2.Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "classification": common_pb2.JobClassification.Name(job.classification)
+        .removeprefix("JOB_CLASSIFICATION_")
+        .lower(),
+        "classification_code": job.classification,
+        "status": common_pb2.JobStatus.Name(job.status).removeprefix("JOB_STATUS_").lower(),
+        "status_code": job.status,
+        "item_id": job.item_id or None,
+        "vault_id": job.vault_id or None,
+        "device_id": job.device_id,
+        "snapshot_id": job.snapshot_id or None,
+        "started_at": rfc3339(job.started_at),
+        "ended_at": rfc3339(job.ended_at),
+        "files": job.counters.files,
+        "directories": job.counters.directories,
+        "bytes": job.counters.bytes,
+        "uploaded_bytes": job.counters.uploaded_bytes,
+        "downloaded_bytes": job.counters.downloaded_bytes,
+        "error": job.error_message or None,
+    }
+
+
+def _is_ok(status: int) -> bool:
+    return status in (common_pb2.JOB_STATUS_SUCCESS, common_pb2.JOB_STATUS_WARNING)
+
+
+def wait_for_job(client: AgentClient, job: common_pb2.Job, *, show: bool) -> common_pb2.Job:
+    """Follow the job's events until it ends, drawing progress on a terminal."""
+    last = job
+    started = time.monotonic()
+    for event in client.api.WatchJobs(agent_api_pb2.WatchJobsRequest(job_id=job.job_id)):
+        last = event.job
+        if show:
+            for entry in event.log:
+                sys.stderr.write("\r\x1b[K" + entry.message + "\n")
+            p = last.progress
+            elapsed = max(time.monotonic() - started, 1e-3)
+            line = (
+                f"{p.items_done} files, {_size(p.bytes_done)} "
+                f"({_size(int(p.bytes_done / elapsed))}/s) {p.current_path[-60:]}"
+            )
+            sys.stderr.write("\r\x1b[K" + line)
+            sys.stderr.flush()
+        if event.ended:
+            break
+    if show:
+        sys.stderr.write("\r\x1b[K")
+    return last
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{n} B"
+
+
+def finish_job(client: AgentClient, job: common_pb2.Job, args: argparse.Namespace) -> None:
+    if args.wait:
+        job = wait_for_job(client, job, show=sys.stderr.isatty() and not args.json)
+    if args.json:
+        print_json(job_json(job))
+    else:
+        doc = job_json(job)
+        print(
+            f"job {doc['job_id']}: {doc['status']}"
+            + (f", snapshot {doc['snapshot_id']}" if doc["snapshot_id"] else "")
+            + (f" ({doc['error']})" if doc["error"] else "")
+        )
+    if args.wait and not _is_ok(job.status):
+        raise CliError(
+            f"the job ended with status {job_json(job)['status']}"
+            + (f": {job.error_message}" if job.error_message else "")
+        )
+
+
+def cmd_backup(client: AgentClient, args: argparse.Namespace) -> None:
+    job = client.api.StartBackup(
+        agent_api_pb2.StartBackupRequest(item_id=args.item, vault_id=args.vault), timeout=60
+    )
+    finish_job(client, job, args)
+
+
+def snapshot_json(s: common_pb2.SnapshotSummary) -> dict[str, Any]:
+    return {
+        "snapshot_id": s.snapshot_id,
+        "item_id": s.item_id,
+        "item_name": s.item_name or None,
+        "device_id": s.device_id,
+        "time": rfc3339(s.time),
+        "files": s.files,
+        "bytes": s.bytes,
+        "paths": list(s.paths),
+        "unknown_item": s.unknown_item,
+    }
+
+
+def cmd_snapshots(client: AgentClient, args: argparse.Namespace) -> None:
+    reply = client.api.ListSnapshots(
+        agent_api_pb2.ListLocalSnapshotsRequest(
+            vault_id=args.vault,
+            item_id=args.item or "",
+            all_devices=args.all_devices,
+            unknown_items=args.unknown,
+        ),
+        timeout=300,
+    )
+    rows = [snapshot_json(s) for s in reply.snapshots]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["snapshot_id", "item_name", "time", "files", "bytes"])
+
+
+ARCHIVES = {"tar": 0, "tar.gz": 1, "zip": 2, "sqfs": 3, "tar.zst": 4}
+
+
+def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
+    options = common_pb2.RestoreOptions(paths=args.path or [], allow_partial=args.allow_partial)
+    if args.overwrite:
+        options.overwrite = common_pb2.OVERWRITE_MODE_OVERWRITE
+    elif args.overwrite_if_newer:
+        options.overwrite = common_pb2.OVERWRITE_MODE_IF_NEWER
+    if args.to or args.original_paths:
+        options.type = common_pb2.RESTORE_TYPE_FILES
+        options.destination = str(Path(args.to).absolute()) if args.to else ""
+        options.original_paths = args.original_paths
+    elif args.simulate:
+        options.type = common_pb2.RESTORE_TYPE_SIMULATE
+    elif args.program:
+        options.type = (
+            common_pb2.RESTORE_TYPE_PROGRAM_ARCHIVE
+            if args.as_archive
+            else common_pb2.RESTORE_TYPE_PROGRAM_PER_FILE
+        )
+        options.program_command = args.program
+    elif args.archive:
+        if not args.output:
+            raise CliError("--archive needs --output FILE")
+        options.type = common_pb2.RESTORE_TYPE_ARCHIVE_FILE
+        options.archive_format = ARCHIVES[args.archive]  # type: ignore[assignment]
+        options.destination = str(Path(args.output).absolute())
+    else:
+        raise CliError(
+            "say where to restore: --to DIR, --original-paths, --simulate, "
+            "--program CMD or --archive FORMAT --output FILE"
+        )
+    job = client.api.StartRestore(
+        agent_api_pb2.StartRestoreRequest(
+            vault_id=args.vault, snapshot_id=args.snapshot, item_id=args.item or "", options=options
+        ),
+        timeout=120,
+    )
+    finish_job(client, job, args)
+
+
+def cmd_history(client: AgentClient, args: argparse.Namespace) -> None:
+    from comet.agent.jobs.codes import parse_classification, parse_status
+
+    try:
+        statuses = [common_pb2.JobStatus.ValueType(parse_status(s)) for s in args.status or []]
+        kinds = [
+            common_pb2.JobClassification.ValueType(parse_classification(c))
+            for c in args.classification or []
+        ]
+    except (KeyError, ValueError) as e:
+        raise CliError(f"unknown status or classification: {e}") from e
+    reply = client.api.History(
+        agent_api_pb2.HistoryRequest(
+            statuses=statuses,
+            classifications=kinds,
+            item_id=args.item or "",
+            vault_id=args.vault or "",
+        ),
+        timeout=60,
+    )
+    rows = [job_json(j) for j in reply.jobs]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["job_id", "classification", "status", "started_at", "files", "bytes"])
+
+
+def cmd_job_log(client: AgentClient, args: argparse.Namespace) -> None:
+    reply = client.api.JobLog(agent_api_pb2.JobLogRequest(job_id=args.job_id), timeout=60)
+    severity = {1: "D", 2: "I", 3: "W", 4: "E"}
+    if args.json:
+        print_json(
+            {
+                "job": job_json(reply.job),
+                "entries": [
+                    {
+                        "time": rfc3339(e.time),
+                        "severity": severity.get(e.severity, "I"),
+                        "message": e.message,
+                    }
+                    for e in reply.entries
+                ],
+            }
+        )
+        return
+    for e in reply.entries:
+        print(f"{rfc3339(e.time)} {severity.get(e.severity, 'I')} {e.message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Control the local Comet agent.")
     parser.add_argument("--socket", type=Path, default=None, help="the agent's unix socket")
@@ -135,6 +475,101 @@ def build_parser() -> argparse.ArgumentParser:
     disconnect = sub.add_parser("disconnect", help="log the agent out; schedules stop")
     disconnect.add_argument("--json", action="store_true")
     disconnect.set_defaults(func=cmd_disconnect)
+
+    vault = sub.add_parser("vault", help="Storage Vaults").add_subparsers(dest="sub", required=True)
+    vadd = vault.add_parser("add", help="add a Storage Vault (prints its id)")
+    vadd.add_argument("name")
+    vadd.add_argument("--type", choices=sorted(VAULT_TYPES), required=True)
+    vadd.add_argument("--path", help="local: the directory; sftp: the remote directory")
+    vadd.add_argument("--endpoint", help="s3: endpoint URL")
+    vadd.add_argument("--bucket")
+    vadd.add_argument("--prefix")
+    vadd.add_argument("--region")
+    vadd.add_argument("--access-key")
+    vadd.add_argument("--secret-key-stdin", action="store_true")
+    vadd.add_argument("--host")
+    vadd.add_argument("--port", type=int)
+    vadd.add_argument("--user")
+    vadd.add_argument("--key", help="sftp: private key file")
+    vadd.add_argument("--host-key", help="sftp: pinned host key 'type base64'")
+    vadd.add_argument("--password-stdin", action="store_true")
+    vadd.add_argument("--quota", type=int, help="quota in bytes")
+    vadd.add_argument("--json", action="store_true")
+    vadd.set_defaults(func=cmd_vault_add)
+    vlist = vault.add_parser("list", help="list Storage Vaults")
+    vlist.add_argument("--json", action="store_true")
+    vlist.set_defaults(func=cmd_vault_list)
+
+    item = sub.add_parser("item", help="Protected Items").add_subparsers(dest="sub", required=True)
+    iadd = item.add_parser("add", help="add a Protected Item (prints its id)")
+    iadd.add_argument("name")
+    iadd.add_argument("--type", choices=["files", "program"], required=True)
+    iadd.add_argument("--include", action="append")
+    iadd.add_argument("--exclude", action="append", help="glob")
+    iadd.add_argument("--exclude-regex", action="append")
+    iadd.add_argument("--command", help="program: the command whose output is saved")
+    iadd.add_argument("--save-as", help="program: the file name to save the output as")
+    iadd.add_argument("--pre", action="append", help="command to run before each job")
+    iadd.add_argument("--post", action="append", help="command to run after each job")
+    iadd.add_argument("--rescan-unchanged", action="store_true")
+    iadd.add_argument("--json", action="store_true")
+    iadd.set_defaults(func=cmd_item_add)
+    ilist = item.add_parser("list", help="list Protected Items")
+    ilist.add_argument("--json", action="store_true")
+    ilist.set_defaults(func=cmd_item_list)
+
+    backup = sub.add_parser("backup", help="back up a Protected Item now")
+    backup.add_argument("item", help="item id or name")
+    backup.add_argument("--vault", required=True, help="vault id or name")
+    backup.add_argument("--wait", action="store_true", help="wait for the job to end")
+    backup.add_argument("--json", action="store_true")
+    backup.set_defaults(func=cmd_backup)
+
+    snaps = sub.add_parser("snapshots", help="list snapshots in a vault")
+    snaps.add_argument("--vault", required=True)
+    snaps.add_argument("--item")
+    snaps.add_argument("--all-devices", action="store_true")
+    snaps.add_argument("--unknown", action="store_true", help="only snapshots of deleted items")
+    snaps.add_argument("--json", action="store_true")
+    snaps.set_defaults(func=cmd_snapshots)
+
+    restore = sub.add_parser("restore", help="restore a snapshot")
+    restore.add_argument("snapshot", help="snapshot id (or prefix), or 'latest' with --item")
+    restore.add_argument("--vault", required=True)
+    restore.add_argument("--item")
+    restore.add_argument("--to", help="restore under this directory")
+    restore.add_argument("--original-paths", action="store_true")
+    restore.add_argument("--simulate", action="store_true")
+    restore.add_argument("--program", help="command receiving the data on stdin")
+    restore.add_argument("--per-file", action="store_true", help="run the program per file")
+    restore.add_argument("--as-archive", action="store_true", help="one tar stream on stdin")
+    restore.add_argument("--archive", choices=sorted(ARCHIVES))
+    restore.add_argument("--output", help="archive file to write")
+    restore.add_argument("--path", action="append", help="restore only this path (repeatable)")
+    mode = restore.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true")
+    mode.add_argument("--overwrite-if-newer", action="store_true")
+    mode.add_argument("--skip-existing", action="store_true", help="the default")
+    restore.add_argument("--allow-partial", action="store_true")
+    restore.add_argument("--wait", action="store_true")
+    restore.add_argument("--json", action="store_true")
+    restore.set_defaults(func=cmd_restore)
+
+    history = sub.add_parser("history", help="job history of this device")
+    history.add_argument("--status", action="append")
+    history.add_argument("--classification", action="append")
+    history.add_argument("--item")
+    history.add_argument("--vault")
+    history.add_argument("--device")
+    history.add_argument("--all-devices", action="store_true")
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(func=cmd_history)
+
+    job = sub.add_parser("job", help="jobs").add_subparsers(dest="sub", required=True)
+    jlog = job.add_parser("log", help="show a job's log")
+    jlog.add_argument("job_id")
+    jlog.add_argument("--json", action="store_true")
+    jlog.set_defaults(func=cmd_job_log)
     return parser
 
 

@@ -107,3 +107,53 @@ class RestoreError(AgentError):
     """Root of errors that end a restore job (per-file problems are warnings instead)."""
 
     code = "restore"
+
+
+class MaintenanceError(AgentError):
+    """Root of errors that end a vault maintenance job (retention, prune, reindex)."""
+
+    code = "maintenance"
+
+
+class RetentionPolicyError(MaintenanceError):
+    """A retention policy is malformed or would delete every snapshot of an item."""
+
+    code = "maintenance.retention_policy"
+
+
+class PruneRefusedError(MaintenanceError):
+    """Prune stopped before deleting anything because the vault is damaged in a way
+    that deleting could make worse (unreadable trees, blobs missing from every index)."""
+
+    code = "maintenance.prune_refused"
+
+
+class DamagedDataError(IntegrityError):
+    """A file (or directory listing) being restored uses data that cannot be read; the
+    message names the file. A restore with ``allow_partial`` zero-fills it instead."""
+
+    code = "restore.damaged_data"
+
+
+class ArchiveWriteError(RestoreError):
+    """The archive stream of an archive or program restore could not be written."""
+
+    code = "restore.archive_write"
+
+
+class RestoreProgramError(RestoreError):
+    """A restore command or archive tool could not be started, or exited with an error."""
+
+    code = "restore.program_failed"
+
+
+class BrowseError(AgentError):
+    """Root of errors when browsing or searching a snapshot's contents."""
+
+    code = "browse"
+
+
+class BrowsePathError(BrowseError):
+    """The path to list is malformed, absent from the snapshot, or not a directory."""
+
+    code = "browse.path"

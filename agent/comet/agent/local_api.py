@@ -3,58 +3,75 @@ socket that only its owner can open. Thin: validate, convert, call the agent."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 
+from comet.agent.convert import (
+    job_to_proto,
+    log_to_proto,
+    snapshot_to_proto,
+    target_from_proto,
+)
 from comet.agent.errors import AgentError
+from comet.agent.jobs.codes import Classification, Status
+from comet.agent.jobs.store import JobQuery
+from comet.agent.operations import NotFoundError, RestoreRequest
+from comet.agent.profile_sync import NotLoggedInError
 from comet.agent.transport import ServerUrlError
-from comet.v1 import agent_api_pb2, agent_api_pb2_grpc
+from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2
+
+if TYPE_CHECKING:
+    from comet.agent.service import Agent
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
-
-class AgentOperations(Protocol):
-    """What the local API needs from the agent (implemented by ``service.Agent``)."""
-
-    def status(self) -> agent_api_pb2.StatusReply: ...
-    async def login(self, request: agent_api_pb2.AgentLoginRequest) -> bool: ...
-    def lock(self) -> None: ...
-    async def disconnect(self) -> None: ...
-
-
-_STATUS = {
+_STATUS: dict[type[AgentError], grpc.StatusCode] = {
     ServerUrlError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    NotLoggedInError: grpc.StatusCode.UNAUTHENTICATED,
 }
 
 
-async def _abort(context: Ctx, error: AgentError) -> None:
-    code = next(
-        (status for cls, status in _STATUS.items() if isinstance(error, cls)),
-        grpc.StatusCode.FAILED_PRECONDITION,
-    )
-    context.set_trailing_metadata((("comet-error-code", error.code),))
-    await context.abort(code, str(error))
+def handles_errors(fn: F) -> F:
+    """AgentError → a gRPC status carrying the error's message and stable code."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: object, request: object, context: Ctx) -> Any:
+        try:
+            return await fn(self, request, context)
+        except AgentError as e:
+            code = next(
+                (status for cls, status in _STATUS.items() if isinstance(e, cls)),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
+            context.set_trailing_metadata((("comet-error-code", e.code),))
+            await context.abort(code, str(e))
+
+    return cast(F, wrapper)
 
 
 class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
-    def __init__(self, agent: AgentOperations) -> None:
+    def __init__(self, agent: Agent) -> None:
         self._agent = agent
+
+    # ------------------------------------------------------------ login state
 
     async def Status(
         self, request: agent_api_pb2.StatusRequest, context: Ctx
     ) -> agent_api_pb2.StatusReply:
         return self._agent.status()
 
+    @handles_errors
     async def Login(
         self, request: agent_api_pb2.AgentLoginRequest, context: Ctx
     ) -> agent_api_pb2.AgentLoginReply:
         if not request.username or not request.password:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "username and password needed")
-        try:
-            registered = await self._agent.login(request)
-        except AgentError as e:
-            await _abort(context, e)
+            raise AgentError("a username and a password are needed")
+        registered = await self._agent.login(request)
         return agent_api_pb2.AgentLoginReply(
             status=self._agent.status(), device_registered_now=registered
         )
@@ -70,3 +87,148 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
     ) -> agent_api_pb2.StatusReply:
         await self._agent.disconnect()
         return self._agent.status()
+
+    # ------------------------------------------------------------ profile
+
+    @handles_errors
+    async def GetProfile(
+        self, request: agent_api_pb2.LocalProfileRequest, context: Ctx
+    ) -> common_pb2.Profile:
+        if request.refetch:
+            return await self._agent.profile.fetch()
+        return self._agent.profile.cached()
+
+    @handles_errors
+    async def AddVault(
+        self, request: agent_api_pb2.AddVaultRequest, context: Ctx
+    ) -> common_pb2.StorageVault:
+        return await self._agent.ops.add_vault(request.vault)
+
+    @handles_errors
+    async def AddItem(
+        self, request: agent_api_pb2.AddItemRequest, context: Ctx
+    ) -> common_pb2.ProtectedItem:
+        return await self._agent.ops.add_item(request.item)
+
+    @handles_errors
+    async def AddSchedule(
+        self, request: agent_api_pb2.AddScheduleRequest, context: Ctx
+    ) -> common_pb2.Schedule:
+        return await self._agent.ops.add_schedule(request.schedule)
+
+    # ------------------------------------------------------------ jobs
+
+    @handles_errors
+    async def StartBackup(
+        self, request: agent_api_pb2.StartBackupRequest, context: Ctx
+    ) -> common_pb2.Job:
+        job = await self._agent.ops.start_backup(
+            request.item_id,
+            request.vault_id,
+            skip_if_running=request.options.skip_if_running,
+            stop_after_seconds=request.options.stop_after_seconds,
+        )
+        return job_to_proto(job)
+
+    @handles_errors
+    async def StartRestore(
+        self, request: agent_api_pb2.StartRestoreRequest, context: Ctx
+    ) -> common_pb2.Job:
+        job = await self._agent.ops.start_restore(
+            RestoreRequest(
+                vault=request.vault_id,
+                snapshot=request.snapshot_id or "latest",
+                item=request.item_id,
+                paths=tuple(request.options.paths),
+                allow_partial=request.options.allow_partial,
+            ),
+            target_from_proto(request.options),
+        )
+        return job_to_proto(job)
+
+    @handles_errors
+    async def CancelJob(
+        self, request: agent_api_pb2.CancelLocalJobRequest, context: Ctx
+    ) -> common_pb2.Job:
+        if not self._agent.runner.cancel(request.job_id):
+            raise NotFoundError(f"job {request.job_id} is not running")
+        job = self._agent.runner.get(request.job_id)
+        assert job is not None
+        return job_to_proto(job)
+
+    @handles_errors
+    async def GetJob(
+        self, request: agent_api_pb2.GetLocalJobRequest, context: Ctx
+    ) -> common_pb2.Job:
+        job = self._agent.runner.get(request.job_id)
+        if job is None:
+            raise NotFoundError(f"no job {request.job_id!r} on this device")
+        return job_to_proto(job)
+
+    async def WatchJobs(
+        self, request: agent_api_pb2.WatchJobsRequest, context: Ctx
+    ) -> AsyncIterator[agent_api_pb2.JobEvent]:
+        queue = self._agent.runner.subscribe()
+        try:
+            if request.job_id:
+                # A job that ended before the watch began still gets its last event.
+                job = self._agent.runner.get(request.job_id)
+                if job is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
+                assert job is not None
+                if not job.status.running:
+                    yield agent_api_pb2.JobEvent(job=job_to_proto(job), ended=True)
+                    return
+            while True:
+                event = await queue.get()
+                if request.job_id and event.job.job_id != request.job_id:
+                    continue
+                yield agent_api_pb2.JobEvent(
+                    job=job_to_proto(event.job),
+                    log=[log_to_proto(e) for e in event.log],
+                    ended=event.ended,
+                )
+                if request.job_id and event.ended:
+                    return
+        finally:
+            self._agent.runner.unsubscribe(queue)
+
+    @handles_errors
+    async def History(
+        self, request: agent_api_pb2.HistoryRequest, context: Ctx
+    ) -> agent_api_pb2.HistoryReply:
+        query = JobQuery(
+            statuses=tuple(Status(s) for s in request.statuses),
+            classifications=tuple(Classification(c) for c in request.classifications),
+            item_id=request.item_id,
+            vault_id=request.vault_id,
+            since_ns=request.since.ToNanoseconds() if request.HasField("since") else 0,
+            limit=request.limit or 500,
+        )
+        jobs = self._agent.ops.history(query)
+        return agent_api_pb2.HistoryReply(jobs=[job_to_proto(j) for j in jobs])
+
+    @handles_errors
+    async def JobLog(
+        self, request: agent_api_pb2.JobLogRequest, context: Ctx
+    ) -> agent_api_pb2.JobLogReply:
+        job, entries = self._agent.ops.job_log(request.job_id)
+        return agent_api_pb2.JobLogReply(
+            job=job_to_proto(job), entries=[log_to_proto(e) for e in entries]
+        )
+
+    # ------------------------------------------------------------ snapshots
+
+    @handles_errors
+    async def ListSnapshots(
+        self, request: agent_api_pb2.ListLocalSnapshotsRequest, context: Ctx
+    ) -> agent_api_pb2.ListLocalSnapshotsReply:
+        snapshots = await self._agent.ops.list_snapshots(
+            request.vault_id,
+            item_ref=request.item_id,
+            all_devices=request.all_devices,
+            unknown_only=request.unknown_items,
+        )
+        return agent_api_pb2.ListLocalSnapshotsReply(
+            snapshots=[snapshot_to_proto(s) for s in snapshots]
+        )

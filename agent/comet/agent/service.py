@@ -1,4 +1,5 @@
-"""The agent service: owns the state, the live connection and the local API."""
+"""The agent service: wires the state, the job runner and outbox, the profile, the
+live connection and the local API, and runs until SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -14,10 +16,16 @@ import grpc
 from comet.agent import __version__
 from comet.agent.config import AgentConfig
 from comet.agent.errors import AgentError
+from comet.agent.jobs.outbox import Outbox
+from comet.agent.jobs.runner import JobRunner
+from comet.agent.jobs.store import JobStore
 from comet.agent.local_api import LocalApi
+from comet.agent.operations import Operations
+from comet.agent.profile_sync import ProfileSync
+from comet.agent.remote import RemoteCommands
 from comet.agent.server_link import LiveConnection, login
 from comet.agent.state import AgentState
-from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, control_pb2
+from comet.v1 import agent_api_pb2, agent_api_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +37,32 @@ class SocketInUseError(AgentError):
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self._config = config
-        self._state = AgentState(config.state_dir)
+        self.state = AgentState(config.state_dir)
+        self.jobs = JobStore(config.state_dir / "agent.db")
+        self.runner = JobRunner(self.jobs, self._identity)
+        self.outbox = Outbox(self.jobs, self.state)
+        self.profile = ProfileSync(self.state)
+        self.ops = Operations(
+            self.state, self.jobs, self.runner, self.profile, config.state_dir / "keys"
+        )
+        self.remote = RemoteCommands(self.ops, on_disconnect=self._disconnect_from_server)
         self._live = LiveConnection(
-            self._state,
-            self._handle_command,
+            self.state,
+            self.remote.handle,
             on_logged_out=self._logged_out_by_server,
             reconnect_min=config.reconnect_min_seconds,
             reconnect_max=config.reconnect_max_seconds,
             heartbeat_seconds=config.heartbeat_seconds,
         )
 
-    # ------------------------------------------------------------ operations
+    def _identity(self) -> tuple[str, str]:
+        login_state = self.state.load_login()
+        return login_state.device_id, login_state.username
+
+    # ------------------------------------------------------------ login state
 
     def status(self) -> agent_api_pb2.StatusReply:
-        login_state = self._state.load_login()
+        login_state = self.state.load_login()
         return agent_api_pb2.StatusReply(
             logged_in=login_state.logged_in,
             locked=login_state.locked,
@@ -50,7 +70,7 @@ class Agent:
             username=login_state.username,
             device_id=login_state.device_id if login_state.logged_in else "",
             connected=self._live.connected,
-            running_jobs=[],
+            running_jobs=self.runner.running_ids(),
             device_name=login_state.device_name,
             version=__version__,
             last_error=login_state.last_error or self._live.last_error,
@@ -58,7 +78,7 @@ class Agent:
 
     async def login(self, request: agent_api_pb2.AgentLoginRequest) -> bool:
         outcome = await login(
-            self._state,
+            self.state,
             request.server,
             request.username,
             request.password,
@@ -66,6 +86,9 @@ class Agent:
             device_name=request.device_name,
         )
         self._live.reconnect_now()
+        self.outbox.poke()
+        with contextlib.suppress(AgentError):
+            await self.profile.fetch()
         # Give the live connection a moment so `comet status` right after login
         # already shows it; a slow server is fine, the connection comes up later.
         for _ in range(50):
@@ -75,31 +98,17 @@ class Agent:
         return outcome.device_registered_now
 
     def lock(self) -> None:
-        from dataclasses import replace
-
-        self._state.save_login(replace(self._state.load_login(), locked=True))
+        self.state.save_login(replace(self.state.load_login(), locked=True))
 
     async def disconnect(self) -> None:
-        self._state.logout()
+        self.state.logout()
         self._live.reconnect_now()
 
-    # ------------------------------------------------------------ server side
-
     def _logged_out_by_server(self, reason: str) -> None:
-        self._state.logout(error=reason)
-
-    async def _handle_command(self, command: control_pb2.Command) -> control_pb2.CommandReply:
-        action = command.WhichOneof("action")
-        if action == "refetch_profile":
-            return control_pb2.CommandReply(done=control_pb2.Empty())
-        if action == "disconnect":
-            # Reply first, then log out: the stream carries the reply back.
-            asyncio.get_running_loop().call_later(0.2, self._disconnect_from_server)
-            return control_pb2.CommandReply(done=control_pb2.Empty())
-        raise AgentError(f"this agent does not support the command {action!r} yet")
+        self.state.logout(error=reason)
 
     def _disconnect_from_server(self) -> None:
-        self._state.logout(error="disconnected by an administrator")
+        self.state.logout(error="disconnected by an administrator")
         self._live.reconnect_now()
 
     # ------------------------------------------------------------ running
@@ -109,18 +118,26 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        for job in self.runner.recover_interrupted():
+            log.warning("job %s was interrupted by an agent stop; marked abandoned", job.job_id)
         server = await self._serve_local_api()
         self._live.start()
+        self.outbox.start()
         print(f"agent listening on unix:{self._config.socket_path}", flush=True)
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
-            await self._live.stop()
             await server.stop(grace=1)
+            await self.runner.shutdown()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.outbox.flush(), 5)
+            await self.outbox.stop()
+            await self._live.stop()
             with contextlib.suppress(FileNotFoundError):
                 self._config.socket_path.unlink()
-            self._state.close()
+            self.jobs.close()
+            self.state.close()
 
     async def _serve_local_api(self) -> grpc.aio.Server:
         path = self._config.socket_path

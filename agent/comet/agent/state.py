@@ -95,6 +95,18 @@ class AgentState:
                 )
             self._db.execute("COMMIT")
 
+    def get_blob(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._get(f"blob:{key}")
+
+    def put_blob(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (f"blob:{key}", value),
+            )
+
     def logout(self, *, error: str = "") -> LoginState:
         """Forget the login; the device id is kept so the same user logging in
         again on this machine keeps its registration."""

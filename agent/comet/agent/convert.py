@@ -1,0 +1,223 @@
+"""Conversions between protobuf messages (local API, server wire) and the agent's
+domain types. Protobuf goes no deeper than the agent's rpc edges and this module."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from comet.agent.items import ItemSpec, ItemType
+from comet.agent.jobs.codes import Classification, Severity, Status
+from comet.agent.jobs.record import JobRecord, LogEntry
+from comet.agent.jobs.targets import ArchiveFormat, RestoreType, TargetSpec
+from comet.agent.restore.directory import Overwrite
+from comet.agent.snapshot_info import SnapshotInfo
+from comet.agent.vaults import (
+    CometSettings,
+    LocalSettings,
+    S3Settings,
+    SftpSettings,
+    VaultSettings,
+    VaultSpec,
+    VaultType,
+)
+from comet.v1 import common_pb2
+
+
+def timestamp_ns(ns: int) -> Timestamp:
+    ts = Timestamp()
+    if ns:
+        ts.FromNanoseconds(ns)
+    return ts
+
+
+def vault_from_proto(msg: common_pb2.StorageVault) -> VaultSpec:
+    which = msg.WhichOneof("settings")
+    settings: VaultSettings
+    if which == "local":
+        settings = LocalSettings(msg.local.path)
+    elif which == "s3":
+        s = msg.s3
+        settings = S3Settings(
+            s.endpoint, s.bucket, s.prefix, s.access_key, s.secret_key, s.region or "us-east-1"
+        )
+    elif which == "sftp":
+        t = msg.sftp
+        settings = SftpSettings(
+            t.host, t.port, t.username, t.path, t.password, t.private_key, t.host_key
+        )
+    elif which == "comet":
+        settings = CometSettings(msg.comet.bucket_id, msg.comet.bucket_key)
+    else:
+        settings = LocalSettings("")
+    return VaultSpec(
+        vault_id=msg.vault_id,
+        name=msg.name,
+        type=VaultType(msg.type) if msg.type in VaultType._value2member_map_ else VaultType.LOCAL,
+        settings=settings,
+        wrapped_vault_key=msg.wrapped_vault_key,
+        quota_bytes=msg.quota_bytes,
+    )
+
+
+def vault_settings_to_proto(settings: VaultSettings, msg: common_pb2.StorageVault) -> None:
+    if isinstance(settings, LocalSettings):
+        msg.local.path = settings.path
+    elif isinstance(settings, S3Settings):
+        msg.s3.CopyFrom(
+            common_pb2.S3VaultSettings(
+                endpoint=settings.endpoint,
+                bucket=settings.bucket,
+                prefix=settings.prefix,
+                access_key=settings.access_key,
+                secret_key=settings.secret_key,
+                region=settings.region,
+            )
+        )
+    elif isinstance(settings, SftpSettings):
+        msg.sftp.CopyFrom(
+            common_pb2.SftpVaultSettings(
+                host=settings.host,
+                port=settings.port,
+                username=settings.username,
+                path=settings.path,
+                password=settings.password,
+                private_key=settings.private_key,
+                host_key=settings.host_key,
+            )
+        )
+    else:
+        msg.comet.CopyFrom(
+            common_pb2.CometVaultSettings(
+                bucket_id=settings.bucket_id, bucket_key=settings.bucket_key
+            )
+        )
+
+
+def item_from_proto(msg: common_pb2.ProtectedItem) -> ItemSpec:
+    return ItemSpec(
+        item_id=msg.item_id,
+        name=msg.name,
+        type=ItemType.PROGRAM if msg.type == common_pb2.ITEM_TYPE_PROGRAM else ItemType.FILES,
+        owner_device_id=msg.owner_device_id,
+        includes=tuple(msg.includes),
+        exclude_globs=tuple(msg.exclude_globs),
+        exclude_regexes=tuple(msg.exclude_regexes),
+        rescan_unchanged=msg.rescan_unchanged,
+        program_command=msg.program_command,
+        program_save_as=msg.program_save_as,
+        pre_commands=tuple(c.command for c in msg.pre_commands),
+        post_commands=tuple(c.command for c in msg.post_commands),
+    )
+
+
+def job_to_proto(job: JobRecord) -> common_pb2.Job:
+    c, p = job.counters, job.progress
+    return common_pb2.Job(
+        job_id=job.job_id,
+        username=job.username,
+        device_id=job.device_id,
+        item_id=job.item_id,
+        vault_id=job.vault_id,
+        classification=int(job.classification),  # type: ignore[arg-type]
+        status=int(job.status),  # type: ignore[arg-type]
+        started_at=timestamp_ns(job.started_ns),
+        ended_at=timestamp_ns(job.ended_ns),
+        counters=common_pb2.JobCounters(
+            files=c.files,
+            directories=c.directories,
+            bytes=c.bytes,
+            uploaded_bytes=c.uploaded_bytes,
+            downloaded_bytes=c.downloaded_bytes,
+        ),
+        progress=common_pb2.JobProgress(
+            counter=p.counter,
+            bytes_done=p.bytes_done,
+            items_done=p.items_done,
+            bytes_total=p.bytes_total,
+            items_total=p.items_total,
+            current_path=p.current_path,
+        ),
+        snapshot_id=job.snapshot_id,
+        client_version=job.client_version,
+        error_message=job.error,
+    )
+
+
+def job_from_proto(msg: common_pb2.Job) -> JobRecord:
+    from comet.agent.jobs.record import JobCounters, JobProgress
+
+    c, p = msg.counters, msg.progress
+    return JobRecord(
+        job_id=msg.job_id,
+        classification=Classification(msg.classification)
+        if msg.classification in Classification._value2member_map_
+        else Classification.UNKNOWN,
+        status=Status(msg.status) if msg.status in Status._value2member_map_ else Status.ERROR,
+        device_id=msg.device_id,
+        username=msg.username,
+        item_id=msg.item_id,
+        vault_id=msg.vault_id,
+        started_ns=msg.started_at.ToNanoseconds(),
+        ended_ns=msg.ended_at.ToNanoseconds(),
+        snapshot_id=msg.snapshot_id,
+        error=msg.error_message,
+        client_version=msg.client_version,
+        counters=JobCounters(c.files, c.directories, c.bytes, c.uploaded_bytes, c.downloaded_bytes),
+        progress=JobProgress(
+            p.counter, p.bytes_done, p.items_done, p.bytes_total, p.items_total, p.current_path
+        ),
+    )
+
+
+def log_to_proto(entry: LogEntry) -> common_pb2.LogEntry:
+    return common_pb2.LogEntry(
+        time=timestamp_ns(entry.time_ns),
+        severity=int(entry.severity),  # type: ignore[arg-type]
+        message=entry.message,
+        seq=entry.seq,
+    )
+
+
+def log_from_proto(msg: common_pb2.LogEntry) -> LogEntry:
+    severity = Severity(msg.severity) if msg.severity in (1, 2, 3, 4) else Severity.INFO
+    return LogEntry(msg.seq, msg.time.ToNanoseconds(), severity, msg.message)
+
+
+def target_from_proto(msg: common_pb2.RestoreOptions) -> TargetSpec:
+    overwrite = {
+        common_pb2.OVERWRITE_MODE_OVERWRITE: Overwrite.OVERWRITE,
+        common_pb2.OVERWRITE_MODE_IF_NEWER: Overwrite.IF_NEWER,
+    }.get(msg.overwrite, Overwrite.SKIP)
+    restore_type = (
+        RestoreType(msg.type) if msg.type in RestoreType._value2member_map_ else RestoreType.FILES
+    )
+    archive = (
+        ArchiveFormat(msg.archive_format)
+        if msg.archive_format in ArchiveFormat._value2member_map_
+        else ArchiveFormat.TAR
+    )
+    return TargetSpec(
+        type=restore_type,
+        destination=msg.destination,
+        original_paths=msg.original_paths,
+        overwrite=overwrite,
+        program_command=msg.program_command,
+        archive_format=archive,
+    )
+
+
+def snapshot_to_proto(info: SnapshotInfo) -> common_pb2.SnapshotSummary:
+    return common_pb2.SnapshotSummary(
+        snapshot_id=info.snapshot_id,
+        item_id=info.item_id,
+        device_id=info.device_id,
+        time=timestamp_ns(info.start_ns),
+        ended_at=timestamp_ns(info.end_ns),
+        files=info.files,
+        directories=info.dirs,
+        bytes=info.bytes,
+        paths=list(info.paths),
+        has_original_paths=bool(info.paths),
+        item_name=info.item_name,
+        unknown_item=info.unknown_item,
+    )

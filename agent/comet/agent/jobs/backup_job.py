@@ -1,0 +1,126 @@
+"""The work of a backup job: pre-commands, quota check, the engine's backup,
+post-commands, all reported on the job."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from comet.agent.backup.options import BackupOptions, FilesSource, ProgramSource
+from comet.agent.backup.run import run_backup
+from comet.agent.errors import AgentError
+from comet.agent.items import ItemSpec, ItemType
+from comet.agent.jobs.codes import Status
+from comet.agent.jobs.runner import JobHandle, JobOutcome, QuotaExceededError
+from comet.agent.reporter import JobWarning
+from comet.agent.storage.base import Storage
+from comet.agent.vaults import VaultSpec, open_repository
+
+
+@dataclass(frozen=True)
+class BackupJob:
+    item: ItemSpec
+    vault: VaultSpec
+    device_id: str
+    wrap_key: bytes
+    key_dir: Path
+
+    def __call__(self, handle: JobHandle) -> JobOutcome:
+        handle.info(f"backing up {self.item.name!r} to {self.vault.name!r}")
+        for command in self.item.pre_commands:
+            run_hook(handle, command, "pre-backup")
+        repo = open_repository(self.vault, self.wrap_key, key_dir=self.key_dir)
+        try:
+            check_quota(self.vault, repo.storage)
+            result = run_backup(
+                repo,
+                self._source(),
+                BackupOptions(
+                    self.item.item_id,
+                    self.device_id,
+                    rescan_unchanged=self.item.rescan_unchanged,
+                    hostname=socket.gethostname(),
+                ),
+                reporter=_Reporter(handle),
+                cancel=handle.cancel,
+            )
+        finally:
+            repo.close()
+        counters = handle.job.counters
+        counters.files, counters.directories = result.files, result.dirs
+        counters.bytes, counters.uploaded_bytes = result.total_bytes, result.uploaded_bytes
+        handle.update(force=True, bytes_done=result.bytes_read, items_done=result.files)
+        snapshot_id = result.snapshot_id.hex()
+        handle.info(
+            f"snapshot {snapshot_id[:12]} saved: {result.files} files, {result.dirs} folders, "
+            f"{result.total_bytes} bytes; {result.uploaded_bytes} bytes uploaded"
+        )
+        for command in self.item.post_commands:
+            run_hook(handle, command, "post-backup")
+        return JobOutcome(Status.SUCCESS, snapshot_id=snapshot_id)
+
+    def _source(self) -> FilesSource | ProgramSource:
+        if self.item.type is ItemType.PROGRAM:
+            return ProgramSource(self.item.program_command, self.item.program_save_as)
+        return FilesSource(
+            includes=list(self.item.includes),
+            excludes=list(self.item.exclude_globs),
+            exclude_regexes=list(self.item.exclude_regexes),
+        )
+
+
+class _Reporter:
+    """Engine progress → job progress and log."""
+
+    def __init__(self, handle: JobHandle) -> None:
+        self._handle = handle
+        self._bytes = 0
+        self._files = 0
+
+    def file_started(self, path: str, size: int) -> None:
+        self._files += 1
+        self._handle.update(items_done=self._files, current_path=path)
+
+    def file_unchanged(self, path: str, size: int) -> None:
+        self._files += 1
+        self._bytes += size
+        self._handle.update(items_done=self._files, bytes_done=self._bytes)
+
+    def bytes_read(self, count: int) -> None:
+        self._bytes += count
+        self._handle.update(bytes_done=self._bytes)
+
+    def bytes_uploaded(self, count: int) -> None:
+        self._handle.job.counters.uploaded_bytes += count
+
+    def warning(self, warning: JobWarning) -> None:
+        self._handle.warning(str(warning))
+
+
+class HookFailedError(AgentError):
+    code = "hook_failed"
+
+
+def run_hook(handle: JobHandle, command: str, stage: str) -> None:
+    """Run a pre/post command with its output in the job log; failure fails the job."""
+    handle.info(f"{stage} command: {command}")
+    result = subprocess.run(
+        ["/bin/sh", "-c", command], capture_output=True, text=True, timeout=3600, check=False
+    )
+    for line in (result.stdout + result.stderr).splitlines()[-50:]:
+        handle.info(f"  {line}")
+    if result.returncode != 0:
+        raise HookFailedError(f"the {stage} command exited with code {result.returncode}")
+
+
+def check_quota(vault: VaultSpec, storage: Storage) -> None:
+    if not vault.quota_bytes:
+        return
+    used = sum(info.size for info in storage.list(""))
+    if used >= vault.quota_bytes:
+        raise QuotaExceededError(
+            f"Storage Vault {vault.name!r} uses {used} bytes of its {vault.quota_bytes}-byte "
+            "quota; delete snapshots or raise the quota"
+        )

@@ -1,0 +1,258 @@
+"""What the agent does for its users (the local API) and for admins (remote commands):
+manage the profile, start and watch jobs, list snapshots. Takes and returns domain
+values; the local API and the live connection convert at their edges."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from comet.agent.convert import item_from_proto, vault_from_proto
+from comet.agent.errors import AgentError
+from comet.agent.items import ItemSpec
+from comet.agent.jobs.backup_job import BackupJob
+from comet.agent.jobs.codes import Classification
+from comet.agent.jobs.record import JobRecord, LogEntry
+from comet.agent.jobs.restore_job import RestoreJob
+from comet.agent.jobs.runner import JobRunner, Work
+from comet.agent.jobs.store import JobQuery, JobStore
+from comet.agent.jobs.targets import TargetSpec
+from comet.agent.profile_sync import NotLoggedInError, ProfileSync
+from comet.agent.snapshot_info import SnapshotInfo
+from comet.agent.state import AgentState, LoginState
+from comet.agent.vaults import (
+    VaultSpec,
+    init_repository,
+    new_vault_key,
+    open_repository,
+    wrap_vault_key,
+)
+from comet.v1 import common_pb2
+
+
+class NotFoundError(AgentError):
+    code = "not_found"
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    vault: str
+    snapshot: str  # an id, an id prefix, or "latest" (with item)
+    item: str = ""
+    paths: tuple[str, ...] = ()
+    allow_partial: bool = False
+
+
+class Operations:
+    def __init__(
+        self,
+        state: AgentState,
+        jobs: JobStore,
+        runner: JobRunner,
+        profile: ProfileSync,
+        key_dir: Path,
+    ) -> None:
+        self.state = state
+        self.jobs = jobs
+        self.runner = runner
+        self.profile = profile
+        self.key_dir = key_dir
+
+    # ------------------------------------------------------------ profile
+
+    def _login(self) -> LoginState:
+        login = self.state.load_login()
+        if not login.logged_in:
+            raise NotLoggedInError("this agent is not logged in: run 'comet login' first")
+        return login
+
+    async def add_vault(self, vault: common_pb2.StorageVault) -> common_pb2.StorageVault:
+        login = self._login()
+        vault.vault_id = vault.vault_id or str(uuid.uuid4())
+        if not vault.name:
+            raise AgentError("a Storage Vault needs a name")
+        spec = vault_from_proto(vault)
+        vault_key = new_vault_key()
+        # The repository is created first: a vault that cannot be reached fails here,
+        # before it is saved in the profile.
+        await asyncio.to_thread(init_repository, spec, vault_key, key_dir=self.key_dir)
+        vault.wrapped_vault_key = wrap_vault_key(login.wrap_key, vault_key)
+        vault.created_at.FromNanoseconds(time.time_ns())
+        saved = await self.profile.edit(lambda p: p.vaults.append(vault))
+        return next(v for v in saved.vaults if v.vault_id == vault.vault_id)
+
+    async def add_item(self, item: common_pb2.ProtectedItem) -> common_pb2.ProtectedItem:
+        login = self._login()
+        item.item_id = item.item_id or str(uuid.uuid4())
+        item.owner_device_id = login.device_id
+        if not item.name:
+            raise AgentError("a Protected Item needs a name")
+        if item.type == common_pb2.ITEM_TYPE_FILES and not item.includes:
+            raise AgentError("a Files and Folders item needs at least one --include path")
+        if item.type == common_pb2.ITEM_TYPE_PROGRAM and not item.program_command:
+            raise AgentError("a Program Output item needs a --command")
+        item.created_at.FromNanoseconds(time.time_ns())
+        saved = await self.profile.edit(lambda p: p.items.append(item))
+        return next(i for i in saved.items if i.item_id == item.item_id)
+
+    async def add_schedule(self, schedule: common_pb2.Schedule) -> common_pb2.Schedule:
+        self._login()
+        profile = await self.profile.fetch()
+        schedule.item_id = self._item(profile, schedule.item_id).item_id
+        schedule.vault_id = self._vault(profile, schedule.vault_id).vault_id
+        schedule.schedule_id = schedule.schedule_id or str(uuid.uuid4())
+        schedule.enabled = True
+        saved = await self.profile.edit(lambda p: p.schedules.append(schedule))
+        return next(s for s in saved.schedules if s.schedule_id == schedule.schedule_id)
+
+    @staticmethod
+    def _vault(profile: common_pb2.Profile, ref: str) -> VaultSpec:
+        for vault in profile.vaults:
+            if ref in (vault.vault_id, vault.name):
+                return vault_from_proto(vault)
+        raise NotFoundError(f"no Storage Vault {ref!r} in this account (see 'comet vault list')")
+
+    @staticmethod
+    def _item(profile: common_pb2.Profile, ref: str) -> ItemSpec:
+        for item in profile.items:
+            if ref in (item.item_id, item.name):
+                return item_from_proto(item)
+        raise NotFoundError(f"no Protected Item {ref!r} in this account (see 'comet item list')")
+
+    # ------------------------------------------------------------ jobs
+
+    async def start_backup(
+        self,
+        item_ref: str,
+        vault_ref: str,
+        *,
+        skip_if_running: bool = False,
+        stop_after_seconds: float = 0,
+    ) -> JobRecord:
+        login = self._login()
+        profile = await self.profile.fetch()
+        item, vault = self._item(profile, item_ref), self._vault(profile, vault_ref)
+        if item.owner_device_id and item.owner_device_id != login.device_id:
+            raise AgentError(
+                f"Protected Item {item.name!r} belongs to another device; only its own "
+                "device backs it up"
+            )
+        work = BackupJob(item, vault, login.device_id, login.wrap_key, self.key_dir)
+        return self.runner.start(
+            Classification.BACKUP,
+            work,
+            item_id=item.item_id,
+            vault_id=vault.vault_id,
+            skip_if_running=skip_if_running,
+            stop_after_seconds=stop_after_seconds,
+        )
+
+    async def start_restore(self, request: RestoreRequest, target: TargetSpec) -> JobRecord:
+        target.check()
+        login = self._login()
+        profile = await self.profile.fetch()
+        vault = self._vault(profile, request.vault)
+        snapshot_id, item_id = request.snapshot, ""
+        if request.snapshot == "latest":
+            if not request.item:
+                raise AgentError("'latest' needs --item to say which Protected Item")
+            item_id = self._item_id_or_raw(profile, request.item)
+            snapshots = [
+                s
+                for s in await self.list_snapshots(vault.vault_id, all_devices=True)
+                if s.item_id == item_id
+            ]
+            if not snapshots:
+                raise NotFoundError(f"no snapshot of {request.item!r} in {vault.name!r}")
+            snapshot_id = snapshots[-1].snapshot_id
+        work = RestoreJob(
+            vault,
+            snapshot_id,
+            target,
+            login.wrap_key,
+            self.key_dir,
+            request.paths,
+            request.allow_partial,
+        )
+        return self.runner.start(
+            Classification.RESTORE, work, item_id=item_id, vault_id=vault.vault_id
+        )
+
+    async def start_vault_job(
+        self,
+        classification: Classification,
+        vault_ref: str,
+        make_work: Callable[[VaultSpec, bytes, Path], Work],
+    ) -> JobRecord:
+        login = self._login()
+        vault = self._vault(await self.profile.fetch(), vault_ref)
+        work = make_work(vault, login.wrap_key, self.key_dir)
+        return self.runner.start(classification, work, vault_id=vault.vault_id)
+
+    @staticmethod
+    def _item_id_or_raw(profile: common_pb2.Profile, ref: str) -> str:
+        for item in profile.items:
+            if ref in (item.item_id, item.name):
+                return item.item_id
+        return ref  # an unknown (deleted) item's id
+
+    def history(self, query: JobQuery) -> list[JobRecord]:
+        return self.jobs.query(query)
+
+    def job_log(self, job_id: str) -> tuple[JobRecord, list[LogEntry]]:
+        job = self.runner.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r} on this device")
+        return job, self.jobs.log(job_id)
+
+    # ------------------------------------------------------------ snapshots
+
+    async def list_snapshots(
+        self,
+        vault_ref: str,
+        *,
+        item_ref: str = "",
+        all_devices: bool = False,
+        unknown_only: bool = False,
+    ) -> list[SnapshotInfo]:
+        login = self._login()
+        profile = await self.profile.fetch()
+        vault = self._vault(profile, vault_ref)
+        names = {i.item_id: i.name for i in profile.items}
+        item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
+
+        def read() -> list[SnapshotInfo]:
+            repo = open_repository(vault, login.wrap_key, key_dir=self.key_dir)
+            try:
+                snapshots = repo.list_snapshots()
+            finally:
+                repo.close()
+            return [
+                SnapshotInfo(
+                    snapshot_id=s.id.hex(),
+                    item_id=s.item_id,
+                    item_name=names.get(s.item_id, ""),
+                    device_id=s.device_id,
+                    start_ns=s.start_ns,
+                    end_ns=s.end_ns,
+                    files=s.files,
+                    dirs=s.dirs,
+                    bytes=s.total_bytes,
+                    paths=tuple(s.paths),
+                    unknown_item=s.item_id not in names,
+                )
+                for s in snapshots
+            ]
+
+        infos = await asyncio.to_thread(read)
+        if item_id:
+            infos = [s for s in infos if s.item_id == item_id]
+        if unknown_only:
+            infos = [s for s in infos if s.unknown_item]
+        elif not all_devices and not item_id:
+            infos = [s for s in infos if s.device_id == login.device_id]
+        return infos

@@ -1,0 +1,86 @@
+"""The user profile (items, vaults, schedules, policy) fetched from the server and
+cached locally, so scheduled jobs keep running while the server is away. Edits are
+read-modify-write with the profile version; a conflict re-reads and re-applies the
+same edit once, never merging two writers' documents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+
+from comet.agent.errors import AgentError
+from comet.agent.state import AgentState
+from comet.agent.transport import aio_channel, rpc_error_message
+from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
+
+_CACHE_KEY = "profile"
+
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+class ProfileError(AgentError):
+    code = "profile"
+
+
+class NotLoggedInError(AgentError):
+    code = "not_logged_in"
+
+
+class ProfileSync:
+    def __init__(self, state: AgentState) -> None:
+        self._state = state
+
+    def cached(self) -> common_pb2.Profile:
+        raw = self._state.get_blob(_CACHE_KEY)
+        profile = common_pb2.Profile()
+        if raw:
+            profile.ParseFromString(raw)
+        return profile
+
+    def _stub(self) -> tuple[grpc.aio.Channel, control_pb2_grpc.AgentServiceAsyncStub, Metadata]:
+        login = self._state.load_login()
+        if not login.logged_in:
+            raise NotLoggedInError("this agent is not logged in: run 'comet login' first")
+        channel = aio_channel(login.server)
+        metadata = (("authorization", f"Bearer {login.device_token}"),)
+        return channel, control_pb2_grpc.AgentServiceStub(channel), metadata
+
+    async def fetch(self) -> common_pb2.Profile:
+        """Fetch from the server and cache; the cached copy when the server is away."""
+        channel, stub, metadata = self._stub()
+        try:
+            profile = await stub.GetProfile(
+                control_pb2.GetProfileRequest(), metadata=metadata, timeout=30
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return self.cached()
+            raise ProfileError(f"cannot read the profile: {rpc_error_message(e)}") from e
+        finally:
+            await channel.close()
+        self._state.put_blob(_CACHE_KEY, profile.SerializeToString())
+        return profile
+
+    async def edit(self, change: Callable[[common_pb2.Profile], None]) -> common_pb2.Profile:
+        """Apply ``change`` to the newest profile and save it with its version."""
+        for attempt in range(2):
+            channel, stub, metadata = self._stub()
+            try:
+                profile = await stub.GetProfile(
+                    control_pb2.GetProfileRequest(), metadata=metadata, timeout=30
+                )
+                change(profile)
+                saved = await stub.PutProfile(
+                    control_pb2.PutProfileRequest(profile=profile), metadata=metadata, timeout=30
+                )
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.ABORTED and attempt == 0:
+                    continue  # someone else saved in between: redo the edit on theirs
+                raise ProfileError(rpc_error_message(e)) from e
+            finally:
+                await channel.close()
+            self._state.put_blob(_CACHE_KEY, saved.SerializeToString())
+            return saved
+        raise ProfileError("the profile keeps changing; try again")

@@ -1,0 +1,89 @@
+"""Executes the commands an admin sends down the live connection, replying with a
+result or a clear error. Commands map onto the same operations the local API uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from comet.agent.convert import job_to_proto, snapshot_to_proto, target_from_proto
+from comet.agent.errors import AgentError
+from comet.agent.operations import Operations, RestoreRequest
+from comet.v1 import control_pb2
+
+
+class UnsupportedCommandError(AgentError):
+    code = "unsupported_command"
+
+
+class RemoteCommands:
+    def __init__(self, ops: Operations, *, on_disconnect: Callable[[], None]) -> None:
+        self._ops = ops
+        self._on_disconnect = on_disconnect
+
+    async def handle(self, command: control_pb2.Command) -> control_pb2.CommandReply:
+        action = command.WhichOneof("action")
+        done = control_pb2.CommandReply(done=control_pb2.Empty())
+        if action == "refetch_profile":
+            await self._ops.profile.fetch()
+            return done
+        if action == "disconnect":
+            # Reply first, then log out: the stream must still carry the reply back.
+            import asyncio
+
+            asyncio.get_running_loop().call_later(0.2, self._on_disconnect)
+            return done
+        if action == "run_backup":
+            request = command.run_backup
+            if request.schedule_id:
+                profile = self._ops.profile.cached()
+                schedule = next(
+                    (s for s in profile.schedules if s.schedule_id == request.schedule_id), None
+                )
+                if schedule is None:
+                    raise AgentError(f"no schedule {request.schedule_id!r} on this device")
+                item_ref, vault_ref = schedule.item_id, schedule.vault_id
+            else:
+                item_ref, vault_ref = request.item_id, request.vault_id
+            job = await self._ops.start_backup(
+                item_ref,
+                vault_ref,
+                skip_if_running=request.options.skip_if_running,
+                stop_after_seconds=request.options.stop_after_seconds,
+            )
+            return self._started(job.job_id)
+        if action == "run_restore":
+            request_r = command.run_restore
+            job = await self._ops.start_restore(
+                RestoreRequest(
+                    vault=request_r.vault_id,
+                    snapshot=request_r.snapshot_id or "latest",
+                    item=request_r.item_id,
+                    paths=tuple(request_r.options.paths),
+                    allow_partial=request_r.options.allow_partial,
+                ),
+                target_from_proto(request_r.options),
+            )
+            return self._started(job.job_id)
+        if action == "cancel_job":
+            if not self._ops.runner.cancel(command.cancel_job.job_id, "cancelled by an admin"):
+                raise AgentError(f"job {command.cancel_job.job_id} is not running on this device")
+            return done
+        if action == "list_snapshots":
+            snapshots = await self._ops.list_snapshots(
+                command.list_snapshots.vault_id,
+                item_ref=command.list_snapshots.item_id,
+                all_devices=True,
+            )
+            return control_pb2.CommandReply(
+                snapshots=control_pb2.SnapshotList(
+                    snapshots=[snapshot_to_proto(s) for s in snapshots]
+                )
+            )
+        raise UnsupportedCommandError(f"this agent does not support the command {action!r} yet")
+
+    def _started(self, job_id: str) -> control_pb2.CommandReply:
+        job = self._ops.runner.get(job_id)
+        reply = control_pb2.CommandReply(job_started=control_pb2.JobStarted(job_id=job_id))
+        if job is not None:
+            reply.job_started.job.CopyFrom(job_to_proto(job))
+        return reply

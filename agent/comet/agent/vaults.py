@@ -1,0 +1,156 @@
+"""Storage Vaults as the agent sees them: typed settings, opening their storage and
+repository, and the vault key hierarchy (a random vault key, kept in the profile only
+wrapped by the user's password-derived wrapping key)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from comet.agent.credentials import unwrap_secret, wrap_secret
+from comet.agent.errors import AgentError
+from comet.agent.repository.repository import Repository
+from comet.agent.storage.base import Storage
+from comet.agent.storage.local import LocalStorage
+from comet.agent.storage.retry import RetryingStorage
+from comet.agent.storage.s3 import S3Config, S3Storage
+from comet.agent.storage.sftp import SftpConfig, SftpStorage
+
+
+class VaultType(IntEnum):
+    """Comet's vault type codes."""
+
+    S3 = 1000
+    SFTP = 1001
+    LOCAL = 1002
+    COMET = 1003
+
+
+class VaultError(AgentError):
+    code = "vault"
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    path: str
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str
+    bucket: str
+    prefix: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
+class SftpSettings:
+    host: str
+    port: int
+    username: str
+    path: str
+    password: str = ""
+    private_key: str = ""  # PEM text
+    host_key: str = ""
+
+
+@dataclass(frozen=True)
+class CometSettings:
+    bucket_id: str
+    bucket_key: str
+
+
+VaultSettings = LocalSettings | S3Settings | SftpSettings | CometSettings
+
+
+@dataclass(frozen=True)
+class VaultSpec:
+    vault_id: str
+    name: str
+    type: VaultType
+    settings: VaultSettings
+    wrapped_vault_key: bytes = b""
+    quota_bytes: int = 0
+
+
+def new_vault_key() -> bytes:
+    return os.urandom(32)
+
+
+def wrap_vault_key(wrap_key: bytes, vault_key: bytes) -> bytes:
+    return wrap_secret(wrap_key, vault_key)
+
+
+def unwrap_vault_key(spec: VaultSpec, wrap_key: bytes) -> bytes:
+    if not spec.wrapped_vault_key:
+        raise VaultError(f"Storage Vault {spec.name!r} has no key yet; it was never initialised")
+    return unwrap_secret(wrap_key, spec.wrapped_vault_key)
+
+
+def open_storage(spec: VaultSpec, *, key_dir: Path) -> Storage:
+    """The vault's storage; network backends are wrapped to retry transient errors."""
+    settings = spec.settings
+    if isinstance(settings, LocalSettings):
+        if not os.path.isabs(settings.path):
+            raise VaultError(f"a local vault path must be absolute, not {settings.path!r}")
+        return LocalStorage(Path(settings.path))
+    if isinstance(settings, S3Settings):
+        return RetryingStorage(
+            S3Storage(
+                S3Config(
+                    endpoint_url=settings.endpoint or None,
+                    bucket=settings.bucket,
+                    prefix=settings.prefix,
+                    access_key=settings.access_key,
+                    secret_key=settings.secret_key,
+                    region=settings.region or "us-east-1",
+                )
+            )
+        )
+    if isinstance(settings, SftpSettings):
+        key_path = None
+        if settings.private_key:
+            key_path = _private_key_file(key_dir, settings.private_key)
+        return RetryingStorage(
+            SftpStorage(
+                SftpConfig(
+                    host=settings.host,
+                    port=settings.port or 22,
+                    username=settings.username,
+                    password=settings.password or None,
+                    private_key_path=key_path,
+                    root=settings.path or ".",
+                    host_key=settings.host_key or None,
+                )
+            )
+        )
+    raise VaultError(f"Storage Vault {spec.name!r}: this agent cannot open {spec.type.name} vaults")
+
+
+def _private_key_file(key_dir: Path, pem: str) -> Path:
+    """paramiko reads keys from files: keep a private copy in the state dir."""
+    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = key_dir / (hashlib.sha256(pem.encode()).hexdigest()[:16] + ".key")
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(pem)
+    return path
+
+
+def open_repository(spec: VaultSpec, wrap_key: bytes, *, key_dir: Path) -> Repository:
+    return Repository.open(open_storage(spec, key_dir=key_dir), unwrap_vault_key(spec, wrap_key))
+
+
+def init_repository(spec: VaultSpec, vault_key: bytes, *, key_dir: Path) -> None:
+    """Create the repository in a new vault (fails clearly if one exists there)."""
+    storage = open_storage(spec, key_dir=key_dir)
+    try:
+        Repository.init(storage, vault_key).close()
+    finally:
+        storage.close()
