@@ -17,11 +17,26 @@ from tests.fixtures.processes import (
 ALICE_PASSWORD = "alice-password-1"
 
 
-def login_agent(agent: AgentProcess, server: ServerProcess, user: str = "alice",
-                password: str = ALICE_PASSWORD, check: bool = True) -> object:
-    return agent.comet("login", "--server", server.url, "--username", user, "--password-stdin",
-                       "--device-name", "test-laptop", "--json", stdin=password + "\n",
-                       check=check)
+def login_agent(
+    agent: AgentProcess,
+    server: ServerProcess,
+    user: str = "alice",
+    password: str = ALICE_PASSWORD,
+    check: bool = True,
+) -> object:
+    return agent.comet(
+        "login",
+        "--server",
+        server.url,
+        "--username",
+        user,
+        "--password-stdin",
+        "--device-name",
+        "test-laptop",
+        "--json",
+        stdin=password + "\n",
+        check=check,
+    )
 
 
 def add_alice(admin: AdminCli) -> None:
@@ -36,9 +51,18 @@ def test_admin_adds_user_whose_first_login_registers_the_device(
     assert {u["username"]: u["admin"] for u in users} == {"admin": True, "alice": False}
 
     assert agent.status()["logged_in"] is False
-    reply = agent.comet("login", "--server", server.url, "--username", "alice",
-                        "--password-stdin", "--device-name", "test-laptop", "--json",
-                        stdin=ALICE_PASSWORD + "\n").json()
+    reply = agent.comet(
+        "login",
+        "--server",
+        server.url,
+        "--username",
+        "alice",
+        "--password-stdin",
+        "--device-name",
+        "test-laptop",
+        "--json",
+        stdin=ALICE_PASSWORD + "\n",
+    ).json()
     assert reply["device_registered_now"] is True
     status = wait_for(lambda: (s := agent.status())["connected"] and s, what="live connection")
     assert status["logged_in"] and status["username"] == "alice"
@@ -51,12 +75,22 @@ def test_admin_adds_user_whose_first_login_registers_the_device(
     assert device["user"] == "alice" and device["name"] == "test-laptop"
     assert device["online"] is True
     assert device["registered_at"].endswith("Z") and device["last_seen"].endswith("Z")
-    assert admin("device", "list", "--online", "--user", "alice", "--json").json()[0][
-        "device_id"] == device["device_id"]
+    assert (
+        admin("device", "list", "--online", "--user", "alice", "--json").json()[0]["device_id"]
+        == device["device_id"]
+    )
 
     # A second login on the same machine keeps the registration.
-    again = agent.comet("login", "--server", server.url, "--username", "alice",
-                        "--password-stdin", "--json", stdin=ALICE_PASSWORD + "\n").json()
+    again = agent.comet(
+        "login",
+        "--server",
+        server.url,
+        "--username",
+        "alice",
+        "--password-stdin",
+        "--json",
+        stdin=ALICE_PASSWORD + "\n",
+    ).json()
     assert again["device_registered_now"] is False
     assert len(admin("device", "list", "--json").json()) == 1
 
@@ -73,13 +107,29 @@ def test_wrong_passwords_are_refused_clearly_and_audited(
 ) -> None:
     add_alice(admin)
     bad_admin = AdminCli(short_tmp / "other-admin.json", server)
-    result = bad_admin("login", "--server", server.url, "--username", "admin",
-                       "--password-stdin", stdin="not-the-password\n", check=False)
+    result = bad_admin(
+        "login",
+        "--server",
+        server.url,
+        "--username",
+        "admin",
+        "--password-stdin",
+        stdin="not-the-password\n",
+        check=False,
+    )
     assert result.returncode != 0
     assert result.stderr.strip() == "comet-admin: error: wrong username or password"
 
-    result = agent.comet("login", "--server", server.url, "--username", "alice",
-                         "--password-stdin", stdin="wrong-password\n", check=False)
+    result = agent.comet(
+        "login",
+        "--server",
+        server.url,
+        "--username",
+        "alice",
+        "--password-stdin",
+        stdin="wrong-password\n",
+        check=False,
+    )
     assert result.returncode != 0 and "wrong username or password" in result.stderr
     assert agent.status()["logged_in"] is False
 
@@ -94,8 +144,16 @@ def test_non_admins_cannot_use_admin_commands(
 ) -> None:
     add_alice(admin)
     as_alice = AdminCli(short_tmp / "alice-admin.json", server)
-    result = as_alice("login", "--server", server.url, "--username", "alice", "--password-stdin",
-                      stdin=ALICE_PASSWORD + "\n", check=False)
+    result = as_alice(
+        "login",
+        "--server",
+        server.url,
+        "--username",
+        "alice",
+        "--password-stdin",
+        stdin=ALICE_PASSWORD + "\n",
+        check=False,
+    )
     assert result.returncode != 0 and "not an administrator" in result.stderr
     result = as_alice("user", "list", check=False)
     assert result.returncode != 0 and "not logged in" in result.stderr
@@ -128,8 +186,9 @@ def test_lock_keeps_the_agent_logged_in_and_disconnect_logs_it_out(
     agent.comet("disconnect")
     status = wait_for(lambda: (s := agent.status()) and not s["connected"] and s)
     assert not status["logged_in"] and status["username"] is None
-    wait_for(lambda: admin("device", "list", "--online", "--json").json() == [],
-             what="device offline")
+    wait_for(
+        lambda: admin("device", "list", "--online", "--json").json() == [], what="device offline"
+    )
 
 
 def test_revoking_a_device_cuts_its_connection_and_credential(
@@ -139,8 +198,10 @@ def test_revoking_a_device_cuts_its_connection_and_credential(
     login_agent(agent, server)
     device_id = wait_for(lambda: (s := agent.status())["connected"] and s["device_id"])
     admin("device", "revoke", device_id)
-    status = wait_for(lambda: (s := agent.status()) and not s["logged_in"] and s,
-                      what="agent logged out by revocation")
+    status = wait_for(
+        lambda: (s := agent.status()) and not s["logged_in"] and s,
+        what="agent logged out by revocation",
+    )
     assert "revoked" in (status["last_error"] or "")
     assert admin("device", "list", "--json").json()[0]["revoked"] is True
 
@@ -182,8 +243,7 @@ def test_embedded_database_survives_sigkill_and_stops_on_clean_shutdown(
         server.start()
         wait_for(lambda: agent.status()["connected"], timeout=30, what="reconnect")
         admin.login()
-        assert [u["username"] for u in admin("user", "list", "--json").json()] == [
-            "admin", "alice"]
+        assert [u["username"] for u in admin("user", "list", "--json").json()] == ["admin", "alice"]
         assert [d["device_id"] for d in admin("device", "list", "--json").json()] == [device_id]
 
         assert server.stop() == 0

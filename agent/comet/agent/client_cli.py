@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,19 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
         )
     else:
         vault.comet.SetInParent()
+    ranges = [
+        (common_pb2.RETENTION_RANGE_MOST_RECENT_X_JOBS, "jobs", args.keep_last),
+        (common_pb2.RETENTION_RANGE_JOBS_SINCE, "days", args.keep_within_days),
+        (common_pb2.RETENTION_RANGE_LAST_X_BACKUPS_ONE_PER_DAY, "jobs", args.keep_daily),
+        (common_pb2.RETENTION_RANGE_LAST_X_BACKUPS_ONE_PER_WEEK, "jobs", args.keep_weekly),
+        (common_pb2.RETENTION_RANGE_LAST_X_BACKUPS_ONE_PER_MONTH, "jobs", args.keep_monthly),
+    ]
+    for range_type, field, value in ranges:
+        if value:
+            vault.default_retention.mode = common_pb2.RETENTION_MODE_DELETE_EXCEPT
+            vault.default_retention.ranges.append(
+                common_pb2.RetentionRange(type=range_type, **{field: value})
+            )
     saved = client.api.AddVault(agent_api_pb2.AddVaultRequest(vault=vault), timeout=120)
     if args.json:
         print_json({"vault_id": saved.vault_id})
@@ -401,6 +415,22 @@ def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
     finish_job(client, job, args)
 
 
+def vault_job(classification: int) -> Callable[[AgentClient, argparse.Namespace], None]:
+    def run(client: AgentClient, args: argparse.Namespace) -> None:
+        job = client.api.StartVaultJob(
+            agent_api_pb2.StartVaultJobRequest(
+                vault_id=args.vault,
+                classification=classification,  # type: ignore[arg-type]
+                snapshot_ids=getattr(args, "snapshots", None) or [],
+                read_data=getattr(args, "read_data", False),
+            ),
+            timeout=60,
+        )
+        finish_job(client, job, args)
+
+    return run
+
+
 def cmd_history(client: AgentClient, args: argparse.Namespace) -> None:
     from comet.agent.jobs.codes import parse_classification, parse_status
 
@@ -494,6 +524,14 @@ def build_parser() -> argparse.ArgumentParser:
     vadd.add_argument("--host-key", help="sftp: pinned host key 'type base64'")
     vadd.add_argument("--password-stdin", action="store_true")
     vadd.add_argument("--quota", type=int, help="quota in bytes")
+    retention = vadd.add_argument_group(
+        "default retention (none given: keep everything; several: kept if any keeps it)"
+    )
+    retention.add_argument("--keep-last", type=int, help="the N most recent snapshots")
+    retention.add_argument("--keep-within-days", type=int, help="snapshots of the last N days")
+    retention.add_argument("--keep-daily", type=int, help="one per day, last N days with one")
+    retention.add_argument("--keep-weekly", type=int, help="one per week, last N weeks")
+    retention.add_argument("--keep-monthly", type=int, help="one per month, last N months")
     vadd.add_argument("--json", action="store_true")
     vadd.set_defaults(func=cmd_vault_add)
     vlist = vault.add_parser("list", help="list Storage Vaults")
@@ -565,6 +603,30 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true")
     history.set_defaults(func=cmd_history)
 
+    for name, code, text in (
+        (
+            "delete-snapshot",
+            common_pb2.JOB_CLASSIFICATION_DELETE_SNAPSHOT,
+            "delete snapshots, then remove data nothing else uses",
+        ),
+        ("retention", common_pb2.JOB_CLASSIFICATION_RETENTION, "run a retention pass now"),
+        ("reindex", common_pb2.JOB_CLASSIFICATION_REINDEX, "rebuild indexes from the packs"),
+        ("verify", common_pb2.JOB_CLASSIFICATION_DEEP_VERIFY, "check the vault's integrity"),
+        ("unlock", common_pb2.JOB_CLASSIFICATION_UNLOCK, "remove stale locks"),
+        ("remeasure", common_pb2.JOB_CLASSIFICATION_REMEASURE, "recompute the vault size"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--vault", required=True)
+        if name == "delete-snapshot":
+            p.add_argument("snapshots", nargs="+", metavar="SNAPSHOT")
+        if name == "verify":
+            p.add_argument(
+                "--read-data", action="store_true", help="download, decrypt and hash every blob"
+            )
+        p.add_argument("--wait", action="store_true")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=vault_job(code))
+
     job = sub.add_parser("job", help="jobs").add_subparsers(dest="sub", required=True)
     jlog = job.add_parser("log", help="show a job's log")
     jlog.add_argument("job_id")
@@ -582,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, rpc_error_message(e))
     except CliError as e:
         return fail(PROG, str(e))
+    except OSError as e:
+        return fail(PROG, f"{e.strerror}: {e.filename}" if e.filename else str(e))
     except Exception as e:
         from comet.agent.errors import AgentError
 

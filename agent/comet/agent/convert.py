@@ -9,6 +9,13 @@ from comet.agent.items import ItemSpec, ItemType
 from comet.agent.jobs.codes import Classification, Severity, Status
 from comet.agent.jobs.record import JobRecord, LogEntry
 from comet.agent.jobs.targets import ArchiveFormat, RestoreType, TargetSpec
+from comet.agent.maintenance.retention import (
+    RangeType,
+    RetentionMode,
+    RetentionPolicy,
+    RetentionRange,
+    RetentionRules,
+)
 from comet.agent.restore.directory import Overwrite
 from comet.agent.snapshot_info import SnapshotInfo
 from comet.agent.vaults import (
@@ -220,4 +227,45 @@ def snapshot_to_proto(info: SnapshotInfo) -> common_pb2.SnapshotSummary:
         has_original_paths=bool(info.paths),
         item_name=info.item_name,
         unknown_item=info.unknown_item,
+    )
+
+
+def retention_from_proto(msg: common_pb2.RetentionPolicy) -> RetentionPolicy:
+    if msg.mode != common_pb2.RETENTION_MODE_DELETE_EXCEPT:
+        return RetentionPolicy()
+    ranges = []
+    for r in msg.ranges:
+        if r.type not in RangeType._value2member_map_:
+            continue
+        ranges.append(
+            RetentionRange(
+                RangeType(r.type),
+                jobs=r.jobs,
+                newer_than_ns=r.newer_than.ToNanoseconds(),
+                days=r.days,
+                weeks=r.weeks,
+                months=r.months,
+                weekday_offset=r.weekday_offset,
+                month_offset=r.month_offset or 1,
+            )
+        )
+    return RetentionPolicy(RetentionMode.DELETE_EXCEPT, tuple(ranges))
+
+
+def retention_rules(profile: common_pb2.Profile, vault_id: str) -> RetentionRules:
+    """The vault default (or the policy's enforced one), with each item's override."""
+    vault = next((v for v in profile.vaults if v.vault_id == vault_id), None)
+    default = retention_from_proto(vault.default_retention) if vault else RetentionPolicy()
+    if profile.policy.enforce_retention:
+        enforced = retention_from_proto(profile.policy.default_retention)
+        return RetentionRules(vault_default=enforced, known_items=frozenset())
+    overrides = {
+        item.item_id: retention_from_proto(item.retention_overrides[vault_id])
+        for item in profile.items
+        if vault_id in item.retention_overrides
+    }
+    return RetentionRules(
+        vault_default=default,
+        item_overrides=overrides,
+        known_items=frozenset(item.item_id for item in profile.items),
     )

@@ -147,6 +147,20 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         return job_to_proto(job)
 
     @handles_errors
+    async def StartVaultJob(
+        self, request: agent_api_pb2.StartVaultJobRequest, context: Ctx
+    ) -> common_pb2.Job:
+        if request.classification not in Classification._value2member_map_:
+            raise AgentError(f"unknown job classification {request.classification}")
+        job = await self._agent.ops.start_vault_job(
+            Classification(request.classification),
+            request.vault_id,
+            snapshot_ids=tuple(request.snapshot_ids),
+            read_data=request.read_data,
+        )
+        return job_to_proto(job)
+
+    @handles_errors
     async def CancelJob(
         self, request: agent_api_pb2.CancelLocalJobRequest, context: Ctx
     ) -> common_pb2.Job:

@@ -7,18 +7,26 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from comet.agent.convert import item_from_proto, vault_from_proto
+from comet.agent.convert import item_from_proto, retention_rules, vault_from_proto
 from comet.agent.errors import AgentError
 from comet.agent.items import ItemSpec
 from comet.agent.jobs.backup_job import BackupJob
 from comet.agent.jobs.codes import Classification
+from comet.agent.jobs.maintenance_job import (
+    DeleteSnapshotsJob,
+    MeasureJob,
+    ReindexJob,
+    RetentionJob,
+    UnlockJob,
+    VaultJob,
+    VerifyJob,
+)
 from comet.agent.jobs.record import JobRecord, LogEntry
 from comet.agent.jobs.restore_job import RestoreJob
-from comet.agent.jobs.runner import JobRunner, Work
+from comet.agent.jobs.runner import JobRunner
 from comet.agent.jobs.store import JobQuery, JobStore
 from comet.agent.jobs.targets import TargetSpec
 from comet.agent.profile_sync import NotLoggedInError, ProfileSync
@@ -186,11 +194,32 @@ class Operations:
         self,
         classification: Classification,
         vault_ref: str,
-        make_work: Callable[[VaultSpec, bytes, Path], Work],
+        *,
+        snapshot_ids: tuple[str, ...] = (),
+        read_data: bool = False,
+        remove_all_locks: bool = False,
     ) -> JobRecord:
         login = self._login()
-        vault = self._vault(await self.profile.fetch(), vault_ref)
-        work = make_work(vault, login.wrap_key, self.key_dir)
+        profile = await self.profile.fetch()
+        vault = self._vault(profile, vault_ref)
+        base = (vault, login.wrap_key, self.key_dir)
+        work: VaultJob
+        if classification is Classification.RETENTION:
+            work = RetentionJob(*base, retention_rules(profile, vault.vault_id))
+        elif classification is Classification.DELETE_SNAPSHOT:
+            if profile.policy.flags.prevent_delete_snapshot:
+                raise AgentError("the account's policy does not allow deleting snapshots")
+            work = DeleteSnapshotsJob(*base, snapshot_ids)
+        elif classification is Classification.REINDEX:
+            work = ReindexJob(*base)
+        elif classification is Classification.DEEP_VERIFY:
+            work = VerifyJob(*base, read_data)
+        elif classification is Classification.UNLOCK:
+            work = UnlockJob(*base, remove_all_locks)
+        elif classification is Classification.REMEASURE:
+            work = MeasureJob(*base)
+        else:
+            raise AgentError(f"{classification.name.lower()} is not a vault job")
         return self.runner.start(classification, work, vault_id=vault.vault_id)
 
     @staticmethod

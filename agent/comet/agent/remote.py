@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from comet.agent.convert import job_to_proto, snapshot_to_proto, target_from_proto
 from comet.agent.errors import AgentError
+from comet.agent.jobs.codes import Classification
 from comet.agent.operations import Operations, RestoreRequest
 from comet.v1 import control_pb2
 
@@ -62,6 +63,22 @@ class RemoteCommands:
                     allow_partial=request_r.options.allow_partial,
                 ),
                 target_from_proto(request_r.options),
+            )
+            return self._started(job.job_id)
+        vault_jobs = {
+            "apply_retention": (Classification.RETENTION, command.apply_retention.vault_id),
+            "reindex": (Classification.REINDEX, command.reindex.vault_id),
+            "verify": (Classification.DEEP_VERIFY, command.verify.vault_id),
+            "unlock": (Classification.UNLOCK, command.unlock.vault_id),
+            "delete_snapshots": (Classification.DELETE_SNAPSHOT, command.delete_snapshots.vault_id),
+        }
+        if action in vault_jobs:
+            classification, vault_id = vault_jobs[action]
+            job = await self._ops.start_vault_job(
+                classification,
+                vault_id,
+                snapshot_ids=tuple(command.delete_snapshots.snapshot_ids),
+                read_data=command.verify.read_data,
             )
             return self._started(job.job_id)
         if action == "cancel_job":

@@ -1,0 +1,194 @@
+"""The work of vault maintenance jobs: retention pass, delete snapshots, rebuild
+indexes, deep verify, unlock, remeasure. Each opens the vault, runs the engine
+operation and reports what it did on the job."""
+
+from __future__ import annotations
+
+import abc
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from comet.agent.errors import AgentError
+from comet.agent.jobs.codes import Severity, Status
+from comet.agent.jobs.runner import JobHandle, JobOutcome
+from comet.agent.maintenance.check import check
+from comet.agent.maintenance.forget import ForgetResult, apply_retention, delete_snapshots
+from comet.agent.maintenance.measure import measure
+from comet.agent.maintenance.reindex import rebuild_indexes
+from comet.agent.maintenance.retention import RetentionRules
+from comet.agent.maintenance.unlock import unlock
+from comet.agent.repository.repository import Repository
+from comet.agent.vaults import VaultSpec, open_repository
+
+
+class VerifyFailedError(AgentError):
+    code = "verify_failed"
+
+
+def local_tz() -> tzinfo:
+    from comet.agent.server_link import local_timezone
+
+    try:
+        return ZoneInfo(local_timezone())
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+class _Reporter:
+    """Maintenance progress → job progress and log."""
+
+    def __init__(self, handle: JobHandle) -> None:
+        self._handle = handle
+        self._done = 0
+
+    def phase(self, name: str, total: int) -> None:
+        self._done = 0
+        self._handle.info(f"{name}" + (f" ({total})" if total else ""))
+        self._handle.update(force=True, items_done=0, items_total=total, current_path=name)
+
+    def advance(self, count: int) -> None:
+        self._done += count
+        self._handle.update(items_done=self._done)
+
+    def note(self, message: str) -> None:
+        self._handle.info(message)
+
+
+@dataclass(frozen=True)
+class VaultJob(abc.ABC):
+    vault: VaultSpec
+    wrap_key: bytes
+    key_dir: Path
+
+    def __call__(self, handle: JobHandle) -> JobOutcome:
+        repo = open_repository(self.vault, self.wrap_key, key_dir=self.key_dir)
+        try:
+            return self.work(repo, handle)
+        finally:
+            repo.close()
+
+    @abc.abstractmethod
+    def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
+        """The job's own part, with the repository open."""
+
+
+def _report_forget(handle: JobHandle, result: ForgetResult) -> None:
+    prune = result.prune
+    handle.info(
+        f"forgot {len(result.forgotten)} snapshots, kept {len(result.kept)}; prune deleted "
+        f"{prune.packs_deleted} packs and repacked {prune.packs_repacked}, freeing "
+        f"{prune.bytes_before - prune.bytes_after} bytes"
+    )
+    handle.job.counters.bytes = prune.bytes_after
+
+
+@dataclass(frozen=True)
+class RetentionJob(VaultJob):
+    rules: RetentionRules
+
+    def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
+        result = apply_retention(
+            repo,
+            self.rules,
+            now=datetime.now(UTC),
+            tz=local_tz(),
+            hostname=socket.gethostname(),
+            reporter=_Reporter(handle),
+            cancel=handle.cancel,
+        )
+        _report_forget(handle, result)
+        return JobOutcome(Status.SUCCESS)
+
+
+@dataclass(frozen=True)
+class DeleteSnapshotsJob(VaultJob):
+    snapshot_ids: tuple[str, ...] = ()
+
+    def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
+        if not self.snapshot_ids:
+            raise AgentError("no snapshot to delete was named")
+        ids = [repo.load_snapshot(s).id for s in self.snapshot_ids]  # resolves prefixes
+        result = delete_snapshots(
+            repo,
+            ids,
+            hostname=socket.gethostname(),
+            reporter=_Reporter(handle),
+            cancel=handle.cancel,
+        )
+        _report_forget(handle, result)
+        return JobOutcome(Status.SUCCESS)
+
+
+@dataclass(frozen=True)
+class ReindexJob(VaultJob):
+    def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
+        result = rebuild_indexes(
+            repo,
+            hostname=socket.gethostname(),
+            reporter=_Reporter(handle),
+            cancel=handle.cancel,
+        )
+        handle.info(
+            f"indexed {result.blobs_indexed} blobs in {result.packs_indexed} packs; wrote "
+            f"{result.index_files_written} index files, removed {result.index_files_deleted}"
+        )
+        for pack in result.damaged_packs:
+            handle.warning(f"pack {pack} is damaged and could not be indexed")
+        return JobOutcome(Status.SUCCESS)
+
+
+@dataclass(frozen=True)
+class VerifyJob(VaultJob):
+    read_data: bool = False
+
+    def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
+        result = check(
+            repo,
+            read_data=self.read_data,
+            hostname=socket.gethostname(),
+            reporter=_Reporter(handle),
+            cancel=handle.cancel,
+        )
+        handle.job.counters.downloaded_bytes = result.bytes_read
+        for problem in result.problems:
+            severity = Severity.ERROR if problem in result.errors else Severity.WARNING
+            handle.log(severity, problem.message)
+        for affected in result.report.affected:
+            handle.log(
+                Severity.ERROR,
+                f"snapshot {affected.snapshot_id.hex()} (item {affected.item_id}) is damaged "
+                f"at: {', '.join(affected.paths[:50])}"
+                + (f" and {len(affected.paths) - 50} more" if len(affected.paths) > 50 else ""),
+            )
+        if not result.ok:
+            raise VerifyFailedError(
+                f"verification found {len(result.errors)} problems in "
+                f"{len(result.report.affected)} snapshots; see the job log"
+            )
+        handle.info(
+            f"verified {result.snapshots} snapshots, {result.packs} packs"
+            + (f", read {result.bytes_read} bytes" if self.read_data else "")
+        )
+        return JobOutcome(Status.SUCCESS)
+
+
+@dataclass(frozen=True)
+class UnlockJob(VaultJob):
+    remove_all: bool = False
+
+    def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
+        result = unlock(repo, remove_all=self.remove_all, reporter=_Reporter(handle))
+        handle.info(f"removed {len(result.removed)} locks, kept {len(result.kept)}")
+        return JobOutcome(Status.SUCCESS)
+
+
+@dataclass(frozen=True)
+class MeasureJob(VaultJob):
+    def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
+        result = measure(repo, hostname=socket.gethostname(), reporter=_Reporter(handle))
+        handle.job.counters.bytes = result.total_bytes
+        handle.info(f"the vault uses {result.total_bytes} bytes ({result.pack_bytes} in packs)")
+        return JobOutcome(Status.SUCCESS)
