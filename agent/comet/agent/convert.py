@@ -3,6 +3,8 @@ domain types. Protobuf goes no deeper than the agent's rpc edges and this module
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from comet.agent.items import ItemSpec, ItemType
@@ -17,6 +19,7 @@ from comet.agent.maintenance.retention import (
     RetentionRules,
 )
 from comet.agent.restore.directory import Overwrite
+from comet.agent.scheduler import Frequency, ScheduleError, ScheduleSpec
 from comet.agent.snapshot_info import SnapshotInfo
 from comet.agent.vaults import (
     CometSettings,
@@ -269,3 +272,35 @@ def retention_rules(profile: common_pb2.Profile, vault_id: str) -> RetentionRule
         item_overrides=overrides,
         known_items=frozenset(item.item_id for item in profile.items),
     )
+
+
+def schedule_from_proto(msg: common_pb2.Schedule) -> ScheduleSpec | None:
+    """The schedule as the scheduler takes it; None for one it cannot run."""
+    if msg.frequency not in Frequency._value2member_map_:
+        return None
+    try:
+        return ScheduleSpec(
+            schedule_id=msg.schedule_id,
+            item_id=msg.item_id,
+            vault_id=msg.vault_id,
+            frequency=Frequency(msg.frequency),
+            once_at=msg.once_at.ToDatetime(tzinfo=UTC) if msg.HasField("once_at") else None,
+            hour=msg.hour,
+            minute=msg.minute,
+            weekdays=frozenset(msg.weekdays),
+            day_of_month=msg.day_of_month or 1,
+            every_seconds=msg.every_seconds,
+            offset_seconds=msg.offset_seconds,
+            window_start_minute=msg.window_start_minute if msg.has_window else None,
+            window_end_minute=msg.window_end_minute if msg.has_window else None,
+            random_delay_seconds=msg.random_delay_seconds,
+            run_at_boot=msg.run_at_boot,
+            run_at_boot_if_missed=msg.run_at_boot_if_missed,
+            skip_if_running=msg.skip_if_running,
+            stop_after_seconds=msg.stop_after_seconds,
+            retry_count=msg.retry_count,
+            retry_delay_seconds=msg.retry_delay_seconds,
+            enabled=msg.enabled,
+        )
+    except ScheduleError:
+        return None

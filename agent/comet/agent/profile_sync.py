@@ -31,6 +31,16 @@ class NotLoggedInError(AgentError):
 class ProfileSync:
     def __init__(self, state: AgentState) -> None:
         self._state = state
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever a newer profile is cached."""
+        self._listeners.append(listener)
+
+    def _cache(self, profile: common_pb2.Profile) -> None:
+        self._state.put_blob(_CACHE_KEY, profile.SerializeToString())
+        for listener in self._listeners:
+            listener()
 
     def cached(self) -> common_pb2.Profile:
         raw = self._state.get_blob(_CACHE_KEY)
@@ -60,7 +70,7 @@ class ProfileSync:
             raise ProfileError(f"cannot read the profile: {rpc_error_message(e)}") from e
         finally:
             await channel.close()
-        self._state.put_blob(_CACHE_KEY, profile.SerializeToString())
+        self._cache(profile)
         return profile
 
     async def edit(self, change: Callable[[common_pb2.Profile], None]) -> common_pb2.Profile:
@@ -81,6 +91,6 @@ class ProfileSync:
                 raise ProfileError(rpc_error_message(e)) from e
             finally:
                 await channel.close()
-            self._state.put_blob(_CACHE_KEY, saved.SerializeToString())
+            self._cache(saved)
             return saved
         raise ProfileError("the profile keeps changing; try again")

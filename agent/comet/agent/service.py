@@ -23,11 +23,14 @@ from comet.agent.local_api import LocalApi
 from comet.agent.operations import Operations
 from comet.agent.profile_sync import ProfileSync
 from comet.agent.remote import RemoteCommands
+from comet.agent.schedule_driver import ScheduleDriver
 from comet.agent.server_link import LiveConnection, login
 from comet.agent.state import AgentState
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+PROFILE_REFRESH_SECONDS = 300
 
 
 class SocketInUseError(AgentError):
@@ -46,6 +49,8 @@ class Agent:
             self.state, self.jobs, self.runner, self.profile, config.state_dir / "keys"
         )
         self.remote = RemoteCommands(self.ops, on_disconnect=self._disconnect_from_server)
+        self.schedules = ScheduleDriver(self.ops)
+        self.profile.on_change(self.schedules.profile_changed)
         self._live = LiveConnection(
             self.state,
             self.remote.handle,
@@ -123,12 +128,16 @@ class Agent:
         server = await self._serve_local_api()
         self._live.start()
         self.outbox.start()
+        self.schedules.start()
+        refresher = asyncio.create_task(self._refresh_profile())
         print(f"agent listening on unix:{self._config.socket_path}", flush=True)
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
             await server.stop(grace=1)
+            refresher.cancel()
+            await self.schedules.stop()
             await self.runner.shutdown()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.outbox.flush(), 5)
@@ -138,6 +147,17 @@ class Agent:
                 self._config.socket_path.unlink()
             self.jobs.close()
             self.state.close()
+
+    async def _refresh_profile(self) -> None:
+        """Keeps the cached profile fresh, so changes made elsewhere (the app on another
+        device, an admin, a policy) reach the schedules without a restart."""
+        while True:
+            if self.state.load_login().logged_in:
+                try:
+                    await self.profile.fetch()
+                except AgentError as e:
+                    log.info("profile refresh failed: %s", e)
+            await asyncio.sleep(PROFILE_REFRESH_SECONDS)
 
     async def _serve_local_api(self) -> grpc.aio.Server:
         path = self._config.socket_path
