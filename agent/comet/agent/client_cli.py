@@ -545,6 +545,8 @@ def cmd_history(client: AgentClient, args: argparse.Namespace) -> None:
             classifications=kinds,
             item_id=args.item or "",
             vault_id=args.vault or "",
+            device_id=args.device or "",
+            all_devices=args.all_devices,
         ),
         timeout=60,
     )

@@ -21,7 +21,7 @@ from comet.agent.jobs.store import JobQuery
 from comet.agent.operations import NotFoundError, RestoreRequest
 from comet.agent.profile_sync import NotLoggedInError
 from comet.agent.transport import ServerUrlError
-from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2
+from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2, control_pb2
 
 if TYPE_CHECKING:
     from comet.agent.service import Agent
@@ -115,6 +115,18 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         self, request: agent_api_pb2.AddScheduleRequest, context: Ctx
     ) -> common_pb2.Schedule:
         return await self._agent.ops.add_schedule(request.schedule)
+
+    @handles_errors
+    async def SaveProfile(
+        self, request: agent_api_pb2.SaveProfileRequest, context: Ctx
+    ) -> common_pb2.Profile:
+        return await self._agent.profile.save(request.profile)
+
+    @handles_errors
+    async def ListDevices(
+        self, request: agent_api_pb2.LocalDevicesRequest, context: Ctx
+    ) -> agent_api_pb2.LocalDevicesReply:
+        return agent_api_pb2.LocalDevicesReply(devices=await self._agent.profile.devices())
 
     # ------------------------------------------------------------ jobs
 
@@ -219,6 +231,22 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
             since_ns=request.since.ToNanoseconds() if request.HasField("since") else 0,
             limit=request.limit or 500,
         )
+        if request.all_devices or (
+            request.device_id and request.device_id != self._agent.state.load_login().device_id
+        ):
+            # Other devices' jobs live on the server.
+            server_jobs = await self._agent.profile.account_jobs(
+                control_pb2.JobFilter(
+                    device_id=request.device_id,
+                    item_id=request.item_id,
+                    vault_id=request.vault_id,
+                    statuses=request.statuses,
+                    classifications=request.classifications,
+                    since=request.since if request.HasField("since") else None,
+                    page_size=request.limit or 500,
+                )
+            )
+            return agent_api_pb2.HistoryReply(jobs=server_jobs)
         jobs = self._agent.ops.history(query)
         return agent_api_pb2.HistoryReply(jobs=[job_to_proto(j) for j in jobs])
 

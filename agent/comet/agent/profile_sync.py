@@ -73,6 +73,49 @@ class ProfileSync:
         self._cache(profile)
         return profile
 
+    async def save(self, profile: common_pb2.Profile) -> common_pb2.Profile:
+        """Save a whole edited profile; a stale version is refused by the server with a
+        conflict the caller must resolve by reloading (no retry here: the edit is not
+        ours to redo)."""
+        channel, stub, metadata = self._stub()
+        try:
+            saved = await stub.PutProfile(
+                control_pb2.PutProfileRequest(profile=profile), metadata=metadata, timeout=30
+            )
+        except grpc.aio.AioRpcError as e:
+            raise ProfileError(rpc_error_message(e)) from e
+        finally:
+            await channel.close()
+        self._cache(saved)
+        return saved
+
+    async def devices(self) -> list[common_pb2.DeviceInfo]:
+        channel, stub, metadata = self._stub()
+        try:
+            reply = await stub.ListDevices(
+                control_pb2.ListAccountDevicesRequest(), metadata=metadata, timeout=30
+            )
+        except grpc.aio.AioRpcError as e:
+            raise ProfileError(rpc_error_message(e)) from e
+        finally:
+            await channel.close()
+        return list(reply.devices)
+
+    async def account_jobs(self, job_filter: control_pb2.JobFilter) -> list[common_pb2.Job]:
+        """Job history of every device of the account, from the server."""
+        channel, stub, metadata = self._stub()
+        try:
+            reply = await stub.ListJobs(
+                control_pb2.ListAccountJobsRequest(filter=job_filter),
+                metadata=metadata,
+                timeout=30,
+            )
+        except grpc.aio.AioRpcError as e:
+            raise ProfileError(rpc_error_message(e)) from e
+        finally:
+            await channel.close()
+        return list(reply.jobs)
+
     async def edit(self, change: Callable[[common_pb2.Profile], None]) -> common_pb2.Profile:
         """Apply ``change`` to the newest profile and save it with its version."""
         for attempt in range(2):
