@@ -7,7 +7,7 @@ from __future__ import annotations
 import abc
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,13 +28,14 @@ class VerifyFailedError(AgentError):
     code = "verify_failed"
 
 
-def local_tz() -> tzinfo:
+def local_tz() -> ZoneInfo:
+    """The device's timezone (schedules and retention periods are local)."""
     from comet.agent.server_link import local_timezone
 
     try:
         return ZoneInfo(local_timezone())
     except (ZoneInfoNotFoundError, ValueError):
-        return UTC
+        return ZoneInfo("UTC")
 
 
 class _Reporter:
