@@ -3,25 +3,43 @@
 For random-access targets every file is begun first, then each needed blob is read
 once, pack by pack in offset order, and written to every place that uses it; files are
 then finished, hard links made and directory metadata applied deepest-first.
+Sequential targets (archives, programs) get one file at a time, in offset order, with
+its exact size known at ``begin_file``.
 Names are validated here, so no target ever sees ``..``, ``/``, NUL or empty names.
+
+Unreadable data (a blob that is damaged or in no index) fails the restore with a
+``DamagedDataError`` naming the file, unless ``allow_partial`` is set: then the damaged
+byte ranges are zero-filled and every damaged file is reported as a warning.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from comet.agent.cancel import CancelToken
-from comet.agent.errors import RestoreError
+from comet.agent.errors import BlobNotFoundError, DamagedDataError, IntegrityError, RestoreError
 from comet.agent.reporter import JobWarning, NullRestoreReporter, RestoreReporter
 from comet.agent.repository.format import BlobType
 from comet.agent.repository.index import BlobLocation
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.tree import Node, NodeType, Tree
+from comet.agent.restore.names import parse_path, show_path, valid_name
 from comet.agent.restore.target import RestorePath, RestoreTarget, TargetRefusedError
 
 _SEQUENTIAL_CACHE = 8
+_ZEROS = bytes(4 << 20)
+# Errors that mean "this data cannot be read" (as opposed to storage being unreachable).
+_UNREADABLE = (IntegrityError, BlobNotFoundError)
+
+
+@dataclass(frozen=True)
+class DamagedFile:
+    """A file restored with ``damaged_bytes`` zero-filled because its data was unreadable."""
+
+    path: str
+    damaged_bytes: int
 
 
 @dataclass(frozen=True)
@@ -32,34 +50,44 @@ class RestoreResult:
     bytes_written: int
     skipped: int
     warnings: tuple[JobWarning, ...]
+    damaged: tuple[DamagedFile, ...] = ()
+
+
+@dataclass
+class _Piece:
+    """One range of a file: a blob's content, or a zero-filled range of missing data."""
+
+    blob_id: bytes
+    offset: int
+    length: int
+    location: BlobLocation | None  # None: the data is missing and is zero-filled
 
 
 @dataclass
 class _File:
     path: RestorePath
     handle: int
-    blobs: list[tuple[bytes, int]] = field(default_factory=list)  # (blob id, offset)
+    pieces: list[_Piece] = field(default_factory=list)
     failed: bool = False
-
-
-def _valid_name(name: str) -> bool:
-    return name not in ("", ".", "..") and "/" not in name and "\0" not in name
-
-
-def _show(path: Sequence[str]) -> str:
-    return "/" + "/".join(path)
+    damaged: int = 0
+    damage: str = ""
 
 
 def _parse_selection(paths: Sequence[str] | None) -> list[RestorePath] | None:
     if paths is None:
         return None
-    out = []
-    for p in paths:
-        parts = tuple(c for c in p.split("/") if c)
-        if any(not _valid_name(c) for c in parts):
-            raise RestoreError(f"invalid path to restore: {p!r}")
-        out.append(parts)
-    return out
+    try:
+        return [parse_path(p) for p in paths]
+    except ValueError as e:
+        raise RestoreError(f"invalid path to restore: {e}") from None
+
+
+def _zero_chunks(length: int) -> Iterator[tuple[int, bytes]]:
+    done = 0
+    while done < length:
+        n = min(len(_ZEROS), length - done)
+        yield done, _ZEROS if n == len(_ZEROS) else bytes(n)
+        done += n
 
 
 class _Restorer:
@@ -70,23 +98,29 @@ class _Restorer:
         reporter: RestoreReporter,
         cancel: CancelToken,
         selection: list[RestorePath] | None,
+        allow_partial: bool,
     ) -> None:
         self._repo = repo
         self._target = target
         self._reporter = reporter
         self._cancel = cancel
         self._selection = selection
+        self._partial = allow_partial
         self._random = target.random_access
+        # Optional target attribute: targets that cannot store hard links (zip, programs)
+        # get every linked name as a full file.
+        self._hard_links = bool(getattr(target, "hard_links", True))
         self._files: list[_File] = []
         self._done: dict[RestorePath, _File] = {}
         self._links: list[tuple[RestorePath, Node, RestorePath]] = []
         self._dirs: list[tuple[RestorePath, Node]] = []
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self.warnings: list[JobWarning] = []
+        self.damaged: list[DamagedFile] = []
         self.files = self.dirs = self.others = self.bytes = self.skipped = 0
 
     def warn(self, path: Sequence[str], message: str) -> None:
-        warning = JobWarning(_show(path), message)
+        warning = JobWarning(show_path(path), message)
         self.warnings.append(warning)
         self._reporter.warning(warning)
 
@@ -118,7 +152,7 @@ class _Restorer:
         seen: set[str] = set()
         for node in tree.nodes:
             self._cancel.check()
-            if not _valid_name(node.name):
+            if not valid_name(node.name):
                 self.warn(path, f"refused an entry with an unsafe name {node.name!r}")
                 continue
             if node.name in seen:
@@ -134,11 +168,21 @@ class _Restorer:
             except (OSError, TargetRefusedError) as e:
                 self.warn(child, f"not restored: {e}")
 
+    def _subtree(self, path: RestorePath, node: Node) -> Tree:
+        if not node.subtree:
+            return Tree()
+        try:
+            return self._repo.load_tree(node.subtree)
+        except _UNREADABLE as e:
+            if not self._partial:
+                raise DamagedDataError(f"cannot read directory {show_path(path)}: {e}") from e
+            self.warn(path, f"directory contents unreadable, restored empty: {e}")
+            return Tree()
+
     def _node(self, path: RestorePath, node: Node, selected: bool) -> None:
         if node.type == NodeType.DIR:
             created = self._target.directory(path, node)
-            subtree = self._repo.load_tree(node.subtree) if node.subtree else Tree()
-            self._walk(path, subtree, selected)
+            self._walk(path, self._subtree(path, node), selected)
             if selected or created:
                 if self._random:
                     self._dirs.append((path, node))
@@ -146,9 +190,9 @@ class _Restorer:
                     self._target.finish_directory(path, node)
             self.dirs += 1
             return
-        self._reporter.file_started(_show(path), node.size)
+        self._reporter.file_started(show_path(path), node.size)
         if node.type == NodeType.FILE:
-            if node.link is not None and tuple(node.link) in self._done:
+            if self._hard_links and node.link is not None and tuple(node.link) in self._done:
                 if self._random:
                     self._links.append((path, node, tuple(node.link)))
                 else:
@@ -162,30 +206,114 @@ class _Restorer:
             self._target.special(path, node)
             self.others += 1
 
+    # --- file layout and damage -----------------------------------------------------
+
+    def _layout(self, path: RestorePath, node: Node) -> tuple[list[_Piece], int, str]:
+        """Place every blob of the file; return the pieces, missing bytes and why.
+
+        Blobs missing from every index have no known length. Blobs before the first
+        missing one are placed from the start and blobs after the last one from the
+        end (``node.size``); the span between is zero-filled."""
+        locations: list[BlobLocation | None] = []
+        problem: BlobNotFoundError | None = None
+        for blob_id in node.content:
+            try:
+                locations.append(self._repo.locate(blob_id))
+            except BlobNotFoundError as e:
+                locations.append(None)
+                problem = problem or e
+        if problem is None:
+            pieces, offset = [], 0
+            for blob_id, loc in zip(node.content, locations, strict=True):
+                assert loc is not None
+                pieces.append(_Piece(blob_id, offset, loc.raw_length, loc))
+                offset += loc.raw_length
+            return pieces, 0, ""
+        if not self._partial:
+            raise DamagedDataError(f"cannot restore {show_path(path)}: {problem}") from problem
+        first = locations.index(None)
+        last = len(locations) - 1 - locations[::-1].index(None)
+        head = [(b, loc) for b, loc in zip(node.content[:first], locations[:first], strict=True)]
+        tail = [
+            (b, loc) for b, loc in zip(node.content[last + 1 :], locations[last + 1 :], strict=True)
+        ]
+        head_size = sum(loc.raw_length for _, loc in head if loc is not None)
+        tail_size = sum(loc.raw_length for _, loc in tail if loc is not None)
+        gap = max(0, node.size - head_size - tail_size)
+        pieces, offset = [], 0
+        for blob_id, loc in head:
+            assert loc is not None
+            pieces.append(_Piece(blob_id, offset, loc.raw_length, loc))
+            offset += loc.raw_length
+        pieces.append(_Piece(node.content[first], offset, gap, None))
+        offset += gap
+        for blob_id, loc in tail:
+            assert loc is not None
+            pieces.append(_Piece(blob_id, offset, loc.raw_length, loc))
+            offset += loc.raw_length
+        return pieces, gap, str(problem)
+
+    def _damage(self, f: _File, length: int, error: Exception) -> None:
+        """Record unreadable data in ``f``; without allow_partial, end the restore."""
+        if not self._partial:
+            raise DamagedDataError(f"cannot restore {show_path(f.path)}: {error}") from error
+        f.damaged += length
+        f.damage = f.damage or str(error)
+
+    def _report_damage(self, f: _File) -> None:
+        if f.damaged and not f.failed:
+            self.damaged.append(DamagedFile(show_path(f.path), f.damaged))
+            self.warn(
+                f.path,
+                f"restored partially: {f.damaged} damaged bytes were zero-filled ({f.damage})",
+            )
+
+    # --- files ----------------------------------------------------------------------
+
     def _file(self, path: RestorePath, node: Node) -> None:
-        locations: list[BlobLocation] = [self._repo.locate(b) for b in node.content]
-        size = sum(loc.raw_length for loc in locations)
+        pieces, missing, why = self._layout(path, node)
+        size = sum(p.length for p in pieces)
         handle = self._target.begin_file(path, node, size)
         if handle is None:
             self.skipped += 1
             return
-        f = _File(path, handle)
-        offset = 0
-        for blob_id, loc in zip(node.content, locations, strict=True):
-            f.blobs.append((blob_id, offset))
-            offset += loc.raw_length
+        f = _File(path, handle, pieces, damaged=missing, damage=why)
         self._done[path] = f
         if self._random:
             self._files.append(f)
             return
         try:
-            for blob_id, offset in f.blobs:
+            for piece in f.pieces:
                 self._cancel.check()
-                self._write(f, offset, self._read_cached(blob_id))
+                data = self._read_piece(f, piece)
+                if data is None:
+                    self._write_zeros(f, piece)
+                else:
+                    self._write(f, piece.offset, data)
         except BaseException:
             self._target.abort_file(handle)
             raise
         self._end(f)
+
+    def _read_piece(self, f: _File, piece: _Piece) -> bytes | None:
+        """The piece's content, or None if it is to be zero-filled."""
+        if piece.location is None:
+            return None
+        try:
+            data = self._read_cached(piece.blob_id)
+        except _UNREADABLE as e:
+            self._damage(f, piece.length, e)
+            return None
+        if len(data) != piece.length:
+            self._damage(f, piece.length, self._length_error(piece, len(data)))
+            return None
+        return data
+
+    @staticmethod
+    def _length_error(piece: _Piece, actual: int) -> IntegrityError:
+        return IntegrityError(
+            f"blob {piece.blob_id.hex()} holds {actual} bytes, its index entry {piece.length}"
+        )
 
     def _read_cached(self, blob_id: bytes) -> bytes:
         data = self._cache.get(blob_id)
@@ -201,6 +329,11 @@ class _Restorer:
         self.bytes += len(data)
         self._reporter.bytes_written(len(data))
 
+    def _write_zeros(self, f: _File, piece: _Piece) -> None:
+        for start, zeros in _zero_chunks(piece.length):
+            self._cancel.check()
+            self._write(f, piece.offset + start, zeros)
+
     def _end(self, f: _File) -> None:
         if f.failed:
             return
@@ -208,14 +341,19 @@ class _Restorer:
             self._target.end_file(f.handle)
             self.files += 1
         except (OSError, TargetRefusedError) as e:
-            f.failed = True
-            self._target.abort_file(f.handle)
-            self.warn(f.path, f"not restored: {e}")
+            self._fail(f, e)
+            return
+        self._report_damage(f)
+
+    def _fail(self, f: _File, error: Exception) -> None:
+        f.failed = True
+        self._target.abort_file(f.handle)
+        self.warn(f.path, f"not restored: {error}")
 
     def _link(self, path: RestorePath, node: Node, existing: RestorePath) -> None:
         source = self._done.get(existing)
         if source is None or source.failed:
-            self.warn(path, f"hard link target {_show(existing)} was not restored")
+            self.warn(path, f"hard link target {show_path(existing)} was not restored")
             return
         try:
             self._target.hardlink(path, node, existing)
@@ -223,29 +361,74 @@ class _Restorer:
         except (OSError, TargetRefusedError) as e:
             self.warn(path, f"hard link not restored: {e}")
 
-    # --- pack-order content ---------------------------------------------------------
+    # --- pack-order content (random-access targets) ---------------------------------
 
     def _fill_from_packs(self) -> None:
-        uses: dict[bytes, list[tuple[_File, int]]] = defaultdict(list)
+        uses: dict[bytes, list[tuple[_File, _Piece]]] = defaultdict(list)
         for f in self._files:
-            for blob_id, offset in f.blobs:
-                uses[blob_id].append((f, offset))
+            for piece in f.pieces:
+                if piece.location is None:
+                    self._put_zeros(f, piece)
+                else:
+                    uses[piece.blob_id].append((f, piece))
         by_pack: dict[bytes, list[tuple[bytes, BlobLocation]]] = defaultdict(list)
-        for blob_id in uses:
-            loc = self._repo.locate(blob_id)
+        for blob_id, used in uses.items():
+            loc = used[0][1].location
+            assert loc is not None
             by_pack[loc.pack_id].append((blob_id, loc))
         for pack_id in sorted(by_pack):
             self._cancel.check()
-            for blob_id, data in self._repo.read_pack_blobs(pack_id, by_pack[pack_id]):
-                for f, offset in uses.pop(blob_id):
-                    if f.failed:
-                        continue
-                    try:
-                        self._write(f, offset, data)
-                    except (OSError, TargetRefusedError) as e:
-                        f.failed = True
-                        self._target.abort_file(f.handle)
-                        self.warn(f.path, f"not restored: {e}")
+            pending = dict(by_pack[pack_id])
+            blobs = iter(self._repo.read_pack_blobs(pack_id, by_pack[pack_id]))
+            while True:
+                try:
+                    blob_id, data = next(blobs)
+                except StopIteration:
+                    break
+                except _UNREADABLE:
+                    self._salvage(list(pending), uses)
+                    break
+                del pending[blob_id]
+                self._deliver(uses.pop(blob_id), data)
+
+    def _salvage(
+        self, blob_ids: list[bytes], uses: dict[bytes, list[tuple[_File, _Piece]]]
+    ) -> None:
+        """A pack read failed part-way: read its remaining blobs one by one, so only the
+        damaged ones are lost."""
+        for blob_id in blob_ids:
+            self._cancel.check()
+            used = uses.pop(blob_id)
+            try:
+                data = self._repo.read_blob(BlobType.DATA, blob_id)
+            except _UNREADABLE as e:
+                for f, piece in used:
+                    if not f.failed:
+                        self._damage(f, piece.length, e)
+                        self._put_zeros(f, piece)
+                continue
+            self._deliver(used, data)
+
+    def _deliver(self, used: list[tuple[_File, _Piece]], data: bytes) -> None:
+        for f, piece in used:
+            if f.failed:
+                continue
+            if len(data) != piece.length:
+                self._damage(f, piece.length, self._length_error(piece, len(data)))
+                self._put_zeros(f, piece)
+                continue
+            try:
+                self._write(f, piece.offset, data)
+            except (OSError, TargetRefusedError) as e:
+                self._fail(f, e)
+
+    def _put_zeros(self, f: _File, piece: _Piece) -> None:
+        if f.failed:
+            return
+        try:
+            self._write_zeros(f, piece)
+        except (OSError, TargetRefusedError) as e:
+            self._fail(f, e)
 
 
 def run_restore(
@@ -257,12 +440,17 @@ def run_restore(
     reporter: RestoreReporter | None = None,
     cancel: CancelToken | None = None,
     hostname: str = "",
+    allow_partial: bool = False,
 ) -> RestoreResult:
     """Restore a snapshot (or the ``paths`` inside it, given as absolute snapshot paths
     such as ``/home/u/docs``) into ``target``. Holds a shared lock.
 
-    Per-node problems become warnings. Raises CancelledError, SnapshotNotFoundError,
-    IntegrityError and other RepositoryError/StorageError subclasses."""
+    Per-node problems become warnings. Unreadable file data raises DamagedDataError
+    naming the file, or with ``allow_partial`` is zero-filled and listed in
+    ``RestoreResult.damaged`` and the warnings. Raises CancelledError,
+    SnapshotNotFoundError, IntegrityError, other RepositoryError/StorageError
+    subclasses, and the target's fatal errors (ArchiveWriteError, RestoreProgramError).
+    On success the target's optional ``finish()`` completes its output."""
     reporter = reporter or NullRestoreReporter()
     cancel = cancel or CancelToken()
     selection = _parse_selection(paths)
@@ -270,9 +458,12 @@ def run_restore(
     with repo.lock(hostname=hostname):
         repo.refresh_index()
         snapshot = repo.load_snapshot(snapshot_id)
-        restorer = _Restorer(repo, target, reporter, cancel, selection)
+        restorer = _Restorer(repo, target, reporter, cancel, selection, allow_partial)
         try:
             restorer.run(repo.load_tree(snapshot.tree))
+            finish = getattr(target, "finish", None)
+            if callable(finish):
+                finish()
         finally:
             target.close()
     return RestoreResult(
@@ -282,4 +473,5 @@ def run_restore(
         bytes_written=restorer.bytes,
         skipped=restorer.skipped,
         warnings=tuple(restorer.warnings),
+        damaged=tuple(restorer.damaged),
     )

@@ -12,6 +12,13 @@ come in offset order and one file is finished before the next begins (archive an
 program targets). When True, the engine may begin many files, interleave their writes in
 repository pack order, and end them later (directory targets). ``hardlink`` comes after
 the ``end_file`` of the file it links to.
+
+Optional members (looked up with ``getattr``, so older targets need neither):
+``hard_links: bool`` (default True) -- when False the engine never calls ``hardlink`` and
+hands every linked name over as a full file with its own content (zip, program input).
+``finish() -> None`` -- called once after everything was restored successfully, before
+``close``; archive targets complete their stream there (end-of-archive marker, central
+directory), so a failed restore never leaves an archive that looks complete.
 """
 
 from __future__ import annotations
