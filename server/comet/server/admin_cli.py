@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,79 +12,20 @@ from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.agent.errors import AgentError
 from comet.agent.output import fail, print_json, print_table, rfc3339
 from comet.agent.transport import rpc_error_message, sync_channel
-from comet.v1 import admin_pb2, admin_pb2_grpc, common_pb2, control_pb2, control_pb2_grpc
+from comet.server import admin_dispatch, admin_jobs, admin_policies
+from comet.server.admin_session import (
+    Admin,
+    AdminCliError,
+    AdminSession,
+    derive_for_new_password,
+    kdf_proto,
+    load_session,
+    read_password,
+    save_session,
+)
+from comet.v1 import admin_pb2, common_pb2, control_pb2, control_pb2_grpc
 
 PROG = "comet-admin"
-
-
-class AdminCliError(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class AdminSession:
-    server: str
-    username: str
-    token: str
-
-
-def config_path() -> Path:
-    env = os.environ.get("COMET_ADMIN_CONFIG")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "comet" / "admin.json"
-
-
-def save_session(session: AdminSession) -> None:
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(
-            {
-                "server": session.server,
-                "username": session.username,
-                "session_token": session.token,
-            },
-            f,
-        )
-
-
-def load_session() -> AdminSession:
-    try:
-        data = json.loads(config_path().read_text())
-        return AdminSession(data["server"], data["username"], data["session_token"])
-    except (OSError, ValueError, KeyError) as e:
-        raise AdminCliError("not logged in: run 'comet-admin login' first") from e
-
-
-def read_password() -> str:
-    line = sys.stdin.readline()
-    if not line:
-        raise AdminCliError("--password-stdin: no password on standard input")
-    return line.rstrip("\n")
-
-
-class Admin:
-    def __init__(self, session: AdminSession) -> None:
-        self.session = session
-        self.channel = sync_channel(session.server)
-        self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)
-        self.metadata = (("authorization", f"Bearer {session.token}"),)
-
-
-def derive_for_new_password(password: str) -> tuple[KdfParams, bytes]:
-    if len(password) < 8:
-        raise AdminCliError("a password needs at least 8 characters")
-    kdf = KdfParams.new()
-    return kdf, derive_login_secrets(password, kdf).auth_key
-
-
-def kdf_proto(kdf: KdfParams) -> control_pb2.KdfParams:
-    return control_pb2.KdfParams(
-        algorithm=kdf.algorithm, salt=kdf.salt, log2_n=kdf.log2_n, r=kdf.r, p=kdf.p
-    )
 
 
 # ---------------------------------------------------------------------------- commands
@@ -232,28 +168,25 @@ def cmd_audit(args: argparse.Namespace) -> None:
         print_table(rows, ["time", "actor", "action", "target", "success", "details"])
 
 
-def _dispatch(device_id: str, command: control_pb2.Command, *, as_json: bool) -> None:
+def cmd_user_reset_password(args: argparse.Namespace) -> None:
     admin = Admin(load_session())
-    reply = admin.stub.Dispatch(
-        admin_pb2.DispatchRequest(device_id=device_id, command=command),
+    kdf, auth_key = derive_for_new_password(read_password())
+    reply = admin.stub.ResetPassword(
+        admin_pb2.ResetPasswordRequest(
+            username=args.name, kdf=kdf_proto(kdf), auth_key=auth_key, force=args.force
+        ),
         metadata=admin.metadata,
-        timeout=120,
+        timeout=30,
     )
-    if reply.error:
-        raise AdminCliError(reply.error)
-    if as_json:
-        print_json({"device_id": device_id, "result": reply.WhichOneof("result") or "done"})
+    if args.json:
+        print_json({"username": args.name, "data_kept_readable": reply.data_kept_readable})
+    elif reply.data_kept_readable:
+        print(f"password of {args.name!r} reset; their backups stay readable")
     else:
-        print(f"{command.WhichOneof('action')}: done on device {device_id}")
-
-
-def cmd_dispatch_simple(action: str) -> Callable[[argparse.Namespace], None]:
-    def run(args: argparse.Namespace) -> None:
-        command = control_pb2.Command()
-        getattr(command, action).SetInParent()
-        _dispatch(args.device, command, as_json=args.json)
-
-    return run
+        print(
+            f"password of {args.name!r} reset; warning: backups made with the old password "
+            "cannot be read with the new one (the user had not enabled recovery)"
+        )
 
 
 # ---------------------------------------------------------------------------- parser
@@ -284,6 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     rm = user.add_parser("delete", help="delete a user and their devices")
     rm.add_argument("name")
     rm.set_defaults(func=cmd_user_delete)
+    reset = user.add_parser("reset-password", help="set a new password for a user")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true", required=True)
+    reset.add_argument(
+        "--force",
+        action="store_true",
+        help="reset even if the user did not allow administrators to reset their password",
+    )
+    reset.add_argument("--json", action="store_true")
+    reset.set_defaults(func=cmd_user_reset_password)
 
     device = sub.add_parser("device", help="manage devices").add_subparsers(
         dest="sub", required=True
@@ -303,17 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=cmd_audit)
 
-    dispatch = sub.add_parser("dispatch", help="send a command to a connected device")
-    dsub = dispatch.add_subparsers(dest="sub", required=True)
-    for name, action, text in (
-        ("refetch", "refetch_profile", "make the device fetch its profile again"),
-        ("drop", "drop_connection", "drop the live connection (the device reconnects)"),
-        ("disconnect", "disconnect", "log the device's agent out; it stops reconnecting"),
-    ):
-        p = dsub.add_parser(name, help=text)
-        p.add_argument("--device", required=True)
-        p.add_argument("--json", action="store_true")
-        p.set_defaults(func=cmd_dispatch_simple(action))
+    admin_jobs.add_parsers(sub)
+    admin_policies.add_parsers(sub)
+    admin_dispatch.add_parsers(sub)
     return parser
 
 

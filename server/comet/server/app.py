@@ -11,20 +11,28 @@ import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from comet.server.clock import SystemClock
+from comet.server.clock import Clock, SystemClock
 from comet.server.config import ServerConfig
 from comet.server.embedded_postgres import EmbeddedPostgres
 from comet.server.errors import DatabaseSetupError
+from comet.server.maintenance import Maintenance, MaintenancePolicy
 from comet.server.rpc.admin_service import AdminService
 from comet.server.rpc.agent_service import AgentService
 from comet.server.rpc.auth_service import AuthService
 from comet.server.rpc.live import LiveRegistry
+from comet.server.secret_box import SecretBox, load_or_create_key
 from comet.server.store.accounts import AccountStore, LoginPolicy
 from comet.server.store.database import create_engine, migrate
+from comet.server.store.jobs import JobStore
+from comet.server.store.missed_runs import MissedRunFinder, MissedRunPolicy
+from comet.server.store.policies import PolicyStore
+from comet.server.store.profiles import ProfileStore
 from comet.v1 import admin_pb2_grpc, control_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -111,49 +119,107 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str], None]) -> Non
                 await engine.dispose()
 
 
-async def _run_services(
-    config: ServerConfig,
-    engine: object,
-    stop: asyncio.Event,
-    on_ready: Callable[[str], None],
-) -> None:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+@dataclass(frozen=True)
+class Stores:
+    accounts: AccountStore
+    profiles: ProfileStore
+    policies: PolicyStore
+    jobs: JobStore
+    maintenance: Maintenance
 
-    assert isinstance(engine, AsyncEngine)
-    instance_id = uuid.uuid4().hex
+
+def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: SecretBox) -> Stores:
     accounts = AccountStore(
         engine,
-        SystemClock(),
+        clock,
         LoginPolicy(
             session_hours=config.session_hours,
             max_failed_logins=config.max_failed_logins,
             failed_login_window_seconds=config.failed_login_window_seconds,
             online_after_seconds=config.heartbeat_seconds * 3,
         ),
+        box=box,
     )
-    await accounts.server_secret("prelogin")
-    registry = LiveRegistry()
-    server = grpc.aio.server(options=GRPC_OPTIONS)
-    control_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(accounts), server)
+    jobs = JobStore(engine, clock)
+    missed = MissedRunFinder(
+        engine, clock, jobs, MissedRunPolicy(grace=timedelta(seconds=config.missed_grace_seconds))
+    )
+    maintenance = Maintenance(
+        jobs,
+        missed,
+        MaintenancePolicy(
+            job_timeout=timedelta(seconds=config.job_timeout_seconds),
+            log_retention=timedelta(days=config.job_log_retention_days),
+            every=timedelta(seconds=config.maintenance_seconds),
+        ),
+    )
+    return Stores(
+        accounts, ProfileStore(engine, clock, box), PolicyStore(engine, clock), jobs, maintenance
+    )
+
+
+def add_services(
+    server: grpc.aio.Server,
+    stores: Stores,
+    registry: LiveRegistry,
+    *,
+    instance_id: str,
+    heartbeat_seconds: int,
+) -> None:
+    control_pb2_grpc.add_AuthServiceServicer_to_server(
+        AuthService(stores.accounts, stores.profiles), server
+    )
     control_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentService(
-            accounts,
+            stores.accounts,
+            stores.profiles,
+            stores.jobs,
             registry,
             instance_id=instance_id,
-            heartbeat_seconds=config.heartbeat_seconds,
+            heartbeat_seconds=heartbeat_seconds,
         ),
         server,
     )
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(accounts, registry), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminService(stores.accounts, stores.profiles, stores.policies, stores.jobs, registry),
+        server,
+    )
+
+
+async def _run_services(
+    config: ServerConfig,
+    engine: AsyncEngine,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None],
+) -> None:
+    instance_id = uuid.uuid4().hex
+    box = SecretBox(
+        load_or_create_key(config.secret_key_path, create=config.secret_key_file is None)
+    )
+    stores = open_stores(engine, SystemClock(), config, box)
+    await stores.accounts.server_secret("prelogin")
+    registry = LiveRegistry()
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    add_services(
+        server,
+        stores,
+        registry,
+        instance_id=instance_id,
+        heartbeat_seconds=config.heartbeat_seconds,
+    )
     url = _bind(server, config)
     await server.start()
     (config.data_dir / "server.url").write_text(url + "\n")
     on_ready(url)
-    flusher = asyncio.create_task(_flush_seen(accounts, registry, config.heartbeat_seconds))
+    background = [
+        asyncio.create_task(_flush_seen(stores.accounts, registry, config.heartbeat_seconds)),
+        asyncio.create_task(stores.maintenance.run_forever()),
+    ]
     try:
         await stop.wait()
     finally:
-        flusher.cancel()
+        for task in background:
+            task.cancel()
         log.info("shutting down")
         await server.stop(grace=2)
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from comet.server.config import ServerConfig, default_data_dir
+from comet.server.config import ServerConfig, default_data_dir, secret_key_file_from_env
 from comet.server.errors import ServerError
 
 
@@ -23,6 +23,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     serve.add_argument(
         "--heartbeat-seconds", type=int, default=15, help="live-connection heartbeat interval"
+    )
+    serve.add_argument(
+        "--secret-key-file",
+        type=Path,
+        default=None,
+        help="key that encrypts secrets at rest (default: $COMET_SERVER_SECRET_KEY_FILE, "
+        "else DATA_DIR/secret.key, created on first start); every instance sharing a "
+        "database needs the same key",
+    )
+    serve.add_argument(
+        "--job-timeout-seconds",
+        type=int,
+        default=600,
+        help="a running job with no report for this long becomes Abandoned",
+    )
+    serve.add_argument(
+        "--job-log-retention-days", type=int, default=90, help="job log lines kept this long"
     )
 
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the newest")
@@ -64,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
                 heartbeat_seconds=args.heartbeat_seconds,
+                secret_key_file=args.secret_key_file or secret_key_file_from_env(),
+                job_timeout_seconds=args.job_timeout_seconds,
+                job_log_retention_days=args.job_log_retention_days,
             )
             from comet.server.app import serve
 

@@ -19,6 +19,19 @@ class ServerConfig:
     # Failed logins allowed per account (and per source address) in the window.
     max_failed_logins: int = 5
     failed_login_window_seconds: int = 900
+    # The key that encrypts secrets at rest; default ``secret.key`` in the data dir.
+    # Instances sharing one database must share this file.
+    secret_key_file: Path | None = None
+    # A running job with no report for this long becomes Abandoned.
+    job_timeout_seconds: int = 600
+    job_log_retention_days: int = 90
+    # A scheduled run counts as missed when no job started this long after its time.
+    missed_grace_seconds: int = 1800
+    maintenance_seconds: int = 30
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
 
 
 def default_data_dir() -> Path:
@@ -29,3 +42,8 @@ def default_data_dir() -> Path:
         return Path("/var/lib/comet-server")
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "comet-server"
+
+
+def secret_key_file_from_env() -> Path | None:
+    env = os.environ.get("COMET_SERVER_SECRET_KEY_FILE")
+    return Path(env) if env else None

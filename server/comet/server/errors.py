@@ -23,6 +23,13 @@ class AuthenticationError(ServerError):
     code = "unauthenticated"
 
 
+class TwoFactorRequiredError(AuthenticationError):
+    """The password was right but the account needs a two-factor code: clients prompt
+    for one and log in again."""
+
+    code = "totp_required"
+
+
 class ThrottledError(ServerError):
     code = "throttled"
 

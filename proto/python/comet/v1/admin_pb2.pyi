@@ -205,8 +205,11 @@ class ResetPasswordRequest(_message.Message):
     USERNAME_FIELD_NUMBER: _builtins.int
     KDF_FIELD_NUMBER: _builtins.int
     AUTH_KEY_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     auth_key: _builtins.bytes
+    force: _builtins.bool
+    """Reset even though the user did not allow administrators to reset their password."""
     @_builtins.property
     def kdf(self) -> _control_pb2.KdfParams: ...
     def __init__(
@@ -215,10 +218,11 @@ class ResetPasswordRequest(_message.Message):
         username: _builtins.str = ...,
         kdf: _control_pb2.KdfParams | None = ...,
         auth_key: _builtins.bytes = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["kdf", b"kdf"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_key", b"auth_key", "kdf", b"kdf", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_key", b"auth_key", "force", b"force", "kdf", b"kdf", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

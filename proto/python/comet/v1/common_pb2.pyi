@@ -729,6 +729,7 @@ class Schedule(_message.Message):
     RETENTION_LEVEL_FIELD_NUMBER: _builtins.int
     LOG_LEVEL_FIELD_NUMBER: _builtins.int
     ENABLED_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
     schedule_id: _builtins.str
     item_id: _builtins.str
     vault_id: _builtins.str
@@ -767,6 +768,12 @@ class Schedule(_message.Message):
     def weekdays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """0 = Monday; WEEKLY and the weekday filter"""
 
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """Set by the server when the schedule is first stored; due times before it are
+        never counted as missed.
+        """
+
     def __init__(
         self,
         *,
@@ -795,10 +802,11 @@ class Schedule(_message.Message):
         retention_level: _builtins.int = ...,
         log_level: Global___Severity.ValueType = ...,
         enabled: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["once_at", b"once_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "once_at", b"once_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth_limit_bps", b"bandwidth_limit_bps", "day_of_month", b"day_of_month", "enabled", b"enabled", "every_seconds", b"every_seconds", "frequency", b"frequency", "has_window", b"has_window", "hour", b"hour", "item_id", b"item_id", "log_level", b"log_level", "minute", b"minute", "offset_seconds", b"offset_seconds", "once_at", b"once_at", "random_delay_seconds", b"random_delay_seconds", "retention_level", b"retention_level", "retry_count", b"retry_count", "retry_delay_seconds", b"retry_delay_seconds", "run_at_boot", b"run_at_boot", "run_at_boot_if_missed", b"run_at_boot_if_missed", "schedule_id", b"schedule_id", "skip_if_running", b"skip_if_running", "stop_after_seconds", b"stop_after_seconds", "vault_id", b"vault_id", "weekdays", b"weekdays", "window_end_minute", b"window_end_minute", "window_start_minute", b"window_start_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth_limit_bps", b"bandwidth_limit_bps", "created_at", b"created_at", "day_of_month", b"day_of_month", "enabled", b"enabled", "every_seconds", b"every_seconds", "frequency", b"frequency", "has_window", b"has_window", "hour", b"hour", "item_id", b"item_id", "log_level", b"log_level", "minute", b"minute", "offset_seconds", b"offset_seconds", "once_at", b"once_at", "random_delay_seconds", b"random_delay_seconds", "retention_level", b"retention_level", "retry_count", b"retry_count", "retry_delay_seconds", b"retry_delay_seconds", "run_at_boot", b"run_at_boot", "run_at_boot_if_missed", b"run_at_boot_if_missed", "schedule_id", b"schedule_id", "skip_if_running", b"skip_if_running", "stop_after_seconds", b"stop_after_seconds", "vault_id", b"vault_id", "weekdays", b"weekdays", "window_end_minute", b"window_end_minute", "window_start_minute", b"window_start_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -60,6 +60,21 @@ class AuthServiceStub:
                 request_serializer=comet_dot_v1_dot_control__pb2.ChangePasswordRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_control__pb2.ChangePasswordReply.FromString,
                 _registered_method=True)
+        self.BeginTotpEnrolment = channel.unary_unary(
+                '/comet.v1.AuthService/BeginTotpEnrolment',
+                request_serializer=comet_dot_v1_dot_control__pb2.BeginTotpEnrolmentRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_control__pb2.BeginTotpEnrolmentReply.FromString,
+                _registered_method=True)
+        self.ConfirmTotpEnrolment = channel.unary_unary(
+                '/comet.v1.AuthService/ConfirmTotpEnrolment',
+                request_serializer=comet_dot_v1_dot_control__pb2.ConfirmTotpEnrolmentRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_control__pb2.ConfirmTotpEnrolmentReply.FromString,
+                _registered_method=True)
+        self.DisableTotp = channel.unary_unary(
+                '/comet.v1.AuthService/DisableTotp',
+                request_serializer=comet_dot_v1_dot_control__pb2.DisableTotpRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_control__pb2.DisableTotpReply.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -94,6 +109,28 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BeginTotpEnrolment(self, request, context):
+        """Two-factor (TOTP) enrolment for the calling account: Begin hands out a new
+        secret, which becomes active only once Confirm proves an authenticator app has
+        it. Disable needs a current code. Authenticated with the device token or a
+        session token ("authorization: Bearer <token>").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmTotpEnrolment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableTotp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +153,21 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ChangePassword,
                     request_deserializer=comet_dot_v1_dot_control__pb2.ChangePasswordRequest.FromString,
                     response_serializer=comet_dot_v1_dot_control__pb2.ChangePasswordReply.SerializeToString,
+            ),
+            'BeginTotpEnrolment': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginTotpEnrolment,
+                    request_deserializer=comet_dot_v1_dot_control__pb2.BeginTotpEnrolmentRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_control__pb2.BeginTotpEnrolmentReply.SerializeToString,
+            ),
+            'ConfirmTotpEnrolment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmTotpEnrolment,
+                    request_deserializer=comet_dot_v1_dot_control__pb2.ConfirmTotpEnrolmentRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_control__pb2.ConfirmTotpEnrolmentReply.SerializeToString,
+            ),
+            'DisableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableTotp,
+                    request_deserializer=comet_dot_v1_dot_control__pb2.DisableTotpRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_control__pb2.DisableTotpReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +283,87 @@ class AuthService:
             '/comet.v1.AuthService/ChangePassword',
             comet_dot_v1_dot_control__pb2.ChangePasswordRequest.SerializeToString,
             comet_dot_v1_dot_control__pb2.ChangePasswordReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginTotpEnrolment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AuthService/BeginTotpEnrolment',
+            comet_dot_v1_dot_control__pb2.BeginTotpEnrolmentRequest.SerializeToString,
+            comet_dot_v1_dot_control__pb2.BeginTotpEnrolmentReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmTotpEnrolment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AuthService/ConfirmTotpEnrolment',
+            comet_dot_v1_dot_control__pb2.ConfirmTotpEnrolmentRequest.SerializeToString,
+            comet_dot_v1_dot_control__pb2.ConfirmTotpEnrolmentReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AuthService/DisableTotp',
+            comet_dot_v1_dot_control__pb2.DisableTotpRequest.SerializeToString,
+            comet_dot_v1_dot_control__pb2.DisableTotpReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,14 @@ class AuthServiceStub:
     Login: _grpc.UnaryUnaryMultiCallable[_control_pb2.LoginRequest, _control_pb2.LoginReply]
     Logout: _grpc.UnaryUnaryMultiCallable[_control_pb2.LogoutRequest, _control_pb2.LogoutReply]
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_control_pb2.ChangePasswordRequest, _control_pb2.ChangePasswordReply]
+    BeginTotpEnrolment: _grpc.UnaryUnaryMultiCallable[_control_pb2.BeginTotpEnrolmentRequest, _control_pb2.BeginTotpEnrolmentReply]
+    """Two-factor (TOTP) enrolment for the calling account: Begin hands out a new
+    secret, which becomes active only once Confirm proves an authenticator app has
+    it. Disable needs a current code. Authenticated with the device token or a
+    session token ("authorization: Bearer <token>").
+    """
+    ConfirmTotpEnrolment: _grpc.UnaryUnaryMultiCallable[_control_pb2.ConfirmTotpEnrolmentRequest, _control_pb2.ConfirmTotpEnrolmentReply]
+    DisableTotp: _grpc.UnaryUnaryMultiCallable[_control_pb2.DisableTotpRequest, _control_pb2.DisableTotpReply]
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -60,6 +68,14 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Login: _aio.UnaryUnaryMultiCallable[_control_pb2.LoginRequest, _control_pb2.LoginReply]  # type: ignore[assignment]
     Logout: _aio.UnaryUnaryMultiCallable[_control_pb2.LogoutRequest, _control_pb2.LogoutReply]  # type: ignore[assignment]
     ChangePassword: _aio.UnaryUnaryMultiCallable[_control_pb2.ChangePasswordRequest, _control_pb2.ChangePasswordReply]  # type: ignore[assignment]
+    BeginTotpEnrolment: _aio.UnaryUnaryMultiCallable[_control_pb2.BeginTotpEnrolmentRequest, _control_pb2.BeginTotpEnrolmentReply]  # type: ignore[assignment]
+    """Two-factor (TOTP) enrolment for the calling account: Begin hands out a new
+    secret, which becomes active only once Confirm proves an authenticator app has
+    it. Disable needs a current code. Authenticated with the device token or a
+    session token ("authorization: Bearer <token>").
+    """
+    ConfirmTotpEnrolment: _aio.UnaryUnaryMultiCallable[_control_pb2.ConfirmTotpEnrolmentRequest, _control_pb2.ConfirmTotpEnrolmentReply]  # type: ignore[assignment]
+    DisableTotp: _aio.UnaryUnaryMultiCallable[_control_pb2.DisableTotpRequest, _control_pb2.DisableTotpReply]  # type: ignore[assignment]
 
 class AuthServiceServicer:
     """---------------------------------------------------------------- authentication
@@ -92,6 +108,29 @@ class AuthServiceServicer:
         request: _control_pb2.ChangePasswordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.ChangePasswordReply, _abc.Awaitable[_control_pb2.ChangePasswordReply]]: ...
+
+    def BeginTotpEnrolment(
+        self,
+        request: _control_pb2.BeginTotpEnrolmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.BeginTotpEnrolmentReply, _abc.Awaitable[_control_pb2.BeginTotpEnrolmentReply]]:
+        """Two-factor (TOTP) enrolment for the calling account: Begin hands out a new
+        secret, which becomes active only once Confirm proves an authenticator app has
+        it. Disable needs a current code. Authenticated with the device token or a
+        session token ("authorization: Bearer <token>").
+        """
+
+    def ConfirmTotpEnrolment(
+        self,
+        request: _control_pb2.ConfirmTotpEnrolmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.ConfirmTotpEnrolmentReply, _abc.Awaitable[_control_pb2.ConfirmTotpEnrolmentReply]]: ...
+
+    def DisableTotp(
+        self,
+        request: _control_pb2.DisableTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.DisableTotpReply, _abc.Awaitable[_control_pb2.DisableTotpReply]]: ...
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

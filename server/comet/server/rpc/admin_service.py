@@ -1,5 +1,6 @@
-"""AdminService: users, devices and remote commands, each checked against the
-caller's admin role."""
+"""AdminService: users, devices, policies, job history and remote commands, each
+checked against the caller's admin role: SUPER_ADMIN changes things, OPERATOR reads
+and dispatches, AUDITOR only reads."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from typing import Any
 
 import grpc
 
-from comet.server.errors import InvalidRequestError
+from comet.server.errors import InvalidRequestError, ServerError
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import ANY_ADMIN, OPERATORS, SUPER, Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.rpc.live import LiveRegistry
 from comet.server.store.accounts import AccountStore, Role
-from comet.v1 import admin_pb2, admin_pb2_grpc, control_pb2
+from comet.server.store.jobs import JobStore
+from comet.server.store.policies import PolicyStore
+from comet.server.store.profiles import ProfileStore
+from comet.v1 import admin_pb2, admin_pb2_grpc, common_pb2, control_pb2
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -27,8 +31,18 @@ _ROLES = {
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, accounts: AccountStore, registry: LiveRegistry) -> None:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        profiles: ProfileStore,
+        policies: PolicyStore,
+        jobs: JobStore,
+        registry: LiveRegistry,
+    ) -> None:
         self._accounts = accounts
+        self._profiles = profiles
+        self._policies = policies
+        self._jobs = jobs
         self._auth = Authenticator(accounts)
         self._registry = registry
 
@@ -70,6 +84,120 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             admin.username, "user.delete", request.username, source=peer_address(context)
         )
         return admin_pb2.DeleteUserReply()
+
+    @handles_errors
+    async def ResetPassword(
+        self, request: admin_pb2.ResetPasswordRequest, context: Ctx
+    ) -> admin_pb2.ResetPasswordReply:
+        admin = await self._auth.admin(context, allowed=SUPER)
+        source = peer_address(context)
+        try:
+            kept = await self._accounts.reset_password(
+                request.username,
+                convert.kdf_from_proto(request.kdf),
+                request.auth_key,
+                force=request.force,
+            )
+        except ServerError as e:
+            await self._accounts.audit(
+                admin.username,
+                "user.reset_password",
+                request.username,
+                source=source,
+                success=False,
+                details=e.message,
+            )
+            raise
+        details = ("forced; " if request.force else "") + (
+            "data kept readable" if kept else "old backups unreadable without the old password"
+        )
+        await self._accounts.audit(
+            admin.username, "user.reset_password", request.username, source=source, details=details
+        )
+        return admin_pb2.ResetPasswordReply(data_kept_readable=kept)
+
+    @handles_errors
+    async def GetUserProfile(
+        self, request: admin_pb2.GetUserProfileRequest, context: Ctx
+    ) -> common_pb2.Profile:
+        await self._auth.admin(context, allowed=ANY_ADMIN)
+        user_id = await self._accounts.user_id(request.username)
+        # Administrators see the profile without the vault secrets.
+        view = await self._profiles.get(user_id, reveal_secrets=False)
+        return convert.profile_to_proto(view)
+
+    @handles_errors
+    async def PutPolicy(self, request: common_pb2.Policy, context: Ctx) -> common_pb2.Policy:
+        admin = await self._auth.admin(context, allowed=SUPER)
+        policy = await self._policies.put(convert.policy_from_proto(request))
+        action = "policy.edit" if request.policy_id else "policy.create"
+        await self._accounts.audit(
+            admin.username,
+            action,
+            policy.policy_id,
+            source=peer_address(context),
+            details=f"{policy.name} v{policy.version}"
+            + (" (default)" if policy.is_default else ""),
+        )
+        return convert.policy_to_proto(policy)
+
+    @handles_errors
+    async def ListPolicies(
+        self, request: admin_pb2.ListPoliciesRequest, context: Ctx
+    ) -> admin_pb2.ListPoliciesReply:
+        await self._auth.admin(context, allowed=ANY_ADMIN)
+        policies = await self._policies.all()
+        return admin_pb2.ListPoliciesReply(policies=[convert.policy_to_proto(p) for p in policies])
+
+    @handles_errors
+    async def DeletePolicy(
+        self, request: admin_pb2.DeletePolicyRequest, context: Ctx
+    ) -> admin_pb2.DeletePolicyReply:
+        admin = await self._auth.admin(context, allowed=SUPER)
+        policy = await self._policies.delete(request.policy_id)
+        await self._accounts.audit(
+            admin.username,
+            "policy.delete",
+            request.policy_id,
+            source=peer_address(context),
+            details=policy.name,
+        )
+        return admin_pb2.DeletePolicyReply()
+
+    @handles_errors
+    async def AssignPolicy(
+        self, request: admin_pb2.AssignPolicyRequest, context: Ctx
+    ) -> admin_pb2.AssignPolicyReply:
+        admin = await self._auth.admin(context, allowed=SUPER)
+        await self._policies.assign(request.username, request.policy_id or None)
+        await self._accounts.audit(
+            admin.username,
+            "policy.assign",
+            request.username,
+            source=peer_address(context),
+            details=request.policy_id or "none (default policy applies)",
+        )
+        return admin_pb2.AssignPolicyReply()
+
+    @handles_errors
+    async def ListJobs(
+        self, request: control_pb2.JobFilter, context: Ctx
+    ) -> control_pb2.ListAccountJobsReply:
+        await self._auth.admin(context, allowed=ANY_ADMIN)
+        query = convert.job_query_from_proto(request)
+        if query.username:
+            await self._accounts.user_id(query.username)  # NotFound for a typo
+        return convert.job_page_to_proto(await self._jobs.find(query))
+
+    @handles_errors
+    async def GetJobLog(
+        self, request: admin_pb2.GetJobLogRequest, context: Ctx
+    ) -> admin_pb2.GetJobLogReply:
+        await self._auth.admin(context, allowed=ANY_ADMIN)
+        job, lines = await self._jobs.log(request.job_id)
+        return admin_pb2.GetJobLogReply(
+            job=convert.job_to_proto(job), entries=[convert.log_to_proto(x) for x in lines]
+        )
 
     @handles_errors
     async def ListDevices(

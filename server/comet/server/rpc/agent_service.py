@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,9 @@ from comet.server.rpc.auth_context import Authenticator
 from comet.server.rpc.errors import ERROR_CODE_KEY, handles_errors, status_for
 from comet.server.rpc.live import LiveConnection, LiveRegistry
 from comet.server.store.accounts import AccountStore
-from comet.v1 import control_pb2, control_pb2_grpc
+from comet.server.store.jobs import JobStore
+from comet.server.store.profiles import ProfileStore
+from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -26,12 +29,16 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
     def __init__(
         self,
         accounts: AccountStore,
+        profiles: ProfileStore,
+        jobs: JobStore,
         registry: LiveRegistry,
         *,
         instance_id: str,
         heartbeat_seconds: int,
     ) -> None:
         self._accounts = accounts
+        self._profiles = profiles
+        self._jobs = jobs
         self._auth = Authenticator(accounts)
         self._registry = registry
         self._instance_id = instance_id
@@ -46,6 +53,52 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         return control_pb2.ListAccountDevicesReply(
             devices=[convert.device_to_proto(d) for d in devices]
         )
+
+    @handles_errors
+    async def GetProfile(
+        self, request: control_pb2.GetProfileRequest, context: Ctx
+    ) -> common_pb2.Profile:
+        principal = await self._auth.device(context)
+        view = await self._profiles.get(principal.user_id, reveal_secrets=True)
+        return convert.profile_to_proto(view)
+
+    @handles_errors
+    async def PutProfile(
+        self, request: control_pb2.PutProfileRequest, context: Ctx
+    ) -> common_pb2.Profile:
+        principal = await self._auth.device(context)
+        assert principal.device_id is not None
+        view = await self._profiles.put(
+            principal.user_id,
+            device_id=principal.device_id,
+            version=request.profile.version,
+            document=convert.profile_document(request.profile),
+        )
+        return convert.profile_to_proto(view)
+
+    @handles_errors
+    async def ReportJob(
+        self, request: control_pb2.JobReport, context: Ctx
+    ) -> control_pb2.JobReportAck:
+        principal = await self._auth.device(context)
+        assert principal.device_id is not None
+        last = await self._jobs.report(
+            user_id=principal.user_id,
+            device_id=principal.device_id,  # from the credential, never from the message
+            job=convert.job_from_proto(request.job),
+            log=convert.log_from_proto(request.log),
+        )
+        return control_pb2.JobReportAck(last_log_seq=last)
+
+    @handles_errors
+    async def ListJobs(
+        self, request: control_pb2.ListAccountJobsRequest, context: Ctx
+    ) -> control_pb2.ListAccountJobsReply:
+        principal = await self._auth.device(context)
+        query = convert.job_query_from_proto(request.filter)
+        # Whatever the filter says, only the caller's own account.
+        query = dataclasses.replace(query, username="", user_id=principal.user_id)
+        return convert.job_page_to_proto(await self._jobs.find(query))
 
     async def Connect(
         self,

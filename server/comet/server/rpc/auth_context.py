@@ -35,6 +35,16 @@ class Authenticator:
     async def device(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         return await self._accounts.authenticate_device(bearer_token(context))
 
+    async def account(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+        """A device credential or a (user or admin) session: whoever owns the account."""
+        token = bearer_token(context)
+        try:
+            return await self._accounts.authenticate_device(token)
+        except AuthenticationError as device_error:
+            if "revoked" in device_error.message:
+                raise
+        return await self._accounts.authenticate_session(token, admin=False)
+
     async def admin(
         self, context: grpc.aio.ServicerContext[Any, Any], *, allowed: frozenset[Role]
     ) -> Principal:

@@ -1,4 +1,5 @@
-"""AuthService: pre-login, login and logout for devices and admin tools."""
+"""AuthService: pre-login, login and logout for devices and admin tools, password
+changes and two-factor enrolment."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ from typing import Any
 import grpc
 
 from comet.server.rpc import convert
-from comet.server.rpc.auth_context import bearer_token, peer_address
+from comet.server.rpc.auth_context import Authenticator, bearer_token, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.store.accounts import AccountStore
+from comet.server.store.profiles import ProfileStore
 from comet.v1 import control_pb2, control_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class AuthService(control_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: AccountStore) -> None:
+    def __init__(self, accounts: AccountStore, profiles: ProfileStore) -> None:
         self._accounts = accounts
+        self._profiles = profiles
+        self._auth = Authenticator(accounts)
 
     @handles_errors
     async def PreLogin(
@@ -37,7 +41,10 @@ class AuthService(control_pb2_grpc.AuthServiceServicer):
             admin_session=request.admin_session,
             device_id=request.device_id,
             registration=convert.registration_from_proto(request.registration),
+            totp_code=request.totp_code,
         )
+        if result.device_registered_now:
+            await self._profiles.add_policy_defaults(result.user_id, result.device_id)
         return control_pb2.LoginReply(
             session_token=result.session_token,
             expires_at=convert.timestamp(result.expires_at),
@@ -53,3 +60,42 @@ class AuthService(control_pb2_grpc.AuthServiceServicer):
     ) -> control_pb2.LogoutReply:
         await self._accounts.revoke_session(bearer_token(context))
         return control_pb2.LogoutReply()
+
+    @handles_errors
+    async def ChangePassword(
+        self, request: control_pb2.ChangePasswordRequest, context: Ctx
+    ) -> control_pb2.ChangePasswordReply:
+        principal = await self._auth.device(context)
+        await self._accounts.change_password(
+            principal.user_id,
+            convert.kdf_from_proto(request.new_kdf),
+            request.new_auth_key,
+            dict(request.rewrapped_vault_keys),
+        )
+        return control_pb2.ChangePasswordReply()
+
+    @handles_errors
+    async def BeginTotpEnrolment(
+        self, request: control_pb2.BeginTotpEnrolmentRequest, context: Ctx
+    ) -> control_pb2.BeginTotpEnrolmentReply:
+        principal = await self._auth.account(context)
+        enrolment = await self._accounts.begin_totp_enrolment(principal.user_id)
+        return control_pb2.BeginTotpEnrolmentReply(
+            secret=enrolment.secret, otpauth_uri=enrolment.uri
+        )
+
+    @handles_errors
+    async def ConfirmTotpEnrolment(
+        self, request: control_pb2.ConfirmTotpEnrolmentRequest, context: Ctx
+    ) -> control_pb2.ConfirmTotpEnrolmentReply:
+        principal = await self._auth.account(context)
+        await self._accounts.confirm_totp_enrolment(principal.user_id, request.code)
+        return control_pb2.ConfirmTotpEnrolmentReply()
+
+    @handles_errors
+    async def DisableTotp(
+        self, request: control_pb2.DisableTotpRequest, context: Ctx
+    ) -> control_pb2.DisableTotpReply:
+        principal = await self._auth.account(context)
+        await self._accounts.disable_totp(principal.user_id, request.code)
+        return control_pb2.DisableTotpReply()

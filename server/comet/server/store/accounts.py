@@ -14,17 +14,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from comet.agent.credentials import KdfParams
-from comet.server import passwords
+from comet.server import passwords, totp
 from comet.server.clock import Clock
 from comet.server.errors import (
     AlreadyExistsError,
     AuthenticationError,
+    ConflictError,
     InvalidRequestError,
     LimitExceededError,
     NotFoundError,
+    PermissionDeniedError,
+    ServerError,
     ThrottledError,
+    TwoFactorRequiredError,
 )
+from comet.server.secret_box import SecretBox
+from comet.server.store import profile_document
 from comet.server.store.models import AuditEvent, Device, ServerSetting, Session, User
+from comet.server.store.policies import effective_policy
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,255}$")
 
@@ -100,6 +107,12 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class TotpEnrolment:
+    secret: str  # base32, for typing into an authenticator app
+    uri: str  # otpauth:// URI, for a QR code
+
+
+@dataclass(frozen=True)
 class LoginPolicy:
     session_hours: int = 12
     max_failed_logins: int = 5
@@ -114,10 +127,18 @@ def check_username(username: str) -> str:
 
 
 class AccountStore:
-    def __init__(self, engine: AsyncEngine, clock: Clock, policy: LoginPolicy) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        policy: LoginPolicy,
+        *,
+        box: SecretBox | None = None,
+    ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
         self._policy = policy
+        self._box = box
 
     # ------------------------------------------------------------------ users
 
@@ -201,10 +222,14 @@ class AccountStore:
         admin_session: bool,
         device_id: str = "",
         registration: Registration | None = None,
+        totp_code: str = "",
     ) -> LoginResult:
-        """Check the key and open a session; agents also get (or register) a device.
+        """Check the key (and the two-factor code, when enabled) and open a session;
+        agents also get (or register) a device.
 
-        Throttled per account and per source address; every outcome is audited."""
+        Throttled per account and per source address; every outcome is audited. A
+        missing two-factor code raises TwoFactorRequiredError and is not counted as a
+        failure; a wrong one is."""
         await self._check_throttle(username, source)
         async with self._sessions() as s:
             user = await s.scalar(select(User).where(User.username == username))
@@ -221,6 +246,8 @@ class AccountStore:
                 details="wrong username or password",
             )
             raise AuthenticationError("wrong username or password")
+        if user.totp_secret is not None:
+            await self._check_totp(user, totp_code, source)
         role = Role(user.role)
         if admin_session and not role.is_admin:
             await self.audit(
@@ -309,6 +336,41 @@ class AccountStore:
         s.add(device)
         return _with_device(result, device.id, device_token, registered=True)
 
+    async def _check_totp(self, user: User, code: str, source: str) -> None:
+        if not code.strip():
+            await self.audit(
+                user.username, "login.totp_required", user.username, source=source, success=False
+            )
+            raise TwoFactorRequiredError("two-factor code required")
+        assert user.totp_secret is not None
+        secret = self._secret_box().open(user.totp_secret, context=f"totp:{user.id}")
+        step = totp.matching_step(secret, code, self._clock.now())
+        if step is not None and await self._use_totp_step(user.id, step):
+            return
+        await self.audit(
+            user.username,
+            "login",
+            user.username,
+            source=source,
+            success=False,
+            details="wrong two-factor code",
+        )
+        raise AuthenticationError("wrong two-factor code")
+
+    async def _use_totp_step(self, user_id: str, step: int) -> bool:
+        """Marks the step used; False if it (or a later one) was used already."""
+        async with self._sessions() as s:
+            result = await s.execute(
+                update(User)
+                .where(
+                    User.id == user_id,
+                    (User.totp_last_step.is_(None)) | (User.totp_last_step < step),
+                )
+                .values(totp_last_step=step)
+            )
+            await s.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def _check_throttle(self, username: str, source: str) -> None:
         since = self._clock.now() - timedelta(seconds=self._policy.failed_login_window_seconds)
         limit = self._policy.max_failed_logins
@@ -379,6 +441,122 @@ class AccountStore:
                 .values(revoked_at=self._clock.now())
             )
             await s.commit()
+
+    # ------------------------------------------------------------------ two-factor
+
+    def _secret_box(self) -> SecretBox:
+        if self._box is None:
+            raise ServerError("this server has no secret key configured")
+        return self._box
+
+    async def begin_totp_enrolment(self, user_id: str) -> TotpEnrolment:
+        """A new secret, pending until ``confirm_totp_enrolment`` proves the user's
+        authenticator app has it. Refused while two-factor is enabled."""
+        secret = totp.new_secret()
+        async with self._sessions() as s, s.begin():
+            user = await s.get(User, user_id, with_for_update=True)
+            if user is None:
+                raise NotFoundError("no such user")
+            if user.totp_secret is not None:
+                raise ConflictError(
+                    "two-factor authentication is already enabled; disable it first"
+                )
+            user.totp_pending_secret = self._secret_box().seal(
+                secret, context=f"totp-pending:{user.id}"
+            )
+            username = user.username
+        return TotpEnrolment(secret, totp.provisioning_uri(secret, username))
+
+    async def confirm_totp_enrolment(self, user_id: str, code: str) -> None:
+        async with self._sessions() as s, s.begin():
+            user = await s.get(User, user_id, with_for_update=True)
+            if user is None or user.totp_pending_secret is None:
+                raise InvalidRequestError("start two-factor enrolment first")
+            box = self._secret_box()
+            secret = box.open(user.totp_pending_secret, context=f"totp-pending:{user.id}")
+            step = totp.matching_step(secret, code, self._clock.now())
+            if step is None:
+                raise InvalidRequestError(
+                    "wrong two-factor code: check the authenticator app and the clock"
+                )
+            user.totp_secret = box.seal(secret, context=f"totp:{user.id}")
+            user.totp_pending_secret = None
+            user.totp_last_step = step
+            username = user.username
+        await self.audit(username, "totp.enable", username)
+
+    async def disable_totp(self, user_id: str, code: str) -> None:
+        """Turns two-factor off; needs a current code."""
+        async with self._sessions() as s, s.begin():
+            user = await s.get(User, user_id, with_for_update=True)
+            if user is None or user.totp_secret is None:
+                raise InvalidRequestError("two-factor authentication is not enabled")
+            secret = self._secret_box().open(user.totp_secret, context=f"totp:{user.id}")
+            if totp.matching_step(secret, code, self._clock.now()) is None:
+                raise AuthenticationError("wrong two-factor code")
+            user.totp_secret = None
+            user.totp_pending_secret = None
+            user.totp_last_step = None
+            username = user.username
+        await self.audit(username, "totp.disable", username)
+
+    # ------------------------------------------------------------------ passwords
+
+    async def change_password(
+        self, user_id: str, kdf: KdfParams, auth_key: bytes, rewrapped: dict[str, bytes]
+    ) -> None:
+        """Replaces the login secret and every vault's wrapped key in one transaction;
+        the account's sessions end (devices keep their credentials)."""
+        if len(auth_key) != 32:
+            raise InvalidRequestError("the authentication key must be 32 bytes")
+        stored = passwords.hash_auth_key(auth_key)
+        async with self._sessions() as s, s.begin():
+            user = await s.get(User, user_id, with_for_update=True)
+            if user is None:
+                raise NotFoundError("no such user")
+            policy = await effective_policy(s, user)
+            if policy is not None and policy.flag("prevent_change_password"):
+                raise PermissionDeniedError(
+                    "changing the password is not allowed by your policy (prevent_change_password)"
+                )
+            user.profile = profile_document.rewrap_vault_keys(user.profile, rewrapped)
+            user.profile_version += 1
+            user.kdf = passwords.kdf_to_json(kdf)
+            user.auth_hash, user.auth_salt = stored.auth_hash, stored.auth_salt
+            await self._end_sessions(s, user.id)
+            username = user.username
+        await self.audit(username, "password.change", username)
+
+    async def reset_password(
+        self, username: str, kdf: KdfParams, auth_key: bytes, *, force: bool
+    ) -> bool:
+        """An administrator sets a new password. Refused unless the user allowed it
+        in their account settings or ``force``. Returns whether existing backups stay
+        readable (only with the user's recovery wraps)."""
+        if len(auth_key) != 32:
+            raise InvalidRequestError("the authentication key must be 32 bytes")
+        stored = passwords.hash_auth_key(auth_key)
+        async with self._sessions() as s, s.begin():
+            user = await s.scalar(select(User).where(User.username == username).with_for_update())
+            if user is None:
+                raise NotFoundError(f"no user named {username!r}")
+            if not force and not profile_document.allows_admin_reset(user.profile):
+                raise PermissionDeniedError(
+                    f"{username!r} has not allowed administrators to reset their password; "
+                    "force it only if you accept that their existing backups may become "
+                    "unreadable"
+                )
+            user.kdf = passwords.kdf_to_json(kdf)
+            user.auth_hash, user.auth_salt = stored.auth_hash, stored.auth_salt
+            await self._end_sessions(s, user.id)
+            return profile_document.has_recovery_wraps(user.profile)
+
+    async def _end_sessions(self, s: AsyncSession, user_id: str) -> None:
+        await s.execute(
+            update(Session)
+            .where(Session.user_id == user_id, Session.revoked_at.is_(None))
+            .values(revoked_at=self._clock.now())
+        )
 
     # ------------------------------------------------------------------ devices
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -33,12 +34,18 @@ class User(Base):
     kdf: Mapped[dict[str, Any]] = mapped_column(JSON)
     auth_hash: Mapped[bytes] = mapped_column(LargeBinary)
     auth_salt: Mapped[bytes] = mapped_column(LargeBinary)
-    totp_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    totp_secret: Mapped[str | None] = mapped_column(Text, nullable=True)  # sealed
+    # A secret handed out by BeginTotpEnrolment, active only once a code confirms it.
+    totp_pending_secret: Mapped[str | None] = mapped_column(Text, nullable=True)  # sealed
+    # The last accepted time step: a code is good for one login only.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     max_devices: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     profile_version: Mapped[int] = mapped_column(BigInteger, default=1)
-    policy_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    policy_id: Mapped[str | None] = mapped_column(
+        ForeignKey("policies.id", ondelete="SET NULL"), nullable=True
+    )
 
 
 class Device(Base):
@@ -94,3 +101,76 @@ class ServerSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Policy(Base):
+    """A policy; ``body`` holds the Policy message fields other than the columns."""
+
+    __tablename__ = "policies"
+    __table_args__ = (
+        # At most one default policy.
+        Index(
+            "uq_policies_default", "is_default", unique=True, postgresql_where=text("is_default")
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_user_started", "user_id", "started_at"),
+        Index("ix_jobs_device_started", "device_id", "started_at"),
+        Index("ix_jobs_item_started", "item_id", "started_at"),
+        Index("ix_jobs_vault_started", "vault_id", "started_at"),
+        Index("ix_jobs_started", "started_at"),
+        Index("ix_jobs_status_report", "status", "last_report_at"),
+    )
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(String(36))
+    item_id: Mapped[str] = mapped_column(String(64), default="")
+    vault_id: Mapped[str] = mapped_column(String(64), default="")
+    classification: Mapped[int] = mapped_column(Integer)
+    status: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    files: Mapped[int] = mapped_column(BigInteger, default=0)
+    directories: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunks: Mapped[int] = mapped_column(BigInteger, default=0)
+    uploaded_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    downloaded_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_items_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_items_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_current_path: Mapped[str] = mapped_column(Text, default="")
+    snapshot_id: Mapped[str] = mapped_column(Text, default="")
+    client_version: Mapped[str] = mapped_column(Text, default="")
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    last_report_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobLogEntry(Base):
+    """One log line. Device lines keep the device's seq (>= 1); lines the server adds
+    (abandoned, revived, missed) get negative seqs so they never collide."""
+
+    __tablename__ = "job_log"
+    __table_args__ = (Index("ix_job_log_time", "time"),)
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    severity: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,83 @@
+"""The stored admin session of ``comet-admin`` and the client it opens."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from comet.agent.credentials import KdfParams, derive_login_secrets
+from comet.agent.transport import sync_channel
+from comet.v1 import admin_pb2_grpc, control_pb2
+
+
+class AdminCliError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class AdminSession:
+    server: str
+    username: str
+    token: str
+
+
+def config_path() -> Path:
+    env = os.environ.get("COMET_ADMIN_CONFIG")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "comet" / "admin.json"
+
+
+def save_session(session: AdminSession) -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(
+            {
+                "server": session.server,
+                "username": session.username,
+                "session_token": session.token,
+            },
+            f,
+        )
+
+
+def load_session() -> AdminSession:
+    try:
+        data = json.loads(config_path().read_text())
+        return AdminSession(data["server"], data["username"], data["session_token"])
+    except (OSError, ValueError, KeyError) as e:
+        raise AdminCliError("not logged in: run 'comet-admin login' first") from e
+
+
+def read_password() -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise AdminCliError("--password-stdin: no password on standard input")
+    return line.rstrip("\n")
+
+
+class Admin:
+    def __init__(self, session: AdminSession) -> None:
+        self.session = session
+        self.channel = sync_channel(session.server)
+        self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {session.token}"),)
+
+
+def derive_for_new_password(password: str) -> tuple[KdfParams, bytes]:
+    if len(password) < 8:
+        raise AdminCliError("a password needs at least 8 characters")
+    kdf = KdfParams.new()
+    return kdf, derive_login_secrets(password, kdf).auth_key
+
+
+def kdf_proto(kdf: KdfParams) -> control_pb2.KdfParams:
+    return control_pb2.KdfParams(
+        algorithm=kdf.algorithm, salt=kdf.salt, log2_n=kdf.log2_n, r=kdf.r, p=kdf.p
+    )
