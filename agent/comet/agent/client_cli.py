@@ -6,10 +6,12 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from comet.agent.config import default_socket_path
 from comet.agent.output import fail, print_json, print_table, rfc3339
@@ -243,6 +245,22 @@ def cmd_item_add(client: AgentClient, args: argparse.Namespace) -> None:
         print(saved.item_id)
 
 
+def cmd_item_delete(client: AgentClient, args: argparse.Namespace) -> None:
+    profile = client.api.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=60)
+    matches = [i for i in profile.items if args.item in (i.item_id, i.name)]
+    if not matches:
+        raise CliError(f"no Protected Item {args.item!r} in this account")
+    doomed = matches[0].item_id
+    kept = [i for i in profile.items if i.item_id != doomed]
+    del profile.items[:]
+    profile.items.extend(kept)
+    schedules = [s for s in profile.schedules if s.item_id != doomed]
+    del profile.schedules[:]
+    profile.schedules.extend(schedules)
+    client.api.SaveProfile(agent_api_pb2.SaveProfileRequest(profile=profile), timeout=60)
+    print(f"Protected Item {doomed} deleted; its snapshots stay restorable as unknown items")
+
+
 def cmd_item_list(client: AgentClient, args: argparse.Namespace) -> None:
     profile = client.api.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=60)
     rows = [item_json(i) for i in profile.items]
@@ -470,6 +488,83 @@ def cmd_snapshots(client: AgentClient, args: argparse.Namespace) -> None:
         print_table(rows, ["snapshot_id", "item_name", "time", "files", "bytes"])
 
 
+NODE_NAMES = {
+    common_pb2.NODE_TYPE_FILE: "file",
+    common_pb2.NODE_TYPE_DIRECTORY: "dir",
+    common_pb2.NODE_TYPE_SYMLINK: "symlink",
+    common_pb2.NODE_TYPE_FIFO: "fifo",
+    common_pb2.NODE_TYPE_CHAR_DEVICE: "chardev",
+    common_pb2.NODE_TYPE_BLOCK_DEVICE: "blockdev",
+    common_pb2.NODE_TYPE_SOCKET: "socket",
+}
+
+
+def entry_json(e: common_pb2.SnapshotEntry) -> dict[str, Any]:
+    return {
+        "path": e.path,
+        "type": NODE_NAMES.get(e.type, "unknown"),
+        "size": e.size,
+        "mode": oct(e.mode & 0o7777),
+        "mtime": rfc3339(e.mtime),
+        "link_target": e.link_target or None,
+        "snapshot_id": e.snapshot_id or None,
+    }
+
+
+def cmd_ls(client: AgentClient, args: argparse.Namespace) -> None:
+    reply = client.api.ListDir(
+        agent_api_pb2.ListDirRequest(
+            vault_id=args.vault, snapshot_id=args.snapshot, path=args.path or "/"
+        ),
+        timeout=300,
+    )
+    rows = [entry_json(e) for e in reply.entries]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["type", "mode", "size", "mtime", "path"])
+
+
+def _time_arg(text: str | None) -> Timestamp | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise CliError(f"a time is ISO 8601 (2026-01-31T12:00:00Z), not {text!r}") from e
+    ts = Timestamp()
+    ts.FromDatetime(when if when.tzinfo else when.astimezone())
+    return ts
+
+
+def cmd_find(client: AgentClient, args: argparse.Namespace) -> None:
+    query = common_pb2.FindQuery(
+        name_glob=args.pattern if not args.regex else "",
+        name_regex=args.pattern if args.regex else "",
+        min_size=args.min_size or 0,
+        max_size=args.max_size or 0,
+        limit=args.limit or 0,
+    )
+    after, before = _time_arg(args.newer), _time_arg(args.older)
+    if after is not None:
+        query.modified_after.CopyFrom(after)
+    if before is not None:
+        query.modified_before.CopyFrom(before)
+    reply = client.api.Find(
+        agent_api_pb2.FindRequest(
+            vault_id=args.vault, snapshot_ids=args.snapshot or [], query=query
+        ),
+        timeout=600,
+    )
+    rows = [entry_json(e) for e in reply.entries]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["snapshot_id", "type", "size", "mtime", "path"])
+        if reply.truncated:
+            print("(more matches exist; narrow the search or raise --limit)")
+
+
 ARCHIVES = {"tar": 0, "tar.gz": 1, "zip": 2, "sqfs": 3, "tar.zst": 4}
 
 
@@ -651,6 +746,9 @@ def build_parser() -> argparse.ArgumentParser:
     iadd.add_argument("--rescan-unchanged", action="store_true")
     iadd.add_argument("--json", action="store_true")
     iadd.set_defaults(func=cmd_item_add)
+    idel = item.add_parser("delete", help="delete a Protected Item (its snapshots stay)")
+    idel.add_argument("item", help="item id or name")
+    idel.set_defaults(func=cmd_item_delete)
     ilist = item.add_parser("list", help="list Protected Items")
     ilist.add_argument("--json", action="store_true")
     ilist.set_defaults(func=cmd_item_list)
@@ -694,6 +792,26 @@ def build_parser() -> argparse.ArgumentParser:
     snaps.add_argument("--unknown", action="store_true", help="only snapshots of deleted items")
     snaps.add_argument("--json", action="store_true")
     snaps.set_defaults(func=cmd_snapshots)
+
+    ls = sub.add_parser("ls", help="list a folder of a snapshot")
+    ls.add_argument("snapshot")
+    ls.add_argument("path", nargs="?", default="/")
+    ls.add_argument("--vault", required=True)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_ls)
+
+    find = sub.add_parser("find", help="search snapshots by name, size and time")
+    find.add_argument("pattern", help="a name glob (or a regex with --regex)")
+    find.add_argument("--vault", required=True)
+    find.add_argument("--snapshot", action="append", help="only these (default: all)")
+    find.add_argument("--regex", action="store_true")
+    find.add_argument("--min-size", type=int)
+    find.add_argument("--max-size", type=int)
+    find.add_argument("--newer", help="modified after this time (ISO 8601)")
+    find.add_argument("--older", help="modified before this time (ISO 8601)")
+    find.add_argument("--limit", type=int)
+    find.add_argument("--json", action="store_true")
+    find.set_defaults(func=cmd_find)
 
     restore = sub.add_parser("restore", help="restore a snapshot")
     restore.add_argument("snapshot", help="snapshot id (or prefix), or 'latest' with --item")
