@@ -7,6 +7,7 @@ from datetime import UTC
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from comet.agent.browse import Entry, FindQuery
 from comet.agent.items import ItemSpec, ItemType
 from comet.agent.jobs.codes import Classification, Severity, Status
 from comet.agent.jobs.record import JobRecord, LogEntry
@@ -304,3 +305,42 @@ def schedule_from_proto(msg: common_pb2.Schedule) -> ScheduleSpec | None:
         )
     except ScheduleError:
         return None
+
+
+_NODE_TYPES = {
+    "file": common_pb2.NODE_TYPE_FILE,
+    "dir": common_pb2.NODE_TYPE_DIRECTORY,
+    "symlink": common_pb2.NODE_TYPE_SYMLINK,
+    "fifo": common_pb2.NODE_TYPE_FIFO,
+    "chardev": common_pb2.NODE_TYPE_CHAR_DEVICE,
+    "blockdev": common_pb2.NODE_TYPE_BLOCK_DEVICE,
+    "socket": common_pb2.NODE_TYPE_SOCKET,
+}
+
+
+def entry_to_proto(entry: Entry) -> common_pb2.SnapshotEntry:
+    return common_pb2.SnapshotEntry(
+        path=entry.path,
+        type=_NODE_TYPES.get(str(entry.type), common_pb2.NODE_TYPE_UNSPECIFIED),
+        size=entry.size,
+        mode=entry.mode,
+        mtime=timestamp_ns(entry.mtime_ns),
+        link_target=entry.link_target or "",
+        snapshot_id=entry.snapshot_id,
+    )
+
+
+def find_query_from_proto(msg: common_pb2.FindQuery) -> FindQuery:
+    return FindQuery(
+        name_glob=msg.name_glob or None,
+        name_regex=msg.name_regex or None,
+        min_size=msg.min_size or None,
+        max_size=msg.max_size or None,
+        modified_after=msg.modified_after.ToNanoseconds()
+        if msg.HasField("modified_after")
+        else None,
+        modified_before=msg.modified_before.ToNanoseconds()
+        if msg.HasField("modified_before")
+        else None,
+        limit=msg.limit or None,
+    )

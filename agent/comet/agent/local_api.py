@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 
 from comet.agent.convert import (
+    entry_to_proto,
+    find_query_from_proto,
     job_to_proto,
     log_to_proto,
     snapshot_to_proto,
@@ -273,4 +276,26 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         )
         return agent_api_pb2.ListLocalSnapshotsReply(
             snapshots=[snapshot_to_proto(s) for s in snapshots]
+        )
+
+    @handles_errors
+    async def ListDir(
+        self, request: agent_api_pb2.ListDirRequest, context: Ctx
+    ) -> agent_api_pb2.ListDirReply:
+        entries = await self._agent.ops.list_dir(
+            request.vault_id, request.snapshot_id, request.path or "/"
+        )
+        return agent_api_pb2.ListDirReply(entries=[entry_to_proto(e) for e in entries])
+
+    @handles_errors
+    async def Find(
+        self, request: agent_api_pb2.FindRequest, context: Ctx
+    ) -> agent_api_pb2.FindReply:
+        query = find_query_from_proto(request.query)
+        limit = query.limit or 10_000
+        entries = await self._agent.ops.find(
+            request.vault_id, tuple(request.snapshot_ids), replace(query, limit=limit + 1)
+        )
+        return agent_api_pb2.FindReply(
+            entries=[entry_to_proto(e) for e in entries[:limit]], truncated=len(entries) > limit
         )

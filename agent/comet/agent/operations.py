@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from comet.agent.browse import Entry, FindQuery, find, list_dir
 from comet.agent.convert import item_from_proto, retention_rules, vault_from_proto
 from comet.agent.errors import AgentError
 from comet.agent.items import ItemSpec
@@ -239,6 +240,35 @@ class Operations:
         return job, self.jobs.log(job_id)
 
     # ------------------------------------------------------------ snapshots
+
+    async def list_dir(self, vault_ref: str, snapshot: str, path: str) -> list[Entry]:
+        login = self._login()
+        vault = self._vault(await self.profile.fetch(), vault_ref)
+
+        def read() -> list[Entry]:
+            repo = open_repository(vault, login.wrap_key, key_dir=self.key_dir)
+            try:
+                return list_dir(repo, snapshot, path or "/")
+            finally:
+                repo.close()
+
+        return await asyncio.to_thread(read)
+
+    async def find(
+        self, vault_ref: str, snapshots: tuple[str, ...], query: FindQuery
+    ) -> list[Entry]:
+        login = self._login()
+        vault = self._vault(await self.profile.fetch(), vault_ref)
+
+        def read() -> list[Entry]:
+            repo = open_repository(vault, login.wrap_key, key_dir=self.key_dir)
+            try:
+                ids = list(snapshots) or [s.id.hex() for s in repo.list_snapshots()]
+                return list(find(repo, ids, query))
+            finally:
+                repo.close()
+
+        return await asyncio.to_thread(read)
 
     async def list_snapshots(
         self,

@@ -11,8 +11,12 @@ from pathlib import Path
 
 from comet.agent.errors import AgentError
 from comet.agent.restore.directory import DirectoryTarget, Overwrite
+from comet.agent.restore.program import ProgramArchiveTarget, ProgramPerFileTarget
 from comet.agent.restore.simulate import SimulateTarget
+from comet.agent.restore.squashfs import SquashfsTarget
+from comet.agent.restore.tar import Compression, TarTarget
 from comet.agent.restore.target import RestoreTarget
+from comet.agent.restore.zip import ZipTarget
 
 
 class RestoreType(IntEnum):
@@ -82,5 +86,29 @@ def open_target(spec: TargetSpec) -> Iterator[RestoreTarget]:
         )
     elif spec.type is RestoreType.SIMULATE:
         yield SimulateTarget()
+    elif spec.type is RestoreType.PROGRAM_PER_FILE:
+        yield ProgramPerFileTarget(spec.program_command)
+    elif spec.type is RestoreType.PROGRAM_ARCHIVE:
+        yield ProgramArchiveTarget(spec.program_command)
+    elif spec.archive_format is ArchiveFormat.SQFS:
+        yield SquashfsTarget(spec.destination)
     else:
-        raise TargetError(f"restore type {spec.type.name} is not available on this agent")
+        # Written under a temporary name and renamed only when the archive is complete.
+        final = Path(spec.destination)
+        partial = final.with_name(f".{final.name}.partial")
+        with open(partial, "wb") as out:
+            try:
+                if spec.archive_format is ArchiveFormat.ZIP:
+                    yield ZipTarget(out)
+                else:
+                    compression = {
+                        ArchiveFormat.TAR_GZ: Compression.GZIP,
+                        ArchiveFormat.TAR_ZST: Compression.ZSTD,
+                    }.get(spec.archive_format, Compression.NONE)
+                    yield TarTarget(out, compression=compression)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, final)
