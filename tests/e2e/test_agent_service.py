@@ -113,7 +113,7 @@ def test_admin_dispatches_backup_restore_retention_and_cancel(
     for i in range(8):
         (source / f"big-{i}.bin").write_bytes(os.urandom(16 * 1024 * 1024))
     started = alice.comet("backup", "docs", "--vault", "v", "--json").json()
-    admin("dispatch", "cancel", "--device", device, "--job", started["job_id"])
+    admin("dispatch", "cancel", "--device", device, started["job_id"])
     log = wait_for(
         lambda: (
             (d := alice.comet("job", "log", started["job_id"], "--json").json())["job"]["status"]

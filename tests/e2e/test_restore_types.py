@@ -117,8 +117,10 @@ def test_overwrite_modes_and_original_paths(
     report.write_text("edited again\n")
     restore(alice, snapshot, "--original-paths", "--overwrite")
     assert report.read_text() == "quarterly report\n"
-    bad = alice.comet("restore", snapshot, "--vault", "v", "--to", "relative/dir", check=False)
-    assert bad.returncode == 0 or "absolute" in bad.stderr
+    missing = alice.comet(
+        "restore", "ffff", "--vault", "v", "--to", "/tmp/x", "--wait", check=False
+    )
+    assert missing.returncode != 0 and "no single snapshot matches 'ffff'" in missing.stderr
 
 
 def test_ls_and_find(alice: AgentProcess, backed_up: dict[str, Any]) -> None:

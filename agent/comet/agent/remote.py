@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from comet.agent.convert import job_to_proto, snapshot_to_proto, target_from_proto
+from comet.agent.convert import snapshot_to_proto, target_from_proto
 from comet.agent.errors import AgentError
 from comet.agent.jobs.codes import Classification
 from comet.agent.operations import Operations, RestoreRequest
@@ -98,9 +98,7 @@ class RemoteCommands:
             )
         raise UnsupportedCommandError(f"this agent does not support the command {action!r} yet")
 
-    def _started(self, job_id: str) -> control_pb2.CommandReply:
-        job = self._ops.runner.get(job_id)
-        reply = control_pb2.CommandReply(job_started=control_pb2.JobStarted(job_id=job_id))
-        if job is not None:
-            reply.job_started.job.CopyFrom(job_to_proto(job))
-        return reply
+    @staticmethod
+    def _started(job_id: str) -> control_pb2.CommandReply:
+        # The job itself is filled in by the server when the admin asked to wait.
+        return control_pb2.CommandReply(job_started=control_pb2.JobStarted(job_id=job_id))

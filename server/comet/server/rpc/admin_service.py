@@ -4,17 +4,23 @@ and dispatches, AUDITOR only reads."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
 
-from comet.server.errors import InvalidRequestError, ServerError
+from comet.server.errors import (
+    DeviceOfflineError,
+    InvalidRequestError,
+    NotFoundError,
+    ServerError,
+)
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import ANY_ADMIN, OPERATORS, SUPER, Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.rpc.live import LiveRegistry
 from comet.server.store.accounts import AccountStore, Role
-from comet.server.store.jobs import JobStore
+from comet.server.store.jobs import JobRecord, JobStore
 from comet.server.store.policies import PolicyStore
 from comet.server.store.profiles import ProfileStore
 from comet.v1 import admin_pb2, admin_pb2_grpc, common_pb2, control_pb2
@@ -241,7 +247,30 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             self._registry.close_device(request.device_id)
             return control_pb2.CommandReply(done=control_pb2.Empty())
         timeout = float(request.timeout_seconds or 60)
-        return await self._registry.send(request.device_id, request.command, timeout=timeout)
+        reply = await self._registry.send(
+            request.device_id, request.command, timeout=min(timeout, 120)
+        )
+        if request.wait and reply.HasField("job_started") and not reply.error:
+            job = await self._wait_for_job(reply.job_started.job_id, timeout)
+            reply.job_started.job.CopyFrom(convert.job_to_proto(job))
+        return reply
+
+    async def _wait_for_job(self, job_id: str, timeout: float) -> JobRecord:
+        """Follow a dispatched job through the device's reports until it ends. The
+        reports reach the database from whichever instance the device talks to."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                job, _ = await self._jobs.log(job_id)
+                if not (6000 <= int(job.status) < 7000):
+                    return job
+            except NotFoundError:
+                pass  # the device has not reported the job yet
+            if asyncio.get_running_loop().time() > deadline:
+                raise DeviceOfflineError(
+                    f"job {job_id} did not end within {timeout:.0f} s; it may still be running"
+                )
+            await asyncio.sleep(0.5)
 
     @handles_errors
     async def ListAudit(
