@@ -137,3 +137,45 @@ def test_admin_dispatches_backup_restore_retention_and_cancel(
         check=False,
     )
     assert gone.returncode != 0 and "no-such-device" in gone.stderr
+
+
+def test_scheduled_backups_run_the_automatic_retention_pass(
+    server: ServerProcess, alice: AgentProcess, short_tmp: Path
+) -> None:
+    source = short_tmp / "src"
+    source.mkdir()
+    (source / "file.txt").write_text("x")
+    alice.comet(
+        "vault",
+        "add",
+        "v",
+        "--type",
+        "local",
+        "--path",
+        str(short_tmp / "vault"),
+        "--keep-last",
+        "2",
+    )
+    alice.comet("item", "add", "docs", "--type", "files", "--include", str(source))
+    alice.comet("schedule", "add", "--item", "docs", "--vault", "v", "--every", "2")
+    wait_for(lambda: len(backups(alice)) >= 5, timeout=60, what="five scheduled backups")
+
+    def retention_runs() -> list[dict[str, Any]]:
+        jobs: list[dict[str, Any]] = alice.comet("history", "--json").json()
+        return [j for j in jobs if j["classification"] == "retention"]
+
+    wait_for(lambda: len(retention_runs()) >= 3, timeout=30, what="retention passes")
+    assert all(j["status"] == "success" for j in retention_runs() if j["status"] != "running")
+    alice.comet("disconnect")
+    wait_for(lambda: not alice.status()["running_jobs"], timeout=30)
+    alice.comet(
+        "login",
+        "--server",
+        server.url,
+        "--username",
+        "alice",
+        "--password-stdin",
+        stdin="alice-password-1\n",
+    )
+    snapshots = alice.comet("snapshots", "--vault", "v", "--json").json()
+    assert 1 <= len(snapshots) <= 3

@@ -3,13 +3,23 @@ result or a clear error. Commands map onto the same operations the local API use
 
 from __future__ import annotations
 
+import asyncio
+import os
+import stat
 from collections.abc import Callable
+from dataclasses import replace
 
-from comet.agent.convert import snapshot_to_proto, target_from_proto
+from comet.agent.convert import (
+    entry_to_proto,
+    find_query_from_proto,
+    snapshot_to_proto,
+    target_from_proto,
+    timestamp_ns,
+)
 from comet.agent.errors import AgentError
 from comet.agent.jobs.codes import Classification
 from comet.agent.operations import Operations, RestoreRequest
-from comet.v1 import control_pb2
+from comet.v1 import common_pb2, control_pb2
 
 
 class UnsupportedCommandError(AgentError):
@@ -29,8 +39,6 @@ class RemoteCommands:
             return done
         if action == "disconnect":
             # Reply first, then log out: the stream must still carry the reply back.
-            import asyncio
-
             asyncio.get_running_loop().call_later(0.2, self._on_disconnect)
             return done
         if action == "run_backup":
@@ -96,9 +104,64 @@ class RemoteCommands:
                     snapshots=[snapshot_to_proto(s) for s in snapshots]
                 )
             )
+        if action == "browse_snapshot":
+            browse = command.browse_snapshot
+            entries = await self._ops.list_dir(browse.vault_id, browse.snapshot_id, browse.path)
+            return control_pb2.CommandReply(
+                entries=control_pb2.EntryList(entries=[entry_to_proto(e) for e in entries])
+            )
+        if action == "search_snapshots":
+            search = command.search_snapshots
+            query = find_query_from_proto(search.query)
+            found = await self._ops.find(
+                search.vault_id,
+                tuple(search.snapshot_ids),
+                replace(query, limit=query.limit or 1000),
+            )
+            return control_pb2.CommandReply(
+                entries=control_pb2.EntryList(entries=[entry_to_proto(e) for e in found])
+            )
+        if action == "browse_filesystem":
+            profile = self._ops.profile.cached()
+            if not profile.settings.allow_admin_view_files:
+                raise AgentError(
+                    "the user does not allow administrators to view files on this device"
+                )
+            local = await asyncio.to_thread(list_local_dir, command.browse_filesystem.path)
+            return control_pb2.CommandReply(entries=control_pb2.EntryList(entries=local))
         raise UnsupportedCommandError(f"this agent does not support the command {action!r} yet")
 
     @staticmethod
     def _started(job_id: str) -> control_pb2.CommandReply:
         # The job itself is filled in by the server when the admin asked to wait.
         return control_pb2.CommandReply(job_started=control_pb2.JobStarted(job_id=job_id))
+
+
+def list_local_dir(path: str) -> list[common_pb2.SnapshotEntry]:
+    """One folder of the device's own filesystem, for an admin choosing what to protect."""
+    if not os.path.isabs(path or "/"):
+        raise AgentError(f"a path to browse must be absolute, not {path!r}")
+    entries = []
+    try:
+        with os.scandir(path or "/") as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                kind = (
+                    common_pb2.NODE_TYPE_DIRECTORY
+                    if stat.S_ISDIR(st.st_mode)
+                    else common_pb2.NODE_TYPE_SYMLINK
+                    if stat.S_ISLNK(st.st_mode)
+                    else common_pb2.NODE_TYPE_FILE
+                )
+                entries.append(
+                    common_pb2.SnapshotEntry(
+                        path=entry.path,
+                        type=kind,
+                        size=st.st_size,
+                        mode=st.st_mode & 0o7777,
+                        mtime=timestamp_ns(st.st_mtime_ns),
+                    )
+                )
+    except OSError as e:
+        raise AgentError(f"cannot list {path}: {e.strerror}") from e
+    return sorted(entries, key=lambda e: e.path)

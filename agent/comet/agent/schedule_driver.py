@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from comet.agent.convert import schedule_from_proto
+from comet.agent.convert import retention_rules, schedule_from_proto
 from comet.agent.errors import AgentError
 from comet.agent.jobs.codes import Classification, Status
 from comet.agent.jobs.maintenance_job import local_tz
 from comet.agent.jobs.record import JobRecord
+from comet.agent.maintenance.retention import RetentionMode
 from comet.agent.operations import Operations
 from comet.agent.scheduler import Scheduler, ScheduleSpec, Trigger, TriggerKind
 
@@ -36,6 +37,7 @@ class ScheduleDriver:
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._scheduler = Scheduler([], local_tz(), self._load_last_run())
+        self._last_retention: dict[str, float] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -104,6 +106,8 @@ class ScheduleDriver:
 
     async def _follow(self, trigger: Trigger, job: JobRecord) -> None:
         ended = await self._ops.runner.wait(job.job_id)
+        if ended is not None and ended.status.ok:
+            await self._retention_after(trigger)
         if ended is not None and ended.status is Status.ERROR:
             retries = self._scheduler.plan_retries(trigger.schedule_id, self._now())
             if retries:
@@ -111,6 +115,33 @@ class ScheduleDriver:
                     "schedule %s failed; %d retries planned", trigger.schedule_id, len(retries)
                 )
                 self._wake.set()
+
+    async def _retention_after(self, trigger: Trigger) -> None:
+        """The automatic retention pass after a scheduled backup. Levels 0-2 run it after
+        every backup; level 3 ("less often") at most once a day per vault. Nothing runs
+        when every snapshot is kept anyway."""
+        profile = self._ops.profile.cached()
+        schedule = next(
+            (s for s in profile.schedules if s.schedule_id == trigger.schedule_id), None
+        )
+        rules = retention_rules(profile, trigger.vault_id)
+        deletes = any(
+            p.mode is RetentionMode.DELETE_EXCEPT
+            for p in (rules.vault_default, *rules.item_overrides.values())
+        )
+        if schedule is None or not deletes:
+            return
+        now = time.time()
+        if (
+            schedule.retention_level == 3
+            and now - self._last_retention.get(trigger.vault_id, 0.0) < 86400
+        ):
+            return
+        self._last_retention[trigger.vault_id] = now
+        try:
+            await self._ops.start_vault_job(Classification.RETENTION, trigger.vault_id)
+        except AgentError as e:
+            log.warning("automatic retention pass could not start: %s", e)
 
     def _record_missed(self, trigger: Trigger) -> None:
         login = self._ops.state.load_login()
