@@ -9,10 +9,18 @@ from comet.agent.transport import ServerUrlError, parse_server_url
     ("url", "target", "secure", "normalised"),
     [
         ("http://127.0.0.1:8060/", "127.0.0.1:8060", False, "http://127.0.0.1:8060/"),
-        ("http://backup.example.com:8060", "backup.example.com:8060", False,
-         "http://backup.example.com:8060/"),
-        ("https://backup.example.com/", "backup.example.com:443", True,
-         "https://backup.example.com/"),
+        (
+            "http://backup.example.com:8060",
+            "backup.example.com:8060",
+            False,
+            "http://backup.example.com:8060/",
+        ),
+        (
+            "https://backup.example.com/",
+            "backup.example.com:443",
+            True,
+            "https://backup.example.com/",
+        ),
         ("http://[::1]:9000/", "[::1]:9000", False, "http://[::1]:9000/"),
     ],
 )
