@@ -74,6 +74,10 @@ def print_status(status: agent_api_pb2.StatusReply, as_json: bool) -> None:
 
 def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
     parse_server_url(args.server)  # a clear error before anything is sent
+    try:
+        ca_pem = args.ca.read_text() if args.ca else ""
+    except OSError as e:
+        raise CliError(f"--ca: cannot read {args.ca}: {e.strerror}") from e
     reply = client.api.Login(
         agent_api_pb2.AgentLoginRequest(
             server=args.server,
@@ -81,6 +85,7 @@ def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
             password=read_password(),
             totp_code=args.totp or "",
             device_name=args.device_name or "",
+            ca_pem=ca_pem,
         ),
         timeout=120,
     )
@@ -623,6 +628,34 @@ def vault_job(classification: int) -> Callable[[AgentClient, argparse.Namespace]
     return run
 
 
+def cmd_import(client: AgentClient, args: argparse.Namespace) -> None:
+    if args.list or not args.source_id:
+        reply = client.api.ListImportSources(agent_api_pb2.ListImportSourcesRequest(), timeout=60)
+        rows = [
+            {
+                "source_id": s.source_id,
+                "product": s.product,
+                "path": s.path or None,
+                "description": s.description,
+            }
+            for s in reply.sources
+        ]
+        if args.json:
+            print_json(rows)
+        else:
+            print_table(rows, ["source_id", "product", "description"])
+        return
+    job = client.api.StartVaultJob(
+        agent_api_pb2.StartVaultJobRequest(
+            classification=common_pb2.JOB_CLASSIFICATION_IMPORT,
+            import_source_id=args.source_id,
+        ),
+        timeout=60,
+    )
+    args.wait = True
+    finish_job(client, job, args)
+
+
 def cmd_history(client: AgentClient, args: argparse.Namespace) -> None:
     from comet.agent.jobs.codes import parse_classification, parse_status
 
@@ -685,6 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--password-stdin", action="store_true", required=True)
     login.add_argument("--device-name", help="friendly name (default: the host name)")
     login.add_argument("--totp", help="two-factor code, if enabled")
+    login.add_argument(
+        "--ca",
+        type=Path,
+        help="https: trust this CA (PEM) instead of pinning the server's certificate",
+    )
     login.add_argument("--json", action="store_true")
     login.set_defaults(func=cmd_login)
 
@@ -868,6 +906,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--wait", action="store_true")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=vault_job(code))
+
+    imp = sub.add_parser("import", help="import settings from other backup products")
+    imp.add_argument("source_id", nargs="?", help="a source from --list")
+    imp.add_argument("--list", action="store_true", help="list what can be imported")
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=cmd_import)
 
     job = sub.add_parser("job", help="jobs").add_subparsers(dest="sub", required=True)
     jlog = job.add_parser("log", help="show a job's log")

@@ -344,3 +344,62 @@ def find_query_from_proto(msg: common_pb2.FindQuery) -> FindQuery:
         else None,
         limit=msg.limit or None,
     )
+
+
+def item_to_proto(item: ItemSpec) -> common_pb2.ProtectedItem:
+    msg = common_pb2.ProtectedItem(
+        item_id=item.item_id,
+        owner_device_id=item.owner_device_id,
+        name=item.name,
+        type=common_pb2.ITEM_TYPE_PROGRAM
+        if item.type is ItemType.PROGRAM
+        else common_pb2.ITEM_TYPE_FILES,
+        includes=list(item.includes),
+        exclude_globs=list(item.exclude_globs),
+        exclude_regexes=list(item.exclude_regexes),
+        rescan_unchanged=item.rescan_unchanged,
+        program_command=item.program_command,
+        program_save_as=item.program_save_as,
+    )
+    msg.pre_commands.extend(common_pb2.ProgramCommand(command=c) for c in item.pre_commands)
+    msg.post_commands.extend(common_pb2.ProgramCommand(command=c) for c in item.post_commands)
+    return msg
+
+
+def schedule_to_proto(spec: ScheduleSpec) -> common_pb2.Schedule:
+    return common_pb2.Schedule(
+        schedule_id=spec.schedule_id,
+        item_id=spec.item_id,
+        vault_id=spec.vault_id,
+        frequency=int(spec.frequency),  # type: ignore[arg-type]
+        hour=spec.hour,
+        minute=spec.minute,
+        weekdays=sorted(spec.weekdays),
+        day_of_month=spec.day_of_month,
+        every_seconds=spec.every_seconds,
+        offset_seconds=spec.offset_seconds,
+        random_delay_seconds=spec.random_delay_seconds,
+        skip_if_running=spec.skip_if_running,
+        stop_after_seconds=spec.stop_after_seconds,
+        retry_count=spec.retry_count,
+        retry_delay_seconds=spec.retry_delay_seconds,
+        enabled=spec.enabled,
+    )
+
+
+def retention_to_proto(policy: RetentionPolicy) -> common_pb2.RetentionPolicy:
+    msg = common_pb2.RetentionPolicy(mode=int(policy.mode))  # type: ignore[arg-type]
+    for r in policy.ranges:
+        proto_range = common_pb2.RetentionRange(
+            type=int(r.type),  # type: ignore[arg-type]
+            jobs=r.jobs,
+            days=r.days,
+            weeks=r.weeks,
+            months=r.months,
+            weekday_offset=r.weekday_offset,
+            month_offset=r.month_offset,
+        )
+        if r.newer_than_ns:
+            proto_range.newer_than.FromNanoseconds(r.newer_than_ns)
+        msg.ranges.append(proto_range)
+    return msg

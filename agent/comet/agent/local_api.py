@@ -3,6 +3,7 @@ socket that only its owner can open. Thin: validate, convert, call the agent."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -162,9 +163,28 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         return job_to_proto(job)
 
     @handles_errors
+    async def ListImportSources(
+        self, request: agent_api_pb2.ListImportSourcesRequest, context: Ctx
+    ) -> agent_api_pb2.ListImportSourcesReply:
+        result = await asyncio.to_thread(self._agent.ops.import_sources)
+        return agent_api_pb2.ListImportSourcesReply(
+            sources=[
+                agent_api_pb2.ImportSource(
+                    source_id=s.source_id,
+                    product=str(s.product),
+                    path=str(s.path or ""),
+                    description=s.description,
+                )
+                for s in result.sources
+            ]
+        )
+
+    @handles_errors
     async def StartVaultJob(
         self, request: agent_api_pb2.StartVaultJobRequest, context: Ctx
     ) -> common_pb2.Job:
+        if request.classification == common_pb2.JOB_CLASSIFICATION_IMPORT:
+            return job_to_proto(await self._agent.ops.start_import(request.import_source_id))
         if request.classification not in Classification._value2member_map_:
             raise AgentError(f"unknown job classification {request.classification}")
         job = await self._agent.ops.start_vault_job(

@@ -5,17 +5,29 @@ values; the local API and the live connection convert at their edges."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from comet.agent.browse import Entry, FindQuery, find, list_dir
-from comet.agent.convert import item_from_proto, retention_rules, vault_from_proto
+from comet.agent.convert import (
+    item_from_proto,
+    item_to_proto,
+    retention_rules,
+    retention_to_proto,
+    schedule_to_proto,
+    vault_from_proto,
+    vault_settings_to_proto,
+)
 from comet.agent.errors import AgentError
+from comet.agent.importers import DetectResult, ImportPlan
+from comet.agent.importers.scan import detect_everywhere
 from comet.agent.items import ItemSpec
 from comet.agent.jobs.backup_job import BackupJob
 from comet.agent.jobs.codes import Classification
+from comet.agent.jobs.import_job import ImportJob, new_id
 from comet.agent.jobs.maintenance_job import (
     DeleteSnapshotsJob,
     MeasureJob,
@@ -27,7 +39,7 @@ from comet.agent.jobs.maintenance_job import (
 )
 from comet.agent.jobs.record import JobRecord, LogEntry
 from comet.agent.jobs.restore_job import RestoreJob
-from comet.agent.jobs.runner import JobRunner
+from comet.agent.jobs.runner import JobHandle, JobRunner
 from comet.agent.jobs.store import JobQuery, JobStore
 from comet.agent.jobs.targets import TargetSpec
 from comet.agent.profile_sync import NotLoggedInError, ProfileSync
@@ -84,11 +96,16 @@ class Operations:
         vault.vault_id = vault.vault_id or str(uuid.uuid4())
         if not vault.name:
             raise AgentError("a Storage Vault needs a name")
+        if vault.WhichOneof("settings") == "comet" and not vault.comet.bucket_id:
+            bucket_id, bucket_key = await self.profile.create_bucket(quota_bytes=vault.quota_bytes)
+            vault.comet.bucket_id, vault.comet.bucket_key = bucket_id, bucket_key
         spec = vault_from_proto(vault)
         vault_key = new_vault_key()
         # The repository is created first: a vault that cannot be reached fails here,
         # before it is saved in the profile.
-        await asyncio.to_thread(init_repository, spec, vault_key, key_dir=self.key_dir)
+        await asyncio.to_thread(
+            init_repository, spec, vault_key, key_dir=self.key_dir, server_url=login.server
+        )
         vault.wrapped_vault_key = wrap_vault_key(login.wrap_key, vault_key)
         vault.created_at.FromNanoseconds(time.time_ns())
         saved = await self.profile.edit(lambda p: p.vaults.append(vault))
@@ -150,7 +167,9 @@ class Operations:
                 f"Protected Item {item.name!r} belongs to another device; only its own "
                 "device backs it up"
             )
-        work = BackupJob(item, vault, login.device_id, login.wrap_key, self.key_dir)
+        work = BackupJob(
+            item, vault, login.device_id, login.wrap_key, self.key_dir, server_url=login.server
+        )
         return self.runner.start(
             Classification.BACKUP,
             work,
@@ -186,6 +205,7 @@ class Operations:
             self.key_dir,
             request.paths,
             request.allow_partial,
+            server_url=login.server,
         )
         return self.runner.start(
             Classification.RESTORE, work, item_id=item_id, vault_id=vault.vault_id
@@ -221,6 +241,7 @@ class Operations:
             work = MeasureJob(*base)
         else:
             raise AgentError(f"{classification.name.lower()} is not a vault job")
+        work = dataclasses.replace(work, server_url=login.server)
         return self.runner.start(classification, work, vault_id=vault.vault_id)
 
     @staticmethod
@@ -239,6 +260,68 @@ class Operations:
             raise NotFoundError(f"no job {job_id!r} on this device")
         return job, self.jobs.log(job_id)
 
+    # ------------------------------------------------------------ import
+
+    def import_sources(self) -> DetectResult:
+        return detect_everywhere()
+
+    async def start_import(self, source_id: str) -> JobRecord:
+        self._login()
+        found = [s for s in detect_everywhere().sources if s.source_id == source_id]
+        if not found:
+            raise NotFoundError(f"no import source {source_id!r} (see 'comet import --list')")
+        work = ImportJob(found[0], self._apply_import, asyncio.get_running_loop())
+        return self.runner.start(Classification.IMPORT, work)
+
+    async def _apply_import(self, plan: ImportPlan, handle: JobHandle) -> None:
+        login = self._login()
+        vaults = []
+        for vault_plan in plan.vaults:
+            spec = vault_plan.to_spec(vault_id=new_id())
+            msg = common_pb2.StorageVault(
+                vault_id=spec.vault_id,
+                name=spec.name,
+                type=int(spec.type),  # type: ignore[arg-type]
+                default_retention=retention_to_proto(plan.retention),
+            )
+            vault_settings_to_proto(spec.settings, msg)
+            if vault_plan.missing_secrets:
+                handle.warning(
+                    f"Storage Vault {spec.name!r} needs {', '.join(vault_plan.missing_secrets)} "
+                    "before it can be used; its key is created at its first backup"
+                )
+            else:
+                vault_key = new_vault_key()
+                await asyncio.to_thread(init_repository, spec, vault_key, key_dir=self.key_dir)
+                msg.wrapped_vault_key = wrap_vault_key(login.wrap_key, vault_key)
+            vaults.append(msg)
+        items = [
+            item_to_proto(replace(item, item_id=new_id(), owner_device_id=login.device_id))
+            for item in plan.items
+        ]
+        schedules = [
+            schedule_to_proto(
+                s.to_spec(
+                    schedule_id=new_id(),
+                    item_id=items[s.item_index].item_id,
+                    vault_id=vaults[s.vault_index].vault_id,
+                )
+            )
+            for s in plan.schedules
+            if s.vault_index < len(vaults)
+        ]
+
+        def add(profile: common_pb2.Profile) -> None:
+            profile.vaults.extend(vaults)
+            profile.items.extend(items)
+            profile.schedules.extend(schedules)
+
+        await self.profile.edit(add)
+        handle.info(
+            f"imported {len(items)} Protected Items, {len(vaults)} Storage Vaults and "
+            f"{len(schedules)} schedules"
+        )
+
     # ------------------------------------------------------------ snapshots
 
     async def list_dir(self, vault_ref: str, snapshot: str, path: str) -> list[Entry]:
@@ -246,7 +329,9 @@ class Operations:
         vault = self._vault(await self.profile.fetch(), vault_ref)
 
         def read() -> list[Entry]:
-            repo = open_repository(vault, login.wrap_key, key_dir=self.key_dir)
+            repo = open_repository(
+                vault, login.wrap_key, key_dir=self.key_dir, server_url=login.server
+            )
             try:
                 return list_dir(repo, snapshot, path or "/")
             finally:
@@ -261,7 +346,9 @@ class Operations:
         vault = self._vault(await self.profile.fetch(), vault_ref)
 
         def read() -> list[Entry]:
-            repo = open_repository(vault, login.wrap_key, key_dir=self.key_dir)
+            repo = open_repository(
+                vault, login.wrap_key, key_dir=self.key_dir, server_url=login.server
+            )
             try:
                 ids = list(snapshots) or [s.id.hex() for s in repo.list_snapshots()]
                 return list(find(repo, ids, query))
@@ -285,7 +372,9 @@ class Operations:
         item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
 
         def read() -> list[SnapshotInfo]:
-            repo = open_repository(vault, login.wrap_key, key_dir=self.key_dir)
+            repo = open_repository(
+                vault, login.wrap_key, key_dir=self.key_dir, server_url=login.server
+            )
             try:
                 snapshots = repo.list_snapshots()
             finally:

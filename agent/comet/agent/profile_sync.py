@@ -116,6 +116,22 @@ class ProfileSync:
             await channel.close()
         return list(reply.jobs)
 
+    async def create_bucket(self, *, quota_bytes: int = 0) -> tuple[str, str]:
+        """Create a "Comet Server" vault bucket for this account on the server and
+        return its ``(bucket_id, bucket_key)``; the key is shown only this once."""
+        channel, stub, metadata = self._stub()
+        try:
+            reply = await stub.CreateBucket(
+                control_pb2.CreateBucketRequest(quota_bytes=quota_bytes),
+                metadata=metadata,
+                timeout=30,
+            )
+        except grpc.aio.AioRpcError as e:
+            raise ProfileError(f"cannot create a bucket: {rpc_error_message(e)}") from e
+        finally:
+            await channel.close()
+        return reply.bucket_id, reply.bucket_key
+
     async def edit(self, change: Callable[[common_pb2.Profile], None]) -> common_pb2.Profile:
         """Apply ``change`` to the newest profile and save it with its version."""
         for attempt in range(2):

@@ -24,7 +24,14 @@ from comet.agent import __version__
 from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.agent.errors import AgentError
 from comet.agent.state import AgentState, LoginState
-from comet.agent.transport import aio_channel, parse_server_url, rpc_error_message
+from comet.agent.transport import (
+    ServerTrust,
+    aio_channel,
+    fetch_certificate,
+    parse_server_url,
+    pin_certificate,
+    rpc_error_message,
+)
 from comet.v1 import control_pb2, control_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -57,11 +64,22 @@ async def login(
     *,
     totp_code: str = "",
     device_name: str = "",
+    ca_pem: bytes = b"",
 ) -> LoginOutcome:
-    """Log in to the server; register this device on the first login of this user here."""
+    """Log in to the server; register this device on the first login of this user here.
+
+    Over https the server is trusted through ``ca_pem`` when given, else its
+    certificate is pinned now and required from then on (until the next login)."""
     address = parse_server_url(server)
     previous = state.load_login()
-    channel = aio_channel(address.url)
+    trust: ServerTrust | None = None
+    if address.secure:
+        if ca_pem:
+            trust = ServerTrust(ca_pem)
+        else:
+            pem = await asyncio.to_thread(fetch_certificate, address.url)
+            trust = pin_certificate(address.url, pem)
+    channel = aio_channel(address.url, trust=trust)
     try:
         auth = control_pb2_grpc.AuthServiceStub(channel)
         pre = await auth.PreLogin(control_pb2.PreLoginRequest(username=username), timeout=30)
@@ -96,6 +114,9 @@ async def login(
         wrap_key=secrets.wrap_key,
         device_name=name,
         locked=False,
+        tls_root_pem=trust.root_pem if trust else b"",
+        tls_pinned=trust.pinned if trust else False,
+        tls_name_override=trust.name_override if trust else "",
     )
     state.save_login(login_state)
     return LoginOutcome(login_state, reply.device_registered_now)
@@ -173,7 +194,7 @@ class LiveConnection:
 
     async def _connect_once(self, login: LoginState) -> bool:
         outgoing: asyncio.Queue[control_pb2.AgentMessage] = asyncio.Queue()
-        channel = aio_channel(login.server)
+        channel = aio_channel(login.server, trust=login.trust)
         try:
             stub = control_pb2_grpc.AgentServiceStub(channel)
             self._call = stub.Connect(

@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from comet.agent.transport import ServerTrust, remember_trust
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
@@ -28,10 +30,20 @@ class LoginState:
     locked: bool = False
     # Set when the server ended the login (device revoked, remote disconnect).
     last_error: str = ""
+    # https only: the CA given at login, or the server certificate pinned then.
+    tls_root_pem: bytes = b""
+    tls_pinned: bool = False
+    tls_name_override: str = ""
 
     @property
     def logged_in(self) -> bool:
         return bool(self.server and self.device_token)
+
+    @property
+    def trust(self) -> ServerTrust | None:
+        if not self.tls_root_pem:
+            return None
+        return ServerTrust(self.tls_root_pem, self.tls_pinned, self.tls_name_override)
 
 
 class AgentState:
@@ -63,7 +75,7 @@ class AgentState:
 
     def load_login(self) -> LoginState:
         with self._lock:
-            return LoginState(
+            login = LoginState(
                 server=self._text("server"),
                 username=self._text("username"),
                 device_id=self._text("device_id"),
@@ -72,7 +84,12 @@ class AgentState:
                 device_name=self._text("device_name"),
                 locked=self._text("locked") == "1",
                 last_error=self._text("last_error"),
+                tls_root_pem=self._get("tls_root_pem") or b"",
+                tls_pinned=self._text("tls_pinned") == "1",
+                tls_name_override=self._text("tls_name_override"),
             )
+        _share_trust(login)
+        return login
 
     def save_login(self, login: LoginState) -> None:
         values: dict[str, bytes] = {
@@ -84,6 +101,9 @@ class AgentState:
             "device_name": login.device_name.encode(),
             "locked": b"1" if login.locked else b"0",
             "last_error": login.last_error.encode(),
+            "tls_root_pem": login.tls_root_pem,
+            "tls_pinned": b"1" if login.tls_pinned else b"0",
+            "tls_name_override": login.tls_name_override.encode(),
         }
         with self._lock:
             self._db.execute("BEGIN")
@@ -94,6 +114,7 @@ class AgentState:
                     (key, value),
                 )
             self._db.execute("COMMIT")
+        _share_trust(login)
 
     def get_blob(self, key: str) -> bytes | None:
         with self._lock:
@@ -119,3 +140,10 @@ class AgentState:
         )
         self.save_login(cleared)
         return cleared
+
+
+def _share_trust(login: LoginState) -> None:
+    """Every channel to the logged-in server (live connection, outbox, profile,
+    buckets) uses the trust recorded at login."""
+    if login.server:
+        remember_trust(login.server, login.trust)

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
 
 from comet.agent.errors import AgentError
 
@@ -21,6 +26,10 @@ GRPC_OPTIONS = [
 
 class ServerUrlError(AgentError):
     code = "server_url"
+
+
+class TlsTrustError(AgentError):
+    code = "tls_trust"
 
 
 @dataclass(frozen=True)
@@ -46,22 +55,108 @@ def parse_server_url(url: str) -> ServerAddress:
     return ServerAddress(url=normalised, target=f"{host}:{port}", secure=parts.scheme == "https")
 
 
-def _credentials(ca_pem: bytes | None) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(root_certificates=ca_pem)
+@dataclass(frozen=True)
+class ServerTrust:
+    """How an https server is trusted: ``root_pem`` is either a CA bundle or the
+    server's own certificate pinned at login. ``name_override`` is a name the pinned
+    certificate carries, used to check it when the URL's host is not one of them."""
+
+    root_pem: bytes
+    pinned: bool = False
+    name_override: str = ""
 
 
-def sync_channel(url: str, *, ca_pem: bytes | None = None) -> grpc.Channel:
+# The trust recorded for each server URL by the agent state or the admin config, so
+# that every channel to that server uses it without each caller passing it along.
+_trust_by_url: dict[str, ServerTrust] = {}
+
+
+def remember_trust(url: str, trust: ServerTrust | None) -> None:
+    key = parse_server_url(url).url
+    if trust is None:
+        _trust_by_url.pop(key, None)
+    else:
+        _trust_by_url[key] = trust
+
+
+def _secure_args(
+    url: str, trust: ServerTrust | None
+) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
+    trust = trust or _trust_by_url.get(url)
+    options: list[tuple[str, Any]] = list(GRPC_OPTIONS)
+    if trust is not None and trust.name_override:
+        options.append(("grpc.ssl_target_name_override", trust.name_override))
+    root = trust.root_pem if trust is not None else None
+    return grpc.ssl_channel_credentials(root_certificates=root), options
+
+
+def sync_channel(
+    url: str, *, trust: ServerTrust | None = None, ca_pem: bytes | None = None
+) -> grpc.Channel:
     address = parse_server_url(url)
     if address.secure:
-        return grpc.secure_channel(address.target, _credentials(ca_pem), options=GRPC_OPTIONS)
+        if ca_pem:
+            trust = ServerTrust(ca_pem)
+        credentials, options = _secure_args(address.url, trust)
+        return grpc.secure_channel(address.target, credentials, options=options)
     return grpc.insecure_channel(address.target, options=GRPC_OPTIONS)
 
 
-def aio_channel(url: str, *, ca_pem: bytes | None = None) -> grpc.aio.Channel:
+def aio_channel(
+    url: str, *, trust: ServerTrust | None = None, ca_pem: bytes | None = None
+) -> grpc.aio.Channel:
     address = parse_server_url(url)
     if address.secure:
-        return grpc.aio.secure_channel(address.target, _credentials(ca_pem), options=GRPC_OPTIONS)
+        if ca_pem:
+            trust = ServerTrust(ca_pem)
+        credentials, options = _secure_args(address.url, trust)
+        return grpc.aio.secure_channel(address.target, credentials, options=options)
     return grpc.aio.insecure_channel(address.target, options=GRPC_OPTIONS)
+
+
+def fetch_certificate(url: str, *, timeout: float = 15) -> bytes:
+    """The certificate an https server presents, unverified: what a first login
+    pins (blocking; run it off the event loop)."""
+    address = parse_server_url(url)
+    host, _, port = address.target.rpartition(":")
+    try:
+        pem = ssl.get_server_certificate((host.strip("[]"), int(port)), timeout=timeout)
+    except (OSError, ssl.SSLError) as e:
+        raise TlsTrustError(f"cannot read the TLS certificate of {address.url}: {e}") from e
+    return pem.encode()
+
+
+def pin_certificate(url: str, pem: bytes) -> ServerTrust:
+    """Trust exactly this certificate for ``url``. When the URL's host is not among
+    its names (a self-signed certificate made for another name), the check uses a
+    name it does carry; the pinned key is what is verified."""
+    host = parse_server_url(url).target.rpartition(":")[0].strip("[]")
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError as e:
+        raise TlsTrustError(f"the server at {url} sent an unreadable certificate") from e
+    names = _certificate_names(cert)
+    override = "" if host in names or not names else names[0]
+    return ServerTrust(root_pem=pem, pinned=True, name_override=override)
+
+
+def _certificate_names(cert: x509.Certificate) -> list[str]:
+    names: list[str] = []
+    try:
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names += alt.get_values_for_type(x509.DNSName)
+        names += [str(ip) for ip in alt.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        pass
+    for attribute in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        value = attribute.value
+        names.append(value if isinstance(value, str) else value.decode())
+    return names
+
+
+def certificate_fingerprint(pem: bytes) -> str:
+    cert = x509.load_pem_x509_certificate(pem)
+    return cert.fingerprint(hashes.SHA256()).hex(":")
 
 
 def rpc_error_message(error: grpc.RpcError) -> str:
@@ -70,6 +165,12 @@ def rpc_error_message(error: grpc.RpcError) -> str:
     details: str | None = None
     if isinstance(error, grpc.Call | grpc.aio.AioRpcError):
         code, details = error.code(), error.details()
+    if code == grpc.StatusCode.UNAVAILABLE and details and "CERTIFICATE_VERIFY_FAILED" in details:
+        return (
+            "the server's TLS certificate is not the one trusted at login (it changed, or "
+            "another server answers at this address); if the change is expected, log in "
+            "again to trust the new certificate"
+        )
     if code == grpc.StatusCode.UNAVAILABLE and not details:
         return "the server is not reachable"
     if code == grpc.StatusCode.UNAVAILABLE and details and "connect" in details.lower():

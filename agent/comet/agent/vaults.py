@@ -14,6 +14,7 @@ from comet.agent.credentials import unwrap_secret, wrap_secret
 from comet.agent.errors import AgentError
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import Storage
+from comet.agent.storage.comet import CometStorage, CometStorageConfig
 from comet.agent.storage.local import LocalStorage
 from comet.agent.storage.retry import RetryingStorage
 from comet.agent.storage.s3 import S3Config, S3Storage
@@ -92,8 +93,10 @@ def unwrap_vault_key(spec: VaultSpec, wrap_key: bytes) -> bytes:
     return unwrap_secret(wrap_key, spec.wrapped_vault_key)
 
 
-def open_storage(spec: VaultSpec, *, key_dir: Path) -> Storage:
-    """The vault's storage; network backends are wrapped to retry transient errors."""
+def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Storage:
+    """The vault's storage; network backends are wrapped to retry transient errors.
+    ``server_url`` is the Comet Server this agent is logged in to, which hosts the
+    buckets of "Comet Server" vaults."""
     settings = spec.settings
     if isinstance(settings, LocalSettings):
         if not os.path.isabs(settings.path):
@@ -129,6 +132,16 @@ def open_storage(spec: VaultSpec, *, key_dir: Path) -> Storage:
                 )
             )
         )
+    if isinstance(settings, CometSettings):
+        if not (settings.bucket_id and settings.bucket_key):
+            raise VaultError(f"Storage Vault {spec.name!r} has no Comet Server bucket yet")
+        if not server_url:
+            raise VaultError(
+                f"Storage Vault {spec.name!r} is on the Comet Server: log in to open it"
+            )
+        return RetryingStorage(
+            CometStorage(CometStorageConfig(server_url, settings.bucket_id, settings.bucket_key))
+        )
     raise VaultError(f"Storage Vault {spec.name!r}: this agent cannot open {spec.type.name} vaults")
 
 
@@ -143,13 +156,20 @@ def _private_key_file(key_dir: Path, pem: str) -> Path:
     return path
 
 
-def open_repository(spec: VaultSpec, wrap_key: bytes, *, key_dir: Path) -> Repository:
-    return Repository.open(open_storage(spec, key_dir=key_dir), unwrap_vault_key(spec, wrap_key))
+def open_repository(
+    spec: VaultSpec, wrap_key: bytes, *, key_dir: Path, server_url: str = ""
+) -> Repository:
+    return Repository.open(
+        open_storage(spec, key_dir=key_dir, server_url=server_url),
+        unwrap_vault_key(spec, wrap_key),
+    )
 
 
-def init_repository(spec: VaultSpec, vault_key: bytes, *, key_dir: Path) -> None:
+def init_repository(
+    spec: VaultSpec, vault_key: bytes, *, key_dir: Path, server_url: str = ""
+) -> None:
     """Create the repository in a new vault (fails clearly if one exists there)."""
-    storage = open_storage(spec, key_dir=key_dir)
+    storage = open_storage(spec, key_dir=key_dir, server_url=server_url)
     try:
         Repository.init(storage, vault_key).close()
     finally:

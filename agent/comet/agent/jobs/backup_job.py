@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from comet.agent.backup.options import BackupOptions, FilesSource, ProgramSource
@@ -26,12 +26,16 @@ class BackupJob:
     device_id: str
     wrap_key: bytes
     key_dir: Path
+    # The Comet Server hosting "Comet Server" vault buckets (the logged-in server).
+    server_url: str = field(default="", kw_only=True)
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
         handle.info(f"backing up {self.item.name!r} to {self.vault.name!r}")
         for command in self.item.pre_commands:
             run_hook(handle, command, "pre-backup")
-        repo = open_repository(self.vault, self.wrap_key, key_dir=self.key_dir)
+        repo = open_repository(
+            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
+        )
         try:
             check_quota(self.vault, repo.storage)
             result = run_backup(

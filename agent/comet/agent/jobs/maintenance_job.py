@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import abc
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -63,9 +63,13 @@ class VaultJob(abc.ABC):
     vault: VaultSpec
     wrap_key: bytes
     key_dir: Path
+    # The Comet Server hosting "Comet Server" vault buckets (the logged-in server).
+    server_url: str = field(default="", kw_only=True)
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
-        repo = open_repository(self.vault, self.wrap_key, key_dir=self.key_dir)
+        repo = open_repository(
+            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
+        )
         try:
             return self.work(repo, handle)
         finally:

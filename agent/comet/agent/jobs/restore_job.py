@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from comet.agent.jobs.codes import Status
@@ -23,9 +23,13 @@ class RestoreJob:
     key_dir: Path
     paths: tuple[str, ...] = ()
     allow_partial: bool = False
+    # The Comet Server hosting "Comet Server" vault buckets (the logged-in server).
+    server_url: str = field(default="", kw_only=True)
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
-        repo = open_repository(self.vault, self.wrap_key, key_dir=self.key_dir)
+        repo = open_repository(
+            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
+        )
         try:
             snapshot = repo.load_snapshot(self.snapshot_id)
             handle.info(f"restoring snapshot {snapshot.id.hex()[:12]} {self.target.describe()}")
