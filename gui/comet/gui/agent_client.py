@@ -1,0 +1,480 @@
+"""``AgentClient``: the app's only way to the local agent.
+
+Wraps the agent's local API (gRPC over a unix socket). Every call runs on a worker
+thread of a private ``QThreadPool`` and answers through Qt signals delivered on the UI
+thread: each call returns a ``Pending`` whose ``finished`` carries a record (see
+``records``) and whose ``failed`` carries an ``ApiError`` with a readable message. The
+job event stream runs on its own ``QThread`` and reconnects when the agent restarts.
+
+This is the one GUI module that imports grpc and the generated protobuf code; views,
+models and dialogs must not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from PyQt6.QtCore import QObject, QRunnable, QThread, QThreadPool, pyqtSignal
+
+from comet.gui import convert
+from comet.gui import records as r
+from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2
+
+_CHANNEL_OPTIONS = [
+    # The agent may restart under us: come back quickly instead of backing off for minutes.
+    ("grpc.initial_reconnect_backoff_ms", 300),
+    ("grpc.min_reconnect_backoff_ms", 300),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+_SHORT = 30.0
+_LONG = 300.0
+
+
+@dataclass(frozen=True)
+class ApiError:
+    """A failed call, ready to show: ``kind`` is the gRPC status name."""
+
+    operation: str
+    kind: str
+    message: str
+
+    @property
+    def unimplemented(self) -> bool:
+        return self.kind == "UNIMPLEMENTED"
+
+    @property
+    def unavailable(self) -> bool:
+        return self.kind == "UNAVAILABLE"
+
+    @property
+    def two_factor_required(self) -> bool:
+        text = self.message.lower()
+        return "two-factor code required" in text or "totp_required" in text
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Pending(QObject):
+    """One call in flight. Exactly one of the two signals fires, on the UI thread."""
+
+    finished = pyqtSignal(object)
+    failed = pyqtSignal(object)
+
+    def __init__(self, operation: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.operation = operation
+
+    def then(
+        self, on_ok: Callable[[Any], None], on_error: Callable[[ApiError], None] | None = None
+    ) -> Pending:
+        self.finished.connect(on_ok)
+        if on_error is not None:
+            self.failed.connect(on_error)
+        return self
+
+
+class _Bridge(QObject):
+    """Lives on the UI thread; worker threads emit through it (queued delivery)."""
+
+    done = pyqtSignal(int, object)
+    failed = pyqtSignal(int, object)
+
+
+class _Call(QRunnable):
+    def __init__(
+        self, call_id: int, operation: str, fn: Callable[[], Any], bridge: _Bridge, socket: Path
+    ) -> None:
+        super().__init__()
+        self._id = call_id
+        self._operation = operation
+        self._fn = fn
+        self._bridge = bridge
+        self._socket = socket
+
+    def run(self) -> None:
+        try:
+            result = self._fn()
+        except grpc.RpcError as e:
+            self._bridge.failed.emit(self._id, rpc_error(self._operation, e, self._socket))
+        except Exception as e:  # a bug must not kill the worker silently: show it
+            self._bridge.failed.emit(
+                self._id, ApiError(self._operation, "INTERNAL", f"{self._operation} failed: {e}")
+            )
+        else:
+            self._bridge.done.emit(self._id, result)
+
+
+def rpc_error(operation: str, error: grpc.RpcError, socket: Path) -> ApiError:
+    code = error.code() if isinstance(error, grpc.Call) else None
+    details = (error.details() if isinstance(error, grpc.Call) else None) or ""
+    kind = code.name if code is not None else "UNKNOWN"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        message = (
+            f"The Comet agent is not answering on {socket}. Start it with "
+            "'comet-agent run'; the app reconnects by itself."
+        )
+    elif code == grpc.StatusCode.UNIMPLEMENTED:
+        message = f"This agent does not offer '{operation}' yet (it needs a newer agent)."
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        message = f"The agent did not answer '{operation}' in time."
+    else:
+        message = details or f"{operation} failed ({kind.lower()})"
+    return ApiError(operation, kind, message)
+
+
+class _JobWatcher(QThread):
+    """Follows ``WatchJobs`` for every job; reopens it whenever the agent comes back."""
+
+    job_event = pyqtSignal(object)
+    link = pyqtSignal(bool)
+
+    def __init__(self, stub: agent_api_pb2_grpc.AgentApiStub) -> None:
+        super().__init__()
+        self._stub = stub
+        self._stopping = threading.Event()
+        self._call: Any = None
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            if self._call is not None:
+                self._call.cancel()
+        self.wait(5000)
+
+    def run(self) -> None:
+        linked: bool | None = None
+        while not self._stopping.is_set():
+            try:
+                self._stub.Status(agent_api_pb2.StatusRequest(), timeout=2)
+                stream = self._stub.WatchJobs(agent_api_pb2.WatchJobsRequest())
+                with self._lock:
+                    self._call = stream
+                if self._stopping.is_set():
+                    stream.cancel()
+                if linked is not True:
+                    linked = True
+                    self.link.emit(True)
+                for message in stream:
+                    self.job_event.emit(convert.event_from_proto(message))
+            except grpc.RpcError:
+                pass
+            finally:
+                with self._lock:
+                    self._call = None
+            if self._stopping.is_set():
+                break
+            if linked is not False:
+                linked = False
+                self.link.emit(False)
+            self._stopping.wait(0.5)
+
+
+class AgentClient(QObject):
+    """The local API as signals. Create it on the UI thread; call ``close`` at exit."""
+
+    status_changed = pyqtSignal(object)  # AgentStatus
+    profile_changed = pyqtSignal(object)  # Profile
+    job_event = pyqtSignal(object)  # JobEvent
+    connection_changed = pyqtSignal(bool)  # the agent answers (again) / stopped answering
+    call_failed = pyqtSignal(object)  # ApiError, for every failed call
+
+    def __init__(self, socket_path: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.socket_path = socket_path
+        self._channel = grpc.insecure_channel(f"unix:{socket_path}", options=_CHANNEL_OPTIONS)
+        self._stub = agent_api_pb2_grpc.AgentApiStub(self._channel)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(4)
+        self._bridge = _Bridge(self)
+        self._bridge.done.connect(self._deliver)
+        self._bridge.failed.connect(self._deliver_error)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Pending] = {}
+        self._raw_profile: common_pb2.Profile | None = None
+        self._raw_lock = threading.Lock()
+        self._watcher: _JobWatcher | None = None
+        self.status_snapshot = r.AgentStatus()
+        self.profile_snapshot: r.Profile | None = None
+
+    # ------------------------------------------------------------ plumbing
+
+    def _submit(self, operation: str, fn: Callable[[], Any]) -> Pending:
+        call_id = next(self._ids)
+        pending = Pending(operation, self)
+        self._pending[call_id] = pending
+        self._pool.start(_Call(call_id, operation, fn, self._bridge, self.socket_path))
+        return pending
+
+    def _deliver(self, call_id: int, result: object) -> None:
+        pending = self._pending.pop(call_id, None)
+        if isinstance(result, r.AgentStatus):
+            self._set_status(result)
+        elif isinstance(result, r.LoginResult):
+            self._set_status(result.status)
+        elif isinstance(result, r.Profile):
+            self.profile_snapshot = result
+            self.profile_changed.emit(result)
+        if pending is not None:
+            pending.finished.emit(result)
+            pending.deleteLater()
+
+    def _deliver_error(self, call_id: int, error: object) -> None:
+        pending = self._pending.pop(call_id, None)
+        assert isinstance(error, ApiError)
+        self.call_failed.emit(error)
+        if error.unavailable:
+            self.connection_changed.emit(False)
+        if pending is not None:
+            pending.failed.emit(error)
+            pending.deleteLater()
+
+    def _set_status(self, status: r.AgentStatus) -> None:
+        self.status_snapshot = status
+        self.status_changed.emit(status)
+
+    def start_watching(self) -> None:
+        """Start following job events (idempotent)."""
+        if self._watcher is not None:
+            return
+        self._watcher = _JobWatcher(self._stub)
+        self._watcher.job_event.connect(self.job_event)
+        self._watcher.link.connect(self.connection_changed)
+        self._watcher.start()
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        self._pool.waitForDone(10_000)
+        self._channel.close()
+
+    # ------------------------------------------------------------ login state
+
+    def status(self) -> Pending:
+        def call() -> r.AgentStatus:
+            msg = self._stub.Status(agent_api_pb2.StatusRequest(), timeout=_SHORT)
+            return convert.status_from_proto(msg)
+
+        return self._submit("Status", call)
+
+    def login(
+        self,
+        *,
+        server: str,
+        username: str,
+        password: str,
+        totp_code: str = "",
+        device_name: str = "",
+    ) -> Pending:
+        request = agent_api_pb2.AgentLoginRequest(
+            server=server,
+            username=username,
+            password=password,
+            totp_code=totp_code,
+            device_name=device_name,
+        )
+
+        def call() -> r.LoginResult:
+            reply = self._stub.Login(request, timeout=120)
+            return r.LoginResult(
+                convert.status_from_proto(reply.status), reply.device_registered_now
+            )
+
+        return self._submit("Login", call)
+
+    def lock(self) -> Pending:
+        def call() -> r.AgentStatus:
+            msg = self._stub.Lock(agent_api_pb2.LockRequest(), timeout=_SHORT)
+            return convert.status_from_proto(msg)
+
+        return self._submit("Lock", call)
+
+    def disconnect_agent(self) -> Pending:
+        def call() -> r.AgentStatus:
+            msg = self._stub.Disconnect(agent_api_pb2.DisconnectRequest(), timeout=_SHORT)
+            return convert.status_from_proto(msg)
+
+        return self._submit("Disconnect", call)
+
+    # ------------------------------------------------------------ profile
+
+    def get_profile(self, *, refetch: bool = True) -> Pending:
+        def call() -> r.Profile:
+            msg = self._stub.GetProfile(
+                agent_api_pb2.LocalProfileRequest(refetch=refetch), timeout=60
+            )
+            with self._raw_lock:
+                self._raw_profile = msg
+            return convert.profile_from_proto(msg)
+
+        return self._submit("GetProfile", call)
+
+    def add_item(self, item: r.ProtectedItem) -> Pending:
+        request = agent_api_pb2.AddItemRequest(item=convert.item_to_proto(item))
+
+        def call() -> r.ProtectedItem:
+            return convert.item_from_proto(self._stub.AddItem(request, timeout=60))
+
+        return self._submit("AddItem", call)
+
+    def save_item(self, item: r.ProtectedItem) -> Pending:
+        """Replace an existing item through SaveProfile (UNIMPLEMENTED on older agents)."""
+
+        def call() -> r.Profile:
+            profile = self._fresh_raw_profile()
+            for i, old in enumerate(profile.items):
+                if old.item_id == item.item_id:
+                    profile.items[i].CopyFrom(convert.item_to_proto(item, old))
+                    break
+            else:
+                profile.items.append(convert.item_to_proto(item))
+            return self._save_profile(profile)
+
+        return self._submit("SaveProfile", call)
+
+    def add_vault(self, vault: r.StorageVault) -> Pending:
+        request = agent_api_pb2.AddVaultRequest(vault=convert.vault_to_proto(vault))
+
+        def call() -> r.StorageVault:
+            return convert.vault_from_proto(self._stub.AddVault(request, timeout=120))
+
+        return self._submit("AddVault", call)
+
+    def save_vault(self, vault: r.StorageVault) -> Pending:
+        """Rename or re-quota an existing vault through SaveProfile."""
+
+        def call() -> r.Profile:
+            profile = self._fresh_raw_profile()
+            for v in profile.vaults:
+                if v.vault_id == vault.vault_id:
+                    v.name = vault.name
+                    v.quota_bytes = vault.quota_bytes
+            return self._save_profile(profile)
+
+        return self._submit("SaveProfile", call)
+
+    def _fresh_raw_profile(self) -> common_pb2.Profile:
+        msg = self._stub.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=60)
+        copy = common_pb2.Profile()
+        copy.CopyFrom(msg)
+        return copy
+
+    def _save_profile(self, profile: common_pb2.Profile) -> r.Profile:
+        saved = self._stub.SaveProfile(
+            agent_api_pb2.SaveProfileRequest(profile=profile), timeout=60
+        )
+        with self._raw_lock:
+            self._raw_profile = saved
+        return convert.profile_from_proto(saved)
+
+    def list_devices(self) -> Pending:
+        def call() -> list[r.Device]:
+            reply = self._stub.ListDevices(agent_api_pb2.LocalDevicesRequest(), timeout=_SHORT)
+            return [convert.device_from_proto(d) for d in reply.devices]
+
+        return self._submit("ListDevices", call)
+
+    def list_import_sources(self) -> Pending:
+        def call() -> list[r.ImportSource]:
+            reply = self._stub.ListImportSources(
+                agent_api_pb2.ListImportSourcesRequest(), timeout=_SHORT
+            )
+            return [convert.import_source_from_proto(s) for s in reply.sources]
+
+        return self._submit("ListImportSources", call)
+
+    # ------------------------------------------------------------ jobs
+
+    def start_backup(self, item_id: str, vault_id: str) -> Pending:
+        request = agent_api_pb2.StartBackupRequest(item_id=item_id, vault_id=vault_id)
+
+        def call() -> r.Job:
+            return convert.job_from_proto(self._stub.StartBackup(request, timeout=60))
+
+        return self._submit("StartBackup", call)
+
+    def start_restore(self, spec: r.RestoreSpec) -> Pending:
+        request = convert.restore_to_proto(spec)
+
+        def call() -> r.Job:
+            return convert.job_from_proto(self._stub.StartRestore(request, timeout=120))
+
+        return self._submit("StartRestore", call)
+
+    def start_vault_job(
+        self,
+        vault_id: str,
+        classification: r.Classification,
+        *,
+        snapshot_ids: tuple[str, ...] = (),
+        read_data: bool = False,
+    ) -> Pending:
+        request = agent_api_pb2.StartVaultJobRequest(
+            vault_id=vault_id, snapshot_ids=list(snapshot_ids), read_data=read_data
+        )
+        request.classification = classification.value  # type: ignore[assignment]
+
+        def call() -> r.Job:
+            return convert.job_from_proto(self._stub.StartVaultJob(request, timeout=60))
+
+        return self._submit("StartVaultJob", call)
+
+    def cancel_job(self, job_id: str) -> Pending:
+        def call() -> r.Job:
+            msg = self._stub.CancelJob(
+                agent_api_pb2.CancelLocalJobRequest(job_id=job_id), timeout=_SHORT
+            )
+            return convert.job_from_proto(msg)
+
+        return self._submit("CancelJob", call)
+
+    def history(self, *, all_devices: bool = False, limit: int = 500) -> Pending:
+        request = agent_api_pb2.HistoryRequest(all_devices=all_devices, limit=limit)
+
+        def call() -> list[r.Job]:
+            reply = self._stub.History(request, timeout=60)
+            return [convert.job_from_proto(j) for j in reply.jobs]
+
+        return self._submit("History", call)
+
+    def job_log(self, job_id: str) -> Pending:
+        def call() -> r.JobLog:
+            reply = self._stub.JobLog(agent_api_pb2.JobLogRequest(job_id=job_id), timeout=60)
+            return convert.job_log_from_proto(reply)
+
+        return self._submit("JobLog", call)
+
+    # ------------------------------------------------------------ snapshots
+
+    def list_snapshots(
+        self, vault_id: str, *, all_devices: bool = False, unknown_items: bool = False
+    ) -> Pending:
+        request = agent_api_pb2.ListLocalSnapshotsRequest(
+            vault_id=vault_id, all_devices=all_devices, unknown_items=unknown_items
+        )
+
+        def call() -> list[r.Snapshot]:
+            reply = self._stub.ListSnapshots(request, timeout=_LONG)
+            return [convert.snapshot_from_proto(s) for s in reply.snapshots]
+
+        return self._submit("ListSnapshots", call)
+
+    def list_dir(self, vault_id: str, snapshot_id: str, path: str) -> Pending:
+        request = agent_api_pb2.ListDirRequest(
+            vault_id=vault_id, snapshot_id=snapshot_id, path=path
+        )
+
+        def call() -> list[r.SnapshotEntry]:
+            reply = self._stub.ListDir(request, timeout=_LONG)
+            return [convert.entry_from_proto(e) for e in reply.entries]
+
+        return self._submit("ListDir", call)

@@ -1,0 +1,195 @@
+"""``BackupTab``: this device's Protected Items, their last backup, Backup Now, and the
+progress of jobs running for them (backups and restores of known items)."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import QModelIndex, QPoint, Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from comet.gui.agent_client import AgentClient, ApiError
+from comet.gui.backup_wizard import BackupNowWizard
+from comet.gui.dialogs import ItemEditor
+from comet.gui.hover_header import HoverHeader
+from comet.gui.job_progress import JobProgressPanel
+from comet.gui.models import ItemTableModel
+from comet.gui.records import AgentStatus, Job, Profile, ProtectedItem
+
+
+class BackupTab(QWidget):
+    item_saved = pyqtSignal()  # the profile changed: refresh
+    job_started = pyqtSignal(object)  # Job
+
+    def __init__(self, client: AgentClient, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.client = client
+        self.profile: Profile | None = None
+        self.editor: ItemEditor | None = None
+        self.wizard: BackupNowWizard | None = None
+
+        self.header = HoverHeader("Protected Items", "Add a Protected Item to this device")
+        self.header.add_clicked.connect(lambda: self.open_editor(None))
+        self.model = ItemTableModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
+        header = self.table.horizontalHeader()
+        assert header is not None
+        header.setSectionResizeMode(ItemTableModel.STATUS, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(ItemTableModel.NAME, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.doubleClicked.connect(self._edit_index)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        selection = self.table.selectionModel()
+        assert selection is not None
+        selection.selectionChanged.connect(self._update_buttons)
+
+        self.backup_now = QPushButton("Backup Now")
+        self.backup_now.setToolTip("Back up the selected Protected Item to a Storage Vault now")
+        self.backup_now.clicked.connect(self.open_backup_wizard)
+        self.empty = QLabel(
+            "No Protected Items on this device yet. Move the mouse over “Protected Items” "
+            "and click Add."
+        )
+        self.empty.setWordWrap(True)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #c62828")
+        self.message.hide()
+        self.progress = JobProgressPanel()
+        self.progress.cancel_requested.connect(self._cancel)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.backup_now)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.header)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.empty)
+        layout.addLayout(buttons)
+        layout.addWidget(self.message)
+        layout.addWidget(self.progress)
+        self._update_buttons()
+
+    # ------------------------------------------------------------ data
+
+    def set_context(self, status: AgentStatus, profile: Profile) -> None:
+        self.profile = profile
+        mine = [i for i in profile.items if i.owner_device_id == status.device_id]
+        selected = self.selected_item()
+        self.model.set_rows(mine)
+        self.empty.setVisible(not mine)
+        if selected is not None:
+            self.select_item(selected.item_id)
+        elif mine:
+            self.table.selectRow(0)
+        self._update_buttons()
+
+    def set_history(self, jobs: list[Job]) -> None:
+        self.model.set_jobs(jobs)
+
+    def owns(self, item_id: str) -> bool:
+        return any(i.item_id == item_id for i in self.model.rows())
+
+    def show_job(self, job: Job, title: str) -> None:
+        self.model.update_job(job)
+        self.progress.show_job(job, title)
+
+    def selected_item(self) -> ProtectedItem | None:
+        selection = self.table.selectionModel()
+        rows = selection.selectedRows() if selection is not None else []
+        return self.model.record(rows[0].row()) if rows else None
+
+    def select_item(self, item_id: str) -> None:
+        for row, item in enumerate(self.model.rows()):
+            if item.item_id == item_id:
+                self.table.selectRow(row)
+
+    def _update_buttons(self) -> None:
+        has_vaults = bool(self.profile and self.profile.vaults)
+        self.backup_now.setEnabled(self.selected_item() is not None and has_vaults)
+
+    def show_error(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+
+    # ------------------------------------------------------------ editing
+
+    def _edit_index(self, index: QModelIndex) -> None:
+        item = self.model.record(index.row())
+        if item is not None:
+            self.open_editor(item)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        item = self.model.record(index.row()) if index.isValid() else None
+        if item is None:
+            return
+        self.table.selectRow(index.row())
+        menu = QMenu(self)
+        menu.addAction("Edit", lambda: self.open_editor(item))
+        backup = menu.addAction("Backup Now", self.open_backup_wizard)
+        if backup is not None:
+            backup.setEnabled(self.backup_now.isEnabled())
+        viewport = self.table.viewport()
+        assert viewport is not None
+        menu.exec(viewport.mapToGlobal(pos))
+
+    def open_editor(self, item: ProtectedItem | None) -> ItemEditor:
+        editor = ItemEditor(item, self)
+        editor.save_requested.connect(self._save_item)
+        editor.finished.connect(lambda _result: setattr(self, "editor", None))
+        self.editor = editor
+        editor.open()
+        return editor
+
+    def _save_item(self, item: ProtectedItem) -> None:
+        editor = self.editor
+        pending = self.client.save_item(item) if item.item_id else self.client.add_item(item)
+
+        def saved(_result: object) -> None:
+            if editor is not None:
+                editor.accept()
+            self.item_saved.emit()
+
+        def failed(error: ApiError) -> None:
+            if editor is None:
+                return
+            if error.unimplemented:
+                editor.show_error(
+                    "Editing an existing Protected Item requires a newer agent (this agent "
+                    "has no SaveProfile call yet). Nothing was changed."
+                )
+            else:
+                editor.show_error(f"Not saved: {error.message}")
+
+        pending.then(saved, failed)
+
+    # ------------------------------------------------------------ jobs
+
+    def open_backup_wizard(self) -> BackupNowWizard | None:
+        item = self.selected_item()
+        if item is None or self.profile is None:
+            return None
+        wizard = BackupNowWizard(self.client, item, self.profile.vaults, self)
+        wizard.started.connect(self.job_started)
+        self.wizard = wizard
+        wizard.open()
+        return wizard
+
+    def _cancel(self, job_id: str) -> None:
+        self.client.cancel_job(job_id).then(
+            lambda _job: None, lambda e: self.show_error(f"Could not cancel: {e.message}")
+        )

@@ -1,0 +1,125 @@
+"""``BackupNowWizard``: pick the Storage Vault to back a Protected Item up to, then
+start the job. The wizard stays open and shows the reason if the agent refuses."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
+
+from comet.gui.agent_client import AgentClient, ApiError
+from comet.gui.models import VaultTableModel
+from comet.gui.records import Job, ProtectedItem, StorageVault
+
+
+class VaultChoicePage(QWizardPage):
+    def __init__(self, vaults: tuple[StorageVault, ...], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTitle("Destination")
+        self.setSubTitle("Choose the Storage Vault to back up to.")
+        self.model = VaultTableModel(self)
+        self.model.set_rows(vaults)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
+        header = self.table.horizontalHeader()
+        assert header is not None
+        header.setSectionResizeMode(VaultTableModel.LOCATION, QHeaderView.ResizeMode.Stretch)
+        selection = self.table.selectionModel()
+        assert selection is not None
+        selection.selectionChanged.connect(self.completeChanged)
+        self.table.doubleClicked.connect(lambda _index: self._next())
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        if vaults:
+            self.table.selectRow(0)
+        else:
+            layout.addWidget(QLabel("There is no Storage Vault yet: add one on the Account tab."))
+
+    def _next(self) -> None:
+        wizard = self.wizard()
+        if wizard is not None:
+            wizard.next()
+
+    def vault(self) -> StorageVault | None:
+        selection = self.table.selectionModel()
+        rows = selection.selectedRows() if selection is not None else []
+        return self.model.record(rows[0].row()) if rows else None
+
+    def isComplete(self) -> bool:
+        return self.vault() is not None
+
+
+class ConfirmPage(QWizardPage):
+    def __init__(self, item: ProtectedItem, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.item = item
+        self.setTitle("Back up now")
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #c62828")
+        self.error.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.error)
+        layout.addStretch(1)
+
+    def initializePage(self) -> None:
+        wizard = self.wizard()
+        vault = wizard.vault_page.vault() if isinstance(wizard, BackupNowWizard) else None
+        self.summary.setText(
+            f"Back up “{self.item.name}” to “{vault.name if vault else '?'}” now. "
+            "Progress appears under the item on the Backup tab."
+        )
+        self.error.clear()
+
+
+class BackupNowWizard(QWizard):
+    started = pyqtSignal(object)  # Job
+
+    def __init__(
+        self,
+        client: AgentClient,
+        item: ProtectedItem,
+        vaults: tuple[StorageVault, ...],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.client = client
+        self.item = item
+        self.setWindowTitle(f"Backup Now — {item.name}")
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
+        self.resize(640, 420)
+        self.vault_page = VaultChoicePage(vaults)
+        self.confirm_page = ConfirmPage(item)
+        self.addPage(self.vault_page)
+        self.addPage(self.confirm_page)
+        self.setButtonText(QWizard.WizardButton.FinishButton, "Back up now")
+
+    def accept(self) -> None:
+        vault = self.vault_page.vault()
+        if vault is None:
+            return
+        self.button(QWizard.WizardButton.FinishButton).setEnabled(False)  # type: ignore[union-attr]
+        self.client.start_backup(self.item.item_id, vault.vault_id).then(
+            self._on_started, self._on_failed
+        )
+
+    def _on_started(self, job: Job) -> None:
+        self.started.emit(job)
+        super().accept()
+
+    def _on_failed(self, error: ApiError) -> None:
+        self.button(QWizard.WizardButton.FinishButton).setEnabled(True)  # type: ignore[union-attr]
+        self.confirm_page.error.setText(f"The backup did not start: {error.message}")

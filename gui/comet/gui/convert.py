@@ -1,0 +1,269 @@
+"""The app's one translation layer between the local API's protobuf messages and
+``records``. Only ``agent_client`` imports this module."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from comet.gui import records as r
+from comet.v1 import agent_api_pb2, common_pb2
+
+
+def _time(ts: Timestamp, present: bool) -> datetime | None:
+    if not present or (ts.seconds == 0 and ts.nanos == 0):
+        return None
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+E = TypeVar("E", bound=IntEnum)
+
+
+def _enum(kind: type[E], value: int, default: E) -> E:
+    try:
+        return kind(value)
+    except ValueError:
+        return default
+
+
+def status_from_proto(msg: agent_api_pb2.StatusReply) -> r.AgentStatus:
+    return r.AgentStatus(
+        logged_in=msg.logged_in,
+        locked=msg.locked,
+        server=msg.server,
+        username=msg.username,
+        device_id=msg.device_id,
+        device_name=msg.device_name,
+        connected=msg.connected,
+        running_jobs=tuple(msg.running_jobs),
+        version=msg.version,
+        last_error=msg.last_error,
+    )
+
+
+def item_from_proto(msg: common_pb2.ProtectedItem) -> r.ProtectedItem:
+    return r.ProtectedItem(
+        item_id=msg.item_id,
+        name=msg.name,
+        type=r.ItemType.PROGRAM if msg.type == common_pb2.ITEM_TYPE_PROGRAM else r.ItemType.FILES,
+        owner_device_id=msg.owner_device_id,
+        includes=tuple(msg.includes),
+        exclude_globs=tuple(msg.exclude_globs),
+        exclude_regexes=tuple(msg.exclude_regexes),
+        program_command=msg.program_command,
+        program_save_as=msg.program_save_as,
+    )
+
+
+def item_to_proto(
+    item: r.ProtectedItem, base: common_pb2.ProtectedItem | None = None
+) -> common_pb2.ProtectedItem:
+    """The item as a message; fields the app does not edit are kept from ``base``."""
+    msg = common_pb2.ProtectedItem()
+    if base is not None:
+        msg.CopyFrom(base)
+    msg.item_id = item.item_id
+    msg.name = item.name
+    msg.type = (
+        common_pb2.ITEM_TYPE_PROGRAM
+        if item.type is r.ItemType.PROGRAM
+        else common_pb2.ITEM_TYPE_FILES
+    )
+    del msg.includes[:]
+    msg.includes.extend(item.includes)
+    del msg.exclude_globs[:]
+    msg.exclude_globs.extend(item.exclude_globs)
+    del msg.exclude_regexes[:]
+    msg.exclude_regexes.extend(item.exclude_regexes)
+    msg.program_command = item.program_command
+    msg.program_save_as = item.program_save_as
+    return msg
+
+
+def vault_from_proto(msg: common_pb2.StorageVault) -> r.StorageVault:
+    which = msg.WhichOneof("settings")
+    settings: r.VaultSettings = None
+    if which == "local":
+        settings = r.LocalVaultSettings(path=msg.local.path)
+    elif which == "s3":
+        s3 = msg.s3
+        settings = r.S3VaultSettings(
+            s3.endpoint, s3.bucket, s3.prefix, s3.access_key, "", s3.region
+        )
+    elif which == "sftp":
+        sf = msg.sftp
+        settings = r.SftpVaultSettings(sf.host, sf.port, sf.username, sf.path, host_key=sf.host_key)
+    return r.StorageVault(
+        vault_id=msg.vault_id,
+        name=msg.name,
+        type=_enum(r.VaultType, msg.type, r.VaultType.UNSPECIFIED),
+        settings=settings,
+        quota_bytes=msg.quota_bytes,
+    )
+
+
+def vault_to_proto(vault: r.StorageVault) -> common_pb2.StorageVault:
+    msg = common_pb2.StorageVault(vault_id=vault.vault_id, name=vault.name)
+    msg.type = vault.type.value  # type: ignore[assignment]
+    msg.quota_bytes = vault.quota_bytes
+    s = vault.settings
+    if isinstance(s, r.LocalVaultSettings):
+        msg.local.path = s.path
+    elif isinstance(s, r.S3VaultSettings):
+        msg.s3.CopyFrom(
+            common_pb2.S3VaultSettings(
+                endpoint=s.endpoint,
+                bucket=s.bucket,
+                prefix=s.prefix,
+                access_key=s.access_key,
+                secret_key=s.secret_key,
+                region=s.region,
+            )
+        )
+    elif isinstance(s, r.SftpVaultSettings):
+        msg.sftp.CopyFrom(
+            common_pb2.SftpVaultSettings(
+                host=s.host,
+                port=s.port,
+                username=s.username,
+                path=s.path,
+                password=s.password,
+                private_key=s.private_key,
+                host_key=s.host_key,
+            )
+        )
+    return msg
+
+
+def profile_from_proto(msg: common_pb2.Profile) -> r.Profile:
+    flags = msg.policy.flags
+    return r.Profile(
+        username=msg.username,
+        version=msg.version,
+        items=tuple(item_from_proto(i) for i in msg.items),
+        vaults=tuple(vault_from_proto(v) for v in msg.vaults),
+        account_name=msg.settings.account_name,
+        emails=tuple(msg.settings.emails),
+        language=msg.settings.language,
+        timezone=msg.settings.timezone,
+        hide_import=flags.hide_import,
+        hide_version=flags.hide_version,
+        prevent_delete_snapshot=flags.prevent_delete_snapshot,
+    )
+
+
+def device_from_proto(msg: common_pb2.DeviceInfo) -> r.Device:
+    return r.Device(
+        device_id=msg.device_id,
+        name=msg.name,
+        os=msg.os,
+        arch=msg.arch,
+        client_version=msg.client_version,
+        registered_at=_time(msg.registered_at, msg.HasField("registered_at")),
+        online=msg.online,
+        revoked=msg.revoked,
+    )
+
+
+def job_from_proto(msg: common_pb2.Job) -> r.Job:
+    p = msg.progress
+    c = msg.counters
+    return r.Job(
+        job_id=msg.job_id,
+        classification=_enum(r.Classification, msg.classification, r.Classification.UNKNOWN),
+        status=_enum(r.JobStatus, msg.status, r.JobStatus.UNKNOWN),
+        device_id=msg.device_id,
+        item_id=msg.item_id,
+        vault_id=msg.vault_id,
+        started_at=_time(msg.started_at, msg.HasField("started_at")),
+        ended_at=_time(msg.ended_at, msg.HasField("ended_at")),
+        files=c.files,
+        directories=c.directories,
+        bytes=c.bytes,
+        uploaded_bytes=c.uploaded_bytes,
+        downloaded_bytes=c.downloaded_bytes,
+        progress=r.JobProgress(
+            bytes_done=p.bytes_done,
+            items_done=p.items_done,
+            bytes_total=p.bytes_total,
+            items_total=p.items_total,
+            current_path=p.current_path,
+        ),
+        snapshot_id=msg.snapshot_id,
+        error_message=msg.error_message,
+    )
+
+
+def log_from_proto(msg: common_pb2.LogEntry) -> r.LogEntry:
+    return r.LogEntry(
+        time=_time(msg.time, msg.HasField("time")),
+        severity=_enum(r.Severity, msg.severity, r.Severity.INFO),
+        message=msg.message,
+    )
+
+
+def event_from_proto(msg: agent_api_pb2.JobEvent) -> r.JobEvent:
+    return r.JobEvent(
+        job=job_from_proto(msg.job),
+        log=tuple(log_from_proto(e) for e in msg.log),
+        ended=msg.ended,
+    )
+
+
+def job_log_from_proto(msg: agent_api_pb2.JobLogReply) -> r.JobLog:
+    return r.JobLog(
+        job=job_from_proto(msg.job), entries=tuple(log_from_proto(e) for e in msg.entries)
+    )
+
+
+def snapshot_from_proto(msg: common_pb2.SnapshotSummary) -> r.Snapshot:
+    return r.Snapshot(
+        snapshot_id=msg.snapshot_id,
+        item_id=msg.item_id,
+        device_id=msg.device_id,
+        time=_time(msg.time, msg.HasField("time")),
+        files=msg.files,
+        bytes=msg.bytes,
+        paths=tuple(msg.paths),
+        has_original_paths=msg.has_original_paths,
+        item_name=msg.item_name,
+        unknown_item=msg.unknown_item,
+    )
+
+
+def entry_from_proto(msg: common_pb2.SnapshotEntry) -> r.SnapshotEntry:
+    return r.SnapshotEntry(
+        path=msg.path,
+        is_dir=msg.type == common_pb2.NODE_TYPE_DIRECTORY,
+        size=msg.size,
+        mtime=_time(msg.mtime, msg.HasField("mtime")),
+    )
+
+
+def import_source_from_proto(msg: agent_api_pb2.ImportSource) -> r.ImportSource:
+    return r.ImportSource(msg.source_id, msg.product, msg.path, msg.description)
+
+
+def restore_to_proto(spec: r.RestoreSpec) -> agent_api_pb2.StartRestoreRequest:
+    options = common_pb2.RestoreOptions(
+        destination=spec.destination,
+        original_paths=spec.original_paths,
+        paths=list(spec.paths),
+        program_command=spec.program_command,
+    )
+    options.type = spec.type.value  # type: ignore[assignment]
+    options.archive_format = spec.archive_format.value  # type: ignore[assignment]
+    options.overwrite = (
+        common_pb2.OVERWRITE_MODE_OVERWRITE
+        if spec.overwrite
+        else common_pb2.OVERWRITE_MODE_SKIP_EXISTING
+    )
+    return agent_api_pb2.StartRestoreRequest(
+        vault_id=spec.vault_id,
+        snapshot_id=spec.snapshot_id,
+        item_id=spec.item_id,
+        options=options,
+    )

@@ -1,0 +1,540 @@
+"""Dialogs: the Protected Item editor, the Storage Vault editor, the Account dialog,
+the Import dialog and the job log viewer.
+
+Editors never call the agent: Save emits ``save_requested`` with a record, the owner
+sends it and then either closes the editor or shows the error in it, so nothing is
+applied until Save and a failed save keeps what the user typed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from comet.gui import units
+from comet.gui.models import LogTableModel, RecordFilterProxy
+from comet.gui.records import (
+    AgentStatus,
+    ImportSource,
+    ItemType,
+    JobLog,
+    LocalVaultSettings,
+    LogEntry,
+    Profile,
+    ProtectedItem,
+    S3VaultSettings,
+    Severity,
+    SftpVaultSettings,
+    StorageVault,
+    VaultType,
+)
+
+NEEDS_NEWER_AGENT = "This needs a newer Comet agent: its local API has no call for it yet."
+
+
+def _lines(edit: QPlainTextEdit) -> tuple[str, ...]:
+    return tuple(line.strip() for line in edit.toPlainText().splitlines() if line.strip())
+
+
+def _error_label() -> QLabel:
+    label = QLabel()
+    label.setStyleSheet("color: #c62828")
+    label.setWordWrap(True)
+    label.hide()
+    return label
+
+
+class _Editor(QDialog):
+    """Save/Cancel buttons, an inline error line and the saving state."""
+
+    def __init__(self, title: str, parent: QWidget | None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.setMinimumWidth(520)
+        self.error = _error_label()
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        save = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        assert save is not None
+        self.save_button = save
+        self.buttons.accepted.connect(self._save)
+        self.buttons.rejected.connect(self.reject)
+
+    def _save(self) -> None:
+        raise NotImplementedError
+
+    def show_error(self, message: str) -> None:
+        self.error.setText(message)
+        self.error.show()
+        self.save_button.setEnabled(True)
+
+    def set_saving(self) -> None:
+        self.error.hide()
+        self.save_button.setEnabled(False)
+
+
+class ItemEditor(_Editor):
+    """Edit one Protected Item: Files and Folders or Program Output."""
+
+    save_requested = pyqtSignal(object)  # ProtectedItem
+
+    def __init__(self, item: ProtectedItem | None = None, parent: QWidget | None = None) -> None:
+        super().__init__("Edit Protected Item" if item else "New Protected Item", parent)
+        self.original = item
+        self.name = QLineEdit(item.name if item else "")
+        self.name.setPlaceholderText("e.g. Documents")
+        self.type = QComboBox()
+        self.type.addItem(ItemType.FILES.label, ItemType.FILES)
+        self.type.addItem(ItemType.PROGRAM.label, ItemType.PROGRAM)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self._files_page(item))
+        self.pages.addWidget(self._program_page(item))
+        self.type.currentIndexChanged.connect(self.pages.setCurrentIndex)
+        if item is not None:
+            self.type.setCurrentIndex(0 if item.type is ItemType.FILES else 1)
+            self.type.setEnabled(False)  # a snapshot series keeps one type
+        form = QFormLayout()
+        form.addRow("Name:", self.name)
+        form.addRow("Type:", self.type)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.pages, 1)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+
+    def _files_page(self, item: ProtectedItem | None) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.includes = QPlainTextEdit("\n".join(item.includes) if item else "")
+        self.includes.setPlaceholderText("One folder or file per line")
+        self.add_folder = QPushButton("Add folder…")
+        self.add_folder.clicked.connect(self._pick_folder)
+        includes = QVBoxLayout()
+        includes.addWidget(self.includes)
+        includes.addWidget(self.add_folder, 0, Qt.AlignmentFlag.AlignLeft)
+        self.exclude_globs = QPlainTextEdit("\n".join(item.exclude_globs) if item else "")
+        self.exclude_globs.setPlaceholderText("One glob per line, e.g. *.tmp")
+        self.exclude_regexes = QPlainTextEdit("\n".join(item.exclude_regexes) if item else "")
+        self.exclude_regexes.setPlaceholderText(r"One regular expression per line, e.g. \.cache/")
+        form.addRow("Include:", includes)
+        form.addRow("Exclude (globs):", self.exclude_globs)
+        form.addRow("Exclude (regexes):", self.exclude_regexes)
+        return page
+
+    def _program_page(self, item: ProtectedItem | None) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.command = QLineEdit(item.program_command if item else "")
+        self.command.setPlaceholderText("e.g. pg_dump mydb")
+        self.save_as = QLineEdit(item.program_save_as if item else "")
+        self.save_as.setPlaceholderText("e.g. mydb.sql")
+        form.addRow("Command:", self.command)
+        form.addRow("Save output as:", self.save_as)
+        hint = QLabel("The command's standard output is stored as one file.")
+        hint.setWordWrap(True)
+        form.addRow(hint)
+        return page
+
+    def _pick_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder to back up")
+        if folder:
+            self.add_include(folder)
+
+    def add_include(self, path: str) -> None:
+        current = self.includes.toPlainText().rstrip("\n")
+        self.includes.setPlainText(f"{current}\n{path}" if current else path)
+
+    def item(self) -> ProtectedItem:
+        kind = ItemType(self.type.currentData())
+        base = self.original
+        return ProtectedItem(
+            item_id=base.item_id if base else "",
+            owner_device_id=base.owner_device_id if base else "",
+            name=self.name.text().strip(),
+            type=kind,
+            includes=tuple(str(Path(p).expanduser()) for p in _lines(self.includes))
+            if kind is ItemType.FILES
+            else (),
+            exclude_globs=_lines(self.exclude_globs) if kind is ItemType.FILES else (),
+            exclude_regexes=_lines(self.exclude_regexes) if kind is ItemType.FILES else (),
+            program_command=self.command.text().strip() if kind is ItemType.PROGRAM else "",
+            program_save_as=self.save_as.text().strip() if kind is ItemType.PROGRAM else "",
+        )
+
+    def problem(self) -> str:
+        item = self.item()
+        if not item.name:
+            return "Give the Protected Item a name."
+        if item.type is ItemType.FILES:
+            if not item.includes:
+                return "Add at least one folder or file to back up."
+            relative = [p for p in item.includes if not p.startswith("/")]
+            if relative:
+                return f"Paths must be absolute: {relative[0]}"
+            for pattern in item.exclude_regexes:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    return f"The exclude regex {pattern!r} is not valid: {e}"
+        elif not item.program_command or not item.program_save_as:
+            return "Program Output needs a command and a file name to save its output as."
+        return ""
+
+    def _save(self) -> None:
+        problem = self.problem()
+        if problem:
+            self.show_error(problem)
+            return
+        self.set_saving()
+        self.save_requested.emit(self.item())
+
+
+class VaultEditor(_Editor):
+    """A new Storage Vault (Local Path, S3-compatible or SFTP), or an existing one's
+    name and quota."""
+
+    save_requested = pyqtSignal(object)  # StorageVault
+
+    TYPES = (VaultType.LOCAL, VaultType.S3, VaultType.SFTP)
+
+    def __init__(self, vault: StorageVault | None = None, parent: QWidget | None = None) -> None:
+        super().__init__("Edit Storage Vault" if vault else "New Storage Vault", parent)
+        self.original = vault
+        self.name = QLineEdit(vault.name if vault else "")
+        self.name.setPlaceholderText("e.g. USB disk")
+        self.type = QComboBox()
+        for kind in self.TYPES:
+            self.type.addItem(kind.label, kind)
+        self.quota = QSpinBox()
+        self.quota.setRange(0, 1_000_000)
+        self.quota.setSuffix(" GiB")
+        self.quota.setSpecialValueText("Unlimited")
+        self.quota.setValue(vault.quota_bytes // 2**30 if vault else 0)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self._local_page())
+        self.pages.addWidget(self._s3_page())
+        self.pages.addWidget(self._sftp_page())
+        self.type.currentIndexChanged.connect(self.pages.setCurrentIndex)
+        if vault is not None:
+            if vault.type in self.TYPES:
+                self.type.setCurrentIndex(self.TYPES.index(vault.type))
+            self._show_settings(vault)
+            self.type.setEnabled(False)
+            self.pages.setEnabled(False)
+            self.pages.setToolTip("Where a vault stores its data cannot change once it holds data.")
+        form = QFormLayout()
+        form.addRow("Name:", self.name)
+        form.addRow("Type:", self.type)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.pages)
+        quota = QFormLayout()
+        quota.addRow("Quota:", self.quota)
+        layout.addLayout(quota)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+
+    def _local_page(self) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.local_path = QLineEdit()
+        self.local_path.setPlaceholderText("/mnt/backup-disk/comet")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._pick_local)
+        row = QHBoxLayout()
+        row.addWidget(self.local_path)
+        row.addWidget(browse)
+        form.addRow("Folder:", row)
+        return page
+
+    def _s3_page(self) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.s3_endpoint = QLineEdit()
+        self.s3_endpoint.setPlaceholderText("https://s3.example.com")
+        self.s3_bucket = QLineEdit()
+        self.s3_prefix = QLineEdit()
+        self.s3_region = QLineEdit()
+        self.s3_access_key = QLineEdit()
+        self.s3_secret_key = QLineEdit()
+        self.s3_secret_key.setEchoMode(QLineEdit.EchoMode.Password)
+        form.addRow("Endpoint:", self.s3_endpoint)
+        form.addRow("Bucket:", self.s3_bucket)
+        form.addRow("Prefix:", self.s3_prefix)
+        form.addRow("Region:", self.s3_region)
+        form.addRow("Access key:", self.s3_access_key)
+        form.addRow("Secret key:", self.s3_secret_key)
+        return page
+
+    def _sftp_page(self) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.sftp_host = QLineEdit()
+        self.sftp_port = QSpinBox()
+        self.sftp_port.setRange(1, 65535)
+        self.sftp_port.setValue(22)
+        self.sftp_user = QLineEdit()
+        self.sftp_path = QLineEdit()
+        self.sftp_password = QLineEdit()
+        self.sftp_password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.sftp_key_file = QLineEdit()
+        self.sftp_key_file.setPlaceholderText("private key file (instead of a password)")
+        self.sftp_host_key = QLineEdit()
+        self.sftp_host_key.setPlaceholderText("ssh-ed25519 AAAA… (pins the server's key)")
+        form.addRow("Host:", self.sftp_host)
+        form.addRow("Port:", self.sftp_port)
+        form.addRow("Username:", self.sftp_user)
+        form.addRow("Remote folder:", self.sftp_path)
+        form.addRow("Password:", self.sftp_password)
+        form.addRow("Private key:", self.sftp_key_file)
+        form.addRow("Host key:", self.sftp_host_key)
+        return page
+
+    def _show_settings(self, vault: StorageVault) -> None:
+        s = vault.settings
+        if isinstance(s, LocalVaultSettings):
+            self.local_path.setText(s.path)
+        elif isinstance(s, S3VaultSettings):
+            self.s3_endpoint.setText(s.endpoint)
+            self.s3_bucket.setText(s.bucket)
+            self.s3_prefix.setText(s.prefix)
+            self.s3_region.setText(s.region)
+            self.s3_access_key.setText(s.access_key)
+        elif isinstance(s, SftpVaultSettings):
+            self.sftp_host.setText(s.host)
+            self.sftp_port.setValue(s.port or 22)
+            self.sftp_user.setText(s.username)
+            self.sftp_path.setText(s.path)
+            self.sftp_host_key.setText(s.host_key)
+
+    def _pick_local(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the vault's folder")
+        if folder:
+            self.local_path.setText(folder)
+
+    def vault(self) -> StorageVault:
+        kind = VaultType(self.type.currentData())
+        settings: LocalVaultSettings | S3VaultSettings | SftpVaultSettings
+        if kind is VaultType.LOCAL:
+            settings = LocalVaultSettings(str(Path(self.local_path.text().strip()).expanduser()))
+        elif kind is VaultType.S3:
+            settings = S3VaultSettings(
+                endpoint=self.s3_endpoint.text().strip(),
+                bucket=self.s3_bucket.text().strip(),
+                prefix=self.s3_prefix.text().strip(),
+                access_key=self.s3_access_key.text().strip(),
+                secret_key=self.s3_secret_key.text(),
+                region=self.s3_region.text().strip(),
+            )
+        else:
+            key_file = self.sftp_key_file.text().strip()
+            settings = SftpVaultSettings(
+                host=self.sftp_host.text().strip(),
+                port=self.sftp_port.value(),
+                username=self.sftp_user.text().strip(),
+                path=self.sftp_path.text().strip(),
+                password=self.sftp_password.text(),
+                private_key=Path(key_file).expanduser().read_text() if key_file else "",
+                host_key=self.sftp_host_key.text().strip(),
+            )
+        return StorageVault(
+            vault_id=self.original.vault_id if self.original else "",
+            name=self.name.text().strip(),
+            type=kind,
+            settings=settings,
+            quota_bytes=self.quota.value() * 2**30,
+        )
+
+    def problem(self) -> str:
+        if not self.name.text().strip():
+            return "Give the Storage Vault a name."
+        if self.original is not None:
+            return ""
+        kind = VaultType(self.type.currentData())
+        if kind is VaultType.LOCAL and not self.local_path.text().strip().startswith(("/", "~")):
+            return "Choose an absolute folder for the vault."
+        if kind is VaultType.S3 and not all(
+            f.text().strip()
+            for f in (self.s3_endpoint, self.s3_bucket, self.s3_access_key, self.s3_secret_key)
+        ):
+            return "S3 needs an endpoint, a bucket, an access key and a secret key."
+        if kind is VaultType.SFTP:
+            if not all(f.text().strip() for f in (self.sftp_host, self.sftp_user, self.sftp_path)):
+                return "SFTP needs a host, a username and a remote folder."
+            if not self.sftp_password.text() and not self.sftp_key_file.text().strip():
+                return "SFTP needs a password or a private key file."
+        return ""
+
+    def _save(self) -> None:
+        problem = self.problem()
+        if not problem:
+            try:
+                vault = self.vault()
+            except OSError as e:
+                problem = f"Cannot read the private key file: {e.strerror or e}"
+        if problem:
+            self.show_error(problem)
+            return
+        self.set_saving()
+        self.save_requested.emit(vault)
+
+
+class AccountDialog(QDialog):
+    """What the agent knows about the account; settings it cannot change are disabled."""
+
+    def __init__(
+        self, status: AgentStatus, profile: Profile | None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Account")
+        self.setMinimumWidth(460)
+        form = QFormLayout()
+        self.fields: dict[str, QLineEdit] = {}
+
+        def shown(label: str, value: str, *, editable_later: bool = False) -> None:
+            edit = QLineEdit(value)
+            edit.setReadOnly(True)
+            if editable_later:
+                edit.setEnabled(False)
+                edit.setToolTip(NEEDS_NEWER_AGENT)
+            self.fields[label] = edit
+            form.addRow(f"{label}:", edit)
+
+        shown("Username", status.username)
+        shown("Server", status.server)
+        shown("Device", f"{status.device_name} ({status.device_id})")
+        shown("Agent version", status.version)
+        settings = profile
+        shown("Account name", settings.account_name if settings else "", editable_later=True)
+        shown("Email", ", ".join(settings.emails) if settings else "", editable_later=True)
+        shown("Language", settings.language if settings else "", editable_later=True)
+        shown("Timezone", settings.timezone if settings else "", editable_later=True)
+        self.change_password = QPushButton("Change password…")
+        self.change_password.setEnabled(False)
+        self.change_password.setToolTip(NEEDS_NEWER_AGENT)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.change_password, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(buttons)
+
+
+class ImportDialog(QDialog):
+    """Backup products found on this device whose settings could be imported."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Import settings")
+        self.setMinimumWidth(420)
+        self.message = QLabel("Looking for other backup products on this device…")
+        self.message.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message)
+        layout.addWidget(buttons)
+
+    def show_sources(self, sources: list[ImportSource]) -> None:
+        if not sources:
+            self.message.setText("No supported backup product was found on this device.")
+            return
+        lines = [f"• {s.product}: {s.path} {s.description}".rstrip() for s in sources]
+        self.message.setText("Found:\n" + "\n".join(lines))
+
+    def show_error(self, message: str) -> None:
+        self.message.setText(message)
+
+
+class JobLogDialog(QDialog):
+    """A job's log with a minimum-severity filter and a text search."""
+
+    SEVERITIES = (
+        ("Everything", Severity.DEBUG),
+        ("Information and above", Severity.INFO),
+        ("Warnings and errors", Severity.WARNING),
+        ("Errors only", Severity.ERROR),
+    )
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Job log — {title}")
+        self.resize(820, 480)
+        self.summary = QLabel("Loading…")
+        self.summary.setWordWrap(True)
+        self.severity = QComboBox()
+        for label, level in self.SEVERITIES:
+            self.severity.addItem(label, level)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search the log")
+        self.search.setClearButtonEnabled(True)
+        self.model = LogTableModel(self)
+        self.proxy = RecordFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
+        header = self.table.horizontalHeader()
+        assert header is not None
+        header.setSectionResizeMode(LogTableModel.MESSAGE, QHeaderView.ResizeMode.Stretch)
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.severity.currentIndexChanged.connect(self._refilter)
+        self.search.textChanged.connect(self._refilter)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Show:"))
+        bar.addWidget(self.severity)
+        bar.addWidget(self.search, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addLayout(bar)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(buttons)
+
+    def show_log(self, log: JobLog) -> None:
+        job = log.job
+        text = (
+            f"{job.classification.label} — {job.status.label}. Started {units.when(job.started_at)}"
+            f", {units.size(job.bytes)} in {job.files} files"
+        )
+        if job.error_message:
+            text += f". {job.error_message}"
+        self.summary.setText(text)
+        self.model.set_rows(log.entries)
+
+    def show_error(self, message: str) -> None:
+        self.summary.setText(message)
+
+    def _refilter(self) -> None:
+        level = Severity(self.severity.currentData())
+        needle = self.search.text().strip().lower()
+
+        def accepts(entry: LogEntry) -> bool:
+            return entry.severity >= level and (not needle or needle in entry.message.lower())
+
+        self.proxy.set_predicate(accepts)
+
+    def visible_messages(self) -> list[str]:
+        return [self.proxy.record(row).message for row in range(self.proxy.rowCount())]

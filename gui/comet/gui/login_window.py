@@ -1,0 +1,213 @@
+"""``LoginWindow``: username and password, with the server address and device name
+under "Advanced settings"; problems are shown inline, never in a traceback."""
+
+from __future__ import annotations
+
+import re
+import socket
+from enum import Enum
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtGui import QFont
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from comet.gui.agent_client import AgentClient, ApiError
+from comet.gui.records import AgentStatus, LoginResult
+
+DEFAULT_SERVER = "http://127.0.0.1:8060/"
+_ADDRESS = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(:\d{1,5})?(/[^\s]*)?$")
+
+
+class AddressProblem(Enum):
+    NONE = ""
+    PROTOCOL = "The address must start with http:// or https://"
+    MALFORMED = "This is not a server address (expected e.g. https://backup.example.com:8060/)"
+    SLASH = "The address must end with a slash (/)"
+
+
+def check_address(address: str) -> AddressProblem:
+    if not address.startswith(("http://", "https://")):
+        return AddressProblem.PROTOCOL
+    if not _ADDRESS.match(address):
+        return AddressProblem.MALFORMED
+    if not address.endswith("/"):
+        return AddressProblem.SLASH
+    return AddressProblem.NONE
+
+
+class LoginWindow(QWidget):
+    """Emits ``logged_in`` with the agent's answer once the agent is logged in."""
+
+    logged_in = pyqtSignal(object)  # LoginResult
+
+    def __init__(self, client: AgentClient, status: AgentStatus, *, username: str = "") -> None:
+        super().__init__()
+        self.client = client
+        self.setWindowTitle("Comet Backup — Log in")
+        self.setMinimumWidth(420)
+
+        title = QLabel("Comet Backup")
+        font = QFont(title.font())
+        font.setPointSizeF(font.pointSizeF() * 1.8)
+        font.setBold(True)
+        title.setFont(font)
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+
+        self.username = QLineEdit(username)
+        self.username.setPlaceholderText("Username")
+        self.password = QLineEdit()
+        self.password.setPlaceholderText("Password")
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.totp_label = QLabel("Two-factor code:")
+        self.totp = QLineEdit()
+        self.totp.setPlaceholderText("6-digit code from your authenticator app")
+        self.totp_label.hide()
+        self.totp.hide()
+
+        self.advanced = QCheckBox("Advanced settings")
+        self.server = QLineEdit(status.server or DEFAULT_SERVER)
+        self.server.setToolTip(
+            "The Comet Server's address: http:// or https://, any non-default port, "
+            "and a trailing slash"
+        )
+        self.address_problem = QLabel()
+        self.address_problem.setStyleSheet("color: #c62828")
+        self.address_problem.setTextFormat(Qt.TextFormat.RichText)
+        self.address_problem.linkActivated.connect(self._fix_address)
+        self.device_name = QLineEdit(status.device_name or socket.gethostname())
+        self.device_name.setToolTip("How this computer is listed in your account")
+        self.advanced_box = QWidget()
+        advanced_form = QFormLayout(self.advanced_box)
+        advanced_form.setContentsMargins(0, 0, 0, 0)
+        advanced_form.addRow("Server:", self.server)
+        advanced_form.addRow("", self.address_problem)
+        advanced_form.addRow("Device name:", self.device_name)
+        self.advanced_box.setVisible(False)
+        self.advanced.toggled.connect(self.advanced_box.setVisible)
+
+        self.login_button = QPushButton("Log in")
+        self.login_button.setDefault(True)
+        self.login_button.clicked.connect(self.submit)
+        self.password.returnPressed.connect(self.submit)
+        self.totp.returnPressed.connect(self.submit)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #c62828")
+        self.message.hide()
+        self.registered = QLabel()
+        self.registered.setWordWrap(True)
+        self.registered.hide()
+
+        form = QFormLayout()
+        form.addRow("Username:", self.username)
+        form.addRow("Password:", self.password)
+        form.addRow(self.totp_label, self.totp)
+        layout = QVBoxLayout(self)
+        layout.addWidget(title)
+        layout.addLayout(form)
+        layout.addWidget(self.advanced)
+        layout.addWidget(self.advanced_box)
+        layout.addWidget(self.message)
+        layout.addWidget(self.registered)
+        layout.addWidget(self.login_button)
+        layout.addStretch(1)
+
+        self.server.textChanged.connect(self._validate_address)
+        self._validate_address()
+        if status.last_error and not status.logged_in:
+            self.show_message(f"The agent was logged out: {status.last_error}")
+        (self.password if username else self.username).setFocus()
+
+    # ------------------------------------------------------------ address
+
+    def _validate_address(self) -> None:
+        problem = check_address(self.server.text().strip())
+        if problem is AddressProblem.NONE:
+            self.address_problem.hide()
+        else:
+            text = problem.value
+            if problem is AddressProblem.SLASH:
+                text += ' — <a href="fix-slash">add the missing slash</a>'
+            self.address_problem.setText(text)
+            self.address_problem.show()
+            # A wrong address is only worth a glance if the user can see the field.
+            self.advanced.setChecked(True)
+        self.login_button.setEnabled(problem is AddressProblem.NONE)
+
+    def _fix_address(self, link: str) -> None:
+        if link == "fix-slash":
+            self.server.setText(self.server.text().strip() + "/")
+
+    # ------------------------------------------------------------ logging in
+
+    def submit(self) -> None:
+        if not self.login_button.isEnabled():
+            return
+        if not self.username.text().strip() or not self.password.text():
+            self.show_message("Enter your username and password.")
+            return
+        self.message.hide()
+        self.login_button.setEnabled(False)
+        self.login_button.setText("Logging in…")
+        self.client.login(
+            server=self.server.text().strip(),
+            username=self.username.text().strip(),
+            password=self.password.text(),
+            totp_code=self.totp.text().strip() if self.totp.isVisible() else "",
+            device_name=self.device_name.text().strip(),
+        ).then(self._on_logged_in, self._on_failed)
+
+    def _reset_button(self) -> None:
+        self.login_button.setText("Log in")
+        self._validate_address()
+
+    def _on_logged_in(self, result: LoginResult) -> None:
+        self._reset_button()
+        self.password.clear()
+        if result.device_registered_now:
+            self.registered.setText(registration_text(result.status))
+            self.registered.show()
+        self.logged_in.emit(result)
+
+    def _on_failed(self, error: ApiError) -> None:
+        self._reset_button()
+        if error.two_factor_required:
+            self.totp_label.show()
+            self.totp.show()
+            self.totp.setFocus()
+            self.show_message("This account needs a two-factor code: enter it and log in again.")
+            return
+        self.show_message(login_problem(error))
+
+    def show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.show()
+
+
+def registration_text(status: AgentStatus) -> str:
+    return (
+        f"This device was registered as “{status.device_name}” in the account "
+        f"{status.username} (device id {status.device_id})."
+    )
+
+
+def login_problem(error: ApiError) -> str:
+    text = error.message
+    lowered = text.lower()
+    if "not reachable" in lowered or "connect" in lowered:
+        return f"Cannot reach the server: {text}"
+    if error.unavailable:
+        return text
+    if "wrong username or password" in lowered:
+        return "Wrong username or password."
+    if "two-factor" in lowered:
+        return f"{text[:1].upper()}{text[1:]}: try again with a fresh code."
+    return f"Could not log in: {text}"

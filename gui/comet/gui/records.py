@@ -1,0 +1,361 @@
+"""Plain records the views work with: what the agent told us, without protobuf.
+
+``agent_client`` converts wire messages into these at the edge; views, models and
+dialogs only ever see records. Numeric codes are Comet's published constants
+(see comet-concepts.md) so they read the same everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum
+
+
+class Classification(IntEnum):
+    """What a job is (Comet's job classification codes)."""
+
+    UNKNOWN = 4000
+    BACKUP = 4001
+    RESTORE = 4002
+    RETENTION = 4003
+    UNLOCK = 4004
+    DELETE_SNAPSHOT = 4005
+    REMEASURE = 4006
+    SOFTWARE_UPDATE = 4007
+    IMPORT = 4008
+    REINDEX = 4009
+    DEEP_VERIFY = 4010
+    UNINSTALL = 4011
+
+    @property
+    def label(self) -> str:
+        return _CLASSIFICATION_LABELS[self]
+
+
+_CLASSIFICATION_LABELS = {
+    Classification.UNKNOWN: "Unknown",
+    Classification.BACKUP: "Backup",
+    Classification.RESTORE: "Restore",
+    Classification.RETENTION: "Retention pass",
+    Classification.UNLOCK: "Unlock",
+    Classification.DELETE_SNAPSHOT: "Delete snapshot",
+    Classification.REMEASURE: "Remeasure",
+    Classification.SOFTWARE_UPDATE: "Software update",
+    Classification.IMPORT: "Import",
+    Classification.REINDEX: "Rebuild indexes",
+    Classification.DEEP_VERIFY: "Deep verify",
+    Classification.UNINSTALL: "Uninstall",
+}
+
+
+class JobStatus(IntEnum):
+    """How a job went (Comet's job status codes): 5xxx ok, 6xxx running, 7xxx not ok."""
+
+    UNKNOWN = 0
+    SUCCESS = 5000
+    RUNNING = 6001
+    RUNNING_REVIVED = 6002
+    WAITING_TO_RETRY = 6003
+    TIMEOUT = 7000
+    WARNING = 7001
+    ERROR = 7002
+    QUOTA_EXCEEDED = 7003
+    MISSED = 7004
+    CANCELLED = 7005
+    SKIPPED = 7006
+    ABANDONED = 7007
+
+    @property
+    def running(self) -> bool:
+        return 6000 <= self.value < 7000
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ").capitalize()
+
+
+class ItemType(IntEnum):
+    FILES = 1
+    PROGRAM = 2
+
+    @property
+    def label(self) -> str:
+        return "Files and Folders" if self is ItemType.FILES else "Program Output"
+
+
+class VaultType(IntEnum):
+    UNSPECIFIED = 0
+    S3 = 1000
+    SFTP = 1001
+    LOCAL = 1002
+    COMET = 1003
+
+    @property
+    def label(self) -> str:
+        return {
+            VaultType.S3: "S3-compatible",
+            VaultType.SFTP: "SFTP",
+            VaultType.LOCAL: "Local Path",
+            VaultType.COMET: "Comet Server",
+        }.get(self, "Other")
+
+
+class Severity(IntEnum):
+    DEBUG = 1
+    INFO = 2
+    WARNING = 3
+    ERROR = 4
+
+    @property
+    def letter(self) -> str:
+        return self.name[0]
+
+
+class RestoreType(IntEnum):
+    """Comet's restore type codes."""
+
+    FILES = 0
+    SIMULATE = 1
+    PROGRAM_PER_FILE = 2
+    PROGRAM_ARCHIVE = 3
+    ARCHIVE_FILE = 5
+
+
+class ArchiveFormat(IntEnum):
+    TAR = 0
+    TAR_GZ = 1
+    ZIP = 2
+    SQFS = 3
+    TAR_ZST = 4
+
+    @property
+    def extension(self) -> str:
+        return {
+            ArchiveFormat.TAR: "tar",
+            ArchiveFormat.TAR_GZ: "tar.gz",
+            ArchiveFormat.ZIP: "zip",
+            ArchiveFormat.SQFS: "sqfs",
+            ArchiveFormat.TAR_ZST: "tar.zst",
+        }[self]
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    logged_in: bool = False
+    locked: bool = False
+    server: str = ""
+    username: str = ""
+    device_id: str = ""
+    device_name: str = ""
+    connected: bool = False
+    running_jobs: tuple[str, ...] = ()
+    version: str = ""
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    status: AgentStatus
+    device_registered_now: bool
+
+
+@dataclass(frozen=True)
+class ProtectedItem:
+    item_id: str
+    name: str
+    type: ItemType
+    owner_device_id: str = ""
+    includes: tuple[str, ...] = ()
+    exclude_globs: tuple[str, ...] = ()
+    exclude_regexes: tuple[str, ...] = ()
+    program_command: str = ""
+    program_save_as: str = ""
+
+
+@dataclass(frozen=True)
+class LocalVaultSettings:
+    path: str
+
+
+@dataclass(frozen=True)
+class S3VaultSettings:
+    endpoint: str
+    bucket: str
+    prefix: str = ""
+    access_key: str = ""
+    secret_key: str = ""
+    region: str = ""
+
+
+@dataclass(frozen=True)
+class SftpVaultSettings:
+    host: str
+    port: int
+    username: str
+    path: str
+    password: str = ""
+    private_key: str = ""
+    host_key: str = ""
+
+
+VaultSettings = LocalVaultSettings | S3VaultSettings | SftpVaultSettings | None
+
+
+@dataclass(frozen=True)
+class StorageVault:
+    vault_id: str
+    name: str
+    type: VaultType
+    settings: VaultSettings = None
+    quota_bytes: int = 0
+
+    @property
+    def location(self) -> str:
+        s = self.settings
+        if isinstance(s, LocalVaultSettings):
+            return s.path
+        if isinstance(s, S3VaultSettings):
+            return f"{s.endpoint} {s.bucket}/{s.prefix}".rstrip("/")
+        if isinstance(s, SftpVaultSettings):
+            return f"{s.username}@{s.host}:{s.port}{s.path}"
+        return ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    username: str
+    version: int
+    items: tuple[ProtectedItem, ...] = ()
+    vaults: tuple[StorageVault, ...] = ()
+    account_name: str = ""
+    emails: tuple[str, ...] = ()
+    language: str = ""
+    timezone: str = ""
+    hide_import: bool = False
+    hide_version: bool = False
+    prevent_delete_snapshot: bool = False
+
+    def item(self, item_id: str) -> ProtectedItem | None:
+        return next((i for i in self.items if i.item_id == item_id), None)
+
+    def vault(self, vault_id: str) -> StorageVault | None:
+        return next((v for v in self.vaults if v.vault_id == vault_id), None)
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    name: str
+    os: str = ""
+    arch: str = ""
+    client_version: str = ""
+    registered_at: datetime | None = None
+    online: bool = False
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    bytes_done: int = 0
+    items_done: int = 0
+    bytes_total: int = 0
+    items_total: int = 0
+    current_path: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    classification: Classification
+    status: JobStatus
+    device_id: str = ""
+    item_id: str = ""
+    vault_id: str = ""
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    files: int = 0
+    directories: int = 0
+    bytes: int = 0
+    uploaded_bytes: int = 0
+    downloaded_bytes: int = 0
+    progress: JobProgress = field(default_factory=JobProgress)
+    snapshot_id: str = ""
+    error_message: str = ""
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at or datetime.now(self.started_at.tzinfo)
+        return max((end - self.started_at).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    time: datetime | None
+    severity: Severity
+    message: str
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job: Job
+    log: tuple[LogEntry, ...]
+    ended: bool
+
+
+@dataclass(frozen=True)
+class JobLog:
+    job: Job
+    entries: tuple[LogEntry, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    snapshot_id: str
+    item_id: str
+    device_id: str
+    time: datetime | None
+    files: int = 0
+    bytes: int = 0
+    paths: tuple[str, ...] = ()
+    has_original_paths: bool = False
+    item_name: str = ""
+    unknown_item: bool = False
+
+
+@dataclass(frozen=True)
+class SnapshotEntry:
+    path: str
+    is_dir: bool
+    size: int = 0
+    mtime: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1] or "/"
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    source_id: str
+    product: str
+    path: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RestoreSpec:
+    """Everything the restore wizard decided; the client turns it into StartRestore."""
+
+    vault_id: str
+    snapshot_id: str
+    item_id: str
+    type: RestoreType
+    destination: str = ""
+    original_paths: bool = False
+    overwrite: bool = False
+    paths: tuple[str, ...] = ()
+    program_command: str = ""
+    archive_format: ArchiveFormat = ArchiveFormat.ZIP

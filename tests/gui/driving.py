@@ -1,0 +1,68 @@
+"""How the GUI tests use the app like a person: hover, click, step through wizards."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import QEvent, QPointF, Qt
+from PyQt6.QtGui import QEnterEvent
+from PyQt6.QtWidgets import QAbstractItemView, QApplication, QTreeWidgetItem, QWidget, QWizard
+from pytestqt.qtbot import QtBot
+
+from comet.gui.restore_wizard import LOADING, FilesPage
+
+LEFT = Qt.MouseButton.LeftButton
+SLOW = 60_000  # ms: jobs and wizard pages that call the agent
+
+
+def hover(widget: QWidget) -> None:
+    point = QPointF(2, 2)
+    QApplication.sendEvent(widget, QEnterEvent(point, point, widget.mapToGlobal(point)))
+
+
+def unhover(widget: QWidget) -> None:
+    QApplication.sendEvent(widget, QEvent(QEvent.Type.Leave))
+
+
+def double_click_row(qtbot: QtBot, view: QAbstractItemView, row: int) -> None:
+    """Qt's views only take a double click on the row the press was on."""
+    model = view.model()
+    assert model is not None
+    rect = view.visualRect(model.index(row, 0))
+    viewport = view.viewport()
+    assert viewport is not None
+    qtbot.mouseClick(viewport, LEFT, pos=rect.center())
+    qtbot.mouseDClick(viewport, LEFT, pos=rect.center())
+
+
+def click_next(qtbot: QtBot, wizard: QWizard) -> None:
+    button = wizard.button(QWizard.WizardButton.NextButton)
+    assert button is not None
+    qtbot.waitUntil(button.isEnabled, timeout=SLOW)
+    before = wizard.currentId()
+    qtbot.mouseClick(button, LEFT)
+    qtbot.waitUntil(lambda: wizard.currentId() != before)
+
+
+def click_finish(qtbot: QtBot, wizard: QWizard) -> None:
+    button = wizard.button(QWizard.WizardButton.FinishButton)
+    assert button is not None
+    qtbot.waitUntil(button.isEnabled, timeout=SLOW)
+    qtbot.mouseClick(button, LEFT)
+
+
+def unfold_to(qtbot: QtBot, page: FilesPage, path: str) -> QTreeWidgetItem:
+    """Unfold the lazy file tree along ``path`` and return its node."""
+    parts = [p for p in path.split("/") if p]
+    node: QTreeWidgetItem | None = None
+    for depth in range(1, len(parts) + 1):
+        prefix = "/" + "/".join(parts[:depth])
+        qtbot.waitUntil(lambda p=prefix: page.find_node(p) is not None, timeout=SLOW)
+        node = page.find_node(prefix)
+        assert node is not None
+        if depth < len(parts):
+            node.setExpanded(True)
+            qtbot.waitUntil(
+                lambda n=node: n.childCount() == 0 or n.child(0).text(0) != LOADING,
+                timeout=SLOW,
+            )
+    assert node is not None
+    return node

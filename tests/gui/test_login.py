@@ -1,0 +1,79 @@
+"""Logging in through the login window: address checks, wrong password, registration."""
+
+from __future__ import annotations
+
+from pytestqt.qtbot import QtBot
+
+from comet.gui.app import AppController
+from comet.gui.login_window import AddressProblem, check_address
+from tests.fixtures.processes import AdminCli, AgentProcess, ServerProcess
+from tests.gui.conftest import ALICE_PASSWORD
+from tests.gui.driving import LEFT
+
+
+def test_address_rules() -> None:
+    assert check_address("http://127.0.0.1:8060/") is AddressProblem.NONE
+    assert check_address("https://backup.example.com/") is AddressProblem.NONE
+    assert check_address("https://backup.example.com") is AddressProblem.SLASH
+    assert check_address("backup.example.com/") is AddressProblem.PROTOCOL
+    assert check_address("http://bad host/") is AddressProblem.MALFORMED
+
+
+def test_login_fixes_the_slash_rejects_a_wrong_password_and_registers_the_device(
+    qtbot: QtBot,
+    server: ServerProcess,
+    admin: AdminCli,
+    agent: AgentProcess,
+    controller: AppController,
+) -> None:
+    admin("user", "add", "alice", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+    login = controller.login_window
+    assert login is not None and controller.main_window is None
+    assert login.username.text() == ""
+    assert login.device_name.text()  # the host name, under Advanced
+
+    login.advanced.setChecked(True)
+    assert login.server.isVisible()
+    login.server.setText(server.url.rstrip("/"))
+    assert login.address_problem.isVisible()
+    assert "slash" in login.address_problem.text()
+    assert not login.login_button.isEnabled()
+    login.address_problem.linkActivated.emit("fix-slash")  # the clickable fix
+    assert login.server.text() == server.url
+    assert not login.address_problem.isVisible()
+    assert login.login_button.isEnabled()
+
+    login.username.setText("alice")
+    login.password.setText("not-her-password")
+    login.device_name.setText("gui-laptop")
+    qtbot.mouseClick(login.login_button, LEFT)
+    qtbot.waitUntil(lambda: login.message.isVisible(), timeout=30_000)
+    assert login.message.text() == "Wrong username or password."
+    assert "Traceback" not in login.message.text()
+    assert controller.main_window is None
+
+    login.password.setText(ALICE_PASSWORD)
+    qtbot.mouseClick(login.login_button, LEFT)
+    qtbot.waitUntil(lambda: controller.main_window is not None, timeout=30_000)
+    main = controller.main_window
+    assert main is not None
+    assert main.banner.isVisible()
+    assert "This device was registered as “gui-laptop”" in main.banner.text()
+    status = agent.status()
+    assert status["logged_in"] and status["username"] == "alice"
+    assert status["device_name"] == "gui-laptop"
+
+
+def test_unreachable_server_is_reported_inline(
+    qtbot: QtBot, agent: AgentProcess, controller: AppController
+) -> None:
+    login = controller.login_window
+    assert login is not None
+    login.advanced.setChecked(True)
+    login.server.setText("http://127.0.0.1:9/")
+    login.username.setText("alice")
+    login.password.setText(ALICE_PASSWORD)
+    login.submit()
+    qtbot.waitUntil(lambda: login.message.isVisible(), timeout=60_000)
+    assert "reach" in login.message.text().lower()
+    assert controller.main_window is None
