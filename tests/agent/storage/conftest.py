@@ -10,18 +10,21 @@ from typing import TYPE_CHECKING
 import pytest
 
 from comet.agent.storage.base import TEMP_MARKER, Storage
+from comet.agent.storage.comet import CometStorage, CometStorageConfig
 from comet.agent.storage.faulty import FaultPlan, FaultyStorage
 from comet.agent.storage.local import LocalStorage
 from comet.agent.storage.memory import MemoryStorage
 from comet.agent.storage.retry import RetryingStorage
 from comet.agent.storage.s3 import S3Config, S3Storage
 from comet.agent.storage.sftp import SftpConfig, SftpStorage
+from comet.server.buckets.files import TEMP_DIR
+from tests.fixtures.comet_server import CometTestServer
 from tests.fixtures.sftp import SftpTestServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-BACKENDS = ["memory", "local", "s3", "sftp", "retry-local", "faulty-memory"]
+BACKENDS = ["memory", "local", "s3", "sftp", "comet", "retry-local", "faulty-memory"]
 
 
 @dataclass
@@ -53,13 +56,36 @@ def _plant_multipart(client: S3Client, config: S3Config) -> Callable[[str, bytes
     return plant
 
 
+def _plant_server_upload(server: CometTestServer, bucket_id: str) -> Callable[[str, bytes], None]:
+    """The server keeps in-flight uploads in the bucket's temp dir, under random names."""
+
+    def plant(key: str, data: bytes) -> None:
+        temp = server.bucket_dir(bucket_id) / TEMP_DIR
+        (temp / f"{key.replace('/', '_')}-crashed~").write_bytes(data)
+
+    return plant
+
+
 def _no_sleep(seconds: float) -> None:
     pass
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    name: str = request.param
+    yield from _make_backend(request, tmp_path, request.param)
+
+
+# Backends that keep uploads somewhere before they are visible (the in-memory ones
+# have no such state, so the in-flight test does not apply to them).
+STAGING_BACKENDS = ["local", "s3", "sftp", "comet", "retry-local"]
+
+
+@pytest.fixture(params=STAGING_BACKENDS)
+def staging_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield from _make_backend(request, tmp_path, request.param)
+
+
+def _make_backend(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Iterator[Backend]:
     if name == "memory":
         made = Backend(MemoryStorage(), None)
     elif name == "local":
@@ -78,6 +104,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         server: SftpTestServer = request.getfixturevalue("sftp_server")
         home = server.workdir / sftp_config.username
         made = Backend(SftpStorage(sftp_config), _plant_file(home / "vault"))
+    elif name == "comet":
+        comet_config: CometStorageConfig = request.getfixturevalue("comet_bucket")
+        comet_server: CometTestServer = request.getfixturevalue("comet_server")
+        made = Backend(
+            CometStorage(comet_config), _plant_server_upload(comet_server, comet_config.bucket_id)
+        )
     else:
         raise AssertionError(name)
     try:

@@ -1,0 +1,223 @@
+"""The comparison run: build the corpora, then for every run, corpus and tool take a
+fresh repository through first backup, unchanged re-run, 1 % changed re-run and a full
+restore; print the medians and write them as JSON. Entry point of ``bench/run``
+(``python -m bench.compare``). Imports nothing from Comet: it drives the installed
+console scripts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from bench.borg_client import BorgClient
+from bench.change import FileChange, file_digest
+from bench.comet_client import CometClient
+from bench.corpus import (
+    Corpus,
+    build_large,
+    build_source,
+    directory_bytes,
+    summarize,
+    warm_up,
+)
+from bench.measure import BenchError
+from bench.options import BenchOptions, parse_options
+from bench.report import Results
+from bench.restic_client import ResticClient
+from bench.tool import Case, ToolClient
+
+NOTES = (
+    "Times are wall-clock seconds of the tool's command (comet: the `comet` CLI with --wait).",
+    "Medians of all runs; each run starts every tool from an empty repository.",
+    "Page cache cannot be dropped here: every tool's first backup follows one untimed "
+    "read of the whole corpus, so all tools see a warm cache.",
+    "Restores go into a tmpfs; the restored tree is checked (file count, bytes, changed "
+    "files' contents) before it is removed.",
+    "Peak RSS: restic and borg from wait4 ru_maxrss; Comet is the agent's VmHWM, the agent "
+    "restarted before each timed operation (includes its ~start-up footprint).",
+    "Repository size: apparent bytes of all files in the vault/repository directory.",
+    "restic 0.14 creates repository format v2 and compresses (--compression auto, zstd "
+    "default speed); it is not an uncompressed v1 repository.",
+)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def build_corpora(options: BenchOptions, workdir: Path) -> list[Corpus]:
+    corpora = []
+    for name in options.corpora:
+        root = workdir / "corpus" / name
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        started = time.perf_counter()
+        corpus = (build_source if name == "source" else build_large)(root, options.scale)
+        summary = summarize(root)
+        log(
+            f"built corpus {name}: {summary.files} files, {summary.bytes / 1e6:.1f} MB "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        corpora.append(corpus)
+    return corpora
+
+
+def make_clients(options: BenchOptions, workdir: Path, stack: ExitStack) -> list[ToolClient]:
+    clients: list[ToolClient] = []
+    for name in options.tools:
+        if name == "comet":
+            comet = CometClient(workdir, profile_dir=options.profile_dir)
+            stack.callback(comet.close)
+            comet.start()
+            clients.append(comet)
+        elif name == "restic":
+            clients.append(ResticClient())
+        else:
+            clients.append(BorgClient())
+    return clients
+
+
+def measure_case(client: ToolClient, case: Case, results: Results, restore_root: Path) -> None:
+    corpus, tool = case.corpus, client.name
+    client.init(case)
+    warm_up(corpus)
+    first = client.backup(case)
+    size_first = directory_bytes(case.repo_dir)
+    unchanged = client.backup(case)
+    change = FileChange(corpus)
+    change.apply()
+    try:
+        changed = client.backup(case)
+        expected, digests = summarize(corpus.root), change.digests()
+        dest = restore_root / f"{tool}-{corpus.name}-run{case.run}"
+        dest.mkdir()
+        try:
+            restored = client.restore(case, dest)
+            _verify_restore(tool, dest / corpus.root.relative_to("/"), expected, digests)
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
+    finally:
+        change.revert()
+    steps = (
+        ("first_backup", first),
+        ("unchanged_backup", unchanged),
+        ("changed_backup", changed),
+        ("restore", restored),
+    )
+    for key, m in steps:
+        results.add(corpus.name, key, tool, m.seconds)
+        results.add_rss(corpus.name, f"rss_{key}", tool, m.peak_rss_bytes)
+    results.add(corpus.name, "size_first", tool, size_first)
+    results.add(corpus.name, "size_final", tool, directory_bytes(case.repo_dir))
+    times = ", ".join(f"{key} {m.seconds:.2f} s" for key, m in steps)
+    log(f"run {case.run} {corpus.name:6} {tool:6}: {times}")
+
+
+def _verify_restore(tool: str, root: Path, expected: Any, digests: dict[str, str]) -> None:
+    got = summarize(root)
+    if got != expected:
+        raise BenchError(f"{tool} restored {got}, expected {expected} (under {root})")
+    for rel, digest in digests.items():
+        if file_digest(root / rel) != digest:
+            raise BenchError(f"{tool} restored {rel} with the wrong contents")
+
+
+def run(options: BenchOptions) -> Results:
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load_at_start = os.getloadavg()
+    with ExitStack() as stack:
+        if options.workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="comet-bench-", dir="/tmp"))
+            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        else:
+            workdir = options.workdir.resolve()
+            workdir.mkdir(parents=True, exist_ok=True)
+        options.restore_dir.mkdir(parents=True, exist_ok=True)
+        restore_root = Path(tempfile.mkdtemp(prefix="comet-bench-", dir=options.restore_dir))
+        stack.callback(shutil.rmtree, restore_root, ignore_errors=True)
+        log(f"workdir {workdir}, restores under {restore_root}")
+
+        corpora = build_corpora(options, workdir)
+        clients = make_clients(options, workdir, stack)
+        results = Results(tuple(c.name for c in corpora), options.tools)
+        for run_no in range(1, options.runs + 1):
+            for corpus in corpora:
+                for client in clients:
+                    case_dir = workdir / f"run{run_no}" / corpus.name / client.name
+                    home = case_dir / "home"
+                    home.mkdir(parents=True)
+                    case = Case(corpus, run_no, case_dir / "repository", home)
+                    # Repositories stay until the end: deleting many files makes the
+                    # next file creations on this disk slow, which would skew the timings.
+                    measure_case(client, case, results, restore_root)
+
+        meta = {
+            "started_at": started_at,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "scale": options.scale,
+            "runs": options.runs,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "load_average_at_start": load_at_start,
+                "load_average_at_end": os.getloadavg(),
+            },
+            "tools": {c.name: {"version": c.version(), "settings": c.settings()} for c in clients},
+            "corpora": {c.name: _describe(c) for c in corpora},
+            "notes": list(NOTES),
+            "comet_jobs": next((c.jobs for c in clients if isinstance(c, CometClient)), []),
+        }
+        table = results.table()
+        print(f"\nscale {options.scale}, median of {options.runs} run(s)\n")
+        print(table)
+        print()
+        for client in clients:
+            print(f"{client.name} {client.version()}: {client.settings()}")
+        results.write_json(options.json_path, {**meta, "table": table})
+        print(f"\nresults: {options.json_path}")
+        return results
+
+
+def _describe(corpus: Corpus) -> dict[str, Any]:
+    summary = summarize(corpus.root)
+    return {
+        "files": summary.files,
+        "symlinks": summary.symlinks,
+        "bytes": summary.bytes,
+        "changed_files": FileChange(corpus).files,
+    }
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv)
+    # Background shells start us with SIGINT ignored; SIGTERM would skip cleanup.
+    # Both unwind through the ExitStack, which stops the Comet services it started.
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        run(options)
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

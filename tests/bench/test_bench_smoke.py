@@ -1,0 +1,47 @@
+"""bench/run end to end at a tiny scale: every row has a number for every tool and
+both ratios, and the JSON matches the printed table."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ("comet", "restic", "borg")
+RATIOS = ("comet/restic", "comet/borg")
+
+
+@pytest.mark.timeout(120)
+def test_tiny_benchmark_fills_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [str(ROOT / "bench" / "run"), "--scale", "0.002", "--runs", "1", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    document = json.loads(out.read_text())
+    rows = document["rows"]
+    assert {(r["corpus"], r["operation"]) for r in rows} >= {
+        ("source", "first_backup"),
+        ("large", "restore"),
+        ("large", "size_final"),
+        ("source", "rss_first_backup"),
+    }
+    assert len(rows) == 20
+    for row in rows:
+        for tool in TOOLS:
+            value = row["median"][tool]
+            assert isinstance(value, float | int) and math.isfinite(value) and value > 0, row
+        for ratio in RATIOS:
+            value = row["ratios"][ratio]
+            assert isinstance(value, float) and math.isfinite(value) and value > 0, row
+    assert set(document["tools"]) == set(TOOLS)
+    assert "comet/restic" in result.stdout and "peak RSS full restore" in result.stdout
