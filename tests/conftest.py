@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.moto",
     "tests.fixtures.sftp",
     "tests.fixtures.processes",
+    "tests.fixtures.comet_server",
 ]

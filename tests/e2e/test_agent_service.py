@@ -3,7 +3,6 @@ server outage, and commands dispatched by an admin over the live connection."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +109,19 @@ def test_admin_dispatches_backup_restore_retention_and_cancel(
     kinds = {j["classification"] for j in alice.comet("history", "--json").json()}
     assert {"backup", "restore", "retention"} <= kinds
 
-    for i in range(8):
-        (source / f"big-{i}.bin").write_bytes(os.urandom(16 * 1024 * 1024))
-    started = alice.comet("backup", "docs", "--vault", "v", "--json").json()
+    # A long stream of data, so the cancel surely arrives while the job runs.
+    alice.comet(
+        "item",
+        "add",
+        "stream",
+        "--type",
+        "program",
+        "--command",
+        "head -c 20000000000 /dev/urandom",
+        "--save-as",
+        "random.bin",
+    )
+    started = alice.comet("backup", "stream", "--vault", "v", "--json").json()
     admin("dispatch", "cancel", "--device", device, started["job_id"])
     log = wait_for(
         lambda: (

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.conftest import ALICE_PASSWORD
-from tests.fixtures.processes import AdminCli, AgentProcess, ServerProcess, wait_for
+from tests.fixtures.processes import ALICE_PASSWORD, AdminCli, AgentProcess, ServerProcess, wait_for
 
 
 def write_configs(home: Path, data: Path, repos: Path) -> None:

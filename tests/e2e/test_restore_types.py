@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ALICE_PASSWORD
-from tests.fixtures.processes import AgentProcess, ServerProcess, wait_for
+from tests.fixtures.processes import ALICE_PASSWORD, AgentProcess, ServerProcess, wait_for
 
 
 @pytest.fixture

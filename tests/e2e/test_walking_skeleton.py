@@ -7,14 +7,13 @@ from pathlib import Path
 
 from comet.server.embedded_postgres import EmbeddedPostgres
 from tests.fixtures.processes import (
+    ALICE_PASSWORD,
     AdminCli,
     AgentProcess,
     ServerProcess,
     free_port,
     wait_for,
 )
-
-ALICE_PASSWORD = "alice-password-1"
 
 
 def login_agent(

@@ -6,8 +6,7 @@ from pytestqt.qtbot import QtBot
 
 from comet.gui.agent_client import AgentClient
 from comet.gui.app import AppController
-from tests.fixtures.processes import AgentProcess
-from tests.gui.conftest import ALICE_PASSWORD
+from tests.fixtures.processes import ALICE_PASSWORD, AgentProcess
 from tests.gui.driving import LEFT, SLOW
 
 

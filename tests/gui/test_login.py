@@ -6,8 +6,7 @@ from pytestqt.qtbot import QtBot
 
 from comet.gui.app import AppController
 from comet.gui.login_window import AddressProblem, check_address
-from tests.fixtures.processes import AdminCli, AgentProcess, ServerProcess
-from tests.gui.conftest import ALICE_PASSWORD
+from tests.fixtures.processes import ALICE_PASSWORD, AdminCli, AgentProcess, ServerProcess
 from tests.gui.driving import LEFT
 
 

@@ -135,6 +135,24 @@ class Operations:
         saved = await self.profile.edit(lambda p: p.schedules.append(schedule))
         return next(s for s in saved.schedules if s.schedule_id == schedule.schedule_id)
 
+    async def _key_new_vault(self, vault: VaultSpec) -> VaultSpec:
+        """The first device to use a vault saved without a key (an imported one, say)
+        creates its repository and key, and stores the key wrapped in the profile."""
+        login = self._login()
+        vault_key = new_vault_key()
+        await asyncio.to_thread(
+            init_repository, vault, vault_key, key_dir=self.key_dir, server_url=login.server
+        )
+        wrapped = wrap_vault_key(login.wrap_key, vault_key)
+
+        def store(profile: common_pb2.Profile) -> None:
+            for msg in profile.vaults:
+                if msg.vault_id == vault.vault_id and not msg.wrapped_vault_key:
+                    msg.wrapped_vault_key = wrapped
+
+        saved = await self.profile.edit(store)
+        return self._vault(saved, vault.vault_id)
+
     @staticmethod
     def _vault(profile: common_pb2.Profile, ref: str) -> VaultSpec:
         for vault in profile.vaults:
@@ -167,6 +185,8 @@ class Operations:
                 f"Protected Item {item.name!r} belongs to another device; only its own "
                 "device backs it up"
             )
+        if not vault.wrapped_vault_key:
+            vault = await self._key_new_vault(vault)
         work = BackupJob(
             item, vault, login.device_id, login.wrap_key, self.key_dir, server_url=login.server
         )

@@ -206,6 +206,9 @@ class LiveConnection:
                 if body == "accepted":
                     self.connected = True
                     self.last_error = ""
+                    # Beat as often as the server expects, or it shows us offline.
+                    if message.accepted.heartbeat_seconds:
+                        self._heartbeat = float(message.accepted.heartbeat_seconds)
                     log.info("live connection to %s is up", login.server)
                 elif body == "command":
                     task = asyncio.create_task(self._handle(message.command, outgoing))

@@ -89,6 +89,7 @@ class Agent:
             request.password,
             totp_code=request.totp_code,
             device_name=request.device_name,
+            ca_pem=request.ca_pem.encode(),
         )
         self._live.reconnect_now()
         self.outbox.poke()

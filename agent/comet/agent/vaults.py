@@ -14,11 +14,8 @@ from comet.agent.credentials import unwrap_secret, wrap_secret
 from comet.agent.errors import AgentError
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import Storage
-from comet.agent.storage.comet import CometStorage, CometStorageConfig
 from comet.agent.storage.local import LocalStorage
 from comet.agent.storage.retry import RetryingStorage
-from comet.agent.storage.s3 import S3Config, S3Storage
-from comet.agent.storage.sftp import SftpConfig, SftpStorage
 
 
 class VaultType(IntEnum):
@@ -102,7 +99,11 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
         if not os.path.isabs(settings.path):
             raise VaultError(f"a local vault path must be absolute, not {settings.path!r}")
         return LocalStorage(Path(settings.path))
+    # Network backends are imported on first use: boto3, paramiko and the gRPC stubs
+    # cost tens of MB of memory in an agent that may only ever use local vaults.
     if isinstance(settings, S3Settings):
+        from comet.agent.storage.s3 import S3Config, S3Storage
+
         return RetryingStorage(
             S3Storage(
                 S3Config(
@@ -116,6 +117,8 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
             )
         )
     if isinstance(settings, SftpSettings):
+        from comet.agent.storage.sftp import SftpConfig, SftpStorage
+
         key_path = None
         if settings.private_key:
             key_path = _private_key_file(key_dir, settings.private_key)
@@ -139,6 +142,8 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
             raise VaultError(
                 f"Storage Vault {spec.name!r} is on the Comet Server: log in to open it"
             )
+        from comet.agent.storage.comet import CometStorage, CometStorageConfig
+
         return RetryingStorage(
             CometStorage(CometStorageConfig(server_url, settings.bucket_id, settings.bucket_key))
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -11,7 +12,14 @@ import grpc
 from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.agent.errors import AgentError
 from comet.agent.output import fail, print_json, print_table, rfc3339
-from comet.agent.transport import rpc_error_message, sync_channel
+from comet.agent.transport import (
+    ServerTrust,
+    fetch_certificate,
+    parse_server_url,
+    pin_certificate,
+    rpc_error_message,
+    sync_channel,
+)
 from comet.server import admin_dispatch, admin_jobs, admin_policies
 from comet.server.admin_session import (
     Admin,
@@ -31,9 +39,22 @@ PROG = "comet-admin"
 # ---------------------------------------------------------------------------- commands
 
 
+def login_trust(server: str, ca: Path | None) -> ServerTrust | None:
+    """https: the CA given with --ca, else the server's certificate pinned now."""
+    if not parse_server_url(server).secure:
+        return None
+    if ca is not None:
+        try:
+            return ServerTrust(ca.read_bytes())
+        except OSError as e:
+            raise AdminCliError(f"--ca: cannot read {ca}: {e.strerror}") from e
+    return pin_certificate(server, fetch_certificate(server))
+
+
 def cmd_login(args: argparse.Namespace) -> None:
     password = read_password()
-    channel = sync_channel(args.server)
+    trust = login_trust(args.server, args.ca)
+    channel = sync_channel(args.server, trust=trust)
     auth = control_pb2_grpc.AuthServiceStub(channel)
     pre = auth.PreLogin(control_pb2.PreLoginRequest(username=args.username), timeout=30)
     kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
@@ -47,10 +68,8 @@ def cmd_login(args: argparse.Namespace) -> None:
         ),
         timeout=30,
     )
-    from comet.agent.transport import parse_server_url
-
     save_session(
-        AdminSession(parse_server_url(args.server).url, args.username, reply.session_token)
+        AdminSession(parse_server_url(args.server).url, args.username, reply.session_token, trust)
     )
     print(f"logged in to {parse_server_url(args.server).url} as {args.username}")
 
@@ -201,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--username", required=True)
     login.add_argument("--password-stdin", action="store_true", required=True)
     login.add_argument("--totp", help="two-factor code, if enabled")
+    login.add_argument(
+        "--ca",
+        type=Path,
+        help="https: trust this CA (PEM) instead of pinning the server's certificate",
+    )
     login.set_defaults(func=cmd_login)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="sub", required=True)

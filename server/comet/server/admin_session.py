@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comet.agent.credentials import KdfParams, derive_login_secrets
-from comet.agent.transport import sync_channel
+from comet.agent.transport import ServerTrust, sync_channel
 from comet.v1 import admin_pb2_grpc, control_pb2
 
 
@@ -22,6 +23,8 @@ class AdminSession:
     server: str
     username: str
     token: str
+    # https: the CA given at login, or the server certificate pinned then.
+    trust: ServerTrust | None = None
 
 
 def config_path() -> Path:
@@ -36,22 +39,32 @@ def save_session(session: AdminSession) -> None:
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    document: dict[str, object] = {
+        "server": session.server,
+        "username": session.username,
+        "session_token": session.token,
+    }
+    if session.trust is not None:
+        document["tls"] = {
+            "root_pem": base64.b64encode(session.trust.root_pem).decode(),
+            "pinned": session.trust.pinned,
+            "name_override": session.trust.name_override,
+        }
     with os.fdopen(fd, "w") as f:
-        json.dump(
-            {
-                "server": session.server,
-                "username": session.username,
-                "session_token": session.token,
-            },
-            f,
-        )
+        json.dump(document, f)
 
 
 def load_session() -> AdminSession:
     try:
         data = json.loads(config_path().read_text())
-        return AdminSession(data["server"], data["username"], data["session_token"])
-    except (OSError, ValueError, KeyError) as e:
+        tls = data.get("tls")
+        trust = None
+        if tls:
+            trust = ServerTrust(
+                base64.b64decode(tls["root_pem"]), bool(tls["pinned"]), tls["name_override"]
+            )
+        return AdminSession(data["server"], data["username"], data["session_token"], trust)
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise AdminCliError("not logged in: run 'comet-admin login' first") from e
 
 
@@ -65,7 +78,7 @@ def read_password() -> str:
 class Admin:
     def __init__(self, session: AdminSession) -> None:
         self.session = session
-        self.channel = sync_channel(session.server)
+        self.channel = sync_channel(session.server, trust=session.trust)
         self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)
         self.metadata = (("authorization", f"Bearer {session.token}"),)
 

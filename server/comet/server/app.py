@@ -17,15 +17,26 @@ from pathlib import Path
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from comet.server.buckets.files import BucketFiles
+from comet.server.buckets.store import BucketPolicy, BucketStore
 from comet.server.clock import Clock, SystemClock
 from comet.server.config import ServerConfig
 from comet.server.embedded_postgres import EmbeddedPostgres
 from comet.server.errors import DatabaseSetupError
 from comet.server.maintenance import Maintenance, MaintenancePolicy
+from comet.server.routing import (
+    COMMANDS_CHANNEL,
+    REPLIES_CHANNEL,
+    CommandQueue,
+    NotificationListener,
+    listener_name,
+)
 from comet.server.rpc.admin_service import AdminService
 from comet.server.rpc.agent_service import AgentService
 from comet.server.rpc.auth_service import AuthService
 from comet.server.rpc.live import LiveRegistry
+from comet.server.rpc.routing import CommandRouter
+from comet.server.rpc.storage_service import StorageService
 from comet.server.secret_box import SecretBox, load_or_create_key
 from comet.server.store.accounts import AccountStore, LoginPolicy
 from comet.server.store.database import create_engine, migrate
@@ -33,7 +44,8 @@ from comet.server.store.jobs import JobStore
 from comet.server.store.missed_runs import MissedRunFinder, MissedRunPolicy
 from comet.server.store.policies import PolicyStore
 from comet.server.store.profiles import ProfileStore
-from comet.v1 import admin_pb2_grpc, control_pb2_grpc
+from comet.server.tls import certificate_names, ensure_self_signed
+from comet.v1 import admin_pb2_grpc, control_pb2_grpc, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +100,12 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
 def _bind(server: grpc.aio.Server, config: ServerConfig) -> str:
     host, _, port_text = config.listen.rpartition(":")
     host = host or "127.0.0.1"
-    if config.tls_cert and config.tls_key:
-        credentials = grpc.ssl_server_credentials(
-            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
-        )
+    cert, key = config.tls_cert, config.tls_key
+    if config.tls and not (cert and key):
+        pair = ensure_self_signed(config.data_dir, certificate_names(host))
+        cert, key = pair.cert, pair.key
+    if cert and key:
+        credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
         port = server.add_secure_port(f"{host}:{port_text}", credentials)
         scheme = "https"
     else:
@@ -114,7 +128,7 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str], None]) -> Non
             await asyncio.to_thread(migrate, database.url)
             engine = create_engine(database.url)
             try:
-                await _run_services(config, engine, stop, on_ready)
+                await _run_services(config, engine, database.url, stop, on_ready)
             finally:
                 await engine.dispose()
 
@@ -126,6 +140,7 @@ class Stores:
     policies: PolicyStore
     jobs: JobStore
     maintenance: Maintenance
+    buckets: BucketStore
 
 
 def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: SecretBox) -> Stores:
@@ -153,8 +168,19 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
             every=timedelta(seconds=config.maintenance_seconds),
         ),
     )
+    buckets = BucketStore(
+        engine,
+        clock,
+        BucketFiles(config.bucket_root),
+        BucketPolicy(quota_bytes=config.bucket_quota_bytes),
+    )
     return Stores(
-        accounts, ProfileStore(engine, clock, box), PolicyStore(engine, clock), jobs, maintenance
+        accounts,
+        ProfileStore(engine, clock, box),
+        PolicyStore(engine, clock),
+        jobs,
+        maintenance,
+        buckets,
     )
 
 
@@ -165,7 +191,9 @@ def add_services(
     *,
     instance_id: str,
     heartbeat_seconds: int,
+    router: CommandRouter | None = None,
 ) -> None:
+    router = router or CommandRouter(registry, instance_id=instance_id)
     control_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthService(stores.accounts, stores.profiles), server
     )
@@ -177,11 +205,13 @@ def add_services(
             registry,
             instance_id=instance_id,
             heartbeat_seconds=heartbeat_seconds,
+            buckets=stores.buckets,
         ),
         server,
     )
+    storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageService(stores.buckets), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminService(stores.accounts, stores.profiles, stores.policies, stores.jobs, registry),
+        AdminService(stores.accounts, stores.profiles, stores.policies, stores.jobs, router),
         server,
     )
 
@@ -189,6 +219,7 @@ def add_services(
 async def _run_services(
     config: ServerConfig,
     engine: AsyncEngine,
+    database_url: str,
     stop: asyncio.Event,
     on_ready: Callable[[str], None],
 ) -> None:
@@ -199,6 +230,17 @@ async def _run_services(
     stores = open_stores(engine, SystemClock(), config, box)
     await stores.accounts.server_secret("prelogin")
     registry = LiveRegistry()
+    clock = SystemClock()
+    queue = CommandQueue(engine, clock)
+    router = CommandRouter(registry, instance_id=instance_id, queue=queue, clock=clock)
+    listener = NotificationListener(
+        database_url,
+        [COMMANDS_CHANNEL, REPLIES_CHANNEL],
+        router.on_notify,
+        on_connected=router.resync,
+        application_name=listener_name(instance_id),
+    )
+    listening = asyncio.create_task(listener.run_forever())
     server = grpc.aio.server(options=GRPC_OPTIONS)
     add_services(
         server,
@@ -206,6 +248,7 @@ async def _run_services(
         registry,
         instance_id=instance_id,
         heartbeat_seconds=config.heartbeat_seconds,
+        router=router,
     )
     url = _bind(server, config)
     await server.start()
@@ -214,6 +257,9 @@ async def _run_services(
     background = [
         asyncio.create_task(_flush_seen(stores.accounts, registry, config.heartbeat_seconds)),
         asyncio.create_task(stores.maintenance.run_forever()),
+        asyncio.create_task(stores.buckets.reconcile()),
+        asyncio.create_task(_prune_commands(router)),
+        listening,
     ]
     try:
         await stop.wait()
@@ -222,6 +268,7 @@ async def _run_services(
             task.cancel()
         log.info("shutting down")
         await server.stop(grace=2)
+        await router.close()
 
 
 async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int) -> None:
@@ -232,3 +279,13 @@ async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int
             await accounts.mark_seen(registry.take_seen())
         except Exception:  # the database may be briefly away; try next round
             log.exception("could not record last-seen times")
+
+
+async def _prune_commands(router: CommandRouter) -> None:
+    """Routed commands are kept a day for inspection, then removed."""
+    while True:
+        try:
+            await router.prune()
+        except Exception:
+            log.exception("could not prune routed commands")
+        await asyncio.sleep(3600)

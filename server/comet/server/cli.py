@@ -18,7 +18,16 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the server in the foreground")
     _add_db_args(serve)
-    serve.add_argument("--listen", default="127.0.0.1:8060", help="HOST:PORT to listen on")
+    serve.add_argument(
+        "--listen",
+        default="127.0.0.1:8060",
+        help="HOST:PORT to listen on, or http://HOST:PORT/ or https://HOST:PORT/",
+    )
+    serve.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve https; without --tls-cert a self-signed certificate in DATA_DIR/tls is used",
+    )
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (enables https)")
     serve.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     serve.add_argument(
@@ -42,6 +51,19 @@ def _parser() -> argparse.ArgumentParser:
         "--job-log-retention-days", type=int, default=90, help="job log lines kept this long"
     )
 
+    serve.add_argument(
+        "--bucket-dir",
+        type=Path,
+        default=None,
+        help="where Comet Server vault buckets keep their objects (default: DATA_DIR/buckets)",
+    )
+    serve.add_argument(
+        "--bucket-quota-bytes",
+        type=int,
+        default=0,
+        help="quota of each new bucket, and the most a device may ask for (0 = unlimited)",
+    )
+
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the newest")
     _add_db_args(migrate)
 
@@ -63,6 +85,14 @@ def _add_db_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _listen_address(value: str) -> tuple[str, bool]:
+    """HOST:PORT from ``--listen``, and whether its URL form asked for https."""
+    for scheme, https in (("https://", True), ("http://", False)):
+        if value.startswith(scheme):
+            return value.removeprefix(scheme).rstrip("/"), https
+    return value, False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -74,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             if (args.tls_cert is None) != (args.tls_key is None):
                 raise ServerError("--tls-cert and --tls-key go together")
+            listen, https = _listen_address(args.listen)
             config = ServerConfig(
                 data_dir=data_dir,
-                listen=args.listen,
+                listen=listen,
+                tls=args.tls or https,
                 database_url=args.database_url,
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
@@ -84,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 secret_key_file=args.secret_key_file or secret_key_file_from_env(),
                 job_timeout_seconds=args.job_timeout_seconds,
                 job_log_retention_days=args.job_log_retention_days,
+                bucket_dir=args.bucket_dir.absolute() if args.bucket_dir else None,
+                bucket_quota_bytes=args.bucket_quota_bytes,
             )
             from comet.server.app import serve
 

@@ -14,6 +14,8 @@ class ServerConfig:
     database_url: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # TLS with no certificate given: a self-signed one in DATA_DIR/tls is used.
+    tls: bool = False
     heartbeat_seconds: int = 15
     session_hours: int = 12
     # Failed logins allowed per account (and per source address) in the window.
@@ -28,10 +30,18 @@ class ServerConfig:
     # A scheduled run counts as missed when no job started this long after its time.
     missed_grace_seconds: int = 1800
     maintenance_seconds: int = 30
+    # Where "Comet Server" vault buckets keep their objects; default DATA_DIR/buckets.
+    bucket_dir: Path | None = None
+    # Quota of new buckets, and the most a device may ask for; 0 = unlimited.
+    bucket_quota_bytes: int = 0
 
     @property
     def secret_key_path(self) -> Path:
         return self.secret_key_file or self.data_dir / "secret.key"
+
+    @property
+    def bucket_root(self) -> Path:
+        return self.bucket_dir or self.data_dir / "buckets"
 
 
 def default_data_dir() -> Path:

@@ -33,6 +33,8 @@ class RestoreJob:
         try:
             snapshot = repo.load_snapshot(self.snapshot_id)
             handle.info(f"restoring snapshot {snapshot.id.hex()[:12]} {self.target.describe()}")
+            if not handle.job.item_id:
+                handle.job.item_id = snapshot.item_id
             handle.update(force=True, bytes_total=snapshot.total_bytes, items_total=snapshot.files)
             with open_target(self.target) as target:
                 result = run_restore(

@@ -1230,3 +1230,50 @@ class EntryList(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EntryList: _TypeAlias = EntryList  # noqa: Y015
+
+@_typing.final
+class CreateBucketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    quota_bytes: _builtins.int
+    """The quota asked for; 0 = the server's default. The server may lower it."""
+    def __init__(
+        self,
+        *,
+        quota_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota_bytes", b"quota_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateBucketRequest: _TypeAlias = CreateBucketRequest  # noqa: Y015
+
+@_typing.final
+class CreateBucketReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_ID_FIELD_NUMBER: _builtins.int
+    BUCKET_KEY_FIELD_NUMBER: _builtins.int
+    QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    bucket_id: _builtins.str
+    bucket_key: _builtins.str
+    """The bucket's credential: returned only here, the server keeps just a hash of it."""
+    quota_bytes: _builtins.int
+    """the quota granted; 0 = unlimited"""
+    def __init__(
+        self,
+        *,
+        bucket_id: _builtins.str = ...,
+        bucket_key: _builtins.str = ...,
+        quota_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_id", b"bucket_id", "bucket_key", b"bucket_key", "quota_bytes", b"quota_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateBucketReply: _TypeAlias = CreateBucketReply  # noqa: Y015

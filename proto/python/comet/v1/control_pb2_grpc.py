@@ -418,6 +418,11 @@ class AgentServiceStub:
                 request_serializer=comet_dot_v1_dot_control__pb2.AgentMessage.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_control__pb2.ServerMessage.FromString,
                 _registered_method=True)
+        self.CreateBucket = channel.unary_unary(
+                '/comet.v1.AgentService/CreateBucket',
+                request_serializer=comet_dot_v1_dot_control__pb2.CreateBucketRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_control__pb2.CreateBucketReply.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -464,6 +469,13 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateBucket(self, request, context):
+        """Creates a "Comet Server" Storage Vault bucket owned by the caller's account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -496,6 +508,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.Connect,
                     request_deserializer=comet_dot_v1_dot_control__pb2.AgentMessage.FromString,
                     response_serializer=comet_dot_v1_dot_control__pb2.ServerMessage.SerializeToString,
+            ),
+            'CreateBucket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBucket,
+                    request_deserializer=comet_dot_v1_dot_control__pb2.CreateBucketRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_control__pb2.CreateBucketReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +681,33 @@ class AgentService:
             '/comet.v1.AgentService/Connect',
             comet_dot_v1_dot_control__pb2.AgentMessage.SerializeToString,
             comet_dot_v1_dot_control__pb2.ServerMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBucket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentService/CreateBucket',
+            comet_dot_v1_dot_control__pb2.CreateBucketRequest.SerializeToString,
+            comet_dot_v1_dot_control__pb2.CreateBucketReply.FromString,
             options,
             channel_credentials,
             insecure,

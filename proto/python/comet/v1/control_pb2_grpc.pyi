@@ -152,6 +152,8 @@ class AgentServiceStub:
     ListJobs: _grpc.UnaryUnaryMultiCallable[_control_pb2.ListAccountJobsRequest, _control_pb2.ListAccountJobsReply]
     Connect: _grpc.StreamStreamMultiCallable[_control_pb2.AgentMessage, _control_pb2.ServerMessage]
     """The live connection: one long-lived bidirectional stream per agent."""
+    CreateBucket: _grpc.UnaryUnaryMultiCallable[_control_pb2.CreateBucketRequest, _control_pb2.CreateBucketReply]
+    """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -169,6 +171,8 @@ class AgentServiceAsyncStub(AgentServiceStub):
     ListJobs: _aio.UnaryUnaryMultiCallable[_control_pb2.ListAccountJobsRequest, _control_pb2.ListAccountJobsReply]  # type: ignore[assignment]
     Connect: _aio.StreamStreamMultiCallable[_control_pb2.AgentMessage, _control_pb2.ServerMessage]  # type: ignore[assignment]
     """The live connection: one long-lived bidirectional stream per agent."""
+    CreateBucket: _aio.UnaryUnaryMultiCallable[_control_pb2.CreateBucketRequest, _control_pb2.CreateBucketReply]  # type: ignore[assignment]
+    """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
 
 class AgentServiceServicer:
     """---------------------------------------------------------------- agent service
@@ -213,5 +217,12 @@ class AgentServiceServicer:
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_control_pb2.ServerMessage], _abc.AsyncIterator[_control_pb2.ServerMessage]]:
         """The live connection: one long-lived bidirectional stream per agent."""
+
+    def CreateBucket(
+        self,
+        request: _control_pb2.CreateBucketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.CreateBucketReply, _abc.Awaitable[_control_pb2.CreateBucketReply]]:
+        """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -18,7 +18,7 @@ from comet.server.errors import (
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import ANY_ADMIN, OPERATORS, SUPER, Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
-from comet.server.rpc.live import LiveRegistry
+from comet.server.rpc.routing import CommandRouter
 from comet.server.store.accounts import AccountStore, Role
 from comet.server.store.jobs import JobRecord, JobStore
 from comet.server.store.policies import PolicyStore
@@ -43,14 +43,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         profiles: ProfileStore,
         policies: PolicyStore,
         jobs: JobStore,
-        registry: LiveRegistry,
+        router: CommandRouter,
     ) -> None:
         self._accounts = accounts
         self._profiles = profiles
         self._policies = policies
         self._jobs = jobs
         self._auth = Authenticator(accounts)
-        self._registry = registry
+        self._router = router
 
     @handles_errors
     async def AddUser(self, request: admin_pb2.AddUserRequest, context: Ctx) -> admin_pb2.UserInfo:
@@ -85,7 +85,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         devices = await self._accounts.list_devices(username=request.username)
         await self._accounts.delete_user(request.username)
         for device in devices:
-            self._registry.close_device(device.device_id)
+            await self._router.close_everywhere(device.device_id)
         await self._accounts.audit(
             admin.username, "user.delete", request.username, source=peer_address(context)
         )
@@ -223,7 +223,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.RevokeDeviceReply:
         admin = await self._auth.admin(context, allowed=SUPER)
         await self._accounts.revoke_device(request.device_id)
-        self._registry.close_device(request.device_id)
+        await self._router.close_everywhere(request.device_id)
         await self._accounts.audit(
             admin.username, "device.revoke", request.device_id, source=peer_address(context)
         )
@@ -241,13 +241,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             admin.username, f"dispatch.{action}", request.device_id, source=peer_address(context)
         )
         if action == "drop_connection":
-            # Closing our side makes the agent reconnect.
-            if self._registry.get(request.device_id) is None:
-                await self._registry.send(request.device_id, request.command, timeout=0)
-            self._registry.close_device(request.device_id)
+            # Closing the server's side makes the agent reconnect.
+            await self._router.drop(request.device_id)
             return control_pb2.CommandReply(done=control_pb2.Empty())
         timeout = float(request.timeout_seconds or 60)
-        reply = await self._registry.send(
+        reply = await self._router.send(
             request.device_id, request.command, timeout=min(timeout, 120)
         )
         if request.wait and reply.HasField("job_started") and not reply.error:

@@ -11,9 +11,10 @@ from typing import Any
 
 import grpc
 
+from comet.server.buckets.store import BucketStore
 from comet.server.errors import ServerError
 from comet.server.rpc import convert
-from comet.server.rpc.auth_context import Authenticator
+from comet.server.rpc.auth_context import Authenticator, peer_address
 from comet.server.rpc.errors import ERROR_CODE_KEY, handles_errors, status_for
 from comet.server.rpc.live import LiveConnection, LiveRegistry
 from comet.server.store.accounts import AccountStore
@@ -35,6 +36,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         *,
         instance_id: str,
         heartbeat_seconds: int,
+        buckets: BucketStore,
     ) -> None:
         self._accounts = accounts
         self._profiles = profiles
@@ -43,6 +45,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self._registry = registry
         self._instance_id = instance_id
         self._heartbeat_seconds = heartbeat_seconds
+        self._buckets = buckets
 
     @handles_errors
     async def ListDevices(
@@ -99,6 +102,24 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         # Whatever the filter says, only the caller's own account.
         query = dataclasses.replace(query, username="", user_id=principal.user_id)
         return convert.job_page_to_proto(await self._jobs.find(query))
+
+    @handles_errors
+    async def CreateBucket(
+        self, request: control_pb2.CreateBucketRequest, context: Ctx
+    ) -> control_pb2.CreateBucketReply:
+        principal = await self._auth.device(context)
+        bucket = await self._buckets.create(principal.user_id, quota_bytes=request.quota_bytes)
+        await self._accounts.audit(
+            principal.username,
+            "bucket.create",
+            bucket.record.bucket_id,
+            source=peer_address(context),
+        )
+        return control_pb2.CreateBucketReply(
+            bucket_id=bucket.record.bucket_id,
+            bucket_key=bucket.key,
+            quota_bytes=bucket.record.quota_bytes,
+        )
 
     async def Connect(
         self,

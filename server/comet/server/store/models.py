@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -174,3 +175,41 @@ class JobLogEntry(Base):
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     severity: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)
+
+
+class RemoteCommand(Base):
+    """A remote command handed from the instance an admin called to the instance that
+    holds the device's live connection (see ``comet.server.routing``)."""
+
+    __tablename__ = "remote_commands"
+    __table_args__ = (
+        Index("ix_remote_commands_target_status", "target_instance", "status"),
+        Index("ix_remote_commands_created", "created_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    origin_instance: Mapped[str] = mapped_column(String(64))
+    target_instance: Mapped[str] = mapped_column(String(64))
+    command: Mapped[bytes] = mapped_column(LargeBinary)
+    reply: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # pending -> delivered -> answered | failed; pending -> expired when nobody claims it.
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str] = mapped_column(Text, default="")
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Bucket(Base):
+    """A "Comet Server" Storage Vault bucket; its objects live on the server's disk."""
+
+    __tablename__ = "buckets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # sha256 (hex) of the bucket's credential; the credential itself is never stored.
+    key_hash: Mapped[str] = mapped_column(String(64))
+    quota_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # 0 = unlimited
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,469 @@
+"""Load on one Comet Server instance from thousands of simulated agents, on loopback.
+
+Starts ``comet-server serve`` (embedded PostgreSQL, private temp dir), registers
+devices in bulk through AuthService.Login, then holds one live stream per device
+from a lightweight client (grpc.aio, streams spread over a few channels) and
+measures, each phase bounded in time:
+
+* connected agents held, and the server's RSS per idle connection;
+* remote-command round trips (AdminService.Dispatch refetch_profile, answered by
+  the simulated agent): p50 / p99;
+* job progress reports ingested per second (AgentService.ReportJob).
+
+Usage: bench/load/run [--agents 2000] [--report-seconds 10] [--dispatches 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from comet.agent.credentials import KdfParams, derive_login_secrets
+from comet.server.embedded_postgres import EmbeddedPostgres
+from comet.server.passwords import new_token, token_hash
+from comet.v1 import admin_pb2, admin_pb2_grpc, common_pb2, control_pb2, control_pb2_grpc
+
+BIN = Path(sys.executable).parent
+ADMIN_PASSWORD = "load-admin-password"
+USER_PASSWORD = "load-user-password"
+TARGETS = {
+    "agents_held": 2000,
+    "reports_per_second": 1000.0,
+    "dispatch_p99_ms": 250.0,
+    "rss_per_connection_kb": 100.0,
+}
+Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    agents: int = 2000
+    streams_per_channel: int = 50
+    dispatches: int = 400
+    dispatch_concurrency: int = 8
+    report_seconds: float = 10.0
+    report_concurrency: int = 64
+    keep_dir: bool = False
+
+
+@dataclass
+class Figures:
+    agents_wanted: int = 0
+    agents_held: int = 0
+    register_seconds: float = 0.0
+    connect_seconds: float = 0.0
+    rss_before_kb: int = 0
+    rss_connected_kb: int = 0
+    rss_per_connection_kb: float = 0.0
+    dispatches: int = 0
+    dispatch_errors: int = 0
+    dispatch_p50_ms: float = 0.0
+    dispatch_p99_ms: float = 0.0
+    reports: int = 0
+    report_errors: int = 0
+    reports_per_second: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- server
+
+
+class ServerUnderLoad:
+    """``comet-server serve`` on a private PostgreSQL cluster in a temp dir (its own,
+    so the bench can register devices straight into the database)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data_dir = root / "server"
+        self.postgres = EmbeddedPostgres(root / "pg")
+        self.database_url = ""
+        self.proc: subprocess.Popen[str] | None = None
+        self.target = ""
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True)
+        self.database_url = self.postgres.start()
+        db = ["--data-dir", str(self.data_dir), "--database-url", self.database_url]
+        subprocess.run(
+            [str(BIN / "comet-server"), "add-admin", "admin", "--password-stdin", *db],
+            input=ADMIN_PASSWORD + "\n", text=True, check=True, capture_output=True,
+        )  # fmt: skip
+        log = (self.root / "server.log").open("a")
+        self.proc = subprocess.Popen(
+            [str(BIN / "comet-server"), "serve", *db,
+             "--listen", "127.0.0.1:0", "--heartbeat-seconds", "15"],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on http://"):
+            self.proc.kill()
+            raise SystemExit(f"server did not start: {line!r}; see {self.root}/server.log")
+        self.target = line.removeprefix("listening on http://").strip().rstrip("/")
+
+    def rss_kb(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.database_url:
+            self.postgres.stop()
+
+
+# ---------------------------------------------------------------------------- clients
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    metadata: Metadata
+
+
+async def admin_session(auth: control_pb2_grpc.AuthServiceAsyncStub) -> Metadata:
+    pre = await auth.PreLogin(control_pb2.PreLoginRequest(username="admin"), timeout=30)
+    kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+    key = await asyncio.to_thread(derive_login_secrets, ADMIN_PASSWORD, kdf)
+    reply = await auth.Login(
+        control_pb2.LoginRequest(username="admin", auth_key=key.auth_key, admin_session=True),
+        timeout=30,
+    )
+    return (("authorization", f"Bearer {reply.session_token}"),)
+
+
+async def register_devices(
+    admin: admin_pb2_grpc.AdminServiceAsyncStub,
+    admin_md: Metadata,
+    database_url: str,
+    count: int,
+) -> list[Device]:
+    """One user with ``count`` devices."""
+    kdf = KdfParams.new(log2_n=10)  # cheap: the bench measures the server, not scrypt
+    auth_key = derive_login_secrets(USER_PASSWORD, kdf).auth_key
+    await admin.AddUser(
+        admin_pb2.AddUserRequest(
+            username="load",
+            kdf=control_pb2.KdfParams(
+                algorithm=kdf.algorithm, salt=kdf.salt, log2_n=kdf.log2_n, r=kdf.r, p=kdf.p
+            ),
+            auth_key=auth_key,
+        ),
+        metadata=admin_md,
+        timeout=30,
+    )
+    # Logins are slow on purpose (the server hashes the login secret with scrypt),
+    # so the devices are registered the way a Login would, straight in the store.
+    devices = await asyncio.to_thread(insert_devices, database_url, count)
+    return devices
+
+
+def insert_devices(database_url: str, count: int) -> list[Device]:
+    now = datetime.now(UTC)
+    tokens = [new_token() for _ in range(count)]
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    with psycopg.connect(database_url) as conn:
+        user_id = conn.execute("SELECT id FROM users WHERE username = 'load'").fetchone()
+        assert user_id is not None
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO devices (id, user_id, name, os, arch, timezone, client_version,"
+                " registered_at, token_hash) VALUES (%s, %s, %s, 'linux', '', 'UTC', 'load',"
+                " %s, %s)",
+                [
+                    (ids[i], user_id[0], f"sim-{i}", now, token_hash(tokens[i]))
+                    for i in range(count)
+                ],
+            )
+    return [Device(ids[i], (("authorization", f"Bearer {tokens[i]}"),)) for i in range(count)]
+
+
+async def bounded(limit: int, work: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run the work items, at most ``limit`` at a time."""
+    pending = iter(work)
+
+    async def worker() -> None:
+        for item in pending:
+            await item()
+
+    await asyncio.gather(*(worker() for _ in range(limit)))
+
+
+class SimulatedAgent:
+    """One live stream that answers every command at once, like an idle agent."""
+
+    def __init__(self, device: Device, stub: control_pb2_grpc.AgentServiceAsyncStub) -> None:
+        self.device = device
+        self._stub = stub
+        self._out: asyncio.Queue[control_pb2.AgentMessage | None] = asyncio.Queue()
+        self.accepted = asyncio.Event()
+        self.failed = ""
+        self.commands = 0
+
+    async def _outgoing(self) -> AsyncIterator[control_pb2.AgentMessage]:
+        yield control_pb2.AgentMessage(
+            hello=control_pb2.AgentHello(device_id=self.device.device_id, client_version="load")
+        )
+        while True:
+            try:
+                message = await asyncio.wait_for(self._out.get(), 15)
+            except TimeoutError:
+                message = control_pb2.AgentMessage(heartbeat=control_pb2.Heartbeat())
+            if message is None:
+                return
+            yield message
+
+    async def run(self) -> None:
+        call = self._stub.Connect(self._outgoing(), metadata=self.device.metadata)
+        try:
+            async for message in call:
+                body = message.WhichOneof("body")
+                if body == "accepted":
+                    self.accepted.set()
+                elif body == "command":
+                    self.commands += 1
+                    reply = control_pb2.CommandReply(
+                        request_id=message.command.request_id, done=control_pb2.Empty()
+                    )
+                    self._out.put_nowait(control_pb2.AgentMessage(reply=reply))
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                self.failed = f"{e.code().name}: {e.details()}"
+        finally:
+            self._out.put_nowait(None)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def measure_dispatch(
+    admin: admin_pb2_grpc.AdminServiceAsyncStub,
+    admin_md: Metadata,
+    devices: list[Device],
+    options: LoadOptions,
+    figures: Figures,
+) -> None:
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        device = devices[(i * 7919) % len(devices)]
+        started = time.perf_counter()
+        try:
+            await admin.Dispatch(
+                admin_pb2.DispatchRequest(
+                    device_id=device.device_id,
+                    command=control_pb2.Command(refetch_profile=control_pb2.Empty()),
+                    timeout_seconds=10,
+                ),
+                metadata=admin_md,
+                timeout=15,
+            )
+        except grpc.aio.AioRpcError:
+            figures.dispatch_errors += 1
+            return
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    await bounded(
+        options.dispatch_concurrency, [functools.partial(one, i) for i in range(options.dispatches)]
+    )
+    figures.dispatches = len(latencies)
+    figures.dispatch_p50_ms = round(statistics.median(latencies), 1) if latencies else 0.0
+    figures.dispatch_p99_ms = round(percentile(latencies, 0.99), 1)
+
+
+async def measure_reports(
+    agent_stub: control_pb2_grpc.AgentServiceAsyncStub,
+    devices: list[Device],
+    options: LoadOptions,
+    figures: Figures,
+) -> None:
+    """Progress reports of running backups, as agents send them while working."""
+    deadline = time.monotonic() + options.report_seconds
+    started = Timestamp()
+    started.GetCurrentTime()
+    sent = 0
+    errors = 0
+
+    async def worker(w: int) -> None:
+        nonlocal sent, errors
+        n = 0
+        while time.monotonic() < deadline:
+            device = devices[(w + n * options.report_concurrency) % len(devices)]
+            n += 1
+            job = common_pb2.Job(
+                job_id=f"load-{device.device_id}",
+                classification=common_pb2.JOB_CLASSIFICATION_BACKUP,
+                status=common_pb2.JOB_STATUS_RUNNING,
+                started_at=started,
+                progress=common_pb2.JobProgress(
+                    counter=n, bytes_done=n * 1_000_000, bytes_total=10**12, items_done=n
+                ),
+            )
+            try:
+                await agent_stub.ReportJob(
+                    control_pb2.JobReport(job=job), metadata=device.metadata, timeout=30
+                )
+                sent += 1
+            except grpc.aio.AioRpcError:
+                errors += 1
+
+    began = time.monotonic()
+    await asyncio.gather(*(worker(w) for w in range(options.report_concurrency)))
+    elapsed = time.monotonic() - began
+    figures.reports, figures.report_errors = sent, errors
+    figures.reports_per_second = round(sent / elapsed, 1)
+
+
+async def run_load(server: ServerUnderLoad, options: LoadOptions) -> Figures:
+    figures = Figures(agents_wanted=options.agents)
+    channel_count = max(1, -(-options.agents // options.streams_per_channel))
+    channels = [
+        grpc.aio.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(channel_count)
+    ]
+    control = grpc.aio.insecure_channel(server.target)
+    try:
+        auth = control_pb2_grpc.AuthServiceStub(control)
+        admin = admin_pb2_grpc.AdminServiceStub(control)
+        admin_md = await admin_session(auth)
+
+        began = time.monotonic()
+        devices = await register_devices(admin, admin_md, server.database_url, options.agents)
+        figures.register_seconds = round(time.monotonic() - began, 1)
+        await asyncio.sleep(2)
+        figures.rss_before_kb = server.rss_kb()
+
+        agents = [
+            SimulatedAgent(d, control_pb2_grpc.AgentServiceStub(channels[i % channel_count]))
+            for i, d in enumerate(devices)
+        ]
+        began = time.monotonic()
+        tasks = [asyncio.create_task(a.run()) for a in agents]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(a.accepted.wait() for a in agents)), timeout=120
+            )
+        figures.connect_seconds = round(time.monotonic() - began, 1)
+        await asyncio.sleep(5)  # let buffers settle; the streams are idle now
+        figures.agents_held = sum(a.accepted.is_set() and not a.failed for a in agents)
+        figures.rss_connected_kb = server.rss_kb()
+        if figures.agents_held:
+            figures.rss_per_connection_kb = round(
+                (figures.rss_connected_kb - figures.rss_before_kb) / figures.agents_held, 1
+            )
+        failures = {a.failed for a in agents if a.failed}
+        if failures:
+            figures.notes.append(f"stream failures: {sorted(failures)[:3]}")
+
+        print("phase: dispatch", flush=True)
+        await measure_dispatch(admin, admin_md, devices, options, figures)
+        print("phase: reports", flush=True)
+        await measure_reports(control_pb2_grpc.AgentServiceStub(control), devices, options, figures)
+        figures.agents_held = min(
+            figures.agents_held, sum(not t.done() for t in tasks)
+        )  # still held after the measurements
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for channel in [*channels, control]:
+            await channel.close()
+    return figures
+
+
+def verdict(figures: Figures) -> dict[str, str]:
+    return {
+        "agents_held": "met" if figures.agents_held >= TARGETS["agents_held"] else "missed",
+        "reports_per_second": "met"
+        if figures.reports_per_second >= TARGETS["reports_per_second"]
+        else "missed",
+        "dispatch_p99_ms": "met"
+        if figures.dispatches and figures.dispatch_p99_ms <= TARGETS["dispatch_p99_ms"]
+        else "missed",
+        "rss_per_connection_kb": "met"
+        if figures.rss_per_connection_kb <= TARGETS["rss_per_connection_kb"]
+        else "missed",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/load/run", description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", type=int, default=LoadOptions.agents)
+    parser.add_argument("--dispatches", type=int, default=LoadOptions.dispatches)
+    parser.add_argument("--report-seconds", type=float, default=LoadOptions.report_seconds)
+    parser.add_argument("--report-concurrency", type=int, default=LoadOptions.report_concurrency)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    args = parser.parse_args(argv)
+    options = LoadOptions(
+        agents=args.agents,
+        dispatches=args.dispatches,
+        report_seconds=args.report_seconds,
+        report_concurrency=args.report_concurrency,
+        keep_dir=args.keep,
+    )
+    root = Path(tempfile.mkdtemp(prefix="comet-load-", dir="/tmp"))
+    os.chmod(root, 0o755)  # the embedded PostgreSQL runs as another OS user when root
+    server = ServerUnderLoad(root)
+    try:
+        server.start()
+        print(f"server pid {server.pid} on {server.target}; {options.agents} agents", flush=True)
+        figures = asyncio.run(run_load(server, options))
+    finally:
+        server.stop()
+        if not options.keep_dir:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"kept {root}")
+    result: dict[str, Any] = {
+        "figures": asdict(figures),
+        "targets": TARGETS,
+        "verdict": verdict(figures),
+        "run_id": uuid.uuid4().hex[:8],
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

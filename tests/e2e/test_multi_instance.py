@@ -1,0 +1,197 @@
+"""Two server instances on one PostgreSQL behind a real nginx (deploy/nginx/comet.conf):
+an agent connects through nginx, and a command sent to the instance that does NOT
+hold its stream reaches it through PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.postgres import PostgresCluster
+from tests.fixtures.processes import (
+    AdminCli,
+    AgentProcess,
+    ServerProcess,
+    free_port,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+CONFIG = Path(__file__).parents[2] / "deploy" / "nginx" / "comet.conf"
+PASSWORD = "alice-password-1"
+
+
+def render_site(upstreams: list[int], port: int) -> str:
+    """deploy/nginx/comet.conf with this test's instances and listening port."""
+    text = CONFIG.read_text()
+    servers = "".join(f"    server 127.0.0.1:{p};\n" for p in upstreams)
+    text, count = re.subn(
+        r"(upstream comet_servers \{\n(?:\s*#.*\n)*)(?:\s*server \S+;\n)+", rf"\g<1>{servers}", text
+    )
+    assert count == 1, "the upstream block of comet.conf changed shape"
+    text, count = re.subn(
+        r"(?m)^    listen 8060 http2;$", f"    listen 127.0.0.1:{port} http2;", text
+    )
+    assert count == 1, "the listen line of comet.conf changed shape"
+    return text
+
+
+class NginxProcess:
+    """A private nginx in the foreground: its own prefix, pid, logs and temp dirs."""
+
+    def __init__(self, root: Path, upstreams: list[int]) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        assert Path(binary).exists(), "nginx is missing: run deploy/bootstrap --dev"
+        root.mkdir()
+        temp = {}
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            path = root / name
+            path.mkdir(mode=0o777)
+            path.chmod(0o777)  # workers run as an unprivileged user
+            temp[name] = path
+        (root / "comet.conf").write_text(render_site(upstreams, self.port))
+        (root / "nginx.conf").write_text(
+            f"""daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {root}/access.log;
+    client_body_temp_path {temp["client_body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    include {root}/comet.conf;
+}}
+"""
+        )
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "-p",
+                str(root),
+                "-c",
+                str(root / "nginx.conf"),
+                "-e",
+                str(root / "error.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_for(self._accepting, timeout=10, what="nginx to listen")
+
+    def _accepting(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"nginx exited: {self.proc.stderr and self.proc.stderr.read()!r}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def cluster(
+    postgres_cluster: PostgresCluster, short_tmp: Path
+) -> Iterator[tuple[list[ServerProcess], NginxProcess]]:
+    url = postgres_cluster.fresh_database()
+    first = ServerProcess(short_tmp / "s1", url, free_port())
+    first.data_dir.mkdir()
+    first.add_admin()
+    first.start()  # creates the secret key the second instance must share
+    second = ServerProcess(
+        short_tmp / "s2",
+        url,
+        free_port(),
+        extra_args=("--secret-key-file", str(first.data_dir / "secret.key")),
+    )
+    second.data_dir.mkdir()
+    second.start()
+    nginx = NginxProcess(short_tmp / "nginx", [first.port, second.port])
+    try:
+        yield [first, second], nginx
+    finally:
+        nginx.stop()
+        for server in (first, second):
+            server.kill()
+
+
+def other_than_holder(servers: list[ServerProcess], device_id: str) -> ServerProcess | None:
+    """The instance NOT holding the device's stream, known from the instances' logs."""
+    holding = [s for s in servers if f"device {device_id} connected" in s.log.read_text()]
+    if len(holding) != 1:
+        return None
+    return next(s for s in servers if s is not holding[0])
+
+
+def test_a_command_sent_to_the_other_instance_reaches_the_agent_through_postgres(
+    cluster: tuple[list[ServerProcess], NginxProcess],
+    agent: AgentProcess,
+    short_tmp: Path,
+) -> None:
+    servers, nginx = cluster
+    via_nginx = AdminCli(short_tmp / "admin-lb.json", servers[0])
+    via_nginx(
+        "login", "--server", nginx.url, "--username", "admin", "--password-stdin",
+        stdin="admin-password-1\n",
+    )  # fmt: skip
+    via_nginx("user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+    agent.comet(
+        "login", "--server", nginx.url, "--username", "alice", "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    status = wait_for(lambda: (s := agent.status())["connected"] and s, what="live connection")
+    device = status["device_id"]
+    source = short_tmp / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("routed through postgres\n")
+    agent.comet("vault", "add", "v", "--type", "local", "--path", str(short_tmp / "vault"))
+    agent.comet("item", "add", "docs", "--type", "files", "--include", str(source))
+    item_id = agent.comet("item", "list", "--json").json()[0]["item_id"]
+    vault_id = agent.comet("vault", "list", "--json").json()[0]["vault_id"]
+
+    other: ServerProcess = wait_for(lambda: other_than_holder(servers, device))
+    direct = AdminCli(short_tmp / "admin-other.json", other)
+    direct.login()
+    started = time.monotonic()
+    result = direct(
+        "dispatch", "backup", "--device", device, "--item", item_id, "--vault", vault_id,
+        "--wait", "--json",
+    ).json()  # fmt: skip
+    job = result.get("job", result)
+    assert job["status"] == "success" and job["snapshot_id"], result
+    assert time.monotonic() - started < 30
+    rows = [j for j in direct("jobs", "--json").json() if j["job_id"] == job["job_id"]]
+    assert rows and rows[0]["snapshot_id"] == job["snapshot_id"]
+
+    # The same dispatch to a device that is connected nowhere fails clearly.
+    agent.kill()
+    wait_for(
+        lambda: not any(d["online"] for d in direct("device", "list", "--json").json()),
+        timeout=30,
+        what="the device to go offline",
+    )
+    gone = direct(
+        "dispatch", "backup", "--device", device, "--item", item_id, "--vault", vault_id,
+        check=False,
+    )  # fmt: skip
+    assert gone.returncode != 0
+    assert f"device {device} is not connected" in gone.stderr

@@ -1,0 +1,255 @@
+"""Buckets of "Comet Server" vaults: who may open them, quotas, usage counts, and
+uploads that go wrong leaving nothing behind. Against a real server and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from comet.agent.credentials import derive_login_secrets
+from comet.agent.storage.base import ObjectNotFoundError, StorageError
+from comet.agent.storage.comet import CometStorage, CometStorageConfig
+from comet.agent.transport import parse_server_url
+from comet.v1 import control_pb2, control_pb2_grpc, storage_pb2, storage_pb2_grpc
+from tests.fixtures.comet_server import TEST_KDF, CometTestServer
+
+pytestmark = pytest.mark.timeout(120)
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def channel(comet_server: CometTestServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(parse_server_url(comet_server.url).target) as channel:
+        yield channel
+
+
+def credentials(config: CometStorageConfig) -> tuple[tuple[str, str], ...]:
+    return (("x-comet-bucket", config.bucket_id), ("x-comet-bucket-key", config.bucket_key))
+
+
+def rpc_code(call: object) -> grpc.StatusCode:
+    """Run a zero-argument call that must fail; return its status code."""
+    with pytest.raises(grpc.RpcError) as info:
+        result = call()  # type: ignore[operator]
+        if isinstance(result, Iterator):
+            list(result)
+    error = info.value
+    assert isinstance(error, grpc.Call)
+    return error.code()
+
+
+def test_one_buckets_key_never_opens_another(comet_server: CometTestServer) -> None:
+    a, b = comet_server.new_bucket(), comet_server.new_bucket()
+    CometStorage(a).put("secret", b"a's data")
+    mixed = dataclasses.replace(a, bucket_key=b.bucket_key)
+    storage = CometStorage(mixed)
+    for op in (
+        lambda: storage.get("secret"),
+        lambda: storage.stat("secret"),
+        lambda: storage.put("secret", b"overwritten"),
+        lambda: storage.delete("secret"),
+        lambda: list(storage.list()),
+    ):
+        with pytest.raises(StorageError, match="refused this vault's bucket credentials") as info:
+            op()
+        assert not isinstance(info.value, ObjectNotFoundError)
+    assert list(CometStorage(b).list()) == []
+    assert CometStorage(a).get("secret") == b"a's data"
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        (("x-comet-bucket-key", "k"),),
+        (("x-comet-bucket", "not-a-uuid"), ("x-comet-bucket-key", "k")),
+        (("x-comet-bucket", "00000000-0000-0000-0000-000000000000"), ("x-comet-bucket-key", "k")),
+        (),
+    ],
+    ids=["no-bucket", "malformed-id", "unknown-id", "nothing"],
+)
+def test_calls_without_valid_credentials_are_refused(
+    channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    code = rpc_code(
+        lambda: stub.Stat(storage_pb2.StatObjectRequest(key="k"), metadata=metadata, timeout=10)
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_wrong_key_is_refused(comet_server: CometTestServer, channel: grpc.Channel) -> None:
+    config = comet_server.new_bucket()
+    wrong = dataclasses.replace(config, bucket_key=config.bucket_key[:-1] + "x")
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    code = rpc_code(
+        lambda: stub.List(storage_pb2.ListObjectsRequest(), metadata=credentials(wrong), timeout=10)
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(StorageError):
+        CometStorage(wrong).put("k", b"v")
+
+
+def test_quota_exceeded_is_refused_and_leaves_nothing(
+    comet_server: CometTestServer, channel: grpc.Channel
+) -> None:
+    config = comet_server.new_bucket(quota_bytes=1000)
+    storage = CometStorage(config)
+    storage.put("a", bytes(600))
+    with pytest.raises(StorageError, match="quota exceeded"):
+        storage.put("b", bytes(600))  # refused before the data is read
+    storage.put("a", bytes(900))  # an overwrite only needs the difference
+    with pytest.raises(StorageError, match="quota exceeded"):
+        storage.put("c", bytes(101))
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    code = rpc_code(
+        lambda: stub.Put(
+            iter([storage_pb2.PutObjectChunk(key="d", total_size=200, data=bytes(200))]),
+            metadata=credentials(config),
+            timeout=10,
+        )
+    )
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert {(i.key, i.size) for i in storage.list()} == {("a", 900)}
+    assert comet_server.temp_files(config.bucket_id) == []
+    assert comet_server.used_bytes(config.bucket_id) == 900
+    storage.put("c", bytes(100))  # exactly full
+    assert comet_server.used_bytes(config.bucket_id) == 1000
+
+
+def test_concurrent_puts_cannot_overrun_the_quota(comet_server: CometTestServer) -> None:
+    config = comet_server.new_bucket(quota_bytes=1000)
+    storage = CometStorage(config)
+
+    def put(n: int) -> bool:
+        try:
+            storage.put(f"data/{n}", bytes(300))
+        except StorageError as e:
+            assert "quota exceeded" in str(e)
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        stored = sum(pool.map(put, range(8)))
+    assert stored == 3
+    assert comet_server.used_bytes(config.bucket_id) == 900
+    assert sum(i.size for i in storage.list()) == 900
+    assert comet_server.temp_files(config.bucket_id) == []
+
+
+def test_a_deleted_users_buckets_are_refused(comet_server: CometTestServer) -> None:
+    user_id = comet_server.new_user("leaving-user")
+    config = comet_server.new_bucket(user_id)
+    storage = CometStorage(config)
+    storage.put("k", b"v")
+    comet_server.run(comet_server.stores.accounts.delete_user("leaving-user"))
+    with pytest.raises(StorageError, match="refused"):
+        storage.get("k")
+    with pytest.raises(StorageError, match="refused"):
+        storage.put("k2", b"v")
+
+
+def test_used_bytes_follow_puts_overwrites_and_deletes(comet_server: CometTestServer) -> None:
+    config = comet_server.new_bucket()
+    storage = CometStorage(config)
+    used = lambda: comet_server.used_bytes(config.bucket_id)  # noqa: E731
+    storage.put("data/aa/1", bytes(1000))
+    storage.put("data/aa/2", bytes(2 * MiB + 1))
+    assert used() == 1000 + 2 * MiB + 1
+    storage.put("data/aa/1", bytes(10))
+    assert used() == 10 + 2 * MiB + 1
+    storage.delete("data/aa/2")
+    storage.delete("data/aa/2")
+    storage.delete("never/written")
+    assert used() == 10
+    # A count that drifted (a crash between rename and commit) is recounted.
+    stray = comet_server.bucket_dir(config.bucket_id) / "stray"
+    stray.write_bytes(bytes(77))
+    comet_server.run(comet_server.stores.buckets.reconcile())
+    assert used() == 87
+
+
+@pytest.mark.parametrize("sent", [5, 15], ids=["short", "long"])
+def test_a_put_whose_size_differs_leaves_nothing(
+    comet_server: CometTestServer, channel: grpc.Channel, sent: int
+) -> None:
+    config = comet_server.new_bucket()
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    messages = [
+        storage_pb2.PutObjectChunk(key="k", total_size=10, data=bytes(3)),
+        storage_pb2.PutObjectChunk(data=bytes(sent - 3)),
+    ]
+    code = rpc_code(lambda: stub.Put(iter(messages), metadata=credentials(config), timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(ObjectNotFoundError):
+        CometStorage(config).stat("k")
+    assert comet_server.temp_files(config.bucket_id) == []
+    assert comet_server.used_bytes(config.bucket_id) == 0
+
+
+def test_get_streams_pieces_of_at_most_one_mib(
+    comet_server: CometTestServer, channel: grpc.Channel
+) -> None:
+    config = comet_server.new_bucket()
+    data = os.urandom(3 * MiB + 5)
+    CometStorage(config).put("pack", data)
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    pieces = [
+        chunk.data
+        for chunk in stub.Get(
+            storage_pb2.GetObjectRequest(key="pack", offset=3, to_end=True),
+            metadata=credentials(config),
+            timeout=30,
+        )
+    ]
+    assert max(len(p) for p in pieces) <= MiB and len(pieces) == 4
+    assert b"".join(pieces) == data[3:]
+
+
+def test_a_missing_object_carries_its_own_error_code(
+    comet_server: CometTestServer, channel: grpc.Channel
+) -> None:
+    config = comet_server.new_bucket()
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Stat(storage_pb2.StatObjectRequest(key="k"), metadata=credentials(config), timeout=10)
+    error = info.value
+    assert isinstance(error, grpc.Call)
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert ("comet-error-code", "bucket.object_not_found") in (error.trailing_metadata() or ())
+
+
+def test_create_bucket_needs_a_device_and_belongs_to_its_account(
+    comet_server: CometTestServer, channel: grpc.Channel
+) -> None:
+    agent = control_pb2_grpc.AgentServiceStub(channel)
+    code = rpc_code(lambda: agent.CreateBucket(control_pb2.CreateBucketRequest(), timeout=10))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+    auth_key = derive_login_secrets("bucket-owner-pw", TEST_KDF).auth_key
+    user = comet_server.run(
+        comet_server.stores.accounts.create_user("bucket-owner", TEST_KDF, auth_key)
+    )
+    login = control_pb2_grpc.AuthServiceStub(channel).Login(
+        control_pb2.LoginRequest(
+            username="bucket-owner",
+            auth_key=auth_key,
+            registration=control_pb2.DeviceRegistration(name="laptop", os="linux"),
+        ),
+        timeout=30,
+    )
+    device = (("authorization", f"Bearer {login.device_token}"),)
+    reply = agent.CreateBucket(
+        control_pb2.CreateBucketRequest(quota_bytes=5000), metadata=device, timeout=10
+    )
+    assert reply.bucket_id and len(reply.bucket_key) >= 40 and reply.quota_bytes == 5000
+    buckets = comet_server.run(comet_server.stores.buckets.list_buckets(user_id=user.user_id))
+    assert [b.bucket_id for b in buckets] == [reply.bucket_id]
+    storage = CometStorage(CometStorageConfig(comet_server.url, reply.bucket_id, reply.bucket_key))
+    storage.put("k", b"v")
+    assert storage.get("k") == b"v"
