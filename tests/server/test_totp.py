@@ -165,11 +165,27 @@ async def test_change_password_replaces_the_login_and_the_wrapped_keys_together(
     # Every wrapped key must be re-wrapped, or nothing changes.
     await expect_error(
         rpc.auth.ChangePassword(
-            control_pb2.ChangePasswordRequest(new_auth_key=auth_key("password-2"), new_kdf=new_kdf),
+            control_pb2.ChangePasswordRequest(
+                new_auth_key=auth_key("password-2"), new_kdf=new_kdf, current_auth_key=auth_key()
+            ),
             metadata=alice.metadata,
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "was not re-wrapped",
+    )
+    # A device credential alone is not enough: the current password is checked.
+    await expect_error(
+        rpc.auth.ChangePassword(
+            control_pb2.ChangePasswordRequest(
+                new_auth_key=auth_key("password-2"),
+                new_kdf=new_kdf,
+                rewrapped_vault_keys={vault_id: b"new-wrap"},
+                current_auth_key=auth_key("not-the-password"),
+            ),
+            metadata=alice.metadata,
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "current password is wrong",
     )
     await rpc.auth.Login(control_pb2.LoginRequest(username="alice", auth_key=auth_key()))
     alice = await rpc.device("alice")
@@ -178,6 +194,7 @@ async def test_change_password_replaces_the_login_and_the_wrapped_keys_together(
             new_auth_key=auth_key("password-2"),
             new_kdf=new_kdf,
             rewrapped_vault_keys={vault_id: b"new-wrap"},
+            current_auth_key=auth_key(),
         ),
         metadata=alice.metadata,
     )

@@ -707,6 +707,15 @@ def cmd_job_log(client: AgentClient, args: argparse.Namespace) -> None:
         print(f"{rfc3339(e.time)} {severity.get(e.severity, 'I')} {e.message}")
 
 
+def cmd_change_password(client: AgentClient, args: argparse.Namespace) -> None:
+    current, new = read_password(), read_password()
+    client.api.ChangePassword(
+        agent_api_pb2.LocalChangePasswordRequest(current_password=current, new_password=new),
+        timeout=120,
+    )
+    print("password changed; every vault key was re-wrapped under the new password")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Control the local Comet agent.")
     parser.add_argument("--socket", type=Path, default=None, help="the agent's unix socket")
@@ -733,6 +742,17 @@ def build_parser() -> argparse.ArgumentParser:
     lock = sub.add_parser("lock", help="log the app out; the agent and schedules keep running")
     lock.add_argument("--json", action="store_true")
     lock.set_defaults(func=cmd_lock)
+
+    passwd = sub.add_parser(
+        "change-password", help="change the account password (two lines on stdin)"
+    )
+    passwd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        required=True,
+        help="read the current password, then the new one, from stdin",
+    )
+    passwd.set_defaults(func=cmd_change_password)
 
     disconnect = sub.add_parser("disconnect", help="log the agent out; schedules stop")
     disconnect.add_argument("--json", action="store_true")

@@ -86,6 +86,13 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         self._agent.lock()
         return self._agent.status()
 
+    @handles_errors
+    async def ChangePassword(
+        self, request: agent_api_pb2.LocalChangePasswordRequest, context: Ctx
+    ) -> agent_api_pb2.StatusReply:
+        await self._agent.change_password(request.current_password, request.new_password)
+        return self._agent.status()
+
     async def Disconnect(
         self, request: agent_api_pb2.DisconnectRequest, context: Ctx
     ) -> agent_api_pb2.StatusReply:

@@ -16,12 +16,17 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 
 from comet.agent import __version__
-from comet.agent.credentials import KdfParams, derive_login_secrets
+from comet.agent.credentials import (
+    KdfParams,
+    derive_login_secrets,
+    unwrap_secret,
+    wrap_secret,
+)
 from comet.agent.errors import AgentError
 from comet.agent.state import AgentState, LoginState
 from comet.agent.transport import (
@@ -32,7 +37,7 @@ from comet.agent.transport import (
     pin_certificate,
     rpc_error_message,
 )
-from comet.v1 import control_pb2, control_pb2_grpc
+from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +125,59 @@ async def login(
     )
     state.save_login(login_state)
     return LoginOutcome(login_state, reply.device_registered_now)
+
+
+async def change_password(
+    state: AgentState, profile: common_pb2.Profile, current: str, new: str
+) -> None:
+    """Change the account password from this device: prove the current one, derive
+    new secrets, re-wrap every vault key under the new wrapping key, and let the server
+    swap both in one transaction. The server never sees a password or a vault key."""
+    if len(new) < 8:
+        raise LoginError("a password needs at least 8 characters")
+    login_state = state.load_login()
+    if not login_state.logged_in:
+        raise LoginError("this agent is not logged in: run 'comet login' first")
+    channel = aio_channel(login_state.server)
+    try:
+        auth = control_pb2_grpc.AuthServiceStub(channel)
+        pre = await auth.PreLogin(
+            control_pb2.PreLoginRequest(username=login_state.username), timeout=30
+        )
+        kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+        old = await asyncio.to_thread(derive_login_secrets, current, kdf)
+        if old.wrap_key != login_state.wrap_key:
+            raise LoginError("the current password is wrong")
+        new_kdf = KdfParams.new()
+        fresh = await asyncio.to_thread(derive_login_secrets, new, new_kdf)
+        rewrapped = {
+            vault.vault_id: wrap_secret(
+                fresh.wrap_key, unwrap_secret(old.wrap_key, vault.wrapped_vault_key)
+            )
+            for vault in profile.vaults
+            if vault.wrapped_vault_key
+        }
+        await auth.ChangePassword(
+            control_pb2.ChangePasswordRequest(
+                new_auth_key=fresh.auth_key,
+                new_kdf=control_pb2.KdfParams(
+                    algorithm=new_kdf.algorithm,
+                    salt=new_kdf.salt,
+                    log2_n=new_kdf.log2_n,
+                    r=new_kdf.r,
+                    p=new_kdf.p,
+                ),
+                rewrapped_vault_keys=rewrapped,
+                current_auth_key=old.auth_key,
+            ),
+            metadata=(("authorization", f"Bearer {login_state.device_token}"),),
+            timeout=30,
+        )
+    except grpc.aio.AioRpcError as e:
+        raise LoginError(rpc_error_message(e)) from e
+    finally:
+        await channel.close()
+    state.save_login(replace(state.load_login(), wrap_key=fresh.wrap_key))
 
 
 class LiveConnection:

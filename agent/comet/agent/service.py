@@ -24,7 +24,7 @@ from comet.agent.operations import Operations
 from comet.agent.profile_sync import ProfileSync
 from comet.agent.remote import RemoteCommands
 from comet.agent.schedule_driver import ScheduleDriver
-from comet.agent.server_link import LiveConnection, login
+from comet.agent.server_link import LiveConnection, change_password, login
 from comet.agent.state import AgentState
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc
 
@@ -102,6 +102,11 @@ class Agent:
                 break
             await asyncio.sleep(0.05)
         return outcome.device_registered_now
+
+    async def change_password(self, current: str, new: str) -> None:
+        profile = await self.profile.fetch()
+        await change_password(self.state, profile, current, new)
+        await self.profile.fetch()
 
     def lock(self) -> None:
         self.state.save_login(replace(self.state.load_login(), locked=True))

@@ -192,6 +192,28 @@ class DisconnectRequest(_message.Message):
 Global___DisconnectRequest: _TypeAlias = DisconnectRequest  # noqa: Y015
 
 @_typing.final
+class LocalChangePasswordRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
+    NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    current_password: _builtins.str
+    new_password: _builtins.str
+    def __init__(
+        self,
+        *,
+        current_password: _builtins.str = ...,
+        new_password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_password", b"current_password", "new_password", b"new_password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalChangePasswordRequest: _TypeAlias = LocalChangePasswordRequest  # noqa: Y015
+
+@_typing.final
 class LocalProfileRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

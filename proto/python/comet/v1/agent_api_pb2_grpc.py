@@ -60,6 +60,11 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.DisconnectRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
                 _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/comet.v1.AgentApi/ChangePassword',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalChangePasswordRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+                _registered_method=True)
         self.GetProfile = channel.unary_unary(
                 '/comet.v1.AgentApi/GetProfile',
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalProfileRequest.SerializeToString,
@@ -180,6 +185,12 @@ class AgentApiServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Disconnect(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -319,6 +330,11 @@ def add_AgentApiServicer_to_server(servicer, server):
             'Disconnect': grpc.unary_unary_rpc_method_handler(
                     servicer.Disconnect,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.DisconnectRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalChangePasswordRequest.FromString,
                     response_serializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.SerializeToString,
             ),
             'GetProfile': grpc.unary_unary_rpc_method_handler(
@@ -546,6 +562,33 @@ class AgentApi:
             target,
             '/comet.v1.AgentApi/Disconnect',
             comet_dot_v1_dot_agent__api__pb2.DisconnectRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/ChangePassword',
+            comet_dot_v1_dot_agent__api__pb2.LocalChangePasswordRequest.SerializeToString,
             comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
             options,
             channel_credentials,

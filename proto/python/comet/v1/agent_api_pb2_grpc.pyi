@@ -39,6 +39,7 @@ class AgentApiStub:
     Lock: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.LockRequest, _agent_api_pb2.StatusReply]
     Unlock: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.UnlockRequest, _agent_api_pb2.StatusReply]
     Disconnect: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.DisconnectRequest, _agent_api_pb2.StatusReply]
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.LocalChangePasswordRequest, _agent_api_pb2.StatusReply]
     GetProfile: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.LocalProfileRequest, _common_pb2.Profile]
     AddVault: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.AddVaultRequest, _common_pb2.StorageVault]
     AddItem: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.AddItemRequest, _common_pb2.ProtectedItem]
@@ -66,6 +67,7 @@ class AgentApiAsyncStub(AgentApiStub):
     Lock: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.LockRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
     Unlock: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.UnlockRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
     Disconnect: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.DisconnectRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.LocalChangePasswordRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
     GetProfile: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.LocalProfileRequest, _common_pb2.Profile]  # type: ignore[assignment]
     AddVault: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.AddVaultRequest, _common_pb2.StorageVault]  # type: ignore[assignment]
     AddItem: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.AddItemRequest, _common_pb2.ProtectedItem]  # type: ignore[assignment]
@@ -113,6 +115,12 @@ class AgentApiServicer:
     def Disconnect(
         self,
         request: _agent_api_pb2.DisconnectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.StatusReply, _abc.Awaitable[_agent_api_pb2.StatusReply]]: ...
+
+    def ChangePassword(
+        self,
+        request: _agent_api_pb2.LocalChangePasswordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.StatusReply, _abc.Awaitable[_agent_api_pb2.StatusReply]]: ...
 

@@ -255,7 +255,10 @@ class ChangePasswordRequest(_message.Message):
     NEW_AUTH_KEY_FIELD_NUMBER: _builtins.int
     NEW_KDF_FIELD_NUMBER: _builtins.int
     REWRAPPED_VAULT_KEYS_FIELD_NUMBER: _builtins.int
+    CURRENT_AUTH_KEY_FIELD_NUMBER: _builtins.int
     new_auth_key: _builtins.bytes
+    current_auth_key: _builtins.bytes
+    """Proof of the current password: a stolen device credential alone cannot change it."""
     @_builtins.property
     def new_kdf(self) -> Global___KdfParams: ...
     @_builtins.property
@@ -268,10 +271,11 @@ class ChangePasswordRequest(_message.Message):
         new_auth_key: _builtins.bytes = ...,
         new_kdf: Global___KdfParams | None = ...,
         rewrapped_vault_keys: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
+        current_auth_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["new_kdf", b"new_kdf"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_auth_key", b"new_auth_key", "new_kdf", b"new_kdf", "rewrapped_vault_keys", b"rewrapped_vault_keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_auth_key", b"current_auth_key", "new_auth_key", b"new_auth_key", "new_kdf", b"new_kdf", "rewrapped_vault_keys", b"rewrapped_vault_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,6 +71,7 @@ class AuthService(control_pb2_grpc.AuthServiceServicer):
             convert.kdf_from_proto(request.new_kdf),
             request.new_auth_key,
             dict(request.rewrapped_vault_keys),
+            current_auth_key=request.current_auth_key,
         )
         return control_pb2.ChangePasswordReply()
 

@@ -503,10 +503,17 @@ class AccountStore:
     # ------------------------------------------------------------------ passwords
 
     async def change_password(
-        self, user_id: str, kdf: KdfParams, auth_key: bytes, rewrapped: dict[str, bytes]
+        self,
+        user_id: str,
+        kdf: KdfParams,
+        auth_key: bytes,
+        rewrapped: dict[str, bytes],
+        *,
+        current_auth_key: bytes,
     ) -> None:
-        """Replaces the login secret and every vault's wrapped key in one transaction;
-        the account's sessions end (devices keep their credentials)."""
+        """Replaces the login secret and every vault's wrapped key in one transaction,
+        given proof of the current password; the account's sessions end (devices keep
+        their credentials)."""
         if len(auth_key) != 32:
             raise InvalidRequestError("the authentication key must be 32 bytes")
         stored = passwords.hash_auth_key(auth_key)
@@ -519,6 +526,9 @@ class AccountStore:
                 raise PermissionDeniedError(
                     "changing the password is not allowed by your policy (prevent_change_password)"
                 )
+            current = passwords.StoredSecret(user.auth_hash, user.auth_salt)
+            if not passwords.verify_auth_key(current_auth_key, current):
+                raise AuthenticationError("the current password is wrong")
             user.profile = profile_document.rewrap_vault_keys(user.profile, rewrapped)
             user.profile_version += 1
             user.kdf = passwords.kdf_to_json(kdf)
