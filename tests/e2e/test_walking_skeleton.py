@@ -182,6 +182,11 @@ def test_lock_keeps_the_agent_logged_in_and_disconnect_logs_it_out(
     status = agent.status()
     assert status["locked"] and status["logged_in"] and status["username"] == "alice"
     assert status["connected"]
+    wrong = agent.comet("unlock-app", "--password-stdin", stdin="not-the-password\n", check=False)
+    assert wrong.returncode != 0 and "wrong password" in wrong.stderr
+    assert agent.status()["locked"]
+    agent.comet("unlock-app", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+    assert not agent.status()["locked"]
     agent.comet("disconnect")
     status = wait_for(lambda: (s := agent.status()) and not s["connected"] and s)
     assert not status["logged_in"] and status["username"] is None

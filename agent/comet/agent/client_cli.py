@@ -707,6 +707,11 @@ def cmd_job_log(client: AgentClient, args: argparse.Namespace) -> None:
         print(f"{rfc3339(e.time)} {severity.get(e.severity, 'I')} {e.message}")
 
 
+def cmd_unlock(client: AgentClient, args: argparse.Namespace) -> None:
+    status = client.api.Unlock(agent_api_pb2.UnlockRequest(password=read_password()), timeout=60)
+    print_status(status, args.json)
+
+
 def cmd_change_password(client: AgentClient, args: argparse.Namespace) -> None:
     current, new = read_password(), read_password()
     client.api.ChangePassword(
@@ -742,6 +747,12 @@ def build_parser() -> argparse.ArgumentParser:
     lock = sub.add_parser("lock", help="log the app out; the agent and schedules keep running")
     lock.add_argument("--json", action="store_true")
     lock.set_defaults(func=cmd_lock)
+
+    # "unlock" is the vault job (remove stale locks); this reopens a locked app.
+    unlock = sub.add_parser("unlock-app", help="open the app again after 'comet lock'")
+    unlock.add_argument("--password-stdin", action="store_true", required=True)
+    unlock.add_argument("--json", action="store_true")
+    unlock.set_defaults(func=cmd_unlock)
 
     passwd = sub.add_parser(
         "change-password", help="change the account password (two lines on stdin)"

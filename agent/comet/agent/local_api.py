@@ -93,6 +93,13 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         await self._agent.change_password(request.current_password, request.new_password)
         return self._agent.status()
 
+    @handles_errors
+    async def Unlock(
+        self, request: agent_api_pb2.UnlockRequest, context: Ctx
+    ) -> agent_api_pb2.StatusReply:
+        await self._agent.unlock(request.password)
+        return self._agent.status()
+
     async def Disconnect(
         self, request: agent_api_pb2.DisconnectRequest, context: Ctx
     ) -> agent_api_pb2.StatusReply:

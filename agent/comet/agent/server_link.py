@@ -124,7 +124,29 @@ async def login(
         tls_name_override=trust.name_override if trust else "",
     )
     state.save_login(login_state)
+    remember_kdf(state, kdf)
     return LoginOutcome(login_state, reply.device_registered_now)
+
+
+_KDF_KEY = "login_kdf"
+
+
+def remember_kdf(state: AgentState, kdf: KdfParams) -> None:
+    """Keep the KDF parameters so the password can be checked offline (unlocking the
+    app must work while the server is away)."""
+    raw = f"{kdf.algorithm}:{kdf.salt.hex()}:{kdf.log2_n}:{kdf.r}:{kdf.p}"
+    state.put_blob(_KDF_KEY, raw.encode())
+
+
+def check_password(state: AgentState, password: str) -> bool:
+    """Whether ``password`` is the logged-in user's, judged on the device alone."""
+    login_state = state.load_login()
+    raw = state.get_blob(_KDF_KEY)
+    if not login_state.logged_in or not raw:
+        return False
+    algorithm, salt, log2_n, r, p = raw.decode().split(":")
+    kdf = KdfParams(int(algorithm), bytes.fromhex(salt), int(log2_n), int(r), int(p))
+    return derive_login_secrets(password, kdf).wrap_key == login_state.wrap_key
 
 
 async def change_password(
@@ -178,6 +200,7 @@ async def change_password(
     finally:
         await channel.close()
     state.save_login(replace(state.load_login(), wrap_key=fresh.wrap_key))
+    remember_kdf(state, new_kdf)
 
 
 class LiveConnection:

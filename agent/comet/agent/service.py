@@ -24,7 +24,13 @@ from comet.agent.operations import Operations
 from comet.agent.profile_sync import ProfileSync
 from comet.agent.remote import RemoteCommands
 from comet.agent.schedule_driver import ScheduleDriver
-from comet.agent.server_link import LiveConnection, change_password, login
+from comet.agent.server_link import (
+    LiveConnection,
+    LoginError,
+    change_password,
+    check_password,
+    login,
+)
 from comet.agent.state import AgentState
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc
 
@@ -107,6 +113,12 @@ class Agent:
         profile = await self.profile.fetch()
         await change_password(self.state, profile, current, new)
         await self.profile.fetch()
+
+    async def unlock(self, password: str) -> None:
+        """Open the app again after Lock: the password is checked on the device."""
+        if not await asyncio.to_thread(check_password, self.state, password):
+            raise LoginError("wrong password")
+        self.state.save_login(replace(self.state.load_login(), locked=False))
 
     def lock(self) -> None:
         self.state.save_login(replace(self.state.load_login(), locked=True))
