@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +347,64 @@ def test_network_vaults_back_up_and_restore(
     assert (dest / str(source).lstrip("/") / "payload.bin").read_bytes() == (
         source / "payload.bin"
     ).read_bytes()
+
+
+def test_vault_and_item_commands_wrap_the_backup_and_bandwidth_is_capped(
+    alice: AgentProcess, short_tmp: Path
+) -> None:
+    source, trace = short_tmp / "src", short_tmp / "trace.txt"
+    source.mkdir()
+    (source / "payload.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    alice.comet(
+        "vault",
+        "add",
+        "v",
+        "--type",
+        "local",
+        "--path",
+        str(short_tmp / "vault"),
+        "--pre",
+        f"echo vault-pre >> {trace}",
+        "--post",
+        f"echo vault-post >> {trace}",
+    )
+    alice.comet(
+        "item",
+        "add",
+        "docs",
+        "--type",
+        "files",
+        "--include",
+        str(source),
+        "--pre",
+        f"echo item-pre >> {trace}",
+        "--post",
+        f"echo item-post >> {trace}",
+    )
+    started = time.monotonic()
+    job = alice.comet(
+        "backup", "docs", "--vault", "v", "--wait", "--json", "--bandwidth-limit", "1000000"
+    ).json()
+    elapsed = time.monotonic() - started
+    assert job["status"] == "success"
+    assert trace.read_text().split() == ["vault-pre", "item-pre", "item-post", "vault-post"]
+    # 3 MB at 1 MB/s with a one-second burst allowance: at least two seconds.
+    assert elapsed >= 1.8
+    log = alice.comet("job", "log", job["job_id"]).stdout
+    assert "bandwidth limited to 1000000 bytes/s" in log
+
+    (source / "payload.bin").write_bytes(os.urandom(1024))
+    alice.comet(
+        "item",
+        "add",
+        "failing",
+        "--type",
+        "files",
+        "--include",
+        str(source),
+        "--pre",
+        "echo cannot prepare >&2; exit 9",
+    )
+    failed = alice.comet("backup", "failing", "--vault", "v", "--wait", "--json", check=False)
+    assert failed.returncode != 0 and failed.json()["status"] == "error"
+    assert "exited with code 9" in alice.comet("job", "log", failed.json()["job_id"]).stdout

@@ -198,6 +198,8 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
             vault.default_retention.ranges.append(
                 common_pb2.RetentionRange(type=range_type, **{field: value})
             )
+    vault.pre_commands.extend(common_pb2.ProgramCommand(command=c) for c in args.pre or [])
+    vault.post_commands.extend(common_pb2.ProgramCommand(command=c) for c in args.post or [])
     saved = client.api.AddVault(agent_api_pb2.AddVaultRequest(vault=vault), timeout=120)
     if args.json:
         print_json({"vault_id": saved.vault_id})
@@ -306,6 +308,7 @@ def cmd_schedule_add(client: AgentClient, args: argparse.Namespace) -> None:
         random_delay_seconds=args.random_delay or 0,
         run_at_boot=args.run_at_boot,
         run_at_boot_if_missed=args.run_at_boot_if_missed,
+        bandwidth_limit_bps=args.bandwidth_limit or 0,
     )
     if args.daily:
         schedule.frequency = common_pb2.SCHEDULE_FREQUENCY_DAILY
@@ -456,8 +459,10 @@ def finish_job(client: AgentClient, job: common_pb2.Job, args: argparse.Namespac
 
 
 def cmd_backup(client: AgentClient, args: argparse.Namespace) -> None:
+    options = common_pb2.BackupOptions(bandwidth_limit_bps=args.bandwidth_limit or 0)
     job = client.api.StartBackup(
-        agent_api_pb2.StartBackupRequest(item_id=args.item, vault_id=args.vault), timeout=60
+        agent_api_pb2.StartBackupRequest(item_id=args.item, vault_id=args.vault, options=options),
+        timeout=60,
     )
     finish_job(client, job, args)
 
@@ -787,6 +792,8 @@ def build_parser() -> argparse.ArgumentParser:
     vadd.add_argument("--host-key", help="sftp: pinned host key 'type base64'")
     vadd.add_argument("--password-stdin", action="store_true")
     vadd.add_argument("--quota", type=int, help="quota in bytes")
+    vadd.add_argument("--pre", action="append", help="command to run before each backup")
+    vadd.add_argument("--post", action="append", help="command to run after each backup")
     retention = vadd.add_argument_group(
         "default retention (none given: keep everything; several: kept if any keeps it)"
     )
@@ -839,6 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
     sadd.add_argument("--retries", type=int)
     sadd.add_argument("--retry-delay", type=int, metavar="SECONDS")
     sadd.add_argument("--random-delay", type=int, metavar="SECONDS")
+    sadd.add_argument("--bandwidth-limit", type=int, metavar="BYTES_PER_S")
     sadd.add_argument("--run-at-boot", action="store_true")
     sadd.add_argument("--run-at-boot-if-missed", action="store_true")
     sadd.add_argument("--json", action="store_true")
@@ -851,6 +859,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("item", help="item id or name")
     backup.add_argument("--vault", required=True, help="vault id or name")
     backup.add_argument("--wait", action="store_true", help="wait for the job to end")
+    backup.add_argument(
+        "--bandwidth-limit", type=int, metavar="BYTES_PER_S", help="cap upload speed for this job"
+    )
     backup.add_argument("--json", action="store_true")
     backup.set_defaults(func=cmd_backup)
 

@@ -67,6 +67,8 @@ def vault_from_proto(msg: common_pb2.StorageVault) -> VaultSpec:
         settings=settings,
         wrapped_vault_key=msg.wrapped_vault_key,
         quota_bytes=msg.quota_bytes,
+        pre_commands=tuple(c.command for c in msg.pre_commands),
+        post_commands=tuple(c.command for c in msg.post_commands),
     )
 
 

@@ -157,6 +157,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
             request.vault_id,
             skip_if_running=request.options.skip_if_running,
             stop_after_seconds=request.options.stop_after_seconds,
+            bandwidth_bps=request.options.bandwidth_limit_bps,
         )
         return job_to_proto(job)
 

@@ -176,6 +176,7 @@ class Operations:
         *,
         skip_if_running: bool = False,
         stop_after_seconds: float = 0,
+        bandwidth_bps: int = 0,
     ) -> JobRecord:
         login = self._login()
         profile = await self.profile.fetch()
@@ -188,7 +189,13 @@ class Operations:
         if not vault.wrapped_vault_key:
             vault = await self._key_new_vault(vault)
         work = BackupJob(
-            item, vault, login.device_id, login.wrap_key, self.key_dir, server_url=login.server
+            item,
+            vault,
+            login.device_id,
+            login.wrap_key,
+            self.key_dir,
+            server_url=login.server,
+            bandwidth_bps=bandwidth_bps,
         )
         return self.runner.start(
             Classification.BACKUP,

@@ -58,6 +58,7 @@ class RemoteCommands:
                 vault_ref,
                 skip_if_running=request.options.skip_if_running,
                 stop_after_seconds=request.options.stop_after_seconds,
+                bandwidth_bps=request.options.bandwidth_limit_bps,
             )
             return self._started(job.job_id)
         if action == "run_restore":

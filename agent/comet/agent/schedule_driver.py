@@ -96,6 +96,7 @@ class ScheduleDriver:
                 trigger.vault_id,
                 skip_if_running=trigger.skip_if_running,
                 stop_after_seconds=trigger.stop_after_seconds,
+                bandwidth_bps=self._bandwidth(trigger.schedule_id),
             )
         except AgentError as e:
             log.warning("schedule %s could not start: %s", trigger.schedule_id, e)
@@ -103,6 +104,11 @@ class ScheduleDriver:
         task = asyncio.create_task(self._follow(trigger, job))
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
+
+    def _bandwidth(self, schedule_id: str) -> int:
+        profile = self._ops.profile.cached()
+        found = next((s for s in profile.schedules if s.schedule_id == schedule_id), None)
+        return found.bandwidth_limit_bps if found else 0
 
     async def _follow(self, trigger: Trigger, job: JobRecord) -> None:
         ended = await self._ops.runner.wait(job.job_id)

@@ -15,6 +15,7 @@ from comet.agent.errors import AgentError
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import Storage
 from comet.agent.storage.local import LocalStorage
+from comet.agent.storage.ratelimit import RateLimitedStorage
 from comet.agent.storage.retry import RetryingStorage
 
 
@@ -74,6 +75,8 @@ class VaultSpec:
     settings: VaultSettings
     wrapped_vault_key: bytes = b""
     quota_bytes: int = 0
+    pre_commands: tuple[str, ...] = ()
+    post_commands: tuple[str, ...] = ()
 
 
 def new_vault_key() -> bytes:
@@ -162,12 +165,18 @@ def _private_key_file(key_dir: Path, pem: str) -> Path:
 
 
 def open_repository(
-    spec: VaultSpec, wrap_key: bytes, *, key_dir: Path, server_url: str = ""
+    spec: VaultSpec,
+    wrap_key: bytes,
+    *,
+    key_dir: Path,
+    server_url: str = "",
+    bandwidth_bps: int = 0,
 ) -> Repository:
-    return Repository.open(
-        open_storage(spec, key_dir=key_dir, server_url=server_url),
-        unwrap_vault_key(spec, wrap_key),
-    )
+    """The vault's repository; ``bandwidth_bps`` caps uploads and downloads."""
+    storage = open_storage(spec, key_dir=key_dir, server_url=server_url)
+    if bandwidth_bps:
+        storage = RateLimitedStorage(storage, upload_bps=bandwidth_bps, download_bps=bandwidth_bps)
+    return Repository.open(storage, unwrap_vault_key(spec, wrap_key))
 
 
 def init_repository(

@@ -28,13 +28,22 @@ class BackupJob:
     key_dir: Path
     # The Comet Server hosting "Comet Server" vault buckets (the logged-in server).
     server_url: str = field(default="", kw_only=True)
+    bandwidth_bps: int = field(default=0, kw_only=True)
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
         handle.info(f"backing up {self.item.name!r} to {self.vault.name!r}")
-        for command in self.item.pre_commands:
+        # The vault's commands wrap the item's: vault pre, item pre, backup, item
+        # post, vault post.
+        for command in (*self.vault.pre_commands, *self.item.pre_commands):
             run_hook(handle, command, "pre-backup")
+        if self.bandwidth_bps:
+            handle.info(f"bandwidth limited to {self.bandwidth_bps} bytes/s")
         repo = open_repository(
-            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
+            self.vault,
+            self.wrap_key,
+            key_dir=self.key_dir,
+            server_url=self.server_url,
+            bandwidth_bps=self.bandwidth_bps,
         )
         try:
             check_quota(self.vault, repo.storage)
@@ -61,7 +70,7 @@ class BackupJob:
             f"snapshot {snapshot_id[:12]} saved: {result.files} files, {result.dirs} folders, "
             f"{result.total_bytes} bytes; {result.uploaded_bytes} bytes uploaded"
         )
-        for command in self.item.post_commands:
+        for command in (*self.item.post_commands, *self.vault.post_commands):
             run_hook(handle, command, "post-backup")
         return JobOutcome(Status.SUCCESS, snapshot_id=snapshot_id)
 
