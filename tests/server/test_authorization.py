@@ -202,3 +202,33 @@ async def test_agent_calls_need_a_device_credential(rpc: RpcServer, alice: Sessi
             rpc.auth.ChangePassword(control_pb2.ChangePasswordRequest(), metadata=who.metadata),
         ):
             await expect_error(call, grpc.StatusCode.UNAUTHENTICATED, "")
+
+
+async def test_browsing_a_devices_files_needs_the_users_consent(rpc: RpcServer) -> None:
+    await rpc.add_user("root", role=Role.SUPER_ADMIN)
+    await rpc.add_user("alice")
+    root = await rpc.session("root")
+    alice = await rpc.device("alice")
+    browse = admin_pb2.DispatchRequest(
+        device_id=alice.device_id,
+        command=control_pb2.Command(
+            browse_filesystem=control_pb2.BrowseFilesystemCommand(path="/home")
+        ),
+    )
+    # Refused before anything is sent to the device, connected or not.
+    await expect_error(
+        rpc.admin.Dispatch(browse, metadata=root.metadata),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "does not allow administrators to view files",
+    )
+    profile = await rpc.agent.GetProfile(control_pb2.GetProfileRequest(), metadata=alice.metadata)
+    profile.settings.allow_admin_view_files = True
+    await rpc.agent.PutProfile(
+        control_pb2.PutProfileRequest(profile=profile), metadata=alice.metadata
+    )
+    # Now it goes through to the device, which is not connected in this test.
+    await expect_error(
+        rpc.admin.Dispatch(browse, metadata=root.metadata),
+        grpc.StatusCode.UNAVAILABLE,
+        "is not connected",
+    )

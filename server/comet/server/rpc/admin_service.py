@@ -13,12 +13,14 @@ from comet.server.errors import (
     DeviceOfflineError,
     InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
     ServerError,
 )
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import ANY_ADMIN, OPERATORS, SUPER, Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.rpc.routing import CommandRouter
+from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, Role
 from comet.server.store.jobs import JobRecord, JobStore
 from comet.server.store.policies import PolicyStore
@@ -240,6 +242,15 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         await self._accounts.audit(
             admin.username, f"dispatch.{action}", request.device_id, source=peer_address(context)
         )
+        if action == "browse_filesystem":
+            # Checked here as well as on the device: the user's privacy setting must
+            # hold even against an agent that would answer.
+            owner = await self._accounts.device_owner(request.device_id)
+            view = await self._profiles.get(owner, reveal_secrets=False)
+            if not profile_document.allows_admin_view_files(view.document):
+                raise PermissionDeniedError(
+                    "the user does not allow administrators to view files on their devices"
+                )
         if action == "drop_connection":
             # Closing the server's side makes the agent reconnect.
             await self._router.drop(request.device_id)

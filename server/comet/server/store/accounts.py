@@ -583,6 +583,14 @@ class AccountStore:
         records = [self._device_record(device, name) for device, name in rows]
         return [r for r in records if r.online] if online_only else records
 
+    async def device_owner(self, device_id: str) -> str:
+        """The user id of a device's account; NotFoundError for an unknown device."""
+        async with self._sessions() as s:
+            owner = await s.scalar(select(Device.user_id).where(Device.id == device_id))
+        if owner is None:
+            raise NotFoundError(f"no device {device_id!r}")
+        return owner
+
     async def revoke_device(self, device_id: str) -> str:
         """Revoke a device; returns its owner's username."""
         async with self._sessions() as s:
