@@ -17,6 +17,7 @@ SCREENS = {
     "04-restore-1-vault",
     "05-restore-2-item",
     "05-restore-2-item-snapshots",
+    "05-restore-2-search",
     "06-restore-3-files",
     "07-restore-4-type",
     "08-restore-5-destination",
@@ -25,9 +26,12 @@ SCREENS = {
     "11-job-log",
     "12-account-tab",
     "13-account-dialog",
+    "13-change-password",
     "14-vault-editor",
     "14-vault-editor-existing",
     "15-item-editor",
+    "15-item-editor-schedule",
+    "16-import-dialog",
 }
 
 

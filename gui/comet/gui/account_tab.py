@@ -18,17 +18,22 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from comet.gui.account_dialog import AccountDialog, ChangePasswordDialog, password_problem
 from comet.gui.agent_client import AgentClient, ApiError
-from comet.gui.dialogs import AccountDialog, ImportDialog, VaultEditor
+from comet.gui.dialogs import VaultEditor
 from comet.gui.hover_header import HoverHeader
+from comet.gui.import_dialog import ImportDialog
 from comet.gui.job_progress import JobProgressPanel
 from comet.gui.models import DeviceTableModel, VaultTableModel
 from comet.gui.records import (
+    AccountSettings,
     AgentStatus,
     Classification,
     Device,
     ImportSource,
     Job,
+    JobEvent,
+    PolicyFlags,
     Profile,
     StorageVault,
 )
@@ -62,7 +67,7 @@ def _table(model: VaultTableModel | DeviceTableModel, stretch: int) -> QTableVie
 
 
 class AccountTab(QWidget):
-    vault_saved = pyqtSignal()
+    vault_saved = pyqtSignal()  # the profile changed (or must be reloaded): refresh
     job_started = pyqtSignal(object)  # Job
 
     def __init__(self, client: AgentClient, parent: QWidget | None = None) -> None:
@@ -72,7 +77,10 @@ class AccountTab(QWidget):
         self.profile: Profile | None = None
         self.editor: VaultEditor | None = None
         self.account_dialog: AccountDialog | None = None
+        self.password_dialog: ChangePasswordDialog | None = None
         self.import_dialog: ImportDialog | None = None
+        self._import_job = ""
+        client.job_event.connect(self._import_event)
 
         self.vault_header = HoverHeader("Storage Vaults", "Add a Storage Vault to the account")
         self.vault_header.add_clicked.connect(lambda: self.open_vault_editor(None))
@@ -123,9 +131,11 @@ class AccountTab(QWidget):
     def set_context(self, status: AgentStatus, profile: Profile) -> None:
         self.status = status
         self.profile = profile
+        if self.editor is not None:
+            self.editor.reloaded(profile.version)
         self.vaults.set_rows(profile.vaults)
-        self.import_button.setVisible(not profile.hide_import)
-        self.version.setVisible(not profile.hide_version)
+        self.import_button.setVisible(not profile.policy.hide_import)
+        self.version.setVisible(not profile.policy.hide_version)
         self.version.setText(f"Comet Backup {status.version}")
 
     def refresh_devices(self) -> None:
@@ -166,7 +176,7 @@ class AccountTab(QWidget):
 
     def _edit_index(self, index: QModelIndex) -> None:
         vault = self.vaults.record(index.row())
-        if vault is not None:
+        if vault is not None and self._edit_allowed():
             self.open_vault_editor(vault)
 
     def _vault_menu(self, pos: QPoint) -> None:
@@ -180,9 +190,28 @@ class AccountTab(QWidget):
         assert viewport is not None
         menu.exec(viewport.mapToGlobal(pos))
 
+    @property
+    def policy(self) -> PolicyFlags:
+        return self.profile.policy if self.profile else PolicyFlags()
+
+    def _edit_allowed(self) -> bool:
+        if self.policy.prevent_edit_vault:
+            self.show_error(self.policy.reason("editing Storage Vaults"))
+            return False
+        return True
+
     def vault_menu(self, vault: StorageVault) -> QMenu:
         menu = QMenu(self)
-        menu.addAction("Edit", lambda: self.open_vault_editor(vault))
+        menu.setToolTipsVisible(True)
+        policy = self.policy
+        edit = menu.addAction("Edit", lambda: self.open_vault_editor(vault))
+        if edit is not None and policy.prevent_edit_vault:
+            edit.setEnabled(False)
+            edit.setToolTip(policy.reason("editing Storage Vaults"))
+        delete = menu.addAction("Delete", lambda: self.delete_vault(vault))
+        if delete is not None and policy.prevent_delete_vault:
+            delete.setEnabled(False)
+            delete.setToolTip(policy.reason("deleting Storage Vaults"))
         advanced = menu.addMenu("Advanced")
         assert advanced is not None
         for label, kind, tip in VAULT_ACTIONS:
@@ -220,8 +249,36 @@ class AccountTab(QWidget):
                 return
         self.run_vault_job(vault, Classification.UNLOCK)
 
+    def delete_vault(self, vault: StorageVault, *, confirm: bool = True) -> None:
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Delete Storage Vault",
+                f"Remove the Storage Vault “{vault.name}” from your account?\n\n"
+                "Its schedules go with it. The data stored at its location is not "
+                "deleted, but the app no longer backs up to it or restores from it.",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.show_error("")
+        version = self.profile.version if self.profile else 0
+
+        def failed(error: ApiError) -> None:
+            if error.conflict:
+                self.show_error(
+                    "Not deleted: the settings were changed elsewhere — reloaded; try again."
+                )
+                self.vault_saved.emit()
+            else:
+                self.show_error(f"Could not delete “{vault.name}”: {error.message}")
+
+        self.client.delete_vault(vault.vault_id, base_version=version).then(
+            lambda _profile: self.vault_saved.emit(), failed
+        )
+
     def open_vault_editor(self, vault: StorageVault | None) -> VaultEditor:
         editor = VaultEditor(vault, self)
+        editor.setProperty("base_version", self.profile.version if self.profile else 0)
         editor.save_requested.connect(self._save_vault)
         editor.finished.connect(lambda _result: setattr(self, "editor", None))
         self.editor = editor
@@ -230,7 +287,11 @@ class AccountTab(QWidget):
 
     def _save_vault(self, vault: StorageVault) -> None:
         editor = self.editor
-        pending = self.client.save_vault(vault) if vault.vault_id else self.client.add_vault(vault)
+        if vault.vault_id:
+            version = editor.property("base_version") if editor is not None else 0
+            pending = self.client.save_vault(vault, base_version=int(version or 0))
+        else:
+            pending = self.client.add_vault(vault)
 
         def saved(_result: object) -> None:
             if editor is not None:
@@ -240,11 +301,9 @@ class AccountTab(QWidget):
         def failed(error: ApiError) -> None:
             if editor is None:
                 return
-            if error.unimplemented:
-                editor.show_error(
-                    "Editing an existing Storage Vault requires a newer agent (this agent "
-                    "has no SaveProfile call yet). Nothing was changed."
-                )
+            if error.conflict:
+                editor.show_conflict()
+                self.vault_saved.emit()  # reload
             else:
                 editor.show_error(f"Not saved: {error.message}")
 
@@ -259,7 +318,47 @@ class AccountTab(QWidget):
 
     def open_account_dialog(self) -> AccountDialog:
         dialog = AccountDialog(self.status, self.profile, self)
+        dialog.save_requested.connect(self._save_settings)
+        dialog.change_password_requested.connect(self.open_password_dialog)
         self.account_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _save_settings(self, settings: AccountSettings) -> None:
+        dialog = self.account_dialog
+        version = self.profile.version if self.profile else 0
+
+        def failed(error: ApiError) -> None:
+            if dialog is None:
+                return
+            if error.conflict:
+                dialog.show_error(
+                    "Not saved: your settings were changed elsewhere — reload. Close this "
+                    "dialog and open it again to see the latest settings."
+                )
+                self.vault_saved.emit()
+            else:
+                dialog.show_error(f"Not saved: {error.message}")
+
+        def saved(_profile: object) -> None:
+            if dialog is not None:
+                dialog.accept()
+            self.vault_saved.emit()
+
+        self.client.save_settings(settings, base_version=version).then(saved, failed)
+
+    def open_password_dialog(self) -> ChangePasswordDialog:
+        parent = self.account_dialog if self.account_dialog is not None else self
+        dialog = ChangePasswordDialog(parent)
+        self.password_dialog = dialog
+
+        def change(current: str, new: str) -> None:
+            self.client.change_password(current, new).then(
+                lambda _status: dialog.accept(),
+                lambda e: dialog.show_error(password_problem(e.message)),
+            )
+
+        dialog.change_requested.connect(change)
         dialog.open()
         return dialog
 
@@ -267,18 +366,39 @@ class AccountTab(QWidget):
         dialog = ImportDialog(self)
         self.import_dialog = dialog
 
-        def failed(error: ApiError) -> None:
-            if error.unimplemented:
-                dialog.show_error(
-                    "Importing settings from other products needs a newer agent "
-                    "(this agent cannot look for them yet)."
-                )
-            else:
-                dialog.show_error(f"Could not look for other products: {error.message}")
-
         def found(sources: list[ImportSource]) -> None:
             dialog.show_sources(sources)
 
+        def failed(error: ApiError) -> None:
+            dialog.show_error(f"Could not look for other products: {error.message}")
+
+        def start(source: ImportSource) -> None:
+            self.client.start_import(source.source_id).then(self._import_started, failed_start)
+
+        def failed_start(error: ApiError) -> None:
+            dialog.show_error(f"The import did not start: {error.message}")
+
+        dialog.import_requested.connect(start)
         self.client.list_import_sources().then(found, failed)
         dialog.open()
         return dialog
+
+    def _import_started(self, job: Job) -> None:
+        self._import_job = job.job_id
+        self.job_started.emit(job)
+        self._import_progress(job)
+
+    def _import_event(self, event: JobEvent) -> None:
+        if event.job.job_id == self._import_job:
+            self._import_progress(event.job)
+
+    def _import_progress(self, job: Job) -> None:
+        dialog = self.import_dialog
+        if job.status.running or job.status.value == 0:
+            if dialog is not None:
+                dialog.show_running(job)
+            return
+        self._import_job = ""
+        if dialog is not None:
+            dialog.show_result(job)
+        self.vault_saved.emit()  # the import added items, vaults and schedules

@@ -58,8 +58,17 @@ class ApiError:
         text = self.message.lower()
         return "two-factor code required" in text or "totp_required" in text
 
+    @property
+    def conflict(self) -> bool:
+        """The profile changed elsewhere since the edit started: reload, then edit."""
+        return self.kind == "ABORTED" or "changed since you read it" in self.message.lower()
+
     def __str__(self) -> str:
         return self.message
+
+
+class _Gone(Exception):
+    """What the user edited no longer exists in the freshly fetched profile."""
 
 
 class Pending(QObject):
@@ -104,6 +113,8 @@ class _Call(QRunnable):
             result = self._fn()
         except grpc.RpcError as e:
             self._bridge.failed.emit(self._id, rpc_error(self._operation, e, self._socket))
+        except _Gone as e:
+            self._bridge.failed.emit(self._id, ApiError(self._operation, "NOT_FOUND", str(e)))
         except Exception as e:  # a bug must not kill the worker silently: show it
             self._bridge.failed.emit(
                 self._id, ApiError(self._operation, "INTERNAL", f"{self._operation} failed: {e}")
@@ -326,20 +337,61 @@ class AgentClient(QObject):
 
         return self._submit("AddItem", call)
 
-    def save_item(self, item: r.ProtectedItem) -> Pending:
-        """Replace an existing item through SaveProfile (UNIMPLEMENTED on older agents)."""
+    def add_item_with_schedules(
+        self, item: r.ProtectedItem, schedules: tuple[r.Schedule, ...]
+    ) -> Pending:
+        """AddItem, then AddSchedule for each of its schedules (a new item has no id yet)."""
+        request = agent_api_pb2.AddItemRequest(item=convert.item_to_proto(item))
 
-        def call() -> r.Profile:
-            profile = self._fresh_raw_profile()
+        def call() -> r.ProtectedItem:
+            added = self._stub.AddItem(request, timeout=60)
+            for schedule in schedules:
+                msg = convert.schedule_to_proto(schedule)
+                msg.item_id = added.item_id
+                self._stub.AddSchedule(agent_api_pb2.AddScheduleRequest(schedule=msg), timeout=60)
+            return convert.item_from_proto(added)
+
+        return self._submit("AddItem", call)
+
+    def save_item(
+        self, item: r.ProtectedItem, schedules: tuple[r.Schedule, ...], *, base_version: int
+    ) -> Pending:
+        """Replace an existing item and its (editable) schedules through SaveProfile.
+
+        ``base_version`` is the profile version the edit started from: the server
+        refuses the save if the profile changed since (``ApiError.conflict``)."""
+
+        def change(profile: common_pb2.Profile) -> None:
             for i, old in enumerate(profile.items):
                 if old.item_id == item.item_id:
                     profile.items[i].CopyFrom(convert.item_to_proto(item, old))
                     break
             else:
-                profile.items.append(convert.item_to_proto(item))
-            return self._save_profile(profile)
+                raise _Gone(f"The Protected Item “{item.name}” was deleted elsewhere.")
+            olds = {s.schedule_id: s for s in profile.schedules}
+            kept = [
+                s
+                for s in profile.schedules
+                if s.item_id != item.item_id or convert.schedule_from_proto(s) is None
+            ]
+            fresh = [convert.schedule_to_proto(s, olds.get(s.schedule_id)) for s in schedules]
+            del profile.schedules[:]
+            profile.schedules.extend(kept + fresh)
 
-        return self._submit("SaveProfile", call)
+        return self._edit_profile("SaveProfile", base_version, change)
+
+    def delete_item(self, item_id: str, *, base_version: int) -> Pending:
+        """Remove an item and its schedules; its snapshots stay (as unknown items)."""
+
+        def change(profile: common_pb2.Profile) -> None:
+            items = [i for i in profile.items if i.item_id != item_id]
+            schedules = [s for s in profile.schedules if s.item_id != item_id]
+            del profile.items[:]
+            profile.items.extend(items)
+            del profile.schedules[:]
+            profile.schedules.extend(schedules)
+
+        return self._edit_profile("SaveProfile", base_version, change)
 
     def add_vault(self, vault: r.StorageVault) -> Pending:
         request = agent_api_pb2.AddVaultRequest(vault=convert.vault_to_proto(vault))
@@ -349,32 +401,86 @@ class AgentClient(QObject):
 
         return self._submit("AddVault", call)
 
-    def save_vault(self, vault: r.StorageVault) -> Pending:
-        """Rename or re-quota an existing vault through SaveProfile."""
+    def save_vault(self, vault: r.StorageVault, *, base_version: int) -> Pending:
+        """Rename, re-quota or change the default retention of an existing vault."""
 
-        def call() -> r.Profile:
-            profile = self._fresh_raw_profile()
+        def change(profile: common_pb2.Profile) -> None:
             for v in profile.vaults:
                 if v.vault_id == vault.vault_id:
                     v.name = vault.name
                     v.quota_bytes = vault.quota_bytes
-            return self._save_profile(profile)
+                    if not vault.default_retention.custom:
+                        v.default_retention.CopyFrom(
+                            convert.retention_to_proto(vault.default_retention)
+                        )
+                    return
+            raise _Gone(f"The Storage Vault “{vault.name}” was deleted elsewhere.")
 
-        return self._submit("SaveProfile", call)
+        return self._edit_profile("SaveProfile", base_version, change)
 
-    def _fresh_raw_profile(self) -> common_pb2.Profile:
-        msg = self._stub.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=60)
-        copy = common_pb2.Profile()
-        copy.CopyFrom(msg)
-        return copy
+    def delete_vault(self, vault_id: str, *, base_version: int) -> Pending:
+        """Remove a vault from the account, with its schedules and retention overrides.
+        The stored data itself is not touched."""
 
-    def _save_profile(self, profile: common_pb2.Profile) -> r.Profile:
-        saved = self._stub.SaveProfile(
-            agent_api_pb2.SaveProfileRequest(profile=profile), timeout=60
+        def change(profile: common_pb2.Profile) -> None:
+            vaults = [v for v in profile.vaults if v.vault_id != vault_id]
+            schedules = [s for s in profile.schedules if s.vault_id != vault_id]
+            del profile.vaults[:]
+            profile.vaults.extend(vaults)
+            del profile.schedules[:]
+            profile.schedules.extend(schedules)
+            for item in profile.items:
+                if vault_id in item.retention_overrides:
+                    del item.retention_overrides[vault_id]
+
+        return self._edit_profile("SaveProfile", base_version, change)
+
+    def save_settings(self, settings: r.AccountSettings, *, base_version: int) -> Pending:
+        def change(profile: common_pb2.Profile) -> None:
+            profile.settings.CopyFrom(convert.settings_to_proto(settings))
+
+        return self._edit_profile("SaveProfile", base_version, change)
+
+    def _edit_profile(
+        self, operation: str, base_version: int, change: Callable[[common_pb2.Profile], None]
+    ) -> Pending:
+        """Fetch the profile, apply ``change``, save it with the version the user's
+        edit started from (0: the fetched one), so a concurrent change is refused."""
+
+        def call() -> r.Profile:
+            msg = self._stub.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=60)
+            profile = common_pb2.Profile()
+            profile.CopyFrom(msg)
+            change(profile)
+            if base_version:
+                profile.version = base_version
+            saved = self._stub.SaveProfile(
+                agent_api_pb2.SaveProfileRequest(profile=profile), timeout=60
+            )
+            with self._raw_lock:
+                self._raw_profile = saved
+            return convert.profile_from_proto(saved)
+
+        return self._submit(operation, call)
+
+    def change_password(self, current: str, new: str) -> Pending:
+        request = agent_api_pb2.LocalChangePasswordRequest(
+            current_password=current, new_password=new
         )
-        with self._raw_lock:
-            self._raw_profile = saved
-        return convert.profile_from_proto(saved)
+
+        def call() -> r.AgentStatus:
+            return convert.status_from_proto(self._stub.ChangePassword(request, timeout=120))
+
+        return self._submit("ChangePassword", call)
+
+    def unlock(self, password: str) -> Pending:
+        """Check the password on the device (and clear a Lock)."""
+        request = agent_api_pb2.UnlockRequest(password=password)
+
+        def call() -> r.AgentStatus:
+            return convert.status_from_proto(self._stub.Unlock(request, timeout=60))
+
+        return self._submit("Unlock", call)
 
     def list_devices(self) -> Pending:
         def call() -> list[r.Device]:
@@ -391,6 +497,15 @@ class AgentClient(QObject):
             return [convert.import_source_from_proto(s) for s in reply.sources]
 
         return self._submit("ListImportSources", call)
+
+    def start_import(self, source_id: str) -> Pending:
+        request = agent_api_pb2.StartVaultJobRequest(import_source_id=source_id)
+        request.classification = common_pb2.JOB_CLASSIFICATION_IMPORT
+
+        def call() -> r.Job:
+            return convert.job_from_proto(self._stub.StartVaultJob(request, timeout=60))
+
+        return self._submit("StartVaultJob", call)
 
     # ------------------------------------------------------------ jobs
 
@@ -478,3 +593,16 @@ class AgentClient(QObject):
             return [convert.entry_from_proto(e) for e in reply.entries]
 
         return self._submit("ListDir", call)
+
+    def find(self, vault_id: str, snapshot_ids: tuple[str, ...], query: r.FindQuery) -> Pending:
+        """Search the given snapshots (none: every snapshot in the vault)."""
+        request = agent_api_pb2.FindRequest(
+            vault_id=vault_id,
+            snapshot_ids=list(snapshot_ids),
+            query=convert.find_query_to_proto(query),
+        )
+
+        def call() -> r.SearchResult:
+            return convert.search_from_proto(self._stub.Find(request, timeout=_LONG))
+
+        return self._submit("Find", call)

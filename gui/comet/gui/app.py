@@ -18,7 +18,8 @@ from PyQt6.QtWidgets import QApplication
 from comet.gui.agent_client import AgentClient, ApiError
 from comet.gui.login_window import LoginWindow, registration_text
 from comet.gui.main_window import MainWindow
-from comet.gui.records import AgentStatus, LoginResult
+from comet.gui.records import AgentStatus, LoginResult, Profile
+from comet.gui.unlock_dialog import UnlockDialog
 
 PROG = "comet-gui"
 
@@ -42,6 +43,7 @@ class AppController(QObject):
         self.client = client
         self.login_window: LoginWindow | None = None
         self.main_window: MainWindow | None = None
+        self.unlock_dialog: UnlockDialog | None = None
         self._server = ""
 
     def start(self) -> None:
@@ -49,9 +51,41 @@ class AppController(QObject):
 
     def route(self, status: AgentStatus) -> None:
         if status.logged_in and not status.locked:
-            self.show_main(status)
+            # The policy may require the password before the app opens.
+            self.client.get_profile(refetch=False).then(
+                lambda profile: self._open_checked(status, profile),
+                lambda _error: self._open_checked(status, None),
+            )
         else:
             self.show_login(status, username=status.username if status.locked else "")
+
+    def _open_checked(self, status: AgentStatus, profile: Profile | None) -> None:
+        if profile is None or not profile.policy.require_password_to_open_app:
+            self.show_main(status)
+            return
+        dialog = UnlockDialog(status.username)
+        self.unlock_dialog = dialog
+
+        def check(password: str) -> None:
+            self.client.unlock(password).then(opened, refused)
+
+        def opened(_status: AgentStatus) -> None:
+            dialog.accept()
+            self.unlock_dialog = None
+            self.show_main(status)
+
+        def refused(error: ApiError) -> None:
+            wrong = "wrong password" in error.message.lower()
+            dialog.show_error("Wrong password." if wrong else error.message)
+
+        def cancelled() -> None:
+            app = QApplication.instance()
+            if app is not None and self.main_window is None:
+                app.quit()
+
+        dialog.password_entered.connect(check)
+        dialog.rejected.connect(cancelled)
+        dialog.show()
 
     def _agent_down(self, error: ApiError) -> None:
         window = self.show_login(AgentStatus(), username="")

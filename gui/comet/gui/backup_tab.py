@@ -10,6 +10,7 @@ from PyQt6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMenu,
+    QMessageBox,
     QPushButton,
     QTableView,
     QVBoxLayout,
@@ -22,11 +23,16 @@ from comet.gui.dialogs import ItemEditor
 from comet.gui.hover_header import HoverHeader
 from comet.gui.job_progress import JobProgressPanel
 from comet.gui.models import ItemTableModel
-from comet.gui.records import AgentStatus, Job, Profile, ProtectedItem
+from comet.gui.records import AgentStatus, Job, PolicyFlags, Profile, ProtectedItem, Schedule
+
+DELETE_ITEM_NOTE = (
+    "Its schedules are removed too. Its snapshots stay in the Storage Vaults and can still "
+    "be restored: the Restore wizard lists them under “Show unknown items”."
+)
 
 
 class BackupTab(QWidget):
-    item_saved = pyqtSignal()  # the profile changed: refresh
+    item_saved = pyqtSignal()  # the profile changed (or must be reloaded): refresh
     job_started = pyqtSignal(object)  # Job
 
     def __init__(self, client: AgentClient, parent: QWidget | None = None) -> None:
@@ -85,8 +91,21 @@ class BackupTab(QWidget):
 
     # ------------------------------------------------------------ data
 
+    @property
+    def policy(self) -> PolicyFlags:
+        return self.profile.policy if self.profile else PolicyFlags()
+
     def set_context(self, status: AgentStatus, profile: Profile) -> None:
         self.profile = profile
+        if self.editor is not None:
+            self.editor.reloaded(profile.version)
+        add = self.header.add_button
+        add.setEnabled(not profile.policy.prevent_new_item)
+        add.setToolTip(
+            profile.policy.reason("adding Protected Items")
+            if profile.policy.prevent_new_item
+            else "Add a Protected Item to this device"
+        )
         mine = [i for i in profile.items if i.owner_device_id == status.device_id]
         selected = self.selected_item()
         self.model.set_rows(mine)
@@ -129,8 +148,12 @@ class BackupTab(QWidget):
 
     def _edit_index(self, index: QModelIndex) -> None:
         item = self.model.record(index.row())
-        if item is not None:
-            self.open_editor(item)
+        if item is None:
+            return
+        if self.policy.prevent_edit_item:
+            self.show_error(self.policy.reason("editing Protected Items"))
+            return
+        self.open_editor(item)
 
     def _context_menu(self, pos: QPoint) -> None:
         index = self.table.indexAt(pos)
@@ -138,17 +161,63 @@ class BackupTab(QWidget):
         if item is None:
             return
         self.table.selectRow(index.row())
-        menu = QMenu(self)
-        menu.addAction("Edit", lambda: self.open_editor(item))
-        backup = menu.addAction("Backup Now", self.open_backup_wizard)
-        if backup is not None:
-            backup.setEnabled(self.backup_now.isEnabled())
+        menu = self.item_menu(item)
         viewport = self.table.viewport()
         assert viewport is not None
         menu.exec(viewport.mapToGlobal(pos))
 
+    def item_menu(self, item: ProtectedItem) -> QMenu:
+        menu = QMenu(self)
+        menu.setToolTipsVisible(True)
+        policy = self.policy
+        edit = menu.addAction("Edit", lambda: self.open_editor(item))
+        if edit is not None and policy.prevent_edit_item:
+            edit.setEnabled(False)
+            edit.setToolTip(policy.reason("editing Protected Items"))
+        backup = menu.addAction("Backup Now", self.open_backup_wizard)
+        if backup is not None:
+            backup.setEnabled(self.backup_now.isEnabled())
+        menu.addSeparator()
+        delete = menu.addAction("Delete", lambda: self.delete_item(item))
+        if delete is not None and policy.prevent_delete_item:
+            delete.setEnabled(False)
+            delete.setToolTip(policy.reason("deleting Protected Items"))
+        return menu
+
+    def delete_item(self, item: ProtectedItem, *, confirm: bool = True) -> None:
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Delete Protected Item",
+                f"Delete the Protected Item “{item.name}”?\n\n{DELETE_ITEM_NOTE}",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.show_error("")
+        version = self.profile.version if self.profile else 0
+
+        def failed(error: ApiError) -> None:
+            if error.conflict:
+                self.show_error(
+                    "Not deleted: the settings were changed elsewhere — reloaded; try again."
+                )
+                self.item_saved.emit()
+            else:
+                self.show_error(f"Could not delete “{item.name}”: {error.message}")
+
+        self.client.delete_item(item.item_id, base_version=version).then(
+            lambda _profile: self.item_saved.emit(), failed
+        )
+
     def open_editor(self, item: ProtectedItem | None) -> ItemEditor:
-        editor = ItemEditor(item, self)
+        profile = self.profile
+        editor = ItemEditor(
+            item,
+            self,
+            vaults=profile.vaults if profile else (),
+            schedules=profile.schedules_of(item.item_id) if profile and item else (),
+        )
+        editor.setProperty("base_version", profile.version if profile else 0)
         editor.save_requested.connect(self._save_item)
         editor.finished.connect(lambda _result: setattr(self, "editor", None))
         self.editor = editor
@@ -157,7 +226,12 @@ class BackupTab(QWidget):
 
     def _save_item(self, item: ProtectedItem) -> None:
         editor = self.editor
-        pending = self.client.save_item(item) if item.item_id else self.client.add_item(item)
+        schedules: tuple[Schedule, ...] = editor.schedules() if editor is not None else ()
+        if item.item_id:
+            version = editor.property("base_version") if editor is not None else 0
+            pending = self.client.save_item(item, schedules, base_version=int(version or 0))
+        else:
+            pending = self.client.add_item_with_schedules(item, schedules)
 
         def saved(_result: object) -> None:
             if editor is not None:
@@ -167,11 +241,9 @@ class BackupTab(QWidget):
         def failed(error: ApiError) -> None:
             if editor is None:
                 return
-            if error.unimplemented:
-                editor.show_error(
-                    "Editing an existing Protected Item requires a newer agent (this agent "
-                    "has no SaveProfile call yet). Nothing was changed."
-                )
+            if error.conflict:
+                editor.show_conflict()
+                self.item_saved.emit()  # reload
             else:
                 editor.show_error(f"Not saved: {error.message}")
 

@@ -44,6 +44,133 @@ def status_from_proto(msg: agent_api_pb2.StatusReply) -> r.AgentStatus:
     )
 
 
+_RANGE_FIELD = {
+    r.RetentionKind.KEEP_LAST: "jobs",
+    r.RetentionKind.KEEP_WITHIN_DAYS: "days",
+    r.RetentionKind.ONE_PER_DAY: "jobs",
+    r.RetentionKind.ONE_PER_WEEK: "jobs",
+    r.RetentionKind.ONE_PER_MONTH: "jobs",
+}
+
+
+def _simple_range(msg: common_pb2.RetentionRange) -> tuple[r.RetentionKind, int] | None:
+    """The range as an editable rule, or None when the app cannot show it faithfully."""
+    try:
+        kind = r.RetentionKind(msg.type)
+    except ValueError:
+        return None
+    wanted = _RANGE_FIELD[kind]
+    others = {"jobs", "days", "weeks", "months", "weekday_offset", "month_offset"} - {wanted}
+    if any(getattr(msg, f) for f in others) or msg.HasField("newer_than"):
+        return None
+    return kind, int(getattr(msg, wanted))
+
+
+def retention_from_proto(msg: common_pb2.RetentionPolicy) -> r.Retention:
+    if msg.mode != common_pb2.RETENTION_MODE_DELETE_EXCEPT:
+        return r.Retention()
+    rules = [_simple_range(x) for x in msg.ranges]
+    if any(rule is None for rule in rules):
+        return r.Retention(custom=True)
+    return r.Retention(rules=tuple(rule for rule in rules if rule is not None))
+
+
+def retention_to_proto(retention: r.Retention) -> common_pb2.RetentionPolicy:
+    msg = common_pb2.RetentionPolicy()
+    if not retention.rules:
+        msg.mode = common_pb2.RETENTION_MODE_KEEP_EVERYTHING
+        return msg
+    msg.mode = common_pb2.RETENTION_MODE_DELETE_EXCEPT
+    for kind, count in retention.rules:
+        entry = msg.ranges.add()
+        entry.type = kind.value  # type: ignore[assignment]
+        setattr(entry, _RANGE_FIELD[kind], count)
+    return msg
+
+
+def schedule_from_proto(msg: common_pb2.Schedule) -> r.Schedule | None:
+    """None for a frequency the app does not edit (once, monthly): it is kept as is."""
+    try:
+        frequency = r.Frequency(msg.frequency)
+    except ValueError:
+        return None
+    return r.Schedule(
+        schedule_id=msg.schedule_id,
+        item_id=msg.item_id,
+        vault_id=msg.vault_id,
+        frequency=frequency,
+        hour=msg.hour,
+        minute=msg.minute,
+        weekdays=tuple(msg.weekdays),
+        every_seconds=msg.every_seconds,
+        skip_if_running=msg.skip_if_running,
+        stop_after_seconds=msg.stop_after_seconds,
+        enabled=msg.enabled,
+    )
+
+
+def schedule_to_proto(
+    schedule: r.Schedule, base: common_pb2.Schedule | None = None
+) -> common_pb2.Schedule:
+    """The schedule as a message; fields the app does not edit are kept from ``base``."""
+    msg = common_pb2.Schedule()
+    if base is not None:
+        msg.CopyFrom(base)
+    msg.schedule_id = schedule.schedule_id
+    msg.item_id = schedule.item_id
+    msg.vault_id = schedule.vault_id
+    msg.frequency = schedule.frequency.value  # type: ignore[assignment]
+    msg.hour = schedule.hour
+    msg.minute = schedule.minute
+    del msg.weekdays[:]
+    msg.weekdays.extend(schedule.weekdays)
+    msg.every_seconds = schedule.every_seconds
+    msg.skip_if_running = schedule.skip_if_running
+    msg.stop_after_seconds = schedule.stop_after_seconds
+    msg.enabled = schedule.enabled
+    return msg
+
+
+def settings_from_proto(msg: common_pb2.AccountSettings) -> r.AccountSettings:
+    return r.AccountSettings(
+        account_name=msg.account_name,
+        emails=tuple(msg.emails),
+        language=msg.language,
+        timezone=msg.timezone,
+        allow_admin_view_files=msg.allow_admin_view_files,
+        allow_admin_reset_password=msg.allow_admin_reset_password,
+    )
+
+
+def settings_to_proto(settings: r.AccountSettings) -> common_pb2.AccountSettings:
+    return common_pb2.AccountSettings(
+        account_name=settings.account_name,
+        emails=list(settings.emails),
+        language=settings.language,
+        timezone=settings.timezone,
+        allow_admin_view_files=settings.allow_admin_view_files,
+        allow_admin_reset_password=settings.allow_admin_reset_password,
+    )
+
+
+def policy_from_proto(msg: common_pb2.Policy) -> r.PolicyFlags:
+    f = msg.flags
+    return r.PolicyFlags(
+        policy_name=msg.name,
+        prevent_new_item=f.prevent_new_item,
+        prevent_edit_item=f.prevent_edit_item,
+        prevent_delete_item=f.prevent_delete_item,
+        prevent_edit_vault=f.prevent_edit_vault,
+        prevent_delete_vault=f.prevent_delete_vault,
+        prevent_delete_snapshot=f.prevent_delete_snapshot,
+        prevent_change_password=f.prevent_change_password,
+        prevent_change_email=f.prevent_change_email,
+        require_password_to_open_app=f.require_password_to_open_app,
+        hide_import=f.hide_import,
+        hide_version=f.hide_version,
+    )
+
+
 def item_from_proto(msg: common_pb2.ProtectedItem) -> r.ProtectedItem:
     return r.ProtectedItem(
         item_id=msg.item_id,
@@ -55,6 +182,10 @@ def item_from_proto(msg: common_pb2.ProtectedItem) -> r.ProtectedItem:
         exclude_regexes=tuple(msg.exclude_regexes),
         program_command=msg.program_command,
         program_save_as=msg.program_save_as,
+        retention_overrides=tuple(
+            (v, retention_from_proto(msg.retention_overrides[v]))
+            for v in sorted(msg.retention_overrides)
+        ),
     )
 
 
@@ -80,6 +211,13 @@ def item_to_proto(
     msg.exclude_regexes.extend(item.exclude_regexes)
     msg.program_command = item.program_command
     msg.program_save_as = item.program_save_as
+    edited = {v: p for v, p in item.retention_overrides if not p.custom}
+    kept = {v for v, p in item.retention_overrides if p.custom}
+    for vault_id in list(msg.retention_overrides):
+        if vault_id not in kept:
+            del msg.retention_overrides[vault_id]
+    for vault_id, policy in edited.items():
+        msg.retention_overrides[vault_id].CopyFrom(retention_to_proto(policy))
     return msg
 
 
@@ -102,6 +240,7 @@ def vault_from_proto(msg: common_pb2.StorageVault) -> r.StorageVault:
         type=_enum(r.VaultType, msg.type, r.VaultType.UNSPECIFIED),
         settings=settings,
         quota_bytes=msg.quota_bytes,
+        default_retention=retention_from_proto(msg.default_retention),
     )
 
 
@@ -109,6 +248,8 @@ def vault_to_proto(vault: r.StorageVault) -> common_pb2.StorageVault:
     msg = common_pb2.StorageVault(vault_id=vault.vault_id, name=vault.name)
     msg.type = vault.type.value  # type: ignore[assignment]
     msg.quota_bytes = vault.quota_bytes
+    if not vault.default_retention.custom:
+        msg.default_retention.CopyFrom(retention_to_proto(vault.default_retention))
     s = vault.settings
     if isinstance(s, r.LocalVaultSettings):
         msg.local.path = s.path
@@ -139,19 +280,16 @@ def vault_to_proto(vault: r.StorageVault) -> common_pb2.StorageVault:
 
 
 def profile_from_proto(msg: common_pb2.Profile) -> r.Profile:
-    flags = msg.policy.flags
+    schedules = (schedule_from_proto(s) for s in msg.schedules)
     return r.Profile(
         username=msg.username,
         version=msg.version,
         items=tuple(item_from_proto(i) for i in msg.items),
         vaults=tuple(vault_from_proto(v) for v in msg.vaults),
-        account_name=msg.settings.account_name,
-        emails=tuple(msg.settings.emails),
-        language=msg.settings.language,
-        timezone=msg.settings.timezone,
-        hide_import=flags.hide_import,
-        hide_version=flags.hide_version,
-        prevent_delete_snapshot=flags.prevent_delete_snapshot,
+        schedules=tuple(s for s in schedules if s is not None),
+        settings=settings_from_proto(msg.settings),
+        policy=policy_from_proto(msg.policy),
+        recovery_enabled=msg.recovery_enabled,
     )
 
 
@@ -240,6 +378,33 @@ def entry_from_proto(msg: common_pb2.SnapshotEntry) -> r.SnapshotEntry:
         is_dir=msg.type == common_pb2.NODE_TYPE_DIRECTORY,
         size=msg.size,
         mtime=_time(msg.mtime, msg.HasField("mtime")),
+    )
+
+
+def _timestamp(when: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(when.astimezone(UTC))
+    return ts
+
+
+def find_query_to_proto(query: r.FindQuery) -> common_pb2.FindQuery:
+    msg = common_pb2.FindQuery(
+        name_glob=query.name_glob,
+        min_size=query.min_size,
+        max_size=query.max_size,
+        limit=query.limit,
+    )
+    if query.modified_after is not None:
+        msg.modified_after.CopyFrom(_timestamp(query.modified_after))
+    if query.modified_before is not None:
+        msg.modified_before.CopyFrom(_timestamp(query.modified_before))
+    return msg
+
+
+def search_from_proto(msg: agent_api_pb2.FindReply) -> r.SearchResult:
+    return r.SearchResult(
+        found=tuple(r.FoundEntry(e.snapshot_id, entry_from_proto(e)) for e in msg.entries),
+        truncated=msg.truncated,
     )
 
 

@@ -1,5 +1,4 @@
-"""Dialogs: the Protected Item editor, the Storage Vault editor, the Account dialog,
-the Import dialog and the job log viewer.
+"""Dialogs: the Protected Item editor, the Storage Vault editor and the job log viewer.
 
 Editors never call the agent: Save emits ``save_requested`` with a record, the owner
 sends it and then either closes the editor or shows the error in it, so nothing is
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -27,6 +27,7 @@ from PyQt6.QtWidgets import (
     QSpinBox,
     QStackedWidget,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -34,22 +35,21 @@ from PyQt6.QtWidgets import (
 from comet.gui import units
 from comet.gui.models import LogTableModel, RecordFilterProxy
 from comet.gui.records import (
-    AgentStatus,
-    ImportSource,
     ItemType,
     JobLog,
     LocalVaultSettings,
     LogEntry,
-    Profile,
     ProtectedItem,
+    Retention,
     S3VaultSettings,
+    Schedule,
     Severity,
     SftpVaultSettings,
     StorageVault,
     VaultType,
 )
-
-NEEDS_NEWER_AGENT = "This needs a newer Comet agent: its local API has no call for it yet."
+from comet.gui.retention_form import RetentionForm
+from comet.gui.schedule_form import ScheduleForm
 
 
 def _lines(edit: QPlainTextEdit) -> tuple[str, ...]:
@@ -89,6 +89,20 @@ class _Editor(QDialog):
         self.error.show()
         self.save_button.setEnabled(True)
 
+    def show_conflict(self) -> None:
+        """The profile changed elsewhere: say so; the owner reloads it."""
+        self.show_error(
+            "Not saved: these settings were changed elsewhere — reload. The latest "
+            "settings are being loaded: Save again to apply your edit over them, or Cancel."
+        )
+        self.setProperty("reload_pending", True)
+
+    def reloaded(self, version: int) -> None:
+        """The owner reloaded the profile after a conflict: the next save builds on it."""
+        if self.property("reload_pending"):
+            self.setProperty("reload_pending", False)
+            self.setProperty("base_version", version)
+
     def set_saving(self) -> None:
         self.error.hide()
         self.save_button.setEnabled(False)
@@ -99,9 +113,30 @@ class ItemEditor(_Editor):
 
     save_requested = pyqtSignal(object)  # ProtectedItem
 
-    def __init__(self, item: ProtectedItem | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        item: ProtectedItem | None = None,
+        parent: QWidget | None = None,
+        *,
+        vaults: tuple[StorageVault, ...] = (),
+        schedules: tuple[Schedule, ...] = (),
+    ) -> None:
         super().__init__("Edit Protected Item" if item else "New Protected Item", parent)
         self.original = item
+        self.vaults = vaults
+        # Per vault: the schedule the form edits (the first), extras kept untouched, and
+        # the retention override (None = the vault's default applies).
+        self._schedules: dict[str, Schedule | None] = {}
+        self._extra: list[Schedule] = []
+        for s in schedules:
+            if s.vault_id in self._schedules:
+                self._extra.append(s)
+            else:
+                self._schedules[s.vault_id] = s
+        self._overrides: dict[str, Retention | None] = dict(
+            item.retention_overrides if item else ()
+        )
+        self._shown_vault = ""
         self.name = QLineEdit(item.name if item else "")
         self.name.setPlaceholderText("e.g. Documents")
         self.type = QComboBox()
@@ -117,11 +152,78 @@ class ItemEditor(_Editor):
         form = QFormLayout()
         form.addRow("Name:", self.name)
         form.addRow("Type:", self.type)
+        what = QWidget()
+        what_layout = QVBoxLayout(what)
+        what_layout.addLayout(form)
+        what_layout.addWidget(self.pages, 1)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(what, "What to back up")
+        self.tabs.addTab(self._plan_page(), "Schedule and retention")
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.pages, 1)
+        layout.addWidget(self.tabs, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
+
+    def _plan_page(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        self.plan_vault = QComboBox()
+        for vault in self.vaults:
+            self.plan_vault.addItem(vault.name, vault.vault_id)
+        self.schedule_form = ScheduleForm()
+        self.override = QCheckBox("Use its own retention rules for this vault")
+        self.override.setToolTip("Unticked: the Storage Vault's default retention applies")
+        self.retention_form = RetentionForm()
+        self.override.toggled.connect(self.retention_form.setEnabled)
+        top = QFormLayout()
+        top.addRow("Storage Vault:", self.plan_vault)
+        layout.addLayout(top)
+        layout.addWidget(self.schedule_form)
+        layout.addWidget(self.override)
+        layout.addWidget(self.retention_form)
+        layout.addStretch(1)
+        if not self.vaults:
+            page.setEnabled(False)
+            page.setToolTip("Add a Storage Vault first")
+        self.plan_vault.currentIndexChanged.connect(self._show_vault_plan)
+        self._show_vault_plan()
+        return page
+
+    def _keep_vault_plan(self) -> None:
+        vault_id = self._shown_vault
+        if not vault_id:
+            return
+        self._schedules[vault_id] = self.schedule_form.schedule(self._item_id(), vault_id)
+        self._overrides[vault_id] = (
+            self.retention_form.retention() if self.override.isChecked() else None
+        )
+
+    def _show_vault_plan(self) -> None:
+        self._keep_vault_plan()
+        vault_id = self.plan_vault.currentData()
+        if not isinstance(vault_id, str):
+            return
+        self._shown_vault = vault_id
+        self.schedule_form.set_schedule(self._schedules.get(vault_id))
+        override = self._overrides.get(vault_id)
+        vault = next((v for v in self.vaults if v.vault_id == vault_id), None)
+        self.override.setChecked(override is not None)
+        self.retention_form.set_retention(
+            override or (vault.default_retention if vault else Retention())
+        )
+        self.retention_form.setEnabled(override is not None)
+
+    def select_plan_vault(self, vault_id: str) -> None:
+        self.plan_vault.setCurrentIndex(self.plan_vault.findData(vault_id))
+
+    def _item_id(self) -> str:
+        return self.original.item_id if self.original else ""
+
+    def schedules(self) -> tuple[Schedule, ...]:
+        """Every schedule of the item as edited (one per vault) plus any extras."""
+        self._keep_vault_plan()
+        edited = tuple(s for s in self._schedules.values() if s is not None)
+        return edited + tuple(self._extra)
 
     def _files_page(self, item: ProtectedItem | None) -> QWidget:
         page = QWidget()
@@ -180,7 +282,12 @@ class ItemEditor(_Editor):
             exclude_regexes=_lines(self.exclude_regexes) if kind is ItemType.FILES else (),
             program_command=self.command.text().strip() if kind is ItemType.PROGRAM else "",
             program_save_as=self.save_as.text().strip() if kind is ItemType.PROGRAM else "",
+            retention_overrides=self._retention_overrides(),
         )
+
+    def _retention_overrides(self) -> tuple[tuple[str, Retention], ...]:
+        self._keep_vault_plan()
+        return tuple((v, r) for v, r in sorted(self._overrides.items()) if r is not None)
 
     def problem(self) -> str:
         item = self.item()
@@ -199,7 +306,7 @@ class ItemEditor(_Editor):
                     return f"The exclude regex {pattern!r} is not valid: {e}"
         elif not item.program_command or not item.program_save_as:
             return "Program Output needs a command and a file name to save its output as."
-        return ""
+        return self.schedule_form.problem()
 
     def _save(self) -> None:
         problem = self.problem()
@@ -252,6 +359,11 @@ class VaultEditor(_Editor):
         quota = QFormLayout()
         quota.addRow("Quota:", self.quota)
         layout.addLayout(quota)
+        retention_title = QLabel("Default retention (items can override it per vault)")
+        retention_title.setStyleSheet("font-weight: bold")
+        self.retention_form = RetentionForm(vault.default_retention if vault else None)
+        layout.addWidget(retention_title)
+        layout.addWidget(self.retention_form)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 
@@ -364,6 +476,7 @@ class VaultEditor(_Editor):
             type=kind,
             settings=settings,
             quota_bytes=self.quota.value() * 2**30,
+            default_retention=self.retention_form.retention(),
         )
 
     def problem(self) -> str:
@@ -398,73 +511,6 @@ class VaultEditor(_Editor):
             return
         self.set_saving()
         self.save_requested.emit(vault)
-
-
-class AccountDialog(QDialog):
-    """What the agent knows about the account; settings it cannot change are disabled."""
-
-    def __init__(
-        self, status: AgentStatus, profile: Profile | None, parent: QWidget | None = None
-    ) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Account")
-        self.setMinimumWidth(460)
-        form = QFormLayout()
-        self.fields: dict[str, QLineEdit] = {}
-
-        def shown(label: str, value: str, *, editable_later: bool = False) -> None:
-            edit = QLineEdit(value)
-            edit.setReadOnly(True)
-            if editable_later:
-                edit.setEnabled(False)
-                edit.setToolTip(NEEDS_NEWER_AGENT)
-            self.fields[label] = edit
-            form.addRow(f"{label}:", edit)
-
-        shown("Username", status.username)
-        shown("Server", status.server)
-        shown("Device", f"{status.device_name} ({status.device_id})")
-        shown("Agent version", status.version)
-        settings = profile
-        shown("Account name", settings.account_name if settings else "", editable_later=True)
-        shown("Email", ", ".join(settings.emails) if settings else "", editable_later=True)
-        shown("Language", settings.language if settings else "", editable_later=True)
-        shown("Timezone", settings.timezone if settings else "", editable_later=True)
-        self.change_password = QPushButton("Change password…")
-        self.change_password.setEnabled(False)
-        self.change_password.setToolTip(NEEDS_NEWER_AGENT)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.change_password, 0, Qt.AlignmentFlag.AlignLeft)
-        layout.addWidget(buttons)
-
-
-class ImportDialog(QDialog):
-    """Backup products found on this device whose settings could be imported."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Import settings")
-        self.setMinimumWidth(420)
-        self.message = QLabel("Looking for other backup products on this device…")
-        self.message.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.message)
-        layout.addWidget(buttons)
-
-    def show_sources(self, sources: list[ImportSource]) -> None:
-        if not sources:
-            self.message.setText("No supported backup product was found on this device.")
-            return
-        lines = [f"• {s.product}: {s.path} {s.description}".rstrip() for s in sources]
-        self.message.setText("Found:\n" + "\n".join(lines))
-
-    def show_error(self, message: str) -> None:
-        self.message.setText(message)
 
 
 class JobLogDialog(QDialog):

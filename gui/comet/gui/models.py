@@ -24,6 +24,8 @@ from comet.gui import units
 from comet.gui.records import (
     Classification,
     Device,
+    FoundEntry,
+    ImportSource,
     Job,
     JobStatus,
     LogEntry,
@@ -199,6 +201,40 @@ class DeviceTableModel(RecordTableModel[Device]):
             row.client_version,
             units.when(row.registered_at),
             "revoked" if row.revoked else ("yes" if row.online else "no"),
+        )[column]
+
+
+class ImportSourceTableModel(RecordTableModel[ImportSource]):
+    PRODUCT, DESCRIPTION, PATH = range(3)
+    HEADERS = ("Product", "Description", "Found at")
+
+    def cell(self, row: ImportSource, column: int, role: int) -> Any:
+        if role != DISPLAY:
+            return None
+        return (row.product, row.description, row.path)[column]
+
+
+class SearchResultTableModel(RecordTableModel[FoundEntry]):
+    """Search hits; ``snapshot_times`` names each snapshot by when it was taken."""
+
+    PATH, SIZE, MODIFIED, SNAPSHOT = range(4)
+    HEADERS = ("Path", "Size", "Modified", "Snapshot")
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.snapshot_labels: dict[str, str] = {}
+
+    def cell(self, row: FoundEntry, column: int, role: int) -> Any:
+        if role == Qt.ItemDataRole.ToolTipRole and column == self.SNAPSHOT:
+            return row.snapshot_id
+        if role != DISPLAY:
+            return None
+        entry = row.entry
+        return (
+            entry.path + ("/" if entry.is_dir else ""),
+            "" if entry.is_dir else units.size(entry.size),
+            units.when(entry.mtime),
+            self.snapshot_labels.get(row.snapshot_id, row.snapshot_id[:8]),
         )[column]
 
 

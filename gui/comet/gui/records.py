@@ -160,6 +160,123 @@ class LoginResult:
     device_registered_now: bool
 
 
+class RetentionKind(IntEnum):
+    """The retention ranges the app edits (Comet's retention range codes)."""
+
+    KEEP_LAST = 900  # the N most recent snapshots
+    KEEP_WITHIN_DAYS = 902  # snapshots of the last N days
+    ONE_PER_DAY = 907  # last N backups, one per day
+    ONE_PER_WEEK = 908
+    ONE_PER_MONTH = 909
+
+    @property
+    def label(self) -> str:
+        return _RETENTION_LABELS[self]
+
+
+_RETENTION_LABELS = {
+    RetentionKind.KEEP_LAST: "Keep the last N snapshots",
+    RetentionKind.KEEP_WITHIN_DAYS: "Keep snapshots of the last N days",
+    RetentionKind.ONE_PER_DAY: "Keep one per day, for N days",
+    RetentionKind.ONE_PER_WEEK: "Keep one per week, for N weeks",
+    RetentionKind.ONE_PER_MONTH: "Keep one per month, for N months",
+}
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What a retention pass keeps. No rules = keep everything (mode 801).
+
+    ``custom`` marks a policy using ranges the app cannot edit (set by another tool):
+    it is shown, kept as it is, and never rewritten by the app."""
+
+    rules: tuple[tuple[RetentionKind, int], ...] = ()
+    custom: bool = False
+
+    @property
+    def keeps_everything(self) -> bool:
+        return not self.rules and not self.custom
+
+    def count(self, kind: RetentionKind) -> int:
+        return next((n for k, n in self.rules if k is kind), 0)
+
+    @property
+    def summary(self) -> str:
+        if self.custom:
+            return "Custom rules (set elsewhere)"
+        if not self.rules:
+            return "Keep everything"
+        return "; ".join(f"{k.label.replace('N', str(n), 1)}" for k, n in self.rules)
+
+
+class Frequency(IntEnum):
+    """Schedule frequencies the app edits (Comet's schedule frequency codes)."""
+
+    DAILY = 8011
+    HOURLY = 8012
+    WEEKLY = 8013
+    PERIODIC = 8015
+
+    @property
+    def label(self) -> str:
+        return {
+            Frequency.DAILY: "Daily",
+            Frequency.HOURLY: "Hourly",
+            Frequency.WEEKLY: "Weekly",
+            Frequency.PERIODIC: "Every N seconds",
+        }[self]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When an item is backed up to a vault. ``weekdays``: 0 = Monday."""
+
+    schedule_id: str
+    item_id: str
+    vault_id: str
+    frequency: Frequency
+    hour: int = 0
+    minute: int = 0
+    weekdays: tuple[int, ...] = ()
+    every_seconds: int = 0
+    skip_if_running: bool = False
+    stop_after_seconds: int = 0
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    account_name: str = ""
+    emails: tuple[str, ...] = ()
+    language: str = ""
+    timezone: str = ""
+    allow_admin_view_files: bool = False
+    allow_admin_reset_password: bool = False
+
+
+@dataclass(frozen=True)
+class PolicyFlags:
+    """What the account's effective policy forbids or hides (read-only for users)."""
+
+    policy_name: str = ""
+    prevent_new_item: bool = False
+    prevent_edit_item: bool = False
+    prevent_delete_item: bool = False
+    prevent_edit_vault: bool = False
+    prevent_delete_vault: bool = False
+    prevent_delete_snapshot: bool = False
+    prevent_change_password: bool = False
+    prevent_change_email: bool = False
+    require_password_to_open_app: bool = False
+    hide_import: bool = False
+    hide_version: bool = False
+
+    def reason(self, what: str) -> str:
+        """A tooltip for a disabled action, naming the policy that disables it."""
+        name = f"“{self.policy_name}”" if self.policy_name else "of your account"
+        return f"Not allowed: the administrator's policy {name} prevents {what}."
+
+
 @dataclass(frozen=True)
 class ProtectedItem:
     item_id: str
@@ -171,6 +288,10 @@ class ProtectedItem:
     exclude_regexes: tuple[str, ...] = ()
     program_command: str = ""
     program_save_as: str = ""
+    retention_overrides: tuple[tuple[str, Retention], ...] = ()  # by vault id
+
+    def retention_for(self, vault_id: str) -> Retention | None:
+        return next((r for v, r in self.retention_overrides if v == vault_id), None)
 
 
 @dataclass(frozen=True)
@@ -209,6 +330,7 @@ class StorageVault:
     type: VaultType
     settings: VaultSettings = None
     quota_bytes: int = 0
+    default_retention: Retention = field(default_factory=Retention)
 
     @property
     def location(self) -> str:
@@ -228,13 +350,13 @@ class Profile:
     version: int
     items: tuple[ProtectedItem, ...] = ()
     vaults: tuple[StorageVault, ...] = ()
-    account_name: str = ""
-    emails: tuple[str, ...] = ()
-    language: str = ""
-    timezone: str = ""
-    hide_import: bool = False
-    hide_version: bool = False
-    prevent_delete_snapshot: bool = False
+    schedules: tuple[Schedule, ...] = ()
+    settings: AccountSettings = field(default_factory=AccountSettings)
+    policy: PolicyFlags = field(default_factory=PolicyFlags)
+    recovery_enabled: bool = False
+
+    def schedules_of(self, item_id: str) -> tuple[Schedule, ...]:
+        return tuple(s for s in self.schedules if s.item_id == item_id)
 
     def item(self, item_id: str) -> ProtectedItem | None:
         return next((i for i in self.items if i.item_id == item_id), None)
@@ -343,6 +465,32 @@ class ImportSource:
     product: str
     path: str
     description: str = ""
+
+
+@dataclass(frozen=True)
+class FindQuery:
+    """A search across snapshots: a name glob, optional size and modification ranges."""
+
+    name_glob: str
+    min_size: int = 0
+    max_size: int = 0  # 0 = no upper bound
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class FoundEntry:
+    """A search hit: which snapshot holds which path."""
+
+    snapshot_id: str
+    entry: SnapshotEntry
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    found: tuple[FoundEntry, ...]
+    truncated: bool
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ from comet.gui.models import VaultTableModel
 from comet.gui.records import (
     ArchiveFormat,
     Classification,
+    FindQuery,
+    FoundEntry,
     Job,
     Profile,
     RestoreSpec,
@@ -44,6 +46,7 @@ from comet.gui.records import (
     SnapshotEntry,
     StorageVault,
 )
+from comet.gui.search_dialog import SearchDialog
 
 RECORD = Qt.ItemDataRole.UserRole
 LOADING = "Loading…"
@@ -108,6 +111,12 @@ class ItemPage(QWizardPage):
         self.unknown.setToolTip("Snapshots of Protected Items that were deleted from the account")
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(self.refresh)
+        self.search_button = QPushButton("Search…")
+        self.search_button.setToolTip(
+            "Find files by name, size or date across the listed snapshots of this vault"
+        )
+        self.search_button.clicked.connect(self.open_search)
+        self.search_dialog: SearchDialog | None = None
         self.other_devices.toggled.connect(self.refresh)
         self.unknown.toggled.connect(self.refresh)
         self.tree = QTreeWidget()
@@ -125,6 +134,7 @@ class ItemPage(QWizardPage):
         bar.addWidget(self.other_devices)
         bar.addWidget(self.unknown)
         bar.addStretch(1)
+        bar.addWidget(self.search_button)
         bar.addWidget(self.refresh_button)
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
@@ -242,6 +252,58 @@ class ItemPage(QWizardPage):
     def isComplete(self) -> bool:
         return self.snapshot() is not None
 
+    def listed_snapshots(self) -> list[Snapshot]:
+        found: list[Snapshot] = []
+        for i in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(i)
+            for j in range(top.childCount() if top is not None else 0):
+                child = top.child(j) if top is not None else None
+                value = child.data(0, RECORD) if child is not None else None
+                if isinstance(value, Snapshot):
+                    found.append(value)
+        return found
+
+    def select_snapshot(self, snapshot_id: str) -> bool:
+        for i in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(i)
+            if top is None:
+                continue
+            for j in range(top.childCount()):
+                child = top.child(j)
+                value = child.data(0, RECORD) if child is not None else None
+                if isinstance(value, Snapshot) and value.snapshot_id == snapshot_id:
+                    top.setExpanded(True)
+                    self.tree.setCurrentItem(child)
+                    return True
+        return False
+
+    def open_search(self) -> SearchDialog | None:
+        vault = self.owner.vault_page.vault()
+        if vault is None:
+            return None
+        snapshots = self.listed_snapshots()
+        labels = {s.snapshot_id: f"{self._label(s)}, {units.when(s.time)}" for s in snapshots}
+        dialog = SearchDialog(vault.name, labels, self)
+        ids = tuple(labels)
+
+        def run(query: FindQuery) -> None:
+            self.owner.client.find(vault.vault_id, ids, query).then(
+                dialog.show_result, lambda e: dialog.show_error(e.message)
+            )
+
+        dialog.search_requested.connect(run)
+        dialog.chosen.connect(self._found_chosen)
+        self.search_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _found_chosen(self, hit: FoundEntry) -> None:
+        if self.select_snapshot(hit.snapshot_id):
+            self.owner.files_page.preselect(hit.entry.path)
+            self.state.setText(f"Found {hit.entry.path}: its snapshot is selected. Click Next.")
+        else:
+            self.state.setText("That snapshot is no longer listed; refresh and search again.")
+
     def _context_menu(self, pos: QPoint) -> None:
         entry = self.tree.itemAt(pos)
         if entry is None or entry.parent() is None:
@@ -251,9 +313,10 @@ class ItemPage(QWizardPage):
             return
         menu = QMenu(self)
         action = menu.addAction("Delete this snapshot", lambda: self.delete_snapshot(snapshot))
-        if action is not None and self.owner.profile.prevent_delete_snapshot:
+        if action is not None and self.owner.profile.policy.prevent_delete_snapshot:
             action.setEnabled(False)
-            action.setToolTip("Your administrator's policy prevents deleting snapshots")
+            action.setToolTip(self.owner.profile.policy.reason("deleting snapshots"))
+            menu.setToolTipsVisible(True)
         viewport = self.tree.viewport()
         assert viewport is not None
         menu.exec(viewport.mapToGlobal(pos))
@@ -317,11 +380,19 @@ class FilesPage(QWizardPage):
         layout.addWidget(self.state)
         self._snapshot_id = ""
         self.browsable: bool | None = None
+        self._reveal = ""  # a path to unfold to and tick once its folders are listed
+
+    def preselect(self, path: str) -> None:
+        """Tick ``path`` (from a search) when this page shows the snapshot."""
+        self._reveal = path
 
     def initializePage(self) -> None:
         snapshot = self.owner.item_page.snapshot()
         vault = self.owner.vault_page.vault()
-        if snapshot is None or vault is None or snapshot.snapshot_id == self._snapshot_id:
+        if snapshot is None or vault is None:
+            return
+        if snapshot.snapshot_id == self._snapshot_id:
+            self._continue_reveal()
             return
         self._snapshot_id = snapshot.snapshot_id
         self.tree.clear()
@@ -338,6 +409,34 @@ class FilesPage(QWizardPage):
         self.choose.setToolTip("")
         self.state.setText("")
         self._fill(None, entries)
+        self._continue_reveal()
+
+    def _continue_reveal(self) -> None:
+        """Unfold one more folder towards the preselected path, or tick it."""
+        path = self._reveal
+        if not path or not self.browsable:
+            return
+        self.choose.setChecked(True)
+        parts = [p for p in path.split("/") if p]
+        for depth in range(len(parts), 0, -1):
+            node = self.find_node("/" + "/".join(parts[:depth]))
+            if node is None:
+                continue
+            if depth == len(parts):
+                self._reveal = ""
+                node.setCheckState(0, Qt.CheckState.Checked)
+                self.tree.setCurrentItem(node)
+                self.tree.scrollToItem(node)
+            elif not node.isExpanded():
+                node.setExpanded(True)  # lists it; _continue_reveal runs again then
+                return
+            else:
+                first = node.child(0)
+                if first is not None and first.data(0, RECORD) is None:
+                    return  # still being listed
+            break
+        self._reveal = ""
+        self.state.setText(f"{path} is not in this snapshot.")
 
     def _root_failed(self, error: ApiError) -> None:
         self.browsable = False
@@ -392,6 +491,7 @@ class FilesPage(QWizardPage):
                     child = node.child(i)
                     if child is not None:
                         child.setCheckState(0, Qt.CheckState.Checked)
+            self._continue_reveal()
 
         def failed(error: ApiError) -> None:
             first.setText(0, f"Could not list: {error.message}")

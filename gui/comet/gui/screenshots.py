@@ -125,6 +125,13 @@ class ScreenshotRun:
         self._next(wizard)
         wait_until(lambda: not wizard.item_page.loading)
         self.save(wizard, "05-restore-2-item")
+        search = wizard.item_page.open_search()
+        if search is not None:
+            search.name.setText("*.txt")
+            search.search()
+            wait_until(lambda: search.search_button.isEnabled(), timeout=10)
+            self.save(search, "05-restore-2-search")
+            search.reject()
         top = wizard.item_page.tree.topLevelItem(0)
         if top is not None:
             top.setExpanded(True)
@@ -171,7 +178,14 @@ class ScreenshotRun:
         self.save(main, "12-account-tab")
         dialog = main.account_tab.open_account_dialog()
         self.save(dialog, "13-account-dialog")
+        password = main.account_tab.open_password_dialog()
+        self.save(password, "13-change-password")
+        password.reject()
         dialog.reject()
+        importer = main.account_tab.open_import_dialog()
+        wait_until(lambda: "Looking" not in importer.message.text(), timeout=5)
+        self.save(importer, "16-import-dialog")
+        importer.reject()
 
     def editor_screens(self, main: MainWindow) -> None:
         vaults = main.profile.vaults if main.profile else ()
@@ -187,4 +201,8 @@ class ScreenshotRun:
         items = main.backup_tab.model.rows()
         item_editor = main.backup_tab.open_editor(items[0] if items else None)
         self.save(item_editor, "15-item-editor")
+        item_editor.tabs.setCurrentIndex(1)
+        if vaults:
+            item_editor.schedule_form.set_daily(2, 30)
+        self.save(item_editor, "15-item-editor-schedule")
         item_editor.reject()
