@@ -23,7 +23,7 @@ from comet.agent.errors import AgentError
 from comet.agent.jobs.codes import Classification, Status
 from comet.agent.jobs.store import JobQuery
 from comet.agent.operations import NotFoundError, RestoreRequest
-from comet.agent.profile_sync import NotLoggedInError
+from comet.agent.profile_sync import NotLoggedInError, ProfileConflictError
 from comet.agent.transport import ServerUrlError
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2, control_pb2
 
@@ -37,6 +37,7 @@ _STATUS: dict[type[AgentError], grpc.StatusCode] = {
     ServerUrlError: grpc.StatusCode.INVALID_ARGUMENT,
     NotFoundError: grpc.StatusCode.NOT_FOUND,
     NotLoggedInError: grpc.StatusCode.UNAUTHENTICATED,
+    ProfileConflictError: grpc.StatusCode.ABORTED,
 }
 
 

@@ -24,6 +24,12 @@ class ProfileError(AgentError):
     code = "profile"
 
 
+class ProfileConflictError(ProfileError):
+    """The profile changed on the server since it was read; reload and redo the edit."""
+
+    code = "profile.conflict"
+
+
 class NotLoggedInError(AgentError):
     code = "not_logged_in"
 
@@ -83,6 +89,8 @@ class ProfileSync:
                 control_pb2.PutProfileRequest(profile=profile), metadata=metadata, timeout=30
             )
         except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.ABORTED:
+                raise ProfileConflictError(rpc_error_message(e)) from e
             raise ProfileError(rpc_error_message(e)) from e
         finally:
             await channel.close()
