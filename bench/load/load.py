@@ -8,7 +8,9 @@ measures, each phase bounded in time:
 * connected agents held, and the server's RSS per idle connection;
 * remote-command round trips (AdminService.Dispatch refetch_profile, answered by
   the simulated agent): p50 / p99;
-* job progress reports ingested per second (AgentService.ReportJob).
+* job progress reports ingested per second (AgentService.ReportJob) from agents
+  whose backup is running (each agent's job is started first; the rate of those
+  first, durable reports is reported too, as job starts per second).
 
 Usage: bench/load/run [--agents 2000] [--report-seconds 10] [--dispatches 400]
 """
@@ -83,6 +85,9 @@ class Figures:
     reports: int = 0
     report_errors: int = 0
     reports_per_second: float = 0.0
+    job_starts: int = 0
+    job_start_errors: int = 0
+    job_starts_per_second: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -309,16 +314,61 @@ async def measure_dispatch(
     figures.dispatch_p99_ms = round(percentile(latencies, 0.99), 1)
 
 
+def backup_job(device: Device, started: Timestamp, counter: int) -> common_pb2.Job:
+    return common_pb2.Job(
+        job_id=f"load-{device.device_id}",
+        classification=common_pb2.JOB_CLASSIFICATION_BACKUP,
+        status=common_pb2.JOB_STATUS_RUNNING,
+        started_at=started,
+        progress=common_pb2.JobProgress(
+            counter=counter, bytes_done=counter * 1_000_000, bytes_total=10**12, items_done=counter
+        ),
+    )
+
+
+async def start_jobs(
+    agent_stub: control_pb2_grpc.AgentServiceAsyncStub,
+    devices: list[Device],
+    started: Timestamp,
+    options: LoadOptions,
+    figures: Figures,
+) -> None:
+    """Every agent starts a backup: the job's first report, which the server writes
+    through (job creation is durable before the ack), so it is timed on its own."""
+    errors = 0
+
+    async def one(device: Device) -> None:
+        nonlocal errors
+        try:
+            await agent_stub.ReportJob(
+                control_pb2.JobReport(job=backup_job(device, started, 0)),
+                metadata=device.metadata,
+                timeout=60,
+            )
+        except grpc.aio.AioRpcError:
+            errors += 1
+
+    began = time.monotonic()
+    await bounded(
+        options.report_concurrency, [functools.partial(one, device) for device in devices]
+    )
+    elapsed = time.monotonic() - began
+    figures.job_starts, figures.job_start_errors = len(devices) - errors, errors
+    figures.job_starts_per_second = round(figures.job_starts / elapsed, 1)
+
+
 async def measure_reports(
     agent_stub: control_pb2_grpc.AgentServiceAsyncStub,
     devices: list[Device],
     options: LoadOptions,
     figures: Figures,
 ) -> None:
-    """Progress reports of running backups, as agents send them while working."""
-    deadline = time.monotonic() + options.report_seconds
+    """Progress reports of running backups, as agents send them while working (each
+    agent's job is started first, see ``start_jobs``)."""
     started = Timestamp()
     started.GetCurrentTime()
+    await start_jobs(agent_stub, devices, started, options, figures)
+    deadline = time.monotonic() + options.report_seconds
     sent = 0
     errors = 0
 
@@ -328,15 +378,7 @@ async def measure_reports(
         while time.monotonic() < deadline:
             device = devices[(w + n * options.report_concurrency) % len(devices)]
             n += 1
-            job = common_pb2.Job(
-                job_id=f"load-{device.device_id}",
-                classification=common_pb2.JOB_CLASSIFICATION_BACKUP,
-                status=common_pb2.JOB_STATUS_RUNNING,
-                started_at=started,
-                progress=common_pb2.JobProgress(
-                    counter=n, bytes_done=n * 1_000_000, bytes_total=10**12, items_done=n
-                ),
-            )
+            job = backup_job(device, started, n)
             try:
                 await agent_stub.ReportJob(
                     control_pb2.JobReport(job=job), metadata=device.metadata, timeout=30

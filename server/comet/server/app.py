@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import resource
 import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -51,6 +52,16 @@ log = logging.getLogger(__name__)
 
 # Live connections idle for long stretches; keepalives let both ends notice a dead
 # peer, and 16 MiB messages leave room for large listings.
+#
+# Calls that reached the server but that the event loop has not picked up yet wait
+# in a pending queue. gRPC's default bounds it at 1,000 (past that, calls are
+# dropped at random, and from 3,000 all are); the clients see CANCELLED, or
+# "INTERNAL: Internal error from Core" when a write of theirs was in flight. When a
+# few thousand agents (re)connect at once, e.g. after a server restart, their
+# Connect calls all land in that queue within a second, so it is sized for a
+# connect storm, not for steady load. Streams per HTTP/2 connection are not capped
+# (agents hold one each; a proxy in front may multiplex many).
+MAX_PENDING_CALLS = 20_000
 GRPC_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -58,7 +69,11 @@ GRPC_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
 ]
+# Held-back progress reports are written this often (JobStore.flush_progress).
+PROGRESS_FLUSH_SECONDS = 1.0
 
 
 @dataclass
@@ -117,8 +132,24 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> str:
     return f"{scheme}://{shown}:{port}/"
 
 
+def raise_open_files_limit() -> int:
+    """Lifts the soft limit on open files to the hard one and returns it: every live
+    agent holds a socket, and distributions default the soft limit to 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # e.g. an infinite hard limit the kernel caps
+            log.warning("could not raise the open files limit from %d", soft)
+    if soft != resource.RLIM_INFINITY and soft < 4096:
+        log.warning("only %d open files allowed: that caps the live connections", soft)
+    return soft
+
+
 async def serve(config: ServerConfig, *, on_ready: Callable[[str], None]) -> None:
     """Run until SIGTERM/SIGINT, then shut down cleanly."""
+    raise_open_files_limit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -256,6 +287,7 @@ async def _run_services(
     on_ready(url)
     background = [
         asyncio.create_task(_flush_seen(stores.accounts, registry, config.heartbeat_seconds)),
+        asyncio.create_task(stores.jobs.run_progress_flusher(PROGRESS_FLUSH_SECONDS)),
         asyncio.create_task(stores.maintenance.run_forever()),
         asyncio.create_task(stores.buckets.reconcile()),
         asyncio.create_task(_prune_commands(router)),
@@ -269,6 +301,10 @@ async def _run_services(
         log.info("shutting down")
         await server.stop(grace=2)
         await router.close()
+        try:
+            await stores.jobs.flush_progress()  # what the last round did not write yet
+        except Exception:
+            log.exception("could not write the last job progress")
 
 
 async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int) -> None:

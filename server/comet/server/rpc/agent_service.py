@@ -90,6 +90,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             device_id=principal.device_id,  # from the credential, never from the message
             job=convert.job_from_proto(request.job),
             log=convert.log_from_proto(request.log),
+            final=request.final,
         )
         return control_pb2.JobReportAck(last_log_seq=last)
 

@@ -30,6 +30,7 @@ from comet.server.errors import (
 )
 from comet.server.secret_box import SecretBox
 from comet.server.store import profile_document
+from comet.server.store.credential_cache import CredentialCache
 from comet.server.store.models import AuditEvent, Device, ServerSetting, Session, User
 from comet.server.store.policies import effective_policy
 
@@ -134,11 +135,17 @@ class AccountStore:
         policy: LoginPolicy,
         *,
         box: SecretBox | None = None,
+        credentials: CredentialCache | None = None,
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Single reads on the hot path need no transaction (no BEGIN/ROLLBACK trips).
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._clock = clock
         self._policy = policy
         self._box = box
+        # Device credentials that checked out, for a few seconds (the revocation
+        # bound is documented in credential_cache).
+        self._credentials = credentials or CredentialCache()
 
     # ------------------------------------------------------------------ users
 
@@ -194,6 +201,7 @@ class AccountStore:
         async with self._sessions() as s:
             result = await s.execute(delete(User).where(User.username == username))
             await s.commit()
+        self._credentials.forget_user(username)
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise NotFoundError(f"no user named {username!r}")
 
@@ -276,6 +284,9 @@ class AccountStore:
             if not admin_session:
                 result = await self._attach_device(s, user, result, device_id, registration)
             await s.commit()
+        if result.device_id:
+            # Rotated: the device's old credential must not live on in the cache.
+            self._credentials.forget_device(result.device_id)
         await self.audit(
             username,
             "login",
@@ -418,20 +429,30 @@ class AccountStore:
         return Principal(user.id, user.username, Role(user.role))
 
     async def authenticate_device(self, token: str) -> Principal:
-        async with self._sessions() as s:
+        """The device holding ``token``. A credential that checked out is trusted for
+        a few seconds without asking the database again; revoking through this
+        instance ends that at once (see ``credential_cache``)."""
+        key = passwords.token_hash(token)
+        now = self._clock.now()
+        cached = self._credentials.get(key, now)
+        if cached is not None:
+            return cached
+        async with self._reads.connect() as conn:
             row = (
-                await s.execute(
-                    select(Device, User)
+                await conn.execute(
+                    select(Device.id, Device.revoked_at, User.id, User.username, User.role)
                     .join(User, User.id == Device.user_id)
-                    .where(Device.token_hash == passwords.token_hash(token))
+                    .where(Device.token_hash == key)
                 )
             ).first()
         if row is None:
             raise AuthenticationError("unknown device credential: log this device in again")
-        device, user = row
-        if device.revoked_at is not None:
+        device_id, revoked_at, user_id, username, role = row
+        if revoked_at is not None:
             raise AuthenticationError("this device was revoked by an administrator")
-        return Principal(user.id, user.username, Role(user.role), device_id=device.id)
+        principal = Principal(user_id, username, Role(role), device_id=device_id)
+        self._credentials.put(key, principal, now)
+        return principal
 
     async def revoke_session(self, token: str) -> None:
         async with self._sessions() as s:
@@ -601,6 +622,7 @@ class AccountStore:
             device.connected_instance = None
             owner = await s.scalar(select(User.username).where(User.id == device.user_id))
             await s.commit()
+        self._credentials.forget_device(device_id)
         return owner or ""
 
     async def mark_connected(self, device_id: str, instance: str) -> None:

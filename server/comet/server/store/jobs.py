@@ -3,20 +3,42 @@ bookkeeping (abandoned jobs, log pruning, missed scheduled runs)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
+from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    String,
+    Text,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy import (
+    column as value_column,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from comet.server.clock import Clock
 from comet.server.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from comet.server.progress import PendingProgress, ProgressBuffer
 from comet.server.store.models import Job, JobLogEntry, User
+
+logger = logging.getLogger(__name__)
 
 MAX_INT64 = (1 << 63) - 1
 DEFAULT_PAGE = 100
@@ -198,97 +220,365 @@ def _next_status(stored: JobStatus, reported: JobStatus) -> JobStatus:
     return reported
 
 
+RUNNING_STATES = (int(JobStatus.RUNNING), int(JobStatus.RUNNING_REVIVED))
+# At most this many running jobs are remembered for coalescing; beyond it the oldest
+# is forgotten (its next report is simply written through).
+MAX_KNOWN_JOBS = 100_000
+# Jobs per flush statement (and transaction).
+FLUSH_CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What this instance last wrote for a running job: enough to tell whether the
+    next report changes anything but its progress."""
+
+    user_id: str
+    device_id: str
+    status: JobStatus
+    signature: tuple[object, ...]
+    last_log_seq: int
+
+    def takes_progress_only(self, user_id: str, device_id: str, job: JobRecord) -> bool:
+        return (
+            self.user_id == user_id
+            and self.device_id == device_id
+            and self.status.is_running
+            and _next_status(self.status, job.status) is self.status
+            and _signature(job) == self.signature
+        )
+
+
+def _signature(job: JobRecord) -> tuple[object, ...]:
+    """Everything a report sets apart from progress, as stored."""
+    c = job.counters
+    counters = (c.files, c.directories, c.bytes, c.chunks, c.uploaded_bytes, c.downloaded_bytes)
+    return (
+        int(job.classification),
+        job.item_id[:64],
+        job.vault_id[:64],
+        job.started_at,
+        tuple(_clamp(n) for n in counters),
+        job.snapshot_id,
+        job.client_version,
+        job.error_message,
+    )
+
+
+def _newest(progress: JobProgress, pending: PendingProgress | None) -> JobProgress:
+    if pending is not None and pending.progress.counter > progress.counter:
+        return pending.progress
+    return progress
+
+
+def _progress_values(p: JobProgress) -> dict[str, object]:
+    return {
+        "progress_counter": _clamp(p.counter),
+        "progress_bytes_done": _clamp(p.bytes_done),
+        "progress_items_done": _clamp(p.items_done),
+        "progress_bytes_total": _clamp(p.bytes_total),
+        "progress_items_total": _clamp(p.items_total),
+        "progress_current_path": p.current_path,
+    }
+
+
+def _report_values(job: JobRecord, status: JobStatus) -> dict[str, object]:
+    """Columns a report sets whenever it is applied (not progress, times, owner)."""
+    c = job.counters
+    return {
+        "status": int(status),
+        "classification": int(job.classification),
+        "item_id": job.item_id[:64],
+        "vault_id": job.vault_id[:64],
+        "files": _clamp(c.files),
+        "directories": _clamp(c.directories),
+        "bytes": _clamp(c.bytes),
+        "chunks": _clamp(c.chunks),
+        "uploaded_bytes": _clamp(c.uploaded_bytes),
+        "downloaded_bytes": _clamp(c.downloaded_bytes),
+        "snapshot_id": job.snapshot_id,
+        "client_version": job.client_version,
+        "error_message": job.error_message,
+    }
+
+
+def _array(name: str, item: Any) -> Any:
+    return cast(bindparam(name), ARRAY(item))
+
+
+# The batch travels as one array per column and is unnested into rows: a single
+# statement, compiled once, whatever the batch size.
+_PENDING = (
+    func.unnest(
+        _array("job_ids", String),
+        _array("device_ids", String),
+        _array("counters", BigInteger),
+        _array("bytes_done", BigInteger),
+        _array("items_done", BigInteger),
+        _array("bytes_total", BigInteger),
+        _array("items_total", BigInteger),
+        _array("current_paths", Text),
+        _array("reported_at", DateTime(timezone=True)),
+    )
+    .table_valued(
+        value_column("job_id", String),
+        value_column("device_id", String),
+        value_column("counter", BigInteger),
+        value_column("bytes_done", BigInteger),
+        value_column("items_done", BigInteger),
+        value_column("bytes_total", BigInteger),
+        value_column("items_total", BigInteger),
+        value_column("current_path", Text),
+        value_column("reported_at", DateTime(timezone=True)),
+    )
+    .render_derived(name="pending")
+)
+
+
+def _newest_of(stored: Any, offered: Any) -> Any:
+    """The offered value where the offered counter is newer, else the stored one."""
+    return case((Job.progress_counter < _PENDING.c.counter, offered), else_=stored)
+
+
+# UPDATE … WHERE counter < new, for a batch of held-back progress updates; only
+# running jobs of the reporting device.
+_FLUSH = (
+    update(Job)
+    .where(
+        Job.job_id == _PENDING.c.job_id,
+        Job.device_id == _PENDING.c.device_id,
+        Job.status.in_(RUNNING_STATES),
+    )
+    .values(
+        progress_counter=_newest_of(Job.progress_counter, _PENDING.c.counter),
+        progress_bytes_done=_newest_of(Job.progress_bytes_done, _PENDING.c.bytes_done),
+        progress_items_done=_newest_of(Job.progress_items_done, _PENDING.c.items_done),
+        progress_bytes_total=_newest_of(Job.progress_bytes_total, _PENDING.c.bytes_total),
+        progress_items_total=_newest_of(Job.progress_items_total, _PENDING.c.items_total),
+        progress_current_path=_newest_of(Job.progress_current_path, _PENDING.c.current_path),
+        last_report_at=func.greatest(Job.last_report_at, _PENDING.c.reported_at),
+    )
+    .returning(Job.job_id)
+)
+
+
+def _flush_parameters(chunk: list[PendingProgress]) -> dict[str, list[object]]:
+    return {
+        "job_ids": [p.job_id for p in chunk],
+        "device_ids": [p.device_id for p in chunk],
+        "counters": [_clamp(p.progress.counter) for p in chunk],
+        "bytes_done": [_clamp(p.progress.bytes_done) for p in chunk],
+        "items_done": [_clamp(p.progress.items_done) for p in chunk],
+        "bytes_total": [_clamp(p.progress.bytes_total) for p in chunk],
+        "items_total": [_clamp(p.progress.items_total) for p in chunk],
+        "current_paths": [p.progress.current_path for p in chunk],
+        "reported_at": [p.reported_at for p in chunk],
+    }
+
+
 class JobStore:
+    """Job history in PostgreSQL.
+
+    Reports are written before they are acknowledged, except pure progress updates
+    of a running job this instance already knows (same status, counters and fields,
+    no log lines, not final): those are kept in a ``ProgressBuffer`` and written by
+    ``flush_progress`` (the server calls it every second), so a crash loses at most
+    that much progress and never a status, counter or log line."""
+
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
+        self._progress = ProgressBuffer()
+        self._known: dict[str, _Known] = {}
 
     # ------------------------------------------------------------------ reports
 
     async def report(
-        self, *, user_id: str, device_id: str, job: JobRecord, log: list[LogLine]
+        self,
+        *,
+        user_id: str,
+        device_id: str,
+        job: JobRecord,
+        log: list[LogLine],
+        final: bool = False,
     ) -> int:
         """Records a device's report of its job; returns the highest log seq stored.
 
         Idempotent: keyed by job id; log lines by (job id, seq); progress only when
         its counter is newer. The job must be the reporting device's own
-        (PermissionDeniedError otherwise)."""
+        (PermissionDeniedError otherwise). A pure progress update may be held back
+        for up to one flush interval; anything else is durable when this returns,
+        including any progress held back for the job."""
         if not job.job_id or len(job.job_id) > 64:
             raise InvalidRequestError("a job report needs a job id of at most 64 characters")
-        status = job.status
-        if status in (JobStatus.ABANDONED, JobStatus.MISSED):
-            raise InvalidRequestError(f"the status {status.name} is set by the server only")
+        if job.status in (JobStatus.ABANDONED, JobStatus.MISSED):
+            raise InvalidRequestError(f"the status {job.status.name} is set by the server only")
         now = self._clock.now()
-        async with self._sessions() as s, s.begin():
-            await s.execute(
-                insert(Job)
-                .values(
-                    job_id=job.job_id,
-                    user_id=user_id,
-                    device_id=device_id,
-                    classification=int(job.classification),
-                    status=int(JobStatus.RUNNING),
-                    started_at=job.started_at or now,
-                    last_report_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["job_id"])
+        known = self._known.get(job.job_id)
+        if (
+            known is not None
+            and not log
+            and not final
+            and known.takes_progress_only(user_id, device_id, job)
+        ):
+            self._progress.offer(job.job_id, device_id, job.progress, now)
+            return known.last_log_seq
+        pending = self._progress.pop(job.job_id)
+        try:
+            return await self._write(user_id, device_id, job, log, now, pending)
+        except BaseException:
+            if pending is not None:
+                self._progress.restore([pending])
+            raise
+
+    async def _write(
+        self,
+        user_id: str,
+        device_id: str,
+        job: JobRecord,
+        log: list[LogLine],
+        now: datetime,
+        pending: PendingProgress | None,
+    ) -> int:
+        progress = _newest(job.progress, pending)
+        create = (
+            insert(Job)
+            .values(
+                job_id=job.job_id,
+                user_id=user_id,
+                device_id=device_id,
+                started_at=job.started_at or now,
+                ended_at=None if job.status.is_running else (job.ended_at or now),
+                last_report_at=now,
+                **_report_values(job, job.status),
+                **_progress_values(progress if progress.counter > 0 else JobProgress()),
             )
-            row = await s.get(Job, job.job_id, with_for_update=True, populate_existing=True)
-            assert row is not None
-            if row.device_id != device_id or row.user_id != user_id:
-                raise PermissionDeniedError(f"job {job.job_id} belongs to another device")
-            stored = JobStatus(row.status)
-            new_status = _next_status(stored, status)
-            if new_status is JobStatus.RUNNING_REVIVED and stored is JobStatus.ABANDONED:
-                await self._server_line(
-                    s, row.job_id, now, Severity.WARNING, "the device reported again: job revived"
-                )
-            if new_status is not stored or stored.is_running or new_status is status:
-                self._apply(row, job, new_status, now)
-            # else: a late "running" report of an ended job; only its log lines count.
-            await self._add_lines(s, row.job_id, log)
-            last = await s.scalar(
-                select(func.max(JobLogEntry.seq)).where(
-                    JobLogEntry.job_id == row.job_id, JobLogEntry.seq >= 0
-                )
+            .on_conflict_do_nothing(index_elements=["job_id"])
+            .returning(Job.job_id)
+        )
+        if job.job_id not in self._known:
+            # Likely the job's first report: one statement, no transaction around it.
+            # (Should the server stop before its log lines are in, the report was not
+            # acknowledged and the device sends them again.)
+            async with self._autocommit.connect() as conn:
+                created = await conn.scalar(create)
+                if created is not None:
+                    await self._add_lines(conn, job.job_id, log, now)
+            if created is not None:
+                last = max((_clamp(line.seq) for line in log), default=0)
+                self._remember(user_id, device_id, job, job.status, last)
+                return last
+        async with self._engine.begin() as conn:
+            created = await conn.scalar(create)  # known, yet gone: its user was deleted
+            if created is not None:
+                status = job.status
+                await self._add_lines(conn, job.job_id, log, now)
+                last = max((_clamp(line.seq) for line in log), default=0)
+            else:
+                status = await self._update(conn, user_id, device_id, job, progress, now)
+                await self._add_lines(conn, job.job_id, log, now)
+                known = self._known.get(job.job_id)
+                if log or known is None:
+                    last = await self._last_seq(conn, job.job_id)
+                else:
+                    last = known.last_log_seq
+        self._remember(user_id, device_id, job, status, last)
+        return last
+
+    async def _update(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        device_id: str,
+        job: JobRecord,
+        progress: JobProgress,
+        now: datetime,
+    ) -> JobStatus:
+        """Applies a report to an existing job (locked here); returns its status."""
+        row = (
+            await conn.execute(
+                select(Job.user_id, Job.device_id, Job.status, Job.ended_at, Job.progress_counter)
+                .where(Job.job_id == job.job_id)
+                .with_for_update()
             )
+        ).one()
+        if row.device_id != device_id or row.user_id != user_id:
+            raise PermissionDeniedError(f"job {job.job_id} belongs to another device")
+        stored = JobStatus(row.status)
+        status = _next_status(stored, job.status)
+        if status is JobStatus.RUNNING_REVIVED and stored is JobStatus.ABANDONED:
+            await self._server_line(
+                conn, job.job_id, now, Severity.WARNING, "the device reported again: job revived"
+            )
+        if not (status is not stored or stored.is_running or status is job.status):
+            return stored  # a late "running" report of an ended job; only its log counts
+        values = _report_values(job, status)
+        if job.started_at is not None:
+            values["started_at"] = job.started_at
+        values["ended_at"] = None if status.is_running else (job.ended_at or row.ended_at or now)
+        if progress.counter > row.progress_counter:
+            values.update(_progress_values(progress))
+        values["last_report_at"] = now
+        await conn.execute(update(Job).where(Job.job_id == job.job_id).values(**values))
+        return status
+
+    def _remember(
+        self, user_id: str, device_id: str, job: JobRecord, status: JobStatus, last_seq: int
+    ) -> None:
+        self._known.pop(job.job_id, None)
+        if not status.is_running:
+            return
+        if len(self._known) >= MAX_KNOWN_JOBS:
+            del self._known[next(iter(self._known))]
+        self._known[job.job_id] = _Known(user_id, device_id, status, _signature(job), last_seq)
+
+    async def flush_progress(self) -> int:
+        """Writes the held-back progress updates; returns how many jobs changed.
+
+        Newer counters win against what is stored; jobs no longer running (ended or
+        abandoned meanwhile, possibly by another instance) are left alone and
+        forgotten, so their next report is written through. If the write fails, the
+        updates go back to the buffer for the next round."""
+        batch = sorted(self._progress.take(), key=lambda p: p.job_id)
+        updated: set[str] = set()
+        try:
+            for start in range(0, len(batch), FLUSH_CHUNK):
+                chunk = batch[start : start + FLUSH_CHUNK]
+                async with self._engine.begin() as conn:
+                    updated.update(await conn.scalars(_FLUSH, _flush_parameters(chunk)))
+        except BaseException:
+            self._progress.restore([p for p in batch if p.job_id not in updated])
+            raise
+        for entry in batch:
+            if entry.job_id not in updated:
+                self._known.pop(entry.job_id, None)
+        return len(updated)
+
+    async def run_progress_flusher(self, every: float) -> None:
+        """Flushes held-back progress every ``every`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.flush_progress()
+            except Exception:  # the database may be briefly away; the next round retries
+                logger.exception("could not write job progress")
+
+    async def _last_seq(self, conn: AsyncConnection, job_id: str) -> int:
+        last = await conn.scalar(
+            select(func.max(JobLogEntry.seq)).where(
+                JobLogEntry.job_id == job_id, JobLogEntry.seq >= 0
+            )
+        )
         return int(last or 0)
 
-    @staticmethod
-    def _apply(row: Job, job: JobRecord, status: JobStatus, now: datetime) -> None:
-        row.status = int(status)
-        row.classification = int(job.classification)
-        row.item_id = job.item_id[:64]
-        row.vault_id = job.vault_id[:64]
-        if job.started_at is not None:
-            row.started_at = job.started_at
-        row.ended_at = None if status.is_running else (job.ended_at or row.ended_at or now)
-        c = job.counters
-        row.files, row.directories, row.bytes = (
-            _clamp(c.files),
-            _clamp(c.directories),
-            _clamp(c.bytes),
-        )
-        row.chunks, row.uploaded_bytes = _clamp(c.chunks), _clamp(c.uploaded_bytes)
-        row.downloaded_bytes = _clamp(c.downloaded_bytes)
-        p = job.progress
-        if p.counter > row.progress_counter:
-            row.progress_counter = _clamp(p.counter)
-            row.progress_bytes_done = _clamp(p.bytes_done)
-            row.progress_items_done = _clamp(p.items_done)
-            row.progress_bytes_total = _clamp(p.bytes_total)
-            row.progress_items_total = _clamp(p.items_total)
-            row.progress_current_path = p.current_path
-        row.snapshot_id = job.snapshot_id
-        row.client_version = job.client_version
-        row.error_message = job.error_message
-        row.last_report_at = now
-
-    async def _add_lines(self, s: AsyncSession, job_id: str, log: list[LogLine]) -> None:
+    async def _add_lines(
+        self, conn: AsyncConnection, job_id: str, log: list[LogLine], now: datetime
+    ) -> None:
         if not log:
             return
-        now = self._clock.now()
-        await s.execute(
+        await conn.execute(
             insert(JobLogEntry)
             .values(
                 [
@@ -306,14 +596,21 @@ class JobStore:
         )
 
     async def _server_line(
-        self, s: AsyncSession, job_id: str, when: datetime, severity: Severity, message: str
+        self,
+        conn: AsyncConnection | AsyncSession,
+        job_id: str,
+        when: datetime,
+        severity: Severity,
+        message: str,
     ) -> None:
-        lowest = await s.scalar(
+        lowest = await conn.scalar(
             select(func.min(JobLogEntry.seq)).where(JobLogEntry.job_id == job_id)
         )
         seq = min(int(lowest or 0), 0) - 1
-        s.add(
-            JobLogEntry(job_id=job_id, seq=seq, time=when, severity=int(severity), message=message)
+        await conn.execute(
+            insert(JobLogEntry).values(
+                job_id=job_id, seq=seq, time=when, severity=int(severity), message=message
+            )
         )
 
     # ------------------------------------------------------------------ queries
@@ -381,7 +678,9 @@ class JobStore:
 
     async def abandon_silent(self, timeout: timedelta) -> list[str]:
         """Running jobs with no report for ``timeout`` become Abandoned (7007), each
-        with a log line. Safe to run on several instances at once."""
+        with a log line. Safe to run on several instances at once. Held-back progress
+        is written first: it is this instance's latest news of its jobs."""
+        await self.flush_progress()
         now = self._clock.now()
         async with self._sessions() as s, s.begin():
             ids = list(
@@ -397,6 +696,7 @@ class JobStore:
             )
             minutes = int(timeout.total_seconds() // 60)
             for job_id in ids:
+                self._known.pop(job_id, None)
                 await self._server_line(
                     s,
                     job_id,
