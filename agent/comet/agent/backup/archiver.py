@@ -5,9 +5,12 @@ cancellation errors propagate.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fnmatch
 import os
 import re
+import signal
 import stat
 import subprocess
 import threading
@@ -26,6 +29,8 @@ from comet.agent.repository.repository import Repository
 from comet.agent.repository.tree import Node, NodeType, Tree
 
 _STDERR_KEEP = 4096
+_HOLE_FILL = 1 << 20
+_ZERO_FILL = bytes(_HOLE_FILL)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
@@ -55,13 +60,82 @@ def _build_trie(includes: Sequence[str]) -> _Trie | None:
     return trie
 
 
-def _child(tree: Tree | None, name: str) -> Node | None:
-    if tree is None:
-        return None
-    for node in tree.nodes:
-        if node.name == name:
-            return node
-    return None
+class _ParentDir:
+    """The previous snapshot's version of a directory: its tree id and entries by name."""
+
+    __slots__ = ("count", "nodes", "tree_id")
+
+    def __init__(self, tree_id: bytes, tree: Tree) -> None:
+        self.tree_id = tree_id
+        self.nodes = {node.name: node for node in tree.nodes}
+        self.count = len(tree.nodes)
+
+
+def _child(parent: _ParentDir | None, name: str) -> Node | None:
+    return None if parent is None else parent.nodes.get(name)
+
+
+class _SparseReader:
+    """Reads a sparse file without reading its holes: ``SEEK_DATA``/``SEEK_HOLE`` find
+    them and the buffer is zero-filled instead. Records the holes it skipped, so chunks
+    that lie inside one are known to be all zeros without looking at them."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self._size = size
+        self._pos = 0
+        self._data_end = 0
+        self._hole_end = 0
+        self._holes: list[tuple[int, int]] = []
+
+    def __call__(self, buf: memoryview) -> int:
+        pos = self._pos
+        if pos >= self._data_end and pos >= self._hole_end:
+            try:
+                data = os.lseek(self._fd, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno != errno.ENXIO:
+                    raise
+                if pos >= self._size:  # at the end (or the file grew): read normally
+                    n = os.preadv(self._fd, [buf], pos)
+                    self._pos = pos + n
+                    return n
+                data = self._size  # only a hole follows
+            if data > pos:
+                self._hole_end = data
+                self._holes.append((pos, data))
+            else:
+                self._data_end = os.lseek(self._fd, pos, os.SEEK_HOLE)
+        if pos < self._hole_end:
+            n = min(len(buf), self._hole_end - pos, _HOLE_FILL)
+            buf[:n] = _ZERO_FILL[:n]
+        elif pos < self._data_end:
+            n = os.preadv(self._fd, [buf[: self._data_end - pos]], pos)
+        else:
+            n = os.preadv(self._fd, [buf], pos)  # the file grew: read to its real end
+        self._pos = pos + n
+        return n
+
+    def in_hole(self, start: int, end: int) -> bool:
+        """True if ``[start, end)`` lies inside one skipped hole. Ranges are asked
+        in increasing order."""
+        holes = self._holes
+        while holes and holes[0][1] <= start:
+            del holes[0]
+        return bool(holes) and holes[0][0] <= start and end <= holes[0][1]
+
+
+def _same_stat(pnode: Node, st: os.stat_result, kind: NodeType) -> bool:
+    """True if ``st`` describes the same, untouched object as the previous snapshot's
+    node. Any change of content, mode, owner, link count or xattrs updates ctime."""
+    return (
+        pnode.ctime_ns == st.st_ctime_ns
+        and pnode.mtime_ns == st.st_mtime_ns
+        and pnode.inode == st.st_ino
+        and pnode.type == kind
+        and pnode.size == (st.st_size if kind == NodeType.FILE else 0)
+        and pnode.dev == st.st_dev
+    )
 
 
 class Archiver:
@@ -83,6 +157,7 @@ class Archiver:
         self._cancel = cancel
         self._chunker = repo.new_chunker()
         self._hardlinks: dict[tuple[int, int], tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
+        self._zero_ids: dict[int, bytes] = {}  # blob ids of all-zero chunks by length
         self._excludes: tuple[str, ...] = ()
         self._regexes: tuple[re.Pattern[str], ...] = ()
         self.warnings: list[JobWarning] = []
@@ -99,7 +174,7 @@ class Archiver:
 
     # --- sources --------------------------------------------------------------------
 
-    def save_files(self, source: FilesSource, parent_root: Tree | None) -> bytes:
+    def save_files(self, source: FilesSource, parent_root: tuple[bytes, Tree] | None) -> bytes:
         """Store the included paths; return the root tree id (absolute-path layout)."""
         self._excludes = tuple(source.excludes)
         try:
@@ -109,9 +184,10 @@ class Archiver:
         if not source.includes:
             raise SourceError("nothing to back up: no include paths")
         trie = _build_trie(source.includes)
+        parent = _ParentDir(*parent_root) if parent_root is not None else None
         if trie is None:
-            return self._save_children("/", (), parent_root)
-        return self._save_trie("/", (), trie, parent_root)
+            return self._save_children("/", (), parent)
+        return self._save_trie("/", (), trie, parent)
 
     def save_program(self, source: ProgramSource) -> bytes:
         """Store a command's stdout as one file; return the root tree id."""
@@ -127,6 +203,9 @@ class Archiver:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 bufsize=0,
+                # Its own process group, so a cancel stops the whole pipeline the shell
+                # started, not just the shell.
+                start_new_session=True,
             )
         except OSError as e:
             raise ProgramFailedError(f"cannot start {source.command!r}: {e.strerror}") from e
@@ -138,7 +217,8 @@ class Archiver:
             out_fd = proc.stdout.fileno()
             content, size = self._chunk_stream(lambda buf: os.readv(out_fd, [buf]), name)
         except BaseException:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             drain.join()
             raise
@@ -176,17 +256,17 @@ class Archiver:
                 return True
         return any(r.search(path) for r in self._regexes)
 
-    def _parent_tree(self, pnode: Node | None, path: str) -> Tree | None:
+    def _parent_tree(self, pnode: Node | None, path: str) -> _ParentDir | None:
         if pnode is None or pnode.type != NodeType.DIR or pnode.subtree is None:
             return None
         try:
-            return self._repo.load_tree(pnode.subtree)
+            return _ParentDir(pnode.subtree, self._repo.load_tree(pnode.subtree))
         except RepositoryError as e:
             self.warn(path, f"previous snapshot's directory is unreadable, rescanning: {e}")
             return None
 
     def _save_trie(
-        self, dirpath: str, comps: tuple[str, ...], trie: _Trie, parent: Tree | None
+        self, dirpath: str, comps: tuple[str, ...], trie: _Trie, parent: _ParentDir | None
     ) -> bytes:
         nodes = []
         for name in sorted(trie):
@@ -212,7 +292,7 @@ class Archiver:
                 nodes.append(node)
         return self._store_tree(nodes)
 
-    def _save_children(self, path: str, comps: tuple[str, ...], parent: Tree | None) -> bytes:
+    def _save_children(self, path: str, comps: tuple[str, ...], parent: _ParentDir | None) -> bytes:
         try:
             with os.scandir(path) as it:
                 names = sorted(entry.name for entry in it)
@@ -220,14 +300,25 @@ class Archiver:
             self.warn(path, f"cannot list directory: {e.strerror}")
             names = []
         nodes = []
+        # The parent's tree is reused as it is while every entry so far is the parent's
+        # own node object (same stat, same subtree): nothing to encode, hash or add.
+        reused = parent is not None and not self._rescan
+        prefix = path if path.endswith("/") else path + "/"
         for name in names:
             self._cancel.check()
-            child = os.path.join(path, name)
-            if self._excluded(child, name):
+            child = prefix + name
+            if (self._excludes or self._regexes) and self._excluded(child, name):
                 continue
-            node = self._save_path(child, (*comps, name), name, _child(parent, name))
+            pnode = _child(parent, name)
+            node = self._save_path(child, (*comps, name), name, pnode)
             if node is not None:
                 nodes.append(node)
+                reused = reused and node is pnode
+        if reused:
+            assert parent is not None
+            if len(nodes) == parent.count:
+                self.blobs += 1
+                return parent.tree_id
         return self._store_tree(nodes)
 
     def _save_path(
@@ -245,10 +336,22 @@ class Archiver:
         if kind is None:
             self.warn(path, "unknown file type, skipped")
             return None
+        if pnode is not None and not self._rescan and _same_stat(pnode, st, kind):
+            same = self._save_same(path, comps, st, pnode)
+            if same is not None:
+                return same
         node = node_from_stat(name, st, kind)
-        xattrs, problem = read_xattrs(path)
-        if problem:
-            self.warn(path, problem)
+        if (
+            pnode is not None
+            and pnode.ctime_ns == st.st_ctime_ns
+            and pnode.inode == st.st_ino
+            and pnode.dev == st.st_dev
+        ):
+            xattrs = pnode.xattrs  # setting or removing an xattr updates ctime
+        else:
+            xattrs, problem = read_xattrs(path)
+            if problem:
+                self.warn(path, problem)
         if xattrs:
             node = replace(node, xattrs=xattrs)
         if kind == NodeType.DIR:
@@ -264,6 +367,31 @@ class Archiver:
         if kind == NodeType.FILE:
             return self._save_file(path, comps, st, node, pnode)
         return node  # fifos, devices, sockets: metadata only, never opened
+
+    def _save_same(
+        self, path: str, comps: tuple[str, ...], st: os.stat_result, pnode: Node
+    ) -> Node | None:
+        """An entry whose stat matches the previous snapshot: return the parent's node
+        (or, for a directory whose contents changed, a copy with the new subtree)
+        without reading xattrs or building a node. None means "save it normally"."""
+        kind = pnode.type
+        if kind == NodeType.DIR:
+            self.dirs += 1
+            subtree = self._save_children(path, comps, self._parent_tree(pnode, path))
+            return pnode if subtree == pnode.subtree else replace(pnode, subtree=subtree)
+        if kind == NodeType.FILE:
+            # Hard links depend on what else the walk saw: those take the normal path.
+            if st.st_nlink > 1 or pnode.link is not None:
+                return None
+            has = self._writer.has
+            if not all(has(blob_id) for blob_id in pnode.content):
+                return None
+            self._reporter.file_unchanged(path, st.st_size)
+            self.blobs += len(pnode.content)
+            self.files += 1
+            self.total_bytes += pnode.size
+            return pnode
+        return pnode  # symlinks (a changed target is a new inode), fifos, devices
 
     def _save_file(
         self,
@@ -324,7 +452,11 @@ class Archiver:
                 self.warn(path, "was replaced while being backed up, skipped")
                 return None
             self._reporter.file_started(path, before.st_size)
-            content, size = self._chunk_stream(lambda buf: os.readv(fd, [buf]), path)
+            if before.st_blocks * 512 < before.st_size:
+                sparse = _SparseReader(fd, before.st_size)
+                content, size = self._chunk_stream(sparse, path, sparse)
+            else:
+                content, size = self._chunk_stream(lambda buf: os.readv(fd, [buf]), path)
             after = os.fstat(fd)
             if after.st_size != size or after.st_mtime_ns != before.st_mtime_ns:
                 self.warn(path, "changed while being read; the stored copy may be inconsistent")
@@ -336,14 +468,21 @@ class Archiver:
         return tuple(content), size
 
     def _chunk_stream(
-        self, read_into: Callable[[memoryview], int], path: str
+        self,
+        read_into: Callable[[memoryview], int],
+        path: str,
+        sparse: _SparseReader | None = None,
     ) -> tuple[list[bytes], int]:
         content: list[bytes] = []
         size = 0
         sealer = self._repo.sealer
         for chunk in self._chunker.chunks(read_into):
             self._cancel.check()
-            blob_id = sealer.blob_id(BlobType.DATA, chunk)
+            if sparse is not None and sparse.in_hole(size, size + len(chunk)):
+                blob_id = self._zero_ids.get(len(chunk)) or sealer.blob_id(BlobType.DATA, chunk)
+                self._zero_ids[len(chunk)] = blob_id
+            else:
+                blob_id = sealer.blob_id(BlobType.DATA, chunk)
             if not self._writer.has(blob_id):
                 self._writer.add(BlobType.DATA, blob_id, chunk.tobytes())
             content.append(blob_id)

@@ -103,11 +103,13 @@ def run_backup(
     )
 
 
-def _load_root(repo: Repository, parent: Snapshot | None, archiver: Archiver) -> Tree | None:
+def _load_root(
+    repo: Repository, parent: Snapshot | None, archiver: Archiver
+) -> tuple[bytes, Tree] | None:
     if parent is None:
         return None
     try:
-        return repo.load_tree(parent.tree)
+        return parent.tree, repo.load_tree(parent.tree)
     except RepositoryError as e:
         archiver.warn("", f"parent snapshot {parent.id.hex()[:12]} is unreadable: {e}")
         return None

@@ -55,43 +55,82 @@ class Node:
     rdev_minor: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None or value == () or (value == "" and f.name != "name"):
-                continue
-            if f.name == "content":
-                value = [b.hex() for b in value]
-            elif f.name == "subtree":
-                value = value.hex()
-            elif f.name == "link":
-                value = list(value)
-            elif f.name == "xattrs":
-                value = {k: base64.b64encode(v).decode() for k, v in value}
-            elif f.name == "type":
-                value = str(value)
-            out[f.name] = value
+        out: dict[str, Any] = {"name": self.name, "type": self.type.value}
+        for name in _SCALARS:
+            value = getattr(self, name)
+            if value != "" and value is not None:
+                out[name] = value
+        if self.content:
+            out["content"] = [b.hex() for b in self.content]
+        if self.subtree is not None:
+            out["subtree"] = self.subtree.hex()
+        if self.target:
+            out["target"] = self.target
+        if self.link:
+            out["link"] = list(self.link)
+        if self.xattrs:
+            out["xattrs"] = {k: base64.b64encode(v).decode() for k, v in self.xattrs}
         return out
 
     @classmethod
     def from_json(cls, obj: Any) -> Node:
         if not isinstance(obj, dict):
             raise ValueError("node is not an object")
-        kw: dict[str, Any] = dict(obj)
-        kw["type"] = NodeType(kw["type"])
-        if not isinstance(kw["name"], str):
+        if not obj.keys() <= _FIELD_NAMES:
+            raise ValueError(f"unknown node fields {sorted(obj.keys() - _FIELD_NAMES)}")
+        name = obj["name"]
+        if not isinstance(name, str):
             raise ValueError("node name is not a string")
-        if "content" in kw:
-            kw["content"] = tuple(bytes.fromhex(h) for h in kw["content"])
-        if "subtree" in kw:
-            kw["subtree"] = bytes.fromhex(kw["subtree"])
-        if "link" in kw:
-            kw["link"] = tuple(str(p) for p in kw["link"])
-        if "xattrs" in kw:
-            kw["xattrs"] = tuple(
-                sorted((str(k), base64.b64decode(v)) for k, v in kw["xattrs"].items())
-            )
-        return cls(**kw)
+        get = obj.get
+        content = get("content")
+        subtree = get("subtree")
+        link = get("link")
+        xattrs = get("xattrs")
+        return cls(
+            name,
+            _TYPES[obj["type"]],
+            get("mode", 0),
+            get("uid", 0),
+            get("gid", 0),
+            get("user", ""),
+            get("group", ""),
+            get("mtime_ns", 0),
+            get("ctime_ns", 0),
+            get("inode", 0),
+            get("dev", 0),
+            get("nlink", 1),
+            get("size", 0),
+            tuple(map(bytes.fromhex, content)) if content else (),
+            None if subtree is None else bytes.fromhex(subtree),
+            get("target"),
+            None if link is None else tuple(str(p) for p in link),
+            ()
+            if not xattrs
+            else tuple(sorted((str(k), base64.b64decode(v)) for k, v in xattrs.items())),
+            get("rdev_major", 0),
+            get("rdev_minor", 0),
+        )
+
+
+# Fields written as they are unless empty: tree version 1 leaves out None, empty
+# tuples and empty strings (never zeros), and tree ids depend on those exact bytes.
+_SCALARS = (
+    "mode",
+    "uid",
+    "gid",
+    "user",
+    "group",
+    "mtime_ns",
+    "ctime_ns",
+    "inode",
+    "dev",
+    "nlink",
+    "size",
+    "rdev_major",
+    "rdev_minor",
+)
+_FIELD_NAMES = frozenset(f.name for f in fields(Node))
+_TYPES = {t.value: t for t in NodeType}
 
 
 @dataclass(frozen=True, slots=True)

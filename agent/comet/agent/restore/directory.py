@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import os
 import secrets
 import stat
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from comet.agent.repository.tree import Node, NodeType
 from comet.agent.restore.target import RestorePath, TargetRefusedError
 
-_MAX_OPEN = 16
+# Files written in pack order stay open between writes; most small files are opened
+# once, written and finished in one go, so this only bounds files written piecewise.
+_MAX_OPEN = 256
 _HOLE_MIN = 4096
+_ZERO_BLOCK = bytes(_HOLE_MIN)
+_ZERO_RUN = bytes(64 * _HOLE_MIN)
 
 
 class Overwrite(enum.StrEnum):
@@ -35,6 +41,27 @@ class _OpenFile:
     temp: str
     node: Node
     size: int
+    created: bool = False  # the temporary file exists (it is made on the first write)
+
+
+def _nonzero_ranges(data: bytes, first_zero: int) -> Iterator[tuple[int, int]]:
+    """The ``(start, end)`` ranges of ``data`` outside runs of at least ``_HOLE_MIN``
+    zero bytes; ``first_zero`` is where the first such run starts."""
+    pos, zero, size = 0, first_zero, len(data)
+    while True:
+        if zero > pos:
+            yield pos, zero
+        end = zero + _HOLE_MIN
+        while end + len(_ZERO_RUN) <= size and data[end : end + len(_ZERO_RUN)] == _ZERO_RUN:
+            end += len(_ZERO_RUN)
+        while end + _HOLE_MIN <= size and data[end : end + _HOLE_MIN] == _ZERO_BLOCK:
+            end += _HOLE_MIN
+        pos = end
+        zero = data.find(_ZERO_BLOCK, pos)
+        if zero < 0:
+            if pos < size:
+                yield pos, size
+            return
 
 
 class DirectoryTarget:
@@ -58,6 +85,11 @@ class DirectoryTarget:
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._next = 1
         self._checked: set[RestorePath] = {()}
+        # Directories this restore made: nothing else is in them, so the names inside
+        # need no existence check (the engine never hands over a name twice).
+        self._created: set[RestorePath] = set()
+        self._temp_tag = secrets.token_hex(4)
+        self._temp_counter = itertools.count()
 
     # --- paths ----------------------------------------------------------------------
 
@@ -66,6 +98,8 @@ class DirectoryTarget:
 
     def _check_parent(self, path: RestorePath) -> str:
         """Verify every ancestor below the root is a real directory; return the path."""
+        if path[:-1] in self._checked:
+            return self._path(path)  # a checked directory's ancestors were checked first
         for i in range(1, len(path)):
             prefix = path[:i]
             if prefix in self._checked:
@@ -76,8 +110,10 @@ class DirectoryTarget:
             self._checked.add(prefix)
         return self._path(path)
 
-    def _may_replace(self, final: str, node: Node) -> bool:
+    def _may_replace(self, path: RestorePath, final: str, node: Node) -> bool:
         """Apply the overwrite policy to an existing object at ``final``."""
+        if path[:-1] in self._created:
+            return True
         try:
             st = os.lstat(final)
         except FileNotFoundError:
@@ -91,8 +127,10 @@ class DirectoryTarget:
         return False
 
     def _temp_name(self, final: str) -> str:
+        # Unique per target by a counter; the random tag keeps two restores into one
+        # directory apart. Creation uses O_EXCL, so a clash fails rather than overwrites.
         head, tail = os.path.split(final)
-        return os.path.join(head, f".{tail[:100]}.comet-{secrets.token_hex(6)}")
+        return f"{head}/.{tail[:100]}.comet-{self._temp_tag}{next(self._temp_counter):x}"
 
     # --- metadata -------------------------------------------------------------------
 
@@ -108,11 +146,12 @@ class DirectoryTarget:
                 os.setxattr(path, name, value, follow_symlinks=False)
             except OSError as e:
                 raise TargetRefusedError(f"cannot set extended attribute {name}: {e}") from e
+        if fd is not None:
+            os.fchmod(fd, node.mode & 0o7777)
+            os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+            return
         if not link:
-            if fd is not None:
-                os.fchmod(fd, node.mode & 0o7777)
-            else:
-                os.chmod(path, node.mode & 0o7777)
+            os.chmod(path, node.mode & 0o7777)
         os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
 
     # --- directories ----------------------------------------------------------------
@@ -121,11 +160,17 @@ class DirectoryTarget:
         if not path:
             return False
         full = self._check_parent(path)
+        if path[:-1] in self._created:
+            os.mkdir(full, 0o700)
+            self._checked.add(path)
+            self._created.add(path)
+            return True
         try:
             st = os.lstat(full)
         except FileNotFoundError:
             os.mkdir(full, 0o700)
             self._checked.add(path)
+            self._created.add(path)
             return True
         if stat.S_ISDIR(st.st_mode):
             self._checked.add(path)
@@ -135,6 +180,7 @@ class DirectoryTarget:
         os.unlink(full)
         os.mkdir(full, 0o700)
         self._checked.add(path)
+        self._created.add(path)
         return True
 
     def finish_directory(self, path: RestorePath, node: Node) -> None:
@@ -145,17 +191,11 @@ class DirectoryTarget:
 
     def begin_file(self, path: RestorePath, node: Node, size: int) -> int | None:
         final = self._check_parent(path)
-        if not self._may_replace(final, node):
+        if not self._may_replace(path, final, node):
             return None
-        temp = self._temp_name(final)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            os.ftruncate(fd, size)  # holes are left where all-zero chunks are skipped
-        finally:
-            os.close(fd)
         handle = self._next
         self._next += 1
-        self._files[handle] = _OpenFile(final, temp, node, size)
+        self._files[handle] = _OpenFile(final, self._temp_name(final), node, size)
         return handle
 
     def _fd(self, handle: int) -> int:
@@ -166,30 +206,32 @@ class DirectoryTarget:
         if len(self._fds) >= _MAX_OPEN:
             _, old = self._fds.popitem(last=False)
             os.close(old)
-        fd = os.open(self._files[handle].temp, os.O_WRONLY | os.O_NOFOLLOW)
+        f = self._files[handle]
+        if f.created:
+            fd = os.open(f.temp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(f.temp, flags, 0o600)
+            f.created = True
+            try:
+                os.ftruncate(fd, f.size)  # holes are left where all-zero chunks are skipped
+            except BaseException:
+                os.close(fd)
+                raise
         self._fds[handle] = fd
         return fd
 
     def write(self, handle: int, offset: int, data: bytes) -> None:
-        zeros = data.count(0)
-        if zeros == len(data):
-            return  # the file was truncated to size: this range is already a hole
-        fd = self._fd(handle)
+        # The file is created truncated to its size, so zero runs are left unwritten:
+        # whole filesystem blocks among them stay holes. ``find`` of a zero block is
+        # far cheaper than counting zeros, and data without one is written at once.
+        first = data.find(_ZERO_BLOCK)
         view = memoryview(data)
-        if zeros < len(data) // 4:
-            self._pwrite(fd, view, offset)
+        if first < 0:
+            self._pwrite(self._fd(handle), view, offset)
             return
-        # Mostly zeros (a sparse region inside a chunk): skip all-zero blocks.
-        start = None
-        for pos in range(0, len(data), _HOLE_MIN):
-            if data.count(0, pos, pos + _HOLE_MIN) == len(view[pos : pos + _HOLE_MIN]):
-                if start is not None:
-                    self._pwrite(fd, view[start:pos], offset + start)
-                    start = None
-            elif start is None:
-                start = pos
-        if start is not None:
-            self._pwrite(fd, view[start:], offset + start)
+        for start, end in _nonzero_ranges(data, first):
+            self._pwrite(self._fd(handle), view[start:end], offset + start)
 
     @staticmethod
     def _pwrite(fd: int, view: memoryview, offset: int) -> None:
@@ -214,9 +256,10 @@ class DirectoryTarget:
         del self._files[handle]
 
     def abort_file(self, handle: int) -> None:
-        self._close_fd(handle)
+        with contextlib.suppress(OSError):
+            self._close_fd(handle)
         f = self._files.pop(handle, None)
-        if f is not None:
+        if f is not None and f.created:
             with contextlib.suppress(OSError):
                 os.unlink(f.temp)
 
@@ -225,7 +268,7 @@ class DirectoryTarget:
     def _place(self, path: RestorePath, node: Node, make: str) -> None:
         """Create a non-file node at a temporary name with ``make``, then rename."""
         final = self._check_parent(path)
-        if not self._may_replace(final, node):
+        if not self._may_replace(path, final, node):
             return
         temp = self._temp_name(final)
         if make == "symlink":
@@ -253,7 +296,7 @@ class DirectoryTarget:
         source = self._check_parent(existing)
         if not stat.S_ISREG(os.lstat(source).st_mode):
             raise TargetRefusedError(f"hard link source {source} is not a regular file")
-        if not self._may_replace(final, node):
+        if not self._may_replace(path, final, node):
             return
         temp = self._temp_name(final)
         os.link(source, temp, follow_symlinks=False)

@@ -1,8 +1,10 @@
 """``run_restore``: walk a snapshot's trees and hand its nodes to a RestoreTarget.
 
 For random-access targets every file is begun first, then each needed blob is read
-once, pack by pack in offset order, and written to every place that uses it; files are
-then finished, hard links made and directory metadata applied deepest-first.
+once, pack by pack in offset order, and written to every place that uses it. Reading and
+opening blobs runs on a worker thread (``PackPrefetcher``) ahead of the writes; a file is
+finished as soon as its last piece is written. Hard links are made and directory
+metadata applied deepest-first at the end.
 Sequential targets (archives, programs) get one file at a time, in offset order, with
 its exact size known at ``begin_file``.
 Names are validated here, so no target ever sees ``..``, ``/``, NUL or empty names.
@@ -26,6 +28,7 @@ from comet.agent.repository.index import BlobLocation
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.tree import Node, NodeType, Tree
 from comet.agent.restore.names import parse_path, show_path, valid_name
+from comet.agent.restore.prefetch import Blobs, PackPrefetcher, PackWork
 from comet.agent.restore.target import RestorePath, RestoreTarget, TargetRefusedError
 
 _SEQUENTIAL_CACHE = 8
@@ -69,6 +72,8 @@ class _File:
     handle: int
     pieces: list[_Piece] = field(default_factory=list)
     failed: bool = False
+    ended: bool = False
+    remaining: int = 0  # pieces not yet written (random-access targets)
     damaged: int = 0
     damage: str = ""
 
@@ -137,7 +142,7 @@ class _Restorer:
         if self._random:
             self._fill_from_packs()
             for f in self._files:
-                self._end(f)
+                self._end(f)  # only files whose pieces never all arrived remain
         for path, node, existing in self._links:
             self._link(path, node, existing)
         for path, node in reversed(self._dirs):
@@ -335,8 +340,9 @@ class _Restorer:
             self._write(f, piece.offset + start, zeros)
 
     def _end(self, f: _File) -> None:
-        if f.failed:
+        if f.failed or f.ended:
             return
+        f.ended = True
         try:
             self._target.end_file(f.handle)
             self.files += 1
@@ -364,8 +370,14 @@ class _Restorer:
     # --- pack-order content (random-access targets) ---------------------------------
 
     def _fill_from_packs(self) -> None:
+        """Write every file's content, reading each needed blob once, pack by pack in
+        offset order. A file is finished as soon as its last piece is written, so most
+        small files are opened once: created, written, given their metadata, renamed."""
         uses: dict[bytes, list[tuple[_File, _Piece]]] = defaultdict(list)
         for f in self._files:
+            f.remaining = len(f.pieces)
+            if not f.pieces:
+                self._end(f)
             for piece in f.pieces:
                 if piece.location is None:
                     self._put_zeros(f, piece)
@@ -376,26 +388,27 @@ class _Restorer:
             loc = used[0][1].location
             assert loc is not None
             by_pack[loc.pack_id].append((blob_id, loc))
-        for pack_id in sorted(by_pack):
-            self._cancel.check()
-            pending = dict(by_pack[pack_id])
-            blobs = iter(self._repo.read_pack_blobs(pack_id, by_pack[pack_id]))
-            while True:
-                try:
-                    blob_id, data = next(blobs)
-                except StopIteration:
-                    break
-                except _UNREADABLE:
-                    self._salvage(list(pending), uses)
-                    break
-                del pending[blob_id]
-                self._deliver(uses.pop(blob_id), data)
+        work: list[PackWork] = [(pack_id, by_pack[pack_id]) for pack_id in sorted(by_pack)]
+        pending = {pack_id: {blob_id for blob_id, _ in blobs} for pack_id, blobs in work}
+        with PackPrefetcher(self._repo, work) as prefetcher:
+            for item in prefetcher:
+                self._cancel.check()
+                left = pending[item.pack_id]
+                if isinstance(item, Blobs):
+                    for blob_id, data in item.blobs:
+                        left.discard(blob_id)
+                        self._deliver(uses.pop(blob_id), data)
+                    continue
+                if item.error is not None and not isinstance(item.error, _UNREADABLE):
+                    raise item.error
+                # A pack read failed part-way (or came up short): read its remaining
+                # blobs one by one, so only the damaged ones are lost.
+                self._salvage(sorted(left), uses)
+                del pending[item.pack_id]
 
     def _salvage(
         self, blob_ids: list[bytes], uses: dict[bytes, list[tuple[_File, _Piece]]]
     ) -> None:
-        """A pack read failed part-way: read its remaining blobs one by one, so only the
-        damaged ones are lost."""
         for blob_id in blob_ids:
             self._cancel.check()
             used = uses.pop(blob_id)
@@ -421,6 +434,13 @@ class _Restorer:
                 self._write(f, piece.offset, data)
             except (OSError, TargetRefusedError) as e:
                 self._fail(f, e)
+                continue
+            self._piece_done(f)
+
+    def _piece_done(self, f: _File) -> None:
+        f.remaining -= 1
+        if f.remaining == 0:
+            self._end(f)
 
     def _put_zeros(self, f: _File, piece: _Piece) -> None:
         if f.failed:
@@ -429,6 +449,8 @@ class _Restorer:
             self._write_zeros(f, piece)
         except (OSError, TargetRefusedError) as e:
             self._fail(f, e)
+            return
+        self._piece_done(f)
 
 
 def run_restore(
