@@ -264,6 +264,22 @@ def test_sigkill_mid_backup_keeps_earlier_snapshots_and_the_next_backup_works(
     listed = alice.comet("snapshots", "--vault", "local-vault", "--json").json()
     assert [s["snapshot_id"] for s in listed] == [first, again["snapshot_id"]]
 
+    # And the scheduler runs again after the crash.
+    alice.comet("schedule", "add", "--item", "docs", "--vault", "local-vault", "--every", "2")
+
+    def scheduled() -> list[dict[str, Any]]:
+        jobs: list[dict[str, Any]] = alice.comet("history", "--json").json()
+        return [
+            j
+            for j in jobs
+            if j["classification"] == "backup"
+            and j["status"] == "success"
+            and j["job_id"] != again["job_id"]
+            and j["started_at"] > again["started_at"]
+        ]
+
+    wait_for(scheduled, timeout=60, what="a scheduled backup after the restart")
+
 
 def test_failed_backup_exits_non_zero_with_the_reason(alice: AgentProcess, short_tmp: Path) -> None:
     vault_dir = short_tmp / "vault"
