@@ -156,6 +156,8 @@ class Archiver:
         self._reporter = reporter
         self._cancel = cancel
         self._chunker = repo.new_chunker()
+        # Below the chunker's minimum size a file is exactly one chunk.
+        self._small = int(repo.chunker_params["min_size"])
         self._hardlinks: dict[tuple[int, int], tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
         self._zero_ids: dict[int, bytes] = {}  # blob ids of all-zero chunks by length
         self._excludes: tuple[str, ...] = ()
@@ -408,6 +410,7 @@ class Archiver:
         if not self._rescan and self._unchanged(st, pnode):
             assert pnode is not None
             content = pnode.content
+            size = node.size
             self._reporter.file_unchanged(path, st.st_size)
             self.blobs += len(content)
         else:
@@ -415,12 +418,11 @@ class Archiver:
             if result is None:
                 return None
             content, size = result
-            node = replace(node, size=size)
         self.files += 1
-        self.total_bytes += node.size
+        self.total_bytes += size
         if st.st_nlink > 1:
             self._hardlinks[link_key] = (comps, content)
-        return replace(node, content=content)
+        return replace(node, size=size, content=content)
 
     def _unchanged(self, st: os.stat_result, pnode: Node | None) -> bool:
         return (
@@ -452,20 +454,56 @@ class Archiver:
                 self.warn(path, "was replaced while being backed up, skipped")
                 return None
             self._reporter.file_started(path, before.st_size)
+            if before.st_size < self._small:
+                small = self._read_small(fd, before.st_size)
+                if small is not None:
+                    content, size = small
+                    return self._check_unchanged(fd, path, before, size, content)
+                os.lseek(fd, 0, os.SEEK_SET)  # it grew past one chunk: read it normally
             if before.st_blocks * 512 < before.st_size:
                 sparse = _SparseReader(fd, before.st_size)
                 content, size = self._chunk_stream(sparse, path, sparse)
             else:
                 content, size = self._chunk_stream(lambda buf: os.readv(fd, [buf]), path)
-            after = os.fstat(fd)
-            if after.st_size != size or after.st_mtime_ns != before.st_mtime_ns:
-                self.warn(path, "changed while being read; the stored copy may be inconsistent")
+            return self._check_unchanged(fd, path, before, size, content)
         except OSError as e:
             self.warn(path, f"read error: {e.strerror}")
             return None
         finally:
             os.close(fd)
+
+    def _check_unchanged(
+        self, fd: int, path: str, before: os.stat_result, size: int, content: list[bytes]
+    ) -> tuple[tuple[bytes, ...], int]:
+        after = os.fstat(fd)
+        if after.st_size != size or after.st_mtime_ns != before.st_mtime_ns:
+            self.warn(path, "changed while being read; the stored copy may be inconsistent")
         return tuple(content), size
+
+    def _read_small(self, fd: int, expected: int) -> tuple[list[bytes], int] | None:
+        """Read a file that fits in one chunk with plain reads, skipping the chunker and
+        its buffer copy. None if it turns out to hold a chunk's worth or more."""
+        limit = self._small
+        data = os.read(fd, limit)
+        # A short read ends at the size fstat gave; a later change shows in the fstat
+        # after reading, so no extra read is spent looking for the end.
+        while len(data) < expected:
+            more = os.read(fd, limit - len(data))
+            if not more:
+                break
+            data += more
+        size = len(data)
+        if size >= limit:
+            return None
+        self._cancel.check()
+        if size == 0:
+            return [], 0
+        blob_id = self._repo.sealer.blob_id(BlobType.DATA, data)
+        self._writer.add(BlobType.DATA, blob_id, data)
+        self.blobs += 1
+        self.bytes_read += size
+        self._reporter.bytes_read(size)
+        return [blob_id], size
 
     def _chunk_stream(
         self,

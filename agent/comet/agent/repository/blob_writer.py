@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from comet.agent.repository.repository import Repository
 
 INDEX_EVERY_PACKS = 64
+BATCH_BYTES = 256 * 1024
+BATCH_BLOBS = 64
 
 
 class BlobWriter:
@@ -47,6 +49,8 @@ class BlobWriter:
         self._packs: dict[BlobType, PackWriter] = {}
         self._queued: set[bytes] = set()
         self._futures: set[Future[None]] = set()
+        self._batch: list[tuple[BlobType, bytes, bytes]] = []
+        self._batch_bytes = 0
         self._unindexed: list[tuple[bytes, list[PackEntry]]] = []
         self._errors: list[BaseException] = []
         self._on_pack_stored = on_pack_stored
@@ -72,16 +76,31 @@ class BlobWriter:
         with self._lock:
             self._queued.add(blob_id)
             self.new_blobs += 1
+        # Small blobs are sealed in batches: one task per blob costs more than sealing it.
+        batch = self._batch
+        batch.append((blob_type, blob_id, data))
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_BLOBS:
+            self._submit_batch()
+        return True
+
+    def _submit_batch(self) -> None:
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if not batch:
+            return
         self._seal_slots.acquire()
         try:
-            future = self._seal_pool.submit(self._seal, blob_type, blob_id, data)
+            future = self._seal_pool.submit(self._seal_all, batch)
         except BaseException:
             self._seal_slots.release()
             raise
         with self._lock:
             self._futures.add(future)
         future.add_done_callback(self._seal_done)
-        return True
+
+    def _seal_all(self, batch: list[tuple[BlobType, bytes, bytes]]) -> None:
+        for blob_type, blob_id, data in batch:
+            self._seal(blob_type, blob_id, data)
 
     def _seal_done(self, future: Future[None]) -> None:
         with self._lock:
@@ -148,6 +167,7 @@ class BlobWriter:
 
     def flush(self) -> None:
         """Wait for every queued blob, store the partial packs and an index file."""
+        self._submit_batch()
         while True:
             with self._lock:
                 pending = set(self._futures)

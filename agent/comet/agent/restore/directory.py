@@ -198,7 +198,9 @@ class DirectoryTarget:
         self._files[handle] = _OpenFile(final, self._temp_name(final), node, size)
         return handle
 
-    def _fd(self, handle: int) -> int:
+    def _fd(self, handle: int, *, whole: bool = False) -> int:
+        """The handle's open descriptor, creating the file on first use. ``whole`` says
+        the first write fills the file, so it needs no truncation to its size."""
         fd = self._fds.get(handle)
         if fd is not None:
             self._fds.move_to_end(handle)
@@ -213,6 +215,9 @@ class DirectoryTarget:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(f.temp, flags, 0o600)
             f.created = True
+            if whole:
+                self._fds[handle] = fd
+                return fd
             try:
                 os.ftruncate(fd, f.size)  # holes are left where all-zero chunks are skipped
             except BaseException:
@@ -228,7 +233,8 @@ class DirectoryTarget:
         first = data.find(_ZERO_BLOCK)
         view = memoryview(data)
         if first < 0:
-            self._pwrite(self._fd(handle), view, offset)
+            whole = offset == 0 and len(data) == self._files[handle].size
+            self._pwrite(self._fd(handle, whole=whole), view, offset)
             return
         for start, end in _nonzero_ranges(data, first):
             self._pwrite(self._fd(handle), view[start:end], offset + start)
