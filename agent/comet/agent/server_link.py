@@ -24,6 +24,7 @@ from comet.agent import __version__
 from comet.agent.credentials import (
     KdfParams,
     derive_login_secrets,
+    require_no_downgrade,
     unwrap_secret,
     wrap_secret,
 )
@@ -89,6 +90,7 @@ async def login(
         auth = control_pb2_grpc.AuthServiceStub(channel)
         pre = await auth.PreLogin(control_pb2.PreLoginRequest(username=username), timeout=30)
         kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+        require_no_downgrade(recorded_kdf(state, address.url, username), kdf)
         secrets = await asyncio.to_thread(derive_login_secrets, password, kdf)
         name = device_name or previous.device_name or socket.gethostname()
         reply = await auth.Login(
@@ -125,17 +127,41 @@ async def login(
     )
     state.save_login(login_state)
     remember_kdf(state, kdf)
+    record_kdf(state, address.url, username, kdf)
     return LoginOutcome(login_state, reply.device_registered_now)
 
 
 _KDF_KEY = "login_kdf"
 
 
+def _kdf_text(kdf: KdfParams) -> bytes:
+    return f"{kdf.algorithm}:{kdf.salt.hex()}:{kdf.log2_n}:{kdf.r}:{kdf.p}".encode()
+
+
+def _kdf_parse(raw: bytes) -> KdfParams:
+    algorithm, salt, log2_n, r, p = raw.decode().split(":")
+    return KdfParams(int(algorithm), bytes.fromhex(salt), int(log2_n), int(r), int(p))
+
+
 def remember_kdf(state: AgentState, kdf: KdfParams) -> None:
     """Keep the KDF parameters so the password can be checked offline (unlocking the
     app must work while the server is away)."""
-    raw = f"{kdf.algorithm}:{kdf.salt.hex()}:{kdf.log2_n}:{kdf.r}:{kdf.p}"
-    state.put_blob(_KDF_KEY, raw.encode())
+    state.put_blob(_KDF_KEY, _kdf_text(kdf))
+
+
+def _account_kdf_key(server: str, username: str) -> str:
+    return f"account_kdf:{server}:{username}"
+
+
+def recorded_kdf(state: AgentState, server: str, username: str) -> KdfParams | None:
+    """The KDF parameters recorded at this account's last login here; kept across
+    logouts, so a later login can refuse a downgrade."""
+    raw = state.get_blob(_account_kdf_key(server, username))
+    return _kdf_parse(raw) if raw else None
+
+
+def record_kdf(state: AgentState, server: str, username: str, kdf: KdfParams) -> None:
+    state.put_blob(_account_kdf_key(server, username), _kdf_text(kdf))
 
 
 def check_password(state: AgentState, password: str) -> bool:
@@ -144,8 +170,7 @@ def check_password(state: AgentState, password: str) -> bool:
     raw = state.get_blob(_KDF_KEY)
     if not login_state.logged_in or not raw:
         return False
-    algorithm, salt, log2_n, r, p = raw.decode().split(":")
-    kdf = KdfParams(int(algorithm), bytes.fromhex(salt), int(log2_n), int(r), int(p))
+    kdf = _kdf_parse(raw)
     return derive_login_secrets(password, kdf).wrap_key == login_state.wrap_key
 
 
@@ -167,10 +192,11 @@ async def change_password(
             control_pb2.PreLoginRequest(username=login_state.username), timeout=30
         )
         kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+        require_no_downgrade(recorded_kdf(state, login_state.server, login_state.username), kdf)
         old = await asyncio.to_thread(derive_login_secrets, current, kdf)
         if old.wrap_key != login_state.wrap_key:
             raise LoginError("the current password is wrong")
-        new_kdf = KdfParams.new()
+        new_kdf = kdf.renewed()
         fresh = await asyncio.to_thread(derive_login_secrets, new, new_kdf)
         rewrapped = {
             vault.vault_id: wrap_secret(
@@ -201,6 +227,7 @@ async def change_password(
         await channel.close()
     state.save_login(replace(state.load_login(), wrap_key=fresh.wrap_key))
     remember_kdf(state, new_kdf)
+    record_kdf(state, login_state.server, login_state.username, new_kdf)
 
 
 class LiveConnection:
