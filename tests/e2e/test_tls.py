@@ -1,6 +1,6 @@
 """https end to end: a server with a self-signed certificate of its own, an agent and
-comet-admin that pin it at login, and a swapped certificate refused until the next
-login."""
+comet-admin that trust it only once its fingerprint is confirmed, and a swapped
+certificate refused (with both fingerprints) until it is explicitly re-pinned."""
 
 from __future__ import annotations
 
@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from comet.agent.transport import certificate_fingerprint
 from tests.fixtures.postgres import PostgresCluster
-from tests.fixtures.processes import AdminCli, AgentProcess, ServerProcess, free_port, wait_for
+from tests.fixtures.processes import (
+    AdminCli,
+    AgentProcess,
+    CliResult,
+    ServerProcess,
+    free_port,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -34,7 +42,7 @@ def tls_server(postgres_cluster: PostgresCluster, short_tmp: Path) -> Iterator[S
         proc.kill()
 
 
-def login(agent: AgentProcess, url: str, *, check: bool = True) -> object:
+def login(agent: AgentProcess, url: str, *extra: str, check: bool = True) -> CliResult:
     return agent.comet(
         "login",
         "--server",
@@ -42,23 +50,43 @@ def login(agent: AgentProcess, url: str, *, check: bool = True) -> object:
         "--username",
         "alice",
         "--password-stdin",
+        *extra,
         stdin=PASSWORD + "\n",
         check=check,
     )
 
 
-def test_login_over_https_pins_the_self_signed_certificate_and_refuses_a_swapped_one(
+def test_a_self_signed_certificate_is_trusted_only_once_confirmed_and_a_swapped_one_is_refused(
     tls_server: ServerProcess, agent: AgentProcess, short_tmp: Path
 ) -> None:
     assert tls_server.url.startswith("https://127.0.0.1:")
     tls_dir = tls_server.data_dir / "tls"
     assert stat.S_IMODE((tls_dir / "server.key").stat().st_mode) == 0o600
     first_cert = (tls_dir / "server.crt").read_bytes()
+    first = certificate_fingerprint(first_cert)
+    # The server shows the fingerprint people confirm.
+    assert f"TLS certificate fingerprint {first}" in tls_server.log.read_text()
 
+    # Not a terminal and nothing confirmed: refused, in one line naming the fingerprint
+    # and the flag to use.
     admin = AdminCli(short_tmp / "admin.json", tls_server)
-    admin.login()
+    refused = admin.login(check=False)
+    assert refused.returncode != 0
+    assert first in refused.stderr and "--trust-fingerprint" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    admin.login(extra=("--trust-fingerprint", first.lower().replace("sha256:", "")))
     admin("user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
-    login(agent, tls_server.url)
+
+    refused = login(agent, tls_server.url, check=False)
+    assert refused.returncode != 0
+    assert first in refused.stderr and "comet login" in refused.stderr
+    assert "--trust-fingerprint" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not agent.status()["logged_in"]
+    wrong = "SHA256:" + ":".join(["AB"] * 32)
+    refused = login(agent, tls_server.url, "--trust-fingerprint", wrong, check=False)
+    assert refused.returncode != 0 and wrong in refused.stderr and first in refused.stderr
+    login(agent, tls_server.url, "--trust-fingerprint", first)
     wait_for(lambda: agent.status()["connected"], what="live connection over https")
 
     # A restart reuses the certificate: the pinned agent reconnects by itself.
@@ -67,24 +95,35 @@ def test_login_over_https_pins_the_self_signed_certificate_and_refuses_a_swapped
     assert (tls_dir / "server.crt").read_bytes() == first_cert
     wait_for(lambda: agent.status()["connected"], timeout=30, what="reconnect, same cert")
 
-    # A new certificate (another key) is refused by the agent and by comet-admin.
+    # A new certificate (another key) is refused by the agent and by comet-admin, each
+    # naming both fingerprints and how to re-pin.
     tls_server.kill()
     shutil.rmtree(tls_dir)
     tls_server.start()
-    assert (tls_dir / "server.crt").read_bytes() != first_cert
+    second = certificate_fingerprint((tls_dir / "server.crt").read_bytes())
+    assert second != first
     status = wait_for(
-        lambda: "certificate" in (s := agent.status())["last_error"] and s,
+        lambda: second in (s := agent.status())["last_error"] and s,
         timeout=30,
         what="the changed certificate refused",
     )
     assert not status["connected"]
-    assert "certificate is not the one trusted at login" in status["last_error"]
+    assert first in status["last_error"] and "--trust-fingerprint" in status["last_error"]
     refused = admin("user", "list", check=False)
     assert refused.returncode != 0
-    assert "certificate is not the one trusted at login" in refused.stderr
+    assert first in refused.stderr and second in refused.stderr
 
-    # Logging in again trusts the new certificate.
-    login(agent, tls_server.url)
-    wait_for(lambda: agent.status()["connected"], what="connection after logging in again")
-    admin.login()
+    # Logging in again does not trust it silently, not even on the agent after a logout.
+    for attempt in (admin.login(check=False), login(agent, tls_server.url, check=False)):
+        assert attempt.returncode != 0
+        assert first in attempt.stderr and second in attempt.stderr
+        assert f"--trust-fingerprint {second}" in attempt.stderr
+    agent.comet("disconnect")
+    refused = login(agent, tls_server.url, check=False)
+    assert refused.returncode != 0 and second in refused.stderr
+
+    # Re-pinning is explicit.
+    login(agent, tls_server.url, "--trust-fingerprint", second)
+    wait_for(lambda: agent.status()["connected"], what="connection after re-pinning")
+    admin.login(extra=("--trust-fingerprint", second))
     assert "alice" in admin("user", "list").stdout

@@ -15,7 +15,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from comet.agent.config import default_socket_path
 from comet.agent.output import fail, print_json, print_table, rfc3339
-from comet.agent.transport import parse_server_url, rpc_error_message
+from comet.agent.transport import normalise_fingerprint, parse_server_url, rpc_error_message
+from comet.agent.trust_prompt import ask_to_trust
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2
 
 PROG = "comet"
@@ -73,11 +74,18 @@ def print_status(status: agent_api_pb2.StatusReply, as_json: bool) -> None:
 
 
 def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
-    parse_server_url(args.server)  # a clear error before anything is sent
+    address = parse_server_url(args.server)  # a clear error before anything is sent
     try:
         ca_pem = args.ca.read_text() if args.ca else ""
     except OSError as e:
         raise CliError(f"--ca: cannot read {args.ca}: {e.strerror}") from e
+    fingerprint = ""
+    if args.trust_fingerprint:
+        fingerprint = normalise_fingerprint(args.trust_fingerprint)
+    elif address.secure and not ca_pem and sys.stdin.isatty():
+        fingerprint = confirm_certificate(client, address.url)
+    # Without a confirmation the agent refuses an unvouched certificate itself, with
+    # a one-line message naming the fingerprint and --trust-fingerprint.
     reply = client.api.Login(
         agent_api_pb2.AgentLoginRequest(
             server=args.server,
@@ -86,6 +94,7 @@ def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
             totp_code=args.totp or "",
             device_name=args.device_name or "",
             ca_pem=ca_pem,
+            trust_fingerprint=fingerprint,
         ),
         timeout=120,
     )
@@ -97,6 +106,20 @@ def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
     if reply.device_registered_now:
         print(f"registered this device as {reply.status.device_id}")
     print_status(reply.status, False)
+
+
+def confirm_certificate(client: AgentClient, url: str) -> str:
+    """On a terminal: the fingerprint the person confirmed for a certificate no
+    authority vouches for and nothing pins yet, else "" (verified, already pinned, or
+    changed, which only --trust-fingerprint may re-pin)."""
+    seen = client.api.ServerCertificate(
+        agent_api_pb2.ServerCertificateRequest(server=url), timeout=30
+    )
+    if seen.verified or seen.pinned_fingerprint:
+        return ""
+    if not ask_to_trust(url, seen.fingerprint):
+        raise CliError(f"not logged in: the certificate {seen.fingerprint} was not trusted")
+    return seen.fingerprint
 
 
 def cmd_status(client: AgentClient, args: argparse.Namespace) -> None:
@@ -740,7 +763,13 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--ca",
         type=Path,
-        help="https: trust this CA (PEM) instead of pinning the server's certificate",
+        help="https: the server's certificate must be signed by this CA (PEM)",
+    )
+    login.add_argument(
+        "--trust-fingerprint",
+        metavar="SHA256:…",
+        help="https: trust the server's self-signed certificate if its SHA-256 fingerprint "
+        "is this (first login, or re-pinning a certificate the server changed)",
     )
     login.add_argument("--json", action="store_true")
     login.set_defaults(func=cmd_login)

@@ -31,11 +31,15 @@ from comet.agent.credentials import (
 from comet.agent.errors import AgentError
 from comet.agent.state import AgentState, LoginState
 from comet.agent.transport import (
+    PresentedCertificate,
     ServerTrust,
     aio_channel,
-    fetch_certificate,
+    certificate_fingerprint,
+    decide_trust,
+    explain_refused_certificate,
     parse_server_url,
-    pin_certificate,
+    probe_certificate,
+    refused_certificate,
     rpc_error_message,
 )
 from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
@@ -71,20 +75,26 @@ async def login(
     totp_code: str = "",
     device_name: str = "",
     ca_pem: bytes = b"",
+    trust_fingerprint: str = "",
 ) -> LoginOutcome:
     """Log in to the server; register this device on the first login of this user here.
 
-    Over https the server is trusted through ``ca_pem`` when given, else its
-    certificate is pinned now and required from then on (until the next login)."""
+    Over https the server's certificate must be valid under ``ca_pem`` or the system
+    roots, or else be pinned: the pin recorded here for this server must match, or
+    the person confirmed exactly this fingerprint (``trust_fingerprint``). Nothing
+    but the TLS handshake reaches a server that fails this check."""
     address = parse_server_url(server)
     previous = state.load_login()
     trust: ServerTrust | None = None
     if address.secure:
-        if ca_pem:
-            trust = ServerTrust(ca_pem)
-        else:
-            pem = await asyncio.to_thread(fetch_certificate, address.url)
-            trust = pin_certificate(address.url, pem)
+        presented = await asyncio.to_thread(probe_certificate, address.url, ca_pem=ca_pem)
+        trust = decide_trust(
+            address.url,
+            presented,
+            ca_pem=ca_pem,
+            pinned_pem=state.get_blob(_pin_key(address.url)) or b"",
+            confirmed=trust_fingerprint,
+        )
     channel = aio_channel(address.url, trust=trust)
     try:
         auth = control_pb2_grpc.AuthServiceStub(channel)
@@ -126,9 +136,33 @@ async def login(
         tls_name_override=trust.name_override if trust else "",
     )
     state.save_login(login_state)
+    if trust is not None and trust.pinned:
+        state.put_blob(_pin_key(address.url), trust.root_pem)
     remember_kdf(state, kdf)
     record_kdf(state, address.url, username, kdf)
     return LoginOutcome(login_state, reply.device_registered_now)
+
+
+def _pin_key(server: str) -> str:
+    # Kept across logouts: logging in again must not trust a new certificate silently.
+    return f"tls_pin:{server}"
+
+
+@dataclass(frozen=True)
+class CertificateCheck:
+    presented: PresentedCertificate
+    pinned_fingerprint: str
+
+
+async def check_certificate(
+    state: AgentState, server: str, ca_pem: bytes = b""
+) -> CertificateCheck:
+    """What an https server presents and the pin recorded for it here, for a login
+    screen to show before the person confirms."""
+    address = parse_server_url(server)
+    presented = await asyncio.to_thread(probe_certificate, address.url, ca_pem=ca_pem)
+    pinned = state.get_blob(_pin_key(address.url))
+    return CertificateCheck(presented, certificate_fingerprint(pinned) if pinned else "")
 
 
 _KDF_KEY = "login_kdf"
@@ -327,6 +361,11 @@ class LiveConnection:
             if e.code() == grpc.StatusCode.CANCELLED:
                 return True
             self.last_error = rpc_error_message(e)
+            if refused_certificate(e):
+                self.last_error = await asyncio.to_thread(
+                    explain_refused_certificate, login.server, login.trust, "comet login"
+                )
+                log.warning("refusing the server: %s", self.last_error)
             if e.code() == grpc.StatusCode.UNAUTHENTICATED:
                 log.warning("the server refused this device: %s", self.last_error)
                 self._on_logged_out(self.last_error)
