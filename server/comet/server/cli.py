@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    data_dir: Path = (args.data_dir or default_data_dir()).absolute()
+    data_dir: Path = (getattr(args, "data_dir", None) or default_data_dir()).absolute()
     try:
         if args.command == "serve":
             if (args.tls_cert is None) != (args.tls_key is None):
