@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pytestqt.qtbot import QtBot
 
+from comet.agent.transport import certificate_fingerprint
 from comet.gui.app import AppController
 from comet.gui.login_window import AddressProblem, check_address
-from tests.fixtures.processes import ALICE_PASSWORD, AdminCli, AgentProcess, ServerProcess
+from tests.fixtures.postgres import PostgresCluster
+from tests.fixtures.processes import (
+    ALICE_PASSWORD,
+    AdminCli,
+    AgentProcess,
+    ServerProcess,
+    free_port,
+)
 from tests.gui.driving import LEFT
 
 
@@ -76,3 +86,52 @@ def test_unreachable_server_is_reported_inline(
     qtbot.waitUntil(lambda: login.message.isVisible(), timeout=60_000)
     assert "reach" in login.message.text().lower()
     assert controller.main_window is None
+
+
+def test_a_self_signed_server_is_trusted_only_after_the_fingerprint_is_confirmed(
+    qtbot: QtBot,
+    postgres_cluster: PostgresCluster,
+    short_tmp: Path,
+    agent: AgentProcess,
+    controller: AppController,
+) -> None:
+    root = short_tmp / "tls-server"
+    root.mkdir()
+    server = ServerProcess(
+        root, postgres_cluster.fresh_database(), free_port(), extra_args=("--tls",)
+    )
+    server.add_admin()
+    server.start()
+    try:
+        fingerprint = certificate_fingerprint((root / "tls" / "server.crt").read_bytes())
+        admin = AdminCli(short_tmp / "admin.json", server)
+        admin.login(extra=("--trust-fingerprint", fingerprint))
+        admin("user", "add", "alice", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+        login = controller.login_window
+        assert login is not None
+        asked: list[tuple[str, str]] = []
+        answer = [False]
+
+        def confirm(url: str, shown: str) -> bool:
+            asked.append((url, shown))
+            return answer[0]
+
+        login.confirm_certificate = confirm
+        login.advanced.setChecked(True)
+        login.server.setText(server.url)
+        login.username.setText("alice")
+        login.password.setText(ALICE_PASSWORD)
+
+        login.submit()  # declined: not logged in, nothing trusted
+        qtbot.waitUntil(lambda: login.message.isVisible(), timeout=30_000)
+        assert asked == [(server.url, fingerprint)]
+        assert "not trusted" in login.message.text()
+        assert not agent.status()["logged_in"]
+
+        answer[0] = True
+        login.submit()
+        qtbot.waitUntil(lambda: controller.main_window is not None, timeout=30_000)
+        assert asked[-1] == (server.url, fingerprint)
+        assert agent.status()["logged_in"]
+    finally:
+        server.kill()
