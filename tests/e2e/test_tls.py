@@ -4,8 +4,11 @@ certificate refused (with both fingerprints) until it is explicitly re-pinned.""
 
 from __future__ import annotations
 
+import os
+import pty
 import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import pytest
 from comet.agent.transport import certificate_fingerprint
 from tests.fixtures.postgres import PostgresCluster
 from tests.fixtures.processes import (
+    BIN,
     AdminCli,
     AgentProcess,
     CliResult,
@@ -127,3 +131,38 @@ def test_a_self_signed_certificate_is_trusted_only_once_confirmed_and_a_swapped_
     wait_for(lambda: agent.status()["connected"], what="connection after re-pinning")
     admin.login(extra=("--trust-fingerprint", second))
     assert "alice" in admin("user", "list").stdout
+
+
+def login_on_a_terminal(agent: AgentProcess, url: str, typed: str) -> tuple[int, str]:
+    """``comet login`` with a terminal as standard input, as a person runs it."""
+    main, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(BIN / "comet"), "--socket", str(agent.socket), "login", "--server", url,
+             "--username", "alice", "--password-stdin"],
+            stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        os.write(main, typed.encode())
+        out, err = proc.communicate(timeout=60)
+        return proc.returncode, out + err
+    finally:
+        os.close(main)
+        os.close(terminal)
+
+
+def test_on_a_terminal_the_fingerprint_is_shown_and_trusted_only_on_yes(
+    tls_server: ServerProcess, agent: AgentProcess, short_tmp: Path
+) -> None:
+    fingerprint = certificate_fingerprint((tls_server.data_dir / "tls" / "server.crt").read_bytes())
+    admin = AdminCli(short_tmp / "admin.json", tls_server)
+    admin.login(extra=("--trust-fingerprint", fingerprint))
+    admin("user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+
+    code, output = login_on_a_terminal(agent, tls_server.url, "n\n" + PASSWORD + "\n")
+    assert code != 0
+    assert fingerprint in output and "Trust this server? [y/N]" in output
+    assert not agent.status()["logged_in"]
+
+    code, output = login_on_a_terminal(agent, tls_server.url, "y\n" + PASSWORD + "\n")
+    assert code == 0, output
+    assert agent.status()["logged_in"]
