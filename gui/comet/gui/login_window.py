@@ -28,7 +28,8 @@ from PyQt6.QtWidgets import (
 from comet.gui.agent_client import AgentClient, ApiError
 from comet.gui.records import AgentStatus, LoginResult, ServerCertificate
 
-DEFAULT_SERVER = "http://127.0.0.1:8060/"
+# What deploy/run-local serves; a real deployment types its own https:// address.
+DEFAULT_SERVER = "https://127.0.0.1:8060/"
 _ADDRESS = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(:\d{1,5})?(/[^\s]*)?$")
 
 
