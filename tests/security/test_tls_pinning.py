@@ -14,7 +14,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.agent.transport import certificate_fingerprint
+from comet.server.cli import require_safe_listen
+from comet.server.errors import ServerError
+from comet.server.passwords import hash_auth_key, kdf_to_json
 from comet.server.tls import ensure_self_signed
 from tests.fixtures.postgres import PostgresCluster
 from tests.fixtures.processes import (
@@ -178,6 +182,17 @@ def test_a_server_certificate_from_a_ca_given_with_ca_needs_no_confirmation(
         server.kill()
 
 
+def set_password_kdf(database_url: str, username: str, kdf: KdfParams) -> None:
+    """What a tampered server does: the account's KDF parameters (and the stored hash
+    of the login key they yield, so the password still works) changed in place."""
+    stored = hash_auth_key(derive_login_secrets(PASSWORD, kdf).auth_key)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE users SET kdf = %s, auth_hash = %s, auth_salt = %s WHERE username = %s",
+            (json.dumps(kdf_to_json(kdf)), stored.auth_hash, stored.auth_salt, username),
+        )
+
+
 def test_lowered_scrypt_parameters_on_the_server_make_the_agent_refuse_to_log_in(
     genuine: TlsServer, agent: AgentProcess, short_tmp: Path
 ) -> None:
@@ -185,22 +200,34 @@ def test_lowered_scrypt_parameters_on_the_server_make_the_agent_refuse_to_log_in
     admin = AdminCli(short_tmp / "admin.json", server)
     admin.login(extra=("--trust-fingerprint", genuine.fingerprint))
     admin("user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+    with psycopg.connect(genuine.database_url) as conn:
+        row = conn.execute("SELECT kdf FROM users WHERE username = 'alice'").fetchone()
+    assert row is not None and row[0]["log2_n"] == 15  # new accounts get the floor
+    # The account is stronger than the floor; the agent records that at login.
+    set_password_kdf(genuine.database_url, "alice", KdfParams.new(log2_n=16))
     agent_login(agent, server.url, "--trust-fingerprint", genuine.fingerprint)
 
-    # A tampered server lowers the account's scrypt cost so the login key it
-    # captures next is cheap to brute-force.
-    with psycopg.connect(genuine.database_url) as conn:
-        for name in ("alice", "admin"):
-            row = conn.execute("SELECT kdf FROM users WHERE username = %s", (name,)).fetchone()
-            assert row is not None and row[0]["log2_n"] >= 15
-            kdf = {**row[0], "log2_n": 10}
-            conn.execute("UPDATE users SET kdf = %s WHERE username = %s", (json.dumps(kdf), name))
+    # Lowered, though still at the floor: a downgrade from what the agent recorded.
+    set_password_kdf(genuine.database_url, "alice", KdfParams.new(log2_n=15))
     before = login_attempts(genuine.database_url, "alice")
     refused = agent_login(agent, server.url, check=False)
     assert refused.returncode != 0
+    assert "weaker" in refused.stderr and "N=2^15" in refused.stderr
+    assert "N=2^16" in refused.stderr
+
+    # Below the floor: refused by the agent that knows the account and by one that
+    # never saw it, and by comet-admin.
+    set_password_kdf(genuine.database_url, "alice", KdfParams.new(log2_n=10))
+    with psycopg.connect(genuine.database_url) as conn:
+        row = conn.execute("SELECT kdf FROM users WHERE username = 'admin'").fetchone()
+        assert row is not None
+        conn.execute(
+            "UPDATE users SET kdf = %s WHERE username = 'admin'",
+            (json.dumps({**row[0], "log2_n": 10}),),
+        )
+    refused = agent_login(agent, server.url, check=False)
+    assert refused.returncode != 0
     assert "N=2^10" in refused.stderr and "N=2^15" in refused.stderr
-    # A device that never logged in before refuses too (the floor), and so does
-    # comet-admin.
     fresh_root = short_tmp / "fresh-agent"
     fresh_root.mkdir()
     fresh = AgentProcess(fresh_root)
@@ -230,3 +257,28 @@ def test_the_server_refuses_to_listen_in_plaintext_on_the_network(
     assert "refusing to serve plaintext" in result.stderr
     assert "--insecure-plaintext" in result.stderr
     assert "listening on" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("host", "tls", "insecure", "allowed"),
+    [
+        ("127.0.0.1", False, False, True),
+        ("127.0.0.2", False, False, True),
+        ("[::1]", False, False, True),
+        ("localhost", False, False, True),
+        ("0.0.0.0", False, False, False),
+        ("::", False, False, False),
+        ("192.0.2.10", False, False, False),
+        ("backup.example.com", False, False, False),
+        ("0.0.0.0", True, False, True),
+        ("0.0.0.0", False, True, True),
+    ],
+)
+def test_plaintext_is_allowed_only_on_loopback_or_when_asked_for(
+    host: str, tls: bool, insecure: bool, allowed: bool
+) -> None:
+    if allowed:
+        require_safe_listen(host, tls=tls, insecure_plaintext=insecure)
+    else:
+        with pytest.raises(ServerError, match="refusing to serve plaintext"):
+            require_safe_listen(host, tls=tls, insecure_plaintext=insecure)

@@ -118,7 +118,7 @@ def _listen_address(value: str) -> tuple[str, bool]:
     return value, False
 
 
-def _require_safe_listen(host: str, *, tls: bool, insecure_plaintext: bool) -> None:
+def require_safe_listen(host: str, *, tls: bool, insecure_plaintext: bool) -> None:
     """Plaintext only on loopback (or a unix socket) unless explicitly allowed: login
     keys and device tokens must not cross a network in the clear."""
     if tls or insecure_plaintext or is_loopback(host):
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ServerError("--tls-cert and --tls-key go together")
             listen, https = _listen_address(args.listen)
             tls = bool(args.tls or https or args.tls_cert)
-            _require_safe_listen(
+            require_safe_listen(
                 listen.rpartition(":")[0] or "127.0.0.1",
                 tls=tls,
                 insecure_plaintext=args.insecure_plaintext,
