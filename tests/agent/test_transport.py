@@ -5,15 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from comet.agent.transport import (
+from comet.agent.certificate_trust import (
     PresentedCertificate,
-    ServerTrust,
-    ServerUrlError,
     TlsCertificateChangedError,
     TlsConfirmationError,
+    decide_trust,
+)
+from comet.agent.transport import (
+    ServerTrust,
+    ServerUrlError,
     TlsTrustError,
     certificate_fingerprint,
-    decide_trust,
     normalise_fingerprint,
     parse_server_url,
 )

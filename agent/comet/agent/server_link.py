@@ -21,6 +21,12 @@ from dataclasses import dataclass, replace
 import grpc
 
 from comet.agent import __version__
+from comet.agent.certificate_trust import (
+    PresentedCertificate,
+    decide_trust,
+    explain_refused_certificate,
+    probe_certificate,
+)
 from comet.agent.credentials import (
     KdfParams,
     derive_login_secrets,
@@ -31,14 +37,10 @@ from comet.agent.credentials import (
 from comet.agent.errors import AgentError
 from comet.agent.state import AgentState, LoginState
 from comet.agent.transport import (
-    PresentedCertificate,
     ServerTrust,
     aio_channel,
     certificate_fingerprint,
-    decide_trust,
-    explain_refused_certificate,
     parse_server_url,
-    probe_certificate,
     refused_certificate,
     rpc_error_message,
 )

@@ -9,16 +9,18 @@ from typing import Any
 
 import grpc
 
+from comet.agent.certificate_trust import (
+    decide_trust,
+    explain_refused_certificate,
+    probe_certificate,
+)
 from comet.agent.credentials import KdfParams, derive_login_secrets, require_no_downgrade
 from comet.agent.errors import AgentError
 from comet.agent.output import fail, print_json, print_table, rfc3339
 from comet.agent.transport import (
     ServerTrust,
-    decide_trust,
-    explain_refused_certificate,
     normalise_fingerprint,
     parse_server_url,
-    probe_certificate,
     refused_certificate,
     rpc_error_message,
     sync_channel,
