@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from comet.agent.transport import certificate_fingerprint
@@ -135,3 +137,28 @@ def test_a_self_signed_server_is_trusted_only_after_the_fingerprint_is_confirmed
         assert agent.status()["logged_in"]
     finally:
         server.kill()
+
+
+def test_the_trust_dialog_shows_the_fingerprint_and_defaults_to_no(
+    qtbot: QtBot, controller: AppController
+) -> None:
+    login = controller.login_window
+    assert login is not None
+    fingerprint = "SHA256:" + ":".join(["AB"] * 32)
+    seen: list[str] = []
+
+    def answer(button: QMessageBox.StandardButton) -> None:
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox)
+        seen.append(box.text() + "\n" + box.informativeText())
+        assert box.defaultButton() is box.button(QMessageBox.StandardButton.No)
+        clicked = box.button(button)
+        assert clicked is not None
+        clicked.click()
+
+    QTimer.singleShot(0, lambda: answer(QMessageBox.StandardButton.No))
+    assert not login.confirm_certificate("https://backup.example.com/", fingerprint)
+    QTimer.singleShot(0, lambda: answer(QMessageBox.StandardButton.Yes))
+    assert login.confirm_certificate("https://backup.example.com/", fingerprint)
+    assert len(seen) == 2
+    assert fingerprint in seen[0] and "https://backup.example.com/" in seen[0]
