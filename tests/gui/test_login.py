@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
@@ -11,6 +12,7 @@ from pytestqt.qtbot import QtBot
 from comet.agent.transport import certificate_fingerprint
 from comet.gui.app import AppController
 from comet.gui.login_window import AddressProblem, check_address
+from comet.gui.records import ServerCertificate
 from tests.fixtures.postgres import PostgresCluster
 from tests.fixtures.processes import (
     ALICE_PASSWORD,
@@ -162,3 +164,19 @@ def test_the_trust_dialog_shows_the_fingerprint_and_defaults_to_no(
     assert login.confirm_certificate("https://backup.example.com/", fingerprint)
     assert len(seen) == 2
     assert fingerprint in seen[0] and "https://backup.example.com/" in seen[0]
+
+
+def test_a_changed_certificate_is_refused_in_the_window_with_both_fingerprints(
+    controller: AppController, agent: AgentProcess
+) -> None:
+    login = controller.login_window
+    assert login is not None
+    old, new = "SHA256:" + ":".join(["AA"] * 32), "SHA256:" + ":".join(["BB"] * 32)
+    login.confirm_certificate = lambda url, fingerprint: pytest.fail("must not ask")
+    login.username.setText("alice")
+    login.password.setText(ALICE_PASSWORD)
+    login._on_certificate(ServerCertificate(secure=True, fingerprint=new, pinned_fingerprint=old))
+    text = login.message.text()
+    assert old in text and new in text and f"--trust-fingerprint {new}" in text
+    assert login.login_button.isEnabled()
+    assert not agent.status()["logged_in"]
