@@ -17,6 +17,7 @@ import pytest
 from comet.agent.transport import certificate_fingerprint
 from tests.fixtures.postgres import PostgresCluster
 from tests.fixtures.processes import (
+    ADMIN_PASSWORD,
     BIN,
     AdminCli,
     AgentProcess,
@@ -133,14 +134,15 @@ def test_a_self_signed_certificate_is_trusted_only_once_confirmed_and_a_swapped_
     assert "alice" in admin("user", "list").stdout
 
 
-def login_on_a_terminal(agent: AgentProcess, url: str, typed: str) -> tuple[int, str]:
-    """``comet login`` with a terminal as standard input, as a person runs it."""
+def on_a_terminal(
+    argv: list[str], typed: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """A command with a terminal as standard input, as a person runs it."""
     main, terminal = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [str(BIN / "comet"), "--socket", str(agent.socket), "login", "--server", url,
-             "--username", "alice", "--password-stdin"],
-            stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            argv, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
         )  # fmt: skip
         os.write(main, typed.encode())
         out, err = proc.communicate(timeout=60)
@@ -150,12 +152,27 @@ def login_on_a_terminal(agent: AgentProcess, url: str, typed: str) -> tuple[int,
         os.close(terminal)
 
 
+def login_on_a_terminal(agent: AgentProcess, url: str, typed: str) -> tuple[int, str]:
+    return on_a_terminal(
+        [str(BIN / "comet"), "--socket", str(agent.socket), "login", "--server", url,
+         "--username", "alice", "--password-stdin"],
+        typed,
+    )  # fmt: skip
+
+
 def test_on_a_terminal_the_fingerprint_is_shown_and_trusted_only_on_yes(
     tls_server: ServerProcess, agent: AgentProcess, short_tmp: Path
 ) -> None:
     fingerprint = certificate_fingerprint((tls_server.data_dir / "tls" / "server.crt").read_bytes())
-    admin = AdminCli(short_tmp / "admin.json", tls_server)
-    admin.login(extra=("--trust-fingerprint", fingerprint))
+    config = short_tmp / "admin.json"
+    admin_login = [str(BIN / "comet-admin"), "login", "--server", tls_server.url,
+                   "--username", "admin", "--password-stdin"]  # fmt: skip
+    env = {"COMET_ADMIN_CONFIG": str(config)}
+    code, output = on_a_terminal(admin_login, "no\n" + ADMIN_PASSWORD + "\n", env)
+    assert code != 0 and fingerprint in output and "[y/N]" in output
+    code, output = on_a_terminal(admin_login, "yes\n" + ADMIN_PASSWORD + "\n", env)
+    assert code == 0, output
+    admin = AdminCli(config, tls_server)
     admin("user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
 
     code, output = login_on_a_terminal(agent, tls_server.url, "n\n" + PASSWORD + "\n")
