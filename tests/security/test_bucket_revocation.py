@@ -5,18 +5,17 @@ nothing on the client side can refuse early."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import psycopg
 import pytest
 
-from comet.agent.credentials import KdfParams, derive_login_secrets
-from comet.agent.transport import parse_server_url
-from comet.v1 import common_pb2, control_pb2, control_pb2_grpc, storage_pb2, storage_pb2_grpc
+from comet.v1 import control_pb2, storage_pb2
+from tests.fixtures.devices import DeviceClient
 from tests.fixtures.postgres import PostgresCluster
 from tests.fixtures.processes import AdminCli, ServerProcess, free_port
 
@@ -60,47 +59,10 @@ def admin(instances: list[ServerProcess], short_tmp: Path) -> AdminCli:
     return cli
 
 
-@dataclass
-class Device:
-    device_id: str
-    token: str
-
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),)
+Calls = dict[str, Callable[[], object]]
 
 
-class Instance:
-    """Raw stubs on one server instance."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.channel = grpc.insecure_channel(parse_server_url(server.url).target)
-        self.auth = control_pb2_grpc.AuthServiceStub(self.channel)
-        self.agent = control_pb2_grpc.AgentServiceStub(self.channel)
-        self.storage = storage_pb2_grpc.StorageServiceStub(self.channel)
-
-    def login(self, username: str, name: str) -> Device:
-        kdf = self.auth.PreLogin(control_pb2.PreLoginRequest(username=username), timeout=10).kdf
-        params = KdfParams(kdf.algorithm, kdf.salt, kdf.log2_n, kdf.r, kdf.p)
-        reply = self.auth.Login(
-            control_pb2.LoginRequest(
-                username=username,
-                auth_key=derive_login_secrets(PASSWORD, params).auth_key,
-                registration=control_pb2.DeviceRegistration(name=name, os="linux"),
-            ),
-            timeout=30,
-        )
-        return Device(reply.device_id, reply.device_token)
-
-    def bucket_key(self, device: Device, bucket_id: str) -> str:
-        """The credential the device finds in the profile it fetches."""
-        profile = self.agent.GetProfile(
-            control_pb2.GetProfileRequest(), metadata=device.metadata, timeout=10
-        )
-        return next(v.comet.bucket_key for v in profile.vaults if v.comet.bucket_id == bucket_id)
-
-
-def storage_calls(instance: Instance, bucket_id: str, key: str) -> dict[str, Callable[[], object]]:
+def storage_calls(instance: DeviceClient, bucket_id: str, key: str) -> Calls:
     """Every StorageService method, as a call with these credentials."""
     md = (("x-comet-bucket", bucket_id), ("x-comet-bucket-key", key))
     s = instance.storage
@@ -150,36 +112,14 @@ def assert_all_refused_within(calls: dict[str, Callable[[], object]], since: flo
     return last_success
 
 
-def share_bucket(first: Instance, owner: Device) -> str:
-    """A bucket created by ``owner`` and saved as a vault in the account's profile."""
-    reply = first.agent.CreateBucket(
-        control_pb2.CreateBucketRequest(), metadata=owner.metadata, timeout=10
-    )
-    profile = first.agent.GetProfile(
-        control_pb2.GetProfileRequest(), metadata=owner.metadata, timeout=10
-    )
-    profile.vaults.append(
-        common_pb2.StorageVault(
-            vault_id=f"v-{reply.bucket_id}",
-            name=f"server {reply.bucket_id[:8]}",
-            comet=common_pb2.CometVaultSettings(
-                bucket_id=reply.bucket_id, bucket_key=reply.bucket_key
-            ),
-        )
-    )
-    first.agent.PutProfile(
-        control_pb2.PutProfileRequest(profile=profile), metadata=owner.metadata, timeout=10
-    )
-    return reply.bucket_id
-
-
 def test_a_revoked_devices_bucket_credential_is_refused_everywhere_within_a_second(
     instances: list[ServerProcess], admin: AdminCli
 ) -> None:
     admin("user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
-    first, second = Instance(instances[0]), Instance(instances[1])
-    laptop, desktop = first.login("alice", "laptop"), second.login("alice", "desktop")
-    bucket_id = share_bucket(first, laptop)
+    first, second = DeviceClient(instances[0].url), DeviceClient(instances[1].url)
+    laptop = first.login("alice", "laptop", PASSWORD)
+    desktop = second.login("alice", "desktop", PASSWORD)
+    bucket_id = first.share_bucket(laptop)
 
     # Each device has a credential of its own; the profile stores none.
     laptop_key = first.bucket_key(laptop, bucket_id)
@@ -229,10 +169,10 @@ def test_reset_password_with_revoke_devices_ends_every_device_of_the_account(
 ) -> None:
     for name in ("bob", "carol"):
         admin("user", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
-    first, second = Instance(instances[0]), Instance(instances[1])
-    bob_a, bob_b = first.login("bob", "bob-a"), second.login("bob", "bob-b")
-    carol = second.login("carol", "carol-pc")
-    bob_bucket, carol_bucket = share_bucket(first, bob_a), share_bucket(second, carol)
+    first, second = DeviceClient(instances[0].url), DeviceClient(instances[1].url)
+    bob_a, bob_b = first.login("bob", "bob-a", PASSWORD), second.login("bob", "bob-b", PASSWORD)
+    carol = second.login("carol", "carol-pc", PASSWORD)
+    bob_bucket, carol_bucket = first.share_bucket(bob_a), second.share_bucket(carol)
     keys = {d.device_id: first.bucket_key(d, bob_bucket) for d in (bob_a, bob_b)}
     carol_key = second.bucket_key(carol, carol_bucket)
     for device in (bob_a, bob_b):  # remembered by the second instance
@@ -250,15 +190,16 @@ def test_reset_password_with_revoke_devices_ends_every_device_of_the_account(
     )  # fmt: skip
     revoked_at = time.monotonic()
     assert result.json()["devices_revoked"] == 2
-    calls: dict[str, Callable[[], object]] = {}
+    calls: Calls = {}
     for where, instance in (("first", first), ("second", second)):
         for device in (bob_a, bob_b):
             for name, call in storage_calls(instance, bob_bucket, keys[device.device_id]).items():
                 calls[f"{name} by {device.device_id[:8]} via {where}"] = call
-            calls[f"token of {device.device_id[:8]} via {where}"] = (
-                lambda instance=instance, device=device: instance.agent.GetProfile(
-                    control_pb2.GetProfileRequest(), metadata=device.metadata, timeout=10
-                )
+            calls[f"token of {device.device_id[:8]} via {where}"] = functools.partial(
+                instance.agent.GetProfile,
+                control_pb2.GetProfileRequest(),
+                metadata=device.metadata,
+                timeout=10,
             )
     assert_all_refused_within(calls, revoked_at)
 
