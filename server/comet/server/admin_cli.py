@@ -210,13 +210,13 @@ def cmd_user_reset_password(args: argparse.Namespace) -> None:
         timeout=30,
     )
     if args.json:
-        print_json(
-            {
-                "username": args.name,
-                "data_kept_readable": reply.data_kept_readable,
-                "devices_revoked": reply.devices_revoked,
-            }
-        )
+        result: dict[str, Any] = {
+            "username": args.name,
+            "data_kept_readable": reply.data_kept_readable,
+        }
+        if args.revoke_devices:
+            result["devices_revoked"] = reply.devices_revoked
+        print_json(result)
         return
     if args.revoke_devices:
         print(f"{reply.devices_revoked} device(s) of {args.name!r} revoked")
