@@ -122,6 +122,14 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
     if isinstance(settings, SftpSettings):
         from comet.agent.storage.sftp import SftpConfig, SftpStorage
 
+        if not settings.host_key:
+            # Accepting whatever key the server presents would hand the vault's data
+            # (and the login) to anyone who can intercept the connection.
+            raise VaultError(
+                f"SFTP vault {spec.name!r} has no pinned host key for {settings.host}; set"
+                " the server's key in the vault's settings (its SHA256 fingerprint, or the"
+                " 'type base64' key from ssh-keyscan) before it can be used"
+            )
         key_path = None
         if settings.private_key:
             key_path = _private_key_file(key_dir, settings.private_key)
