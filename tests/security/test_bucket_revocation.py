@@ -163,6 +163,21 @@ def test_a_revoked_devices_bucket_credential_is_refused_everywhere_within_a_seco
             assert refused(call) is None, name
         assert instance.bucket_key(desktop, bucket_id) == desktop_key
 
+    # Logging in again rotates the device token: the old one (remembered by the second
+    # instance just now) is refused there too, within the bound.
+    rotated = first.login("alice", "desktop", PASSWORD, device_id=desktop.device_id)
+    rotated_at = time.monotonic()
+    assert rotated.device_id == desktop.device_id and rotated.token != desktop.token
+    assert_all_refused_within(
+        {
+            "old token via second": lambda: second.agent.GetProfile(
+                control_pb2.GetProfileRequest(), metadata=desktop.metadata, timeout=10
+            )
+        },
+        rotated_at,
+    )
+    assert second.bucket_key(rotated, bucket_id) == desktop_key  # same device, same key
+
 
 def test_reset_password_with_revoke_devices_ends_every_device_of_the_account(
     instances: list[ServerProcess], admin: AdminCli

@@ -409,6 +409,27 @@ def test_admin_lists_and_deletes_buckets_and_user_delete_takes_them_unless_kept(
     missing = admin("bucket", "delete", gone, check=False)
     assert missing.returncode != 0 and f"no bucket {gone!r}" in missing.stderr
 
+    # An account quota from a policy (protobuf JSON: int64 as a string) holds at once.
+    policy_file = server.data_dir / "quota.json"
+    policy_file.write_text('{"storage_quota_bytes": "3000"}')
+    policy = admin("policy", "create", "small", "--file", str(policy_file), "--json").json()
+    admin("policy", "assign", "erin", policy["policy_id"])
+    erin_bucket = buckets["erin"][0]
+    erin = CometStorageConfig(
+        server.url, erin_bucket, client.bucket_key(devices["erin"], erin_bucket)
+    )
+    with pytest.raises(StorageError, match=r"quota exceeded.*the account has 2468 of its 3000"):
+        CometStorage(erin).put("more", bytes(1000))
+    code = rpc_code(
+        lambda: client.storage.Put(
+            iter([storage_pb2.PutObjectChunk(key="more", total_size=533, data=bytes(533))]),
+            metadata=credentials(erin),
+            timeout=10,
+        )
+    )
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    CometStorage(erin).put("more", bytes(532))
+
     # user delete (default): the account's buckets and their data go with it.
     admin("user", "delete", "dora")
     assert not (bucket_root / buckets["dora"][0]).exists()

@@ -299,6 +299,8 @@ class AccountStore:
             )
             if not admin_session:
                 result = await self._attach_device(s, user, result, device_id, registration)
+            if result.device_id:  # its old token may be remembered on other instances
+                await _announce_revoked(s, device_revoked(result.device_id))
             await s.commit()
         if result.device_id:
             # Rotated: the device's old credential must not live on in the cache.
