@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -448,3 +449,31 @@ def test_admin_lists_and_deletes_buckets_and_user_delete_takes_them_unless_kept(
     admin("bucket", "delete", kept[0])
     assert [b["bucket_id"] for b in admin("bucket", "list", "--json").json()] == [kept[1]]
     client.close()
+
+
+def test_an_upload_in_flight_when_its_device_is_revoked_does_not_land(
+    comet_server: CometTestServer, channel: grpc.Channel
+) -> None:
+    owner = comet_server.new_user()
+    device = comet_server.new_device(owner)
+    config = comet_server.new_bucket(owner, device_id=device)
+    started, release = threading.Event(), threading.Event()
+
+    def messages() -> Iterator[storage_pb2.PutObjectChunk]:
+        yield storage_pb2.PutObjectChunk(key="late", total_size=2 * MiB, data=bytes(MiB))
+        started.set()
+        release.wait(timeout=30)
+        yield storage_pb2.PutObjectChunk(data=bytes(MiB))
+
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upload = pool.submit(
+            rpc_code, lambda: stub.Put(messages(), metadata=credentials(config), timeout=30)
+        )
+        assert started.wait(timeout=30)
+        comet_server.run(comet_server.stores.accounts.revoke_device(device))
+        release.set()
+        assert upload.result(timeout=30) == grpc.StatusCode.UNAUTHENTICATED
+    assert not (comet_server.bucket_dir(config.bucket_id) / "late").exists()
+    assert comet_server.temp_files(config.bucket_id) == []
+    assert comet_server.used_bytes(config.bucket_id) == 0

@@ -12,6 +12,7 @@ hold at most the account quota, and an account has at most ``max_buckets`` bucke
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import uuid
@@ -57,6 +58,8 @@ class BucketRecord:
     used_bytes: int
     created_at: datetime
     owner: str = ""  # the account's username (or the deleted account's)
+    # The device whose credential opened it (set by ``authenticate``).
+    device_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -256,12 +259,25 @@ class BucketStore:
         secret = await self._credential_secret()
         if row is None or parsed is None or not credentials.matches(secret, bucket_id, parsed):
             raise BucketAuthError("unknown bucket, wrong bucket key, or a revoked device")
-        return _record(row)
+        return dataclasses.replace(_record(row), device_id=parsed.device_id)
 
-    async def _locked(self, s: AsyncSession, bucket_id: str) -> Bucket:
-        row = await s.scalar(select(Bucket).where(Bucket.id == bucket_id).with_for_update())
-        if row is None or row.user_id is None:  # deleted since the call was authenticated
+    async def _locked(self, s: AsyncSession, bucket: BucketRecord) -> Bucket:
+        """The bucket's row, locked; refused if the bucket, its account or the calling
+        device went away since the call was authenticated (a long upload must not
+        land after its device was revoked)."""
+        row = await s.scalar(select(Bucket).where(Bucket.id == bucket.bucket_id).with_for_update())
+        if row is None or row.user_id is None:
             raise BucketAuthError("unknown bucket, wrong bucket key, or a revoked device")
+        if bucket.device_id:
+            active = await s.scalar(
+                select(Device.id).where(
+                    Device.id == bucket.device_id,
+                    Device.user_id == row.user_id,
+                    Device.revoked_at.is_(None),
+                )
+            )
+            if active is None:
+                raise BucketAuthError("unknown bucket, wrong bucket key, or a revoked device")
         return row
 
     async def _account_room(self, s: AsyncSession, user_id: str, *, lock: bool) -> tuple[int, int]:
@@ -312,7 +328,7 @@ class BucketStore:
             await asyncio.to_thread(pending.finish)
             async with self._sessions() as s, s.begin():
                 account_used, account_quota = await self._account_room(s, bucket.user_id, lock=True)
-                row = await self._locked(s, bucket_id)
+                row = await self._locked(s, bucket)
                 old = await asyncio.to_thread(self.files.size_of, bucket_id, key)
                 delta = total_size - old
                 if row.quota_bytes and delta > 0 and row.used_bytes + delta > row.quota_bytes:
@@ -361,7 +377,7 @@ class BucketStore:
         """Idempotent: deleting a missing object succeeds."""
         check_key(key)
         async with self._sessions() as s, s.begin():
-            row = await self._locked(s, bucket.bucket_id)
+            row = await self._locked(s, bucket)
             freed = await asyncio.to_thread(self.files.delete, bucket.bucket_id, key)
             row.used_bytes = max(0, row.used_bytes - freed)
 
