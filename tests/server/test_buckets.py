@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -477,3 +478,28 @@ def test_an_upload_in_flight_when_its_device_is_revoked_does_not_land(
     assert not (comet_server.bucket_dir(config.bucket_id) / "late").exists()
     assert comet_server.temp_files(config.bucket_id) == []
     assert comet_server.used_bytes(config.bucket_id) == 0
+
+
+def test_a_download_in_flight_stops_once_its_device_is_revoked(
+    comet_server: CometTestServer, channel: grpc.Channel
+) -> None:
+    owner = comet_server.new_user()
+    device = comet_server.new_device(owner)
+    config = comet_server.new_bucket(owner, device_id=device)
+    size = 24 * MiB  # more than HTTP/2 flow control lets the server send ahead
+    CometStorage(config).put("big", bytes(size))
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    stream = stub.Get(
+        storage_pb2.GetObjectRequest(key="big", to_end=True),
+        metadata=credentials(config),
+        timeout=60,
+    )
+    received = len(next(stream).data)
+    comet_server.run(comet_server.stores.accounts.revoke_device(device))
+    time.sleep(1.0)
+    with pytest.raises(grpc.RpcError) as info:
+        for chunk in stream:
+            received += len(chunk.data)
+    assert isinstance(info.value, grpc.Call)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert received < size

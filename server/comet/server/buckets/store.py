@@ -261,7 +261,13 @@ class BucketStore:
             raise BucketAuthError("unknown bucket, wrong bucket key, or a revoked device")
         return dataclasses.replace(_record(row), device_id=parsed.device_id)
 
-    async def _locked(self, s: AsyncSession, bucket: BucketRecord) -> Bucket:
+    async def recheck(self, bucket: BucketRecord) -> None:
+        """Refuse (BucketAuthError) if the bucket or the device that opened it is gone
+        or revoked since ``authenticate``; long streams call it as they go."""
+        async with self._sessions() as s:
+            await self._locked(s, bucket, lock=False)
+
+    async def _locked(self, s: AsyncSession, bucket: BucketRecord, *, lock: bool = True) -> Bucket:
         """The bucket's row, locked; refused if the bucket, its account or the calling
         device went away since the call was authenticated (a long upload must not
         land after its device was revoked)."""
