@@ -24,6 +24,7 @@ from comet.agent.storage.sftp import (
     host_key_fingerprint,
     parse_host_key_pin,
 )
+from comet.agent.vaults import SftpSettings, VaultError, VaultSpec, VaultType, open_storage
 from tests.fixtures.moto import free_port
 from tests.fixtures.processes import BIN, AgentProcess
 from tests.fixtures.sftp import SftpTestServer
@@ -256,3 +257,22 @@ def test_vault_add_pins_the_host_key_shown_confirmed_or_given(
         result = alice.comet("snapshots", "--vault", name, check=False)
         assert result.returncode != 0
         assert old in result.stderr and new in result.stderr, result.stderr
+
+
+def test_the_agent_opens_no_sftp_vault_without_a_pinned_key(
+    sftp_config: SftpConfig, sftp_server: SftpTestServer, tmp_path: Path
+) -> None:
+    def spec(host_key: str) -> VaultSpec:
+        settings = SftpSettings(
+            host=sftp_config.host, port=sftp_config.port, username=sftp_config.username,
+            path="/vault", password="s3cret", host_key=host_key,
+        )  # fmt: skip
+        return VaultSpec("v1", "offsite", VaultType.SFTP, settings)
+
+    with pytest.raises(VaultError, match="no pinned host key") as info:
+        open_storage(spec(""), key_dir=tmp_path)
+    assert host_key_fingerprint(sftp_server.host_key) in str(info.value)
+    storage = open_storage(spec(host_key_fingerprint(sftp_server.host_key)), key_dir=tmp_path)
+    storage.put("k", b"pinned by fingerprint")
+    assert storage.get("k") == b"pinned by fingerprint"
+    storage.close()
