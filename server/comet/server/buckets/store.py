@@ -268,10 +268,11 @@ class BucketStore:
             await self._locked(s, bucket, lock=False)
 
     async def _locked(self, s: AsyncSession, bucket: BucketRecord, *, lock: bool = True) -> Bucket:
-        """The bucket's row, locked; refused if the bucket, its account or the calling
-        device went away since the call was authenticated (a long upload must not
-        land after its device was revoked)."""
-        row = await s.scalar(select(Bucket).where(Bucket.id == bucket.bucket_id).with_for_update())
+        """The bucket's row (locked unless ``lock`` is False); refused if the bucket,
+        its account or the calling device went away since the call was authenticated
+        (a long upload must not land after its device was revoked)."""
+        query = select(Bucket).where(Bucket.id == bucket.bucket_id)
+        row = await s.scalar(query.with_for_update() if lock else query)
         if row is None or row.user_id is None:
             raise BucketAuthError("unknown bucket, wrong bucket key, or a revoked device")
         if bucket.device_id:
