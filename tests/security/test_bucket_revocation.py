@@ -14,6 +14,7 @@ import grpc
 import psycopg
 import pytest
 
+from comet.server.secret_box import PREFIX as SEALED_PREFIX
 from comet.v1 import control_pb2, storage_pb2
 from tests.fixtures.devices import DeviceClient
 from tests.fixtures.postgres import PostgresCluster
@@ -128,7 +129,12 @@ def test_a_revoked_devices_bucket_credential_is_refused_everywhere_within_a_seco
     assert instances[0].database_url
     with psycopg.connect(instances[0].database_url) as conn:
         row = conn.execute("SELECT profile::text FROM users WHERE username = 'alice'").fetchone()
+        # The key credentials derive from is stored only sealed with the server key.
+        sealed = conn.execute(
+            "SELECT value FROM server_settings WHERE key = 'sealed:bucket-credentials'"
+        ).fetchone()
     assert row is not None and bucket_id in row[0] and "bucket_key" not in row[0]
+    assert sealed is not None and bytes(sealed[0]).decode().startswith(SEALED_PREFIX)
 
     for instance in (first, second):
         for key in (laptop_key, desktop_key):

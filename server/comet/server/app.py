@@ -209,7 +209,7 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
             account_quota_bytes=config.account_quota_bytes,
             max_buckets=config.max_buckets,
         ),
-        secret=lambda: accounts.server_secret("bucket-credentials"),
+        box=box,
     )
     return Stores(
         accounts,

@@ -1,8 +1,9 @@
 """Per-device bucket credentials.
 
 A device's credential for a bucket is ``d1.<device id>.<tag>``, where ``tag`` is
-HMAC-SHA256 (base64url) of the bucket and device ids under a server secret shared by
-every instance. Nothing per credential is stored: the server recomputes the tag, and
+HMAC-SHA256 (base64url) of the bucket and device ids under a random secret shared by
+every instance (kept in the database sealed with the server key, so a copy of the
+database alone forges nothing). Nothing per credential is stored: the server recomputes the tag, and
 the credential is good only while its device is not revoked and belongs to the
 bucket's account. So revoking a device (or deleting its account) ends its storage
 access on every instance at once, and no credential opens any other device's or

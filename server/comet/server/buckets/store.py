@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,7 +37,8 @@ from comet.server.buckets.files import BucketFiles, ObjectEntry, ObjectReader, r
 from comet.server.buckets.keys import check_key, check_prefix
 from comet.server.clock import Clock
 from comet.server.errors import NotFoundError
-from comet.server.store.models import Bucket, Device, User
+from comet.server.secret_box import SecretBox
+from comet.server.store.models import Bucket, Device, ServerSetting, User
 from comet.server.store.policies import PolicyRecord, effective_policy
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ CHUNK_SIZE = 1024 * 1024
 DEFAULT_ACCOUNT_QUOTA_BYTES = 1 << 40  # 1 TiB
 DEFAULT_MAX_BUCKETS = 10
 
-SecretSource = Callable[[], Awaitable[bytes]]
+_SECRET_SETTING = "sealed:bucket-credentials"
 
 
 @dataclass(frozen=True)
@@ -131,18 +133,38 @@ class BucketStore:
         files: BucketFiles,
         policy: BucketPolicy,
         *,
-        secret: SecretSource,
+        box: SecretBox,
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
         self.files = files
         self._policy = policy
-        self._secret_source = secret
+        self._box = box
         self._secret: bytes | None = None
 
     async def _credential_secret(self) -> bytes:
+        """The key credentials are derived under: random, shared by every instance
+        through the database, stored there sealed with the server key so that a copy
+        of the database alone cannot forge credentials."""
         if self._secret is None:
-            self._secret = await self._secret_source()
+            for _ in range(2):
+                async with self._sessions() as s:
+                    sealed = await s.scalar(
+                        select(ServerSetting.value).where(ServerSetting.key == _SECRET_SETTING)
+                    )
+                    if sealed is None:
+                        new = self._box.seal(os.urandom(32).hex(), context=_SECRET_SETTING)
+                        s.add(ServerSetting(key=_SECRET_SETTING, value=new.encode()))
+                        try:
+                            await s.commit()
+                        except IntegrityError:
+                            continue  # another instance made it first: read theirs
+                        sealed = new.encode()
+                self._secret = bytes.fromhex(
+                    self._box.open(sealed.decode(), context=_SECRET_SETTING)
+                )
+                break
+        assert self._secret is not None
         return self._secret
 
     # ------------------------------------------------------------- records
