@@ -6,6 +6,9 @@ nothing on the client side can refuse early."""
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,16 +30,19 @@ PASSWORD = "device-owner-pw-1"
 BOUND = 1.0
 
 
-@pytest.fixture
-def instances(postgres_cluster: PostgresCluster, short_tmp: Path) -> Iterator[list[ServerProcess]]:
+@pytest.fixture(scope="module")
+def instances(postgres_cluster: PostgresCluster) -> Iterator[list[ServerProcess]]:
+    """Two instances for the module's tests (each uses accounts of its own)."""
+    root = Path(tempfile.mkdtemp(prefix="comet-", dir="/tmp"))  # short: unix sockets
+    os.chmod(root, 0o755)
     url = postgres_cluster.fresh_database()
-    first = ServerProcess(short_tmp / "s1", url, free_port())
+    first = ServerProcess(root / "s1", url, free_port())
     first.data_dir.mkdir()
     first.add_admin()
     first.start()
     # Same secret key and bucket directory: the second instance serves the same buckets.
     second = ServerProcess(
-        short_tmp / "s2",
+        root / "s2",
         url,
         free_port(),
         extra_args=(
@@ -51,6 +57,7 @@ def instances(postgres_cluster: PostgresCluster, short_tmp: Path) -> Iterator[li
     finally:
         for server in (first, second):
             server.kill()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
