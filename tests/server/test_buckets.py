@@ -396,6 +396,7 @@ def test_admin_lists_and_deletes_buckets_and_user_delete_takes_them_unless_kept(
         (b, name) for name, ids in buckets.items() for b in ids
     }
     assert {b["used_bytes"] for b in listed} == {1234}
+    assert not any(b["account_deleted"] for b in listed)
     assert [b["bucket_id"] for b in admin("bucket", "list", "--user", "dora", "--json").json()] == (
         buckets["dora"]
     )
@@ -443,6 +444,8 @@ def test_admin_lists_and_deletes_buckets_and_user_delete_takes_them_unless_kept(
     assert "kept" in admin("user", "delete", "erin", "--keep-data").stdout
     listed = admin("bucket", "list", "--user", "erin", "--json").json()
     assert sorted(b["bucket_id"] for b in listed) == sorted(kept)
+    assert all(b["account_deleted"] and b["user"] == "erin" for b in listed)
+    assert "erin (deleted)" in admin("bucket", "list").stdout
     assert all((bucket_root / b / "data" / "k").stat().st_size == 1234 for b in kept)
     for bucket_id, key in zip(kept, keys, strict=True):
         with pytest.raises(StorageError, match="refused"):

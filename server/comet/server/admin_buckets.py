@@ -17,6 +17,7 @@ def bucket_json(bucket: admin_pb2.BucketInfo) -> dict[str, Any]:
         "used_bytes": bucket.used_bytes,
         "quota_bytes": bucket.quota_bytes,
         "created_at": rfc3339(bucket.created_at),
+        "account_deleted": bucket.account_deleted,
     }
 
 
@@ -30,8 +31,11 @@ def cmd_list(args: argparse.Namespace) -> None:
     rows = [bucket_json(b) for b in reply.buckets]
     if args.json:
         print_json(rows)
-    else:
-        print_table(rows, ["bucket_id", "user", "used_bytes", "quota_bytes", "created_at"])
+        return
+    for row in rows:
+        if row["account_deleted"]:
+            row["user"] = f"{row['user']} (deleted)"
+    print_table(rows, ["bucket_id", "user", "used_bytes", "quota_bytes", "created_at"])
 
 
 def cmd_delete(args: argparse.Namespace) -> None:

@@ -634,11 +634,16 @@ class BucketInfo(_message.Message):
     QUOTA_BYTES_FIELD_NUMBER: _builtins.int
     USED_BYTES_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_DELETED_FIELD_NUMBER: _builtins.int
     bucket_id: _builtins.str
     username: _builtins.str
     quota_bytes: _builtins.int
     """the bucket's own quota; 0 = none (the account's applies)"""
     used_bytes: _builtins.int
+    account_deleted: _builtins.bool
+    """The account was deleted with --keep-data: username is the one it had, and no
+    device can open the bucket any more.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -649,10 +654,11 @@ class BucketInfo(_message.Message):
         quota_bytes: _builtins.int = ...,
         used_bytes: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        account_deleted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_id", b"bucket_id", "created_at", b"created_at", "quota_bytes", b"quota_bytes", "used_bytes", b"used_bytes", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_deleted", b"account_deleted", "bucket_id", b"bucket_id", "created_at", b"created_at", "quota_bytes", b"quota_bytes", "used_bytes", b"used_bytes", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -46,6 +46,7 @@ def _bucket_info(record: BucketRecord) -> admin_pb2.BucketInfo:
         quota_bytes=record.quota_bytes,
         used_bytes=record.used_bytes,
         created_at=convert.timestamp(record.created_at),
+        account_deleted=not record.user_id,
     )
 
 
