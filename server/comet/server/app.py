@@ -260,6 +260,33 @@ def add_services(
     )
 
 
+def notification_listener(
+    database_url: str, accounts: AccountStore, router: CommandRouter, *, application_name: str
+) -> NotificationListener:
+    """The instance's LISTEN connection: routed commands and replies for the router,
+    revocations for the credential cache."""
+
+    def on_notify(channel: str, payload: str) -> None:
+        if channel == REVOCATIONS_CHANNEL:
+            accounts.on_revocation(payload)
+        else:
+            router.on_notify(channel, payload)
+
+    async def on_connected() -> None:
+        # Revocations announced while the listener was away were not heard: forget
+        # every remembered credential rather than trust them for another TTL.
+        accounts.on_revocation(ALL_REVOKED)
+        await router.resync()
+
+    return NotificationListener(
+        database_url,
+        [COMMANDS_CHANNEL, REPLIES_CHANNEL, REVOCATIONS_CHANNEL],
+        on_notify,
+        on_connected=on_connected,
+        application_name=application_name,
+    )
+
+
 async def _run_services(
     config: ServerConfig,
     engine: AsyncEngine,
@@ -277,25 +304,8 @@ async def _run_services(
     clock = SystemClock()
     queue = CommandQueue(engine, clock)
     router = CommandRouter(registry, instance_id=instance_id, queue=queue, clock=clock)
-
-    def on_notify(channel: str, payload: str) -> None:
-        if channel == REVOCATIONS_CHANNEL:
-            stores.accounts.on_revocation(payload)
-        else:
-            router.on_notify(channel, payload)
-
-    async def on_connected() -> None:
-        # Revocations announced while the listener was away were not heard: forget
-        # every remembered credential rather than trust them for another TTL.
-        stores.accounts.on_revocation(ALL_REVOKED)
-        await router.resync()
-
-    listener = NotificationListener(
-        database_url,
-        [COMMANDS_CHANNEL, REPLIES_CHANNEL, REVOCATIONS_CHANNEL],
-        on_notify,
-        on_connected=on_connected,
-        application_name=listener_name(instance_id),
+    listener = notification_listener(
+        database_url, stores.accounts, router, application_name=listener_name(instance_id)
     )
     listening = asyncio.create_task(listener.run_forever())
     server = grpc.aio.server(options=GRPC_OPTIONS)
