@@ -165,6 +165,47 @@ def vault_json(vault: common_pb2.StorageVault) -> dict[str, Any]:
     }
 
 
+def pin_sftp_host_key(host: str, port: int, given: str | None) -> str:
+    """The host key to pin for an SFTP vault (``"<type> <base64>"``): the one the server
+    presents, if it matches ``given`` (``--host-key``), or if a person at a terminal
+    confirms its fingerprint. Without either, refuse and show the fingerprint."""
+    from comet.agent.storage.base import StorageError
+    from comet.agent.storage.sftp import (
+        describe_host_key,
+        fetch_host_key,
+        host_key_fingerprint,
+        host_key_matches,
+        parse_host_key_pin,
+    )
+
+    where = f"{host}:{port}"
+    try:
+        pin = parse_host_key_pin(given) if given else None
+        seen = fetch_host_key(host, port)
+    except StorageError as e:
+        raise CliError(f"cannot pin the host key of the SFTP server {where}: {e}") from e
+    shown = describe_host_key(seen)
+    if pin is not None:
+        if not host_key_matches(pin, seen):
+            raise CliError(
+                f"the SFTP server {where} presents host key {shown}, not the"
+                f" {describe_host_key(pin)} given with --host-key; no vault was added"
+            )
+        return seen
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        print(f"The SFTP server {where} presents host key {shown}.", file=sys.stderr)
+        print("Compare it with the server's own (ssh-keygen -lf on its key).", file=sys.stderr)
+        sys.stderr.write("Trust this host key? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return seen
+        raise CliError("host key not trusted; no vault was added")
+    raise CliError(
+        f"the SFTP server {where} presents host key {shown}; check it and run again with"
+        f" --host-key {host_key_fingerprint(seen)} to trust it"
+    )
+
+
 def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
     vault = common_pb2.StorageVault(
         name=args.name,
@@ -195,6 +236,7 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
             raise CliError("--type sftp needs --host, --user and --path")
         if not args.key and not args.password_stdin:
             raise CliError("--type sftp needs --key FILE or --password-stdin")
+        host_key = pin_sftp_host_key(args.host, args.port or 22, args.host_key)
         vault.sftp.CopyFrom(
             common_pb2.SftpVaultSettings(
                 host=args.host,
@@ -203,7 +245,7 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
                 path=args.path,
                 password=read_password() if args.password_stdin else "",
                 private_key=Path(args.key).read_text() if args.key else "",
-                host_key=args.host_key or "",
+                host_key=host_key,
             )
         )
     else:
@@ -818,7 +860,11 @@ def build_parser() -> argparse.ArgumentParser:
     vadd.add_argument("--port", type=int)
     vadd.add_argument("--user")
     vadd.add_argument("--key", help="sftp: private key file")
-    vadd.add_argument("--host-key", help="sftp: pinned host key 'type base64'")
+    vadd.add_argument(
+        "--host-key",
+        help="sftp: the server's host key to pin: SHA256:<fingerprint>, 'type base64' or a"
+        " known_hosts line (without it the fingerprint is shown and confirmed on a terminal)",
+    )
     vadd.add_argument("--password-stdin", action="store_true")
     vadd.add_argument("--quota", type=int, help="quota in bytes")
     vadd.add_argument("--pre", action="append", help="command to run before each backup")
