@@ -635,6 +635,9 @@ class BucketInfo(_message.Message):
     USED_BYTES_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     ACCOUNT_DELETED_FIELD_NUMBER: _builtins.int
+    IMMUTABLE_SECONDS_FIELD_NUMBER: _builtins.int
+    TRASH_OBJECTS_FIELD_NUMBER: _builtins.int
+    TRASH_BYTES_FIELD_NUMBER: _builtins.int
     bucket_id: _builtins.str
     username: _builtins.str
     quota_bytes: _builtins.int
@@ -644,6 +647,11 @@ class BucketInfo(_message.Message):
     """The account was deleted with --keep-data: username is the one it had, and no
     device can open the bucket any more.
     """
+    immutable_seconds: _builtins.int
+    """protection period; 0 = not immutable"""
+    trash_objects: _builtins.int
+    """deleted objects kept in the server's trash"""
+    trash_bytes: _builtins.int
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -655,14 +663,85 @@ class BucketInfo(_message.Message):
         used_bytes: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         account_deleted: _builtins.bool = ...,
+        immutable_seconds: _builtins.int = ...,
+        trash_objects: _builtins.int = ...,
+        trash_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_deleted", b"account_deleted", "bucket_id", b"bucket_id", "created_at", b"created_at", "quota_bytes", b"quota_bytes", "used_bytes", b"used_bytes", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_deleted", b"account_deleted", "bucket_id", b"bucket_id", "created_at", b"created_at", "immutable_seconds", b"immutable_seconds", "quota_bytes", b"quota_bytes", "trash_bytes", b"trash_bytes", "trash_objects", b"trash_objects", "used_bytes", b"used_bytes", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BucketInfo: _TypeAlias = BucketInfo  # noqa: Y015
+
+@_typing.final
+class GrantBucketDeleteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_ID_FIELD_NUMBER: _builtins.int
+    bucket_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        bucket_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_id", b"bucket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantBucketDeleteRequest: _TypeAlias = GrantBucketDeleteRequest  # noqa: Y015
+
+@_typing.final
+class UndeleteObjectsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_ID_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    bucket_id: _builtins.str
+    all: _builtins.bool
+    """or every object in the trash"""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """objects to restore from the trash"""
+
+    def __init__(
+        self,
+        *,
+        bucket_id: _builtins.str = ...,
+        keys: _abc.Iterable[_builtins.str] | None = ...,
+        all: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "bucket_id", b"bucket_id", "keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UndeleteObjectsRequest: _TypeAlias = UndeleteObjectsRequest  # noqa: Y015
+
+@_typing.final
+class UndeleteObjectsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESTORED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def restored(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        restored: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["restored", b"restored"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UndeleteObjectsReply: _TypeAlias = UndeleteObjectsReply  # noqa: Y015
 
 @_typing.final
 class ListBucketsRequest(_message.Message):

@@ -121,6 +121,16 @@ class AdminServiceStub:
                 request_serializer=comet_dot_v1_dot_admin__pb2.DeleteBucketRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_admin__pb2.DeleteBucketReply.FromString,
                 _registered_method=True)
+        self.GrantBucketDelete = channel.unary_unary(
+                '/comet.v1.AdminService/GrantBucketDelete',
+                request_serializer=comet_dot_v1_dot_admin__pb2.GrantBucketDeleteRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_control__pb2.DeleteGrant.FromString,
+                _registered_method=True)
+        self.UndeleteObjects = channel.unary_unary(
+                '/comet.v1.AdminService/UndeleteObjects',
+                request_serializer=comet_dot_v1_dot_admin__pb2.UndeleteObjectsRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_admin__pb2.UndeleteObjectsReply.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -228,6 +238,20 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GrantBucketDelete(self, request, context):
+        """Immutable buckets: a delete grant for retention the admin starts, and restoring
+        objects from the server-side trash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndeleteObjects(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -315,6 +339,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteBucket,
                     request_deserializer=comet_dot_v1_dot_admin__pb2.DeleteBucketRequest.FromString,
                     response_serializer=comet_dot_v1_dot_admin__pb2.DeleteBucketReply.SerializeToString,
+            ),
+            'GrantBucketDelete': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantBucketDelete,
+                    request_deserializer=comet_dot_v1_dot_admin__pb2.GrantBucketDeleteRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_control__pb2.DeleteGrant.SerializeToString,
+            ),
+            'UndeleteObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndeleteObjects,
+                    request_deserializer=comet_dot_v1_dot_admin__pb2.UndeleteObjectsRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_admin__pb2.UndeleteObjectsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -776,6 +810,60 @@ class AdminService:
             '/comet.v1.AdminService/DeleteBucket',
             comet_dot_v1_dot_admin__pb2.DeleteBucketRequest.SerializeToString,
             comet_dot_v1_dot_admin__pb2.DeleteBucketReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantBucketDelete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AdminService/GrantBucketDelete',
+            comet_dot_v1_dot_admin__pb2.GrantBucketDeleteRequest.SerializeToString,
+            comet_dot_v1_dot_control__pb2.DeleteGrant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndeleteObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AdminService/UndeleteObjects',
+            comet_dot_v1_dot_admin__pb2.UndeleteObjectsRequest.SerializeToString,
+            comet_dot_v1_dot_admin__pb2.UndeleteObjectsReply.FromString,
             options,
             channel_credentials,
             insecure,

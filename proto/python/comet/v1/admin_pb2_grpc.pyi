@@ -52,6 +52,11 @@ class AdminServiceStub:
     ListAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditReply]
     ListBuckets: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListBucketsRequest, _admin_pb2.ListBucketsReply]
     DeleteBucket: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteBucketRequest, _admin_pb2.DeleteBucketReply]
+    GrantBucketDelete: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GrantBucketDeleteRequest, _control_pb2.DeleteGrant]
+    """Immutable buckets: a delete grant for retention the admin starts, and restoring
+    objects from the server-side trash.
+    """
+    UndeleteObjects: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UndeleteObjectsRequest, _admin_pb2.UndeleteObjectsReply]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -73,6 +78,11 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditReply]  # type: ignore[assignment]
     ListBuckets: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListBucketsRequest, _admin_pb2.ListBucketsReply]  # type: ignore[assignment]
     DeleteBucket: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteBucketRequest, _admin_pb2.DeleteBucketReply]  # type: ignore[assignment]
+    GrantBucketDelete: _aio.UnaryUnaryMultiCallable[_admin_pb2.GrantBucketDeleteRequest, _control_pb2.DeleteGrant]  # type: ignore[assignment]
+    """Immutable buckets: a delete grant for retention the admin starts, and restoring
+    objects from the server-side trash.
+    """
+    UndeleteObjects: _aio.UnaryUnaryMultiCallable[_admin_pb2.UndeleteObjectsRequest, _admin_pb2.UndeleteObjectsReply]  # type: ignore[assignment]
 
 class AdminServiceServicer:
     def AddUser(
@@ -176,5 +186,20 @@ class AdminServiceServicer:
         request: _admin_pb2.DeleteBucketRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.DeleteBucketReply, _abc.Awaitable[_admin_pb2.DeleteBucketReply]]: ...
+
+    def GrantBucketDelete(
+        self,
+        request: _admin_pb2.GrantBucketDeleteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.DeleteGrant, _abc.Awaitable[_control_pb2.DeleteGrant]]:
+        """Immutable buckets: a delete grant for retention the admin starts, and restoring
+        objects from the server-side trash.
+        """
+
+    def UndeleteObjects(
+        self,
+        request: _admin_pb2.UndeleteObjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.UndeleteObjectsReply, _abc.Awaitable[_admin_pb2.UndeleteObjectsReply]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -304,6 +304,23 @@ SEVERITY_WARNING: Severity.ValueType  # 3
 SEVERITY_ERROR: Severity.ValueType  # 4
 Global___Severity: _TypeAlias = Severity  # noqa: Y015
 
+class _ObjectLockMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ObjectLockModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ObjectLockMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OBJECT_LOCK_MODE_UNSPECIFIED: _ObjectLockMode.ValueType  # 0
+    OBJECT_LOCK_MODE_GOVERNANCE: _ObjectLockMode.ValueType  # 1
+    OBJECT_LOCK_MODE_COMPLIANCE: _ObjectLockMode.ValueType  # 2
+
+class ObjectLockMode(_ObjectLockMode, metaclass=_ObjectLockModeEnumTypeWrapper): ...
+
+OBJECT_LOCK_MODE_UNSPECIFIED: ObjectLockMode.ValueType  # 0
+OBJECT_LOCK_MODE_GOVERNANCE: ObjectLockMode.ValueType  # 1
+OBJECT_LOCK_MODE_COMPLIANCE: ObjectLockMode.ValueType  # 2
+Global___ObjectLockMode: _TypeAlias = ObjectLockMode  # noqa: Y015
+
 class _NodeType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -648,6 +665,9 @@ class StorageVault(_message.Message):
     WRAPPED_VAULT_KEY_FIELD_NUMBER: _builtins.int
     RECOVERY_WRAPPED_VAULT_KEY_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    IMMUTABLE_DAYS_FIELD_NUMBER: _builtins.int
+    OBJECT_LOCK_MODE_FIELD_NUMBER: _builtins.int
+    IMMUTABLE_SECONDS_FIELD_NUMBER: _builtins.int
     vault_id: _builtins.str
     name: _builtins.str
     type: Global___VaultType.ValueType
@@ -658,6 +678,17 @@ class StorageVault(_message.Message):
     recovery wrap). The server never holds it unwrapped.
     """
     recovery_wrapped_vault_key: _builtins.bytes
+    immutable_days: _builtins.int
+    """Immutable vault: every object is protected from deletion and overwrite for this
+    many days after it is written (server buckets: enforced by the Comet Server;
+    S3: Object Lock). 0 = not immutable. Local and SFTP vaults cannot enforce it.
+    """
+    object_lock_mode: Global___ObjectLockMode.ValueType
+    """S3 only; unset = governance"""
+    immutable_seconds: _builtins.int
+    """The protection period in seconds when set (short trials and tests); overrides
+    immutable_days.
+    """
     @_builtins.property
     def s3(self) -> Global___S3VaultSettings: ...
     @_builtins.property
@@ -691,10 +722,13 @@ class StorageVault(_message.Message):
         wrapped_vault_key: _builtins.bytes = ...,
         recovery_wrapped_vault_key: _builtins.bytes = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        immutable_days: _builtins.int = ...,
+        object_lock_mode: Global___ObjectLockMode.ValueType = ...,
+        immutable_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["comet", b"comet", "created_at", b"created_at", "default_retention", b"default_retention", "local", b"local", "s3", b"s3", "settings", b"settings", "sftp", b"sftp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comet", b"comet", "created_at", b"created_at", "default_retention", b"default_retention", "local", b"local", "name", b"name", "post_commands", b"post_commands", "pre_commands", b"pre_commands", "quota_bytes", b"quota_bytes", "recovery_wrapped_vault_key", b"recovery_wrapped_vault_key", "s3", b"s3", "settings", b"settings", "sftp", b"sftp", "type", b"type", "vault_id", b"vault_id", "wrapped_vault_key", b"wrapped_vault_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comet", b"comet", "created_at", b"created_at", "default_retention", b"default_retention", "immutable_days", b"immutable_days", "immutable_seconds", b"immutable_seconds", "local", b"local", "name", b"name", "object_lock_mode", b"object_lock_mode", "post_commands", b"post_commands", "pre_commands", b"pre_commands", "quota_bytes", b"quota_bytes", "recovery_wrapped_vault_key", b"recovery_wrapped_vault_key", "s3", b"s3", "settings", b"settings", "sftp", b"sftp", "type", b"type", "vault_id", b"vault_id", "wrapped_vault_key", b"wrapped_vault_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["s3", "sftp", "local", "comet"]  # noqa: Y015
     _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
@@ -940,6 +974,7 @@ class Policy(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     STORAGE_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
     MAX_BUCKETS_FIELD_NUMBER: _builtins.int
+    FORCE_IMMUTABLE_DAYS_FIELD_NUMBER: _builtins.int
     policy_id: _builtins.str
     name: _builtins.str
     enforce_retention: _builtins.bool
@@ -952,6 +987,10 @@ class Policy(_message.Message):
     max_buckets: _builtins.int
     """How many buckets an account may create: 0 = the server's default
     (--max-buckets), -1 = unlimited.
+    """
+    force_immutable_days: _builtins.int
+    """Every new Storage Vault of the policy's users must be immutable for at least this
+    many days (0 = no requirement); vault types that cannot enforce it are refused.
     """
     @_builtins.property
     def default_items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProtectedItem]: ...
@@ -978,10 +1017,11 @@ class Policy(_message.Message):
         version: _builtins.int = ...,
         storage_quota_bytes: _builtins.int = ...,
         max_buckets: _builtins.int = ...,
+        force_immutable_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["default_retention", b"default_retention", "flags", b"flags"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_items", b"default_items", "default_retention", b"default_retention", "default_schedules", b"default_schedules", "enforce_retention", b"enforce_retention", "exclusions", b"exclusions", "flags", b"flags", "is_default", b"is_default", "max_buckets", b"max_buckets", "name", b"name", "policy_id", b"policy_id", "storage_quota_bytes", b"storage_quota_bytes", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_items", b"default_items", "default_retention", b"default_retention", "default_schedules", b"default_schedules", "enforce_retention", b"enforce_retention", "exclusions", b"exclusions", "flags", b"flags", "force_immutable_days", b"force_immutable_days", "is_default", b"is_default", "max_buckets", b"max_buckets", "name", b"name", "policy_id", b"policy_id", "storage_quota_bytes", b"storage_quota_bytes", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1240,20 +1240,77 @@ class CreateBucketRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    IMMUTABLE_DAYS_FIELD_NUMBER: _builtins.int
+    IMMUTABLE_SECONDS_FIELD_NUMBER: _builtins.int
     quota_bytes: _builtins.int
     """The quota asked for; 0 = the server's default. The server may lower it."""
+    immutable_days: _builtins.int
+    """Make the bucket immutable (append-only) with this protection period; fixed for
+    the life of the bucket. immutable_seconds overrides immutable_days when set.
+    """
+    immutable_seconds: _builtins.int
     def __init__(
         self,
         *,
         quota_bytes: _builtins.int = ...,
+        immutable_days: _builtins.int = ...,
+        immutable_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota_bytes", b"quota_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["immutable_days", b"immutable_days", "immutable_seconds", b"immutable_seconds", "quota_bytes", b"quota_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateBucketRequest: _TypeAlias = CreateBucketRequest  # noqa: Y015
+
+@_typing.final
+class DeleteGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_ID_FIELD_NUMBER: _builtins.int
+    AUTH_KEY_FIELD_NUMBER: _builtins.int
+    bucket_id: _builtins.str
+    auth_key: _builtins.bytes
+    """The user's login auth key, derived from the password just re-entered."""
+    def __init__(
+        self,
+        *,
+        bucket_id: _builtins.str = ...,
+        auth_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_key", b"auth_key", "bucket_id", b"bucket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteGrantRequest: _TypeAlias = DeleteGrantRequest  # noqa: Y015
+
+@_typing.final
+class DeleteGrant(_message.Message):
+    """Sent with StorageService.Delete as "x-comet-delete-grant" metadata."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    grant: _builtins.str
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        grant: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "grant", b"grant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteGrant: _TypeAlias = DeleteGrant  # noqa: Y015
 
 @_typing.final
 class CreateBucketReply(_message.Message):
@@ -1262,6 +1319,7 @@ class CreateBucketReply(_message.Message):
     BUCKET_ID_FIELD_NUMBER: _builtins.int
     BUCKET_KEY_FIELD_NUMBER: _builtins.int
     QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    IMMUTABLE_SECONDS_FIELD_NUMBER: _builtins.int
     bucket_id: _builtins.str
     bucket_key: _builtins.str
     """The calling device's own credential for the bucket (bound to the device: it stops
@@ -1270,16 +1328,19 @@ class CreateBucketReply(_message.Message):
     """
     quota_bytes: _builtins.int
     """the quota granted; 0 = unlimited"""
+    immutable_seconds: _builtins.int
+    """the protection period; 0 = not immutable"""
     def __init__(
         self,
         *,
         bucket_id: _builtins.str = ...,
         bucket_key: _builtins.str = ...,
         quota_bytes: _builtins.int = ...,
+        immutable_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_id", b"bucket_id", "bucket_key", b"bucket_key", "quota_bytes", b"quota_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_id", b"bucket_id", "bucket_key", b"bucket_key", "immutable_seconds", b"immutable_seconds", "quota_bytes", b"quota_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

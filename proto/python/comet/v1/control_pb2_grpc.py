@@ -423,6 +423,11 @@ class AgentServiceStub:
                 request_serializer=comet_dot_v1_dot_control__pb2.CreateBucketRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_control__pb2.CreateBucketReply.FromString,
                 _registered_method=True)
+        self.RequestDeleteGrant = channel.unary_unary(
+                '/comet.v1.AgentService/RequestDeleteGrant',
+                request_serializer=comet_dot_v1_dot_control__pb2.DeleteGrantRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_control__pb2.DeleteGrant.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -476,6 +481,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestDeleteGrant(self, request, context):
+        """A short-lived grant to delete objects of an immutable bucket (retention/prune),
+        given only after the user proves their password again. Objects still within
+        their protection period stay undeletable; deleted ones go to the server's trash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -513,6 +527,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.CreateBucket,
                     request_deserializer=comet_dot_v1_dot_control__pb2.CreateBucketRequest.FromString,
                     response_serializer=comet_dot_v1_dot_control__pb2.CreateBucketReply.SerializeToString,
+            ),
+            'RequestDeleteGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestDeleteGrant,
+                    request_deserializer=comet_dot_v1_dot_control__pb2.DeleteGrantRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_control__pb2.DeleteGrant.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -708,6 +727,33 @@ class AgentService:
             '/comet.v1.AgentService/CreateBucket',
             comet_dot_v1_dot_control__pb2.CreateBucketRequest.SerializeToString,
             comet_dot_v1_dot_control__pb2.CreateBucketReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestDeleteGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentService/RequestDeleteGrant',
+            comet_dot_v1_dot_control__pb2.DeleteGrantRequest.SerializeToString,
+            comet_dot_v1_dot_control__pb2.DeleteGrant.FromString,
             options,
             channel_credentials,
             insecure,

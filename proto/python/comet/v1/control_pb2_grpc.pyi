@@ -154,6 +154,11 @@ class AgentServiceStub:
     """The live connection: one long-lived bidirectional stream per agent."""
     CreateBucket: _grpc.UnaryUnaryMultiCallable[_control_pb2.CreateBucketRequest, _control_pb2.CreateBucketReply]
     """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
+    RequestDeleteGrant: _grpc.UnaryUnaryMultiCallable[_control_pb2.DeleteGrantRequest, _control_pb2.DeleteGrant]
+    """A short-lived grant to delete objects of an immutable bucket (retention/prune),
+    given only after the user proves their password again. Objects still within
+    their protection period stay undeletable; deleted ones go to the server's trash.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -173,6 +178,11 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """The live connection: one long-lived bidirectional stream per agent."""
     CreateBucket: _aio.UnaryUnaryMultiCallable[_control_pb2.CreateBucketRequest, _control_pb2.CreateBucketReply]  # type: ignore[assignment]
     """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
+    RequestDeleteGrant: _aio.UnaryUnaryMultiCallable[_control_pb2.DeleteGrantRequest, _control_pb2.DeleteGrant]  # type: ignore[assignment]
+    """A short-lived grant to delete objects of an immutable bucket (retention/prune),
+    given only after the user proves their password again. Objects still within
+    their protection period stay undeletable; deleted ones go to the server's trash.
+    """
 
 class AgentServiceServicer:
     """---------------------------------------------------------------- agent service
@@ -224,5 +234,15 @@ class AgentServiceServicer:
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.CreateBucketReply, _abc.Awaitable[_control_pb2.CreateBucketReply]]:
         """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
+
+    def RequestDeleteGrant(
+        self,
+        request: _control_pb2.DeleteGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.DeleteGrant, _abc.Awaitable[_control_pb2.DeleteGrant]]:
+        """A short-lived grant to delete objects of an immutable bucket (retention/prune),
+        given only after the user proves their password again. Objects still within
+        their protection period stay undeletable; deleted ones go to the server's trash.
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

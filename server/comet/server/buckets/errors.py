@@ -7,6 +7,7 @@ from comet.server.errors import (
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
     ServerError,
     ThrottledError,
 )
@@ -60,3 +61,21 @@ class BucketLimitError(ThrottledError):
     """The account already has as many buckets as its policy allows."""
 
     code = "bucket.limit"
+
+
+class ImmutableObjectError(PermissionDeniedError):
+    """An immutable bucket's object cannot be overwritten, or deleted without a grant."""
+
+    code = "bucket.immutable"
+
+
+class ObjectProtectedError(PermissionDeniedError):
+    """The object is younger than the bucket's protection period: nobody may delete it."""
+
+    code = "bucket.protected"
+
+
+class DeleteGrantError(PermissionDeniedError):
+    """A delete grant that is missing, expired, forged, or for another bucket."""
+
+    code = "bucket.delete_grant"

@@ -66,6 +66,14 @@ class PendingObject:
         self.size = 0
         self._file: BinaryIO | None = temp.open("xb")
 
+    @property
+    def temp_path(self) -> Path:
+        return self._temp
+
+    @property
+    def target_path(self) -> Path:
+        return self._target
+
     def write(self, data: bytes) -> None:
         assert self._file is not None
         try:

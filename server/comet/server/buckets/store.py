@@ -19,17 +19,20 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from comet.server.buckets import credentials
+from comet.server.buckets import credentials, grants, trash
 from comet.server.buckets.errors import (
     BucketAuthError,
     BucketLimitError,
     BucketStorageError,
+    DeleteGrantError,
+    ImmutableObjectError,
+    ObjectProtectedError,
     QuotaExceededError,
     SizeMismatchError,
 )
@@ -62,6 +65,7 @@ class BucketRecord:
     owner: str = ""  # the account's username (or the deleted account's)
     # The device whose credential opened it (set by ``authenticate``).
     device_id: str = ""
+    immutable_seconds: int = 0  # protection period; 0 = an ordinary bucket
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ def _record(row: Bucket, owner: str = "") -> BucketRecord:
         row.used_bytes,
         row.created_at,
         owner or row.former_owner,
+        immutable_seconds=row.immutable_seconds or 0,
     )
 
 
@@ -169,9 +174,12 @@ class BucketStore:
 
     # ------------------------------------------------------------- records
 
-    async def create(self, user_id: str, *, device_id: str, quota_bytes: int = 0) -> NewBucket:
+    async def create(
+        self, user_id: str, *, device_id: str, quota_bytes: int = 0, immutable_seconds: int = 0
+    ) -> NewBucket:
         """A new bucket of ``user_id``'s account, and ``device_id``'s credential for it.
-        Refused when the account already has as many buckets as its limit allows."""
+        Refused when the account already has as many buckets as its limit allows. An
+        immutable bucket (``immutable_seconds`` > 0) keeps that protection for life."""
         bucket_id = str(uuid.uuid4())
         row = Bucket(
             id=bucket_id,
@@ -180,6 +188,7 @@ class BucketStore:
             used_bytes=0,
             created_at=self._clock.now(),
             former_owner="",
+            immutable_seconds=max(0, immutable_seconds),
         )
         await asyncio.to_thread(self.files.create, bucket_id)
         try:
@@ -188,7 +197,14 @@ class BucketStore:
                 user = await s.get(User, user_id, with_for_update=True)
                 if user is None:
                     raise NotFoundError("the account no longer exists")
-                limits = account_limits(self._policy, await effective_policy(s, user))
+                policy = await effective_policy(s, user)
+                forced = int(policy.body.get("force_immutable_days", 0) or 0) if policy else 0
+                if forced and row.immutable_seconds < forced * 86400:
+                    raise ImmutableObjectError(
+                        f"the policy of {user.username!r} requires immutable vaults (at least"
+                        f" {forced} days): add the vault with --immutable-days {forced} or more"
+                    )
+                limits = account_limits(self._policy, policy)
                 count = await s.scalar(
                     select(func.count()).select_from(Bucket).where(Bucket.user_id == user_id)
                 )
@@ -238,6 +254,16 @@ class BucketStore:
             row = await s.get(Bucket, bucket_id, with_for_update=True)
             if row is None:
                 raise NotFoundError(f"no bucket {bucket_id!r}")
+            if row.immutable_seconds:
+                changed = await asyncio.to_thread(trash.last_change, self.files, bucket_id)
+                if changed is not None:
+                    until = changed + timedelta(seconds=row.immutable_seconds)
+                    if self._clock.now() < until:
+                        raise ObjectProtectedError(
+                            f"bucket {bucket_id} is immutable and holds objects protected"
+                            f" until {until.isoformat(timespec='seconds')}; it cannot be"
+                            " deleted before then"
+                        )
             used = row.used_bytes
             await s.delete(row)
         await asyncio.to_thread(shutil.rmtree, self.files.bucket_dir(bucket_id), True)
@@ -364,7 +390,11 @@ class BucketStore:
                     raise _quota_error(row.used_bytes, row.quota_bytes, key, delta, "the bucket")
                 if account_quota and delta > 0 and account_used + delta > account_quota:
                     raise _quota_error(account_used, account_quota, key, delta, "the account")
-                await asyncio.to_thread(pending.publish)
+                if row.immutable_seconds and not trash.is_mutable(key):
+                    created = await asyncio.to_thread(trash.publish_new, pending)
+                    delta = total_size if created else 0
+                else:
+                    await asyncio.to_thread(pending.publish)
                 row.used_bytes = max(0, row.used_bytes + delta)
         except BaseException:
             await asyncio.to_thread(pending.discard)
@@ -402,13 +432,113 @@ class BucketStore:
         check_key(key)
         return await asyncio.to_thread(self.files.stat, bucket.bucket_id, key)
 
-    async def delete(self, bucket: BucketRecord, key: str) -> None:
-        """Idempotent: deleting a missing object succeeds."""
+    async def delete(self, bucket: BucketRecord, key: str, grant: str = "") -> None:
+        """Idempotent: deleting a missing object succeeds. In an immutable bucket only
+        ``locks/`` objects may go freely; any other needs a valid delete ``grant`` and
+        an object older than the protection period, and goes to the trash."""
         check_key(key)
         async with self._sessions() as s, s.begin():
             row = await self._locked(s, bucket)
-            freed = await asyncio.to_thread(self.files.delete, bucket.bucket_id, key)
+            if row.immutable_seconds and not trash.is_mutable(key):
+                await self._check_grant(bucket, grant, key)
+                now = self._clock.now()
+                written = await asyncio.to_thread(
+                    trash.object_written_at, self.files, bucket.bucket_id, key
+                )
+                if written is None:
+                    return
+                until = written + timedelta(seconds=row.immutable_seconds)
+                if now < until:
+                    raise ObjectProtectedError(
+                        f"{key!r} is protected until {until.isoformat(timespec='seconds')}"
+                        " (immutable vault); nobody can delete it before then"
+                    )
+                freed = await asyncio.to_thread(
+                    trash.move_to_trash, self.files, bucket.bucket_id, key, now
+                )
+            else:
+                freed = await asyncio.to_thread(self.files.delete, bucket.bucket_id, key)
             row.used_bytes = max(0, row.used_bytes - freed)
+
+    async def _check_grant(self, bucket: BucketRecord, grant: str, key: str) -> None:
+        if not grant:
+            raise ImmutableObjectError(
+                f"{key!r} is in an immutable vault: this device's credential cannot delete it;"
+                " deletes need a grant (retention started by an administrator, or by the user"
+                " re-entering their password)"
+            )
+        secret = await self._credential_secret()
+        device = bucket.device_id or "*"
+        if not grants.valid(secret, grant, bucket.bucket_id, device, self._clock.now()):
+            raise DeleteGrantError(
+                "the delete grant is expired or not for this vault; ask for a new one"
+            )
+
+    # ------------------------------------------------------------- immutability
+
+    async def issue_grant(self, bucket_id: str, *, device_id: str = "*") -> grants.Grant:
+        """A delete grant for ``bucket_id`` (for one device, or ``*`` for any device of
+        its account); the caller checked who may have it."""
+        await self._row(bucket_id)
+        return grants.issue(
+            await self._credential_secret(), bucket_id, device_id, self._clock.now()
+        )
+
+    async def _row(self, bucket_id: str) -> BucketRecord:
+        try:
+            uuid.UUID(bucket_id)
+        except ValueError:
+            raise NotFoundError(f"no bucket {bucket_id!r}") from None
+        async with self._sessions() as s:
+            row = await s.get(Bucket, bucket_id)
+            if row is None:
+                raise NotFoundError(f"no bucket {bucket_id!r}")
+            return _record(row)
+
+    async def trash_entries(self, bucket_id: str) -> list[trash.TrashEntry]:
+        await self._row(bucket_id)
+        return await asyncio.to_thread(trash.entries, self.files, bucket_id)
+
+    async def undelete(self, bucket_id: str, keys: list[str], *, every: bool = False) -> list[str]:
+        """Put objects back from the trash (never over an existing object); returns
+        the keys restored."""
+        await self._row(bucket_id)
+        if every:
+            keys = sorted({e.key for e in await self.trash_entries(bucket_id)})
+        restored: list[str] = []
+        for key in keys:
+            check_key(key)
+            async with self._sessions() as s, s.begin():
+                row = await s.get(Bucket, bucket_id, with_for_update=True)
+                if row is None:
+                    raise NotFoundError(f"no bucket {bucket_id!r}")
+                size = await asyncio.to_thread(trash.restore, self.files, bucket_id, key)
+                if size or await asyncio.to_thread(self.files.size_of, bucket_id, key):
+                    restored.append(key)
+                row.used_bytes += size
+        return restored
+
+    async def purge_trash(self) -> int:
+        """Remove for good what immutable buckets deleted more than a protection
+        period ago; returns how many objects."""
+        removed = 0
+        now = self._clock.now()
+        for record in await self.list_buckets():
+            if not record.immutable_seconds:
+                continue
+            cutoff = now - timedelta(seconds=record.immutable_seconds)
+            removed += await asyncio.to_thread(trash.purge, self.files, record.bucket_id, cutoff)
+        return removed
+
+    async def purge_trash_forever(self, every_seconds: float = 3600) -> None:
+        while True:
+            try:
+                removed = await self.purge_trash()
+                if removed:
+                    log.info("trash: %d objects past their protection removed for good", removed)
+            except Exception:  # the database may be briefly away; try next round
+                log.exception("trash purge failed")
+            await asyncio.sleep(every_seconds)
 
     async def list_objects(self, bucket: BucketRecord, prefix: str) -> list[ObjectEntry]:
         check_prefix(prefix)

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from comet.server.buckets.errors import ObjectProtectedError
 from comet.server.buckets.store import BucketRecord, BucketStore
 from comet.server.errors import (
     DeviceOfflineError,
@@ -47,6 +48,7 @@ def _bucket_info(record: BucketRecord) -> admin_pb2.BucketInfo:
         used_bytes=record.used_bytes,
         created_at=convert.timestamp(record.created_at),
         account_deleted=not record.user_id,
+        immutable_seconds=record.immutable_seconds,
     )
 
 
@@ -355,6 +357,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 freed += await self._bucket_store().delete_bucket(bucket_id)
             except NotFoundError:
                 continue  # deleted meanwhile
+            except ObjectProtectedError:
+                continue  # immutable and still protected: kept, listed as the user's former
         return freed
 
     @handles_errors
@@ -362,8 +366,17 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListBucketsRequest, context: Ctx
     ) -> admin_pb2.ListBucketsReply:
         await self._auth.admin(context, allowed=ANY_ADMIN)
-        records = await self._bucket_store().list_buckets(username=request.username or None)
-        return admin_pb2.ListBucketsReply(buckets=[_bucket_info(r) for r in records])
+        store = self._bucket_store()
+        records = await store.list_buckets(username=request.username or None)
+        infos = []
+        for record in records:
+            info = _bucket_info(record)
+            if record.immutable_seconds:
+                trashed = await store.trash_entries(record.bucket_id)
+                info.trash_objects = len(trashed)
+                info.trash_bytes = sum(e.size for e in trashed)
+            infos.append(info)
+        return admin_pb2.ListBucketsReply(buckets=infos)
 
     @handles_errors
     async def DeleteBucket(
@@ -379,3 +392,31 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             details=f"{freed} bytes",
         )
         return admin_pb2.DeleteBucketReply(freed_bytes=freed)
+
+    @handles_errors
+    async def GrantBucketDelete(
+        self, request: admin_pb2.GrantBucketDeleteRequest, context: Ctx
+    ) -> control_pb2.DeleteGrant:
+        admin = await self._auth.admin(context, allowed=SUPER)
+        grant = await self._bucket_store().issue_grant(request.bucket_id)
+        await self._accounts.audit(
+            admin.username, "bucket.delete_grant", request.bucket_id,
+            source=peer_address(context), details="retention started by an administrator",
+        )  # fmt: skip
+        return control_pb2.DeleteGrant(
+            grant=grant.token, expires_at=convert.timestamp(grant.expires_at)
+        )
+
+    @handles_errors
+    async def UndeleteObjects(
+        self, request: admin_pb2.UndeleteObjectsRequest, context: Ctx
+    ) -> admin_pb2.UndeleteObjectsReply:
+        admin = await self._auth.admin(context, allowed=SUPER)
+        restored = await self._bucket_store().undelete(
+            request.bucket_id, list(request.keys), every=request.all
+        )
+        await self._accounts.audit(
+            admin.username, "bucket.undelete", request.bucket_id,
+            source=peer_address(context), details=f"{len(restored)} object(s) restored",
+        )  # fmt: skip
+        return admin_pb2.UndeleteObjectsReply(restored=restored)

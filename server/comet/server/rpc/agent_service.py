@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 
 from comet.server.buckets.store import BucketStore
-from comet.server.errors import ServerError
+from comet.server.errors import NotFoundError, ServerError
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import Authenticator, peer_address
 from comet.server.rpc.errors import ERROR_CODE_KEY, handles_errors, status_for
@@ -127,7 +127,10 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         principal = await self._auth.device(context)
         assert principal.device_id is not None
         bucket = await self._buckets.create(
-            principal.user_id, device_id=principal.device_id, quota_bytes=request.quota_bytes
+            principal.user_id,
+            device_id=principal.device_id,
+            quota_bytes=request.quota_bytes,
+            immutable_seconds=request.immutable_seconds or request.immutable_days * 86400,
         )
         await self._accounts.audit(
             principal.username,
@@ -139,6 +142,27 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             bucket_id=bucket.record.bucket_id,
             bucket_key=bucket.key,
             quota_bytes=bucket.record.quota_bytes,
+            immutable_seconds=bucket.record.immutable_seconds,
+        )
+
+    @handles_errors
+    async def RequestDeleteGrant(
+        self, request: control_pb2.DeleteGrantRequest, context: Ctx
+    ) -> control_pb2.DeleteGrant:
+        principal = await self._auth.device(context)
+        assert principal.device_id is not None
+        source = peer_address(context)
+        await self._accounts.confirm_password(principal.username, request.auth_key, source=source)
+        owned = await self._buckets.list_buckets(user_id=principal.user_id)
+        if request.bucket_id not in {b.bucket_id for b in owned}:
+            raise NotFoundError(f"your account has no bucket {request.bucket_id!r}")
+        grant = await self._buckets.issue_grant(request.bucket_id, device_id=principal.device_id)
+        await self._accounts.audit(
+            principal.username, "bucket.delete_grant", request.bucket_id, source=source,
+            details=f"device {principal.device_id}, password re-entered",
+        )  # fmt: skip
+        return control_pb2.DeleteGrant(
+            grant=grant.token, expires_at=convert.timestamp(grant.expires_at)
         )
 
     async def Connect(

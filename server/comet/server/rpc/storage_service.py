@@ -22,6 +22,8 @@ from comet.v1 import storage_pb2, storage_pb2_grpc
 Ctx = grpc.aio.ServicerContext[Any, Any]
 BUCKET_HEADER = "x-comet-bucket"
 BUCKET_KEY_HEADER = "x-comet-bucket-key"
+# Deletes in immutable buckets also need a grant (comet.server.buckets.grants).
+DELETE_GRANT_HEADER = "x-comet-delete-grant"
 # A download in progress checks its credential again this often, so revoking a device
 # also ends the streams it has open.
 RECHECK_SECONDS = 0.5
@@ -119,7 +121,15 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
         self, request: storage_pb2.DeleteObjectRequest, context: Ctx
     ) -> storage_pb2.DeleteObjectReply:
         bucket = await self._bucket(context)
-        await self._buckets.delete(bucket, request.key)
+        grant = next(
+            (
+                value
+                for key, value in context.invocation_metadata() or ()
+                if key == DELETE_GRANT_HEADER and isinstance(value, str)
+            ),
+            "",
+        )
+        await self._buckets.delete(bucket, request.key, grant)
         return storage_pb2.DeleteObjectReply()
 
     @_streams_errors

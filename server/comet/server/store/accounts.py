@@ -400,6 +400,23 @@ class AccountStore:
             await s.commit()
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def confirm_password(self, username: str, auth_key: bytes, *, source: str) -> None:
+        """Check a password the user has just re-entered (for an action that needs it,
+        such as a delete grant for an immutable vault); throttled and audited like a
+        login, and a failure counts as one."""
+        await self._check_throttle(username, source)
+        async with self._sessions() as s:
+            user = await s.scalar(select(User).where(User.username == username))
+        ok = user is not None and passwords.verify_auth_key(
+            auth_key, passwords.StoredSecret(user.auth_hash, user.auth_salt)
+        )
+        if not ok:
+            await self.audit(
+                username, "login", username, source=source, success=False,
+                details="wrong password re-entered",
+            )  # fmt: skip
+            raise AuthenticationError("wrong password")
+
     async def _check_throttle(self, username: str, source: str) -> None:
         since = self._clock.now() - timedelta(seconds=self._policy.failed_login_window_seconds)
         limit = self._policy.max_failed_logins

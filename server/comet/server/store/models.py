@@ -216,3 +216,6 @@ class Bucket(Base):
     quota_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # 0 = unlimited
     used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Immutable bucket: objects cannot be overwritten, and deleted only with a grant
+    # once this many seconds old (into the trash). 0 = an ordinary bucket.
+    immutable_seconds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
