@@ -162,7 +162,21 @@ def vault_json(vault: common_pb2.StorageVault) -> dict[str, Any]:
         "type_code": vault.type,
         "location": where,
         "quota_bytes": vault.quota_bytes,
+        "immutable_days": vault.immutable_days,
+        "immutable_seconds": vault.immutable_seconds or vault.immutable_days * 86400,
+        "protected_until": protected_until(vault),
     }
+
+
+def protected_until(vault: common_pb2.StorageVault) -> str:
+    """Until when what is written now stays protected ("" for a mutable vault)."""
+    seconds = vault.immutable_seconds or vault.immutable_days * 86400
+    if not seconds:
+        return ""
+    from datetime import UTC, datetime, timedelta
+
+    until = datetime.now(UTC) + timedelta(seconds=seconds)
+    return f"new data: {until.isoformat(timespec='seconds')}"
 
 
 def pin_sftp_host_key(host: str, port: int, given: str | None) -> str:
@@ -211,7 +225,20 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
         name=args.name,
         type=VAULT_TYPES[args.type],  # type: ignore[arg-type]
         quota_bytes=args.quota or 0,
+        immutable_days=args.immutable_days or 0,
+        immutable_seconds=args.immutable_seconds or 0,
+        object_lock_mode=(
+            common_pb2.OBJECT_LOCK_MODE_COMPLIANCE
+            if args.object_lock_mode == "compliance"
+            else common_pb2.OBJECT_LOCK_MODE_GOVERNANCE
+        ),
     )
+    if (args.immutable_days or args.immutable_seconds) and args.type in ("local", "sftp"):
+        raise CliError(
+            f"a {args.type} vault cannot be immutable: anyone with root on this device (or the"
+            " SFTP login) can delete its files; use --type comet, or --type s3 on a bucket"
+            " with Object Lock"
+        )
     if args.type == "local":
         if not args.path:
             raise CliError("--type local needs --path DIR")
@@ -278,7 +305,7 @@ def cmd_vault_list(client: AgentClient, args: argparse.Namespace) -> None:
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["vault_id", "name", "type", "location"])
+        print_table(rows, ["vault_id", "name", "type", "location", "protected_until"])
 
 
 def item_json(item: common_pb2.ProtectedItem) -> dict[str, Any]:
@@ -867,6 +894,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vadd.add_argument("--password-stdin", action="store_true")
     vadd.add_argument("--quota", type=int, help="quota in bytes")
+    vadd.add_argument(
+        "--immutable-days",
+        type=int,
+        help="immutable vault: nothing written can be deleted or overwritten for N days"
+        " (comet: enforced by the server; s3: Object Lock; not possible for local/sftp)",
+    )
+    vadd.add_argument("--immutable-seconds", type=int, help=argparse.SUPPRESS)  # trials, tests
+    vadd.add_argument(
+        "--object-lock-mode",
+        choices=("governance", "compliance"),
+        default="governance",
+        help="s3: the Object Lock mode of an immutable vault (compliance: not even the"
+        " bucket's root account can shorten it)",
+    )
     vadd.add_argument("--pre", action="append", help="command to run before each backup")
     vadd.add_argument("--post", action="append", help="command to run after each backup")
     retention = vadd.add_argument_group(

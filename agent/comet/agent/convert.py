@@ -22,6 +22,7 @@ from comet.agent.maintenance.retention import (
 from comet.agent.restore.directory import Overwrite
 from comet.agent.scheduler import Frequency, ScheduleError, ScheduleSpec
 from comet.agent.snapshot_info import SnapshotInfo
+from comet.agent.storage.object_lock import COMPLIANCE, GOVERNANCE, protection_seconds
 from comet.agent.vaults import (
     CometSettings,
     LocalSettings,
@@ -69,6 +70,12 @@ def vault_from_proto(msg: common_pb2.StorageVault) -> VaultSpec:
         quota_bytes=msg.quota_bytes,
         pre_commands=tuple(c.command for c in msg.pre_commands),
         post_commands=tuple(c.command for c in msg.post_commands),
+        immutable_seconds=protection_seconds(msg.immutable_days, msg.immutable_seconds),
+        object_lock_mode=(
+            COMPLIANCE
+            if msg.object_lock_mode == common_pb2.OBJECT_LOCK_MODE_COMPLIANCE
+            else GOVERNANCE
+        ),
     )
 
 

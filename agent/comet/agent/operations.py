@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from comet.agent import immutable
 from comet.agent.browse import Entry, FindQuery, find, list_dir
 from comet.agent.convert import (
     item_from_proto,
@@ -96,10 +97,16 @@ class Operations:
         vault.vault_id = vault.vault_id or str(uuid.uuid4())
         if not vault.name:
             raise AgentError("a Storage Vault needs a name")
+        current = await self.profile.fetch()
+        immutable.check_new_vault(vault, current.policy.force_immutable_days)
         if vault.WhichOneof("settings") == "comet" and not vault.comet.bucket_id:
-            bucket_id, bucket_key = await self.profile.create_bucket(quota_bytes=vault.quota_bytes)
+            bucket_id, bucket_key = await self.profile.create_bucket(
+                quota_bytes=vault.quota_bytes,
+                immutable_seconds=vault_from_proto(vault).immutable_seconds,
+            )
             vault.comet.bucket_id, vault.comet.bucket_key = bucket_id, bucket_key
         spec = vault_from_proto(vault)
+        await asyncio.to_thread(immutable.check_storage, spec, key_dir=self.key_dir)
         vault_key = new_vault_key()
         # The repository is created first: a vault that cannot be reached fails here,
         # before it is saved in the profile.

@@ -124,13 +124,17 @@ class ProfileSync:
             await channel.close()
         return list(reply.jobs)
 
-    async def create_bucket(self, *, quota_bytes: int = 0) -> tuple[str, str]:
+    async def create_bucket(
+        self, *, quota_bytes: int = 0, immutable_seconds: int = 0
+    ) -> tuple[str, str]:
         """Create a "Comet Server" vault bucket for this account on the server and
         return its ``(bucket_id, bucket_key)``; the key is shown only this once."""
         channel, stub, metadata = self._stub()
         try:
             reply = await stub.CreateBucket(
-                control_pb2.CreateBucketRequest(quota_bytes=quota_bytes),
+                control_pb2.CreateBucketRequest(
+                    quota_bytes=quota_bytes, immutable_seconds=immutable_seconds
+                ),
                 metadata=metadata,
                 timeout=30,
             )

@@ -15,6 +15,7 @@ from comet.agent.errors import AgentError
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import Storage
 from comet.agent.storage.local import LocalStorage
+from comet.agent.storage.object_lock import Protection
 from comet.agent.storage.ratelimit import RateLimitedStorage
 from comet.agent.storage.retry import RetryingStorage
 
@@ -77,6 +78,10 @@ class VaultSpec:
     quota_bytes: int = 0
     pre_commands: tuple[str, ...] = ()
     post_commands: tuple[str, ...] = ()
+    # Immutable vault: the protection period in seconds (0 = none) and, for S3, the
+    # Object Lock mode ("GOVERNANCE" or "COMPLIANCE").
+    immutable_seconds: int = 0
+    object_lock_mode: str = "GOVERNANCE"
 
 
 def new_vault_key() -> bytes:
@@ -116,6 +121,7 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
                     access_key=settings.access_key,
                     secret_key=settings.secret_key,
                     region=settings.region or "us-east-1",
+                    protection=_protection(spec),
                 )
             )
         )
@@ -159,6 +165,12 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
             CometStorage(CometStorageConfig(server_url, settings.bucket_id, settings.bucket_key))
         )
     raise VaultError(f"Storage Vault {spec.name!r}: this agent cannot open {spec.type.name} vaults")
+
+
+def _protection(spec: VaultSpec) -> Protection | None:
+    if not spec.immutable_seconds:
+        return None
+    return Protection(spec.immutable_seconds, spec.object_lock_mode)
 
 
 def _presented_key(settings: SftpSettings) -> str:

@@ -42,6 +42,10 @@ class CometStorageConfig:
     ca_pem: bytes | None = None
     # Each call may take this long, plus one second per MiB it moves.
     timeout_seconds: float = 60.0
+    # Immutable buckets: a delete grant from the server (retention an administrator
+    # started, or the user re-entering their password); without one, deletes outside
+    # locks/ are refused by the server.
+    delete_grant: str = ""
 
 
 def _error_code(error: grpc.RpcError) -> str:
@@ -142,9 +146,12 @@ class CometStorage:
     def delete(self, key: str) -> None:
         check_key(key)
         try:
+            metadata: tuple[tuple[str, str], ...] = self._metadata
+            if self._config.delete_grant:
+                metadata = (*metadata, ("x-comet-delete-grant", self._config.delete_grant))
             self._stub.Delete(
                 storage_pb2.DeleteObjectRequest(key=key),
-                metadata=self._metadata,
+                metadata=metadata,
                 timeout=self._timeout(),
             )
         except grpc.RpcError as e:

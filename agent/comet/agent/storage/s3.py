@@ -6,10 +6,15 @@ retries, and this module only says which failures are worth retrying.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import KW_ONLY, dataclass, field
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -32,6 +37,15 @@ from comet.agent.storage.base import (
     check_prefix,
     check_range,
 )
+from comet.agent.storage.object_lock import (
+    Protection,
+    check_bucket_lock,
+    is_protected_key,
+    original_version,
+    put_lock_args,
+)
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -83,6 +97,10 @@ class S3Config:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     list_page_size: int = 1000  # some S3-compatible services allow fewer keys per page
+    # An immutable vault (Object Lock): data objects are written with a retain-until
+    # date and read as first written, whatever was put or deleted over them since.
+    protection: Protection | None = None
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
 
 
 class S3Storage:
@@ -118,6 +136,27 @@ class S3Storage:
             )
         if config.create_bucket:
             self._create_bucket()
+        self._versions: dict[str, str] = {}
+
+    def _locked(self, key: str) -> bool:
+        return self.config.protection is not None and is_protected_key(key)
+
+    def check_object_lock(self) -> None:
+        """Refuse a bucket without Object Lock (ImmutabilityUnsupportedError)."""
+        check_bucket_lock(self._client, self._bucket)
+
+    def _version(self, key: str, name: str) -> str:
+        """The original version of a locked object (cached: it never changes)."""
+        found = self._versions.get(name)
+        if found is None:
+            try:
+                found = original_version(self._client, self._bucket, name)
+            except (ClientError, BotoCoreError) as e:
+                raise self._wrap(e, "read", key) from e
+            if found is None:
+                raise ObjectNotFoundError(f"object {key!r} does not exist")
+            self._versions[name] = found
+        return found
 
     def _create_bucket(self) -> None:
         try:
@@ -136,8 +175,13 @@ class S3Storage:
 
     def put(self, key: str, data: bytes) -> None:
         name = self._name(key)
+        extra: dict[str, object] = {}
+        if self.config.protection is not None:
+            extra = put_lock_args(self.config.protection, key, self.config.now())
+            if extra:  # S3 requires an integrity header with Object Lock settings
+                extra["ContentMD5"] = base64.b64encode(hashlib.md5(data).digest()).decode()
         try:
-            self._client.put_object(Bucket=self._bucket, Key=name, Body=data)
+            self._client.put_object(Bucket=self._bucket, Key=name, Body=data, **extra)  # type: ignore[arg-type]
         except (ClientError, BotoCoreError) as e:
             raise self._wrap(e, "write", key) from e
 
@@ -153,12 +197,17 @@ class S3Storage:
             if count == 0:
                 return b""
             length = count
+        version: dict[str, Any] = {}
+        if self._locked(key):
+            version = {"VersionId": self._version(key, name)}
         try:
             if length is None:
-                response = self._client.get_object(Bucket=self._bucket, Key=name)
+                response = self._client.get_object(Bucket=self._bucket, Key=name, **version)
             else:
                 byte_range = f"bytes={offset}-{offset + length - 1}"
-                response = self._client.get_object(Bucket=self._bucket, Key=name, Range=byte_range)
+                response = self._client.get_object(
+                    Bucket=self._bucket, Key=name, Range=byte_range, **version
+                )
             data = response["Body"].read()
         except ClientError as e:
             if _error_code(e) == "InvalidRange":
@@ -177,14 +226,20 @@ class S3Storage:
 
     def stat(self, key: str) -> ObjectInfo:
         name = self._name(key)
+        version: dict[str, Any] = {}
+        if self._locked(key):
+            version = {"VersionId": self._version(key, name)}
         try:
-            response = self._client.head_object(Bucket=self._bucket, Key=name)
+            response = self._client.head_object(Bucket=self._bucket, Key=name, **version)
         except (ClientError, BotoCoreError) as e:
             raise self._wrap(e, "stat", key) from e
         return ObjectInfo(key, response["ContentLength"])
 
     def delete(self, key: str) -> None:
         name = self._name(key)
+        if self._locked(key):
+            self._delete_versions(key, name)
+            return
         try:
             self._client.delete_object(Bucket=self._bucket, Key=name)
         except ClientError as e:
@@ -193,9 +248,63 @@ class S3Storage:
         except BotoCoreError as e:
             raise self._wrap(e, "delete", key) from e
 
+    def _delete_versions(self, key: str, name: str) -> None:
+        """Remove a locked object for good once every version's lock has ended; while
+        any is still retained, leave it (never a delete marker, which would only hide
+        it): it goes at a later prune."""
+        now = self.config.now()
+        try:
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self._bucket, Prefix=name
+            )
+            found: list[str] = []
+            for page in pages:
+                for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    if entry.get("Key") == name:
+                        found.append(entry.get("VersionId", ""))
+            for vid in found:
+                head: dict[str, object] = {}
+                with contextlib.suppress(ClientError):  # a delete marker has no head
+                    head = dict(
+                        self._client.head_object(Bucket=self._bucket, Key=name, VersionId=vid)
+                    )
+                until = head.get("ObjectLockRetainUntilDate")
+                if isinstance(until, datetime) and until > now:
+                    log.info("%s stays: locked until %s", key, until.isoformat())
+                    return
+            for vid in found:
+                self._client.delete_object(Bucket=self._bucket, Key=name, VersionId=vid)
+        except (ClientError, BotoCoreError) as e:
+            raise self._wrap(e, "delete", key) from e
+        self._versions.pop(name, None)
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
+        if self.config.protection is not None:
+            return self._version_pages(prefix)
         return self._pages(prefix)
+
+    def _version_pages(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every key with a version that is not a delete marker: an object hidden by a
+        delete marker is still listed (and read as first written)."""
+        cut = len(self._prefix)
+        seen: set[str] = set()
+        try:
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self._bucket, Prefix=self._prefix + prefix
+            )
+            for page in pages:
+                for item in page.get("Versions", []):
+                    name = item["Key"]
+                    key = name[cut:]
+                    if not is_protected_key(key) and not item.get("IsLatest"):
+                        continue
+                    if name in seen:
+                        continue
+                    seen.add(name)
+                    yield ObjectInfo(key, item["Size"])
+        except (ClientError, BotoCoreError) as e:
+            raise self._wrap(e, "list", prefix or "/") from e
 
     def _pages(self, prefix: str) -> Iterator[ObjectInfo]:
         cut = len(self._prefix)
