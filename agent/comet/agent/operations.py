@@ -253,6 +253,7 @@ class Operations:
         snapshot_ids: tuple[str, ...] = (),
         read_data: bool = False,
         remove_all_locks: bool = False,
+        delete_grant: str = "",
     ) -> JobRecord:
         login = self._login()
         profile = await self.profile.fetch()
@@ -275,7 +276,7 @@ class Operations:
             work = MeasureJob(*base)
         else:
             raise AgentError(f"{classification.name.lower()} is not a vault job")
-        work = dataclasses.replace(work, server_url=login.server)
+        work = dataclasses.replace(work, server_url=login.server, delete_grant=delete_grant)
         return self.runner.start(classification, work, vault_id=vault.vault_id)
 
     @staticmethod

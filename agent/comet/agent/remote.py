@@ -88,6 +88,7 @@ class RemoteCommands:
                 vault_id,
                 snapshot_ids=tuple(command.delete_snapshots.snapshot_ids),
                 read_data=command.verify.read_data,
+                delete_grant=command.apply_retention.delete_grant,
             )
             return self._started(job.job_id)
         if action == "cancel_job":

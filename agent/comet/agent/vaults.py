@@ -98,7 +98,9 @@ def unwrap_vault_key(spec: VaultSpec, wrap_key: bytes) -> bytes:
     return unwrap_secret(wrap_key, spec.wrapped_vault_key)
 
 
-def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Storage:
+def open_storage(
+    spec: VaultSpec, *, key_dir: Path, server_url: str = "", delete_grant: str = ""
+) -> Storage:
     """The vault's storage; network backends are wrapped to retry transient errors.
     ``server_url`` is the Comet Server this agent is logged in to, which hosts the
     buckets of "Comet Server" vaults."""
@@ -162,7 +164,11 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
         from comet.agent.storage.comet import CometStorage, CometStorageConfig
 
         return RetryingStorage(
-            CometStorage(CometStorageConfig(server_url, settings.bucket_id, settings.bucket_key))
+            CometStorage(
+                CometStorageConfig(
+                    server_url, settings.bucket_id, settings.bucket_key, delete_grant=delete_grant
+                )
+            )
         )
     raise VaultError(f"Storage Vault {spec.name!r}: this agent cannot open {spec.type.name} vaults")
 
@@ -204,9 +210,10 @@ def open_repository(
     key_dir: Path,
     server_url: str = "",
     bandwidth_bps: int = 0,
+    delete_grant: str = "",
 ) -> Repository:
     """The vault's repository; ``bandwidth_bps`` caps uploads and downloads."""
-    storage = open_storage(spec, key_dir=key_dir, server_url=server_url)
+    storage = open_storage(spec, key_dir=key_dir, server_url=server_url, delete_grant=delete_grant)
     if bandwidth_bps:
         storage = RateLimitedStorage(storage, upload_bps=bandwidth_bps, download_bps=bandwidth_bps)
     return Repository.open(storage, unwrap_vault_key(spec, wrap_key))

@@ -65,10 +65,16 @@ class VaultJob(abc.ABC):
     key_dir: Path
     # The Comet Server hosting "Comet Server" vault buckets (the logged-in server).
     server_url: str = field(default="", kw_only=True)
+    # An immutable server bucket's delete grant (retention an admin started).
+    delete_grant: str = field(default="", kw_only=True, repr=False)
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
         repo = open_repository(
-            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
+            self.vault,
+            self.wrap_key,
+            key_dir=self.key_dir,
+            server_url=self.server_url,
+            delete_grant=self.delete_grant,
         )
         try:
             return self.work(repo, handle)

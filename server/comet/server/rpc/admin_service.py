@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from comet.server.buckets.dispatch_grant import attach_delete_grant
 from comet.server.buckets.errors import ObjectProtectedError
 from comet.server.buckets.store import BucketRecord, BucketStore
 from comet.server.errors import (
@@ -289,6 +290,13 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             # Closing the server's side makes the agent reconnect.
             await self._router.drop(request.device_id)
             return control_pb2.CommandReply(done=control_pb2.Empty())
+        if action == "apply_retention":
+            owner = await self._accounts.device_owner(request.device_id)
+            view = await self._profiles.get(owner, reveal_secrets=False)
+            await attach_delete_grant(
+                request.command, role=admin.role, device_id=request.device_id,
+                profile_document=view.document, buckets=self._buckets,
+            )  # fmt: skip
         timeout = float(request.timeout_seconds or 60)
         reply = await self._router.send(
             request.device_id, request.command, timeout=min(timeout, 120)
