@@ -4,6 +4,7 @@ channel, which is thread-safe, so one instance serves the engine's worker thread
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ CHUNK_SIZE = 1024 * 1024
 # The server's stable error codes (trailing metadata "comet-error-code").
 _ERROR_CODE_KEY = "comet-error-code"
 _INVALID_KEY = "bucket.invalid_key"
+_PROTECTED = "bucket.protected"
+log = logging.getLogger(__name__)
 
 _TRANSIENT = (
     grpc.StatusCode.UNAVAILABLE,
@@ -155,6 +158,11 @@ class CometStorage:
                 timeout=self._timeout(),
             )
         except grpc.RpcError as e:
+            if _error_code(e) == _PROTECTED:
+                # Immutable bucket, object still within its protection: it stays, and
+                # a later retention pass removes it once the protection has ended.
+                log.info("%s stays: %s", key, rpc_error_message(e))
+                return
             raise _storage_error(e, "delete", key) from e
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
