@@ -101,7 +101,7 @@ def original_version(client: S3Client, bucket: str, name: str) -> str | None:
                 continue
             when = version.get("LastModified", datetime.min.replace(tzinfo=UTC))
             vid = version.get("VersionId", "")
-            if oldest is None or when < oldest[0]:
+            if oldest is None or when <= oldest[0]:  # newest first: ties go to the later
                 oldest = (when, vid)
     return oldest[1] if oldest else None
 

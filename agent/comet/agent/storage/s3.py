@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import KW_ONLY, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -258,10 +258,19 @@ class S3Storage:
                 Bucket=self._bucket, Prefix=name
             )
             found: list[str] = []
+            assert self.config.protection is not None
+            period = timedelta(seconds=self.config.protection.seconds)
             for page in pages:
                 for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-                    if entry.get("Key") == name:
-                        found.append(entry.get("VersionId", ""))
+                    if entry.get("Key") != name:
+                        continue
+                    found.append(entry.get("VersionId", ""))
+                    written = entry.get("LastModified")
+                    if isinstance(written, datetime) and written + period > now:
+                        # Within the vault's protection even if the bucket's lock was
+                        # shortened (governance bypass): this agent does not delete it.
+                        log.info("%s stays: written %s", key, written.isoformat())
+                        return
             for vid in found:
                 head: dict[str, object] = {}
                 with contextlib.suppress(ClientError):  # a delete marker has no head
@@ -288,7 +297,8 @@ class S3Storage:
         """Every key with a version that is not a delete marker: an object hidden by a
         delete marker is still listed (and read as first written)."""
         cut = len(self._prefix)
-        seen: set[str] = set()
+        # Per key, the version it is read as: the first written (its size, too).
+        first: dict[str, tuple[datetime, int]] = {}
         try:
             pages = self._client.get_paginator("list_object_versions").paginate(
                 Bucket=self._bucket, Prefix=self._prefix + prefix
@@ -296,15 +306,18 @@ class S3Storage:
             for page in pages:
                 for item in page.get("Versions", []):
                     name = item["Key"]
-                    key = name[cut:]
-                    if not is_protected_key(key) and not item.get("IsLatest"):
+                    if not is_protected_key(name[cut:]):
+                        if item.get("IsLatest"):
+                            yield ObjectInfo(name[cut:], item["Size"])
                         continue
-                    if name in seen:
-                        continue
-                    seen.add(name)
-                    yield ObjectInfo(key, item["Size"])
+                    when = item.get("LastModified", datetime.max.replace(tzinfo=UTC))
+                    # Listed newest first: on a tie (1 s resolution) the later one is older.
+                    if name not in first or when <= first[name][0]:
+                        first[name] = (when, item["Size"])
         except (ClientError, BotoCoreError) as e:
             raise self._wrap(e, "list", prefix or "/") from e
+        for name, (_, size) in first.items():
+            yield ObjectInfo(name[cut:], size)
 
     def _pages(self, prefix: str) -> Iterator[ObjectInfo]:
         cut = len(self._prefix)
