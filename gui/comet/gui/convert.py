@@ -241,6 +241,8 @@ def vault_from_proto(msg: common_pb2.StorageVault) -> r.StorageVault:
         settings=settings,
         quota_bytes=msg.quota_bytes,
         default_retention=retention_from_proto(msg.default_retention),
+        immutable_days=msg.immutable_days,
+        object_lock_compliance=msg.object_lock_mode == common_pb2.OBJECT_LOCK_MODE_COMPLIANCE,
     )
 
 
@@ -248,6 +250,13 @@ def vault_to_proto(vault: r.StorageVault) -> common_pb2.StorageVault:
     msg = common_pb2.StorageVault(vault_id=vault.vault_id, name=vault.name)
     msg.type = vault.type.value  # type: ignore[assignment]
     msg.quota_bytes = vault.quota_bytes
+    msg.immutable_days = vault.immutable_days
+    if vault.immutable_days:
+        msg.object_lock_mode = (
+            common_pb2.OBJECT_LOCK_MODE_COMPLIANCE
+            if vault.object_lock_compliance
+            else common_pb2.OBJECT_LOCK_MODE_GOVERNANCE
+        )
     if not vault.default_retention.custom:
         msg.default_retention.CopyFrom(retention_to_proto(vault.default_retention))
     s = vault.settings

@@ -356,8 +356,27 @@ class VaultEditor(_Editor):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.pages)
+        self.immutable_days = QSpinBox()
+        self.immutable_days.setRange(0, 36500)
+        self.immutable_days.setSuffix(" days")
+        self.immutable_days.setSpecialValueText("Off")
+        self.immutable_days.setValue(vault.immutable_days if vault else 0)
+        self.immutable_days.setToolTip(
+            "Nothing written can be deleted or overwritten for this long, even by someone"
+            " with full control of this computer. S3 (bucket with Object Lock) and Comet"
+            " Server vaults only."
+        )
+        self.object_lock_compliance = QCheckBox(
+            "Compliance mode (S3: not even the bucket's owner can shorten it)"
+        )
+        self.object_lock_compliance.setChecked(bool(vault and vault.object_lock_compliance))
+        if vault is not None:  # fixed once the vault holds data
+            self.immutable_days.setEnabled(False)
+            self.object_lock_compliance.setEnabled(False)
         quota = QFormLayout()
         quota.addRow("Quota:", self.quota)
+        quota.addRow("Immutable for:", self.immutable_days)
+        quota.addRow("", self.object_lock_compliance)
         layout.addLayout(quota)
         retention_title = QLabel("Default retention (items can override it per vault)")
         retention_title.setStyleSheet("font-weight: bold")
@@ -477,6 +496,8 @@ class VaultEditor(_Editor):
             settings=settings,
             quota_bytes=self.quota.value() * 2**30,
             default_retention=self.retention_form.retention(),
+            immutable_days=self.immutable_days.value(),
+            object_lock_compliance=self.object_lock_compliance.isChecked(),
         )
 
     def problem(self) -> str:
@@ -485,6 +506,12 @@ class VaultEditor(_Editor):
         if self.original is not None:
             return ""
         kind = VaultType(self.type.currentData())
+        if self.immutable_days.value() and kind in (VaultType.LOCAL, VaultType.SFTP):
+            return (
+                f"A {kind.label} vault cannot be immutable: anyone with full control of this"
+                " computer (or the SFTP login) can delete its files. Use S3 with Object Lock,"
+                " or a Comet Server vault."
+            )
         if kind is VaultType.LOCAL and not self.local_path.text().strip().startswith(("/", "~")):
             return "Choose an absolute folder for the vault."
         if kind is VaultType.S3 and not all(

@@ -342,6 +342,9 @@ class StorageVault:
     settings: VaultSettings = None
     quota_bytes: int = 0
     default_retention: Retention = field(default_factory=Retention)
+    # Immutable: written data cannot be deleted or overwritten for this many days.
+    immutable_days: int = 0
+    object_lock_compliance: bool = False  # S3: compliance rather than governance mode
 
     @property
     def location(self) -> str:

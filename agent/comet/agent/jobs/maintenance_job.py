@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from comet.agent import protection
 from comet.agent.errors import AgentError
 from comet.agent.jobs.codes import Severity, Status
 from comet.agent.jobs.runner import JobHandle, JobOutcome
@@ -96,6 +97,26 @@ def _report_forget(handle: JobHandle, result: ForgetResult) -> None:
     handle.job.counters.bytes = prune.bytes_after
 
 
+def _report_protection(handle: JobHandle, repo: Repository) -> None:
+    found = protection.report(repo, datetime.now(UTC))
+    if found is None:
+        return
+    if found.ok:
+        until = found.earliest.isoformat(timespec="seconds") if found.earliest else "-"
+        handle.info(
+            f"immutable vault: all {found.checked} objects of every snapshot are protected"
+            f" (until {until} at the earliest)"
+        )
+        return
+    shown = ", ".join(found.unprotected[:20])
+    more = f" and {len(found.unprotected) - 20} more" if len(found.unprotected) > 20 else ""
+    handle.log(
+        Severity.WARNING,
+        f"immutable vault: {len(found.unprotected)} of {found.checked} objects that snapshots"
+        f" need are no longer protected: {shown}{more}",
+    )
+
+
 @dataclass(frozen=True)
 class RetentionJob(VaultJob):
     rules: RetentionRules
@@ -111,6 +132,9 @@ class RetentionJob(VaultJob):
             cancel=handle.cancel,
         )
         _report_forget(handle, result)
+        extended = protection.extend(repo, self.vault.immutable_seconds, datetime.now(UTC))
+        if extended:
+            handle.info(f"extended the Object Lock of {extended} objects still in use")
         return JobOutcome(Status.SUCCESS)
 
 
@@ -164,6 +188,8 @@ class VerifyJob(VaultJob):
             cancel=handle.cancel,
         )
         handle.job.counters.downloaded_bytes = result.bytes_read
+        if self.vault.immutable_seconds:
+            _report_protection(handle, repo)
         for problem in result.problems:
             severity = Severity.ERROR if problem in result.errors else Severity.WARNING
             handle.log(severity, problem.message)

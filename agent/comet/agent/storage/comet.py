@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import grpc
 
@@ -145,6 +146,22 @@ class CometStorage:
         except grpc.RpcError as e:
             raise _storage_error(e, "stat", key) from e
         return ObjectInfo(reply.key, reply.size)
+
+    def protected_until(self, key: str) -> datetime | None:
+        """Until when the server keeps the object from deletion (immutable buckets);
+        None when it does not."""
+        check_key(key)
+        try:
+            reply = self._stub.Stat(
+                storage_pb2.StatObjectRequest(key=key),
+                metadata=self._metadata,
+                timeout=self._timeout(),
+            )
+        except grpc.RpcError as e:
+            raise _storage_error(e, "stat", key) from e
+        if not reply.HasField("protected_until"):
+            return None
+        return reply.protected_until.ToDatetime(tzinfo=UTC)
 
     def delete(self, key: str) -> None:
         check_key(key)

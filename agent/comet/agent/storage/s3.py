@@ -43,6 +43,7 @@ from comet.agent.storage.object_lock import (
     is_protected_key,
     original_version,
     put_lock_args,
+    retained_until,
 )
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,31 @@ class S3Storage:
         except (ClientError, BotoCoreError) as e:
             raise self._wrap(e, "delete", key) from e
         self._versions.pop(name, None)
+
+    def protected_until(self, key: str) -> datetime | None:
+        """The retain-until date of the object as first written (Object Lock)."""
+        name = self._name(key)
+        if not self._locked(key):
+            return None
+        try:
+            return retained_until(self._client, self._bucket, name, self._version(key, name))
+        except (ClientError, BotoCoreError) as e:
+            raise self._wrap(e, "stat", key) from e
+
+    def extend_protection(self, key: str, until: datetime) -> None:
+        """Move the object's retain-until date later (never earlier: S3 refuses)."""
+        name = self._name(key)
+        assert self.config.protection is not None
+        try:
+            retention: Any = {"Mode": self.config.protection.mode, "RetainUntilDate": until}
+            self._client.put_object_retention(
+                Bucket=self._bucket,
+                Key=name,
+                VersionId=self._version(key, name),
+                Retention=retention,
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise self._wrap(e, "extend the lock of", key) from e
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)

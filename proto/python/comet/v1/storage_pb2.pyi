@@ -8,6 +8,7 @@ travels in messages of at most 1 MiB each, well under gRPC's 4 MiB default.
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -137,17 +138,25 @@ class ObjectStat(_message.Message):
 
     KEY_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
+    PROTECTED_UNTIL_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     size: _builtins.int
+    @_builtins.property
+    def protected_until(self) -> _timestamp_pb2.Timestamp:
+        """Stat of an object in an immutable bucket: until when nobody can delete it
+        (unset in ordinary buckets, and in listings).
+        """
+
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         size: _builtins.int = ...,
+        protected_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["protected_until", b"protected_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "protected_until", b"protected_until", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -476,6 +476,15 @@ class BucketStore:
 
     # ------------------------------------------------------------- immutability
 
+    async def protected_until(self, bucket: BucketRecord, key: str) -> datetime | None:
+        """Until when the object cannot be deleted; None in an ordinary bucket."""
+        if not bucket.immutable_seconds or trash.is_mutable(key):
+            return None
+        written = await asyncio.to_thread(
+            trash.object_written_at, self.files, bucket.bucket_id, key
+        )
+        return None if written is None else written + timedelta(seconds=bucket.immutable_seconds)
+
     async def issue_grant(self, bucket_id: str, *, device_id: str = "*") -> grants.Grant:
         """A delete grant for ``bucket_id`` (for one device, or ``*`` for any device of
         its account); the caller checked who may have it."""

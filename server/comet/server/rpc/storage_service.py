@@ -114,7 +114,11 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.ObjectStat:
         bucket = await self._bucket(context)
         entry = await self._buckets.stat(bucket, request.key)
-        return storage_pb2.ObjectStat(key=entry.key, size=entry.size)
+        reply = storage_pb2.ObjectStat(key=entry.key, size=entry.size)
+        until = await self._buckets.protected_until(bucket, request.key)
+        if until is not None:
+            reply.protected_until.FromDatetime(until)
+        return reply
 
     @handles_errors
     async def Delete(
