@@ -62,6 +62,13 @@ ADMIN_CALLS: dict[str, Call] = {
     "DeleteBucket": lambda r, s: r.admin.DeleteBucket(
         admin_pb2.DeleteBucketRequest(bucket_id="b"), metadata=s.metadata
     ),
+    # Immutable buckets: SUPER admins only.
+    "GrantBucketDelete": lambda r, s: r.admin.GrantBucketDelete(
+        admin_pb2.GrantBucketDeleteRequest(bucket_id="b"), metadata=s.metadata
+    ),
+    "UndeleteObjects": lambda r, s: r.admin.UndeleteObjects(
+        admin_pb2.UndeleteObjectsRequest(bucket_id="b", all=True), metadata=s.metadata
+    ),
 }
 
 # What each role may call; everything else is refused with PERMISSION_DENIED.
