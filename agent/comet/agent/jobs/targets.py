@@ -51,6 +51,7 @@ class TargetSpec:
     overwrite: Overwrite = Overwrite.SKIP
     program_command: str = ""
     archive_format: ArchiveFormat = ArchiveFormat.TAR
+    restore_privileged: bool = False
 
     def describe(self) -> str:
         if self.type is RestoreType.FILES:
@@ -62,17 +63,62 @@ class TargetSpec:
         return f"into the program {self.program_command!r}"
 
     def check(self) -> None:
-        """Refuse obviously wrong requests before a job starts."""
+        """Refuse wrong requests before a job starts: one destination only, with the
+        options that belong to it (a second destination is never silently ignored)."""
+        program = (RestoreType.PROGRAM_PER_FILE, RestoreType.PROGRAM_ARCHIVE)
+        conflicts = [
+            what
+            for what, given, allowed in (
+                ("a destination path", bool(self.destination), self._has_path),
+                ("original paths", self.original_paths, self.type is RestoreType.FILES),
+                ("a program", bool(self.program_command), self.type in program),
+            )
+            if given and not allowed
+        ]
+        if self.original_paths and self.destination:
+            conflicts.append("a destination path")
+        if conflicts:
+            raise TargetError(
+                f"a restore has one destination: {self.describe_type()} does not take "
+                + " or ".join(conflicts)
+            )
+        overwrites = self.overwrite is not Overwrite.SKIP
+        if self.overwrite is Overwrite.IF_NEWER and self.type is not RestoreType.FILES:
+            raise TargetError("overwrite-if-newer applies to files and folders restores only")
+        if overwrites and not self._has_path and not self.original_paths:
+            raise TargetError(f"{self.describe_type()} overwrites nothing: drop --overwrite")
         absolute = bool(self.destination) and os.path.isabs(self.destination)
         if self.type is RestoreType.FILES and not self.original_paths and not absolute:
             raise TargetError("restore --to needs an absolute destination directory")
         if self.type is RestoreType.ARCHIVE_FILE and not absolute:
             raise TargetError("an archive restore needs an absolute --output file path")
-        if self.type is RestoreType.ARCHIVE_FILE and not Path(self.destination).parent.is_dir():
-            raise TargetError(f"the folder of {self.destination} does not exist")
-        program = (RestoreType.PROGRAM_PER_FILE, RestoreType.PROGRAM_ARCHIVE)
+        if self.type is RestoreType.ARCHIVE_FILE:
+            check_output_path(Path(self.destination))
         if self.type in program and not self.program_command:
             raise TargetError("a program restore needs --program COMMAND")
+
+    @property
+    def _has_path(self) -> bool:
+        return self.type in (RestoreType.FILES, RestoreType.ARCHIVE_FILE)
+
+    def describe_type(self) -> str:
+        return {
+            RestoreType.FILES: "a files and folders restore",
+            RestoreType.SIMULATE: "a simulated restore",
+            RestoreType.PROGRAM_PER_FILE: "a per-file program restore",
+            RestoreType.PROGRAM_ARCHIVE: "a program archive restore",
+            RestoreType.ARCHIVE_FILE: "an archive file restore",
+        }[self.type]
+
+
+def check_output_path(path: Path) -> None:
+    """One-line errors for an archive output path that cannot be written safely."""
+    if not path.parent.is_dir():
+        raise TargetError(f"the folder of {path} does not exist")
+    if path.is_symlink():
+        raise TargetError(f"{path} is a symbolic link; refusing to write through it")
+    if path.is_dir():
+        raise TargetError(f"{path} is a directory; give --output a file name")
 
 
 @contextlib.contextmanager
