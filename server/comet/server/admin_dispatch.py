@@ -208,7 +208,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--vault", required=True)
     p.add_argument("--snapshot", required=True, help="a snapshot id, or 'latest' with --item")
     p.add_argument("--item")
-    where = p.add_mutually_exclusive_group(required=True)
+    where = p.add_mutually_exclusive_group()  # none given: a clear error in restore()
     where.add_argument("--to", help="restore into this directory")
     where.add_argument("--original-paths", action="store_true")
     where.add_argument("--simulate", action="store_true", help="read and verify, write nothing")

@@ -11,7 +11,9 @@ from comet.agent.jobs.runner import JobHandle, JobOutcome
 from comet.agent.jobs.targets import TargetSpec, open_target
 from comet.agent.reporter import JobWarning
 from comet.agent.restore.metered import MeteredStorage
+from comet.agent.restore.names import show_path
 from comet.agent.restore.run import run_restore
+from comet.agent.restore.target import RestorePath
 from comet.agent.storage.base import Storage
 from comet.agent.vaults import VaultSpec, open_repository
 
@@ -46,7 +48,7 @@ class RestoreJob:
             if not handle.job.item_id:
                 handle.job.item_id = snapshot.item_id
             handle.update(force=True, bytes_total=snapshot.total_bytes, items_total=snapshot.files)
-            with open_target(self.target) as target:
+            with open_target(self.target, on_drop=reporter.dropped) as target:
                 result = run_restore(
                     repo,
                     snapshot.id,
@@ -96,3 +98,7 @@ class _Reporter:
 
     def warning(self, warning: JobWarning) -> None:
         self._handle.warning(str(warning))
+
+    def dropped(self, path: RestorePath, message: str) -> None:
+        """Privileged metadata the target left out: a warning in the job log."""
+        self.warning(JobWarning(show_path(path), message))
