@@ -16,6 +16,8 @@ import pytest
 from comet.agent.client_cli import AgentClient
 from comet.agent.storage.s3 import S3Config
 from comet.v1 import agent_api_pb2, common_pb2
+from tests.agent.restore.swapper import NOBODY, attack, stop_attack
+from tests.agent.restore.swapper import state_of as canary_state
 from tests.fixtures.processes import AgentProcess
 
 pytestmark = pytest.mark.timeout(180)
@@ -225,3 +227,80 @@ def test_find_size_filters_take_units_and_honour_zero(
     assert find("--min-size", "1.5GiB") == []
     bad = alice.comet("find", "*", "--vault", "v", "--max-size", "10Q", check=False)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(240)
+def test_a_raced_root_restore_output_symlinks_and_privileges_through_the_agent(
+    alice: AgentProcess, short_tmp: Path
+) -> None:
+    """Through the real CLI and agent (running as root): a restore into a tree the user
+    'nobody' owns while nobody swaps a folder for a symlink to a canary; archive
+    outputs that are a planted symlink or a directory; setuid kept only on request."""
+    os.chmod(short_tmp, 0o755)
+    source = short_tmp / "src"
+    victim = source / "victim"
+    (victim / "inner").mkdir(parents=True)
+    for i in range(200):
+        (victim / f"f{i}.txt").write_text(f"restored {i}\n")
+        (victim / "inner" / f"g{i}.txt").write_text(f"restored inner {i}\n")
+    (victim / "keep.txt").write_text("restored over the canary?\n")
+    tool = source / "tool"
+    tool.write_bytes(b"#!/bin/sh\n")
+    os.chmod(tool, 0o4755)
+    canary = short_tmp / "canary"
+    canary.mkdir()
+    (canary / "keep.txt").write_text("canary\n")
+    os.utime(canary / "keep.txt", ns=(10**9, 10**9))
+    os.utime(canary, ns=(10**9, 10**9))
+    before = canary_state(canary)
+    alice.comet("vault", "add", "v", "--type", "local", "--path", str(short_tmp / "vault"))
+    alice.comet("item", "add", "src", "--type", "files", "--include", str(source))
+    snapshot = alice.comet("backup", "src", "--vault", "v", "--wait", "--json").json()[
+        "snapshot_id"
+    ]
+
+    dest = short_tmp / "dest"
+    inner = dest / str(source).lstrip("/")
+    (inner / "victim").mkdir(parents=True)
+    for p in [inner / "victim", inner, *inner.parents]:
+        if p == short_tmp:
+            break
+        os.chown(p, NOBODY, NOBODY)
+    swapper, stop = attack(inner, canary, short_tmp)
+    try:
+        job = alice.comet(
+            "restore", snapshot, "--vault", "v", "--to", str(dest), "--overwrite", "--wait",
+            "--json", check=False,
+        ).json()  # fmt: skip
+    finally:
+        swaps = stop_attack(swapper, stop)
+    assert job["status"] in ("success", "warning"), job
+    assert swaps > 0 and canary_state(canary) == before
+    restored_tool = inner / "tool"
+    assert stat.S_IMODE(restored_tool.lstat().st_mode) == 0o755  # setuid dropped...
+    log = alice.comet("job", "log", job["job_id"]).stdout
+    assert "setuid/setgid bits dropped" in log and job["status"] == "warning", log
+
+    kept = short_tmp / "kept"
+    job = alice.comet(
+        "restore", snapshot, "--vault", "v", "--to", str(kept), "--restore-privileged",
+        "--path", str(tool), "--wait", "--json",
+    ).json()  # fmt: skip
+    assert job["status"] == "success", job  # ...and kept when asked for
+    assert stat.S_IMODE((kept / str(tool).lstrip("/")).lstat().st_mode) == 0o4755
+
+    out = short_tmp / "out.tar"
+    os.symlink(canary / "keep.txt", out)
+    folder = short_tmp / "out-dir"
+    folder.mkdir()
+    for target, needle in ((out, "symbolic link"), (folder, "is a directory")):
+        for extra in ((), ("--overwrite",)):
+            result = alice.comet(
+                "restore", snapshot, "--vault", "v", "--archive", "tar", "--output",
+                str(target), *extra, "--wait", check=False,
+            )  # fmt: skip
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode != 0 and len(lines) == 1 and needle in lines[0], lines
+    assert os.readlink(out) == str(canary / "keep.txt") and canary_state(canary) == before
+    assert list(folder.iterdir()) == []
+    assert not list(short_tmp.glob(".*partial"))

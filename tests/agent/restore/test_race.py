@@ -5,14 +5,11 @@ restored only when asked for."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
 import struct
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,53 +24,10 @@ from comet.agent.restore.output import OutputFile
 from comet.agent.restore.run import run_restore
 from comet.agent.restore.target import RestorePath, TargetRefusedError
 from comet.agent.storage.local import LocalStorage
+from tests.agent.restore.swapper import NOBODY, attack, state_of, stop_attack
 
 VAULT_KEY = b"x" * 32
-NOBODY = 65534
 ROUNDS = 50
-# The swapper runs as nobody, who cannot reach the project's virtualenv.
-SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
-
-# Runs as nobody: swap ``victim`` (a directory it owns) for a symlink to the canary and
-# back, as fast as it can, until told to stop. Writes ``ready`` after its first swap.
-SWAPPER = r"""
-import os, sys
-path, canary, ready, stop, count = sys.argv[1:6]
-moved = path + ".away"
-first = True
-swaps = 0
-while not os.path.exists(stop):
-    try:
-        os.rename(path, moved)
-        os.symlink(canary, path)
-        swaps += 1
-    except OSError:
-        pass
-    if first:
-        open(ready, "w").close()
-        first = False
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-    try:
-        os.rename(moved, path)
-    except OSError:
-        pass
-with open(count, "w") as f:
-    f.write(str(swaps))
-"""
-
-State = dict[str, tuple[int, int, int, int, str]]
-
-
-def state_of(root: Path) -> State:
-    out: State = {}
-    for path in [root, *root.rglob("*")]:
-        st = path.lstat()
-        content = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        out[str(path)] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, content)
-    return out
 
 
 @pytest.fixture
@@ -133,31 +87,6 @@ def _prepare(dest: Path, src: Path) -> Path:
     return inner
 
 
-def _attack(inner: Path, canary: Path, base: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    signals = base / "signals"  # the swapper's own folder, for ready/stop
-    signals.mkdir(exist_ok=True)
-    os.chown(signals, NOBODY, NOBODY)
-    ready, stop = signals / "ready", signals / "stop"
-    for f in (ready, stop):
-        f.unlink(missing_ok=True)
-    swapper = subprocess.Popen(
-        ["runuser", "-u", "nobody", "--", SYSTEM_PYTHON, "-I", "-c", SWAPPER,
-         str(inner / "victim"), str(canary), str(ready), str(stop), str(signals / "count")],
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while not ready.exists():
-        assert swapper.poll() is None and time.monotonic() < deadline, "swapper did not start"
-        time.sleep(0.005)
-    return swapper, stop
-
-
-def _stop(swapper: subprocess.Popen[bytes], stop: Path) -> int:
-    """Stop the swapper; return how many times it swapped the symlink in."""
-    stop.touch()
-    assert swapper.wait(timeout=20) == 0
-    return int((stop.parent / "count").read_text())
-
-
 @pytest.mark.timeout(240)
 def test_swapping_a_folder_for_a_symlink_never_redirects_a_root_restore(
     base: Path, canary: Path
@@ -170,11 +99,11 @@ def test_swapping_a_folder_for_a_symlink_never_redirects_a_root_restore(
     refused = swaps = 0
     for mode in [Overwrite.OVERWRITE, Overwrite.SKIP] * (ROUNDS // 2):
         inner = _prepare(dest, src)
-        swapper, stop = _attack(inner, canary, base)
+        swapper, stop = attack(inner, canary, base)
         try:
             result = run_restore(repo, snapshot, DirectoryTarget(dest, overwrite=mode))
         finally:
-            swaps += _stop(swapper, stop)
+            swaps += stop_attack(swapper, stop)
         refused += result.refused
         assert state_of(canary) == before
         assert {p.name for p in base.iterdir()} == {"canary", "dest", "src", "vault", "signals"}
