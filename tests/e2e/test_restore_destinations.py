@@ -18,7 +18,7 @@ from comet.agent.storage.s3 import S3Config
 from comet.v1 import agent_api_pb2, common_pb2
 from tests.agent.restore.swapper import NOBODY, attack, stop_attack
 from tests.agent.restore.swapper import state_of as canary_state
-from tests.fixtures.processes import AgentProcess
+from tests.fixtures.processes import AdminCli, AgentProcess
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -78,7 +78,7 @@ def restore_jobs(alice: AgentProcess) -> list[Any]:
 
 @pytest.mark.parametrize("snap", ["local"], indirect=True)  # refused before the vault is read
 def test_two_destinations_are_refused_in_one_line_before_any_job(
-    alice: AgentProcess, snap: dict[str, Any], short_tmp: Path
+    alice: AgentProcess, admin: AdminCli, snap: dict[str, Any], short_tmp: Path
 ) -> None:
     source, snapshot = snap["source"], snap["snapshot"]
     (source / "a.txt").write_text("local newer A\n")
@@ -108,6 +108,28 @@ def test_two_destinations_are_refused_in_one_line_before_any_job(
     assert not (short_tmp / "x.tar").exists()
     api_refuses_two_destinations(alice, snapshot, short_tmp)
     assert restore_jobs(alice) == []
+
+    # The admin dispatch: refused by its parser, and by the agent for what it sends.
+    device = alice.status()["device_id"]
+    vault_id = alice.comet("vault", "list", "--json").json()[0]["vault_id"]
+    dispatch = (
+        "dispatch",
+        "restore",
+        "--device",
+        device,
+        "--vault",
+        vault_id,
+        "--snapshot",
+        snapshot,
+    )
+    for flags in (("--simulate", "--to", str(other)), ("--simulate", "--original-paths")):
+        result = admin(*dispatch, *flags, "--wait", check=False)
+        assert result.returncode != 0 and "not allowed with argument" in result.stderr, flags
+    refused_remote = admin(*dispatch, "--simulate", "--overwrite", "--wait", check=False)
+    assert refused_remote.returncode != 0 and "overwrites nothing" in refused_remote.stderr
+    simulated = admin(*dispatch, "--simulate", "--wait", "--json").json()
+    assert simulated.get("job", simulated)["status"] == "success", simulated
+    assert tree_state(source) | tree_state(other) == before
 
 
 def api_refuses_two_destinations(alice: AgentProcess, snapshot: str, short_tmp: Path) -> None:
