@@ -75,6 +75,32 @@ def _ignore_drop(path: RestorePath, message: str) -> None:
     pass
 
 
+def open_directory(path: Path | str, *, create: bool = False) -> int:
+    """A descriptor of the directory ``path`` (made, with its missing parents, when
+    ``create``). Symlinks in ``path`` are resolved once, up front; the resolved path is
+    then walked component by component without following any symlink, so a folder
+    swapped for a symlink meanwhile is refused instead of followed."""
+    resolved = Path(os.path.realpath(path))
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        for part in resolved.parts[1:]:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise TargetRefusedError(f"{resolved} is not a directory") from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _nonzero_ranges(data: bytes, first_zero: int) -> Iterator[tuple[int, int]]:
     """The ``(start, end)`` ranges of ``data`` outside runs of at least ``_HOLE_MIN``
     zero bytes; ``first_zero`` is where the first such run starts."""
@@ -111,7 +137,6 @@ class DirectoryTarget:
         on_drop: Dropped | None = None,
     ) -> None:
         self._root = Path("/") if original_paths else Path(dest)
-        self._root.mkdir(parents=True, exist_ok=True)
         self._overwrite = overwrite
         self._as_root = os.geteuid() == 0
         # Restoring a system's own files as root keeps what they had; anywhere else
@@ -121,10 +146,10 @@ class DirectoryTarget:
         self._files: dict[int, _OpenFile] = {}
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._next = 1
-        # The destination itself is opened once, following symlinks the person chose;
-        # nothing below it ever is.
+        # The destination is opened once (symlinks in the path as given are resolved
+        # first); nothing below it is ever reached through a symlink.
         self._dirs: OrderedDict[RestorePath, int] = OrderedDict()
-        self._root_fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._root_fd = open_directory(self._root, create=True)
         # Directories this restore made: nothing else is in them, so the names inside
         # need no existence check (the engine never hands over a name twice).
         self._created: set[RestorePath] = set()

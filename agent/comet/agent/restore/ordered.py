@@ -21,7 +21,7 @@ from comet.agent.repository.index import BlobLocation
 from comet.agent.repository.repository import Repository
 from comet.agent.restore.prefetch import Blobs, PackPrefetcher, PackWork
 
-_WINDOW = 64 << 20
+_WINDOW = 32 << 20
 _KEEP = 32 << 20
 _UNREADABLE = (IntegrityError, BlobNotFoundError)
 

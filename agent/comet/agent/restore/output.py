@@ -16,6 +16,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from comet.agent.restore.directory import open_directory
 from comet.agent.restore.target import TargetRefusedError
 
 _FINAL_MODE = 0o666
@@ -40,7 +41,7 @@ class OutputFile:
         if not self._name or self._name in (".", ".."):
             raise TargetRefusedError(f"{self.path} is not a file name")
         self._replace = replace
-        self._dir = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._dir = open_directory(self.path.parent)
         self.fd = -1
         try:
             self._check_final()
