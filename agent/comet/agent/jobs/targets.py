@@ -122,7 +122,7 @@ def check_output_path(path: Path, *, replace: bool) -> None:
     if path.is_dir():
         raise TargetError(f"{path} is a directory; give --output a file name")
     if path.exists() and not replace:
-        raise TargetError(f"{path} exists; add --overwrite to replace it")
+        raise TargetError(f"{path} exists; choose to overwrite it (--overwrite) or another name")
 
 
 @contextlib.contextmanager

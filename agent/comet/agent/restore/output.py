@@ -71,7 +71,9 @@ class OutputFile:
         if not stat.S_ISREG(st.st_mode):
             raise TargetRefusedError(f"{self.path} exists and is not a regular file")
         if not self._replace:
-            raise TargetRefusedError(f"{self.path} exists; add --overwrite to replace it")
+            raise TargetRefusedError(
+                f"{self.path} exists; choose to overwrite it (--overwrite) or another name"
+            )
 
     def commit(self) -> None:
         """Make the complete file durable and visible under its final name."""
