@@ -113,6 +113,33 @@ def test_swapping_a_folder_for_a_symlink_never_redirects_a_root_restore(
     assert swaps > 10 * ROUNDS and refused > 0, (swaps, refused)
 
 
+@pytest.mark.timeout(120)
+def test_an_original_paths_restore_as_root_is_not_redirected_either(
+    base: Path, canary: Path
+) -> None:
+    """Root putting a user's own folder back where it was (``/home/bob`` style)."""
+    repo, snapshot, src = _snapshot(base)
+    before = state_of(canary)
+    swaps = 0
+    for _ in range(20):
+        for p in [src, *src.rglob("*")]:
+            os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
+        swapper, stop = attack(src, canary, base)
+        try:
+            run_restore(
+                repo,
+                snapshot,
+                DirectoryTarget("", original_paths=True, overwrite=Overwrite.OVERWRITE),
+                paths=[str(src)],
+            )
+        finally:
+            swaps += stop_attack(swapper, stop)
+        assert state_of(canary) == before
+        assert {p.name for p in base.iterdir()} == {"canary", "src", "vault", "signals"}
+    repo.close()
+    assert swaps > 20
+
+
 def test_an_archive_output_never_writes_through_a_planted_symlink(base: Path, canary: Path) -> None:
     repo, snapshot, _ = _snapshot(base)
     before = state_of(canary)
