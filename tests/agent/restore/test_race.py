@@ -219,3 +219,39 @@ def test_privileged_metadata_is_dropped_with_a_warning_unless_asked_for(base: Pa
     assert stat.S_ISCHR(os.lstat(got / "null").st_mode)
     assert result.warnings == ()
     repo.close()
+
+
+@pytest.mark.timeout(120)
+def test_descriptor_caches_evict_and_reopen_safely(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With tiny descriptor caches every directory and partly written file is closed
+    and reopened (without following symlinks, checking the file is the one it made):
+    the tree still restores identically."""
+    from comet.agent.restore import directory as directory_module
+
+    monkeypatch.setattr(directory_module, "_MAX_DIRS", 2)
+    monkeypatch.setattr(directory_module, "_MAX_OPEN", 2)
+    src = base / "wide"
+    chain = src / "deep"
+    for depth in range(40):
+        chain = chain / f"d{depth}"
+    chain.mkdir(parents=True)
+    (chain / "bottom.txt").write_text("bottom\n")
+    for d in range(30):
+        folder = src / f"w{d}"
+        folder.mkdir()
+        (folder / "small.txt").write_text(f"small {d}\n")
+        (folder / "big.bin").write_bytes(os.urandom((3 << 20) + d))  # several chunks
+    repo = Repository.init(LocalStorage(base / "vault"), VAULT_KEY)
+    snapshot = run_backup(repo, FilesSource([str(src)]), BackupOptions("i", "d")).snapshot_id
+    dest = base / "dest"
+    result = run_restore(repo, snapshot, DirectoryTarget(dest))
+    repo.close()
+    assert result.warnings == ()
+    got = dest / str(src).lstrip("/")
+    for path in src.rglob("*"):
+        twin = got / path.relative_to(src)
+        assert twin.is_dir() == path.is_dir(), path
+        if path.is_file():
+            assert twin.read_bytes() == path.read_bytes(), path
