@@ -972,7 +972,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--allow-partial", action="store_true")
     restore.add_argument("--wait", action="store_true")
     restore.add_argument("--json", action="store_true")
-    restore.set_defaults(func=cmd_restore)
+    restore.set_defaults(func=cmd_restore, precheck=restore_options)
 
     history = sub.add_parser("history", help="job history of this device")
     history.add_argument("--status", action="append")
@@ -1025,6 +1025,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        precheck = getattr(args, "precheck", None)
+        if precheck is not None:  # refusals that need no agent come first
+            precheck(args)
         client = AgentClient(args.socket or default_socket_path())
         args.func(client, args)
     except grpc.RpcError as e:
