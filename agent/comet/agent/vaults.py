@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -211,11 +212,16 @@ def open_repository(
     server_url: str = "",
     bandwidth_bps: int = 0,
     delete_grant: str = "",
+    wrap: Callable[[Storage], Storage] | None = None,
 ) -> Repository:
-    """The vault's repository; ``bandwidth_bps`` caps uploads and downloads."""
+    """The vault's repository; ``bandwidth_bps`` caps uploads and downloads; ``wrap``
+    (for example a meter) wraps the storage outermost; ``delete_grant`` lets an
+    immutable server bucket delete (retention an administrator started)."""
     storage = open_storage(spec, key_dir=key_dir, server_url=server_url, delete_grant=delete_grant)
     if bandwidth_bps:
         storage = RateLimitedStorage(storage, upload_bps=bandwidth_bps, download_bps=bandwidth_bps)
+    if wrap is not None:
+        storage = wrap(storage)
     return Repository.open(storage, unwrap_vault_key(spec, wrap_key))
 
 
