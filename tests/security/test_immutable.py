@@ -324,13 +324,14 @@ def _device_id(agent: AgentProcess) -> str:
 def test_admin_retention_waits_for_the_protection_and_the_trash_undeletes(
     alice: AgentProcess, server: ServerProcess, admin: AdminCli, short_tmp: Path
 ) -> None:
-    protection = 4
+    protection = 12  # long enough for two small backups and a retention pass
     source = _source(short_tmp)
     alice.comet(
         "vault", "add", "short", "--type", "comet", "--immutable-seconds", str(protection),
         "--keep-last", "1",
     )  # fmt: skip
     alice.comet("item", "add", "docs", "--type", "files", "--include", str(source))
+    started = time.monotonic()
     first = alice.comet("backup", "docs", "--vault", "short", "--wait", "--json").json()
     (source / "payload.bin").write_bytes(os.urandom(300 * 1024))
     second = alice.comet("backup", "docs", "--vault", "short", "--wait", "--json").json()
@@ -352,11 +353,19 @@ def test_admin_retention_waits_for_the_protection_and_the_trash_undeletes(
 
     # Within the protection: the rules say "keep 1", but nothing can go yet.
     retention()
+    assert time.monotonic() - started < protection, "too slow to test within the protection"
     assert snapshot_ids() == {first["snapshot_id"], second["snapshot_id"]}
 
     # The user's own CLI cannot remove anything, even after the protection.
     time.sleep(max(0.0, protection + 0.5 - (time.monotonic() - written)))
     alice.comet("delete-snapshot", "--vault", "short", first["snapshot_id"], "--wait", check=False)
+    assert first["snapshot_id"] in snapshot_ids()
+    # Nor with a wrong password: the server grants deletes only for the right one.
+    wrong = alice.comet(
+        "retention", "--vault", "short", "--password-stdin", "--wait",
+        stdin="not-alices-password\n", check=False,
+    )  # fmt: skip
+    assert wrong.returncode != 0 and "wrong password" in wrong.stderr, wrong.stderr
     assert first["snapshot_id"] in snapshot_ids()
 
     # After it, the admin's retention removes what the rules say, into the trash.

@@ -760,6 +760,7 @@ def vault_job(classification: int) -> Callable[[AgentClient, argparse.Namespace]
                 classification=classification,  # type: ignore[arg-type]
                 snapshot_ids=getattr(args, "snapshots", None) or [],
                 read_data=getattr(args, "read_data", False),
+                password=read_password() if getattr(args, "password_stdin", False) else "",
             ),
             timeout=60,
         )
@@ -1116,6 +1117,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--vault", required=True)
         if name == "delete-snapshot":
             p.add_argument("snapshots", nargs="+", metavar="SNAPSHOT")
+        if name in ("delete-snapshot", "retention"):
+            p.add_argument(
+                "--password-stdin",
+                action="store_true",
+                help="immutable Comet Server vault: re-enter your password so the server"
+                " grants deletes (of data past its protection only)",
+            )
         if name == "verify":
             p.add_argument(
                 "--read-data", action="store_true", help="download, decrypt and hash every blob"

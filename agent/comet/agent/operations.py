@@ -47,6 +47,7 @@ from comet.agent.profile_sync import NotLoggedInError, ProfileSync
 from comet.agent.snapshot_info import SnapshotInfo
 from comet.agent.state import AgentState, LoginState
 from comet.agent.vaults import (
+    CometSettings,
     VaultSpec,
     init_repository,
     new_vault_key,
@@ -254,10 +255,15 @@ class Operations:
         read_data: bool = False,
         remove_all_locks: bool = False,
         delete_grant: str = "",
+        password: str = "",
     ) -> JobRecord:
         login = self._login()
         profile = await self.profile.fetch()
         vault = self._vault(profile, vault_ref)
+        if password and isinstance(vault.settings, CometSettings) and vault.immutable_seconds:
+            delete_grant = await self.profile.request_delete_grant(
+                vault.settings.bucket_id, password
+            )
         base = (vault, login.wrap_key, self.key_dir)
         work: VaultJob
         if classification is Classification.RETENTION:

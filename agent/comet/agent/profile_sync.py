@@ -5,10 +5,12 @@ same edit once, never merging two writers' documents."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import grpc
 
+from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.agent.errors import AgentError
 from comet.agent.state import AgentState
 from comet.agent.transport import aio_channel, rpc_error_message
@@ -123,6 +125,30 @@ class ProfileSync:
         finally:
             await channel.close()
         return list(reply.jobs)
+
+    async def request_delete_grant(self, bucket_id: str, password: str) -> str:
+        """A delete grant for an immutable bucket, for the password just re-entered."""
+        login = self._state.load_login()
+        channel, stub, metadata = self._stub()
+        try:
+            auth = control_pb2_grpc.AuthServiceStub(channel)
+            pre = await auth.PreLogin(
+                control_pb2.PreLoginRequest(username=login.username), timeout=30
+            )
+            kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+            secrets = await asyncio.to_thread(derive_login_secrets, password, kdf)
+            if secrets.wrap_key != login.wrap_key:
+                raise ProfileError("wrong password")
+            reply = await stub.RequestDeleteGrant(
+                control_pb2.DeleteGrantRequest(bucket_id=bucket_id, auth_key=secrets.auth_key),
+                metadata=metadata,
+                timeout=30,
+            )
+        except grpc.aio.AioRpcError as e:
+            raise ProfileError(f"cannot get a delete grant: {rpc_error_message(e)}") from e
+        finally:
+            await channel.close()
+        return reply.grant
 
     async def create_bucket(
         self, *, quota_bytes: int = 0, immutable_seconds: int = 0
