@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from comet.server.store.accounts import Role
-from comet.v1 import admin_pb2, control_pb2, storage_pb2, storage_pb2_grpc
+from comet.v1 import admin_pb2, common_pb2, control_pb2, storage_pb2, storage_pb2_grpc
 from tests.server.conftest import FakeClock, RpcServer, auth_key, expect_error
 
 pytestmark = pytest.mark.timeout(60)
@@ -119,3 +119,32 @@ async def test_an_immutable_bucket_only_deletes_with_a_grant_past_its_protection
         assert await rpc.stores.buckets.trash_entries(created.bucket_id) == []
     finally:
         await channel.close()
+
+
+async def test_a_policy_can_force_immutable_buckets(rpc: RpcServer) -> None:
+    await rpc.add_user("bob")
+    await rpc.add_user("root", role=Role.SUPER_ADMIN)
+    root = await rpc.session("root")
+    policy = await rpc.admin.PutPolicy(
+        common_pb2.Policy(name="ransomware-safe", force_immutable_days=7), metadata=root.metadata
+    )
+    await rpc.admin.AssignPolicy(
+        admin_pb2.AssignPolicyRequest(username="bob", policy_id=policy.policy_id),
+        metadata=root.metadata,
+    )
+    bob = await rpc.device("bob")
+    for weaker in (
+        control_pb2.CreateBucketRequest(),
+        control_pb2.CreateBucketRequest(immutable_days=6),
+    ):
+        await expect_error(
+            rpc.agent.CreateBucket(weaker, metadata=bob.metadata),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "--immutable-days 7",
+        )
+    made = await rpc.agent.CreateBucket(
+        control_pb2.CreateBucketRequest(immutable_days=7), metadata=bob.metadata
+    )
+    assert made.immutable_seconds == 7 * 86400
+    profile = await rpc.agent.GetProfile(control_pb2.GetProfileRequest(), metadata=bob.metadata)
+    assert profile.policy.force_immutable_days == 7  # the agent refuses early with it
