@@ -487,7 +487,6 @@ class StartVaultJobRequest(_message.Message):
     password: _builtins.str
     """RETENTION / DELETE_SNAPSHOT of an immutable "Comet Server" vault: the user's
     password, re-entered, for the server's short-lived delete grant.
-    (6 is remove_all_locks on the vault-safety branch)
     """
     @_builtins.property
     def snapshot_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

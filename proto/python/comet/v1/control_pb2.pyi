@@ -922,7 +922,6 @@ class VaultJobCommand(_message.Message):
     delete_grant: _builtins.str
     """apply_retention of an immutable "Comet Server" vault dispatched by a SUPER admin:
     the server's short-lived delete grant for the vault's bucket.
-    (2 is force on the vault-safety branch)
     """
     def __init__(
         self,
