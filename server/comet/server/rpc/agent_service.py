@@ -12,10 +12,9 @@ from typing import Any
 import grpc
 
 from comet.server.buckets.store import BucketStore
-from comet.server.errors import ServerError
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import Authenticator, peer_address
-from comet.server.rpc.errors import ERROR_CODE_KEY, handles_errors, status_for
+from comet.server.rpc.errors import abort_with, handles_errors
 from comet.server.rpc.live import LiveConnection, LiveRegistry
 from comet.server.store.accounts import AccountStore
 from comet.server.store.jobs import JobStore
@@ -129,9 +128,8 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[control_pb2.ServerMessage]:
         try:
             principal = await self._auth.device(context)
-        except ServerError as e:
-            context.set_trailing_metadata(((ERROR_CODE_KEY, e.code),))
-            await context.abort(status_for(e), e.message)
+        except BaseException as e:
+            await abort_with(e, context, "AgentService.Connect")
         assert principal.device_id is not None
         connection = LiveConnection(device_id=principal.device_id, user_id=principal.user_id)
         self._registry.register(connection)
@@ -169,6 +167,8 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
                     connection.resolve(message.reply)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
+        except Exception as e:  # e.g. an undecodable message: end this stream
+            log.info("device %s sent what cannot be read: %s", connection.device_id, e)
         finally:
             # The agent closed its side: end the response stream too.
             connection.outbox.put_nowait(None)
