@@ -57,6 +57,8 @@ def status_json(status: agent_api_pb2.StatusReply) -> dict[str, Any]:
         "running_jobs": list(status.running_jobs),
         "version": status.version,
         "last_error": status.last_error or None,
+        "outbox_pending": status.outbox_pending,
+        "outbox_rejected": status.outbox_rejected,
     }
 
 
