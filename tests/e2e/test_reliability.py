@@ -114,6 +114,43 @@ def test_sigkill_during_ten_jobs_then_ten_more_every_record_once(
     print(f"all 21 records on the server {took:.1f} s after the last job ended")
 
 
+def test_a_server_restart_mid_job_loses_neither_the_record_nor_its_log(
+    server: ServerProcess, admin: AdminCli, alice: AgentProcess, short_tmp: Path
+) -> None:
+    slow = "echo begun >&2; sleep 3; head -c 100000 /dev/urandom"
+    alice.comet("vault", "add", "v", "--type", "local", "--path", str(short_tmp / "vault"))
+    alice.comet("item", "add", "slow", "--type", "program", "--command", slow, "--save-as", "s")
+    job_id = alice.comet("backup", "slow", "--vault", "v", "--json").json()["job_id"]
+    wait_for(lambda: any(j["job_id"] == job_id for j in server_jobs(admin)), what="the job started")
+    server.kill()  # SIGKILL mid-job
+    wait_for(lambda: not alice.status()["connected"], what="the outage noticed")
+    status = alice.status()
+    assert status["last_error"] and "\n" not in status["last_error"]
+    server.start()
+    done = wait_for(
+        lambda: (
+            (j := alice.comet("job", "log", job_id, "--json").json())["job"]["status"] != "running"
+            and j
+        ),
+        timeout=30,
+        what="the job ended",
+    )
+    assert done["job"]["status"] == "warning"  # the program wrote to stderr
+
+    def shipped() -> list[dict[str, Any]] | None:
+        rows = [j for j in server_jobs(admin) if j["job_id"] == job_id]
+        return rows if rows and rows[0]["status"] == "warning" else None
+
+    [row] = wait_for(shipped, timeout=15, what="the final record on the server")
+    assert row["snapshot_id"] == done["job"]["snapshot_id"]
+    on_server = [e["message"] for e in admin("job", "log", job_id, "--json").json()]
+    assert on_server == [e["message"] for e in done["entries"]]
+    assert len(on_server) >= 3 and len(set(on_server)) == len(on_server)
+    wait_for(lambda: alice.status()["connected"], what="reconnected")
+    status = alice.status()
+    assert status["last_error"] is None and status["outbox_pending"] == 0
+
+
 def one_line(result: CliResult) -> bool:
     return result.returncode == 0 or len(result.stderr.strip().splitlines()) == 1
 

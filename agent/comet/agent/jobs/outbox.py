@@ -71,7 +71,7 @@ class Backoff:
     a fleet that failed together does not retry together."""
 
     first: float = 1.0
-    cap: float = 10.0
+    cap: float = 5.0
 
     def delay(self, failures: int) -> float:
         ceiling = min(self.cap, self.first * 2 ** max(failures - 1, 0))
