@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import platform
-import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +20,7 @@ from dataclasses import dataclass, replace
 import grpc
 
 from comet.agent import __version__
+from comet.agent.backoff import Backoff
 from comet.agent.credentials import (
     KdfParams,
     derive_login_secrets,
@@ -221,8 +221,7 @@ class LiveConnection:
         self._handler = handler
         self._on_logged_out = on_logged_out
         self._on_connected = on_connected
-        self._reconnect_min = reconnect_min
-        self._reconnect_max = reconnect_max
+        self._backoff = Backoff(first=reconnect_min, cap=reconnect_max)
         self._heartbeat = heartbeat_seconds
         self._wake = asyncio.Event()
         self._stopping = False
@@ -254,14 +253,6 @@ class LiveConnection:
         if self._call is not None:
             self._call.cancel()
 
-    def reconnect_delay(self, failures: int) -> float:
-        """The wait before dial number ``failures + 1`` of a run of failures: doubles
-        from the minimum to the cap, jittered down by up to half so a fleet that lost
-        its server together does not come back together (and never above the cap,
-        so a server that is back is found within the cap)."""
-        ceiling = min(self._reconnect_max, self._reconnect_min * 2 ** max(failures - 1, 0))
-        return random.uniform(ceiling / 2, ceiling)
-
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
@@ -279,7 +270,7 @@ class LiveConnection:
             failures += 1
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.reconnect_delay(failures))
+                await asyncio.wait_for(self._wake.wait(), self._backoff.delay(failures))
 
     async def _connect_once(self, login: LoginState) -> bool:
         outgoing: asyncio.Queue[control_pb2.AgentMessage] = asyncio.Queue()

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from comet.agent.backoff import Backoff
 from comet.agent.jobs.codes import Classification, Severity, Status
-from comet.agent.jobs.outbox import Backoff, Outbox
+from comet.agent.jobs.outbox import Outbox
 from comet.agent.jobs.record import JobRecord, LogEntry
 from comet.agent.jobs.store import JobStore as AgentJobStore
 from comet.agent.state import AgentState, LoginState

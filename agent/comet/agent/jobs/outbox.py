@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 
+from comet.agent.backoff import Backoff
 from comet.agent.convert import job_to_proto, log_to_proto
 from comet.agent.jobs.store import JobStore
 from comet.agent.state import AgentState
@@ -31,6 +31,7 @@ from comet.v1 import control_pb2, control_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_RECORD_ATTEMPTS = 8
+OUTBOX_BACKOFF = Backoff(first=1.0, cap=5.0)
 LOG_LINES_PER_REPORT = 500
 
 
@@ -65,19 +66,6 @@ def refusal_kind(code: grpc.StatusCode) -> Refusal:
     return Refusal.PERMANENT
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Doubles from ``first`` to ``cap``; each wait is jittered down by up to half, so
-    a fleet that failed together does not retry together."""
-
-    first: float = 1.0
-    cap: float = 5.0
-
-    def delay(self, failures: int) -> float:
-        ceiling = min(self.cap, self.first * 2 ** max(failures - 1, 0))
-        return random.uniform(ceiling / 2, ceiling)
-
-
 @dataclass
 class _Deferred:
     attempts: int
@@ -91,7 +79,7 @@ class Outbox:
         state: AgentState,
         *,
         interval: float = 1.0,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = OUTBOX_BACKOFF,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
