@@ -105,6 +105,10 @@ def test_sigkill_during_ten_jobs_then_ten_more_every_record_once(
     # Cut off by the kill (not by a server timeout), or done before it.
     statuses = [(by_id[j]["classification"], by_id[j]["status"]) for j in interrupted]
     assert any(status == "abandoned" for _, status in statuses), statuses
+    assert all(
+        by_id[j]["abandoned_by"] == ("agent_restart" if by_id[j]["status"] == "abandoned" else None)
+        for j in interrupted
+    ), [by_id[j] for j in interrupted]
     assert all(status != "running" for _, status in statuses), statuses
     done = [(by_id[j]["classification"], by_id[j]["status"]) for j in after]
     assert all(status in ("success", "warning") for _, status in done), done
