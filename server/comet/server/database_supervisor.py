@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -46,11 +47,13 @@ class DatabaseSupervisor:
         embedded: Restartable | None = None,
         on_change: Callable[[bool], Awaitable[None]] | None = None,
         policy: SupervisorPolicy = SupervisorPolicy(),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._probe = probe
         self._embedded = embedded
         self._on_change = on_change
         self._policy = policy
+        self._monotonic = monotonic
         self._up = True
         self._wake = asyncio.Event()
         self._restart_delay = policy.restart_min
@@ -70,15 +73,14 @@ class DatabaseSupervisor:
 
     async def check(self) -> bool:
         """One round: probe, report a change, restart a dead embedded cluster."""
-        loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(self._probe(), self._policy.probe_timeout)
         except Exception as e:
             if self._up:
                 log.error("the database is unavailable: %s", one_line(str(e))[:300])
                 await self._set(False)
-            if self._embedded is not None and loop.time() >= self._next_restart:
-                await self._restart_embedded(loop.time())
+            if self._embedded is not None and self._monotonic() >= self._next_restart:
+                await self._restart_embedded(self._monotonic())
             return False
         if not self._up:
             log.warning("the database is available again; serving")
