@@ -92,6 +92,7 @@ class Outbox:
         self._deferred: dict[str, _Deferred] = {}
         self._failures = 0  # rounds in a row that found the server away
         self._error = ""
+        self._retry_error = ""
 
     @property
     def last_error(self) -> str:
@@ -168,7 +169,7 @@ class Outbox:
         finally:
             await channel.close()
         self._failures = 0
-        self._error = ""
+        self._error = self._retry_error if self._deferred else ""
         return not self._deferred
 
     def _refused(self, job_id: str, error: grpc.aio.AioRpcError) -> Refusal:
@@ -185,6 +186,7 @@ class Outbox:
             if deferred.attempts < MAX_RECORD_ATTEMPTS:
                 deferred.due = self._monotonic() + self._backoff.delay(deferred.attempts)
                 self._deferred[job_id] = deferred
+                self._retry_error = f"the server failed on the record of job {job_id}: {reason}"
                 log.info(
                     "the server failed on the record of job %s (attempt %d, retried later): %s",
                     job_id,
