@@ -18,14 +18,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comet.server.buckets.files import BucketFiles
 from comet.server.buckets.store import BucketPolicy, BucketStore
 from comet.server.clock import Clock, SystemClock
 from comet.server.config import ServerConfig
-from comet.server.database_supervisor import DatabaseSupervisor
+from comet.server.database_supervisor import ConnectionProbe, DatabaseSupervisor
 from comet.server.embedded_postgres import EmbeddedPostgres
 from comet.server.errors import DatabaseSetupError
 from comet.server.maintenance import Maintenance, MaintenancePolicy
@@ -290,8 +289,9 @@ async def _run_services(
     )
     listening = asyncio.create_task(listener.run_forever())
     health = HealthServicer()
+    probe = ConnectionProbe(database_url)
     supervisor = DatabaseSupervisor(
-        _probe(engine), embedded=database.embedded, on_change=_health_setter(health)
+        probe, embedded=database.embedded, on_change=_health_setter(health)
     )
     server = grpc_server(supervisor, options=GRPC_OPTIONS)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -326,6 +326,7 @@ async def _run_services(
         await health.enter_graceful_shutdown()
         await server.stop(grace=2)
         await router.close()
+        await probe.close()
         try:
             await stores.jobs.flush_progress()  # what the last round did not write yet
         except Exception as e:
@@ -341,14 +342,6 @@ HEALTH_NAMES = (
     "comet.v1.AdminService",
     "comet.v1.StorageService",
 )
-
-
-def _probe(engine: AsyncEngine) -> Callable[[], Awaitable[None]]:
-    async def probe() -> None:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-
-    return probe
 
 
 def _health_setter(health: HealthServicer) -> Callable[[bool], Awaitable[None]]:

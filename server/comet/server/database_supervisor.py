@@ -14,13 +14,42 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import psycopg
 
 from comet.server.rpc.errors import one_line
 
 log = logging.getLogger(__name__)
 
 MIN_GAP = 0.2  # seconds: the least time between two probes
+
+
+class ConnectionProbe:
+    """``SELECT 1`` on a connection of its own, outside the server's pool, so that a
+    pool drained by a burst of calls is never mistaken for a database that is away."""
+
+    def __init__(self, url: str, *, connect_timeout: int = 3) -> None:
+        self._url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self._connect_timeout = connect_timeout
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def __call__(self) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=self._connect_timeout
+                )
+            await self._conn.execute("SELECT 1")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 class Restartable(Protocol):
