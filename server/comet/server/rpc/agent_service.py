@@ -14,6 +14,7 @@ import grpc
 from comet.server.buckets.store import BucketStore
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import Authenticator, peer_address
+from comet.server.rpc.connection_marks import ConnectionMarks
 from comet.server.rpc.errors import abort_with, handles_errors
 from comet.server.rpc.live import LiveConnection, LiveRegistry
 from comet.server.store.accounts import AccountStore
@@ -45,6 +46,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self._instance_id = instance_id
         self._heartbeat_seconds = heartbeat_seconds
         self._buckets = buckets
+        self._marks = ConnectionMarks(accounts, instance_id)
 
     @handles_errors
     async def ListDevices(
@@ -133,11 +135,12 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         assert principal.device_id is not None
         connection = LiveConnection(device_id=principal.device_id, user_id=principal.user_id)
         self._registry.register(connection)
-        await self._accounts.mark_connected(connection.device_id, self._instance_id)
         reader = asyncio.create_task(self._read(request_iterator, connection))
         beat = asyncio.create_task(self._heartbeat(connection))
-        log.info("device %s connected", connection.device_id)
         try:
+            # Accepted only once other instances can route commands here.
+            await self._marks.connected(connection.device_id)
+            log.info("device %s connected", connection.device_id)
             yield control_pb2.ServerMessage(
                 accepted=control_pb2.ConnectionAccepted(
                     server_instance=self._instance_id, heartbeat_seconds=self._heartbeat_seconds
@@ -154,7 +157,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             if self._registry.unregister(connection):
                 connection.close()
             with contextlib.suppress(Exception):
-                await self._accounts.mark_disconnected(connection.device_id, self._instance_id)
+                await self._marks.disconnected(connection.device_id)
             log.info("device %s disconnected", connection.device_id)
 
     async def _read(
