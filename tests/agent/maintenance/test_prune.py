@@ -27,7 +27,7 @@ from comet.agent.maintenance import (
     prune,
 )
 from comet.agent.repository import Repository
-from comet.agent.repository.lock import STALE_AFTER_NS, RepositoryLock
+from comet.agent.repository.lock import PRUNE_GRACE_NS, STALE_AFTER_NS, RepositoryLock
 from comet.agent.storage.faulty import Fault, FaultPlan, FaultRule, FaultyStorage, Operation
 from comet.agent.storage.memory import MemoryStorage
 from tests.agent.maintenance.conftest import (
@@ -120,12 +120,20 @@ def test_prune_refuses_while_locked_unless_stale(repo: Repository, source: Sourc
     source.backup(repo)
     with repo.lock(hostname="busy"), pytest.raises(LockedError):
         prune(repo)
-    old = time.time_ns() - STALE_AFTER_NS - 10**9
-    stale = RepositoryLock.acquire(
-        repo.storage, repo.sealer, exclusive=True, hostname="dead", now_ns=lambda: old
+    # A holder on another host whose wall clock is an hour behind: its fresh lock is
+    # live whatever its clock says.
+    behind = time.time_ns() - 3600 * 10**9
+    other = RepositoryLock.acquire(
+        repo.storage, repo.sealer, exclusive=True, hostname="other", now_ns=lambda: behind
     )
+    with pytest.raises(LockedError, match="host other"):
+        prune(repo)
+    # It stops refreshing (the process died); by the storage's clock it goes stale.
+    other._stop.set()
+    assert isinstance(repo.storage, MemoryStorage)
+    repo.storage.clock = lambda: time.time_ns() + STALE_AFTER_NS + 10**9
     assert prune(repo).snapshots == 1
-    assert stale.info.key in {o.key for o in repo.storage.list("locks/")}  # left for unlock
+    assert other.info.key in {o.key for o in repo.storage.list("locks/")}  # left for unlock
 
 
 def test_prune_refuses_when_a_used_blob_is_unindexed(
@@ -172,6 +180,9 @@ def test_crash_during_prune_leaves_vault_restorable(
 
     result = prune(survivor)
     assert result.snapshots == 1
+    # Unindexed leftovers wait out the grace period (by the storage's clock), then go.
+    storage.clock = lambda: time.time_ns() + PRUNE_GRACE_NS + 10**9
+    result = prune(survivor)
     report = check(survivor, read_data=True)
     assert report.problems == ()  # no leftovers: every pack is indexed and used
     source.assert_restores(survivor, s2, tmp_path / "after-rerun")

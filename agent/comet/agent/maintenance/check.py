@@ -7,7 +7,8 @@ every pack, checks it against its name, reads its trailer and decrypts and hashe
 blob. Damage is then traced to the snapshots and the file paths it affects.
 
 A damaged vault is a result with error problems, not an exception: the caller picks the
-job status. Read-only; holds a shared lock, so backups may run meanwhile.
+job status. Read-only; holds a shared lock, so backups may run meanwhile (or none,
+with a warning, on a vault it cannot write to).
 """
 
 from __future__ import annotations
@@ -142,7 +143,9 @@ def check(
     cancel = cancel or CancelToken()
     cancel.check()
     st = _State()
-    with repo.lock(hostname=hostname) as lock:
+    with repo.lock(hostname=hostname, purpose="verify", for_reading=True) as lock:
+        if lock.warning:
+            reporter.note(lock.warning)
         _check_config_and_keys(repo, st)
         for key, error in repo.reload_index(skip_damaged=True):
             st.add(ProblemKind.INDEX, key, f"index file {key} is unreadable: {error}")
