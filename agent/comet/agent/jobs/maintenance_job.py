@@ -23,6 +23,8 @@ from comet.agent.maintenance.unlock import unlock
 from comet.agent.repository.repository import Repository
 from comet.agent.vaults import VaultSpec, open_repository
 
+REMOVED_LOCK = "removed lock "
+
 
 class VerifyFailedError(AgentError):
     code = "verify_failed"
@@ -71,6 +73,8 @@ class VaultJob(abc.ABC):
             self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
         )
         try:
+            for key, message in sorted(repo.damaged.items()):
+                handle.warning(f"{key} is damaged and was set aside: {message}")
             return self.work(repo, handle)
         finally:
             repo.close()
@@ -185,7 +189,12 @@ class UnlockJob(VaultJob):
     remove_all: bool = False
 
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
-        result = unlock(repo, remove_all=self.remove_all, reporter=_Reporter(handle))
+        result = unlock(repo, remove_all=self.remove_all)
+        for info, reason in zip(result.removed, result.reasons, strict=True):
+            # One line per lock in a fixed shape: 'comet unlock --json' lists them.
+            handle.info(f"{REMOVED_LOCK}{info.key} ({info.describe()}): {reason}")
+        for info in result.kept:
+            handle.info(f"kept lock {info.key} ({info.describe()}): it may belong to a running job")
         handle.info(f"removed {len(result.removed)} locks, kept {len(result.kept)}")
         return JobOutcome(Status.SUCCESS)
 

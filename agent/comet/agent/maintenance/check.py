@@ -47,6 +47,7 @@ class ProblemKind(enum.StrEnum):
     PACK_SIZE = "pack_size"
     PACK_DAMAGED = "pack_damaged"  # content or trailer does not match
     PACK_UNINDEXED = "pack_unindexed"  # harmless leftover of a crashed writer
+    LOCK = "lock"  # the vault could not be locked (read-only or full): checked unlocked
 
 
 class Severity(enum.StrEnum):
@@ -145,7 +146,7 @@ def check(
     st = _State()
     with repo.lock(hostname=hostname, purpose="verify", for_reading=True) as lock:
         if lock.warning:
-            reporter.note(lock.warning)
+            st.add(ProblemKind.LOCK, "locks/", lock.warning, warning=True)
         _check_config_and_keys(repo, st)
         for key, error in repo.reload_index(skip_damaged=True):
             st.add(ProblemKind.INDEX, key, f"index file {key} is unreadable: {error}")
