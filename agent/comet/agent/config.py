@@ -53,6 +53,12 @@ def clock_offset_ns_from_env() -> int:
     return int(float(value) * 1e9) if value else 0
 
 
+def lock_hostname_from_env() -> str:
+    """Tests make one agent judge locks as if it ran on another host with
+    COMET_HOSTNAME ("" means the real host name)."""
+    return os.environ.get("COMET_HOSTNAME", "")
+
+
 def lock_timing_from_env() -> dict[str, float]:
     """Tests shorten repository lock and prune periods (seconds) with
     COMET_LOCK_STALE, COMET_LOCK_REFRESH and COMET_PRUNE_GRACE."""

@@ -11,7 +11,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from comet.agent.clock import system_clock
-from comet.agent.config import lock_timing_from_env
+from comet.agent.config import lock_hostname_from_env, lock_timing_from_env
 from comet.agent.credentials import unwrap_secret, wrap_secret
 from comet.agent.errors import AgentError
 from comet.agent.repository.lock import LockPolicy
@@ -195,6 +195,7 @@ def lock_policy() -> LockPolicy:
         stale_after_ns=int(timing.get("stale", defaults.stale_after_ns / 1e9) * 1e9),
         refresh_every_ns=int(timing.get("refresh", defaults.refresh_every_ns / 1e9) * 1e9),
         prune_grace_ns=int(timing.get("grace", defaults.prune_grace_ns / 1e9) * 1e9),
+        hostname=lock_hostname_from_env() or defaults.hostname,
     )
 
 

@@ -5,7 +5,6 @@ operation and reports what it did on the job."""
 from __future__ import annotations
 
 import abc
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,7 +103,7 @@ class RetentionJob(VaultJob):
             self.rules,
             now=datetime.now(UTC),
             tz=local_tz(),
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -123,7 +122,7 @@ class DeleteSnapshotsJob(VaultJob):
         result = delete_snapshots(
             repo,
             ids,
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -136,7 +135,7 @@ class ReindexJob(VaultJob):
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
         result = rebuild_indexes(
             repo,
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -157,7 +156,7 @@ class VerifyJob(VaultJob):
         result = check(
             repo,
             read_data=self.read_data,
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -202,7 +201,7 @@ class UnlockJob(VaultJob):
 @dataclass(frozen=True)
 class MeasureJob(VaultJob):
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
-        result = measure(repo, hostname=socket.gethostname(), reporter=_Reporter(handle))
+        result = measure(repo, hostname=repo.lock_policy.hostname, reporter=_Reporter(handle))
         handle.job.counters.bytes = result.total_bytes
         handle.info(f"the vault uses {result.total_bytes} bytes ({result.pack_bytes} in packs)")
         return JobOutcome(Status.SUCCESS)
