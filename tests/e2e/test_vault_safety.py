@@ -367,7 +367,7 @@ def test_one_flipped_byte_in_each_kind_of_object_never_locks_the_door(
         return job, _job_log(carol, job["job_id"])
 
     # An index file: the vault opens, verify names it, reindex rebuilds from the packs.
-    (index,) = list((vault / "index").iterdir())
+    index = sorted((vault / "index").iterdir())[0]
     _flip(index)
     listed = carol.comet("snapshots", "--vault", "v", "--all-devices", "--json").json()
     assert {s["snapshot_id"] for s in listed} == {one_id, two_id}
@@ -448,19 +448,17 @@ def test_restore_and_verify_work_on_a_read_only_and_on_a_full_vault(
             subprocess.run(["umount", str(vault)], check=True)
 
         # Full: fill the filesystem to the last byte.
-        with open(vault / "filler", "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
-            try:
-                while True:
-                    f.write(b"\0")
-                    f.flush()
-            except OSError:
-                pass
+        fd = os.open(vault / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for block in (1 << 20, 4096, 1):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * block)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
+        assert shutil.disk_usage(vault).free == 0
         job = carol.comet("restore", one_id, "--vault", "v", "--to", str(short_tmp / "full"),
                           "--wait", "--json").json()  # fmt: skip
         assert job["status"] in ("success", "warning"), _job_log(carol, job["job_id"])
