@@ -277,10 +277,13 @@ class SftpStorage:
         # every moment the old or the new object can be read.
         try:
             sftp.rename(tmp, path)
-            return
         except OSError:
             if not self._alive():
                 raise
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                sftp.remove(path + _ASIDE)  # left by a replace cut short
+            return
         with contextlib.suppress(FileNotFoundError):
             sftp.remove(path + _ASIDE)
         with contextlib.suppress(FileNotFoundError):
