@@ -476,37 +476,66 @@ def test_restore_and_verify_work_on_a_read_only_and_on_a_full_vault(
 
 
 @pytest.mark.timeout(180)
-def test_a_sigkilled_agents_lock_blocks_nothing_and_unlock_reports_what_it_removed(
+def test_a_sigkilled_agents_lock_blocks_nothing_and_unlock_removes_what_it_says(
     server: ServerProcess, admin: AdminCli, short_tmp: Path
 ) -> None:
     """The agent is SIGKILLed in the middle of a slow backup: its lock stays behind. The
-    restarted agent's verify and retention run at once (the holder's process is gone),
-    and 'comet unlock --json' lists the lock it removed."""
+    restarted agent's verify and retention run at once (the holder's process is gone)
+    and the admin's 'dispatch unlock' removes it. 'comet unlock --force' removes a
+    running backup's lock (from another device), lists it, and that backup fails
+    instead of committing."""
     admin("user", "add", "carol", "--password-stdin", stdin=PASSWORD + "\n")
     # Production lock periods: only the dead-process rule can free the lock quickly.
     agent = _device(server, short_tmp / "a", "device-a", {"COMET_LOCK_STALE": "1800",
                     "COMET_LOCK_REFRESH": "300", "COMET_PRUNE_GRACE": "87300"})  # fmt: skip
     vault = short_tmp / "vault"
+    locks = vault / "locks"
+
+    def lock_files() -> list[Path]:
+        return list(locks.iterdir()) if locks.exists() else []
+
+    other: AgentProcess | None = None
     try:
         agent.comet("vault", "add", "v", "--type", "local", "--path", str(vault))
         agent.comet("item", "add", "slow", "--type", "program", "--command",
-                    "head -c 300000 /dev/urandom; sleep 30", "--save-as", "s.bin")  # fmt: skip
+                    "head -c 300000 /dev/urandom; sleep 5", "--save-as", "s.bin")  # fmt: skip
         agent.comet("backup", "slow", "--vault", "v")
-        wait_for(lambda: list((vault / "locks").glob("*")) if (vault / "locks").exists() else [],
-                 what="the backup's lock")  # fmt: skip
+        wait_for(lock_files, what="the backup's lock")
         agent.kill()
-        assert len(list((vault / "locks").iterdir())) == 1
+        assert len(lock_files()) == 1
         agent.start()
         wait_for(lambda: agent.status()["connected"], what="reconnected")
         verify = agent.comet("verify", "--vault", "v", "--wait", "--json").json()
         assert verify["status"] in ("success", "warning")
         retention = agent.comet("retention", "--vault", "v", "--wait", "--json").json()
         assert retention["status"] == "success"
-        unlocked = agent.comet("unlock", "--vault", "v", "--wait", "--json").json()
-        assert len(unlocked["removed_locks"]) == 1
-        assert "is gone" in unlocked["removed_locks"][0]["detail"]
-        assert not list((vault / "locks").iterdir())
-        forced = agent.comet("unlock", "--vault", "v", "--force", "--wait", "--json").json()
-        assert forced["status"] == "success" and forced["removed_locks"] == []
+        device = agent.status()["device_id"]
+        admin("dispatch", "unlock", "--device", device, "--vault", "v")
+        wait_for(lambda: lock_files() == [], what="dispatch unlock to remove the dead lock")
+
+        result: dict[str, CliResult] = {}
+
+        def run_backup() -> None:
+            result["job"] = agent.comet("backup", "slow", "--vault", "v", "--wait", "--json",
+                                        check=False)  # fmt: skip
+
+        # Jobs of one vault run one at a time per agent: another device forces it.
+        other = _device(server, short_tmp / "b", "device-b", {})
+        backup = threading.Thread(target=run_backup)
+        backup.start()
+        wait_for(lock_files, what="the second backup's lock")
+        forced = other.comet("unlock", "--vault", "v", "--force", "--wait", "--json").json()
+        assert forced["status"] == "success" and len(forced["removed_locks"]) == 1
+        assert "backup" in forced["removed_locks"][0]["detail"]
+        backup.join()
+        job = result["job"].json()
+        assert job["status"] == "error" and not job["snapshot_id"]
+        assert "was removed" in result["job"].stderr
+        assert not (vault / "snapshots").exists() or not list((vault / "snapshots").iterdir())
+        assert agent.comet("backup", "slow", "--vault", "v", "--wait", "--json").json()[
+            "snapshot_id"
+        ]
     finally:
         agent.kill()
+        if other is not None:
+            other.kill()
