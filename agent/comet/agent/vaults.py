@@ -179,12 +179,14 @@ def open_repository(
     storage = open_storage(spec, key_dir=key_dir, server_url=server_url)
     if bandwidth_bps:
         storage = RateLimitedStorage(storage, upload_bps=bandwidth_bps, download_bps=bandwidth_bps)
-    return Repository.open(
+    repo = Repository.open(
         storage,
         unwrap_vault_key(spec, wrap_key),
         now_ns=system_clock().time_ns,
         lock_policy=lock_policy(),
     )
+    repo.label = spec.name
+    return repo
 
 
 def lock_policy() -> LockPolicy:

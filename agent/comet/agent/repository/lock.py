@@ -267,6 +267,7 @@ class RepositoryLock:
         purpose: str = "",
         watch: LockWatch = WATCH,
         may_read_without: bool = False,
+        vault: str = "VAULT",
     ) -> RepositoryLock:
         """Take a lock. Raises LockedError naming the conflicting holder and how to
         unlock. With ``may_read_without`` (shared locks for reading only), a lock that
@@ -292,7 +293,7 @@ class RepositoryLock:
             # lock says a prune is deleting data right now.
             found = _conflicts(storage, sealer, mine, policy, watch)
             if found:
-                raise LockedError(_describe(found[0][0], found[0][1])) from e
+                raise LockedError(_describe(found[0][0], found[0][1], vault)) from e
             warning = (
                 f"the vault cannot be locked ({e}); reading it without a lock: a prune "
                 "started meanwhile on another device could make this job fail"
@@ -307,7 +308,7 @@ class RepositoryLock:
             raise
         if found:
             storage.delete(mine.key)
-            raise LockedError(_describe(found[0][0], found[0][1]))
+            raise LockedError(_describe(found[0][0], found[0][1], vault))
         return cls(storage, sealer, mine, policy, now_ns=now_ns)
 
     def _refresh_loop(self) -> None:
@@ -450,15 +451,15 @@ def _conflicts(
     return out
 
 
-def _describe(info: LockInfo, age_ns: int | None) -> str:
+def _describe(info: LockInfo, age_ns: int | None, vault: str) -> str:
     kind = "an exclusive" if info.exclusive else "a shared"
     what = f" {info.purpose}" if info.purpose else ""
     age = "" if age_ns is None else f", last refreshed {_minutes(age_ns)} ago"
     return (
         f"the vault is locked: {kind}{what} lock is held by host {info.hostname} "
         f"(pid {info.pid}{age}). Wait for that job to finish; if it is not running, "
-        "remove the lock with 'comet unlock --vault VAULT' once it is stale, or at once "
-        "with 'comet unlock --vault VAULT --force'"
+        f"remove the lock with 'comet unlock --vault {vault}' once it is stale, or at once "
+        f"with 'comet unlock --vault {vault} --force'"
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import threading
 import time
 from collections import OrderedDict
@@ -75,6 +76,7 @@ class Repository:
     ) -> None:
         self.storage = storage
         self.lock_policy = lock_policy or LockPolicy()
+        self.label = ""  # the vault's name, for messages that tell a person what to run
         # Objects set aside because they are damaged: (key, message). Opening, listing
         # and reading go on without them; verify and the job logs report them.
         self.damaged: dict[str, str] = {}
@@ -412,6 +414,7 @@ class Repository:
             policy=self.lock_policy,
             purpose=purpose,
             may_read_without=for_reading,
+            vault=shlex.quote(self.label) if self.label else "VAULT",
         )
 
     def close(self) -> None:
