@@ -266,3 +266,35 @@ def test_pack_layout_matches_the_spec() -> None:
     assert data[:5] == b"CMTP\x01"
     (tlen,) = struct.unpack("<I", data[-4:])
     assert len(data) - 4 - tlen >= 8 + 29
+
+
+def test_a_damaged_key_file_is_named_in_the_error() -> None:
+    storage = MemoryStorage()
+    Repository.init(storage, VAULT_KEY).close()
+    (key,) = [o.key for o in storage.list("keys/")]
+    data = bytearray(storage.get(key))
+    data[1] ^= 1  # the magic bytes
+    storage.put(key, bytes(data))
+    with pytest.raises(IntegrityError, match=f"{key} is damaged"):
+        Repository.open(storage, VAULT_KEY)
+    data[1] ^= 1
+    data[-1] ^= 1  # the sealed keys: indistinguishable from a wrong vault key
+    storage.put(key, bytes(data))
+    with pytest.raises(WrongVaultKeyError, match=key):
+        Repository.open(storage, VAULT_KEY)
+
+
+def test_a_damaged_snapshot_is_left_out_of_listings_and_recorded() -> None:
+    storage = MemoryStorage()
+    repo = Repository.init(storage, VAULT_KEY)
+    ids = []
+    for n in range(2):
+        snapshot = Snapshot(item_id=f"i{n}", device_id="d", hostname="h", tree=b"\0" * 32,
+                            start_ns=n, end_ns=n)  # fmt: skip
+        ids.append(repo.save_snapshot(snapshot))
+    key = f"snapshots/{ids[0].hex()}"
+    data = bytearray(storage.get(key))
+    data[-1] ^= 1
+    storage.put(key, bytes(data))
+    assert [s.id for s in repo.list_snapshots()] == [ids[1]]
+    assert key in repo.damaged
