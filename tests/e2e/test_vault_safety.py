@@ -450,6 +450,8 @@ def test_restore_and_verify_work_on_a_read_only_and_on_a_full_vault(
             assert verify["status"] in ("success", "warning")
             listed = carol.comet("snapshots", "--vault", "v", "--all-devices", "--json").json()
             assert len(listed) == 2
+            browsed = carol.comet("ls", "--vault", "v", one_id, "--json").json()
+            assert browsed  # browsing needs no write access either
         finally:
             subprocess.run(["umount", str(vault)], check=True)
 
