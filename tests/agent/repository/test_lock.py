@@ -192,3 +192,37 @@ def test_readers_go_on_without_a_lock_on_a_read_only_vault() -> None:
         lock.check()
     with pytest.raises(StorageError, match="read-only"):
         repo.lock()  # a writer still needs its lock
+
+
+class _Flaky:
+    """Lock rewrites fail (the storage is unreachable for a while)."""
+
+    def __init__(self, inner: MemoryStorage) -> None:
+        self.inner = inner
+        self.failing = False
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.failing:
+            raise StorageError("connection lost")
+        self.inner.put(key, data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_lock_that_cannot_be_refreshed_for_the_stale_period_stops_the_job() -> None:
+    storage = MemoryStorage()
+    Repository.init(storage, VAULT_KEY)
+    flaky = _Flaky(storage)
+    repo = Repository.open(flaky, VAULT_KEY, lock_policy=FAST)  # type: ignore[arg-type]
+    lock = repo.lock()
+    flaky.failing = True
+    time.sleep(0.5)
+    lock.refresh()  # a few failed refreshes are tolerated
+    time.sleep(FAST.stale_after_ns / 1e9)
+    assert lock.refresh_errors > 3
+    with pytest.raises(LockLostError, match="could not be refreshed"):
+        lock.check()
+    flaky.failing = False
+    lock.release()
+    assert not list(storage.list("locks/"))  # still removed when the storage is back

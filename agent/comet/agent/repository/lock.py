@@ -243,6 +243,7 @@ class RepositoryLock:
         self.warning = warning
         self.lost: str = ""
         self.refresh_errors = 0
+        self._refreshed_mono = policy.monotonic_ns()
         self._seq = 0
         self._released = False
         self._stop = threading.Event()
@@ -338,6 +339,7 @@ class RepositoryLock:
             self._seq += 1
             self.info = replace(self.info, time_ns=self._now_ns())
             self._storage.put(self.info.key, _encode(self._sealer, self.info, self._seq))
+            self._refreshed_mono = self._policy.monotonic_ns()
 
     def storage_now(self) -> int | None:
         """The storage's current time, read from this lock rewritten just now (None
@@ -350,9 +352,20 @@ class RepositoryLock:
             return None
 
     def refresh(self) -> None:
-        """Raise LockLostError if a refresh found the lock removed (cheap: no I/O)."""
+        """Raise LockLostError if a refresh found the lock removed, or refreshing failed
+        for so long that others may take the lock for stale (cheap: no I/O)."""
         if self.lost:
             raise LockLostError(self.lost)
+        if self.held:
+            silent = self._policy.monotonic_ns() - self._refreshed_mono
+            if silent > self._policy.stale_after_ns:
+                self.lost = (
+                    f"the repository lock of this job could not be refreshed for "
+                    f"{_minutes(silent)} ({self.refresh_errors} failed attempts), so other "
+                    "devices may take it for stale; the job stopped without committing. "
+                    "Run it again"
+                )
+                raise LockLostError(self.lost)
 
     def check(self) -> None:
         """Before a commit: confirm with the storage that the lock is still there.
@@ -379,8 +392,12 @@ class RepositoryLock:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        if self.held and not self.lost:
-            self._storage.delete(self.info.key)
+        if self.held:
+            try:
+                self._storage.delete(self.info.key)  # idempotent if someone removed it
+            except StorageError:
+                if not self.lost:
+                    raise  # else the job's own LockLostError is the one to report
 
     def __enter__(self) -> RepositoryLock:
         return self
