@@ -13,7 +13,7 @@ clocks. A lock is stale when
   is the storage time of a lock this device just wrote minus the storage time of the
   other lock: one clock, the storage's); or
 - this process watched it stay byte-for-byte unchanged for the stale period, measured
-  on its own monotonic clock (``LockWatch``).
+  on its own monotonic clock, which counts sleep too (``LockWatch``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ REFRESH_EVERY_NS = 5 * 60 * 10**9
 # Prune spares unindexed packs and temp files younger than this (by storage time): a
 # writer that lost its lock still has the stale period to notice, plus a margin.
 PRUNE_GRACE_NS = (24 * 60 + 5) * 60 * 10**9
+
+
+def elapsed_ns() -> int:
+    """A clock that only moves forward and keeps counting while the machine sleeps
+    (CLOCK_BOOTTIME): a holder suspended for an hour must see that an hour passed."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime_ns(clock) if clock is not None else time.monotonic_ns()
 
 
 def _boot_id() -> str:
@@ -82,7 +89,7 @@ class LockPolicy:
     stale_after_ns: int = STALE_AFTER_NS
     refresh_every_ns: int = REFRESH_EVERY_NS
     prune_grace_ns: int = PRUNE_GRACE_NS
-    monotonic_ns: Callable[[], int] = time.monotonic_ns
+    monotonic_ns: Callable[[], int] = elapsed_ns
     hostname: str = field(default_factory=socket.gethostname)
     boot_id: str = field(default_factory=_boot_id)
 
