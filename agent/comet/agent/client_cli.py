@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from comet.agent.config import default_socket_path
 from comet.agent.output import fail, print_json, print_table, rfc3339
-from comet.agent.transport import parse_server_url, rpc_error_message
+from comet.agent.transport import normalise_fingerprint, parse_server_url, rpc_error_message
+from comet.agent.trust_prompt import ask_to_trust
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2
 
 PROG = "comet"
@@ -73,11 +75,18 @@ def print_status(status: agent_api_pb2.StatusReply, as_json: bool) -> None:
 
 
 def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
-    parse_server_url(args.server)  # a clear error before anything is sent
+    address = parse_server_url(args.server)  # a clear error before anything is sent
     try:
         ca_pem = args.ca.read_text() if args.ca else ""
     except OSError as e:
         raise CliError(f"--ca: cannot read {args.ca}: {e.strerror}") from e
+    fingerprint = ""
+    if args.trust_fingerprint:
+        fingerprint = normalise_fingerprint(args.trust_fingerprint)
+    elif address.secure and not ca_pem and sys.stdin.isatty():
+        fingerprint = confirm_certificate(client, address.url)
+    # Without a confirmation the agent refuses an unvouched certificate itself, with
+    # a one-line message naming the fingerprint and --trust-fingerprint.
     reply = client.api.Login(
         agent_api_pb2.AgentLoginRequest(
             server=args.server,
@@ -86,6 +95,7 @@ def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
             totp_code=args.totp or "",
             device_name=args.device_name or "",
             ca_pem=ca_pem,
+            trust_fingerprint=fingerprint,
         ),
         timeout=120,
     )
@@ -97,6 +107,20 @@ def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
     if reply.device_registered_now:
         print(f"registered this device as {reply.status.device_id}")
     print_status(reply.status, False)
+
+
+def confirm_certificate(client: AgentClient, url: str) -> str:
+    """On a terminal: the fingerprint the person confirmed for a certificate no
+    authority vouches for and nothing pins yet, else "" (verified, already pinned, or
+    changed, which only --trust-fingerprint may re-pin)."""
+    seen = client.api.ServerCertificate(
+        agent_api_pb2.ServerCertificateRequest(server=url), timeout=30
+    )
+    if seen.verified or seen.pinned_fingerprint:
+        return ""
+    if not ask_to_trust(url, seen.fingerprint):
+        raise CliError(f"not logged in: the certificate {seen.fingerprint} was not trusted")
+    return seen.fingerprint
 
 
 def cmd_status(client: AgentClient, args: argparse.Namespace) -> None:
@@ -142,6 +166,47 @@ def vault_json(vault: common_pb2.StorageVault) -> dict[str, Any]:
     }
 
 
+def pin_sftp_host_key(host: str, port: int, given: str | None) -> str:
+    """The host key to pin for an SFTP vault (``"<type> <base64>"``): the one the server
+    presents, if it matches ``given`` (``--host-key``), or if a person at a terminal
+    confirms its fingerprint. Without either, refuse and show the fingerprint."""
+    from comet.agent.storage.base import StorageError
+    from comet.agent.storage.sftp import (
+        describe_host_key,
+        fetch_host_key,
+        host_key_fingerprint,
+        host_key_matches,
+        parse_host_key_pin,
+    )
+
+    where = f"{host}:{port}"
+    try:
+        pin = parse_host_key_pin(given) if given else None
+        seen = fetch_host_key(host, port)
+    except StorageError as e:
+        raise CliError(f"cannot pin the host key of the SFTP server {where}: {e}") from e
+    shown = describe_host_key(seen)
+    if pin is not None:
+        if not host_key_matches(pin, seen):
+            raise CliError(
+                f"the SFTP server {where} presents host key {shown}, not the"
+                f" {describe_host_key(pin)} given with --host-key; no vault was added"
+            )
+        return seen
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        print(f"The SFTP server {where} presents host key {shown}.", file=sys.stderr)
+        print("Compare it with the server's own (ssh-keygen -lf on its key).", file=sys.stderr)
+        sys.stderr.write("Trust this host key? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return seen
+        raise CliError("host key not trusted; no vault was added")
+    raise CliError(
+        f"the SFTP server {where} presents host key {shown}; check it and run again with"
+        f" --host-key {host_key_fingerprint(seen)} to trust it"
+    )
+
+
 def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
     vault = common_pb2.StorageVault(
         name=args.name,
@@ -172,6 +237,7 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
             raise CliError("--type sftp needs --host, --user and --path")
         if not args.key and not args.password_stdin:
             raise CliError("--type sftp needs --key FILE or --password-stdin")
+        host_key = pin_sftp_host_key(args.host, args.port or 22, args.host_key)
         vault.sftp.CopyFrom(
             common_pb2.SftpVaultSettings(
                 host=args.host,
@@ -180,7 +246,7 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
                 path=args.path,
                 password=read_password() if args.password_stdin else "",
                 private_key=Path(args.key).read_text() if args.key else "",
-                host_key=args.host_key or "",
+                host_key=host_key,
             )
         )
     else:
@@ -547,12 +613,40 @@ def _time_arg(text: str | None) -> Timestamp | None:
     return ts
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]*)\s*")
+_UNITS = {
+    **{u: 1 for u in ("", "b")},
+    **{
+        u: 1024**p
+        for p, us in enumerate((("k", "kib"), ("m", "mib"), ("g", "gib"), ("t", "tib")), 1)
+        for u in us
+    },
+    **{u: 1000**p for p, u in enumerate(("kb", "mb", "gb", "tb"), 1)},
+}
+
+
+def size_arg(text: str) -> int:
+    """A size in bytes: a number with an optional unit. K, M, G, T and KiB…TiB are
+    powers of 1024; kB, MB, GB, TB powers of 1000 (``10M``, ``1.5GiB``, ``0``)."""
+    match = _SIZE.fullmatch(text)
+    unit = _UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size (examples: 0, 4096, 10M, 1.5GiB, 2GB)"
+        )
+    return (
+        int(float(match.group(1)) * unit) if "." in match.group(1) else int(match.group(1)) * unit
+    )
+
+
 def cmd_find(client: AgentClient, args: argparse.Namespace) -> None:
     query = common_pb2.FindQuery(
         name_glob=args.pattern if not args.regex else "",
         name_regex=args.pattern if args.regex else "",
         min_size=args.min_size or 0,
         max_size=args.max_size or 0,
+        has_min_size=args.min_size is not None,
+        has_max_size=args.max_size is not None,
         limit=args.limit or 0,
     )
     after, before = _time_arg(args.newer), _time_arg(args.older)
@@ -578,13 +672,27 @@ def cmd_find(client: AgentClient, args: argparse.Namespace) -> None:
 ARCHIVES = {"tar": 0, "tar.gz": 1, "zip": 2, "sqfs": 3, "tar.zst": 4}
 
 
-def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
-    options = common_pb2.RestoreOptions(paths=args.path or [], allow_partial=args.allow_partial)
+def restore_options(args: argparse.Namespace) -> common_pb2.RestoreOptions:
+    """The one destination the parser allowed, with the options that fit it."""
+    options = common_pb2.RestoreOptions(
+        paths=args.path or [],
+        allow_partial=args.allow_partial,
+        restore_privileged=args.restore_privileged,
+    )
+    if (args.per_file or args.as_archive) and not args.program:
+        raise CliError("--per-file and --as-archive go with --program CMD")
+    if args.output and not args.archive:
+        raise CliError("--output goes with --archive FORMAT")
+    writes_files = bool(args.to or args.original_paths)
+    if args.overwrite_if_newer and not writes_files:
+        raise CliError("--overwrite-if-newer goes with --to DIR or --original-paths")
+    if args.overwrite and not (writes_files or args.archive):
+        raise CliError("--overwrite goes with --to DIR, --original-paths or --archive")
     if args.overwrite:
         options.overwrite = common_pb2.OVERWRITE_MODE_OVERWRITE
     elif args.overwrite_if_newer:
         options.overwrite = common_pb2.OVERWRITE_MODE_IF_NEWER
-    if args.to or args.original_paths:
+    if writes_files:
         options.type = common_pb2.RESTORE_TYPE_FILES
         options.destination = str(Path(args.to).absolute()) if args.to else ""
         options.original_paths = args.original_paths
@@ -597,17 +705,17 @@ def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
             else common_pb2.RESTORE_TYPE_PROGRAM_PER_FILE
         )
         options.program_command = args.program
-    elif args.archive:
+    else:
         if not args.output:
             raise CliError("--archive needs --output FILE")
         options.type = common_pb2.RESTORE_TYPE_ARCHIVE_FILE
         options.archive_format = ARCHIVES[args.archive]  # type: ignore[assignment]
         options.destination = str(Path(args.output).absolute())
-    else:
-        raise CliError(
-            "say where to restore: --to DIR, --original-paths, --simulate, "
-            "--program CMD or --archive FORMAT --output FILE"
-        )
+    return options
+
+
+def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
+    options = restore_options(args)
     job = client.api.StartRestore(
         agent_api_pb2.StartRestoreRequest(
             vault_id=args.vault, snapshot_id=args.snapshot, item_id=args.item or "", options=options
@@ -773,8 +881,16 @@ def cmd_change_password(client: AgentClient, args: argparse.Namespace) -> None:
     print("password changed; every vault key was re-wrapped under the new password")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr (the CLI contract); ``--help`` shows usage.
+    Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Control the local Comet agent.")
+    parser = _OneLineParser(prog=PROG, description="Control the local Comet agent.")
     parser.add_argument("--socket", type=Path, default=None, help="the agent's unix socket")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -787,7 +903,13 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--ca",
         type=Path,
-        help="https: trust this CA (PEM) instead of pinning the server's certificate",
+        help="https: the server's certificate must be signed by this CA (PEM)",
+    )
+    login.add_argument(
+        "--trust-fingerprint",
+        metavar="SHA256:…",
+        help="https: trust the server's self-signed certificate if its SHA-256 fingerprint "
+        "is this (first login, or re-pinning a certificate the server changed)",
     )
     login.add_argument("--json", action="store_true")
     login.set_defaults(func=cmd_login)
@@ -836,7 +958,11 @@ def build_parser() -> argparse.ArgumentParser:
     vadd.add_argument("--port", type=int)
     vadd.add_argument("--user")
     vadd.add_argument("--key", help="sftp: private key file")
-    vadd.add_argument("--host-key", help="sftp: pinned host key 'type base64'")
+    vadd.add_argument(
+        "--host-key",
+        help="sftp: the server's host key to pin: SHA256:<fingerprint>, 'type base64' or a"
+        " known_hosts line (without it the fingerprint is shown and confirmed on a terminal)",
+    )
     vadd.add_argument("--password-stdin", action="store_true")
     vadd.add_argument("--quota", type=int, help="quota in bytes")
     vadd.add_argument("--pre", action="append", help="command to run before each backup")
@@ -932,8 +1058,8 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--vault", required=True)
     find.add_argument("--snapshot", action="append", help="only these (default: all)")
     find.add_argument("--regex", action="store_true")
-    find.add_argument("--min-size", type=int)
-    find.add_argument("--max-size", type=int)
+    find.add_argument("--min-size", type=size_arg, help="at least this size: 0, 512, 10M, 1.5GiB")
+    find.add_argument("--max-size", type=size_arg, help="at most this size (0: empty files)")
     find.add_argument("--newer", help="modified after this time (ISO 8601)")
     find.add_argument("--older", help="modified before this time (ISO 8601)")
     find.add_argument("--limit", type=int)
@@ -944,14 +1070,22 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("snapshot", help="snapshot id (or prefix), or 'latest' with --item")
     restore.add_argument("--vault", required=True)
     restore.add_argument("--item")
-    restore.add_argument("--to", help="restore under this directory")
-    restore.add_argument("--original-paths", action="store_true")
-    restore.add_argument("--simulate", action="store_true")
-    restore.add_argument("--program", help="command receiving the data on stdin")
-    restore.add_argument("--per-file", action="store_true", help="run the program per file")
-    restore.add_argument("--as-archive", action="store_true", help="one tar stream on stdin")
-    restore.add_argument("--archive", choices=sorted(ARCHIVES))
+    # Exactly one destination: a second one is refused here, before any job starts.
+    where = restore.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", help="restore under this directory")
+    where.add_argument("--original-paths", action="store_true")
+    where.add_argument("--simulate", action="store_true", help="read and verify, write nothing")
+    where.add_argument("--program", help="command receiving the data on stdin")
+    where.add_argument("--archive", choices=sorted(ARCHIVES), help="write one archive file")
+    shape = restore.add_mutually_exclusive_group()
+    shape.add_argument("--per-file", action="store_true", help="run the program per file")
+    shape.add_argument("--as-archive", action="store_true", help="one tar stream on stdin")
     restore.add_argument("--output", help="archive file to write")
+    restore.add_argument(
+        "--restore-privileged",
+        action="store_true",
+        help="also restore setuid/setgid bits, security.* attributes and device nodes",
+    )
     restore.add_argument("--path", action="append", help="restore only this path (repeatable)")
     mode = restore.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true")
@@ -960,7 +1094,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--allow-partial", action="store_true")
     restore.add_argument("--wait", action="store_true")
     restore.add_argument("--json", action="store_true")
-    restore.set_defaults(func=cmd_restore)
+    restore.set_defaults(func=cmd_restore, precheck=restore_options)
 
     history = sub.add_parser("history", help="job history of this device")
     history.add_argument("--status", action="append")
@@ -1021,6 +1155,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        precheck = getattr(args, "precheck", None)
+        if precheck is not None:  # refusals that need no agent come first
+            precheck(args)
         client = AgentClient(args.socket or default_socket_path())
         args.func(client, args)
     except grpc.RpcError as e:
