@@ -197,14 +197,13 @@ def cmd_user_reset_password(args: argparse.Namespace) -> None:
         metadata=admin.metadata,
         timeout=30,
     )
+    del reply  # its data_kept_readable is always false: there is no recovery path
     if args.json:
-        print_json({"username": args.name, "data_kept_readable": reply.data_kept_readable})
-    elif reply.data_kept_readable:
-        print(f"password of {args.name!r} reset; their backups stay readable")
+        print_json({"username": args.name, "old_backups_readable": False})
     else:
         print(
             f"password of {args.name!r} reset; warning: backups made with the old password "
-            "cannot be read with the new one (the user had not enabled recovery)"
+            "cannot be read with the new one (the server holds no key to them)"
         )
 
 

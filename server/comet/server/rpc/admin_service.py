@@ -100,7 +100,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         admin = await self._auth.admin(context, allowed=SUPER)
         source = peer_address(context)
         try:
-            kept = await self._accounts.reset_password(
+            await self._accounts.reset_password(
                 request.username,
                 convert.kdf_from_proto(request.kdf),
                 request.auth_key,
@@ -117,12 +117,13 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
             raise
         details = ("forced; " if request.force else "") + (
-            "data kept readable" if kept else "old backups unreadable without the old password"
+            "old backups unreadable without the old password"
         )
         await self._accounts.audit(
             admin.username, "user.reset_password", request.username, source=source, details=details
         )
-        return admin_pb2.ResetPasswordReply(data_kept_readable=kept)
+        # No admin-assisted recovery exists: the server never holds a usable vault key.
+        return admin_pb2.ResetPasswordReply(data_kept_readable=False)
 
     @handles_errors
     async def GetUserProfile(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,10 +10,10 @@ from enum import IntEnum
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from comet.agent.credentials import KdfParams
-from comet.server import passwords, totp
+from comet.server import passwords, totp, validation
 from comet.server.clock import Clock
 from comet.server.errors import (
     AlreadyExistsError,
@@ -33,8 +32,16 @@ from comet.server.store import profile_document
 from comet.server.store.credential_cache import CredentialCache
 from comet.server.store.models import AuditEvent, Device, ServerSetting, Session, User
 from comet.server.store.policies import effective_policy
+from comet.server.throttle import BackoffPolicy, FailureCount, retry_after
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,255}$")
+USERNAME_RE = validation.USERNAME_RE
+# Audit rows keep at most this much of each caller-influenced field.
+AUDIT_FIELD_MAX = 256
+AUDIT_DETAILS_MAX = 2048
+# Failed attempts of these kinds are throttled together (see ``throttle``).
+LOGIN_ACTIONS = ("login",)
+TOTP_ACTIONS = ("totp.confirm", "totp.disable")
+PASSWORD_ACTIONS = ("password.change",)
 
 
 class Role(IntEnum):
@@ -119,12 +126,36 @@ class LoginPolicy:
     max_failed_logins: int = 5
     failed_login_window_seconds: int = 900
     online_after_seconds: int = 45
+    # The first wait once the free failures are used up; it doubles per failure.
+    first_backoff_seconds: int = 30
+
+    @property
+    def backoff(self) -> BackoffPolicy:
+        window = timedelta(seconds=self.failed_login_window_seconds)
+        return BackoffPolicy(
+            free_per_account_source=self.max_failed_logins,
+            free_per_source=self.max_failed_logins * 4,
+            first_delay=timedelta(seconds=self.first_backoff_seconds),
+            max_delay=window,
+            window=window,
+        )
 
 
 def check_username(username: str) -> str:
-    if not USERNAME_RE.match(username):
-        raise InvalidRequestError("a username is 1-255 characters of letters, digits and _ . @ -")
-    return username
+    return validation.username(username)
+
+
+def check_registration(registration: Registration | None) -> None:
+    if registration is None:
+        return
+    validation.text(registration.name, field="the device name", max_len=validation.NAME_MAX)
+    for field, value in (
+        ("the device's operating system", registration.os),
+        ("the device's architecture", registration.arch),
+        ("the device's time zone", registration.timezone),
+        ("the client version", registration.client_version),
+    ):
+        validation.text(value, field=field, max_len=validation.SHORT_TEXT_MAX)
 
 
 class AccountStore:
@@ -136,6 +167,7 @@ class AccountStore:
         *,
         box: SecretBox | None = None,
         credentials: CredentialCache | None = None,
+        hasher: passwords.AuthKeyHasher | None = None,
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Single reads on the hot path need no transaction (no BEGIN/ROLLBACK trips).
@@ -146,6 +178,8 @@ class AccountStore:
         # Device credentials that checked out, for a few seconds (the revocation
         # bound is documented in credential_cache).
         self._credentials = credentials or CredentialCache()
+        # Password hashing runs in worker threads, off the event loop.
+        self._hasher = hasher or passwords.AuthKeyHasher()
 
     # ------------------------------------------------------------------ users
 
@@ -159,9 +193,8 @@ class AccountStore:
         max_devices: int = 0,
     ) -> UserRecord:
         check_username(username)
-        if len(auth_key) != 32:
-            raise InvalidRequestError("the authentication key must be 32 bytes")
-        stored = passwords.hash_auth_key(auth_key)
+        validation.auth_key(auth_key)
+        stored = await self._hasher.hash(auth_key)
         user = User(
             id=str(uuid.uuid4()),
             username=username,
@@ -215,6 +248,7 @@ class AccountStore:
     # ------------------------------------------------------------------ login
 
     async def prelogin(self, username: str) -> KdfParams:
+        check_username(username)
         async with self._sessions() as s:
             kdf = await s.scalar(select(User.kdf).where(User.username == username))
         if kdf is None:
@@ -235,15 +269,21 @@ class AccountStore:
         """Check the key (and the two-factor code, when enabled) and open a session;
         agents also get (or register) a device.
 
-        Throttled per account and per source address; every outcome is audited. A
-        missing two-factor code raises TwoFactorRequiredError and is not counted as a
-        failure; a wrong one is."""
-        await self._check_throttle(username, source)
+        Input is checked before any database work. Throttled per (account, source)
+        and per source (see ``throttle``); every outcome is audited. A missing
+        two-factor code raises TwoFactorRequiredError and is not counted as a
+        failure; a wrong one is, and so is a wrong password. An unknown username
+        costs the same hash as a known one."""
+        check_username(username)
+        validation.auth_key(auth_key)
+        validation.totp_code(totp_code)
+        validation.device_id(device_id)
+        check_registration(registration)
+        await self._check_backoff(LOGIN_ACTIONS, username, source)
         async with self._sessions() as s:
             user = await s.scalar(select(User).where(User.username == username))
-        ok = user is not None and passwords.verify_auth_key(
-            auth_key, passwords.StoredSecret(user.auth_hash, user.auth_salt)
-        )
+        stored = passwords.StoredSecret(user.auth_hash, user.auth_salt) if user else None
+        ok = await self._hasher.verify(auth_key, stored)
         if user is None or not ok:
             await self.audit(
                 username,
@@ -382,30 +422,29 @@ class AccountStore:
             await s.commit()
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def _check_throttle(self, username: str, source: str) -> None:
-        since = self._clock.now() - timedelta(seconds=self._policy.failed_login_window_seconds)
-        limit = self._policy.max_failed_logins
-        async with self._sessions() as s:
-            base = (
-                select(func.count())
-                .select_from(AuditEvent)
-                .where(
-                    AuditEvent.action == "login",
-                    AuditEvent.success.is_(False),
-                    AuditEvent.time >= since,
-                )
-            )
-            by_account = await s.scalar(base.where(AuditEvent.target == username)) or 0
-            by_source = 0
-            if source:
-                by_source = await s.scalar(base.where(AuditEvent.source_address == source)) or 0
-        # A source may try several accounts, but not endlessly.
-        if by_account >= limit or by_source >= limit * 4:
-            await self.audit(
-                username, "login", username, source=source, success=False, details="throttled"
-            )
-            minutes = self._policy.failed_login_window_seconds // 60
-            raise ThrottledError(f"too many failed logins; try again in {minutes} minutes")
+    async def _check_backoff(self, actions: tuple[str, ...], username: str, source: str) -> None:
+        """Refuses (ThrottledError, audited as ``<action>.throttled``, not counted as
+        a failure) while ``source`` must still wait after failed ``actions``."""
+        policy = self._policy.backoff
+        now = self._clock.now()
+        since = now - policy.window
+        async with self._reads.connect() as conn:
+            pair = await _failures(conn, actions, since, source=source, target=username)
+            by_source = await _failures(conn, actions, since, source=source)
+        wait = retry_after(policy, pair=pair, source=by_source, now=now)
+        if wait <= 0:
+            return
+        await self.audit(
+            username,
+            f"{actions[0]}.throttled",
+            username,
+            source=source,
+            success=False,
+            details=f"{pair.failures} failures for the account, {by_source.failures} in all",
+        )
+        raise ThrottledError(
+            f"too many failed attempts from this address; try again in {wait} seconds"
+        )
 
     # ------------------------------------------------------------------ credentials
 
@@ -488,7 +527,12 @@ class AccountStore:
             username = user.username
         return TotpEnrolment(secret, totp.provisioning_uri(secret, username))
 
-    async def confirm_totp_enrolment(self, user_id: str, code: str) -> None:
+    async def confirm_totp_enrolment(self, user_id: str, code: str, *, source: str = "") -> None:
+        """Enables two-factor once ``code`` proves the app has the secret. Wrong codes
+        are audited and throttled like logins."""
+        validation.totp_code(code)
+        username = await self._username(user_id)
+        await self._check_backoff(TOTP_ACTIONS, username, source)
         async with self._sessions() as s, s.begin():
             user = await s.get(User, user_id, with_for_update=True)
             if user is None or user.totp_pending_secret is None:
@@ -496,30 +540,60 @@ class AccountStore:
             box = self._secret_box()
             secret = box.open(user.totp_pending_secret, context=f"totp-pending:{user.id}")
             step = totp.matching_step(secret, code, self._clock.now())
-            if step is None:
-                raise InvalidRequestError(
-                    "wrong two-factor code: check the authenticator app and the clock"
-                )
-            user.totp_secret = box.seal(secret, context=f"totp:{user.id}")
-            user.totp_pending_secret = None
-            user.totp_last_step = step
-            username = user.username
-        await self.audit(username, "totp.enable", username)
+            if step is not None:
+                user.totp_secret = box.seal(secret, context=f"totp:{user.id}")
+                user.totp_pending_secret = None
+                user.totp_last_step = step
+        if step is None:
+            await self.audit(
+                username,
+                "totp.confirm",
+                username,
+                source=source,
+                success=False,
+                details="wrong two-factor code",
+            )
+            raise InvalidRequestError(
+                "wrong two-factor code: check the authenticator app and the clock"
+            )
+        await self.audit(username, "totp.enable", username, source=source)
 
-    async def disable_totp(self, user_id: str, code: str) -> None:
-        """Turns two-factor off; needs a current code."""
+    async def disable_totp(self, user_id: str, code: str, *, source: str = "") -> None:
+        """Turns two-factor off; needs a current, unused code. Wrong codes are
+        audited and throttled like logins."""
+        validation.totp_code(code)
+        username = await self._username(user_id)
+        await self._check_backoff(TOTP_ACTIONS, username, source)
         async with self._sessions() as s, s.begin():
             user = await s.get(User, user_id, with_for_update=True)
             if user is None or user.totp_secret is None:
                 raise InvalidRequestError("two-factor authentication is not enabled")
             secret = self._secret_box().open(user.totp_secret, context=f"totp:{user.id}")
-            if totp.matching_step(secret, code, self._clock.now()) is None:
-                raise AuthenticationError("wrong two-factor code")
-            user.totp_secret = None
-            user.totp_pending_secret = None
-            user.totp_last_step = None
-            username = user.username
-        await self.audit(username, "totp.disable", username)
+            step = totp.matching_step(secret, code, self._clock.now())
+            # A code already used (to log in, say) cannot be replayed to disable.
+            fresh = step is not None and (user.totp_last_step is None or user.totp_last_step < step)
+            if fresh:
+                user.totp_secret = None
+                user.totp_pending_secret = None
+                user.totp_last_step = None
+        if not fresh:
+            await self.audit(
+                username,
+                "totp.disable",
+                username,
+                source=source,
+                success=False,
+                details="wrong two-factor code",
+            )
+            raise AuthenticationError("wrong two-factor code")
+        await self.audit(username, "totp.disable", username, source=source)
+
+    async def _username(self, user_id: str) -> str:
+        async with self._reads.connect() as conn:
+            name = await conn.scalar(select(User.username).where(User.id == user_id))
+        if name is None:
+            raise NotFoundError("no such user")
+        return name
 
     # ------------------------------------------------------------------ passwords
 
@@ -531,13 +605,32 @@ class AccountStore:
         rewrapped: dict[str, bytes],
         *,
         current_auth_key: bytes,
+        source: str = "",
     ) -> None:
         """Replaces the login secret and every vault's wrapped key in one transaction,
         given proof of the current password; the account's sessions end (devices keep
-        their credentials)."""
-        if len(auth_key) != 32:
-            raise InvalidRequestError("the authentication key must be 32 bytes")
-        stored = passwords.hash_auth_key(auth_key)
+        their credentials). A wrong current password is audited and throttled."""
+        validation.auth_key(auth_key)
+        validation.auth_key(current_auth_key)
+        username = await self._username(user_id)
+        await self._check_backoff(PASSWORD_ACTIONS, username, source)
+        async with self._reads.connect() as conn:
+            row = (
+                await conn.execute(select(User.auth_hash, User.auth_salt).where(User.id == user_id))
+            ).first()
+        if row is None:
+            raise NotFoundError("no such user")
+        if not await self._hasher.verify(current_auth_key, passwords.StoredSecret(*row)):
+            await self.audit(
+                username,
+                "password.change",
+                username,
+                source=source,
+                success=False,
+                details="wrong current password",
+            )
+            raise AuthenticationError("the current password is wrong")
+        stored = await self._hasher.hash(auth_key)
         async with self._sessions() as s, s.begin():
             user = await s.get(User, user_id, with_for_update=True)
             if user is None:
@@ -547,26 +640,26 @@ class AccountStore:
                 raise PermissionDeniedError(
                     "changing the password is not allowed by your policy (prevent_change_password)"
                 )
-            current = passwords.StoredSecret(user.auth_hash, user.auth_salt)
-            if not passwords.verify_auth_key(current_auth_key, current):
-                raise AuthenticationError("the current password is wrong")
+            if (user.auth_hash, user.auth_salt) != tuple(row):
+                raise ConflictError("the password changed meanwhile; try again")
             user.profile = profile_document.rewrap_vault_keys(user.profile, rewrapped)
             user.profile_version += 1
             user.kdf = passwords.kdf_to_json(kdf)
             user.auth_hash, user.auth_salt = stored.auth_hash, stored.auth_salt
             await self._end_sessions(s, user.id)
             username = user.username
-        await self.audit(username, "password.change", username)
+        await self.audit(username, "password.change", username, source=source)
 
     async def reset_password(
         self, username: str, kdf: KdfParams, auth_key: bytes, *, force: bool
-    ) -> bool:
+    ) -> None:
         """An administrator sets a new password. Refused unless the user allowed it
-        in their account settings or ``force``. Returns whether existing backups stay
-        readable (only with the user's recovery wraps)."""
-        if len(auth_key) != 32:
-            raise InvalidRequestError("the authentication key must be 32 bytes")
-        stored = passwords.hash_auth_key(auth_key)
+        in their account settings or ``force``. The server holds no usable key to
+        the user's vaults, so backups made with the old password stay readable only
+        with the old password (there is no admin-assisted recovery)."""
+        check_username(username)
+        validation.auth_key(auth_key)
+        stored = await self._hasher.hash(auth_key)
         async with self._sessions() as s, s.begin():
             user = await s.scalar(select(User).where(User.username == username).with_for_update())
             if user is None:
@@ -580,7 +673,6 @@ class AccountStore:
             user.kdf = passwords.kdf_to_json(kdf)
             user.auth_hash, user.auth_salt = stored.auth_hash, stored.auth_salt
             await self._end_sessions(s, user.id)
-            return profile_document.has_recovery_wraps(user.profile)
 
     async def _end_sessions(self, s: AsyncSession, user_id: str) -> None:
         await s.execute(
@@ -686,19 +778,31 @@ class AccountStore:
         success: bool = True,
         details: str = "",
     ) -> None:
+        """Records one event. Caller-influenced fields are cut to a bounded size, so
+        no request can make a row large."""
+        cut = validation.truncate
         async with self._sessions() as s:
             s.add(
                 AuditEvent(
                     time=self._clock.now(),
-                    actor=actor,
-                    action=action,
-                    target=target,
-                    source_address=source,
+                    actor=cut(actor, AUDIT_FIELD_MAX),
+                    action=cut(action, AUDIT_FIELD_MAX),
+                    target=cut(target, AUDIT_FIELD_MAX),
+                    source_address=cut(source, AUDIT_FIELD_MAX),
                     success=success,
-                    details=details,
+                    details=cut(details, AUDIT_DETAILS_MAX),
                 )
             )
             await s.commit()
+
+    async def prune_audit(self, retention: timedelta) -> int:
+        """Deletes audit events older than ``retention``; returns how many."""
+        async with self._sessions() as s:
+            result = await s.execute(
+                delete(AuditEvent).where(AuditEvent.time < self._clock.now() - retention)
+            )
+            await s.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def list_audit(self, *, action: str = "", limit: int = 100) -> list[AuditEvent]:
         query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit or 100)
@@ -750,3 +854,23 @@ def _with_device(
         device_token=token,
         device_registered_now=registered,
     )
+
+
+async def _failures(
+    conn: AsyncConnection,
+    actions: tuple[str, ...],
+    since: datetime,
+    *,
+    source: str,
+    target: str | None = None,
+) -> FailureCount:
+    query = select(func.count(), func.max(AuditEvent.time)).where(
+        AuditEvent.action.in_(actions),
+        AuditEvent.success.is_(False),
+        AuditEvent.time >= since,
+        AuditEvent.source_address == source,
+    )
+    if target is not None:
+        query = query.where(AuditEvent.target == target)
+    count, latest = (await conn.execute(query)).one()
+    return FailureCount(int(count or 0), latest)
