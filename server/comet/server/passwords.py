@@ -6,10 +6,12 @@ from real ones, so usernames cannot be probed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from comet.server.errors import ThrottledError
 # Server-side hash of the authentication key. The key already carries the client's
 # scrypt cost, so a moderate cost here suffices to make a stolen table expensive.
 _SERVER_LOG2_N = 14
+# How much lower than the rest of the server the hash workers run (nice value).
+HASH_WORKER_NICE = 10
 
 R = TypeVar("R")
 
@@ -54,8 +58,10 @@ class AuthKeyHasher:
     username that does not exist costs what one that exists does."""
 
     def __init__(self, *, workers: int = 0, queue_limit: int = 256) -> None:
-        workers = workers or max(1, min(4, os.cpu_count() or 1))
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="auth-hash")
+        workers = workers or max(1, min(4, (os.cpu_count() or 1) - 1))
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="auth-hash", initializer=_lower_priority
+        )
         self._slots = queue_limit
         self._decoy = hash_auth_key(os.urandom(32))
 
@@ -78,6 +84,14 @@ class AuthKeyHasher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Hash workers yield the CPU to the event loop: a burst of logins must not slow
+    every other call (Linux nice values are per thread)."""
+    # Not Linux, or not permitted: run at normal priority.
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_WORKER_NICE)
 
 
 def decoy_kdf(server_secret: bytes, username: str) -> KdfParams:

@@ -279,7 +279,7 @@ class AccountStore:
         validation.totp_code(totp_code)
         validation.device_id(device_id)
         check_registration(registration)
-        await self._check_backoff(LOGIN_ACTIONS, username, source)
+        await self._check_backoff(LOGIN_ACTIONS, username, source, action="login")
         async with self._sessions() as s:
             user = await s.scalar(select(User).where(User.username == username))
         stored = passwords.StoredSecret(user.auth_hash, user.auth_salt) if user else None
@@ -422,21 +422,23 @@ class AccountStore:
             await s.commit()
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def _check_backoff(self, actions: tuple[str, ...], username: str, source: str) -> None:
-        """Refuses (ThrottledError, audited as ``<action>.throttled``, not counted as
-        a failure) while ``source`` must still wait after failed ``actions``."""
+    async def _check_backoff(
+        self, actions: tuple[str, ...], username: str, source: str, *, action: str
+    ) -> None:
+        """Refuses ``action`` (ThrottledError, audited as ``<action>.throttled``, not
+        counted as a failure) while ``source`` must still wait after failed
+        ``actions``."""
         policy = self._policy.backoff
         now = self._clock.now()
         since = now - policy.window
         async with self._reads.connect() as conn:
-            pair = await _failures(conn, actions, since, source=source, target=username)
-            by_source = await _failures(conn, actions, since, source=source)
+            pair, by_source = await _failures(conn, actions, since, source=source, target=username)
         wait = retry_after(policy, pair=pair, source=by_source, now=now)
         if wait <= 0:
             return
         await self.audit(
             username,
-            f"{actions[0]}.throttled",
+            f"{action}.throttled",
             username,
             source=source,
             success=False,
@@ -532,7 +534,7 @@ class AccountStore:
         are audited and throttled like logins."""
         validation.totp_code(code)
         username = await self._username(user_id)
-        await self._check_backoff(TOTP_ACTIONS, username, source)
+        await self._check_backoff(TOTP_ACTIONS, username, source, action="totp.confirm")
         async with self._sessions() as s, s.begin():
             user = await s.get(User, user_id, with_for_update=True)
             if user is None or user.totp_pending_secret is None:
@@ -563,7 +565,7 @@ class AccountStore:
         audited and throttled like logins."""
         validation.totp_code(code)
         username = await self._username(user_id)
-        await self._check_backoff(TOTP_ACTIONS, username, source)
+        await self._check_backoff(TOTP_ACTIONS, username, source, action="totp.disable")
         async with self._sessions() as s, s.begin():
             user = await s.get(User, user_id, with_for_update=True)
             if user is None or user.totp_secret is None:
@@ -613,7 +615,7 @@ class AccountStore:
         validation.auth_key(auth_key)
         validation.auth_key(current_auth_key)
         username = await self._username(user_id)
-        await self._check_backoff(PASSWORD_ACTIONS, username, source)
+        await self._check_backoff(PASSWORD_ACTIONS, username, source, action="password.change")
         async with self._reads.connect() as conn:
             row = (
                 await conn.execute(select(User.auth_hash, User.auth_salt).where(User.id == user_id))
@@ -857,20 +859,23 @@ def _with_device(
 
 
 async def _failures(
-    conn: AsyncConnection,
-    actions: tuple[str, ...],
-    since: datetime,
-    *,
-    source: str,
-    target: str | None = None,
-) -> FailureCount:
-    query = select(func.count(), func.max(AuditEvent.time)).where(
+    conn: AsyncConnection, actions: tuple[str, ...], since: datetime, *, source: str, target: str
+) -> tuple[FailureCount, FailureCount]:
+    """Failed ``actions`` from ``source`` since ``since``: those against ``target``,
+    and all of them (one query)."""
+    mine = AuditEvent.target == target
+    query = select(
+        func.count().filter(mine),
+        func.max(AuditEvent.time).filter(mine),
+        func.count(),
+        func.max(AuditEvent.time),
+    ).where(
         AuditEvent.action.in_(actions),
         AuditEvent.success.is_(False),
         AuditEvent.time >= since,
         AuditEvent.source_address == source,
     )
-    if target is not None:
-        query = query.where(AuditEvent.target == target)
-    count, latest = (await conn.execute(query)).one()
-    return FailureCount(int(count or 0), latest)
+    pair_count, pair_latest, all_count, all_latest = (await conn.execute(query)).one()
+    return FailureCount(int(pair_count or 0), pair_latest), FailureCount(
+        int(all_count or 0), all_latest
+    )
