@@ -613,15 +613,14 @@ class AccountStore:
         given proof of the current password; the account's sessions end (devices keep
         their credentials). A wrong current password is audited and throttled."""
         validation.auth_key(auth_key)
+        async with self._sessions() as s:
+            user = await s.get(User, user_id)
+            if user is None:
+                raise NotFoundError("no such user")
+            await _check_password_policy(s, user)
+            username, row = user.username, (user.auth_hash, user.auth_salt)
         validation.auth_key(current_auth_key)
-        username = await self._username(user_id)
         await self._check_backoff(PASSWORD_ACTIONS, username, source, action="password.change")
-        async with self._reads.connect() as conn:
-            row = (
-                await conn.execute(select(User.auth_hash, User.auth_salt).where(User.id == user_id))
-            ).first()
-        if row is None:
-            raise NotFoundError("no such user")
         if not await self._hasher.verify(current_auth_key, passwords.StoredSecret(*row)):
             await self.audit(
                 username,
@@ -637,12 +636,8 @@ class AccountStore:
             user = await s.get(User, user_id, with_for_update=True)
             if user is None:
                 raise NotFoundError("no such user")
-            policy = await effective_policy(s, user)
-            if policy is not None and policy.flag("prevent_change_password"):
-                raise PermissionDeniedError(
-                    "changing the password is not allowed by your policy (prevent_change_password)"
-                )
-            if (user.auth_hash, user.auth_salt) != tuple(row):
+            await _check_password_policy(s, user)
+            if (user.auth_hash, user.auth_salt) != row:
                 raise ConflictError("the password changed meanwhile; try again")
             user.profile = profile_document.rewrap_vault_keys(user.profile, rewrapped)
             user.profile_version += 1
@@ -856,6 +851,14 @@ def _with_device(
         device_token=token,
         device_registered_now=registered,
     )
+
+
+async def _check_password_policy(s: AsyncSession, user: User) -> None:
+    policy = await effective_policy(s, user)
+    if policy is not None and policy.flag("prevent_change_password"):
+        raise PermissionDeniedError(
+            "changing the password is not allowed by your policy (prevent_change_password)"
+        )
 
 
 async def _failures(
