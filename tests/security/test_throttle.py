@@ -7,17 +7,23 @@ PROXY_SOURCE, which the server trusts), as behind the shipped nginx config."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import signal
 import statistics
+import tempfile
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 import pytest
 
 from comet.server import totp
 from comet.v1 import admin_pb2, control_pb2
+from tests.e2e.test_multi_instance import NginxProcess
 from tests.security.throttle_fixtures import (
     PROXY_SOURCE,
     Client,
@@ -60,6 +66,53 @@ def test_25_failures_from_one_forwarded_address_leave_other_addresses_alone(
     throttled = guarded_server.audit("action = 'login.throttled' AND source_address = %s", attacker)
     assert len(throttled) == 6
     proxy.close()
+
+
+def test_behind_the_shipped_nginx_config_one_address_cannot_lock_out_another(
+    guarded_server: GuardedServer,
+) -> None:
+    """deploy/nginx/comet.conf in a real nginx; nginx reaches the server from the
+    trusted proxy address, and clients reach nginx from 127.0.0.8 and 127.0.0.9.
+    (Every test here uses addresses of its own: back-off is per address.)"""
+    alice = guarded_server.add_user()
+    root = Path(tempfile.mkdtemp(prefix="ng-"))
+    nginx = NginxProcess(root / "n", [guarded_server.process.port])
+    try:
+        # grpc_bind: the upstream connections come from the address the server trusts.
+        conf = nginx.root / "comet.conf"
+        text, count = re.subn(
+            r"(?m)^(\s*)grpc_pass (.*)$",
+            rf"\1grpc_pass \2\n\1grpc_bind {PROXY_SOURCE};",
+            conf.read_text(),
+        )
+        assert count == 1
+        conf.write_text(text)
+        nginx.proc.send_signal(signal.SIGHUP)  # reload; poll until new workers serve
+        probe = Client(guarded_server.via("127.0.0.7", nginx.port))
+        deadline = time.monotonic() + 10
+        while True:
+            name = f"probe{uuid.uuid4().hex[:8]}"
+            login_error(probe, name, WRONG)
+            if guarded_server.audit("target = %s AND source_address = '127.0.0.7'", name):
+                break
+            assert time.monotonic() < deadline, "nginx did not pass the client address on"
+            time.sleep(0.2)
+        probe.close()
+        attacker = Client(guarded_server.via("127.0.0.8", nginx.port))
+        owner = Client(guarded_server.via("127.0.0.9", nginx.port))
+        codes = [login_error(attacker, f"x{uuid.uuid4().hex[:12]}", WRONG) for _ in range(25)]
+        assert codes[:20] == [grpc.StatusCode.UNAUTHENTICATED] * 20
+        assert codes[20:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 5
+        started = time.monotonic()
+        assert owner.login(alice, "password-1").session_token
+        assert time.monotonic() - started < 1.0
+        rows = guarded_server.audit("target = %s AND action = 'login'", alice)
+        assert [(r[3], r[4]) for r in rows] == [("127.0.0.9", True)]
+        attacker.close()
+        owner.close()
+    finally:
+        nginx.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_forwarded_headers_count_only_from_a_trusted_proxy(

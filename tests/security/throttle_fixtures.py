@@ -128,19 +128,21 @@ class GuardedServer:
     process: ServerProcess
     database_url: str
     root_token: str = ""
-    _forwarders: dict[str, SourceForwarder] = field(default_factory=dict)
+    _forwarders: dict[tuple[str, int], SourceForwarder] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def direct(self) -> str:
         return f"127.0.0.1:{self.process.port}"
 
-    def via(self, source: str) -> str:
-        """A target whose connections reach the server from ``source``."""
+    def via(self, source: str, port: int = 0) -> str:
+        """A target whose connections reach the server (or whatever listens on
+        ``port``) from ``source``."""
+        port = port or self.process.port
         with self._lock:
-            if source not in self._forwarders:
-                self._forwarders[source] = SourceForwarder(self.process.port, source)
-            return self._forwarders[source].target
+            if (source, port) not in self._forwarders:
+                self._forwarders[source, port] = SourceForwarder(port, source)
+            return self._forwarders[source, port].target
 
     def add_user(self, username: str = "", password: str = "password-1") -> str:
         username = username or f"u{uuid.uuid4().hex[:10]}"
