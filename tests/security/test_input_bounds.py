@@ -17,7 +17,7 @@ import grpc
 import psycopg
 import pytest
 
-from comet.v1 import control_pb2
+from comet.v1 import admin_pb2, control_pb2
 from tests.fixtures.postgres import PostgresCluster
 from tests.fixtures.processes import ServerProcess, free_port, run_cli
 from tests.security.throttle_fixtures import (
@@ -199,3 +199,16 @@ def test_audit_events_past_their_retention_are_deleted(
     finally:
         process.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_admin_lookups_by_username_are_validated_too(guarded_server: GuardedServer) -> None:
+    client = Client(guarded_server.direct)
+    md = (("authorization", f"Bearer {guarded_server.root_token}"),)
+    for call, request in (
+        (client.admin.DeleteUser, admin_pb2.DeleteUserRequest(username="a\x00b")),
+        (client.admin.ListDevices, admin_pb2.ListDevicesRequest(username="a\x00b")),
+        (client.admin.GetUserProfile, admin_pb2.GetUserProfileRequest(username="x" * 5000)),
+    ):
+        code, _ = refused(call, request, metadata=md, timeout=30)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, call
+    client.close()

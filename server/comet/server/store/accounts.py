@@ -231,6 +231,7 @@ class AccountStore:
             return [_user_record(user, int(n)) for user, n in rows.all()]
 
     async def delete_user(self, username: str) -> None:
+        check_username(username)
         async with self._sessions() as s:
             result = await s.execute(delete(User).where(User.username == username))
             await s.commit()
@@ -239,6 +240,7 @@ class AccountStore:
             raise NotFoundError(f"no user named {username!r}")
 
     async def user_id(self, username: str) -> str:
+        check_username(username)
         async with self._sessions() as s:
             found = await s.scalar(select(User.id).where(User.username == username))
         if found is None:
@@ -684,6 +686,8 @@ class AccountStore:
         self, *, username: str | None = None, user_id: str | None = None, online_only: bool = False
     ) -> list[DeviceRecord]:
         query = select(Device, User.username).join(User, User.id == Device.user_id)
+        if username:  # "" means every user, as callers pass a proto field through
+            check_username(username)
         if username is not None:
             query = query.where(User.username == username)
         if user_id is not None:
