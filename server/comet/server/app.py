@@ -341,7 +341,7 @@ async def _prune_audit(accounts: AccountStore, retention: timedelta) -> None:
     """Audit events are kept for the configured period, then deleted."""
     while True:
         try:
-            pruned = await accounts.prune_audit(retention)
+            pruned = await accounts.audit_log.prune(retention)
             if pruned:
                 log.info("audit: %d events older than %s deleted", pruned, retention)
         except Exception:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from comet.agent.credentials import KdfParams
 from comet.server import passwords, totp, validation
@@ -29,15 +29,13 @@ from comet.server.errors import (
 )
 from comet.server.secret_box import SecretBox
 from comet.server.store import profile_document
+from comet.server.store.audit import AuditLog
 from comet.server.store.credential_cache import CredentialCache
 from comet.server.store.models import AuditEvent, Device, ServerSetting, Session, User
 from comet.server.store.policies import effective_policy
-from comet.server.throttle import BackoffPolicy, FailureCount, retry_after
+from comet.server.throttle import BackoffPolicy, retry_after
 
 USERNAME_RE = validation.USERNAME_RE
-# Audit rows keep at most this much of each caller-influenced field.
-AUDIT_FIELD_MAX = 256
-AUDIT_DETAILS_MAX = 2048
 # Failed attempts of these kinds are throttled together (see ``throttle``).
 LOGIN_ACTIONS = ("login",)
 TOTP_ACTIONS = ("totp.confirm", "totp.disable")
@@ -180,6 +178,9 @@ class AccountStore:
         self._credentials = credentials or CredentialCache()
         # Password hashing runs in worker threads, off the event loop.
         self._hasher = hasher or passwords.AuthKeyHasher()
+        self.audit_log = AuditLog(engine, clock)
+        # Records one audit event (``AuditLog.record``); kept here for the callers.
+        self.audit = self.audit_log.record
 
     # ------------------------------------------------------------------ users
 
@@ -433,8 +434,9 @@ class AccountStore:
         policy = self._policy.backoff
         now = self._clock.now()
         since = now - policy.window
-        async with self._reads.connect() as conn:
-            pair, by_source = await _failures(conn, actions, since, source=source, target=username)
+        pair, by_source = await self.audit_log.failures(
+            actions, since, source=source, target=username
+        )
         wait = retry_after(policy, pair=pair, source=by_source, now=now)
         if wait <= 0:
             return
@@ -769,48 +771,8 @@ class AccountStore:
 
     # ------------------------------------------------------------------ audit, secrets
 
-    async def audit(
-        self,
-        actor: str,
-        action: str,
-        target: str,
-        *,
-        source: str = "",
-        success: bool = True,
-        details: str = "",
-    ) -> None:
-        """Records one event. Caller-influenced fields are cut to a bounded size, so
-        no request can make a row large."""
-        cut = validation.truncate
-        # One autocommitted statement: failed logins write here on the hot path.
-        async with self._reads.connect() as conn:
-            await conn.execute(
-                insert(AuditEvent).values(
-                    time=self._clock.now(),
-                    actor=cut(actor, AUDIT_FIELD_MAX),
-                    action=cut(action, AUDIT_FIELD_MAX),
-                    target=cut(target, AUDIT_FIELD_MAX),
-                    source_address=cut(source, AUDIT_FIELD_MAX),
-                    success=success,
-                    details=cut(details, AUDIT_DETAILS_MAX),
-                )
-            )
-
-    async def prune_audit(self, retention: timedelta) -> int:
-        """Deletes audit events older than ``retention``; returns how many."""
-        async with self._sessions() as s:
-            result = await s.execute(
-                delete(AuditEvent).where(AuditEvent.time < self._clock.now() - retention)
-            )
-            await s.commit()
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
     async def list_audit(self, *, action: str = "", limit: int = 100) -> list[AuditEvent]:
-        query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit or 100)
-        if action:
-            query = query.where(AuditEvent.action == action)
-        async with self._sessions() as s:
-            return list((await s.scalars(query)).all())
+        return await self.audit_log.list(action=action, limit=limit)
 
     async def server_secret(self, name: str) -> bytes:
         """A random secret shared by every instance, created on first use."""
@@ -863,26 +825,3 @@ async def _check_password_policy(s: AsyncSession, user: User) -> None:
         raise PermissionDeniedError(
             "changing the password is not allowed by your policy (prevent_change_password)"
         )
-
-
-async def _failures(
-    conn: AsyncConnection, actions: tuple[str, ...], since: datetime, *, source: str, target: str
-) -> tuple[FailureCount, FailureCount]:
-    """Failed ``actions`` from ``source`` since ``since``: those against ``target``,
-    and all of them (one query)."""
-    mine = AuditEvent.target == target
-    query = select(
-        func.count().filter(mine),
-        func.max(AuditEvent.time).filter(mine),
-        func.count(),
-        func.max(AuditEvent.time),
-    ).where(
-        AuditEvent.action.in_(actions),
-        AuditEvent.success.is_(False),
-        AuditEvent.time >= since,
-        AuditEvent.source_address == source,
-    )
-    pair_count, pair_latest, all_count, all_latest = (await conn.execute(query)).one()
-    return FailureCount(int(pair_count or 0), pair_latest), FailureCount(
-        int(all_count or 0), all_latest
-    )
