@@ -88,7 +88,8 @@ def test_behind_the_shipped_nginx_config_one_address_cannot_lock_out_another(
         assert count == 1
         conf.write_text(text)
         nginx.proc.send_signal(signal.SIGHUP)  # reload; poll until new workers serve
-        probe = Client(guarded_server.via("127.0.0.7", nginx.port))
+        cert = (nginx.root / "tls" / "server.crt").read_bytes()  # nginx terminates TLS
+        probe = Client(guarded_server.via("127.0.0.7", nginx.port), tls_root=cert)
         deadline = time.monotonic() + 10
         while True:
             name = f"probe{uuid.uuid4().hex[:8]}"
@@ -98,8 +99,8 @@ def test_behind_the_shipped_nginx_config_one_address_cannot_lock_out_another(
             assert time.monotonic() < deadline, "nginx did not pass the client address on"
             time.sleep(0.2)
         probe.close()
-        attacker = Client(guarded_server.via("127.0.0.8", nginx.port))
-        owner = Client(guarded_server.via("127.0.0.9", nginx.port))
+        attacker = Client(guarded_server.via("127.0.0.8", nginx.port), tls_root=cert)
+        owner = Client(guarded_server.via("127.0.0.9", nginx.port), tls_root=cert)
         codes = [login_error(attacker, f"x{uuid.uuid4().hex[:12]}", WRONG) for _ in range(25)]
         assert codes[:20] == [grpc.StatusCode.UNAUTHENTICATED] * 20
         assert codes[20:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 5

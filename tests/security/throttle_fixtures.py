@@ -77,12 +77,17 @@ class Client:
 
     target: str
     forwarded_for: str = ""
+    # PEM certificate to trust: TLS (as to the shipped nginx config); else plaintext.
+    tls_root: bytes | None = None
     channel: grpc.Channel = field(init=False)
 
     def __post_init__(self) -> None:
-        self.channel = grpc.insecure_channel(
-            self.target, options=[("grpc.max_send_message_length", 32 * 1024 * 1024)]
-        )
+        options = [("grpc.max_send_message_length", 32 * 1024 * 1024)]
+        if self.tls_root is None:
+            self.channel = grpc.insecure_channel(self.target, options=options)
+        else:
+            credentials = grpc.ssl_channel_credentials(root_certificates=self.tls_root)
+            self.channel = grpc.secure_channel(self.target, credentials, options=options)
         self.auth = control_pb2_grpc.AuthServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
         self.agent = control_pb2_grpc.AgentServiceStub(self.channel)

@@ -1,13 +1,13 @@
 """Audit events are pruned by age: an index on their time.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0009 (re-chained after merging main, where 0009 is)
 """
 
 from alembic import op
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
