@@ -298,11 +298,21 @@ class AccountStore:
         validation.device_id(device_id)
         check_registration(registration)
         await self._check_backoff(LOGIN_ACTIONS, username, source, action="login")
-        async with self._sessions() as s:
-            user = await s.scalar(select(User).where(User.username == username))
-        stored = passwords.StoredSecret(user.auth_hash, user.auth_salt) if user else None
+        # Only what the check needs: a large profile must not make known usernames
+        # slower to refuse than unknown ones.
+        async with self._reads.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(User.id, User.auth_hash, User.auth_salt).where(User.username == username)
+                )
+            ).first()
+        stored = passwords.StoredSecret(row.auth_hash, row.auth_salt) if row else None
         ok = await self._hasher.verify(auth_key, stored)
-        if user is None or not ok:
+        user = None
+        if row is not None and ok:
+            async with self._sessions() as s:
+                user = await s.get(User, row.id)  # None if deleted meanwhile
+        if user is None:
             await self.audit(
                 username,
                 "login",
