@@ -237,9 +237,11 @@ def grpc_server(
     """A gRPC server whose every failure is mapped by ``rpc.errors`` (one place)."""
     return grpc.aio.server(
         options=options,
+        # The size check comes first so that a refused request's bytes are dropped
+        # before any other wrapper's frame (and traceback) can hold on to them.
         interceptors=[
-            ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE,)),
             MessageLimitInterceptor(),
+            ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE,)),
         ],
     )
 
