@@ -105,6 +105,8 @@ class Principal:
     username: str
     role: Role
     device_id: str | None = None
+    # A session opened with admin rights (``LoginRequest.admin_session``).
+    admin_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -426,7 +428,9 @@ class AccountStore:
             raise AuthenticationError("the session has expired: log in again")
         if admin and not session.is_admin:
             raise AuthenticationError("this call needs an administrator session")
-        return Principal(user.id, user.username, Role(user.role))
+        return Principal(
+            user.id, user.username, Role(user.role), admin_session=bool(session.is_admin)
+        )
 
     async def authenticate_device(self, token: str) -> Principal:
         """The device holding ``token``. A credential that checked out is trusted for
