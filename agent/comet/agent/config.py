@@ -16,6 +16,8 @@ class AgentConfig:
     reconnect_min_seconds: float = 1.0
     reconnect_max_seconds: float = 60.0
     heartbeat_seconds: float = 15.0
+    # The device-local policy for remote commands (see device_policy); root-owned.
+    policy_path: Path = Path("/etc/comet-agent/agent.toml")
 
 
 def default_state_dir() -> Path:
@@ -44,3 +46,9 @@ def reconnect_max_from_env(default: float) -> float:
     """Tests shorten the reconnect backoff with COMET_AGENT_RECONNECT_MAX."""
     value = os.environ.get("COMET_AGENT_RECONNECT_MAX")
     return float(value) if value else default
+
+
+def default_policy_path() -> Path:
+    """/etc/comet-agent/agent.toml; tests point COMET_AGENT_POLICY_FILE elsewhere."""
+    env = os.environ.get("COMET_AGENT_POLICY_FILE")
+    return Path(env) if env else Path("/etc/comet-agent/agent.toml")

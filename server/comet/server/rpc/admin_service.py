@@ -242,13 +242,15 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         action = request.command.WhichOneof("action") or ""
         source = peer_address(context)
         details = command_facts.details_of(request.command)
-        try:
-            owner = await self._accounts.device_owner(request.device_id)
-        except NotFoundError:
-            raise DeviceOfflineError(
-                f"device {request.device_id} is not connected (no device has this id)"
-            ) from None
-        document = (await self._profiles.get(owner, reveal_secrets=False)).document
+        document: dict[str, Any] = {}
+        if action in command_facts.NEEDS_PROFILE:
+            try:
+                owner = await self._accounts.device_owner(request.device_id)
+            except NotFoundError:
+                raise DeviceOfflineError(
+                    f"device {request.device_id} is not connected (no device has this id)"
+                ) from None
+            document = (await self._profiles.get(owner, reveal_secrets=False)).document
         private = not profile_document.allows_admin_view_files(document)
         try:
             facts = command_facts.facts_of(request.command, document)

@@ -21,6 +21,8 @@ _PROGRAM_RESTORES = (
 )
 _DESTROYS = frozenset({"delete_snapshots", "disconnect", "change_login_url"})
 _SHOWS_FILES = frozenset({"browse_snapshot", "search_snapshots", "browse_filesystem"})
+# Commands judged with the owner's profile (their item and vault, the privacy setting).
+NEEDS_PROFILE = _SHOWS_FILES | {"run_backup", "run_restore", "list_snapshots"}
 
 
 def _find(entries: list[Doc], ref: str, key: str) -> Doc | None:
