@@ -59,9 +59,7 @@ def login(
         admin_session=admin_session,
     )
     if device_name:
-        request.registration.CopyFrom(
-            control_pb2.DeviceRegistration(name=device_name, os="linux")
-        )
+        request.registration.CopyFrom(control_pb2.DeviceRegistration(name=device_name, os="linux"))
     reply: control_pb2.LoginReply = stubs.auth.Login(request, timeout=30)
     return reply
 

@@ -191,10 +191,8 @@ CALLS: dict[str, Call] = {
 
 
 def _wire_methods() -> set[str]:
-    from comet.v1 import admin_pb2 as a, control_pb2 as c, storage_pb2 as s
-
     names = set()
-    for module in (a, c, s):
+    for module in (admin_pb2, control_pb2, storage_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             names |= {f"{service.name}/{m.name}" for m in service.methods}
     return names
