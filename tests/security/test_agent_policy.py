@@ -1,0 +1,229 @@
+"""The device enforces its own policy, whatever the server sends: raw commands pushed
+down a real agent's live stream by a test double of the server (all server checks
+bypassed) are refused by the agent's root-owned local policy and the user's privacy
+setting; vault commands set by another device of the account do not run here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2, control_pb2
+from tests.fixtures.processes import (
+    ALICE_PASSWORD,
+    AdminCli,
+    AgentProcess,
+    ServerProcess,
+    wait_for,
+)
+from tests.security.server_double import ServerDouble
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def set_admin_view_files(agent: AgentProcess, allowed: bool) -> None:
+    """The user's "administrators may view my files" setting, saved through the agent."""
+    with grpc.insecure_channel(f"unix:{agent.socket}") as channel:
+        stub = agent_api_pb2_grpc.AgentApiStub(channel)
+        profile = stub.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=30)
+        profile.settings.allow_admin_view_files = allowed
+        stub.SaveProfile(agent_api_pb2.SaveProfileRequest(profile=profile), timeout=30)
+
+
+def write_policy(path: Path, text: str, *, mode: int = 0o644, uid: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chmod(path, mode)
+    os.chown(path, uid, 0)
+
+
+@dataclass
+class Device:
+    agent: AgentProcess
+    double: ServerDouble
+    root: Path
+    policy: Path
+    source: Path
+    snapshot_id: str
+    vault_id: str
+
+    def restore(self, **options: Any) -> control_pb2.CommandReply:
+        return self.double.inject(
+            control_pb2.Command(
+                run_restore=control_pb2.RunRestoreCommand(
+                    vault_id=self.vault_id,
+                    snapshot_id=self.snapshot_id,
+                    options=common_pb2.RestoreOptions(**options),
+                )
+            )
+        )
+
+    def job_log(self, job_id: str) -> dict[str, Any]:
+        def ended() -> dict[str, Any] | None:
+            log: dict[str, Any] = self.agent.comet("job", "log", job_id, "--json").json()
+            return log if log["job"]["status"] not in ("running", "queued") else None
+
+        result: dict[str, Any] = wait_for(ended, timeout=60, what=f"job {job_id} to end")
+        return result
+
+
+@pytest.fixture
+def device(server: ServerProcess, admin: AdminCli, short_tmp: Path) -> Iterator[Device]:
+    """alice's agent, logged in through the double, with one snapshot of a small folder.
+    Its device policy file is absent at first (so the defaults apply)."""
+    admin("user", "add", "alice", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+    double = ServerDouble(server.url)
+    root = short_tmp / "dev"
+    root.mkdir()
+    policy = root / "etc" / "agent.toml"
+    agent = AgentProcess(root, env={"COMET_AGENT_POLICY_FILE": str(policy)})
+    agent.start()
+    try:
+        agent.comet(
+            "login",
+            "--server",
+            double.url,
+            "--username",
+            "alice",
+            "--password-stdin",
+            stdin=ALICE_PASSWORD + "\n",
+        )
+        wait_for(double.connected, timeout=30, what="the live stream through the double")
+        source = root / "src"
+        source.mkdir()
+        (source / "secret.txt").write_text("the user's private data\n")
+        vault_id = agent.comet(
+            "vault", "add", "v", "--type", "local", "--path", str(root / "vault"), "--json"
+        ).json()["vault_id"]
+        agent.comet("item", "add", "docs", "--type", "files", "--include", str(source))
+        job = agent.comet("backup", "docs", "--vault", "v", "--wait", "--json").json()
+        yield Device(agent, double, root, policy, source, job["snapshot_id"], vault_id)
+    finally:
+        agent.kill()
+        double.stop()
+
+
+def test_injected_restore_into_a_program_is_refused_by_the_device(device: Device) -> None:
+    set_admin_view_files(device.agent, True)  # so only the device policy stands in the way
+    marker = device.root / "pwned"
+    reply = device.restore(
+        type=common_pb2.RESTORE_TYPE_PROGRAM_PER_FILE, program_command=f"id > {marker}"
+    )
+    assert reply.error_code == "device_policy.refused", reply
+    assert "remote program execution is off on this device" in reply.error
+    reply = device.restore(
+        type=common_pb2.RESTORE_TYPE_PROGRAM_ARCHIVE, program_command=f"cat > {marker}"
+    )
+    assert reply.error_code == "device_policy.refused", reply
+    assert not marker.exists()
+    assert "refused the remote command run_restore" in device.agent.log.read_text()
+
+
+def test_injected_restores_write_only_where_the_device_allows(device: Device) -> None:
+    set_admin_view_files(device.agent, True)
+    elsewhere = device.root / "chosen-by-an-admin"
+    for options in (
+        {"destination": str(elsewhere)},
+        {"destination": str(device.agent.state_dir / "restores" / ".." / ".." / "x")},
+        {"type": common_pb2.RESTORE_TYPE_ARCHIVE_FILE, "destination": str(device.root / "a.tar")},
+    ):
+        reply = device.restore(**options)
+        assert reply.error_code == "device_policy.refused", (options, reply)
+        assert "outside the restore directories this device allows" in reply.error
+    assert not elsewhere.exists() and not (device.root / "a.tar").exists()
+
+    # Into the device's restore directory it works.
+    allowed = device.agent.state_dir / "restores" / "r1"
+    reply = device.restore(destination=str(allowed))
+    assert not reply.error, reply.error
+    log = device.job_log(reply.job_started.job_id)
+    assert log["job"]["status"] == "success"
+    restored = allowed / str(device.source).lstrip("/") / "secret.txt"
+    assert restored.read_text() == "the user's private data\n"
+
+
+def test_the_device_keeps_a_users_files_private_from_admins(device: Device) -> None:
+    # The default: administrators may not view the user's files.
+    for command in (
+        control_pb2.Command(
+            browse_snapshot=control_pb2.BrowseSnapshotCommand(
+                vault_id=device.vault_id, snapshot_id=device.snapshot_id, path="/"
+            )
+        ),
+        control_pb2.Command(
+            search_snapshots=control_pb2.SearchSnapshotsCommand(
+                vault_id=device.vault_id, query=common_pb2.FindQuery(name_glob="*")
+            )
+        ),
+        control_pb2.Command(browse_filesystem=control_pb2.BrowseFilesystemCommand(path="/")),
+    ):
+        reply = device.double.inject(command)
+        assert reply.error_code == "private_files", reply
+    reply = device.restore(destination=str(device.agent.state_dir / "restores" / "r2"))
+    assert reply.error_code == "private_files", reply
+    listing = device.double.inject(
+        control_pb2.Command(
+            list_snapshots=control_pb2.ListSnapshotsCommand(vault_id=device.vault_id)
+        )
+    )
+    assert listing.snapshots.snapshots and not any(s.paths for s in listing.snapshots.snapshots), (
+        listing
+    )
+    # Restoring to the original paths stays possible (nothing is shown to the admin).
+    reply = device.restore(original_paths=True)
+    assert not reply.error and device.job_log(reply.job_started.job_id)["job"]["status"] in (
+        "success",
+        "warning",
+    )
+
+
+def test_a_root_owned_policy_can_allow_programs_and_the_job_log_shows_the_command(
+    device: Device,
+) -> None:
+    set_admin_view_files(device.agent, True)
+    out = device.root / "out"
+    write_policy(
+        device.policy,
+        f'[remote]\nallow_programs = true\nrestore_dirs = ["{out}"]\n',
+    )
+    device.agent.stop()
+    device.agent.start()
+    wait_for(lambda: device.agent.status()["connected"], timeout=30, what="reconnection")
+    marker = out / "program-ran"
+    out.mkdir()
+    command = f"cat > {marker}"
+    reply = device.restore(type=common_pb2.RESTORE_TYPE_PROGRAM_ARCHIVE, program_command=command)
+    assert not reply.error, reply.error
+    log = device.job_log(reply.job_started.job_id)
+    assert log["job"]["status"] == "success", log
+    assert any(command in entry["message"] for entry in log["entries"]), log["entries"]
+    assert marker.stat().st_size > 0
+    # The state dir is no longer a restore directory: only what the policy names.
+    reply = device.restore(destination=str(device.agent.state_dir / "restores" / "r3"))
+    assert reply.error_code == "device_policy.refused"
+
+
+@pytest.mark.parametrize(
+    ("mode", "uid", "complaint"),
+    [(0o644, 65534, "not owned by root"), (0o664, 0, "may be written by its group or others")],
+)
+def test_the_agent_refuses_a_policy_file_others_could_have_written(
+    short_tmp: Path, mode: int, uid: int, complaint: str
+) -> None:
+    root = Path(tempfile.mkdtemp(dir=short_tmp))
+    policy = root / "agent.toml"
+    write_policy(policy, "[remote]\nallow_programs = true\n", mode=mode, uid=uid)
+    agent = AgentProcess(root, env={"COMET_AGENT_POLICY_FILE": str(policy)})
+    with pytest.raises(AssertionError, match="agent did not start"):
+        agent.start()
+    agent.kill()
+    assert complaint in agent.log.read_text()
+    shutil.rmtree(root, ignore_errors=True)
