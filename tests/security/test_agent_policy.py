@@ -24,18 +24,10 @@ from tests.fixtures.processes import (
     ServerProcess,
     wait_for,
 )
+from tests.security.local_api import set_admin_view_files
 from tests.security.server_double import ServerDouble
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def set_admin_view_files(agent: AgentProcess, allowed: bool) -> None:
-    """The user's "administrators may view my files" setting, saved through the agent."""
-    with grpc.insecure_channel(f"unix:{agent.socket}") as channel:
-        stub = agent_api_pb2_grpc.AgentApiStub(channel)
-        profile = stub.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=30)
-        profile.settings.allow_admin_view_files = allowed
-        stub.SaveProfile(agent_api_pb2.SaveProfileRequest(profile=profile), timeout=30)
 
 
 def write_policy(path: Path, text: str, *, mode: int = 0o644, uid: int = 0) -> None:
@@ -227,3 +219,65 @@ def test_the_agent_refuses_a_policy_file_others_could_have_written(
     agent.kill()
     assert complaint in agent.log.read_text()
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _login(agent: AgentProcess, server: ServerProcess, name: str) -> None:
+    agent.comet(
+        "login",
+        "--server",
+        server.url,
+        "--username",
+        "alice",
+        "--password-stdin",
+        "--device-name",
+        name,
+        stdin=ALICE_PASSWORD + "\n",
+    )
+
+
+def _add_vault_command(agent: AgentProcess, command: str, *, claimed_owner: str = "") -> None:
+    with grpc.insecure_channel(f"unix:{agent.socket}") as channel:
+        stub = agent_api_pb2_grpc.AgentApiStub(channel)
+        profile = stub.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=30)
+        profile.vaults[0].pre_commands.append(
+            common_pb2.ProgramCommand(command=command, owner_device_id=claimed_owner)
+        )
+        stub.SaveProfile(agent_api_pb2.SaveProfileRequest(profile=profile), timeout=30)
+
+
+def test_a_vault_command_runs_only_on_the_device_that_set_it(
+    server: ServerProcess, admin: AdminCli, short_tmp: Path
+) -> None:
+    admin("user", "add", "alice", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+    laptop, intruder = (AgentProcess(short_tmp / n) for n in ("laptop", "intruder"))
+    for agent, name in ((laptop, "laptop"), (intruder, "stolen-token")):
+        agent.root.mkdir()
+        agent.extra_env = {"COMET_AGENT_POLICY_FILE": str(agent.root / "none.toml")}
+        agent.start()
+        _login(agent, server, name)
+    try:
+        source = short_tmp / "src"
+        source.mkdir()
+        (source / "f").write_text("x")
+        laptop.comet("vault", "add", "v", "--type", "local", "--path", str(short_tmp / "vault"))
+        laptop.comet("item", "add", "docs", "--type", "files", "--include", str(source))
+        planted = short_tmp / "planted-by-another-device"
+        # Into the shared vault, from another device that even claims to be the laptop.
+        _add_vault_command(intruder, f"id > {planted}", claimed_owner=laptop.status()["device_id"])
+        job = laptop.comet("backup", "docs", "--vault", "v", "--wait", "--json", check=False)
+        assert not planted.exists()
+        log = laptop.comet("job", "log", job.json()["job_id"], "--json").json()
+        messages = [e["message"] for e in log["entries"]]
+        assert any("set by another device" in m and str(planted) in m for m in messages)
+
+        own = short_tmp / "own-command-ran"
+        _add_vault_command(laptop, f"touch {own}")
+        job = laptop.comet("backup", "docs", "--vault", "v", "--wait", "--json", check=False)
+        log = laptop.comet("job", "log", job.json()["job_id"], "--json").json()
+        messages = [e["message"] for e in log["entries"]]
+        assert own.exists() and not planted.exists()
+        shown = next(i for i, m in enumerate(messages) if f"touch {own}" in m)
+        assert shown < next(i for i, m in enumerate(messages) if "snapshot" in m)
+    finally:
+        laptop.kill()
+        intruder.kill()
