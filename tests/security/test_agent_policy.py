@@ -16,6 +16,8 @@ from typing import Any
 import grpc
 import pytest
 
+from comet.agent import device_policy
+from comet.agent.device_policy import DevicePolicyError, RefusedByDevicePolicyError
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2, control_pb2
 from tests.fixtures.processes import (
     ALICE_PASSWORD,
@@ -281,3 +283,38 @@ def test_a_vault_command_runs_only_on_the_device_that_set_it(
     finally:
         laptop.kill()
         intruder.kill()
+
+
+def test_policy_file_defaults_and_mistakes(short_tmp: Path) -> None:
+    state = short_tmp / "state"
+    missing = device_policy.load(short_tmp / "absent.toml", state_dir=state)
+    assert not missing.allow_remote_programs and missing.restore_dirs == (state / "restores",)
+    with pytest.raises(RefusedByDevicePolicyError, match="remote program execution is off"):
+        missing.check_program("a restore into a program")
+    missing.check_restore_path(str(state / "restores" / "a" / "b"), "the restore directory")
+    for outside in ("/etc/cron.d", str(state / "restores" / ".." / "keys"), "relative/dir"):
+        with pytest.raises(RefusedByDevicePolicyError):
+            missing.check_restore_path(outside, "the restore directory")
+    # A symlink out of the restore directory does not lead out of it.
+    (state / "restores").mkdir(parents=True)
+    (state / "restores" / "link").symlink_to("/etc")
+    with pytest.raises(RefusedByDevicePolicyError, match="outside the restore directories"):
+        missing.check_restore_path(str(state / "restores" / "link" / "cron.d"), "the directory")
+
+    path = short_tmp / "agent.toml"
+    for text, complaint in (
+        ("[remote\n", "not valid TOML"),
+        ("[remote]\nallow_programs = 'yes'\n", "must be true or false"),
+        ("[remote]\nalow_programs = true\n", r"unknown \[remote\] setting"),
+        ('[remote]\nrestore_dirs = ["restores"]\n', "is not absolute"),
+    ):
+        write_policy(path, text)
+        with pytest.raises(DevicePolicyError, match=complaint):
+            device_policy.load(path, state_dir=state)
+    # A symlink to a file someone else controls is not followed.
+    target = short_tmp / "real.toml"
+    write_policy(target, "[remote]\nallow_programs = true\n")
+    path.unlink()
+    path.symlink_to(target)
+    with pytest.raises(DevicePolicyError, match="cannot open"):
+        device_policy.load(path, state_dir=state)

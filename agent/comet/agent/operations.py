@@ -151,7 +151,7 @@ class Operations:
                     msg.wrapped_vault_key = wrapped
 
         saved = await self.profile.edit(store)
-        return self._vault(saved, vault.vault_id)
+        return self._vault(saved, vault.vault_id, device_id=login.device_id)
 
     @staticmethod
     def _vault(profile: common_pb2.Profile, ref: str, *, device_id: str = "") -> VaultSpec:
