@@ -235,6 +235,21 @@ def test_the_documented_table_is_the_enforced_table() -> None:
     assert documented_table() == enforced
 
 
+def test_comet_admin_creates_each_role(cast: Cast) -> None:
+    roles = {u["username"]: u["role"] for u in cast.admin_cli("user", "list", "--json").json()}
+    assert {k: roles[k] for k in ("root", "op", "aud", "alice")} == {
+        "root": "super",
+        "op": "operator",
+        "aud": "auditor",
+        "alice": "user",
+    }
+    clash = cast.admin_cli(
+        "user", "add", "x", "--admin", "--role", "auditor", "--password-stdin",
+        stdin="password-123\n", check=False,
+    )  # fmt: skip
+    assert clash.returncode != 0 and "--admin means --role super" in clash.stderr
+
+
 def expected_allowed(rpc: str, who: str) -> bool:
     allowed = PERMISSIONS[RPC_ACTIONS[rpc]]
     if allowed == ANYONE:
