@@ -120,6 +120,19 @@ def test_injected_restore_into_a_program_is_refused_by_the_device(device: Device
     assert not marker.exists()
     assert "refused the remote command run_restore" in device.agent.log.read_text()
 
+    # A backup of a Program item runs a program too.
+    device.agent.comet(
+        "item", "add", "dump", "--type", "program", "--command", f"id > {marker}",
+        "--save-as", "dump.txt",
+    )  # fmt: skip
+    reply = device.double.inject(
+        control_pb2.Command(
+            run_backup=control_pb2.RunBackupCommand(item_id="dump", vault_id=device.vault_id)
+        )
+    )
+    assert reply.error_code == "device_policy.refused", reply
+    assert not marker.exists()
+
 
 def test_injected_restores_write_only_where_the_device_allows(device: Device) -> None:
     set_admin_view_files(device.agent, True)
@@ -200,6 +213,23 @@ def test_a_root_owned_policy_can_allow_programs_and_the_job_log_shows_the_comman
     assert log["job"]["status"] == "success", log
     assert any(command in entry["message"] for entry in log["entries"]), log["entries"]
     assert marker.stat().st_size > 0
+
+    # A Program item's command is in the job log before its output is saved.
+    device.agent.comet(
+        "item", "add", "dump", "--type", "program", "--command", "echo dumped",
+        "--save-as", "dump.txt",
+    )  # fmt: skip
+    reply = device.double.inject(
+        control_pb2.Command(
+            run_backup=control_pb2.RunBackupCommand(item_id="dump", vault_id=device.vault_id)
+        )
+    )
+    assert not reply.error, reply.error
+    log = device.job_log(reply.job_started.job_id)
+    messages = [entry["message"] for entry in log["entries"]]
+    assert log["job"]["status"] == "success", messages
+    shown = messages.index("program command: echo dumped")
+    assert shown < next(i for i, m in enumerate(messages) if "saved" in m)
     # The state dir is no longer a restore directory: only what the policy names.
     reply = device.restore(destination=str(device.agent.state_dir / "restores" / "r3"))
     assert reply.error_code == "device_policy.refused"

@@ -41,6 +41,9 @@ class BackupJob:
         # post, vault post.
         for command in (*self.vault.pre_commands, *self.item.pre_commands):
             run_hook(handle, command, "pre-backup")
+        if self.item.type is ItemType.PROGRAM:
+            # Shown before it runs, like every command the agent runs for a job.
+            handle.info(f"program command: {self.item.program_command}")
         if self.bandwidth_bps:
             handle.info(f"bandwidth limited to {self.bandwidth_bps} bytes/s")
         repo = open_repository(
