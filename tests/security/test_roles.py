@@ -279,10 +279,19 @@ def test_the_role_matrix(cast: Cast) -> None:
                     f"{'allowed' if expected_allowed(rpc, who) else 'denied'}, got {outcome}"
                 )
     assert not wrong, "\n".join(wrong)
-    # The table is not vacuous: each caller is refused something, and allowed something.
+    # The table is not vacuous: each caller is refused something.
     for who in CALLERS:
         results = [outcomes[(rpc, who)] for rpc in CALLS]
         assert any(r.split(":")[0] in ("PERMISSION_DENIED", "UNAUTHENTICATED") for r in results)
+    # A known caller refused for its role is in the audit log, with what it tried.
+    denied = cast.stubs.admin.ListAudit(
+        admin_pb2.ListAuditRequest(action="authorization.denied", limit=500),
+        metadata=cast.metadata["super"],
+        timeout=10,
+    ).events
+    tried = {(e.actor, e.target) for e in denied if not e.success}
+    assert {("op", "AdminService/AddUser"), ("aud", "AdminService/Dispatch")} <= tried
+    assert ("root", "AgentService/GetProfile") not in tried  # another credential kind: no row
 
 
 PROGRAM_RESTORE = control_pb2.Command(

@@ -18,7 +18,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from comet.server import authorization
 from comet.server.authorization import Action, Caller
-from comet.server.errors import AuthenticationError, ServerError
+from comet.server.errors import AuthenticationError, PermissionDeniedError, ServerError
 from comet.server.rpc.errors import ERROR_CODE_KEY, status_for
 from comet.server.store.accounts import AccountStore, Principal
 
@@ -26,6 +26,8 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 # Metadata naming a "Comet Server" vault bucket (its key is checked by StorageService).
 BUCKET_HEADER = "x-comet-bucket"
+
+DENIED_AUDIT_ACTION = "authorization.denied"
 
 # The principal the guard resolved for the running call (None: anonymous/bucket).
 _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
@@ -61,9 +63,10 @@ class Authenticator:
 
     # ------------------------------------------------------------------ the guard's side
 
-    async def authorize(self, context: Ctx, action: Action) -> Principal | None:
+    async def authorize(self, context: Ctx, action: Action, *, rpc: str = "") -> Principal | None:
         """Resolves the caller and checks ``action`` against the table. Returns the
-        principal (None for an anonymous or bucket-key call)."""
+        principal (None for an anonymous or bucket-key call). A known caller refused
+        for its role is written to the audit log."""
         allowed = authorization.PERMISSIONS[action]
         if Caller.ANONYMOUS in allowed:
             return None
@@ -75,7 +78,20 @@ class Authenticator:
         principal = await self._identify(
             bearer_token(context), prefer_device=Caller.DEVICE in allowed
         )
-        authorization.require(authorization.caller_of(principal), action, who=principal.username)
+        try:
+            authorization.require(
+                authorization.caller_of(principal), action, who=principal.username
+            )
+        except PermissionDeniedError as e:
+            await self._accounts.audit(
+                principal.username,
+                DENIED_AUDIT_ACTION,
+                rpc or action.value,
+                source=peer_address(context),
+                success=False,
+                details=e.message,
+            )
+            raise
         return principal
 
     async def _identify(self, token: str, *, prefer_device: bool) -> Principal:
@@ -142,14 +158,15 @@ async def _refuse(context: Ctx, error: ServerError) -> None:
 
 
 def _guarded(
-    method: Callable[..., Any], action: Action, auth: Authenticator, *, streams: bool
+    method: Callable[..., Any], rpc: str, auth: Authenticator, *, streams: bool
 ) -> Callable[..., Any]:
+    action = authorization.action_of_rpc(rpc)
     if streams:
 
         @functools.wraps(method)
         async def stream_wrapper(request: Any, context: Ctx) -> AsyncIterator[Any]:
             try:
-                principal = await auth.authorize(context, action)
+                principal = await auth.authorize(context, action, rpc=rpc)
             except ServerError as e:
                 await _refuse(context, e)
                 return
@@ -162,7 +179,7 @@ def _guarded(
     @functools.wraps(method)
     async def wrapper(request: Any, context: Ctx) -> Any:
         try:
-            principal = await auth.authorize(context, action)
+            principal = await auth.authorize(context, action, rpc=rpc)
         except ServerError as e:
             await _refuse(context, e)
             return None
@@ -176,11 +193,8 @@ def guard(servicer: Any, service: ServiceDescriptor, auth: Authenticator) -> Any
     """Wraps each method of ``servicer`` so the permission table is checked before it
     runs. Raises PermissionDeniedError if a method of ``service`` has no row."""
     for method in service.methods:
-        action = authorization.action_of_rpc(f"{service.name}/{method.name}")
+        rpc = f"{service.name}/{method.name}"
         original = getattr(servicer, method.name)
-        setattr(
-            servicer,
-            method.name,
-            _guarded(original, action, auth, streams=method.server_streaming),
-        )
+        guarded = _guarded(original, rpc, auth, streams=method.server_streaming)
+        setattr(servicer, method.name, guarded)
     return servicer
