@@ -401,3 +401,48 @@ def test_operators_cannot_destroy_backups_or_run_program_items(cast: Cast) -> No
         control_pb2.Command(apply_retention=control_pb2.VaultJobCommand(vault_id="v")),
     )
     assert offline.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+
+
+def test_backups_that_run_programs_are_for_super_admins_only(cast: Cast) -> None:
+    device = cast.metadata["device"]
+    profile = cast.stubs.agent.GetProfile(control_pb2.GetProfileRequest(), metadata=device)
+    plain = common_pb2.StorageVault(name="plain", type=common_pb2.VAULT_TYPE_LOCAL)
+    plain.local.path = "/srv/plain"
+    hooked = common_pb2.StorageVault(name="hooked", type=common_pb2.VAULT_TYPE_LOCAL)
+    hooked.local.path = "/srv/hooked"
+    hooked.pre_commands.append(common_pb2.ProgramCommand(command="systemctl stop db"))
+    profile.vaults.extend([plain, hooked])
+    profile.items.extend(
+        [
+            common_pb2.ProtectedItem(
+                name="files", type=common_pb2.ITEM_TYPE_FILES, includes=["/srv/data"]
+            ),
+            common_pb2.ProtectedItem(
+                name="dump",
+                type=common_pb2.ITEM_TYPE_PROGRAM,
+                program_command="pg_dumpall",
+                program_save_as="all.sql",
+            ),
+        ]
+    )
+    saved = cast.stubs.agent.PutProfile(
+        control_pb2.PutProfileRequest(profile=profile), metadata=device
+    )
+    ids = {x.name: x.item_id for x in saved.items} | {v.name: v.vault_id for v in saved.vaults}
+    # The server bound the vault's command to the device that set it.
+    assert [c.owner_device_id for v in saved.vaults for c in v.pre_commands] == [cast.device_id]
+
+    def backup(item: str, vault: str) -> control_pb2.Command:
+        return control_pb2.Command(
+            run_backup=control_pb2.RunBackupCommand(item_id=ids[item], vault_id=ids[vault])
+        )
+
+    for item, vault in (("dump", "plain"), ("files", "hooked")):
+        refused = _dispatch(cast, "operator", backup(item, vault))
+        assert refused.code() == grpc.StatusCode.PERMISSION_DENIED, (item, vault)  # type: ignore[attr-defined]
+        assert "command.run_program" in refused.details()  # type: ignore[attr-defined]
+        # A SUPER admin passes; the offline device is what stops it here.
+        offline = _dispatch(cast, "super", backup(item, vault))
+        assert offline.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    offline = _dispatch(cast, "operator", backup("files", "plain"))
+    assert offline.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
