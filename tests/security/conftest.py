@@ -77,8 +77,18 @@ class Cast:
     bucket_id: str
 
 
+@dataclass
+class Site:
+    """A running server shared by a module's tests, its root admin's CLI, and a
+    short temp dir (unix socket paths are short) that the postgres user can reach."""
+
+    root: Path
+    server: ServerProcess
+    admin_cli: AdminCli
+
+
 @pytest.fixture(scope="module")
-def cast(postgres_cluster: PostgresCluster) -> Iterator[Cast]:
+def site(postgres_cluster: PostgresCluster) -> Iterator[Site]:
     root = Path(tempfile.mkdtemp(prefix="comet-sec-", dir="/tmp"))
     os.chmod(root, 0o755)
     data_dir = root / "server"
@@ -86,10 +96,20 @@ def cast(postgres_cluster: PostgresCluster) -> Iterator[Cast]:
     server = ServerProcess(data_dir, postgres_cluster.fresh_database(), free_port())
     server.add_admin("root", PASSWORD)
     server.start()
-    channel = grpc.insecure_channel(server.url.removeprefix("http://").rstrip("/"))
     try:
         admin_cli = AdminCli(root / "admin.json", server)
         admin_cli.login("root", PASSWORD)
+        yield Site(root, server, admin_cli)
+    finally:
+        server.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cast(site: Site) -> Iterator[Cast]:
+    server, admin_cli = site.server, site.admin_cli
+    channel = grpc.insecure_channel(server.url.removeprefix("http://").rstrip("/"))
+    try:
         for name, role in (("op", "operator"), ("aud", "auditor"), ("alice", "user")):
             admin_cli("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)
         stubs = Stubs(channel)
@@ -128,5 +148,3 @@ def cast(postgres_cluster: PostgresCluster) -> Iterator[Cast]:
         )
     finally:
         channel.close()
-        server.kill()
-        shutil.rmtree(root, ignore_errors=True)

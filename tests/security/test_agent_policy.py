@@ -21,11 +21,11 @@ from comet.agent.device_policy import DevicePolicyError, RefusedByDevicePolicyEr
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2, control_pb2
 from tests.fixtures.processes import (
     ALICE_PASSWORD,
-    AdminCli,
     AgentProcess,
     ServerProcess,
     wait_for,
 )
+from tests.security.conftest import Site
 from tests.security.local_api import set_admin_view_files
 from tests.security.server_double import ServerDouble
 
@@ -69,13 +69,14 @@ class Device:
         return result
 
 
-@pytest.fixture
-def device(server: ServerProcess, admin: AdminCli, short_tmp: Path) -> Iterator[Device]:
+@pytest.fixture(scope="module")
+def device(site: Site) -> Iterator[Device]:
     """alice's agent, logged in through the double, with one snapshot of a small folder.
-    Its device policy file is absent at first (so the defaults apply)."""
-    admin("user", "add", "alice", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
-    double = ServerDouble(server.url)
-    root = short_tmp / "dev"
+    Its device policy file is absent (so the defaults apply); tests that change the
+    policy or the user's settings put them back."""
+    site.admin_cli("user", "add", "alice", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+    double = ServerDouble(site.server.url)
+    root = site.root / "dev"
     root.mkdir()
     policy = root / "etc" / "agent.toml"
     agent = AgentProcess(root, env={"COMET_AGENT_POLICY_FILE": str(policy)})
@@ -105,8 +106,25 @@ def device(server: ServerProcess, admin: AdminCli, short_tmp: Path) -> Iterator[
         double.stop()
 
 
-def test_injected_restore_into_a_program_is_refused_by_the_device(device: Device) -> None:
-    set_admin_view_files(device.agent, True)  # so only the device policy stands in the way
+@pytest.fixture
+def private(device: Device) -> Iterator[Device]:
+    """The device with its user keeping files from admins (the default)."""
+    set_admin_view_files(device.agent, False)
+    yield device
+
+
+@pytest.fixture
+def consenting(device: Device) -> Iterator[Device]:
+    """The device with its user allowing admins to view files."""
+    set_admin_view_files(device.agent, True)
+    try:
+        yield device
+    finally:
+        set_admin_view_files(device.agent, False)
+
+
+def test_injected_restore_into_a_program_is_refused_by_the_device(consenting: Device) -> None:
+    device = consenting  # the user consents, so only the device policy stands in the way
     marker = device.root / "pwned"
     reply = device.restore(
         type=common_pb2.RESTORE_TYPE_PROGRAM_PER_FILE, program_command=f"id > {marker}"
@@ -134,8 +152,8 @@ def test_injected_restore_into_a_program_is_refused_by_the_device(device: Device
     assert not marker.exists()
 
 
-def test_injected_restores_write_only_where_the_device_allows(device: Device) -> None:
-    set_admin_view_files(device.agent, True)
+def test_injected_restores_write_only_where_the_device_allows(consenting: Device) -> None:
+    device = consenting
     elsewhere = device.root / "chosen-by-an-admin"
     for options in (
         {"destination": str(elsewhere)},
@@ -157,8 +175,8 @@ def test_injected_restores_write_only_where_the_device_allows(device: Device) ->
     assert restored.read_text() == "the user's private data\n"
 
 
-def test_the_device_keeps_a_users_files_private_from_admins(device: Device) -> None:
-    # The default: administrators may not view the user's files.
+def test_the_device_keeps_a_users_files_private_from_admins(private: Device) -> None:
+    device = private
     for command in (
         control_pb2.Command(
             browse_snapshot=control_pb2.BrowseSnapshotCommand(
@@ -192,18 +210,30 @@ def test_the_device_keeps_a_users_files_private_from_admins(device: Device) -> N
     )
 
 
-def test_a_root_owned_policy_can_allow_programs_and_the_job_log_shows_the_command(
-    device: Device,
-) -> None:
-    set_admin_view_files(device.agent, True)
-    out = device.root / "out"
-    write_policy(
-        device.policy,
-        f'[remote]\nallow_programs = true\nrestore_dirs = ["{out}"]\n',
-    )
+def _restart(device: Device) -> None:
     device.agent.stop()
     device.agent.start()
     wait_for(lambda: device.agent.status()["connected"], timeout=30, what="reconnection")
+
+
+@pytest.fixture
+def permissive(consenting: Device) -> Iterator[Device]:
+    """The device with a root-owned policy allowing programs and one restore dir."""
+    out = consenting.root / "out"
+    write_policy(consenting.policy, f'[remote]\nallow_programs = true\nrestore_dirs = ["{out}"]\n')
+    _restart(consenting)
+    try:
+        yield consenting
+    finally:
+        consenting.policy.unlink()
+        _restart(consenting)
+
+
+def test_a_root_owned_policy_can_allow_programs_and_the_job_log_shows_the_command(
+    permissive: Device,
+) -> None:
+    device = permissive
+    out = device.root / "out"
     marker = out / "program-ran"
     out.mkdir()
     command = f"cat > {marker}"
@@ -216,12 +246,12 @@ def test_a_root_owned_policy_can_allow_programs_and_the_job_log_shows_the_comman
 
     # A Program item's command is in the job log before its output is saved.
     device.agent.comet(
-        "item", "add", "dump", "--type", "program", "--command", "echo dumped",
-        "--save-as", "dump.txt",
+        "item", "add", "dump2", "--type", "program", "--command", "echo dumped",
+        "--save-as", "dump2.txt",
     )  # fmt: skip
     reply = device.double.inject(
         control_pb2.Command(
-            run_backup=control_pb2.RunBackupCommand(item_id="dump", vault_id=device.vault_id)
+            run_backup=control_pb2.RunBackupCommand(item_id="dump2", vault_id=device.vault_id)
         )
     )
     assert not reply.error, reply.error
@@ -259,7 +289,7 @@ def _login(agent: AgentProcess, server: ServerProcess, name: str) -> None:
         "--server",
         server.url,
         "--username",
-        "alice",
+        "bob",
         "--password-stdin",
         "--device-name",
         name,
@@ -277,10 +307,11 @@ def _add_vault_command(agent: AgentProcess, command: str, *, claimed_owner: str 
         stub.SaveProfile(agent_api_pb2.SaveProfileRequest(profile=profile), timeout=30)
 
 
-def test_a_vault_command_runs_only_on_the_device_that_set_it(
-    server: ServerProcess, admin: AdminCli, short_tmp: Path
-) -> None:
-    admin("user", "add", "alice", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+def test_a_vault_command_runs_only_on_the_device_that_set_it(site: Site) -> None:
+    site.admin_cli("user", "add", "bob", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+    short_tmp = site.root / "bob"
+    short_tmp.mkdir()
+    server = site.server
     laptop, intruder = (AgentProcess(short_tmp / n) for n in ("laptop", "intruder"))
     for agent, name in ((laptop, "laptop"), (intruder, "stolen-token")):
         agent.root.mkdir()
