@@ -18,7 +18,12 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from comet.server import authorization
 from comet.server.authorization import Action, Caller
-from comet.server.errors import AuthenticationError, PermissionDeniedError, ServerError
+from comet.server.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+    ServerError,
+    UnknownCredentialError,
+)
 from comet.server.rpc.errors import ERROR_CODE_KEY, status_for
 from comet.server.store.accounts import AccountStore, Principal
 
@@ -102,13 +107,11 @@ class Authenticator:
         )
         try:
             return await first(token)
-        except AuthenticationError as first_error:
-            if not _unknown(first_error):
-                raise
+        except UnknownCredentialError as first_error:
             try:
                 return await second(token)
-            except AuthenticationError as second_error:
-                raise (first_error if _unknown(second_error) else second_error) from None
+            except UnknownCredentialError:
+                raise first_error from None
 
     async def _device(self, token: str) -> Principal:
         return await self._accounts.authenticate_device(token)
@@ -143,10 +146,6 @@ class Authenticator:
         ):
             raise AuthenticationError("this call needs an administrator session")
         return principal
-
-
-def _unknown(error: AuthenticationError) -> bool:
-    return "unknown" in error.message
 
 
 # ---------------------------------------------------------------------- guarding servicers

@@ -27,6 +27,7 @@ from comet.server.errors import (
     ServerError,
     ThrottledError,
     TwoFactorRequiredError,
+    UnknownCredentialError,
 )
 from comet.server.secret_box import SecretBox
 from comet.server.store import profile_document
@@ -422,7 +423,7 @@ class AccountStore:
                 )
             ).first()
         if row is None:
-            raise AuthenticationError("not logged in (unknown session): log in again")
+            raise UnknownCredentialError("not logged in (unknown session): log in again")
         session, user = row
         if session.revoked_at is not None or session.expires_at <= now:
             raise AuthenticationError("the session has expired: log in again")
@@ -450,7 +451,7 @@ class AccountStore:
                 )
             ).first()
         if row is None:
-            raise AuthenticationError("unknown device credential: log this device in again")
+            raise UnknownCredentialError("unknown device credential: log this device in again")
         device_id, revoked_at, user_id, username, role = row
         if revoked_at is not None:
             raise AuthenticationError("this device was revoked by an administrator")
