@@ -4,8 +4,11 @@ import pytest
 
 from comet.agent.credentials import (
     KdfParams,
+    KdfPolicyError,
     WrongPasswordError,
     derive_login_secrets,
+    require_kdf_floor,
+    require_no_downgrade,
     unwrap_secret,
     wrap_secret,
 )
@@ -53,3 +56,25 @@ def test_wrapped_secret_opens_only_with_the_same_wrapping_key() -> None:
 def test_hostile_kdf_parameters_from_a_server_are_refused(params: KdfParams) -> None:
     with pytest.raises(AgentError):
         derive_login_secrets("password", params)
+
+
+def test_parameters_below_the_floor_are_refused_with_a_clear_message() -> None:
+    weak = KdfParams(algorithm=1, salt=b"s" * 16, log2_n=10)
+    with pytest.raises(KdfPolicyError, match=r"N=2\^10.*at least scrypt N=2\^15"):
+        require_kdf_floor(weak)
+    with pytest.raises(KdfPolicyError):
+        require_kdf_floor(KdfParams(algorithm=1, salt=b"s" * 16, r=4))
+    require_kdf_floor(KdfParams.new())
+
+
+def test_a_downgrade_from_the_recorded_parameters_is_refused_even_above_the_floor() -> None:
+    recorded = KdfParams(algorithm=1, salt=b"a" * 16, log2_n=17, r=8, p=2)
+    with pytest.raises(KdfPolicyError, match=r"weaker.*N=2\^16.*N=2\^17"):
+        require_no_downgrade(recorded, KdfParams(algorithm=1, salt=b"b" * 16, log2_n=16, p=2))
+    with pytest.raises(KdfPolicyError):
+        require_no_downgrade(recorded, KdfParams(algorithm=1, salt=b"b" * 16, log2_n=17, p=1))
+    # A new salt at the same or a higher cost (a password change) is fine.
+    require_no_downgrade(recorded, KdfParams(algorithm=1, salt=b"b" * 16, log2_n=18, p=2))
+    renewed = recorded.renewed()
+    assert renewed.salt != recorded.salt
+    assert (renewed.log2_n, renewed.r, renewed.p) == (17, 8, 2)

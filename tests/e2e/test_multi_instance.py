@@ -1,6 +1,7 @@
-"""Two server instances on one PostgreSQL behind a real nginx (deploy/nginx/comet.conf):
-an agent connects through nginx, and a command sent to the instance that does NOT
-hold its stream reaches it through PostgreSQL."""
+"""Two server instances on one PostgreSQL behind a real nginx (deploy/nginx/comet.conf)
+that terminates TLS with a certificate made by ``comet-server make-certificate``: an
+agent connects through nginx over https, and a command sent to the instance that does
+NOT hold its stream reaches it through PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.fixtures.processes import (
     AgentProcess,
     ServerProcess,
     free_port,
+    run_cli,
     wait_for,
 )
 
@@ -29,8 +31,9 @@ CONFIG = Path(__file__).parents[2] / "deploy" / "nginx" / "comet.conf"
 PASSWORD = "alice-password-1"
 
 
-def render_site(upstreams: list[int], port: int) -> str:
-    """deploy/nginx/comet.conf with this test's instances and listening port."""
+def render_site(upstreams: list[int], port: int, tls_dir: Path) -> str:
+    """deploy/nginx/comet.conf with this test's instances, listening port and
+    certificate."""
     text = CONFIG.read_text()
     servers = "".join(f"    server 127.0.0.1:{p};\n" for p in upstreams)
     text, count = re.subn(
@@ -38,9 +41,11 @@ def render_site(upstreams: list[int], port: int) -> str:
     )
     assert count == 1, "the upstream block of comet.conf changed shape"
     text, count = re.subn(
-        r"(?m)^    listen 8060 http2;$", f"    listen 127.0.0.1:{port} http2;", text
+        r"(?m)^    listen 8060 ssl http2;$", f"    listen 127.0.0.1:{port} ssl http2;", text
     )
     assert count == 1, "the listen line of comet.conf changed shape"
+    text = text.replace("/etc/comet/tls/", f"{tls_dir}/")
+    assert f"ssl_certificate     {tls_dir}/server.crt;" in text
     return text
 
 
@@ -50,17 +55,19 @@ class NginxProcess:
     def __init__(self, root: Path, upstreams: list[int]) -> None:
         self.root = root
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = f"https://127.0.0.1:{self.port}/"
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         assert Path(binary).exists(), "nginx is missing: run deploy/bootstrap --dev"
         root.mkdir()
+        made = run_cli("comet-server", "make-certificate", "--dir", str(root / "tls"))
+        self.fingerprint = made.stdout.split("fingerprint ", 1)[1].strip()
         temp = {}
         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             path = root / name
             path.mkdir(mode=0o777)
             path.chmod(0o777)  # workers run as an unprivileged user
             temp[name] = path
-        (root / "comet.conf").write_text(render_site(upstreams, self.port))
+        (root / "comet.conf").write_text(render_site(upstreams, self.port, root / "tls"))
         (root / "nginx.conf").write_text(
             f"""daemon off;
 worker_processes 1;
@@ -149,14 +156,15 @@ def test_a_command_sent_to_the_other_instance_reaches_the_agent_through_postgres
 ) -> None:
     servers, nginx = cluster
     via_nginx = AdminCli(short_tmp / "admin-lb.json", servers[0])
+    assert nginx.url.startswith("https://")
     via_nginx(
         "login", "--server", nginx.url, "--username", "admin", "--password-stdin",
-        stdin="admin-password-1\n",
+        "--trust-fingerprint", nginx.fingerprint, stdin="admin-password-1\n",
     )  # fmt: skip
     via_nginx("user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
     agent.comet(
         "login", "--server", nginx.url, "--username", "alice", "--password-stdin",
-        stdin=PASSWORD + "\n",
+        "--trust-fingerprint", nginx.fingerprint, stdin=PASSWORD + "\n",
     )  # fmt: skip
     status = wait_for(lambda: (s := agent.status())["connected"] and s, what="live connection")
     device = status["device_id"]

@@ -187,6 +187,12 @@ CALLS: dict[str, Call] = {
     "AdminService/ListAudit": lambda c, w, md: c.stubs.admin.ListAudit(
         admin_pb2.ListAuditRequest(limit=5), metadata=md, timeout=10
     ),
+    "AdminService/ListBuckets": lambda c, w, md: c.stubs.admin.ListBuckets(
+        admin_pb2.ListBucketsRequest(), metadata=md, timeout=10
+    ),
+    "AdminService/DeleteBucket": lambda c, w, md: c.stubs.admin.DeleteBucket(
+        admin_pb2.DeleteBucketRequest(bucket_id=NOBODY), metadata=md, timeout=10
+    ),
 }
 
 

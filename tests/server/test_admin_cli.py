@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.server import admin_cli
 from comet.server.store.accounts import Role
 from comet.v1 import common_pb2, control_pb2
@@ -44,7 +45,10 @@ async def cli(
     tmp_path: Path,
 ) -> Cli:
     monkeypatch.setenv("COMET_ADMIN_CONFIG", str(tmp_path / "admin.json"))
-    await rpc.add_user("root", role=Role.SUPER_ADMIN)
+    # comet-admin refuses an account below the KDF floor, so root is made at the floor.
+    kdf = KdfParams.new()
+    auth_key = derive_login_secrets(PASSWORD, kdf).auth_key
+    await rpc.stores.accounts.create_user("root", kdf, auth_key, role=Role.SUPER_ADMIN)
     run = Cli(rpc, capsys, monkeypatch)
     code, _, err = await run(
         "login",

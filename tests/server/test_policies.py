@@ -6,6 +6,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from comet.agent.credentials import KdfParams
+from comet.server.rpc.convert import kdf_to_proto
 from comet.server.store.accounts import Role
 from comet.v1 import admin_pb2, common_pb2, control_pb2
 from tests.server.conftest import RpcServer, Session, expect_error
@@ -137,7 +139,10 @@ async def test_a_policy_can_forbid_password_and_email_changes(
     )
     await expect_error(
         rpc.auth.ChangePassword(
-            control_pb2.ChangePasswordRequest(new_auth_key=b"k" * 32), metadata=alice.metadata
+            control_pb2.ChangePasswordRequest(
+                new_auth_key=b"k" * 32, new_kdf=kdf_to_proto(KdfParams.new())
+            ),
+            metadata=alice.metadata,
         ),
         grpc.StatusCode.PERMISSION_DENIED,
         "prevent_change_password",

@@ -8,6 +8,7 @@ import grpc
 import psycopg
 import pytest
 
+from comet.agent.credentials import FLOOR_LOG2_N
 from comet.server import totp
 from comet.server.rpc.errors import ERROR_CODE_KEY
 from comet.server.store.accounts import Role
@@ -160,7 +161,7 @@ async def test_change_password_replaces_the_login_and_the_wrapped_keys_together(
     alice = await rpc.device("alice")
     vault_id = await with_vault(rpc, alice, recovery=False)
     new_kdf = control_pb2.KdfParams(
-        algorithm=KDF.algorithm, salt=KDF.salt, log2_n=KDF.log2_n, r=KDF.r, p=KDF.p
+        algorithm=KDF.algorithm, salt=KDF.salt, log2_n=FLOOR_LOG2_N, r=KDF.r, p=KDF.p
     )
     # Every wrapped key must be re-wrapped, or nothing changes.
     await expect_error(
@@ -224,7 +225,7 @@ async def test_admin_reset_needs_the_users_consent_or_force_and_says_if_data_sta
         return admin_pb2.ResetPasswordRequest(
             username=name,
             kdf=control_pb2.KdfParams(
-                algorithm=KDF.algorithm, salt=KDF.salt, log2_n=KDF.log2_n, r=KDF.r, p=KDF.p
+                algorithm=KDF.algorithm, salt=KDF.salt, log2_n=FLOOR_LOG2_N, r=KDF.r, p=KDF.p
             ),
             auth_key=auth_key("new-password"),
             force=force,

@@ -15,7 +15,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from comet.agent.config import default_socket_path
 from comet.agent.output import fail, print_json, print_table, rfc3339
-from comet.agent.transport import parse_server_url, rpc_error_message
+from comet.agent.transport import normalise_fingerprint, parse_server_url, rpc_error_message
+from comet.agent.trust_prompt import ask_to_trust
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2
 
 PROG = "comet"
@@ -73,11 +74,18 @@ def print_status(status: agent_api_pb2.StatusReply, as_json: bool) -> None:
 
 
 def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
-    parse_server_url(args.server)  # a clear error before anything is sent
+    address = parse_server_url(args.server)  # a clear error before anything is sent
     try:
         ca_pem = args.ca.read_text() if args.ca else ""
     except OSError as e:
         raise CliError(f"--ca: cannot read {args.ca}: {e.strerror}") from e
+    fingerprint = ""
+    if args.trust_fingerprint:
+        fingerprint = normalise_fingerprint(args.trust_fingerprint)
+    elif address.secure and not ca_pem and sys.stdin.isatty():
+        fingerprint = confirm_certificate(client, address.url)
+    # Without a confirmation the agent refuses an unvouched certificate itself, with
+    # a one-line message naming the fingerprint and --trust-fingerprint.
     reply = client.api.Login(
         agent_api_pb2.AgentLoginRequest(
             server=args.server,
@@ -86,6 +94,7 @@ def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
             totp_code=args.totp or "",
             device_name=args.device_name or "",
             ca_pem=ca_pem,
+            trust_fingerprint=fingerprint,
         ),
         timeout=120,
     )
@@ -97,6 +106,20 @@ def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
     if reply.device_registered_now:
         print(f"registered this device as {reply.status.device_id}")
     print_status(reply.status, False)
+
+
+def confirm_certificate(client: AgentClient, url: str) -> str:
+    """On a terminal: the fingerprint the person confirmed for a certificate no
+    authority vouches for and nothing pins yet, else "" (verified, already pinned, or
+    changed, which only --trust-fingerprint may re-pin)."""
+    seen = client.api.ServerCertificate(
+        agent_api_pb2.ServerCertificateRequest(server=url), timeout=30
+    )
+    if seen.verified or seen.pinned_fingerprint:
+        return ""
+    if not ask_to_trust(url, seen.fingerprint):
+        raise CliError(f"not logged in: the certificate {seen.fingerprint} was not trusted")
+    return seen.fingerprint
 
 
 def cmd_status(client: AgentClient, args: argparse.Namespace) -> None:
@@ -142,6 +165,47 @@ def vault_json(vault: common_pb2.StorageVault) -> dict[str, Any]:
     }
 
 
+def pin_sftp_host_key(host: str, port: int, given: str | None) -> str:
+    """The host key to pin for an SFTP vault (``"<type> <base64>"``): the one the server
+    presents, if it matches ``given`` (``--host-key``), or if a person at a terminal
+    confirms its fingerprint. Without either, refuse and show the fingerprint."""
+    from comet.agent.storage.base import StorageError
+    from comet.agent.storage.sftp import (
+        describe_host_key,
+        fetch_host_key,
+        host_key_fingerprint,
+        host_key_matches,
+        parse_host_key_pin,
+    )
+
+    where = f"{host}:{port}"
+    try:
+        pin = parse_host_key_pin(given) if given else None
+        seen = fetch_host_key(host, port)
+    except StorageError as e:
+        raise CliError(f"cannot pin the host key of the SFTP server {where}: {e}") from e
+    shown = describe_host_key(seen)
+    if pin is not None:
+        if not host_key_matches(pin, seen):
+            raise CliError(
+                f"the SFTP server {where} presents host key {shown}, not the"
+                f" {describe_host_key(pin)} given with --host-key; no vault was added"
+            )
+        return seen
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        print(f"The SFTP server {where} presents host key {shown}.", file=sys.stderr)
+        print("Compare it with the server's own (ssh-keygen -lf on its key).", file=sys.stderr)
+        sys.stderr.write("Trust this host key? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return seen
+        raise CliError("host key not trusted; no vault was added")
+    raise CliError(
+        f"the SFTP server {where} presents host key {shown}; check it and run again with"
+        f" --host-key {host_key_fingerprint(seen)} to trust it"
+    )
+
+
 def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
     vault = common_pb2.StorageVault(
         name=args.name,
@@ -172,6 +236,7 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
             raise CliError("--type sftp needs --host, --user and --path")
         if not args.key and not args.password_stdin:
             raise CliError("--type sftp needs --key FILE or --password-stdin")
+        host_key = pin_sftp_host_key(args.host, args.port or 22, args.host_key)
         vault.sftp.CopyFrom(
             common_pb2.SftpVaultSettings(
                 host=args.host,
@@ -180,7 +245,7 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
                 path=args.path,
                 password=read_password() if args.password_stdin else "",
                 private_key=Path(args.key).read_text() if args.key else "",
-                host_key=args.host_key or "",
+                host_key=host_key,
             )
         )
     else:
@@ -740,7 +805,13 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--ca",
         type=Path,
-        help="https: trust this CA (PEM) instead of pinning the server's certificate",
+        help="https: the server's certificate must be signed by this CA (PEM)",
+    )
+    login.add_argument(
+        "--trust-fingerprint",
+        metavar="SHA256:…",
+        help="https: trust the server's self-signed certificate if its SHA-256 fingerprint "
+        "is this (first login, or re-pinning a certificate the server changed)",
     )
     login.add_argument("--json", action="store_true")
     login.set_defaults(func=cmd_login)
@@ -789,7 +860,11 @@ def build_parser() -> argparse.ArgumentParser:
     vadd.add_argument("--port", type=int)
     vadd.add_argument("--user")
     vadd.add_argument("--key", help="sftp: private key file")
-    vadd.add_argument("--host-key", help="sftp: pinned host key 'type base64'")
+    vadd.add_argument(
+        "--host-key",
+        help="sftp: the server's host key to pin: SHA256:<fingerprint>, 'type base64' or a"
+        " known_hosts line (without it the fingerprint is shown and confirmed on a terminal)",
+    )
     vadd.add_argument("--password-stdin", action="store_true")
     vadd.add_argument("--quota", type=int, help="quota in bytes")
     vadd.add_argument("--pre", action="append", help="command to run before each backup")

@@ -24,7 +24,8 @@ from comet.agent.jobs.codes import Classification, Status
 from comet.agent.jobs.store import JobQuery
 from comet.agent.operations import NotFoundError, RestoreRequest
 from comet.agent.profile_sync import NotLoggedInError, ProfileConflictError
-from comet.agent.transport import ServerUrlError
+from comet.agent.server_link import check_certificate
+from comet.agent.transport import ServerUrlError, parse_server_url
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2, control_pb2
 
 if TYPE_CHECKING:
@@ -79,6 +80,21 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         registered = await self._agent.login(request)
         return agent_api_pb2.AgentLoginReply(
             status=self._agent.status(), device_registered_now=registered
+        )
+
+    @handles_errors
+    async def ServerCertificate(
+        self, request: agent_api_pb2.ServerCertificateRequest, context: Ctx
+    ) -> agent_api_pb2.ServerCertificateReply:
+        if not parse_server_url(request.server).secure:
+            return agent_api_pb2.ServerCertificateReply(secure=False)
+        check = await check_certificate(self._agent.state, request.server, request.ca_pem.encode())
+        return agent_api_pb2.ServerCertificateReply(
+            secure=True,
+            fingerprint=check.presented.fingerprint,
+            verified=check.presented.verified,
+            pinned_fingerprint=check.pinned_fingerprint,
+            problem=check.presented.problem,
         )
 
     async def Lock(

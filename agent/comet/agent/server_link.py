@@ -21,9 +21,16 @@ from dataclasses import dataclass, replace
 import grpc
 
 from comet.agent import __version__
+from comet.agent.certificate_trust import (
+    PresentedCertificate,
+    decide_trust,
+    explain_refused_certificate,
+    probe_certificate,
+)
 from comet.agent.credentials import (
     KdfParams,
     derive_login_secrets,
+    require_no_downgrade,
     unwrap_secret,
     wrap_secret,
 )
@@ -32,9 +39,9 @@ from comet.agent.state import AgentState, LoginState
 from comet.agent.transport import (
     ServerTrust,
     aio_channel,
-    fetch_certificate,
+    certificate_fingerprint,
     parse_server_url,
-    pin_certificate,
+    refused_certificate,
     rpc_error_message,
 )
 from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
@@ -70,25 +77,32 @@ async def login(
     totp_code: str = "",
     device_name: str = "",
     ca_pem: bytes = b"",
+    trust_fingerprint: str = "",
 ) -> LoginOutcome:
     """Log in to the server; register this device on the first login of this user here.
 
-    Over https the server is trusted through ``ca_pem`` when given, else its
-    certificate is pinned now and required from then on (until the next login)."""
+    Over https the server's certificate must be valid under ``ca_pem`` or the system
+    roots, or else be pinned: the pin recorded here for this server must match, or
+    the person confirmed exactly this fingerprint (``trust_fingerprint``). Nothing
+    but the TLS handshake reaches a server that fails this check."""
     address = parse_server_url(server)
     previous = state.load_login()
     trust: ServerTrust | None = None
     if address.secure:
-        if ca_pem:
-            trust = ServerTrust(ca_pem)
-        else:
-            pem = await asyncio.to_thread(fetch_certificate, address.url)
-            trust = pin_certificate(address.url, pem)
+        presented = await asyncio.to_thread(probe_certificate, address.url, ca_pem=ca_pem)
+        trust = decide_trust(
+            address.url,
+            presented,
+            ca_pem=ca_pem,
+            pinned_pem=state.get_blob(_pin_key(address.url)) or b"",
+            confirmed=trust_fingerprint,
+        )
     channel = aio_channel(address.url, trust=trust)
     try:
         auth = control_pb2_grpc.AuthServiceStub(channel)
         pre = await auth.PreLogin(control_pb2.PreLoginRequest(username=username), timeout=30)
         kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+        require_no_downgrade(recorded_kdf(state, address.url, username), kdf)
         secrets = await asyncio.to_thread(derive_login_secrets, password, kdf)
         name = device_name or previous.device_name or socket.gethostname()
         reply = await auth.Login(
@@ -124,18 +138,66 @@ async def login(
         tls_name_override=trust.name_override if trust else "",
     )
     state.save_login(login_state)
+    if trust is not None and trust.pinned:
+        state.put_blob(_pin_key(address.url), trust.root_pem)
     remember_kdf(state, kdf)
+    record_kdf(state, address.url, username, kdf)
     return LoginOutcome(login_state, reply.device_registered_now)
+
+
+def _pin_key(server: str) -> str:
+    # Kept across logouts: logging in again must not trust a new certificate silently.
+    return f"tls_pin:{server}"
+
+
+@dataclass(frozen=True)
+class CertificateCheck:
+    presented: PresentedCertificate
+    pinned_fingerprint: str
+
+
+async def check_certificate(
+    state: AgentState, server: str, ca_pem: bytes = b""
+) -> CertificateCheck:
+    """What an https server presents and the pin recorded for it here, for a login
+    screen to show before the person confirms."""
+    address = parse_server_url(server)
+    presented = await asyncio.to_thread(probe_certificate, address.url, ca_pem=ca_pem)
+    pinned = state.get_blob(_pin_key(address.url))
+    return CertificateCheck(presented, certificate_fingerprint(pinned) if pinned else "")
 
 
 _KDF_KEY = "login_kdf"
 
 
+def _kdf_text(kdf: KdfParams) -> bytes:
+    return f"{kdf.algorithm}:{kdf.salt.hex()}:{kdf.log2_n}:{kdf.r}:{kdf.p}".encode()
+
+
+def _kdf_parse(raw: bytes) -> KdfParams:
+    algorithm, salt, log2_n, r, p = raw.decode().split(":")
+    return KdfParams(int(algorithm), bytes.fromhex(salt), int(log2_n), int(r), int(p))
+
+
 def remember_kdf(state: AgentState, kdf: KdfParams) -> None:
     """Keep the KDF parameters so the password can be checked offline (unlocking the
     app must work while the server is away)."""
-    raw = f"{kdf.algorithm}:{kdf.salt.hex()}:{kdf.log2_n}:{kdf.r}:{kdf.p}"
-    state.put_blob(_KDF_KEY, raw.encode())
+    state.put_blob(_KDF_KEY, _kdf_text(kdf))
+
+
+def _account_kdf_key(server: str, username: str) -> str:
+    return f"account_kdf:{server}:{username}"
+
+
+def recorded_kdf(state: AgentState, server: str, username: str) -> KdfParams | None:
+    """The KDF parameters recorded at this account's last login here; kept across
+    logouts, so a later login can refuse a downgrade."""
+    raw = state.get_blob(_account_kdf_key(server, username))
+    return _kdf_parse(raw) if raw else None
+
+
+def record_kdf(state: AgentState, server: str, username: str, kdf: KdfParams) -> None:
+    state.put_blob(_account_kdf_key(server, username), _kdf_text(kdf))
 
 
 def check_password(state: AgentState, password: str) -> bool:
@@ -144,8 +206,7 @@ def check_password(state: AgentState, password: str) -> bool:
     raw = state.get_blob(_KDF_KEY)
     if not login_state.logged_in or not raw:
         return False
-    algorithm, salt, log2_n, r, p = raw.decode().split(":")
-    kdf = KdfParams(int(algorithm), bytes.fromhex(salt), int(log2_n), int(r), int(p))
+    kdf = _kdf_parse(raw)
     return derive_login_secrets(password, kdf).wrap_key == login_state.wrap_key
 
 
@@ -167,10 +228,11 @@ async def change_password(
             control_pb2.PreLoginRequest(username=login_state.username), timeout=30
         )
         kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+        require_no_downgrade(recorded_kdf(state, login_state.server, login_state.username), kdf)
         old = await asyncio.to_thread(derive_login_secrets, current, kdf)
         if old.wrap_key != login_state.wrap_key:
             raise LoginError("the current password is wrong")
-        new_kdf = KdfParams.new()
+        new_kdf = kdf.renewed()
         fresh = await asyncio.to_thread(derive_login_secrets, new, new_kdf)
         rewrapped = {
             vault.vault_id: wrap_secret(
@@ -201,6 +263,7 @@ async def change_password(
         await channel.close()
     state.save_login(replace(state.load_login(), wrap_key=fresh.wrap_key))
     remember_kdf(state, new_kdf)
+    record_kdf(state, login_state.server, login_state.username, new_kdf)
 
 
 class LiveConnection:
@@ -300,6 +363,11 @@ class LiveConnection:
             if e.code() == grpc.StatusCode.CANCELLED:
                 return True
             self.last_error = rpc_error_message(e)
+            if refused_certificate(e):
+                self.last_error = await asyncio.to_thread(
+                    explain_refused_certificate, login.server, login.trust, "comet login"
+                )
+                log.warning("refusing the server: %s", self.last_error)
             if e.code() == grpc.StatusCode.UNAUTHENTICATED:
                 log.warning("the server refused this device: %s", self.last_error)
                 self._on_logged_out(self.last_error)

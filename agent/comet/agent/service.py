@@ -100,6 +100,7 @@ class Agent:
             totp_code=request.totp_code,
             device_name=request.device_name,
             ca_pem=request.ca_pem.encode(),
+            trust_fingerprint=request.trust_fingerprint,
         )
         self._live.reconnect_now()
         self.outbox.poke()

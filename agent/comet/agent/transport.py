@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +88,7 @@ def _secure_args(
     options: list[tuple[str, Any]] = list(GRPC_OPTIONS)
     if trust is not None and trust.name_override:
         options.append(("grpc.ssl_target_name_override", trust.name_override))
-    root = trust.root_pem if trust is not None else None
+    root = trust.root_pem if trust is not None else _system_roots()
     return grpc.ssl_channel_credentials(root_certificates=root), options
 
 
@@ -114,16 +116,26 @@ def aio_channel(
     return grpc.aio.insecure_channel(address.target, options=GRPC_OPTIONS)
 
 
-def fetch_certificate(url: str, *, timeout: float = 15) -> bytes:
-    """The certificate an https server presents, unverified: what a first login
-    pins (blocking; run it off the event loop)."""
-    address = parse_server_url(url)
-    host, _, port = address.target.rpartition(":")
+@functools.cache
+def system_roots_file() -> str | None:
+    """The system's CA bundle (what gRPC verifies against when no CA is given, rather
+    than the bundle shipped inside grpcio)."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _system_roots() -> bytes | None:
+    roots = system_roots_file()
+    if roots is None:
+        return None
     try:
-        pem = ssl.get_server_certificate((host.strip("[]"), int(port)), timeout=timeout)
-    except (OSError, ssl.SSLError) as e:
-        raise TlsTrustError(f"cannot read the TLS certificate of {address.url}: {e}") from e
-    return pem.encode()
+        with open(roots, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def pin_certificate(url: str, pem: bytes) -> ServerTrust:
@@ -154,9 +166,40 @@ def _certificate_names(cert: x509.Certificate) -> list[str]:
     return names
 
 
+FINGERPRINT_PREFIX = "SHA256:"
+
+
 def certificate_fingerprint(pem: bytes) -> str:
+    """``SHA256:AB:CD:…``, the form ``openssl x509 -noout -fingerprint -sha256`` shows."""
     cert = x509.load_pem_x509_certificate(pem)
-    return cert.fingerprint(hashes.SHA256()).hex(":")
+    return FINGERPRINT_PREFIX + cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def normalise_fingerprint(text: str) -> str:
+    """A fingerprint as people paste it (with or without ``SHA256:``, colons, any
+    case) in the canonical ``SHA256:AB:CD:…`` form."""
+    raw = text.strip()
+    if raw.upper().startswith(FINGERPRINT_PREFIX):
+        raw = raw[len(FINGERPRINT_PREFIX) :]
+    digits = raw.replace(":", "").replace(" ", "").lower()
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise TlsTrustError(
+            f"{text!r} is not a SHA-256 certificate fingerprint (expected SHA256: and 64 "
+            "hex digits, colons optional)"
+        )
+    return FINGERPRINT_PREFIX + bytes.fromhex(digits).hex(":").upper()
+
+
+def is_certificate_failure(details: str) -> bool:
+    return "CERTIFICATE_VERIFY_FAILED" in details or "certificate verify failed" in details
+
+
+def refused_certificate(error: grpc.RpcError) -> bool:
+    """Whether a call failed because the server's certificate was not trusted."""
+    if isinstance(error, grpc.Call | grpc.aio.AioRpcError):
+        details = error.details() or ""
+        return error.code() == grpc.StatusCode.UNAVAILABLE and is_certificate_failure(details)
+    return False
 
 
 def rpc_error_message(error: grpc.RpcError) -> str:
@@ -165,11 +208,12 @@ def rpc_error_message(error: grpc.RpcError) -> str:
     details: str | None = None
     if isinstance(error, grpc.Call | grpc.aio.AioRpcError):
         code, details = error.code(), error.details()
-    if code == grpc.StatusCode.UNAVAILABLE and details and "CERTIFICATE_VERIFY_FAILED" in details:
+    if code == grpc.StatusCode.UNAVAILABLE and details and is_certificate_failure(details):
         return (
             "the server's TLS certificate is not the one trusted at login (it changed, or "
-            "another server answers at this address); if the change is expected, log in "
-            "again to trust the new certificate"
+            "another server answers at this address); nothing was sent to it. If the change "
+            "is expected, log in again with --trust-fingerprint NEW (checked with the "
+            "administrator)"
         )
     if code == grpc.StatusCode.UNAVAILABLE and not details:
         return "the server is not reachable"

@@ -124,6 +124,14 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
     if isinstance(settings, SftpSettings):
         from comet.agent.storage.sftp import SftpConfig, SftpStorage
 
+        if not settings.host_key:
+            # Accepting whatever key the server presents would hand the vault's data
+            # (and the login) to anyone who can intercept the connection.
+            raise VaultError(
+                f"SFTP vault {spec.name!r} has no pinned host key for {settings.host}"
+                f"{_presented_key(settings)}; check it and set it as the vault's host key"
+                " (its SHA256 fingerprint, or the 'type base64' key) before it can be used"
+            )
         key_path = None
         if settings.private_key:
             key_path = _private_key_file(key_dir, settings.private_key)
@@ -153,6 +161,19 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
             CometStorage(CometStorageConfig(server_url, settings.bucket_id, settings.bucket_key))
         )
     raise VaultError(f"Storage Vault {spec.name!r}: this agent cannot open {spec.type.name} vaults")
+
+
+def _presented_key(settings: SftpSettings) -> str:
+    """``" (the server presents SHA256:…)"``, for a person deciding what to pin; empty
+    when the server cannot be reached."""
+    from comet.agent.storage.base import StorageError
+    from comet.agent.storage.sftp import describe_host_key, fetch_host_key
+
+    try:
+        seen = fetch_host_key(settings.host, settings.port or 22, timeout=5.0)
+    except StorageError:
+        return ""
+    return f" (the server presents {describe_host_key(seen)})"
 
 
 def _private_key_file(key_dir: Path, pem: str) -> Path:

@@ -285,6 +285,7 @@ class AgentClient(QObject):
         password: str,
         totp_code: str = "",
         device_name: str = "",
+        trust_fingerprint: str = "",
     ) -> Pending:
         request = agent_api_pb2.AgentLoginRequest(
             server=server,
@@ -292,6 +293,7 @@ class AgentClient(QObject):
             password=password,
             totp_code=totp_code,
             device_name=device_name,
+            trust_fingerprint=trust_fingerprint,
         )
 
         def call() -> r.LoginResult:
@@ -301,6 +303,23 @@ class AgentClient(QObject):
             )
 
         return self._submit("Login", call)
+
+    def server_certificate(self, server: str) -> Pending:
+        """The certificate an https server presents (for the person to confirm)."""
+
+        def call() -> r.ServerCertificate:
+            msg = self._stub.ServerCertificate(
+                agent_api_pb2.ServerCertificateRequest(server=server), timeout=30
+            )
+            return r.ServerCertificate(
+                secure=msg.secure,
+                fingerprint=msg.fingerprint,
+                verified=msg.verified,
+                pinned_fingerprint=msg.pinned_fingerprint,
+                problem=msg.problem,
+            )
+
+        return self._submit("ServerCertificate", call)
 
     def lock(self) -> Pending:
         def call() -> r.AgentStatus:

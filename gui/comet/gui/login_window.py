@@ -1,10 +1,15 @@
 """``LoginWindow``: username and password, with the server address and device name
-under "Advanced settings"; problems are shown inline, never in a traceback."""
+under "Advanced settings"; problems are shown inline, never in a traceback.
+
+Over https, a certificate no authority vouches for is trusted only once the person
+confirms its SHA-256 fingerprint in a dialog; a certificate that changed since it was
+trusted is refused with both fingerprints (re-pinning is an explicit command)."""
 
 from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable
 from enum import Enum
 
 from PyQt6.QtCore import Qt, pyqtSignal
@@ -14,15 +19,17 @@ from PyQt6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from comet.gui.agent_client import AgentClient, ApiError
-from comet.gui.records import AgentStatus, LoginResult
+from comet.gui.records import AgentStatus, LoginResult, ServerCertificate
 
-DEFAULT_SERVER = "http://127.0.0.1:8060/"
+# What deploy/run-local serves; a real deployment types its own https:// address.
+DEFAULT_SERVER = "https://127.0.0.1:8060/"
 _ADDRESS = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(:\d{1,5})?(/[^\s]*)?$")
 
 
@@ -51,6 +58,8 @@ class LoginWindow(QWidget):
     def __init__(self, client: AgentClient, status: AgentStatus, *, username: str = "") -> None:
         super().__init__()
         self.client = client
+        # Asks the person whether to trust a fingerprint (a modal dialog; tests swap it).
+        self.confirm_certificate: Callable[[str, str], bool] = self._ask_to_trust
         self.setWindowTitle("Comet Backup — Log in")
         self.setMinimumWidth(420)
 
@@ -157,13 +166,53 @@ class LoginWindow(QWidget):
         self.message.hide()
         self.login_button.setEnabled(False)
         self.login_button.setText("Logging in…")
+        server = self.server.text().strip()
+        if server.startswith("https://"):
+            self.client.server_certificate(server).then(self._on_certificate, self._on_failed)
+        else:
+            self._log_in("")
+
+    def _on_certificate(self, certificate: ServerCertificate) -> None:
+        fingerprint = certificate.fingerprint
+        if certificate.verified or certificate.pinned_fingerprint == fingerprint:
+            self._log_in("")
+            return
+        if certificate.pinned_fingerprint:
+            self._reset_button()
+            self.show_message(changed_certificate_text(certificate))
+            return
+        if not self.confirm_certificate(self.server.text().strip(), fingerprint):
+            self._reset_button()
+            self.show_message("Not logged in: the server's certificate was not trusted.")
+            return
+        self._log_in(fingerprint)
+
+    def _log_in(self, trust_fingerprint: str) -> None:
         self.client.login(
             server=self.server.text().strip(),
             username=self.username.text().strip(),
             password=self.password.text(),
             totp_code=self.totp.text().strip() if self.totp.isVisible() else "",
             device_name=self.device_name.text().strip(),
+            trust_fingerprint=trust_fingerprint,
         ).then(self._on_logged_in, self._on_failed)
+
+    def _ask_to_trust(self, server: str, fingerprint: str) -> bool:
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Trust this server?")
+        box.setText(
+            f"The server at {server} presents a certificate that no authority "
+            "this computer trusts has signed."
+        )
+        box.setInformativeText(
+            f"SHA-256 fingerprint:\n{fingerprint}\n\nTrust it only if this is the "
+            "fingerprint your administrator gave you."
+        )
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        return box.exec() == QMessageBox.StandardButton.Yes
 
     def _reset_button(self) -> None:
         self.login_button.setText("Log in")
@@ -196,6 +245,16 @@ def registration_text(status: AgentStatus) -> str:
     return (
         f"This device was registered as “{status.device_name}” in the account "
         f"{status.username} (device id {status.device_id})."
+    )
+
+
+def changed_certificate_text(certificate: ServerCertificate) -> str:
+    return (
+        "The server's certificate changed since this device trusted it: another server "
+        "may be answering at this address, so nothing was sent.\n"
+        f"Trusted: {certificate.pinned_fingerprint}\nNow: {certificate.fingerprint}\n"
+        "If your administrator confirms the change, trust the new certificate with: "
+        f"comet login … --trust-fingerprint {certificate.fingerprint}"
     )
 
 

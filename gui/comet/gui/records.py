@@ -160,6 +160,17 @@ class LoginResult:
     device_registered_now: bool
 
 
+@dataclass(frozen=True)
+class ServerCertificate:
+    """What an https server presents, as the agent sees it before a login."""
+
+    secure: bool
+    fingerprint: str = ""
+    verified: bool = False  # valid under the system's certificate authorities
+    pinned_fingerprint: str = ""  # trusted at an earlier login on this device
+    problem: str = ""
+
+
 class RetentionKind(IntEnum):
     """The retention ranges the app edits (Comet's retention range codes)."""
 

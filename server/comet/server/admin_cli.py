@@ -9,18 +9,24 @@ from typing import Any
 
 import grpc
 
-from comet.agent.credentials import KdfParams, derive_login_secrets
+from comet.agent.certificate_trust import (
+    decide_trust,
+    explain_refused_certificate,
+    probe_certificate,
+)
+from comet.agent.credentials import KdfParams, derive_login_secrets, require_no_downgrade
 from comet.agent.errors import AgentError
 from comet.agent.output import fail, print_json, print_table, rfc3339
 from comet.agent.transport import (
     ServerTrust,
-    fetch_certificate,
+    normalise_fingerprint,
     parse_server_url,
-    pin_certificate,
+    refused_certificate,
     rpc_error_message,
     sync_channel,
 )
-from comet.server import admin_dispatch, admin_jobs, admin_policies
+from comet.agent.trust_prompt import ask_to_trust
+from comet.server import admin_buckets, admin_dispatch, admin_jobs, admin_policies
 from comet.server.admin_session import (
     Admin,
     AdminCliError,
@@ -28,7 +34,9 @@ from comet.server.admin_session import (
     derive_for_new_password,
     kdf_proto,
     load_session,
+    pinned_certificate,
     read_password,
+    recorded_kdf,
     save_session,
 )
 from comet.v1 import admin_pb2, common_pb2, control_pb2, control_pb2_grpc
@@ -45,25 +53,50 @@ ROLES = {
 # ---------------------------------------------------------------------------- commands
 
 
-def login_trust(server: str, ca: Path | None) -> ServerTrust | None:
-    """https: the CA given with --ca, else the server's certificate pinned now."""
-    if not parse_server_url(server).secure:
+LOGIN_COMMAND = "comet-admin login"
+
+
+def login_trust(server: str, ca: Path | None, fingerprint: str) -> ServerTrust | None:
+    """https: the server's certificate must be valid under --ca or the system roots,
+    or match the pin from an earlier login, or be confirmed now (on a terminal, or
+    with --trust-fingerprint). Nothing but a TLS handshake reaches a server that
+    fails this."""
+    address = parse_server_url(server)
+    if not address.secure:
         return None
-    if ca is not None:
-        try:
-            return ServerTrust(ca.read_bytes())
-        except OSError as e:
-            raise AdminCliError(f"--ca: cannot read {ca}: {e.strerror}") from e
-    return pin_certificate(server, fetch_certificate(server))
+    try:
+        ca_pem = ca.read_bytes() if ca is not None else b""
+    except OSError as e:
+        raise AdminCliError(f"--ca: cannot read {ca}: {e.strerror}") from e
+    confirmed = normalise_fingerprint(fingerprint) if fingerprint else ""
+    presented = probe_certificate(address.url, ca_pem=ca_pem)
+    pinned = pinned_certificate(address.url)
+    unvouched = not (ca_pem or presented.verified or pinned or confirmed)
+    if unvouched and sys.stdin.isatty():
+        if not ask_to_trust(address.url, presented.fingerprint):
+            raise AdminCliError(
+                f"not logged in: the certificate {presented.fingerprint} was not trusted"
+            )
+        confirmed = presented.fingerprint
+    return decide_trust(
+        address.url,
+        presented,
+        ca_pem=ca_pem,
+        pinned_pem=pinned,
+        confirmed=confirmed,
+        login_command=LOGIN_COMMAND,
+    )
 
 
 def cmd_login(args: argparse.Namespace) -> None:
+    trust = login_trust(args.server, args.ca, args.trust_fingerprint or "")
     password = read_password()
-    trust = login_trust(args.server, args.ca)
+    url = parse_server_url(args.server).url
     channel = sync_channel(args.server, trust=trust)
     auth = control_pb2_grpc.AuthServiceStub(channel)
     pre = auth.PreLogin(control_pb2.PreLoginRequest(username=args.username), timeout=30)
     kdf = KdfParams(pre.kdf.algorithm, pre.kdf.salt, pre.kdf.log2_n, pre.kdf.r, pre.kdf.p)
+    require_no_downgrade(recorded_kdf(url, args.username), kdf)
     secrets = derive_login_secrets(password, kdf)
     reply = auth.Login(
         control_pb2.LoginRequest(
@@ -74,9 +107,7 @@ def cmd_login(args: argparse.Namespace) -> None:
         ),
         timeout=30,
     )
-    save_session(
-        AdminSession(parse_server_url(args.server).url, args.username, reply.session_token, trust)
-    )
+    save_session(AdminSession(url, args.username, reply.session_token, trust), kdf=kdf)
     print(f"logged in to {parse_server_url(args.server).url} as {args.username}")
 
 
@@ -128,9 +159,17 @@ def cmd_user_list(args: argparse.Namespace) -> None:
 def cmd_user_delete(args: argparse.Namespace) -> None:
     admin = Admin(load_session())
     admin.stub.DeleteUser(
-        admin_pb2.DeleteUserRequest(username=args.name), metadata=admin.metadata, timeout=30
+        admin_pb2.DeleteUserRequest(username=args.name, keep_data=args.keep_data),
+        metadata=admin.metadata,
+        timeout=120,
     )
-    print(f"user {args.name!r} deleted")
+    if args.keep_data:
+        print(
+            f"user {args.name!r} deleted; their buckets were kept"
+            f" (comet-admin bucket list --user {args.name})"
+        )
+    else:
+        print(f"user {args.name!r} deleted with their buckets")
 
 
 def device_json(device: common_pb2.DeviceInfo) -> dict[str, Any]:
@@ -200,14 +239,27 @@ def cmd_user_reset_password(args: argparse.Namespace) -> None:
     kdf, auth_key = derive_for_new_password(read_password())
     reply = admin.stub.ResetPassword(
         admin_pb2.ResetPasswordRequest(
-            username=args.name, kdf=kdf_proto(kdf), auth_key=auth_key, force=args.force
+            username=args.name,
+            kdf=kdf_proto(kdf),
+            auth_key=auth_key,
+            force=args.force,
+            revoke_devices=args.revoke_devices,
         ),
         metadata=admin.metadata,
         timeout=30,
     )
     if args.json:
-        print_json({"username": args.name, "data_kept_readable": reply.data_kept_readable})
-    elif reply.data_kept_readable:
+        result: dict[str, Any] = {
+            "username": args.name,
+            "data_kept_readable": reply.data_kept_readable,
+        }
+        if args.revoke_devices:
+            result["devices_revoked"] = reply.devices_revoked
+        print_json(result)
+        return
+    if args.revoke_devices:
+        print(f"{reply.devices_revoked} device(s) of {args.name!r} revoked")
+    if reply.data_kept_readable:
         print(f"password of {args.name!r} reset; their backups stay readable")
     else:
         print(
@@ -231,7 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--ca",
         type=Path,
-        help="https: trust this CA (PEM) instead of pinning the server's certificate",
+        help="https: the server's certificate must be signed by this CA (PEM)",
+    )
+    login.add_argument(
+        "--trust-fingerprint",
+        metavar="SHA256:…",
+        help="https: trust the server's self-signed certificate if its SHA-256 fingerprint "
+        "is this (first login, or re-pinning a certificate the server changed)",
     )
     login.set_defaults(func=cmd_login)
 
@@ -255,8 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls = user.add_parser("list", help="list users")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_user_list)
-    rm = user.add_parser("delete", help="delete a user and their devices")
+    rm = user.add_parser("delete", help="delete a user, their devices and their buckets")
     rm.add_argument("name")
+    rm.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the user's Comet Server vault buckets (see 'bucket list'); no device can"
+        " open them any more",
+    )
     rm.set_defaults(func=cmd_user_delete)
     reset = user.add_parser("reset-password", help="set a new password for a user")
     reset.add_argument("name")
@@ -264,7 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument(
         "--force",
         action="store_true",
-        help="reset even if the user did not allow administrators to reset their password",
+        help="reset even if the user did not allow administrators to reset their password"
+        " (it revokes nothing: see --revoke-devices)",
+    )
+    reset.add_argument(
+        "--revoke-devices",
+        action="store_true",
+        help="also revoke every device of the user: their tokens and bucket credentials stop"
+        " working on every server instance at once (each must be registered again)",
     )
     reset.add_argument("--json", action="store_true")
     reset.set_defaults(func=cmd_user_reset_password)
@@ -290,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_jobs.add_parsers(sub)
     admin_policies.add_parsers(sub)
     admin_dispatch.add_parsers(sub)
+    admin_buckets.add_parsers(sub)
     return parser
 
 
@@ -298,6 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except grpc.RpcError as e:
+        if refused_certificate(e) and args.func is not cmd_login:
+            session = load_session()
+            return fail(
+                PROG, explain_refused_certificate(session.server, session.trust, LOGIN_COMMAND)
+            )
         return fail(PROG, rpc_error_message(e))
     except (AdminCliError, AgentError) as e:
         return fail(PROG, str(e))

@@ -41,6 +41,7 @@ from comet.server.rpc.routing import CommandRouter
 from comet.server.rpc.storage_service import StorageService
 from comet.server.secret_box import SecretBox, load_or_create_key
 from comet.server.store.accounts import AccountStore, LoginPolicy
+from comet.server.store.credential_cache import ALL_REVOKED, REVOCATIONS_CHANNEL
 from comet.server.store.database import create_engine, migrate
 from comet.server.store.jobs import JobStore
 from comet.server.store.missed_runs import MissedRunFinder, MissedRunPolicy
@@ -211,7 +212,12 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
         engine,
         clock,
         BucketFiles(config.bucket_root),
-        BucketPolicy(quota_bytes=config.bucket_quota_bytes),
+        BucketPolicy(
+            quota_bytes=config.bucket_quota_bytes,
+            account_quota_bytes=config.account_quota_bytes,
+            max_buckets=config.max_buckets,
+        ),
+        box=box,
     )
     return Stores(
         accounts,
@@ -269,11 +275,45 @@ def add_services(
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         guard(
-            AdminService(stores.accounts, stores.profiles, stores.policies, stores.jobs, router),
+            AdminService(
+                stores.accounts,
+                stores.profiles,
+                stores.policies,
+                stores.jobs,
+                router,
+                buckets=stores.buckets,
+            ),
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
             auth,
         ),
         server,
+    )
+
+
+def notification_listener(
+    database_url: str, accounts: AccountStore, router: CommandRouter, *, application_name: str
+) -> NotificationListener:
+    """The instance's LISTEN connection: routed commands and replies for the router,
+    revocations for the credential cache."""
+
+    def on_notify(channel: str, payload: str) -> None:
+        if channel == REVOCATIONS_CHANNEL:
+            accounts.on_revocation(payload)
+        else:
+            router.on_notify(channel, payload)
+
+    async def on_connected() -> None:
+        # Revocations announced while the listener was away were not heard: forget
+        # every remembered credential rather than trust them for another TTL.
+        accounts.on_revocation(ALL_REVOKED)
+        await router.resync()
+
+    return NotificationListener(
+        database_url,
+        [COMMANDS_CHANNEL, REPLIES_CHANNEL, REVOCATIONS_CHANNEL],
+        on_notify,
+        on_connected=on_connected,
+        application_name=application_name,
     )
 
 
@@ -294,12 +334,8 @@ async def _run_services(
     clock = SystemClock()
     queue = CommandQueue(engine, clock)
     router = CommandRouter(registry, instance_id=instance_id, queue=queue, clock=clock)
-    listener = NotificationListener(
-        database_url,
-        [COMMANDS_CHANNEL, REPLIES_CHANNEL],
-        router.on_notify,
-        on_connected=router.resync,
-        application_name=listener_name(instance_id),
+    listener = notification_listener(
+        database_url, stores.accounts, router, application_name=listener_name(instance_id)
     )
     listening = asyncio.create_task(listener.run_forever())
     server = grpc.aio.server(options=GRPC_OPTIONS)

@@ -56,6 +56,8 @@ class Action(StrEnum):
     POLICY_EDIT = "admin.policy.edit"
     JOB_READ = "admin.job.read"
     AUDIT_READ = "admin.audit.read"
+    BUCKET_READ = "admin.bucket.read"
+    BUCKET_DELETE = "admin.bucket.delete"
     DISPATCH = "admin.dispatch"  # the RPC; each command is then one of the below
     # Commands sent to a device (AdminService.Dispatch)
     COMMAND_JOB = "command.job"  # backup of a Files item without programs, retention, verify…
@@ -98,6 +100,8 @@ PERMISSIONS: dict[Action, frozenset[Caller]] = {
     Action.POLICY_EDIT: _SUPER,
     Action.JOB_READ: _ADMINS,
     Action.AUDIT_READ: frozenset({Caller.SUPER, Caller.AUDITOR}),
+    Action.BUCKET_READ: _ADMINS,
+    Action.BUCKET_DELETE: _SUPER,
     Action.DISPATCH: _STAFF,
     Action.COMMAND_JOB: _STAFF,
     Action.COMMAND_CONTROL: _STAFF,
@@ -144,6 +148,8 @@ RPC_ACTIONS: dict[str, Action] = {
     "AdminService/GetJobLog": Action.JOB_READ,
     "AdminService/Dispatch": Action.DISPATCH,
     "AdminService/ListAudit": Action.AUDIT_READ,
+    "AdminService/ListBuckets": Action.BUCKET_READ,
+    "AdminService/DeleteBucket": Action.BUCKET_DELETE,
 }
 
 _ROLE_CALLERS = {

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from comet.agent.transport import certificate_fingerprint
 from comet.server.config import ServerConfig, default_data_dir, secret_key_file_from_env
 from comet.server.errors import ServerError
+from comet.server.tls import certificate_names, ensure_self_signed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (enables https)")
     serve.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    serve.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="allow plaintext gRPC on a non-loopback address (only behind a proxy that "
+        "terminates TLS on a network nobody else can reach)",
+    )
     serve.add_argument(
         "--heartbeat-seconds", type=int, default=15, help="live-connection heartbeat interval"
     )
@@ -63,6 +73,35 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="quota of each new bucket, and the most a device may ask for (0 = unlimited)",
     )
+    serve.add_argument(
+        "--account-quota-bytes",
+        type=int,
+        default=1 << 40,
+        help="bytes all of an account's buckets may hold together unless its policy sets"
+        " storage_quota_bytes (default 1 TiB; 0 = unlimited)",
+    )
+    serve.add_argument(
+        "--max-buckets",
+        type=int,
+        default=10,
+        help="buckets an account may have unless its policy sets max_buckets"
+        " (default 10; 0 = unlimited)",
+    )
+
+    certificate = sub.add_parser(
+        "make-certificate",
+        help="create a self-signed TLS certificate (kept if one exists) and print its fingerprint",
+    )
+    certificate.add_argument(
+        "--dir", type=Path, required=True, help="writes DIR/server.crt and DIR/server.key (0600)"
+    )
+    certificate.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="a host name or address clients use (repeatable; localhost and this host's "
+        "name are always included)",
+    )
 
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the newest")
     _add_db_args(migrate)
@@ -93,22 +132,70 @@ def _listen_address(value: str) -> tuple[str, bool]:
     return value, False
 
 
+def require_safe_listen(host: str, *, tls: bool, insecure_plaintext: bool) -> None:
+    """Plaintext only on loopback (or a unix socket) unless explicitly allowed: login
+    keys and device tokens must not cross a network in the clear."""
+    if tls or insecure_plaintext or is_loopback(host):
+        return
+    raise ServerError(
+        f"refusing to serve plaintext gRPC on {host or '*'}: logins and device tokens "
+        "would cross the network in the clear. Use --tls (a self-signed certificate in "
+        "DATA_DIR/tls) or --tls-cert/--tls-key, listen on 127.0.0.1 behind a proxy that "
+        "terminates TLS, or pass --insecure-plaintext if you accept the risk"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost" or host.startswith("unix:"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _certificate(config: ServerConfig) -> ServerConfig:
+    """With --tls and no certificate: the self-signed one in DATA_DIR/tls, made now
+    (so its fingerprint can be shown) and reused at every start."""
+    if not config.tls or (config.tls_cert and config.tls_key):
+        return config
+    host = config.listen.rpartition(":")[0] or "127.0.0.1"
+    pair = ensure_self_signed(config.data_dir, certificate_names(host))
+    return replace(config, tls_cert=pair.cert, tls_key=pair.key)
+
+
+def _show_fingerprint(cert: Path) -> None:
+    try:
+        fingerprint = certificate_fingerprint(cert.read_bytes())
+    except (OSError, ValueError) as e:
+        raise ServerError(f"cannot read the TLS certificate {cert}: {e}") from e
+    # Clients confirm this at their first login: give it to the people who log in.
+    logging.getLogger("comet.server").info("TLS certificate fingerprint %s", fingerprint)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    data_dir: Path = (args.data_dir or default_data_dir()).absolute()
+    data_dir: Path = (getattr(args, "data_dir", None) or default_data_dir()).absolute()
     try:
         if args.command == "serve":
             if (args.tls_cert is None) != (args.tls_key is None):
                 raise ServerError("--tls-cert and --tls-key go together")
             listen, https = _listen_address(args.listen)
+            tls = bool(args.tls or https or args.tls_cert)
+            require_safe_listen(
+                listen.rpartition(":")[0] or "127.0.0.1",
+                tls=tls,
+                insecure_plaintext=args.insecure_plaintext,
+            )
             config = ServerConfig(
                 data_dir=data_dir,
                 listen=listen,
-                tls=args.tls or https,
+                tls=tls,
                 database_url=args.database_url,
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
@@ -118,12 +205,23 @@ def main(argv: list[str] | None = None) -> int:
                 job_log_retention_days=args.job_log_retention_days,
                 bucket_dir=args.bucket_dir.absolute() if args.bucket_dir else None,
                 bucket_quota_bytes=args.bucket_quota_bytes,
+                account_quota_bytes=args.account_quota_bytes,
+                max_buckets=args.max_buckets,
             )
+            config = _certificate(config)
+            if config.tls_cert:
+                _show_fingerprint(config.tls_cert)
             from comet.server.app import serve
 
             asyncio.run(
                 serve(config, on_ready=lambda url: print(f"listening on {url}", flush=True))
             )
+        elif args.command == "make-certificate":
+            pair = ensure_self_signed(
+                args.dir, dict.fromkeys([*certificate_names(""), *args.name]), tls_dir=args.dir
+            )
+            print(f"certificate {pair.cert}")
+            print(f"fingerprint {certificate_fingerprint(pair.cert.read_bytes())}")
         elif args.command == "migrate":
             from comet.server import bootstrap
 

@@ -41,10 +41,12 @@ def certificate_names(listen_host: str) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def ensure_self_signed(data_dir: Path, names: Iterable[str]) -> CertificatePair:
-    """The certificate in ``data_dir/tls``, created on first use. The key file is
-    written 0600 before any key material goes in."""
-    tls_dir = data_dir / "tls"
+def ensure_self_signed(
+    data_dir: Path, names: Iterable[str], *, tls_dir: Path | None = None
+) -> CertificatePair:
+    """The certificate in ``data_dir/tls`` (or ``tls_dir``), created on first use.
+    The key file is written 0600 before any key material goes in."""
+    tls_dir = tls_dir or data_dir / "tls"
     pair = CertificatePair(tls_dir / "server.crt", tls_dir / "server.key")
     if pair.cert.exists() and pair.key.exists():
         return pair

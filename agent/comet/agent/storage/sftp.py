@@ -6,8 +6,13 @@ the call in flight into a TransientStorageError and the next call connects again
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
+import hmac
 import posixpath
+import re
 import secrets
 import socket
 import threading
@@ -32,6 +37,9 @@ from comet.agent.storage.base import (
 )
 
 _T = TypeVar("_T")
+
+_FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+_KEY_TYPE_RE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+)$")
 
 # Below this size a ranged read is one or two requests; prefetching would only add a thread.
 _PREFETCH_MIN = 256 * 1024
@@ -63,13 +71,83 @@ def format_host_key(key: paramiko.PKey) -> str:
     return f"{key.get_name()} {key.get_base64()}"
 
 
-def _same_host_key(pinned: str, seen: str) -> bool:
-    # Accept a known_hosts-style value with a trailing comment, or the bare base64 blob.
+class HostKeyError(StorageError):
+    """The server's host key is not the pinned one, or a pin cannot be read. Never
+    transient: retrying would only connect to the same impostor again."""
+
+    code = "storage.host_key"
+
+
+def host_key_fingerprint(host_key: str) -> str:
+    """OpenSSH's ``SHA256:<base64, unpadded>`` fingerprint of a ``"<type> <base64>"`` key
+    (what ``ssh-keygen -lf`` and ssh's own prompts show)."""
+    blob = host_key.split()[-1]
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise HostKeyError(f"not an SSH public key: {host_key!r}") from e
+    digest = base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def describe_host_key(host_key: str) -> str:
+    """``"SHA256:… (ssh-ed25519)"`` for messages."""
+    if host_key.startswith("SHA256:"):
+        return host_key
+    parts = host_key.split()
+    kind = f" ({parts[0]})" if len(parts) == 2 else ""
+    return host_key_fingerprint(host_key) + kind
+
+
+def parse_host_key_pin(text: str) -> str:
+    """A pin as a person may give it: ``SHA256:…``, ``"<type> <base64>"``, or a
+    known_hosts line (``[marker] hosts <type> <base64> [comment]``). Returns
+    ``SHA256:…`` or ``"<type> <base64>"``; HostKeyError when it is none of these."""
+    text = text.strip()
+    if text.startswith("SHA256:"):
+        if not _FINGERPRINT_RE.match(text):
+            raise HostKeyError(f"not a SHA256 host key fingerprint: {text!r}")
+        return text
+    parts = text.split()
+    for i, part in enumerate(parts[:-1]):
+        if _KEY_TYPE_RE.match(part):
+            key = f"{part} {parts[i + 1]}"
+            host_key_fingerprint(key)  # the blob must decode
+            return key
+    raise HostKeyError(
+        f"cannot read a host key from {text!r}: give SHA256:<fingerprint>, '<type> <base64>'"
+        " or a known_hosts line"
+    )
+
+
+def host_key_matches(pinned: str, seen: str) -> bool:
+    """Whether ``seen`` (``"<type> <base64>"``) is the pinned key: a fingerprint, a
+    ``"<type> <base64>"`` value (a trailing comment allowed), or the bare base64."""
+    if pinned.startswith("SHA256:"):
+        return hmac.compare_digest(pinned, host_key_fingerprint(seen))
     pinned_parts = pinned.split()
     seen_type, seen_blob = seen.split()
     if len(pinned_parts) == 1:
         return pinned_parts[0] == seen_blob
     return pinned_parts[0] == seen_type and pinned_parts[1] == seen_blob
+
+
+def fetch_host_key(host: str, port: int = 22, *, timeout: float = 15.0) -> str:
+    """The host key ``host:port`` presents (``"<type> <base64>"``), without logging in:
+    what ``vault add`` shows a person before pinning it."""
+    where = f"sftp://{host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as e:
+        raise TransientStorageError(f"cannot connect to {where}: {e}") from e
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        return format_host_key(transport.get_remote_server_key())
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        raise TransientStorageError(f"cannot connect to {where}: {e}") from e
+    finally:
+        transport.close()
 
 
 class SftpStorage:
@@ -273,11 +351,13 @@ class SftpStorage:
             transport.start_client(timeout=cfg.timeout)
             seen = format_host_key(transport.get_remote_server_key())
             self.seen_host_key = seen
-            if cfg.host_key is not None and not _same_host_key(cfg.host_key, seen):
-                raise StorageError(
-                    f"the host key of {where} is {seen!r} but the vault expects"
-                    f" {cfg.host_key!r}; if the server was reinstalled, update the vault's"
-                    " host key, otherwise someone may be intercepting the connection"
+            if cfg.host_key is not None and not host_key_matches(cfg.host_key, seen):
+                raise HostKeyError(
+                    f"the host key of {where} changed: it is now {describe_host_key(seen)}"
+                    f" but the vault pinned {describe_host_key(cfg.host_key)}; refusing to"
+                    " connect. If the server was reinstalled, check the new key with its"
+                    " administrator and pin it again; otherwise someone may be intercepting"
+                    " the connection"
                 )
             if pkey is not None:
                 transport.auth_publickey(cfg.username, pkey)

@@ -94,6 +94,7 @@ class AgentLoginRequest(_message.Message):
     TOTP_CODE_FIELD_NUMBER: _builtins.int
     DEVICE_NAME_FIELD_NUMBER: _builtins.int
     CA_PEM_FIELD_NUMBER: _builtins.int
+    TRUST_FINGERPRINT_FIELD_NUMBER: _builtins.int
     server: _builtins.str
     username: _builtins.str
     password: _builtins.str
@@ -101,6 +102,11 @@ class AgentLoginRequest(_message.Message):
     device_name: _builtins.str
     ca_pem: _builtins.str
     """Trust: pin the server certificate seen at first login, or trust this CA (PEM)."""
+    trust_fingerprint: _builtins.str
+    """A self-signed certificate is trusted only when this equals its SHA-256
+    fingerprint ("SHA256:AB:CD:…"), as confirmed by the person; also how a changed
+    certificate is re-pinned.
+    """
     def __init__(
         self,
         *,
@@ -110,14 +116,73 @@ class AgentLoginRequest(_message.Message):
         totp_code: _builtins.str = ...,
         device_name: _builtins.str = ...,
         ca_pem: _builtins.str = ...,
+        trust_fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "device_name", b"device_name", "password", b"password", "server", b"server", "totp_code", b"totp_code", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "device_name", b"device_name", "password", b"password", "server", b"server", "totp_code", b"totp_code", "trust_fingerprint", b"trust_fingerprint", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentLoginRequest: _TypeAlias = AgentLoginRequest  # noqa: Y015
+
+@_typing.final
+class ServerCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_FIELD_NUMBER: _builtins.int
+    CA_PEM_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    ca_pem: _builtins.str
+    def __init__(
+        self,
+        *,
+        server: _builtins.str = ...,
+        ca_pem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "server", b"server"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServerCertificateRequest: _TypeAlias = ServerCertificateRequest  # noqa: Y015
+
+@_typing.final
+class ServerCertificateReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECURE_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    VERIFIED_FIELD_NUMBER: _builtins.int
+    PINNED_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    secure: _builtins.bool
+    """https; the rest is empty for http"""
+    fingerprint: _builtins.str
+    """"SHA256:AB:CD:…" of the presented certificate"""
+    verified: _builtins.bool
+    """valid under the system roots (or ca_pem) for this host"""
+    pinned_fingerprint: _builtins.str
+    """pinned for this server at an earlier login, if any"""
+    problem: _builtins.str
+    """why it is not verified"""
+    def __init__(
+        self,
+        *,
+        secure: _builtins.bool = ...,
+        fingerprint: _builtins.str = ...,
+        verified: _builtins.bool = ...,
+        pinned_fingerprint: _builtins.str = ...,
+        problem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "pinned_fingerprint", b"pinned_fingerprint", "problem", b"problem", "secure", b"secure", "verified", b"verified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServerCertificateReply: _TypeAlias = ServerCertificateReply  # noqa: Y015
 
 @_typing.final
 class AgentLoginReply(_message.Message):

@@ -45,6 +45,11 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.AgentLoginRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_agent__api__pb2.AgentLoginReply.FromString,
                 _registered_method=True)
+        self.ServerCertificate = channel.unary_unary(
+                '/comet.v1.AgentApi/ServerCertificate',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.ServerCertificateRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.ServerCertificateReply.FromString,
+                _registered_method=True)
         self.Lock = channel.unary_unary(
                 '/comet.v1.AgentApi/Lock',
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.LockRequest.SerializeToString,
@@ -168,6 +173,14 @@ class AgentApiServicer:
 
     def Login(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ServerCertificate(self, request, context):
+        """What an https server presents, and whether this agent already trusts it: what a
+        login screen shows before asking the person to confirm a fingerprint.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -316,6 +329,11 @@ def add_AgentApiServicer_to_server(servicer, server):
                     servicer.Login,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.AgentLoginRequest.FromString,
                     response_serializer=comet_dot_v1_dot_agent__api__pb2.AgentLoginReply.SerializeToString,
+            ),
+            'ServerCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.ServerCertificate,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.ServerCertificateRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.ServerCertificateReply.SerializeToString,
             ),
             'Lock': grpc.unary_unary_rpc_method_handler(
                     servicer.Lock,
@@ -482,6 +500,33 @@ class AgentApi:
             '/comet.v1.AgentApi/Login',
             comet_dot_v1_dot_agent__api__pb2.AgentLoginRequest.SerializeToString,
             comet_dot_v1_dot_agent__api__pb2.AgentLoginReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServerCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/ServerCertificate',
+            comet_dot_v1_dot_agent__api__pb2.ServerCertificateRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.ServerCertificateReply.FromString,
             options,
             channel_credentials,
             insecure,

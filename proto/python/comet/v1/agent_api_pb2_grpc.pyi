@@ -36,6 +36,10 @@ class AgentApiStub:
     def __new__(cls, channel: _aio.Channel) -> AgentApiAsyncStub: ...
     Status: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.StatusRequest, _agent_api_pb2.StatusReply]
     Login: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.AgentLoginRequest, _agent_api_pb2.AgentLoginReply]
+    ServerCertificate: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.ServerCertificateRequest, _agent_api_pb2.ServerCertificateReply]
+    """What an https server presents, and whether this agent already trusts it: what a
+    login screen shows before asking the person to confirm a fingerprint.
+    """
     Lock: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.LockRequest, _agent_api_pb2.StatusReply]
     Unlock: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.UnlockRequest, _agent_api_pb2.StatusReply]
     Disconnect: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.DisconnectRequest, _agent_api_pb2.StatusReply]
@@ -64,6 +68,10 @@ class AgentApiAsyncStub(AgentApiStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Status: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.StatusRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
     Login: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.AgentLoginRequest, _agent_api_pb2.AgentLoginReply]  # type: ignore[assignment]
+    ServerCertificate: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.ServerCertificateRequest, _agent_api_pb2.ServerCertificateReply]  # type: ignore[assignment]
+    """What an https server presents, and whether this agent already trusts it: what a
+    login screen shows before asking the person to confirm a fingerprint.
+    """
     Lock: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.LockRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
     Unlock: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.UnlockRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
     Disconnect: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.DisconnectRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
@@ -99,6 +107,15 @@ class AgentApiServicer:
         request: _agent_api_pb2.AgentLoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.AgentLoginReply, _abc.Awaitable[_agent_api_pb2.AgentLoginReply]]: ...
+
+    def ServerCertificate(
+        self,
+        request: _agent_api_pb2.ServerCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.ServerCertificateReply, _abc.Awaitable[_agent_api_pb2.ServerCertificateReply]]:
+        """What an https server presents, and whether this agent already trusts it: what a
+        login screen shows before asking the person to confirm a fingerprint.
+        """
 
     def Lock(
         self,

@@ -619,7 +619,9 @@ class CometVaultSettings(_message.Message):
     BUCKET_KEY_FIELD_NUMBER: _builtins.int
     bucket_id: _builtins.str
     bucket_key: _builtins.str
-    """per-bucket credential; encrypted at rest on the server"""
+    """The reading device's own credential for this bucket, filled in by the server when
+    a device fetches its profile; never stored in the profile, ignored when written.
+    """
     def __init__(
         self,
         *,
@@ -942,11 +944,21 @@ class Policy(_message.Message):
     FLAGS_FIELD_NUMBER: _builtins.int
     IS_DEFAULT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    STORAGE_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_BUCKETS_FIELD_NUMBER: _builtins.int
     policy_id: _builtins.str
     name: _builtins.str
     enforce_retention: _builtins.bool
     is_default: _builtins.bool
     version: _builtins.int
+    storage_quota_bytes: _builtins.int
+    """Bytes all of an account's "Comet Server" vault buckets may hold together:
+    0 = the server's default (--account-quota-bytes), -1 = unlimited.
+    """
+    max_buckets: _builtins.int
+    """How many buckets an account may create: 0 = the server's default
+    (--max-buckets), -1 = unlimited.
+    """
     @_builtins.property
     def default_items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProtectedItem]: ...
     @_builtins.property
@@ -970,10 +982,12 @@ class Policy(_message.Message):
         flags: Global___PolicyFlags | None = ...,
         is_default: _builtins.bool = ...,
         version: _builtins.int = ...,
+        storage_quota_bytes: _builtins.int = ...,
+        max_buckets: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["default_retention", b"default_retention", "flags", b"flags"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_items", b"default_items", "default_retention", b"default_retention", "default_schedules", b"default_schedules", "enforce_retention", b"enforce_retention", "exclusions", b"exclusions", "flags", b"flags", "is_default", b"is_default", "name", b"name", "policy_id", b"policy_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_items", b"default_items", "default_retention", b"default_retention", "default_schedules", b"default_schedules", "enforce_retention", b"enforce_retention", "exclusions", b"exclusions", "flags", b"flags", "is_default", b"is_default", "max_buckets", b"max_buckets", "name", b"name", "policy_id", b"policy_id", "storage_quota_bytes", b"storage_quota_bytes", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

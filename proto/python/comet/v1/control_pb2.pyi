@@ -1264,7 +1264,10 @@ class CreateBucketReply(_message.Message):
     QUOTA_BYTES_FIELD_NUMBER: _builtins.int
     bucket_id: _builtins.str
     bucket_key: _builtins.str
-    """The bucket's credential: returned only here, the server keeps just a hash of it."""
+    """The calling device's own credential for the bucket (bound to the device: it stops
+    working when the device is revoked). Every other device of the account receives
+    its own in the profile it fetches.
+    """
     quota_bytes: _builtins.int
     """the quota granted; 0 = unlimited"""
     def __init__(

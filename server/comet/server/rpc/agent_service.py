@@ -17,7 +17,7 @@ from comet.server.rpc import convert
 from comet.server.rpc.auth_context import Authenticator, peer_address
 from comet.server.rpc.errors import ERROR_CODE_KEY, handles_errors, status_for
 from comet.server.rpc.live import LiveConnection, LiveRegistry
-from comet.server.store.accounts import AccountStore
+from comet.server.store.accounts import AccountStore, Principal
 from comet.server.store.jobs import JobStore
 from comet.server.store.profiles import ProfileStore
 from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
@@ -62,8 +62,9 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self, request: control_pb2.GetProfileRequest, context: Ctx
     ) -> common_pb2.Profile:
         principal = await self._auth.device(context)
+        assert principal.device_id is not None
         view = await self._profiles.get(principal.user_id, reveal_secrets=True)
-        return convert.profile_to_proto(view)
+        return await self._with_bucket_credentials(convert.profile_to_proto(view), principal)
 
     @handles_errors
     async def PutProfile(
@@ -71,13 +72,28 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
     ) -> common_pb2.Profile:
         principal = await self._auth.device(context)
         assert principal.device_id is not None
+        for vault in request.profile.vaults:
+            if vault.WhichOneof("settings") == "comet":
+                vault.comet.bucket_key = ""  # each device's own: never stored
         view = await self._profiles.put(
             principal.user_id,
             device_id=principal.device_id,
             version=request.profile.version,
             document=convert.profile_document(request.profile),
         )
-        return convert.profile_to_proto(view)
+        return await self._with_bucket_credentials(convert.profile_to_proto(view), principal)
+
+    async def _with_bucket_credentials(
+        self, profile: common_pb2.Profile, principal: Principal
+    ) -> common_pb2.Profile:
+        """The reading device's own credential in each "Comet Server" vault."""
+        assert principal.device_id is not None
+        for vault in profile.vaults:
+            if vault.WhichOneof("settings") == "comet" and vault.comet.bucket_id:
+                vault.comet.bucket_key = await self._buckets.credential(
+                    vault.comet.bucket_id, principal.device_id
+                )
+        return profile
 
     @handles_errors
     async def ReportJob(
@@ -109,7 +125,10 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self, request: control_pb2.CreateBucketRequest, context: Ctx
     ) -> control_pb2.CreateBucketReply:
         principal = await self._auth.device(context)
-        bucket = await self._buckets.create(principal.user_id, quota_bytes=request.quota_bytes)
+        assert principal.device_id is not None
+        bucket = await self._buckets.create(
+            principal.user_id, device_id=principal.device_id, quota_bytes=request.quota_bytes
+        )
         await self._accounts.audit(
             principal.username,
             "bucket.create",

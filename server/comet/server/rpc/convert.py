@@ -11,7 +11,13 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from comet.agent.credentials import KdfParams
+from comet.agent.credentials import (
+    FLOOR_LOG2_N,
+    FLOOR_R,
+    KdfParams,
+    KdfPolicyError,
+    require_kdf_floor,
+)
 from comet.server.errors import InvalidRequestError
 from comet.server.store.accounts import DeviceRecord, Registration, UserRecord
 from comet.server.store.jobs import (
@@ -52,7 +58,19 @@ def kdf_to_proto(params: KdfParams) -> control_pb2.KdfParams:
 
 
 def kdf_from_proto(msg: control_pb2.KdfParams) -> KdfParams:
-    return KdfParams(algorithm=msg.algorithm, salt=msg.salt, log2_n=msg.log2_n, r=msg.r, p=msg.p)
+    """KDF parameters for a new password: below the fixed floor is refused, so every
+    account set up through the API meets it."""
+    params = KdfParams(algorithm=msg.algorithm, salt=msg.salt, log2_n=msg.log2_n, r=msg.r, p=msg.p)
+    try:
+        require_kdf_floor(params)
+    except KdfPolicyError as e:
+        raise InvalidRequestError(
+            f"password key derivation {params.describe()} refused: new passwords need at "
+            f"least scrypt N=2^{FLOOR_LOG2_N}, r={FLOOR_R}"
+        ) from e
+    if len(params.salt) < 16:
+        raise InvalidRequestError("the password key derivation salt must be at least 16 bytes")
+    return params
 
 
 def registration_from_proto(msg: control_pb2.DeviceRegistration) -> Registration:
