@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -612,12 +613,40 @@ def _time_arg(text: str | None) -> Timestamp | None:
     return ts
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]*)\s*")
+_UNITS = {
+    **{u: 1 for u in ("", "b")},
+    **{
+        u: 1024**p
+        for p, us in enumerate((("k", "kib"), ("m", "mib"), ("g", "gib"), ("t", "tib")), 1)
+        for u in us
+    },
+    **{u: 1000**p for p, u in enumerate(("kb", "mb", "gb", "tb"), 1)},
+}
+
+
+def size_arg(text: str) -> int:
+    """A size in bytes: a number with an optional unit. K, M, G, T and KiB…TiB are
+    powers of 1024; kB, MB, GB, TB powers of 1000 (``10M``, ``1.5GiB``, ``0``)."""
+    match = _SIZE.fullmatch(text)
+    unit = _UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size (examples: 0, 4096, 10M, 1.5GiB, 2GB)"
+        )
+    return (
+        int(float(match.group(1)) * unit) if "." in match.group(1) else int(match.group(1)) * unit
+    )
+
+
 def cmd_find(client: AgentClient, args: argparse.Namespace) -> None:
     query = common_pb2.FindQuery(
         name_glob=args.pattern if not args.regex else "",
         name_regex=args.pattern if args.regex else "",
         min_size=args.min_size or 0,
         max_size=args.max_size or 0,
+        has_min_size=args.min_size is not None,
+        has_max_size=args.max_size is not None,
         limit=args.limit or 0,
     )
     after, before = _time_arg(args.newer), _time_arg(args.older)
@@ -643,13 +672,27 @@ def cmd_find(client: AgentClient, args: argparse.Namespace) -> None:
 ARCHIVES = {"tar": 0, "tar.gz": 1, "zip": 2, "sqfs": 3, "tar.zst": 4}
 
 
-def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
-    options = common_pb2.RestoreOptions(paths=args.path or [], allow_partial=args.allow_partial)
+def restore_options(args: argparse.Namespace) -> common_pb2.RestoreOptions:
+    """The one destination the parser allowed, with the options that fit it."""
+    options = common_pb2.RestoreOptions(
+        paths=args.path or [],
+        allow_partial=args.allow_partial,
+        restore_privileged=args.restore_privileged,
+    )
+    if (args.per_file or args.as_archive) and not args.program:
+        raise CliError("--per-file and --as-archive go with --program CMD")
+    if args.output and not args.archive:
+        raise CliError("--output goes with --archive FORMAT")
+    writes_files = bool(args.to or args.original_paths)
+    if args.overwrite_if_newer and not writes_files:
+        raise CliError("--overwrite-if-newer goes with --to DIR or --original-paths")
+    if args.overwrite and not (writes_files or args.archive):
+        raise CliError("--overwrite goes with --to DIR, --original-paths or --archive")
     if args.overwrite:
         options.overwrite = common_pb2.OVERWRITE_MODE_OVERWRITE
     elif args.overwrite_if_newer:
         options.overwrite = common_pb2.OVERWRITE_MODE_IF_NEWER
-    if args.to or args.original_paths:
+    if writes_files:
         options.type = common_pb2.RESTORE_TYPE_FILES
         options.destination = str(Path(args.to).absolute()) if args.to else ""
         options.original_paths = args.original_paths
@@ -662,17 +705,17 @@ def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
             else common_pb2.RESTORE_TYPE_PROGRAM_PER_FILE
         )
         options.program_command = args.program
-    elif args.archive:
+    else:
         if not args.output:
             raise CliError("--archive needs --output FILE")
         options.type = common_pb2.RESTORE_TYPE_ARCHIVE_FILE
         options.archive_format = ARCHIVES[args.archive]  # type: ignore[assignment]
         options.destination = str(Path(args.output).absolute())
-    else:
-        raise CliError(
-            "say where to restore: --to DIR, --original-paths, --simulate, "
-            "--program CMD or --archive FORMAT --output FILE"
-        )
+    return options
+
+
+def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
+    options = restore_options(args)
     job = client.api.StartRestore(
         agent_api_pb2.StartRestoreRequest(
             vault_id=args.vault, snapshot_id=args.snapshot, item_id=args.item or "", options=options
@@ -791,8 +834,16 @@ def cmd_change_password(client: AgentClient, args: argparse.Namespace) -> None:
     print("password changed; every vault key was re-wrapped under the new password")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr (the CLI contract); ``--help`` shows usage.
+    Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Control the local Comet agent.")
+    parser = _OneLineParser(prog=PROG, description="Control the local Comet agent.")
     parser.add_argument("--socket", type=Path, default=None, help="the agent's unix socket")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -960,8 +1011,8 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--vault", required=True)
     find.add_argument("--snapshot", action="append", help="only these (default: all)")
     find.add_argument("--regex", action="store_true")
-    find.add_argument("--min-size", type=int)
-    find.add_argument("--max-size", type=int)
+    find.add_argument("--min-size", type=size_arg, help="at least this size: 0, 512, 10M, 1.5GiB")
+    find.add_argument("--max-size", type=size_arg, help="at most this size (0: empty files)")
     find.add_argument("--newer", help="modified after this time (ISO 8601)")
     find.add_argument("--older", help="modified before this time (ISO 8601)")
     find.add_argument("--limit", type=int)
@@ -972,14 +1023,22 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("snapshot", help="snapshot id (or prefix), or 'latest' with --item")
     restore.add_argument("--vault", required=True)
     restore.add_argument("--item")
-    restore.add_argument("--to", help="restore under this directory")
-    restore.add_argument("--original-paths", action="store_true")
-    restore.add_argument("--simulate", action="store_true")
-    restore.add_argument("--program", help="command receiving the data on stdin")
-    restore.add_argument("--per-file", action="store_true", help="run the program per file")
-    restore.add_argument("--as-archive", action="store_true", help="one tar stream on stdin")
-    restore.add_argument("--archive", choices=sorted(ARCHIVES))
+    # Exactly one destination: a second one is refused here, before any job starts.
+    where = restore.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", help="restore under this directory")
+    where.add_argument("--original-paths", action="store_true")
+    where.add_argument("--simulate", action="store_true", help="read and verify, write nothing")
+    where.add_argument("--program", help="command receiving the data on stdin")
+    where.add_argument("--archive", choices=sorted(ARCHIVES), help="write one archive file")
+    shape = restore.add_mutually_exclusive_group()
+    shape.add_argument("--per-file", action="store_true", help="run the program per file")
+    shape.add_argument("--as-archive", action="store_true", help="one tar stream on stdin")
     restore.add_argument("--output", help="archive file to write")
+    restore.add_argument(
+        "--restore-privileged",
+        action="store_true",
+        help="also restore setuid/setgid bits, security.* attributes and device nodes",
+    )
     restore.add_argument("--path", action="append", help="restore only this path (repeatable)")
     mode = restore.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true")
@@ -988,7 +1047,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--allow-partial", action="store_true")
     restore.add_argument("--wait", action="store_true")
     restore.add_argument("--json", action="store_true")
-    restore.set_defaults(func=cmd_restore)
+    restore.set_defaults(func=cmd_restore, precheck=restore_options)
 
     history = sub.add_parser("history", help="job history of this device")
     history.add_argument("--status", action="append")
@@ -1041,6 +1100,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        precheck = getattr(args, "precheck", None)
+        if precheck is not None:  # refusals that need no agent come first
+            precheck(args)
         client = AgentClient(args.socket or default_socket_path())
         args.func(client, args)
     except grpc.RpcError as e:

@@ -22,6 +22,7 @@ from comet.agent.convert import (
 from comet.agent.errors import AgentError
 from comet.agent.jobs.codes import Classification, Status
 from comet.agent.jobs.store import JobQuery
+from comet.agent.jobs.targets import TargetError
 from comet.agent.operations import NotFoundError, RestoreRequest
 from comet.agent.profile_sync import NotLoggedInError, ProfileConflictError
 from comet.agent.server_link import check_certificate
@@ -36,6 +37,7 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 _STATUS: dict[type[AgentError], grpc.StatusCode] = {
     ServerUrlError: grpc.StatusCode.INVALID_ARGUMENT,
+    TargetError: grpc.StatusCode.INVALID_ARGUMENT,
     NotFoundError: grpc.StatusCode.NOT_FOUND,
     NotLoggedInError: grpc.StatusCode.UNAUTHENTICATED,
     ProfileConflictError: grpc.StatusCode.ABORTED,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -194,11 +195,15 @@ def open_repository(
     key_dir: Path,
     server_url: str = "",
     bandwidth_bps: int = 0,
+    wrap: Callable[[Storage], Storage] | None = None,
 ) -> Repository:
-    """The vault's repository; ``bandwidth_bps`` caps uploads and downloads."""
+    """The vault's repository; ``bandwidth_bps`` caps uploads and downloads; ``wrap``
+    (for example a meter) wraps the storage outermost."""
     storage = open_storage(spec, key_dir=key_dir, server_url=server_url)
     if bandwidth_bps:
         storage = RateLimitedStorage(storage, upload_bps=bandwidth_bps, download_bps=bandwidth_bps)
+    if wrap is not None:
+        storage = wrap(storage)
     return Repository.open(storage, unwrap_vault_key(spec, wrap_key))
 
 

@@ -113,9 +113,15 @@ _OVERWRITE = {
 
 def restore(args: argparse.Namespace) -> control_pb2.Command:
     options = common_pb2.RestoreOptions(
-        paths=args.path, allow_partial=args.allow_partial, overwrite=_OVERWRITE[args.overwrite]
+        paths=args.path,
+        allow_partial=args.allow_partial,
+        overwrite=_OVERWRITE[args.overwrite],
+        restore_privileged=args.restore_privileged,
     )
+    # The parser allows exactly one destination; the agent checks again.
     if args.simulate:
+        if args.overwrite != "skip_existing":
+            raise AdminCliError("a simulated restore overwrites nothing: drop --overwrite")
         options.type = common_pb2.RESTORE_TYPE_SIMULATE
     elif args.original_paths:
         options.original_paths = True
@@ -202,10 +208,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--vault", required=True)
     p.add_argument("--snapshot", required=True, help="a snapshot id, or 'latest' with --item")
     p.add_argument("--item")
-    p.add_argument("--to", help="restore into this directory")
-    p.add_argument("--original-paths", action="store_true")
-    p.add_argument("--simulate", action="store_true")
+    where = p.add_mutually_exclusive_group()  # none given: a clear error in restore()
+    where.add_argument("--to", help="restore into this directory")
+    where.add_argument("--original-paths", action="store_true")
+    where.add_argument("--simulate", action="store_true", help="read and verify, write nothing")
     p.add_argument("--path", action="append", default=[], help="restore only this path")
+    p.add_argument(
+        "--restore-privileged",
+        action="store_true",
+        help="also restore setuid/setgid bits, security.* attributes and device nodes",
+    )
     p.add_argument("--allow-partial", action="store_true")
     mode = p.add_mutually_exclusive_group()
     for flag in ("overwrite", "overwrite-if-newer", "skip-existing"):

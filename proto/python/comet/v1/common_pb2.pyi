@@ -1361,12 +1361,20 @@ class FindQuery(_message.Message):
     MODIFIED_AFTER_FIELD_NUMBER: _builtins.int
     MODIFIED_BEFORE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    HAS_MAX_SIZE_FIELD_NUMBER: _builtins.int
+    HAS_MIN_SIZE_FIELD_NUMBER: _builtins.int
     name_glob: _builtins.str
     name_regex: _builtins.str
     min_size: _builtins.int
     max_size: _builtins.int
     """0 = no upper bound"""
     limit: _builtins.int
+    has_max_size: _builtins.bool
+    """max_size is a bound even when 0 (only empty files); older senders leave this
+    false and use 0 for "no upper bound".
+    """
+    has_min_size: _builtins.bool
+    """min_size is a bound even when 0 (regular files of any size)."""
     @_builtins.property
     def modified_after(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1381,10 +1389,12 @@ class FindQuery(_message.Message):
         modified_after: _timestamp_pb2.Timestamp | None = ...,
         modified_before: _timestamp_pb2.Timestamp | None = ...,
         limit: _builtins.int = ...,
+        has_max_size: _builtins.bool = ...,
+        has_min_size: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["modified_after", b"modified_after", "modified_before", b"modified_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "max_size", b"max_size", "min_size", b"min_size", "modified_after", b"modified_after", "modified_before", b"modified_before", "name_glob", b"name_glob", "name_regex", b"name_regex"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_max_size", b"has_max_size", "has_min_size", b"has_min_size", "limit", b"limit", "max_size", b"max_size", "min_size", b"min_size", "modified_after", b"modified_after", "modified_before", b"modified_before", "name_glob", b"name_glob", "name_regex", b"name_regex"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1402,6 +1412,7 @@ class RestoreOptions(_message.Message):
     PROGRAM_COMMAND_FIELD_NUMBER: _builtins.int
     ARCHIVE_FORMAT_FIELD_NUMBER: _builtins.int
     ALLOW_PARTIAL_FIELD_NUMBER: _builtins.int
+    RESTORE_PRIVILEGED_FIELD_NUMBER: _builtins.int
     type: Global___RestoreType.ValueType
     destination: _builtins.str
     original_paths: _builtins.bool
@@ -1409,6 +1420,11 @@ class RestoreOptions(_message.Message):
     program_command: _builtins.str
     archive_format: Global___ArchiveFormat.ValueType
     allow_partial: _builtins.bool
+    restore_privileged: _builtins.bool
+    """Also restore setuid/setgid bits, security.* extended attributes (file
+    capabilities) and device nodes. Without it they are dropped with a warning,
+    unless restoring to original paths as root.
+    """
     @_builtins.property
     def paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -1422,10 +1438,11 @@ class RestoreOptions(_message.Message):
         program_command: _builtins.str = ...,
         archive_format: Global___ArchiveFormat.ValueType = ...,
         allow_partial: _builtins.bool = ...,
+        restore_privileged: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "archive_format", b"archive_format", "destination", b"destination", "original_paths", b"original_paths", "overwrite", b"overwrite", "paths", b"paths", "program_command", b"program_command", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "archive_format", b"archive_format", "destination", b"destination", "original_paths", b"original_paths", "overwrite", b"overwrite", "paths", b"paths", "program_command", b"program_command", "restore_privileged", b"restore_privileged", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
