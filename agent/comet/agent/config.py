@@ -17,6 +17,8 @@ class AgentConfig:
     reconnect_min_seconds: float = 0.5
     reconnect_max_seconds: float = 4.0
     heartbeat_seconds: float = 15.0
+    # The device-local policy for remote commands (see device_policy); root-owned.
+    policy_path: Path = Path("/etc/comet-agent/agent.toml")
 
 
 def default_state_dir() -> Path:
@@ -45,3 +47,36 @@ def reconnect_max_from_env(default: float) -> float:
     """Tests shorten the reconnect backoff with COMET_AGENT_RECONNECT_MAX."""
     value = os.environ.get("COMET_AGENT_RECONNECT_MAX")
     return float(value) if value else default
+
+
+def clock_offset_ns_from_env() -> int:
+    """Tests shift the agent's wall clock with COMET_CLOCK_OFFSET (seconds, may be
+    negative) to show nothing depends on two devices' clocks agreeing."""
+    value = os.environ.get("COMET_CLOCK_OFFSET")
+    return int(float(value) * 1e9) if value else 0
+
+
+def lock_hostname_from_env() -> str:
+    """Tests make one agent judge locks as if it ran on another host with
+    COMET_HOSTNAME ("" means the real host name)."""
+    return os.environ.get("COMET_HOSTNAME", "")
+
+
+def lock_timing_from_env() -> dict[str, float]:
+    """Tests shorten repository lock and prune periods (seconds) with
+    COMET_LOCK_STALE, COMET_LOCK_REFRESH and COMET_PRUNE_GRACE."""
+    out = {}
+    for name, env in (
+        ("stale", "COMET_LOCK_STALE"),
+        ("refresh", "COMET_LOCK_REFRESH"),
+        ("grace", "COMET_PRUNE_GRACE"),
+    ):
+        if value := os.environ.get(env):
+            out[name] = float(value)
+    return out
+
+
+def default_policy_path() -> Path:
+    """/etc/comet-agent/agent.toml; tests point COMET_AGENT_POLICY_FILE elsewhere."""
+    env = os.environ.get("COMET_AGENT_POLICY_FILE")
+    return Path(env) if env else Path("/etc/comet-agent/agent.toml")

@@ -42,6 +42,12 @@ from comet.server.admin_session import (
 from comet.v1 import admin_pb2, common_pb2, control_pb2, control_pb2_grpc
 
 PROG = "comet-admin"
+ROLES = {
+    "super": admin_pb2.ADMIN_ROLE_SUPER,
+    "operator": admin_pb2.ADMIN_ROLE_OPERATOR,
+    "auditor": admin_pb2.ADMIN_ROLE_AUDITOR,
+    "user": admin_pb2.ADMIN_ROLE_USER,
+}
 
 
 # ---------------------------------------------------------------------------- commands
@@ -120,7 +126,9 @@ def user_json(user: admin_pb2.UserInfo) -> dict[str, Any]:
 def cmd_user_add(args: argparse.Namespace) -> None:
     admin = Admin(load_session())
     kdf, auth_key = derive_for_new_password(read_password())
-    role = admin_pb2.ADMIN_ROLE_SUPER if args.admin else admin_pb2.ADMIN_ROLE_USER
+    if args.admin and args.role not in (None, "super"):
+        raise AdminCliError(f"--admin means --role super; it cannot go with --role {args.role}")
+    role = ROLES["super" if args.admin else (args.role or "user")]
     user = admin.stub.AddUser(
         admin_pb2.AddUserRequest(
             username=args.name,
@@ -240,24 +248,19 @@ def cmd_user_reset_password(args: argparse.Namespace) -> None:
         metadata=admin.metadata,
         timeout=30,
     )
+    # There is no recovery path: old backups need the old password, whatever the reply.
     if args.json:
-        result: dict[str, Any] = {
-            "username": args.name,
-            "data_kept_readable": reply.data_kept_readable,
-        }
+        result: dict[str, Any] = {"username": args.name, "old_backups_readable": False}
         if args.revoke_devices:
             result["devices_revoked"] = reply.devices_revoked
         print_json(result)
         return
     if args.revoke_devices:
         print(f"{reply.devices_revoked} device(s) of {args.name!r} revoked")
-    if reply.data_kept_readable:
-        print(f"password of {args.name!r} reset; their backups stay readable")
-    else:
-        print(
-            f"password of {args.name!r} reset; warning: backups made with the old password "
-            "cannot be read with the new one (the user had not enabled recovery)"
-        )
+    print(
+        f"password of {args.name!r} reset; warning: backups made with the old password "
+        "cannot be read with the new one (the server holds no key to them)"
+    )
 
 
 # ---------------------------------------------------------------------------- parser
@@ -289,7 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     add = user.add_parser("add", help="create a user")
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", required=True)
-    add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    add.add_argument(
+        "--admin", action="store_true", help="make the user a super administrator (--role super)"
+    )
+    add.add_argument(
+        "--role",
+        choices=sorted(ROLES),
+        help="super: every admin action; operator: run jobs on devices, read; "
+        "auditor: read only, with the audit log; user (default): no admin rights "
+        "(see docs/permissions.md)",
+    )
     add.add_argument("--max-devices", type=int, default=0, help="0 = unlimited")
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_user_add)

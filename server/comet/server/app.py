@@ -37,9 +37,12 @@ from comet.server.routing import (
 )
 from comet.server.rpc.admin_service import AdminService
 from comet.server.rpc.agent_service import AgentService
+from comet.server.rpc.auth_context import Authenticator, guard
 from comet.server.rpc.auth_service import AuthService
+from comet.server.rpc.client_address import ClientAddresses, parse_networks
 from comet.server.rpc.errors import DatabaseWatcher, ErrorInterceptor
 from comet.server.rpc.live import LiveRegistry
+from comet.server.rpc.message_limits import MessageLimitInterceptor
 from comet.server.rpc.routing import CommandRouter
 from comet.server.rpc.storage_service import StorageService
 from comet.server.secret_box import SecretBox, load_or_create_key
@@ -52,7 +55,14 @@ from comet.server.store.missed_runs import MissedRunFinder, MissedRunPolicy
 from comet.server.store.policies import PolicyStore
 from comet.server.store.profiles import ProfileStore
 from comet.server.tls import certificate_names, ensure_self_signed
-from comet.v1 import admin_pb2_grpc, control_pb2_grpc, storage_pb2_grpc
+from comet.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    control_pb2,
+    control_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +90,8 @@ GRPC_OPTIONS = [
 ]
 # Held-back progress reports are written this often (JobStore.flush_progress).
 PROGRESS_FLUSH_SECONDS = 1.0
+# Audit events past their retention are deleted at start and this often.
+AUDIT_PRUNE_SECONDS = 3600
 
 
 @dataclass
@@ -189,6 +201,7 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
             max_failed_logins=config.max_failed_logins,
             failed_login_window_seconds=config.failed_login_window_seconds,
             online_after_seconds=config.heartbeat_seconds * 3,
+            first_backoff_seconds=config.login_backoff_seconds,
         ),
         box=box,
     )
@@ -232,7 +245,12 @@ def grpc_server(
     """A gRPC server whose every failure is mapped by ``rpc.errors`` (one place)."""
     return grpc.aio.server(
         options=options,
-        interceptors=[ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE,))],
+        # The size check comes first so that a refused request's bytes are dropped
+        # before any other wrapper's frame (and traceback) can hold on to them.
+        interceptors=[
+            MessageLimitInterceptor(),
+            ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE,)),
+        ],
     )
 
 
@@ -244,32 +262,55 @@ def add_services(
     instance_id: str,
     heartbeat_seconds: int,
     router: CommandRouter | None = None,
+    addresses: ClientAddresses | None = None,
 ) -> None:
     router = router or CommandRouter(registry, instance_id=instance_id)
+    # Every method of every service passes the permission table first (see guard).
+    auth = Authenticator(stores.accounts)
     control_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthService(stores.accounts, stores.profiles), server
-    )
-    control_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(
-            stores.accounts,
-            stores.profiles,
-            stores.jobs,
-            registry,
-            instance_id=instance_id,
-            heartbeat_seconds=heartbeat_seconds,
-            buckets=stores.buckets,
+        guard(
+            AuthService(stores.accounts, stores.profiles, addresses),
+            control_pb2.DESCRIPTOR.services_by_name["AuthService"],
+            auth,
         ),
         server,
     )
-    storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageService(stores.buckets), server)
+    control_pb2_grpc.add_AgentServiceServicer_to_server(
+        guard(
+            AgentService(
+                stores.accounts,
+                stores.profiles,
+                stores.jobs,
+                registry,
+                instance_id=instance_id,
+                heartbeat_seconds=heartbeat_seconds,
+                buckets=stores.buckets,
+            ),
+            control_pb2.DESCRIPTOR.services_by_name["AgentService"],
+            auth,
+        ),
+        server,
+    )
+    storage_pb2_grpc.add_StorageServiceServicer_to_server(
+        guard(
+            StorageService(stores.buckets),
+            storage_pb2.DESCRIPTOR.services_by_name["StorageService"],
+            auth,
+        ),
+        server,
+    )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminService(
-            stores.accounts,
-            stores.profiles,
-            stores.policies,
-            stores.jobs,
-            router,
-            buckets=stores.buckets,
+        guard(
+            AdminService(
+                stores.accounts,
+                stores.profiles,
+                stores.policies,
+                stores.jobs,
+                router,
+                buckets=stores.buckets,
+            ),
+            admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+            auth,
         ),
         server,
     )
@@ -338,6 +379,7 @@ async def _run_services(
         instance_id=instance_id,
         heartbeat_seconds=config.heartbeat_seconds,
         router=router,
+        addresses=ClientAddresses(parse_networks(config.trusted_proxies)),
     )
     url = _bind(server, config)
     await _health_setter(health)(True)
@@ -352,6 +394,9 @@ async def _run_services(
         asyncio.create_task(stores.buckets.purge_trash_forever()),
         asyncio.create_task(_prune_commands(router)),
         asyncio.create_task(supervisor.run_forever()),
+        asyncio.create_task(
+            _prune_audit(stores.accounts, timedelta(days=config.audit_retention_days))
+        ),
         listening,
     ]
     try:
@@ -421,3 +466,15 @@ async def _prune_commands(router: CommandRouter) -> None:
         except Exception as e:
             _log_background_failure("could not prune routed commands", e)
         await asyncio.sleep(3600)
+
+
+async def _prune_audit(accounts: AccountStore, retention: timedelta) -> None:
+    """Audit events are kept for the configured period, then deleted."""
+    while True:
+        try:
+            pruned = await accounts.audit_log.prune(retention)
+            if pruned:
+                log.info("audit: %d events older than %s deleted", pruned, retention)
+        except Exception:
+            log.exception("could not prune the audit log")
+        await asyncio.sleep(AUDIT_PRUNE_SECONDS)

@@ -5,7 +5,6 @@ operation and reports what it did on the job."""
 from __future__ import annotations
 
 import abc
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,8 @@ from comet.agent.maintenance.retention import RetentionRules
 from comet.agent.maintenance.unlock import unlock
 from comet.agent.repository.repository import Repository
 from comet.agent.vaults import VaultSpec, open_repository
+
+REMOVED_LOCK = "removed lock "
 
 
 class VerifyFailedError(AgentError):
@@ -78,6 +79,8 @@ class VaultJob(abc.ABC):
             delete_grant=self.delete_grant,
         )
         try:
+            for key, message in sorted(repo.damaged.items()):
+                handle.warning(f"{key} is damaged and was set aside: {message}")
             return self.work(repo, handle)
         finally:
             repo.close()
@@ -127,7 +130,7 @@ class RetentionJob(VaultJob):
             self.rules,
             now=datetime.now(UTC),
             tz=local_tz(),
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -149,7 +152,7 @@ class DeleteSnapshotsJob(VaultJob):
         result = delete_snapshots(
             repo,
             ids,
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -162,7 +165,7 @@ class ReindexJob(VaultJob):
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
         result = rebuild_indexes(
             repo,
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -183,7 +186,7 @@ class VerifyJob(VaultJob):
         result = check(
             repo,
             read_data=self.read_data,
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -217,7 +220,12 @@ class UnlockJob(VaultJob):
     remove_all: bool = False
 
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
-        result = unlock(repo, remove_all=self.remove_all, reporter=_Reporter(handle))
+        result = unlock(repo, remove_all=self.remove_all)
+        for info, reason in zip(result.removed, result.reasons, strict=True):
+            # One line per lock in a fixed shape: 'comet unlock --json' lists them.
+            handle.info(f"{REMOVED_LOCK}{info.key} ({info.describe()}): {reason}")
+        for info in result.kept:
+            handle.info(f"kept lock {info.key} ({info.describe()}): it may belong to a running job")
         handle.info(f"removed {len(result.removed)} locks, kept {len(result.kept)}")
         return JobOutcome(Status.SUCCESS)
 
@@ -225,7 +233,7 @@ class UnlockJob(VaultJob):
 @dataclass(frozen=True)
 class MeasureJob(VaultJob):
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
-        result = measure(repo, hostname=socket.gethostname(), reporter=_Reporter(handle))
+        result = measure(repo, hostname=repo.lock_policy.hostname, reporter=_Reporter(handle))
         handle.job.counters.bytes = result.total_bytes
         handle.info(f"the vault uses {result.total_bytes} bytes ({result.pack_bytes} in packs)")
         return JobOutcome(Status.SUCCESS)

@@ -234,7 +234,7 @@ class S3Storage:
             response = self._client.head_object(Bucket=self._bucket, Key=name, **version)
         except (ClientError, BotoCoreError) as e:
             raise self._wrap(e, "stat", key) from e
-        return ObjectInfo(key, response["ContentLength"])
+        return ObjectInfo(key, response["ContentLength"], _storage_ns(response["LastModified"]))
 
     def delete(self, key: str) -> None:
         name = self._name(key)
@@ -356,9 +356,14 @@ class S3Storage:
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"][cut:], item["Size"])
+                    yield ObjectInfo(
+                        item["Key"][cut:], item["Size"], _storage_ns(item["LastModified"])
+                    )
         except (ClientError, BotoCoreError) as e:
             raise self._wrap(e, "list", prefix or "/") from e
+
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        return ()  # a PUT is atomic on S3: interrupted uploads leave nothing listed
 
     def close(self) -> None:
         self._client.close()
@@ -397,3 +402,8 @@ class S3Storage:
 
 def _error_code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _storage_ns(when: datetime) -> int:
+    """S3's LastModified (a timezone-aware datetime, whole seconds) in ns."""
+    return int(when.timestamp()) * 10**9

@@ -484,6 +484,7 @@ class StartVaultJobRequest(_message.Message):
     SNAPSHOT_IDS_FIELD_NUMBER: _builtins.int
     READ_DATA_FIELD_NUMBER: _builtins.int
     IMPORT_SOURCE_ID_FIELD_NUMBER: _builtins.int
+    REMOVE_ALL_LOCKS_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     vault_id: _builtins.str
     classification: _common_pb2.JobClassification.ValueType
@@ -491,6 +492,8 @@ class StartVaultJobRequest(_message.Message):
     """DEEP_VERIFY"""
     import_source_id: _builtins.str
     """IMPORT"""
+    remove_all_locks: _builtins.bool
+    """UNLOCK: every lock, not only stale ones"""
     password: _builtins.str
     """RETENTION / DELETE_SNAPSHOT of an immutable "Comet Server" vault: the user's
     password, re-entered, for the server's short-lived delete grant.
@@ -507,11 +510,12 @@ class StartVaultJobRequest(_message.Message):
         snapshot_ids: _abc.Iterable[_builtins.str] | None = ...,
         read_data: _builtins.bool = ...,
         import_source_id: _builtins.str = ...,
+        remove_all_locks: _builtins.bool = ...,
         password: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "import_source_id", b"import_source_id", "password", b"password", "read_data", b"read_data", "snapshot_ids", b"snapshot_ids", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "import_source_id", b"import_source_id", "password", b"password", "read_data", b"read_data", "remove_all_locks", b"remove_all_locks", "snapshot_ids", b"snapshot_ids", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

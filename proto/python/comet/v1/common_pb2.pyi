@@ -447,16 +447,22 @@ class ProgramCommand(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_FIELD_NUMBER: _builtins.int
+    OWNER_DEVICE_ID_FIELD_NUMBER: _builtins.int
     command: _builtins.str
     """run through /bin/sh -c"""
+    owner_device_id: _builtins.str
+    """The device that set this command (set by the server from the writer's
+    credential). A vault's commands run only on the device that set them.
+    """
     def __init__(
         self,
         *,
         command: _builtins.str = ...,
+        owner_device_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "owner_device_id", b"owner_device_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -696,10 +702,11 @@ class StorageVault(_message.Message):
     quota_bytes: _builtins.int
     """0 = unlimited"""
     wrapped_vault_key: _builtins.bytes
-    """The vault key wrapped by the user's password-derived secret (and optionally a
-    recovery wrap). The server never holds it unwrapped.
+    """The vault key wrapped by the user's password-derived secret. The server never
+    holds it unwrapped.
     """
     recovery_wrapped_vault_key: _builtins.bytes
+    """Unused: no client writes a recovery wrap and the server offers no recovery."""
     immutable_days: _builtins.int
     """Immutable vault: every object is protected from deletion and overwrite for this
     many days after it is written (server buckets: enforced by the Comet Server;
@@ -1065,8 +1072,8 @@ class Profile(_message.Message):
     version: _builtins.int
     """optimistic concurrency: a write must carry the version it read"""
     recovery_enabled: _builtins.bool
-    """The user's password-derived secret wraps vault keys; a recovery wrap exists only
-    when the user allowed admin password reset.
+    """Unused: there is no admin-assisted recovery (an admin password reset leaves
+    backups readable only with the old password).
     """
     @_builtins.property
     def settings(self) -> Global___AccountSettings: ...

@@ -917,8 +917,11 @@ class VaultJobCommand(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VAULT_ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     DELETE_GRANT_FIELD_NUMBER: _builtins.int
     vault_id: _builtins.str
+    force: _builtins.bool
+    """unlock: remove every lock, not only stale ones"""
     delete_grant: _builtins.str
     """apply_retention of an immutable "Comet Server" vault dispatched by a SUPER admin:
     the server's short-lived delete grant for the vault's bucket.
@@ -927,11 +930,12 @@ class VaultJobCommand(_message.Message):
         self,
         *,
         vault_id: _builtins.str = ...,
+        force: _builtins.bool = ...,
         delete_grant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete_grant", b"delete_grant", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete_grant", b"delete_grant", "force", b"force", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

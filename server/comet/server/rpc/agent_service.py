@@ -154,10 +154,10 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         principal = await self._auth.device(context)
         assert principal.device_id is not None
         source = peer_address(context)
-        await self._accounts.confirm_password(principal.username, request.auth_key, source=source)
         owned = await self._buckets.list_buckets(user_id=principal.user_id)
         if request.bucket_id not in {b.bucket_id for b in owned}:
             raise NotFoundError(f"your account has no bucket {request.bucket_id!r}")
+        await self._accounts.confirm_password(principal.username, request.auth_key, source=source)
         grant = await self._buckets.issue_grant(request.bucket_id, device_id=principal.device_id)
         await self._accounts.audit(
             principal.username, "bucket.delete_grant", request.bucket_id, source=source,

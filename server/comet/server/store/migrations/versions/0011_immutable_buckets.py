@@ -1,14 +1,14 @@
 """Immutable (append-only) buckets: a protection period per bucket.
 
 Revision ID: 0011
-Revises: 0005 (main's head when written; the lead re-chains)
+Revises: 0008 (main's head when written; the lead re-chains)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0005"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
