@@ -334,7 +334,9 @@ class S3Storage:
                     name = item["Key"]
                     if not is_protected_key(name[cut:]):
                         if item.get("IsLatest"):
-                            yield ObjectInfo(name[cut:], item["Size"])
+                            yield ObjectInfo(
+                                name[cut:], item["Size"], _storage_ns(item["LastModified"])
+                            )
                         continue
                     when = item.get("LastModified", datetime.max.replace(tzinfo=UTC))
                     # Listed newest first: on a tie (1 s resolution) the later one is older.
@@ -342,8 +344,8 @@ class S3Storage:
                         first[name] = (when, item["Size"])
         except (ClientError, BotoCoreError) as e:
             raise self._wrap(e, "list", prefix or "/") from e
-        for name, (_, size) in first.items():
-            yield ObjectInfo(name[cut:], size)
+        for name, (when, size) in first.items():
+            yield ObjectInfo(name[cut:], size, _storage_ns(when))
 
     def _pages(self, prefix: str) -> Iterator[ObjectInfo]:
         cut = len(self._prefix)
