@@ -1,0 +1,77 @@
+"""``ServedMount``: a repository shown as a filesystem, with its cache and session;
+what the agent keeps for each active mount."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from comet.agent.mount.blob_cache import BlobCache
+from comet.agent.mount.filesystem import SnapshotFilesystem
+from comet.agent.mount.options import MountOptions
+from comet.agent.mount.session import MountSession
+from comet.agent.mount.snapshot_list import SnapshotFilter, SnapshotList
+from comet.agent.repository.repository import Repository
+from comet.agent.repository.snapshot import Snapshot
+
+
+class ServedMount:
+    """Starts serving on construction (raises MountError if it cannot); the repository
+    is closed when the mount ends, however it ends."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        options: MountOptions,
+        item_names: Callable[[], dict[str, str]],
+        *,
+        on_end: Callable[[ServedMount], None] = lambda m: None,
+    ) -> None:
+        self.options = options
+        self._repo = repo
+        self._on_end = on_end
+        self.cache = BlobCache(repo, max_bytes=options.cache_bytes)
+        snapshots = SnapshotList(
+            repo,
+            SnapshotFilter(
+                item_ids=options.item_ids,
+                device_id="" if options.all_devices else options.device_id,
+                snapshot=options.snapshot,
+            ),
+        )
+
+        def source() -> tuple[list[Snapshot], dict[str, str]]:
+            return snapshots.current(), item_names()
+
+        self.filesystem = SnapshotFilesystem(
+            repo, self.cache, source, all_devices=options.all_devices, list_ttl=options.list_ttl
+        )
+        self.session = MountSession(
+            self.filesystem,
+            options.mountpoint,
+            allow_other=options.allow_other,
+            on_end=self._ended,
+        )
+        self._closed = False
+        try:
+            self.session.start()
+        except BaseException:
+            self._ended()
+            raise
+
+    @property
+    def mountpoint(self) -> str:
+        return self.session.mountpoint
+
+    def _ended(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.cache.close()
+        self._repo.close()
+        self._on_end(self)
+
+    def stop(self) -> None:
+        self.session.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.session.wait(timeout)
