@@ -85,9 +85,16 @@ class BlobCache:
         try:
             for blob_id, data in self._repo.read_pack_blobs(pack_id, blobs):
                 self._settle(blob_id, futures.pop(blob_id), data=data)
-        except BaseException as e:
+        except Exception:
+            # One damaged blob stops the pack read; the others are judged one by one,
+            # so a damaged blob fails only the reads that need it.
             for blob_id, future in futures.items():
-                self._settle(blob_id, future, error=e)
+                try:
+                    data = self._repo.read_blob(BlobType.DATA, blob_id)
+                except Exception as e:
+                    self._settle(blob_id, future, error=e)
+                else:
+                    self._settle(blob_id, future, data=data)
 
     def _settle(
         self,
