@@ -20,6 +20,7 @@ from comet.agent.jobs.outbox import Outbox
 from comet.agent.jobs.runner import JobRunner
 from comet.agent.jobs.store import JobStore
 from comet.agent.local_api import LocalApi
+from comet.agent.mount.registry import MountRegistry
 from comet.agent.operations import Operations
 from comet.agent.profile_sync import ProfileSync
 from comet.agent.remote import RemoteCommands
@@ -54,6 +55,7 @@ class Agent:
         self.ops = Operations(
             self.state, self.jobs, self.runner, self.profile, config.state_dir / "keys"
         )
+        self.mounts = MountRegistry()
         self.remote = RemoteCommands(self.ops, on_disconnect=self._disconnect_from_server)
         self.schedules = ScheduleDriver(self.ops)
         self.profile.on_change(self.schedules.profile_changed)
@@ -154,6 +156,7 @@ class Agent:
             await stop.wait()
         finally:
             log.info("shutting down")
+            await self.mounts.stop_all()
             await server.stop(grace=1)
             refresher.cancel()
             await self.schedules.stop()

@@ -6,7 +6,6 @@ that fetches lazily and reads ahead, pack by pack, on sequential reads. Must not
 grpc or Qt; pyfuse3 and trio live only in ``filesystem`` and ``session``.
 """
 
-from comet.agent.mount.blob_cache import BlobCache
-from comet.agent.mount.options import MountError, MountOptions
+from comet.agent.mount.options import MountError, MountOptions, MountPlan, MountRequest
 
-__all__ = ["BlobCache", "MountError", "MountOptions"]
+__all__ = ["MountError", "MountOptions", "MountPlan", "MountRequest"]
