@@ -31,7 +31,7 @@ from comet.agent.mount.blob_cache import BlobCache
 from comet.agent.mount.layout import Layout, Path, build_layout
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
-from comet.agent.repository.tree import Node, NodeType
+from comet.agent.repository.tree import Node, NodeType, Tree
 from comet.agent.storage.base import StorageError
 
 log = logging.getLogger("comet.agent.mount")
@@ -48,6 +48,8 @@ _TYPE_BITS = {
 _CONTENT_TIMEOUT = 300.0  # snapshot contents never change
 _VIRTUAL_TIMEOUT = 1.0
 _READ_AHEAD_BLOBS = 8
+_TREE_READ_AHEAD = 256
+_SPINE_DEPTH = 32
 _BLKSIZE = 128 << 10
 
 SnapshotSource = Callable[[], tuple[list[Snapshot], dict[str, str]]]
@@ -80,7 +82,8 @@ class SnapshotFilesystem(pyfuse3.Operations):
     def __init__(
         self,
         repo: Repository,
-        cache: BlobCache,
+        cache: BlobCache[bytes],
+        trees: BlobCache[Tree],
         source: SnapshotSource,
         *,
         all_devices: bool = False,
@@ -90,6 +93,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
         super().__init__()
         self._repo = repo
         self._cache = cache
+        self._trees = trees
         self._source = source
         self._all_devices = all_devices
         self._list_ttl = list_ttl
@@ -217,17 +221,38 @@ class SnapshotFilesystem(pyfuse3.Operations):
         if inode.node.type != NodeType.DIR:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         subtree = inode.node.subtree
-        nodes = (
-            await self._in_thread(lambda: self._repo.load_tree(subtree).nodes) if subtree else ()
-        )
+        tree = Tree()
+        if subtree:
+            # Usually loaded already, by the read-ahead of the parent's listing or with
+            # the spine below a snapshot root; else a worker thread reads it.
+            tree = self._trees.peek(subtree) or await self._in_thread(
+                lambda: self._load_spine(subtree)
+            )
         if inode.children is not None:  # another task loaded it meanwhile
             return inode.children
         children: dict[bytes, int] = {}
-        for node in nodes:
+        below: list[bytes] = []
+        for node in tree.nodes:
             children[os.fsencode(node.name)] = self._content_inode(inode, node)
+            if node.subtree is not None:
+                below.append(node.subtree)
         inode.children = children
         inode.names = sorted(children)
+        if below:  # find, ls -R and file managers descend next: read those trees ahead
+            self._trees.read_ahead(below[:_TREE_READ_AHEAD])
         return children
+
+    def _load_spine(self, tree_id: bytes) -> Tree:
+        """Load a tree and, while it holds a single directory, that directory's tree
+        too: a snapshot mirrors absolute paths (``/home/u/docs``), so the way down to
+        the backed-up folders is a chain that every visit walks, one lookup at a time."""
+        tree = first = self._trees.get(tree_id)
+        for _ in range(_SPINE_DEPTH):
+            dirs = [n for n in tree.nodes if n.type == NodeType.DIR and n.subtree]
+            if len(dirs) != 1 or dirs[0].subtree is None:
+                break
+            tree = self._trees.get(dirs[0].subtree)
+        return first
 
     def _content_inode(self, parent: _Inode, node: Node) -> int:
         key = (parent.snapshot, node.dev, node.inode)
@@ -368,14 +393,29 @@ class SnapshotFilesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EIO)
         first = max(bisect_right(opened.starts, off) - 1, 0)
         last = max(bisect_right(opened.starts, end - 1) - 1, 0)
-        if off == opened.last_end or off == 0:
+        if off == opened.last_end:  # sequential (not the first read: that one is alone)
             self._read_ahead(opened, last)
         opened.last_end = end
+        cached = self._read_cached(opened, off, end, first, last)
+        if cached is not None:  # no thread hop: most reads of a sequential stream
+            return cached
         try:
             return await trio.to_thread.run_sync(self._read_range, opened, off, end, first, last)
         except (AgentError, StorageError) as e:
             log.warning("mount: %s: bytes %d-%d unreadable: %s", opened.path, off, end, e)
             raise pyfuse3.FUSEError(errno.EIO) from e
+
+    def _read_cached(
+        self, opened: _OpenFile, off: int, end: int, first: int, last: int
+    ) -> bytes | None:
+        parts: list[bytes] = []
+        for i in range(first, min(last + 1, len(opened.blob_ids))):
+            data = self._cache.peek(opened.blob_ids[i])
+            if data is None:
+                return None
+            start = opened.starts[i]
+            parts.append(data[max(off - start, 0) : end - start])
+        return _fill(b"".join(parts), end - off)
 
     def _read_ahead(self, opened: _OpenFile, last: int) -> None:
         want = min(last + 1 + _READ_AHEAD_BLOBS, len(opened.blob_ids))
@@ -385,14 +425,11 @@ class SnapshotFilesystem(pyfuse3.Operations):
 
     def _read_range(self, opened: _OpenFile, off: int, end: int, first: int, last: int) -> bytes:
         parts: list[bytes] = []
-        for i in range(first, last + 1):
+        for i in range(first, min(last + 1, len(opened.blob_ids))):
             data = self._cache.get(opened.blob_ids[i])
             start = opened.starts[i]
             parts.append(data[max(off - start, 0) : end - start])
-        out = b"".join(parts)
-        if len(out) < end - off:  # the node says the file is longer than its blobs
-            out += bytes(end - off - len(out))
-        return out
+        return _fill(b"".join(parts), end - off)
 
     async def release(self, fh: int) -> None:
         self._open.pop(fh, None)
@@ -402,3 +439,8 @@ class SnapshotFilesystem(pyfuse3.Operations):
 
     async def forget(self, inode_list: Any) -> None:
         return None  # inodes live as long as the mount
+
+
+def _fill(data: bytes, size: int) -> bytes:
+    """Zeros past the last blob, where a node says the file is longer than its blobs."""
+    return data if len(data) >= size else data + bytes(size - len(data))

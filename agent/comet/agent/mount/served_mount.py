@@ -10,8 +10,12 @@ from comet.agent.mount.filesystem import SnapshotFilesystem
 from comet.agent.mount.options import MountOptions
 from comet.agent.mount.session import MountSession
 from comet.agent.mount.snapshot_list import SnapshotFilter, SnapshotList
+from comet.agent.repository.format import BlobType
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
+from comet.agent.repository.tree import Tree
+
+TREE_CACHE_BYTES = 8 << 20  # plaintext; decoded trees take several times that
 
 
 class ServedMount:
@@ -29,7 +33,13 @@ class ServedMount:
         self.options = options
         self._repo = repo
         self._on_end = on_end
-        self.cache = BlobCache(repo, max_bytes=options.cache_bytes)
+        self.cache: BlobCache[bytes] = BlobCache(repo, max_bytes=options.cache_bytes)
+        self.trees: BlobCache[Tree] = BlobCache(
+            repo,
+            max_bytes=TREE_CACHE_BYTES,
+            blob_type=BlobType.TREE,
+            opener=lambda tree_id, raw: Tree.decode(raw, f"tree {tree_id.hex()}"),
+        )
         snapshots = SnapshotList(
             repo,
             SnapshotFilter(
@@ -43,7 +53,12 @@ class ServedMount:
             return snapshots.current(), item_names()
 
         self.filesystem = SnapshotFilesystem(
-            repo, self.cache, source, all_devices=options.all_devices, list_ttl=options.list_ttl
+            repo,
+            self.cache,
+            self.trees,
+            source,
+            all_devices=options.all_devices,
+            list_ttl=options.list_ttl,
         )
         self.session = MountSession(
             self.filesystem,
@@ -67,6 +82,7 @@ class ServedMount:
             return
         self._closed = True
         self.cache.close()
+        self.trees.close()
         self._repo.close()
         self._on_end(self)
 
