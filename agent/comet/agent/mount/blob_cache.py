@@ -46,6 +46,7 @@ class BlobCache(Generic[T]):
         self._blobs: OrderedDict[bytes, tuple[T, int]] = OrderedDict()
         self._bytes = 0
         self._pending: dict[bytes, Future[T]] = {}
+        self._started: set[bytes] = set()  # pending blobs someone is reading right now
         self._pool = ThreadPoolExecutor(_READ_AHEAD_WORKERS, thread_name_prefix="comet-mount-ahead")
         self.fetched_blobs = 0
 
@@ -73,9 +74,10 @@ class BlobCache(Generic[T]):
             pending = self._pending.get(blob_id)
             if pending is None:
                 pending = self._pending[blob_id] = Future()
-                owner = True
-            else:
-                owner = False
+            # Queued for read-ahead but not started: read it now rather than wait
+            # behind the queue (a depth-first walk needs the newest directory first).
+            owner = blob_id not in self._started
+            self._started.add(blob_id)
         if not owner:
             return pending.result()
         try:
@@ -111,6 +113,12 @@ class BlobCache(Generic[T]):
         blobs: list[tuple[bytes, BlobLocation]],
         futures: dict[bytes, Future[T]],
     ) -> None:
+        with self._lock:
+            blobs = [(b, loc) for b, loc in blobs if b not in self._started]
+            futures = {b: futures[b] for b, _ in blobs}
+            self._started.update(futures)
+        if not blobs:
+            return
         try:
             for blob_id, raw in self._repo.read_pack_blobs(pack_id, blobs):
                 value = (self._open(blob_id, raw), len(raw))
@@ -138,6 +146,7 @@ class BlobCache(Generic[T]):
         with self._lock:
             if self._pending.get(blob_id) is future:
                 del self._pending[blob_id]
+                self._started.discard(blob_id)
             if value is not None:
                 self.fetched_blobs += 1
                 if blob_id not in self._blobs:
