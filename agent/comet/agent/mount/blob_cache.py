@@ -10,6 +10,7 @@ once and its readers wait for it. Failed fetches are not cached, so a later read
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
@@ -160,6 +161,16 @@ class BlobCache(Generic[T]):
         else:
             assert value is not None
             future.set_result(value[0])
+
+    def in_background(self, work: Callable[[], object]) -> None:
+        """Run ``work`` on the read-ahead pool; its failures are dropped (whoever needs
+        the data meets them again)."""
+
+        def run() -> None:
+            with contextlib.suppress(Exception):
+                work()
+
+        self._pool.submit(run)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

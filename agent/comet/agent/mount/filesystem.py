@@ -14,6 +14,7 @@ warning in the log; the other ranges of the file still read.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import stat
@@ -105,6 +106,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
         self._virtual: dict[Path, int] = {}
         self._snapshot_roots: dict[bytes, int] = {}
         self._hard_links: dict[tuple[bytes, int, int], int] = {}
+        self._warmed: set[bytes] = set()
         self._next_ino = pyfuse3.ROOT_INODE
         self._open: dict[int, _OpenFile] = {}
         self._next_fh = 1
@@ -186,6 +188,11 @@ class SnapshotFilesystem(pyfuse3.Operations):
                 self._add(_Inode(ino, node, self._virtual[path[:-1]], snapshot=snapshot.id))
                 self._snapshot_roots[snapshot.id] = ino
         for path, target in layout.links.items():
+            latest = layout.snapshots.get((*path[:-1], target))
+            if latest is not None and latest.id not in self._warmed:
+                # Most visits go through 'latest': read its way down before it is asked.
+                self._warmed.add(latest.id)
+                self._trees.in_background(functools.partial(self._load_spine, latest.tree))
             ino = self._virtual_inode(path, NodeType.SYMLINK, now, parent=self._virtual[path[:-1]])
             inode = self._inodes[ino]
             if inode.node.target != target:
@@ -248,10 +255,11 @@ class SnapshotFilesystem(pyfuse3.Operations):
         the backed-up folders is a chain that every visit walks, one lookup at a time."""
         tree = first = self._trees.get(tree_id)
         for _ in range(_SPINE_DEPTH):
-            dirs = [n for n in tree.nodes if n.type == NodeType.DIR and n.subtree]
-            if len(dirs) != 1 or dirs[0].subtree is None:
+            below = [n.subtree for n in tree.nodes if n.type == NodeType.DIR and n.subtree]
+            if len(below) != 1:
+                self._trees.read_ahead(below[:_TREE_READ_AHEAD])  # where the spine forks
                 break
-            tree = self._trees.get(dirs[0].subtree)
+            tree = self._trees.get(below[0])
         return first
 
     def _content_inode(self, parent: _Inode, node: Node) -> int:
