@@ -94,5 +94,8 @@ def test_mount_read_unmount_through_agent_and_cli(alice: AgentProcess, short_tmp
     with pytest.raises(OSError) as e:
         os.listdir(mnt)
     assert e.value.errno == errno.ENOTCONN
+    alice.start()
+    dead = alice.comet("mount", "--vault", "v", str(mnt), check=False)
+    assert dead.returncode != 0 and "fusermount3 -u" in dead.stderr, dead.stderr
     subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
     assert not os.path.ismount(mnt) and os.listdir(mnt) == []

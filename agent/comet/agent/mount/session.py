@@ -11,8 +11,10 @@ ENOTCONN) which ``fusermount3 -u MOUNTPOINT`` removes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable
 
@@ -65,7 +67,18 @@ class MountSession:
 
     def start(self, timeout: float = 30.0) -> None:
         """Mount and start serving; returns once the mount is visible. Raises MountError."""
-        if not os.path.isdir(self.mountpoint):
+        try:
+            is_dir = stat.S_ISDIR(os.stat(self.mountpoint).st_mode)
+        except FileNotFoundError:
+            is_dir = False
+        except OSError as e:
+            if e.errno == errno.ENOTCONN:
+                raise MountError(
+                    f"{self.mountpoint} holds a dead mount (of an agent that stopped): "
+                    f"clear it with 'fusermount3 -u {self.mountpoint}'"
+                ) from None
+            raise MountError(f"cannot use {self.mountpoint}: {e.strerror}") from None
+        if not is_dir:
             raise MountError(f"{self.mountpoint} is not a directory: create it first")
         if os.path.ismount(self.mountpoint):
             raise MountError(f"{self.mountpoint} is already a mount point")
