@@ -49,9 +49,31 @@ _TYPE_BITS = {
 _CONTENT_TIMEOUT = 300.0  # snapshot contents never change
 _VIRTUAL_TIMEOUT = 1.0
 _READ_AHEAD_BLOBS = 8
-_TREE_READ_AHEAD = 256
+_TREE_READ_AHEAD = 64
 _SPINE_DEPTH = 32
 _BLKSIZE = 128 << 10
+
+
+class LazyTree:
+    """A tree blob's plaintext, decoded on first use: read-ahead fetches many trees
+    that may never be visited, and decoding is pure Python (it holds the GIL that the
+    FUSE loop needs)."""
+
+    __slots__ = ("_raw", "_tree", "_what")
+
+    def __init__(self, tree_id: bytes, raw: bytes) -> None:
+        self._raw = raw
+        self._tree: Tree | None = None
+        self._what = f"tree {tree_id.hex()}"
+
+    @property
+    def tree(self) -> Tree:
+        """Raises IntegrityError or UnsupportedFormatError for a bad tree."""
+        if self._tree is None:
+            self._tree = Tree.decode(self._raw, self._what)
+            self._raw = b""
+        return self._tree
+
 
 SnapshotSource = Callable[[], tuple[list[Snapshot], dict[str, str]]]
 """Returns the snapshots to show and item id → item name; called in a worker thread."""
@@ -84,7 +106,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
         self,
         repo: Repository,
         cache: BlobCache[bytes],
-        trees: BlobCache[Tree],
+        trees: BlobCache[LazyTree],
         source: SnapshotSource,
         *,
         all_devices: bool = False,
@@ -232,9 +254,14 @@ class SnapshotFilesystem(pyfuse3.Operations):
         if subtree:
             # Usually loaded already, by the read-ahead of the parent's listing or with
             # the spine below a snapshot root; else a worker thread reads it.
-            tree = self._trees.peek(subtree) or await self._in_thread(
+            lazy = self._trees.peek(subtree) or await self._in_thread(
                 lambda: self._load_spine(subtree)
             )
+            try:
+                tree = lazy.tree
+            except AgentError as e:
+                log.warning("mount: %s: %s", self._path_of(inode), e)
+                raise pyfuse3.FUSEError(errno.EIO) from e
         if inode.children is not None:  # another task loaded it meanwhile
             return inode.children
         children: dict[bytes, int] = {}
@@ -249,17 +276,18 @@ class SnapshotFilesystem(pyfuse3.Operations):
             self._trees.read_ahead(below[:_TREE_READ_AHEAD])
         return children
 
-    def _load_spine(self, tree_id: bytes) -> Tree:
+    def _load_spine(self, tree_id: bytes) -> LazyTree:
         """Load a tree and, while it holds a single directory, that directory's tree
         too: a snapshot mirrors absolute paths (``/home/u/docs``), so the way down to
         the backed-up folders is a chain that every visit walks, one lookup at a time."""
-        tree = first = self._trees.get(tree_id)
+        first = self._trees.get(tree_id)
+        tree = first.tree
         for _ in range(_SPINE_DEPTH):
             below = [n.subtree for n in tree.nodes if n.type == NodeType.DIR and n.subtree]
             if len(below) != 1:
                 self._trees.read_ahead(below[:_TREE_READ_AHEAD])  # where the spine forks
                 break
-            tree = self._trees.get(below[0])
+            tree = self._trees.get(below[0]).tree
         return first
 
     def _content_inode(self, parent: _Inode, node: Node) -> int:

@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from comet.agent.mount.blob_cache import BlobCache
-from comet.agent.mount.filesystem import SnapshotFilesystem
+from comet.agent.mount.filesystem import LazyTree, SnapshotFilesystem
 from comet.agent.mount.options import MountOptions
 from comet.agent.mount.session import MountSession
 from comet.agent.mount.snapshot_list import SnapshotFilter, SnapshotList
 from comet.agent.repository.format import BlobType
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
-from comet.agent.repository.tree import Tree
 
 TREE_CACHE_BYTES = 8 << 20  # plaintext; decoded trees take several times that
 
@@ -34,11 +33,8 @@ class ServedMount:
         self._repo = repo
         self._on_end = on_end
         self.cache: BlobCache[bytes] = BlobCache(repo, max_bytes=options.cache_bytes)
-        self.trees: BlobCache[Tree] = BlobCache(
-            repo,
-            max_bytes=TREE_CACHE_BYTES,
-            blob_type=BlobType.TREE,
-            opener=lambda tree_id, raw: Tree.decode(raw, f"tree {tree_id.hex()}"),
+        self.trees: BlobCache[LazyTree] = BlobCache(
+            repo, max_bytes=TREE_CACHE_BYTES, blob_type=BlobType.TREE, opener=LazyTree
         )
         snapshots = SnapshotList(
             repo,
