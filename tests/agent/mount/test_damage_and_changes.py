@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from comet.agent.backup import BackupOptions, FilesSource, run_backup
-from comet.agent.mount import MountOptions
+from comet.agent.mount import MountError, MountOptions
 from comet.agent.mount.served_mount import ServedMount
 from comet.agent.repository import Repository
 from comet.agent.repository.pack import pack_key
@@ -139,3 +139,21 @@ def test_snapshot_and_item_filters(backed_up: tuple[Path, Path], tmp_path: Path)
         assert os.listdir(mnt / "by-item") == ["mail"]
     with mount(vault, tmp_path / "c", device_id="another-device") as mnt:
         assert os.listdir(mnt / "by-item") == []
+
+
+def test_refuses_bad_mount_points(backed_up: tuple[Path, Path], tmp_path: Path) -> None:
+    _src, vault = backed_up
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    for where, message in (
+        (tmp_path / "absent", "not a directory"),
+        (full, "not empty"),
+    ):
+        with pytest.raises(MountError, match=message):
+            ServedMount(open_repo(vault), MountOptions(mountpoint=str(where)), dict)
+    with mount(vault, tmp_path / "mnt"), pytest.raises(MountError, match="already"):
+        other = tmp_path / "other"
+        other.mkdir()
+        ServedMount(open_repo(vault), MountOptions(mountpoint=str(other)), dict)
+    assert (full / "keep.txt").read_text() == "mine"

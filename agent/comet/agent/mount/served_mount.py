@@ -3,6 +3,7 @@ what the agent keeps for each active mount."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from comet.agent.mount.blob_cache import BlobCache
@@ -63,6 +64,7 @@ class ServedMount:
             on_end=self._ended,
         )
         self._closed = False
+        self._close_lock = threading.Lock()
         try:
             self.session.start()
         except BaseException:
@@ -74,9 +76,10 @@ class ServedMount:
         return self.session.mountpoint
 
     def _ended(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        with self._close_lock:  # the mount thread and a failed start may both get here
+            if self._closed:
+                return
+            self._closed = True
         self.cache.close()
         self.trees.close()
         self._repo.close()

@@ -82,6 +82,8 @@ class MountSession:
             raise MountError(f"{self.mountpoint} is not a directory: create it first")
         if os.path.ismount(self.mountpoint):
             raise MountError(f"{self.mountpoint} is already a mount point")
+        if os.listdir(self.mountpoint):
+            raise MountError(f"{self.mountpoint} is not empty: mount on an empty directory")
         if not _ONE_PER_PROCESS.acquire(blocking=False):
             raise MountError(
                 "this agent already serves a mount: unmount it first ('comet unmount')"
