@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 
 import pytest
@@ -82,4 +83,40 @@ def test_missing_blob_raises_every_time() -> None:
     for _ in range(2):
         with pytest.raises(Exception, match="no index"):
             cache.get(b"\x01" * 32)
+    cache.close()
+
+
+def test_readers_and_read_ahead_racing_never_hang() -> None:
+    """Readers take over blobs queued for read-ahead while read-ahead keeps queueing
+    them again (a tiny cache evicts all the time): every read must finish, right."""
+    storage = MemoryStorage()
+    ids = repo_with_blobs(storage, 40, 20_000)
+    repo = Repository.open(storage, KEY)
+    want = {b: repo.read_blob(BlobType.DATA, b) for b in ids}
+    cache: BlobCache[bytes] = BlobCache(repo, max_bytes=60_000)
+    stop = threading.Event()
+    wrong: list[bytes] = []
+
+    def ahead() -> None:
+        while not stop.is_set():
+            cache.read_ahead(ids)
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(300):
+            blob_id = rng.choice(ids)
+            if cache.get(blob_id) != want[blob_id]:
+                wrong.append(blob_id)
+
+    pusher = threading.Thread(target=ahead)
+    pusher.start()
+    readers = [threading.Thread(target=reader, args=(i,)) for i in range(6)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join(60)
+    stop.set()
+    pusher.join(10)
+    assert not any(t.is_alive() for t in readers), "a reader hung"
+    assert not wrong
     cache.close()

@@ -115,7 +115,12 @@ class BlobCache(Generic[T]):
         futures: dict[bytes, Future[T]],
     ) -> None:
         with self._lock:
-            blobs = [(b, loc) for b, loc in blobs if b not in self._started]
+            # Skip blobs a reader took over meanwhile (and may already have settled).
+            blobs = [
+                (b, loc)
+                for b, loc in blobs
+                if self._pending.get(b) is futures[b] and b not in self._started
+            ]
             futures = {b: futures[b] for b, _ in blobs}
             self._started.update(futures)
         if not blobs:
@@ -156,6 +161,8 @@ class BlobCache(Generic[T]):
                 while self._bytes > self._max_bytes and len(self._blobs) > 1:
                     _, (_, size) = self._blobs.popitem(last=False)
                     self._bytes -= size
+        if future.done():  # never expected; a waiter must not be left hanging either way
+            return
         if error is not None:
             future.set_exception(error)
         else:

@@ -330,7 +330,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
     @staticmethod
     async def _in_thread(fn: Callable[[], Any]) -> Any:
         try:
-            return await trio.to_thread.run_sync(fn)
+            return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
         except (AgentError, StorageError) as e:
             log.warning("mount: %s", e)
             raise pyfuse3.FUSEError(errno.EIO) from e
@@ -436,7 +436,9 @@ class SnapshotFilesystem(pyfuse3.Operations):
         if cached is not None:  # no thread hop: most reads of a sequential stream
             return cached
         try:
-            return await trio.to_thread.run_sync(self._read_range, opened, off, end, first, last)
+            return await trio.to_thread.run_sync(
+                self._read_range, opened, off, end, first, last, abandon_on_cancel=True
+            )
         except (AgentError, StorageError) as e:
             log.warning("mount: %s: bytes %d-%d unreadable: %s", opened.path, off, end, e)
             raise pyfuse3.FUSEError(errno.EIO) from e
