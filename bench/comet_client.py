@@ -9,6 +9,7 @@ so its peak covers start-up plus that one job. Imports nothing from Comet."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from bench.tool import Case
 ADMIN_PASSWORD = "bench-admin-password"
 USER_PASSWORD = "bench-user-password"
 OK_STATUSES = ("success", "warning")
+PER_FILE_LIMIT = 5000  # one program run per file: too slow for bigger corpora
 
 
 class CometClient:
@@ -152,6 +154,36 @@ class CometClient:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=10)
+
+    def restore_reads(self, case: Case, out: Path) -> dict[str, int]:
+        """Vault reads (GETs) of a full restore into each target, from each job's log
+        line "fetched N bytes from the vault in M reads". Untimed. Running the program
+        once per file is skipped for corpora of more than ``PER_FILE_LIMIT`` files."""
+        key = (case.corpus.name, case.run)
+        base = ("restore", self._snapshots[key], "--vault", self._vaults[key])
+        targets: dict[str, tuple[str, ...]] = {
+            "directory": ("--to", str(out / "dir")),
+            "simulate": ("--simulate",),
+            "program_archive": ("--program", "cat > /dev/null", "--as-archive"),
+            "tar": ("--archive", "tar", "--output", str(out / "out.tar")),
+            "zip": ("--archive", "zip", "--output", str(out / "out.zip")),
+        }
+        if len(case.corpus.files) <= PER_FILE_LIMIT:
+            targets["program_per_file"] = ("--program", "cat > /dev/null", "--per-file")
+        reads: dict[str, int] = {}
+        for name, args in targets.items():
+            job = self._agent.comet_json(*base, *args, "--wait", "--json")
+            log = self._agent.comet("job", "log", str(job["job_id"]))
+            found = re.search(r"from the vault in (\d+) reads", log)
+            if job.get("status") not in OK_STATUSES or found is None:
+                raise BenchError(f"comet restore {' '.join(args)}: {job.get('status')}: {log}")
+            reads[name] = int(found.group(1))
+            for leftover in out.iterdir():
+                if leftover.is_dir():
+                    shutil.rmtree(leftover)
+                else:
+                    leftover.unlink()
+        return reads
 
     def _timed_job(self, label: str, *args: str) -> tuple[dict[str, Any], Measurement]:
         self._agent.restart()

@@ -134,6 +134,14 @@ def measure_case(
     for key, m in steps:
         results.add(corpus.name, key, tool, m.seconds)
         results.add_rss(corpus.name, f"rss_{key}", tool, m.peak_rss_bytes)
+    if isinstance(client, CometClient) and case.run == 1:
+        out = restore_root / f"reads-{corpus.name}"
+        out.mkdir()
+        try:
+            for target, reads in client.restore_reads(case, out).items():
+                results.add(corpus.name, f"reads_{target}", tool, reads)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
     results.add(corpus.name, "size_first", tool, size_first)
     results.add(corpus.name, "size_final", tool, directory_bytes(case.repo_dir))
     times = ", ".join(f"{key} {m.seconds:.2f} s" for key, m in steps)

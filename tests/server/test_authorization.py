@@ -56,6 +56,12 @@ ADMIN_CALLS: dict[str, Call] = {
         metadata=s.metadata,
     ),
     "ListAudit": lambda r, s: r.admin.ListAudit(admin_pb2.ListAuditRequest(), metadata=s.metadata),
+    "ListBuckets": lambda r, s: r.admin.ListBuckets(
+        admin_pb2.ListBucketsRequest(), metadata=s.metadata
+    ),
+    "DeleteBucket": lambda r, s: r.admin.DeleteBucket(
+        admin_pb2.DeleteBucketRequest(bucket_id="b"), metadata=s.metadata
+    ),
 }
 
 # What each role may call; everything else is refused with PERMISSION_DENIED.
@@ -68,6 +74,7 @@ ALLOWED = {
         "ListJobs",
         "GetJobLog",
         "Dispatch",
+        "ListBuckets",
     },
     Role.AUDITOR: {
         "ListUsers",
@@ -77,6 +84,7 @@ ALLOWED = {
         "ListJobs",
         "GetJobLog",
         "ListAudit",
+        "ListBuckets",
     },
 }
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,8 +18,17 @@ from comet.agent.credentials import derive_login_secrets
 from comet.agent.storage.base import ObjectNotFoundError, StorageError
 from comet.agent.storage.comet import CometStorage, CometStorageConfig
 from comet.agent.transport import parse_server_url
+from comet.server.buckets.errors import BucketLimitError
+from comet.server.buckets.store import (
+    DEFAULT_ACCOUNT_QUOTA_BYTES,
+    DEFAULT_MAX_BUCKETS,
+    BucketPolicy,
+)
+from comet.server.store.policies import PolicyRecord
 from comet.v1 import control_pb2, control_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tests.fixtures.comet_server import TEST_KDF, CometTestServer
+from tests.fixtures.devices import DeviceClient
+from tests.fixtures.processes import AdminCli, ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -253,3 +265,244 @@ def test_create_bucket_needs_a_device_and_belongs_to_its_account(
     storage = CometStorage(CometStorageConfig(comet_server.url, reply.bucket_id, reply.bucket_key))
     storage.put("k", b"v")
     assert storage.get("k") == b"v"
+
+
+# ---------------------------------------------------------------- per-device credentials
+
+
+def test_each_device_has_its_own_credential_bound_to_its_account(
+    comet_server: CometTestServer,
+) -> None:
+    owner = comet_server.new_user()
+    laptop, desktop = comet_server.new_device(owner), comet_server.new_device(owner)
+    config = comet_server.new_bucket(owner, device_id=laptop)
+    on_desktop = comet_server.credential(config, desktop)
+    assert on_desktop.bucket_key != config.bucket_key
+    CometStorage(config).put("k", b"from the laptop")
+    assert CometStorage(on_desktop).get("k") == b"from the laptop"
+    # A device of another account gets a well-formed credential, which opens nothing.
+    stranger = comet_server.credential(config, comet_server.new_device(comet_server.new_user()))
+    with pytest.raises(StorageError, match="refused"):
+        CometStorage(stranger).get("k")
+    # Nor does a credential whose device part was swapped for another of the account.
+    forged = dataclasses.replace(config, bucket_key=config.bucket_key.replace(laptop, desktop, 1))
+    with pytest.raises(StorageError, match="refused"):
+        list(CometStorage(forged).list())
+
+
+# ---------------------------------------------------------------- account limits
+
+
+def limited_account(comet_server: CometTestServer, **limits: int) -> str:
+    """A new account whose policy sets ``limits`` (storage_quota_bytes, max_buckets)."""
+    user_id = comet_server.new_user(f"lim-{uuid.uuid4().hex[:8]}")
+    policy = comet_server.run(
+        comet_server.stores.policies.put(PolicyRecord("", f"limits {user_id}", dict(limits)))
+    )
+    username = next(
+        u.username for u in comet_server.run(comet_server.stores.accounts.list_users())
+        if u.user_id == user_id
+    )  # fmt: skip
+    comet_server.run(comet_server.stores.policies.assign(username, policy.policy_id))
+    return user_id
+
+
+def test_the_account_quota_holds_across_its_buckets(
+    comet_server: CometTestServer, channel: grpc.Channel
+) -> None:
+    user_id = limited_account(comet_server, storage_quota_bytes=1000)
+    first, second = comet_server.new_bucket(user_id), comet_server.new_bucket(user_id)
+    CometStorage(first).put("a", bytes(600))
+    with pytest.raises(StorageError, match=r"quota exceeded.*the account has 600 of its 1000"):
+        CometStorage(second).put("b", bytes(600))
+    code = rpc_code(
+        lambda: storage_pb2_grpc.StorageServiceStub(channel).Put(
+            iter([storage_pb2.PutObjectChunk(key="b", total_size=401, data=bytes(401))]),
+            metadata=credentials(second),
+            timeout=10,
+        )
+    )
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    CometStorage(second).put("b", bytes(400))  # exactly full
+    CometStorage(first).delete("a")
+    CometStorage(second).put("c", bytes(600))  # room again
+    assert comet_server.temp_files(second.bucket_id) == []
+
+
+def test_concurrent_puts_to_two_buckets_cannot_overrun_the_account_quota(
+    comet_server: CometTestServer,
+) -> None:
+    user_id = limited_account(comet_server, storage_quota_bytes=1000)
+    buckets = [CometStorage(comet_server.new_bucket(user_id)) for _ in range(2)]
+
+    def put(n: int) -> bool:
+        try:
+            buckets[n % 2].put(f"data/{n}", bytes(300))
+        except StorageError as e:
+            assert "quota exceeded" in str(e)
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert sum(pool.map(put, range(8))) == 3
+    assert sum(i.size for b in buckets for i in b.list()) == 900
+
+
+def test_an_account_has_at_most_max_buckets(comet_server: CometTestServer) -> None:
+    user_id = limited_account(comet_server, max_buckets=2)
+    comet_server.new_bucket(user_id)
+    comet_server.new_bucket(user_id)
+    with pytest.raises(BucketLimitError, match="already has 2 of its 2 buckets"):
+        comet_server.new_bucket(user_id)
+    unlimited = limited_account(comet_server, max_buckets=-1, storage_quota_bytes=-1)
+    for _ in range(DEFAULT_MAX_BUCKETS + 1):
+        comet_server.new_bucket(unlimited)
+
+
+def test_server_defaults_limit_accounts_without_a_policy_saying_otherwise(
+    comet_server: CometTestServer,
+) -> None:
+    user_id = comet_server.new_user()
+    for _ in range(DEFAULT_MAX_BUCKETS):
+        comet_server.new_bucket(user_id)
+    with pytest.raises(BucketLimitError):
+        comet_server.new_bucket(user_id)
+    assert BucketPolicy().account_quota_bytes == DEFAULT_ACCOUNT_QUOTA_BYTES == 1 << 40
+
+
+# ---------------------------------------------------------------- comet-admin, real server
+
+
+def test_admin_lists_and_deletes_buckets_and_user_delete_takes_them_unless_kept(
+    server: ServerProcess, admin: AdminCli
+) -> None:
+    client = DeviceClient(server.url)
+    devices = {}
+    for name in ("dora", "erin"):
+        admin("user", "add", name, "--password-stdin", stdin="pw-of-" + name + "\n")
+        devices[name] = client.login(name, f"{name}-pc", "pw-of-" + name)
+    buckets: dict[str, list[str]] = {"dora": [], "erin": []}
+    for name, device in devices.items():
+        for _ in range(2):
+            bucket_id = client.share_bucket(device)
+            buckets[name].append(bucket_id)
+            CometStorage(
+                CometStorageConfig(server.url, bucket_id, client.bucket_key(device, bucket_id))
+            ).put("data/k", bytes(1234))
+    bucket_root = server.data_dir / "buckets"
+
+    listed = admin("bucket", "list", "--json").json()
+    assert {(b["bucket_id"], b["user"]) for b in listed} == {
+        (b, name) for name, ids in buckets.items() for b in ids
+    }
+    assert {b["used_bytes"] for b in listed} == {1234}
+    assert not any(b["account_deleted"] for b in listed)
+    assert [b["bucket_id"] for b in admin("bucket", "list", "--user", "dora", "--json").json()] == (
+        buckets["dora"]
+    )
+    assert "dora" in admin("bucket", "list").stdout
+
+    # bucket delete: the row, the files and every credential for it are gone.
+    gone = buckets["dora"].pop()
+    key = client.bucket_key(devices["dora"], gone)
+    assert admin("bucket", "delete", gone, "--json").json()["freed_bytes"] == 1234
+    assert not (bucket_root / gone).exists()
+    with pytest.raises(StorageError, match="refused"):
+        CometStorage(CometStorageConfig(server.url, gone, key)).get("data/k")
+    missing = admin("bucket", "delete", gone, check=False)
+    assert missing.returncode != 0 and f"no bucket {gone!r}" in missing.stderr
+
+    # An account quota from a policy (protobuf JSON: int64 as a string) holds at once.
+    policy_file = server.data_dir / "quota.json"
+    policy_file.write_text('{"storage_quota_bytes": "3000"}')
+    policy = admin("policy", "create", "small", "--file", str(policy_file), "--json").json()
+    admin("policy", "assign", "erin", policy["policy_id"])
+    erin_bucket = buckets["erin"][0]
+    erin = CometStorageConfig(
+        server.url, erin_bucket, client.bucket_key(devices["erin"], erin_bucket)
+    )
+    with pytest.raises(StorageError, match=r"quota exceeded.*the account has 2468 of its 3000"):
+        CometStorage(erin).put("more", bytes(1000))
+    code = rpc_code(
+        lambda: client.storage.Put(
+            iter([storage_pb2.PutObjectChunk(key="more", total_size=533, data=bytes(533))]),
+            metadata=credentials(erin),
+            timeout=10,
+        )
+    )
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    CometStorage(erin).put("more", bytes(532))
+
+    # user delete (default): the account's buckets and their data go with it.
+    admin("user", "delete", "dora")
+    assert not (bucket_root / buckets["dora"][0]).exists()
+    assert admin("bucket", "list", "--user", "dora", "--json").json() == []
+
+    # --keep-data: the buckets stay on disk and in the list, but nobody can open them.
+    kept = buckets["erin"]
+    keys = [client.bucket_key(devices["erin"], b) for b in kept]
+    assert "kept" in admin("user", "delete", "erin", "--keep-data").stdout
+    listed = admin("bucket", "list", "--user", "erin", "--json").json()
+    assert sorted(b["bucket_id"] for b in listed) == sorted(kept)
+    assert all(b["account_deleted"] and b["user"] == "erin" for b in listed)
+    assert "erin (deleted)" in admin("bucket", "list").stdout
+    assert all((bucket_root / b / "data" / "k").stat().st_size == 1234 for b in kept)
+    for bucket_id, key in zip(kept, keys, strict=True):
+        with pytest.raises(StorageError, match="refused"):
+            CometStorage(CometStorageConfig(server.url, bucket_id, key)).get("data/k")
+    admin("bucket", "delete", kept[0])
+    assert [b["bucket_id"] for b in admin("bucket", "list", "--json").json()] == [kept[1]]
+    client.close()
+
+
+def test_an_upload_in_flight_when_its_device_is_revoked_does_not_land(
+    comet_server: CometTestServer, channel: grpc.Channel
+) -> None:
+    owner = comet_server.new_user()
+    device = comet_server.new_device(owner)
+    config = comet_server.new_bucket(owner, device_id=device)
+    started, release = threading.Event(), threading.Event()
+
+    def messages() -> Iterator[storage_pb2.PutObjectChunk]:
+        yield storage_pb2.PutObjectChunk(key="late", total_size=2 * MiB, data=bytes(MiB))
+        started.set()
+        release.wait(timeout=30)
+        yield storage_pb2.PutObjectChunk(data=bytes(MiB))
+
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upload = pool.submit(
+            rpc_code, lambda: stub.Put(messages(), metadata=credentials(config), timeout=30)
+        )
+        assert started.wait(timeout=30)
+        comet_server.run(comet_server.stores.accounts.revoke_device(device))
+        release.set()
+        assert upload.result(timeout=30) == grpc.StatusCode.UNAUTHENTICATED
+    assert not (comet_server.bucket_dir(config.bucket_id) / "late").exists()
+    assert comet_server.temp_files(config.bucket_id) == []
+    assert comet_server.used_bytes(config.bucket_id) == 0
+
+
+def test_a_download_in_flight_stops_once_its_device_is_revoked(
+    comet_server: CometTestServer, channel: grpc.Channel
+) -> None:
+    owner = comet_server.new_user()
+    device = comet_server.new_device(owner)
+    config = comet_server.new_bucket(owner, device_id=device)
+    size = 24 * MiB  # more than HTTP/2 flow control lets the server send ahead
+    CometStorage(config).put("big", bytes(size))
+    stub = storage_pb2_grpc.StorageServiceStub(channel)
+    stream = stub.Get(
+        storage_pb2.GetObjectRequest(key="big", to_end=True),
+        metadata=credentials(config),
+        timeout=60,
+    )
+    received = len(next(stream).data)
+    comet_server.run(comet_server.stores.accounts.revoke_device(device))
+    time.sleep(1.0)
+    with pytest.raises(grpc.RpcError) as info:
+        for chunk in stream:
+            received += len(chunk.data)
+    assert isinstance(info.value, grpc.Call)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert received < size

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -59,6 +60,8 @@ def status_json(status: agent_api_pb2.StatusReply) -> dict[str, Any]:
         "running_jobs": list(status.running_jobs),
         "version": status.version,
         "last_error": status.last_error or None,
+        "outbox_pending": status.outbox_pending,
+        "outbox_rejected": status.outbox_rejected,
     }
 
 
@@ -72,6 +75,13 @@ def print_status(status: agent_api_pb2.StatusReply, as_json: bool) -> None:
     state = "locked" if status.locked else "logged in"
     link = "connected" if status.connected else "not connected"
     print(f"{state} to {status.server} as {status.username}; device {status.device_id}; {link}")
+    if status.outbox_pending or status.outbox_rejected:
+        print(
+            f"job records: {status.outbox_pending} waiting to be sent, "
+            f"{status.outbox_rejected} refused by the server"
+        )
+    if status.last_error:
+        print(f"last error: {status.last_error}")
 
 
 def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:
@@ -166,6 +176,47 @@ def vault_json(vault: common_pb2.StorageVault) -> dict[str, Any]:
     }
 
 
+def pin_sftp_host_key(host: str, port: int, given: str | None) -> str:
+    """The host key to pin for an SFTP vault (``"<type> <base64>"``): the one the server
+    presents, if it matches ``given`` (``--host-key``), or if a person at a terminal
+    confirms its fingerprint. Without either, refuse and show the fingerprint."""
+    from comet.agent.storage.base import StorageError
+    from comet.agent.storage.sftp import (
+        describe_host_key,
+        fetch_host_key,
+        host_key_fingerprint,
+        host_key_matches,
+        parse_host_key_pin,
+    )
+
+    where = f"{host}:{port}"
+    try:
+        pin = parse_host_key_pin(given) if given else None
+        seen = fetch_host_key(host, port)
+    except StorageError as e:
+        raise CliError(f"cannot pin the host key of the SFTP server {where}: {e}") from e
+    shown = describe_host_key(seen)
+    if pin is not None:
+        if not host_key_matches(pin, seen):
+            raise CliError(
+                f"the SFTP server {where} presents host key {shown}, not the"
+                f" {describe_host_key(pin)} given with --host-key; no vault was added"
+            )
+        return seen
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        print(f"The SFTP server {where} presents host key {shown}.", file=sys.stderr)
+        print("Compare it with the server's own (ssh-keygen -lf on its key).", file=sys.stderr)
+        sys.stderr.write("Trust this host key? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return seen
+        raise CliError("host key not trusted; no vault was added")
+    raise CliError(
+        f"the SFTP server {where} presents host key {shown}; check it and run again with"
+        f" --host-key {host_key_fingerprint(seen)} to trust it"
+    )
+
+
 def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
     vault = common_pb2.StorageVault(
         name=args.name,
@@ -196,6 +247,7 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
             raise CliError("--type sftp needs --host, --user and --path")
         if not args.key and not args.password_stdin:
             raise CliError("--type sftp needs --key FILE or --password-stdin")
+        host_key = pin_sftp_host_key(args.host, args.port or 22, args.host_key)
         vault.sftp.CopyFrom(
             common_pb2.SftpVaultSettings(
                 host=args.host,
@@ -204,7 +256,7 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
                 path=args.path,
                 password=read_password() if args.password_stdin else "",
                 private_key=Path(args.key).read_text() if args.key else "",
-                host_key=args.host_key or "",
+                host_key=host_key,
             )
         )
     else:
@@ -571,12 +623,40 @@ def _time_arg(text: str | None) -> Timestamp | None:
     return ts
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]*)\s*")
+_UNITS = {
+    **{u: 1 for u in ("", "b")},
+    **{
+        u: 1024**p
+        for p, us in enumerate((("k", "kib"), ("m", "mib"), ("g", "gib"), ("t", "tib")), 1)
+        for u in us
+    },
+    **{u: 1000**p for p, u in enumerate(("kb", "mb", "gb", "tb"), 1)},
+}
+
+
+def size_arg(text: str) -> int:
+    """A size in bytes: a number with an optional unit. K, M, G, T and KiB…TiB are
+    powers of 1024; kB, MB, GB, TB powers of 1000 (``10M``, ``1.5GiB``, ``0``)."""
+    match = _SIZE.fullmatch(text)
+    unit = _UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size (examples: 0, 4096, 10M, 1.5GiB, 2GB)"
+        )
+    return (
+        int(float(match.group(1)) * unit) if "." in match.group(1) else int(match.group(1)) * unit
+    )
+
+
 def cmd_find(client: AgentClient, args: argparse.Namespace) -> None:
     query = common_pb2.FindQuery(
         name_glob=args.pattern if not args.regex else "",
         name_regex=args.pattern if args.regex else "",
         min_size=args.min_size or 0,
         max_size=args.max_size or 0,
+        has_min_size=args.min_size is not None,
+        has_max_size=args.max_size is not None,
         limit=args.limit or 0,
     )
     after, before = _time_arg(args.newer), _time_arg(args.older)
@@ -602,13 +682,27 @@ def cmd_find(client: AgentClient, args: argparse.Namespace) -> None:
 ARCHIVES = {"tar": 0, "tar.gz": 1, "zip": 2, "sqfs": 3, "tar.zst": 4}
 
 
-def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
-    options = common_pb2.RestoreOptions(paths=args.path or [], allow_partial=args.allow_partial)
+def restore_options(args: argparse.Namespace) -> common_pb2.RestoreOptions:
+    """The one destination the parser allowed, with the options that fit it."""
+    options = common_pb2.RestoreOptions(
+        paths=args.path or [],
+        allow_partial=args.allow_partial,
+        restore_privileged=args.restore_privileged,
+    )
+    if (args.per_file or args.as_archive) and not args.program:
+        raise CliError("--per-file and --as-archive go with --program CMD")
+    if args.output and not args.archive:
+        raise CliError("--output goes with --archive FORMAT")
+    writes_files = bool(args.to or args.original_paths)
+    if args.overwrite_if_newer and not writes_files:
+        raise CliError("--overwrite-if-newer goes with --to DIR or --original-paths")
+    if args.overwrite and not (writes_files or args.archive):
+        raise CliError("--overwrite goes with --to DIR, --original-paths or --archive")
     if args.overwrite:
         options.overwrite = common_pb2.OVERWRITE_MODE_OVERWRITE
     elif args.overwrite_if_newer:
         options.overwrite = common_pb2.OVERWRITE_MODE_IF_NEWER
-    if args.to or args.original_paths:
+    if writes_files:
         options.type = common_pb2.RESTORE_TYPE_FILES
         options.destination = str(Path(args.to).absolute()) if args.to else ""
         options.original_paths = args.original_paths
@@ -621,17 +715,17 @@ def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
             else common_pb2.RESTORE_TYPE_PROGRAM_PER_FILE
         )
         options.program_command = args.program
-    elif args.archive:
+    else:
         if not args.output:
             raise CliError("--archive needs --output FILE")
         options.type = common_pb2.RESTORE_TYPE_ARCHIVE_FILE
         options.archive_format = ARCHIVES[args.archive]  # type: ignore[assignment]
         options.destination = str(Path(args.output).absolute())
-    else:
-        raise CliError(
-            "say where to restore: --to DIR, --original-paths, --simulate, "
-            "--program CMD or --archive FORMAT --output FILE"
-        )
+    return options
+
+
+def cmd_restore(client: AgentClient, args: argparse.Namespace) -> None:
+    options = restore_options(args)
     job = client.api.StartRestore(
         agent_api_pb2.StartRestoreRequest(
             vault_id=args.vault, snapshot_id=args.snapshot, item_id=args.item or "", options=options
@@ -655,6 +749,53 @@ def vault_job(classification: int) -> Callable[[AgentClient, argparse.Namespace]
         finish_job(client, job, args)
 
     return run
+
+
+_REMOVED_LOCK = "removed lock "  # the unlock job's log line per removed lock
+
+
+def cmd_vault_unlock(client: AgentClient, args: argparse.Namespace) -> None:
+    """Remove stale locks, or with --force every lock (after a confirmation on a
+    terminal unless --yes); with --wait, list what was removed."""
+    if args.force and not args.yes and sys.stdin.isatty():
+        answer = input(
+            f"Remove EVERY lock of vault {args.vault}? Jobs still running on any device "
+            "will stop without committing. [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CliError("nothing was removed")
+    job = client.api.StartVaultJob(
+        agent_api_pb2.StartVaultJobRequest(
+            vault_id=args.vault,
+            classification=common_pb2.JOB_CLASSIFICATION_UNLOCK,
+            remove_all_locks=args.force,
+        ),
+        timeout=60,
+    )
+    if args.wait:
+        job = wait_for_job(client, job, show=sys.stderr.isatty() and not args.json)
+    doc = job_json(job)
+    removed: list[dict[str, str]] = []
+    if args.wait:
+        log = client.api.JobLog(agent_api_pb2.JobLogRequest(job_id=job.job_id), timeout=60)
+        for entry in log.entries:
+            if entry.message.startswith(_REMOVED_LOCK):
+                key, _, detail = entry.message.removeprefix(_REMOVED_LOCK).partition(" ")
+                removed.append({"key": key, "detail": detail})
+        doc["removed_locks"] = removed
+    if args.json:
+        print_json(doc)
+    else:
+        print(
+            f"job {doc['job_id']}: {doc['status']}" + (f" ({doc['error']})" if doc["error"] else "")
+        )
+        for lock in removed:
+            print(f"removed {lock['key']} {lock['detail']}")
+    if args.wait and not _is_ok(job.status):
+        raise CliError(
+            f"the job ended with status {doc['status']}"
+            + (f": {job.error_message}" if job.error_message else "")
+        )
 
 
 def cmd_import(client: AgentClient, args: argparse.Namespace) -> None:
@@ -750,8 +891,16 @@ def cmd_change_password(client: AgentClient, args: argparse.Namespace) -> None:
     print("password changed; every vault key was re-wrapped under the new password")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr (the CLI contract); ``--help`` shows usage.
+    Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Control the local Comet agent.")
+    parser = _OneLineParser(prog=PROG, description="Control the local Comet agent.")
     parser.add_argument("--socket", type=Path, default=None, help="the agent's unix socket")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -819,7 +968,11 @@ def build_parser() -> argparse.ArgumentParser:
     vadd.add_argument("--port", type=int)
     vadd.add_argument("--user")
     vadd.add_argument("--key", help="sftp: private key file")
-    vadd.add_argument("--host-key", help="sftp: pinned host key 'type base64'")
+    vadd.add_argument(
+        "--host-key",
+        help="sftp: the server's host key to pin: SHA256:<fingerprint>, 'type base64' or a"
+        " known_hosts line (without it the fingerprint is shown and confirmed on a terminal)",
+    )
     vadd.add_argument("--password-stdin", action="store_true")
     vadd.add_argument("--quota", type=int, help="quota in bytes")
     vadd.add_argument("--pre", action="append", help="command to run before each backup")
@@ -915,8 +1068,8 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--vault", required=True)
     find.add_argument("--snapshot", action="append", help="only these (default: all)")
     find.add_argument("--regex", action="store_true")
-    find.add_argument("--min-size", type=int)
-    find.add_argument("--max-size", type=int)
+    find.add_argument("--min-size", type=size_arg, help="at least this size: 0, 512, 10M, 1.5GiB")
+    find.add_argument("--max-size", type=size_arg, help="at most this size (0: empty files)")
     find.add_argument("--newer", help="modified after this time (ISO 8601)")
     find.add_argument("--older", help="modified before this time (ISO 8601)")
     find.add_argument("--limit", type=int)
@@ -927,14 +1080,22 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("snapshot", help="snapshot id (or prefix), or 'latest' with --item")
     restore.add_argument("--vault", required=True)
     restore.add_argument("--item")
-    restore.add_argument("--to", help="restore under this directory")
-    restore.add_argument("--original-paths", action="store_true")
-    restore.add_argument("--simulate", action="store_true")
-    restore.add_argument("--program", help="command receiving the data on stdin")
-    restore.add_argument("--per-file", action="store_true", help="run the program per file")
-    restore.add_argument("--as-archive", action="store_true", help="one tar stream on stdin")
-    restore.add_argument("--archive", choices=sorted(ARCHIVES))
+    # Exactly one destination: a second one is refused here, before any job starts.
+    where = restore.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", help="restore under this directory")
+    where.add_argument("--original-paths", action="store_true")
+    where.add_argument("--simulate", action="store_true", help="read and verify, write nothing")
+    where.add_argument("--program", help="command receiving the data on stdin")
+    where.add_argument("--archive", choices=sorted(ARCHIVES), help="write one archive file")
+    shape = restore.add_mutually_exclusive_group()
+    shape.add_argument("--per-file", action="store_true", help="run the program per file")
+    shape.add_argument("--as-archive", action="store_true", help="one tar stream on stdin")
     restore.add_argument("--output", help="archive file to write")
+    restore.add_argument(
+        "--restore-privileged",
+        action="store_true",
+        help="also restore setuid/setgid bits, security.* attributes and device nodes",
+    )
     restore.add_argument("--path", action="append", help="restore only this path (repeatable)")
     mode = restore.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true")
@@ -943,7 +1104,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--allow-partial", action="store_true")
     restore.add_argument("--wait", action="store_true")
     restore.add_argument("--json", action="store_true")
-    restore.set_defaults(func=cmd_restore)
+    restore.set_defaults(func=cmd_restore, precheck=restore_options)
 
     history = sub.add_parser("history", help="job history of this device")
     history.add_argument("--status", action="append")
@@ -978,6 +1139,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--wait", action="store_true")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=vault_job(code))
+        if name == "unlock":
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="remove every lock, also those of running jobs (they then stop)",
+            )
+            p.add_argument("--yes", action="store_true", help="do not ask to confirm --force")
+            p.set_defaults(func=cmd_vault_unlock)
 
     imp = sub.add_parser("import", help="import settings from other backup products")
     imp.add_argument("source_id", nargs="?", help="a source from --list")
@@ -998,6 +1167,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        precheck = getattr(args, "precheck", None)
+        if precheck is not None:  # refusals that need no agent come first
+            precheck(args)
         client = AgentClient(args.socket or default_socket_path())
         args.func(client, args)
     except grpc.RpcError as e:

@@ -217,6 +217,7 @@ def target_from_proto(msg: common_pb2.RestoreOptions) -> TargetSpec:
         overwrite=overwrite,
         program_command=msg.program_command,
         archive_format=archive,
+        restore_privileged=msg.restore_privileged,
     )
 
 
@@ -337,8 +338,8 @@ def find_query_from_proto(msg: common_pb2.FindQuery) -> FindQuery:
     return FindQuery(
         name_glob=msg.name_glob or None,
         name_regex=msg.name_regex or None,
-        min_size=msg.min_size or None,
-        max_size=msg.max_size or None,
+        min_size=msg.min_size if msg.min_size or msg.has_min_size else None,
+        max_size=msg.max_size if msg.max_size or msg.has_max_size else None,
         modified_after=msg.modified_after.ToNanoseconds()
         if msg.HasField("modified_after")
         else None,

@@ -23,6 +23,7 @@ from comet.agent.convert import (
 from comet.agent.errors import AgentError
 from comet.agent.jobs.codes import Classification, Status
 from comet.agent.jobs.store import JobQuery
+from comet.agent.jobs.targets import TargetError
 from comet.agent.operations import NotFoundError, RestoreRequest
 from comet.agent.profile_sync import NotLoggedInError, ProfileConflictError
 from comet.agent.server_link import check_certificate
@@ -37,6 +38,7 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 _STATUS: dict[type[AgentError], grpc.StatusCode] = {
     ServerUrlError: grpc.StatusCode.INVALID_ARGUMENT,
+    TargetError: grpc.StatusCode.INVALID_ARGUMENT,
     NotFoundError: grpc.StatusCode.NOT_FOUND,
     NotLoggedInError: grpc.StatusCode.UNAUTHENTICATED,
     ProfileConflictError: grpc.StatusCode.ABORTED,
@@ -230,6 +232,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
             request.vault_id,
             snapshot_ids=tuple(request.snapshot_ids),
             read_data=request.read_data,
+            remove_all_locks=request.remove_all_locks,
         )
         return job_to_proto(job)
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from comet.agent.clock import system_clock
+from comet.agent.config import lock_hostname_from_env, lock_timing_from_env
 from comet.agent.credentials import unwrap_secret, wrap_secret
 from comet.agent.errors import AgentError
+from comet.agent.repository.lock import LockPolicy
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import Storage
 from comet.agent.storage.local import LocalStorage
@@ -122,6 +126,14 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
     if isinstance(settings, SftpSettings):
         from comet.agent.storage.sftp import SftpConfig, SftpStorage
 
+        if not settings.host_key:
+            # Accepting whatever key the server presents would hand the vault's data
+            # (and the login) to anyone who can intercept the connection.
+            raise VaultError(
+                f"SFTP vault {spec.name!r} has no pinned host key for {settings.host}"
+                f"{_presented_key(settings)}; check it and set it as the vault's host key"
+                " (its SHA256 fingerprint, or the 'type base64' key) before it can be used"
+            )
         key_path = None
         if settings.private_key:
             key_path = _private_key_file(key_dir, settings.private_key)
@@ -153,6 +165,19 @@ def open_storage(spec: VaultSpec, *, key_dir: Path, server_url: str = "") -> Sto
     raise VaultError(f"Storage Vault {spec.name!r}: this agent cannot open {spec.type.name} vaults")
 
 
+def _presented_key(settings: SftpSettings) -> str:
+    """``" (the server presents SHA256:…)"``, for a person deciding what to pin; empty
+    when the server cannot be reached."""
+    from comet.agent.storage.base import StorageError
+    from comet.agent.storage.sftp import describe_host_key, fetch_host_key
+
+    try:
+        seen = fetch_host_key(settings.host, settings.port or 22, timeout=5.0)
+    except StorageError:
+        return ""
+    return f" (the server presents {describe_host_key(seen)})"
+
+
 def _private_key_file(key_dir: Path, pem: str) -> Path:
     """paramiko reads keys from files: keep a private copy in the state dir."""
     key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -171,12 +196,35 @@ def open_repository(
     key_dir: Path,
     server_url: str = "",
     bandwidth_bps: int = 0,
+    wrap: Callable[[Storage], Storage] | None = None,
 ) -> Repository:
-    """The vault's repository; ``bandwidth_bps`` caps uploads and downloads."""
+    """The vault's repository; ``bandwidth_bps`` caps uploads and downloads; ``wrap``
+    (for example a meter) wraps the storage outermost."""
     storage = open_storage(spec, key_dir=key_dir, server_url=server_url)
     if bandwidth_bps:
         storage = RateLimitedStorage(storage, upload_bps=bandwidth_bps, download_bps=bandwidth_bps)
-    return Repository.open(storage, unwrap_vault_key(spec, wrap_key))
+    if wrap is not None:
+        storage = wrap(storage)
+    repo = Repository.open(
+        storage,
+        unwrap_vault_key(spec, wrap_key),
+        now_ns=system_clock().time_ns,
+        lock_policy=lock_policy(),
+    )
+    repo.label = spec.name
+    return repo
+
+
+def lock_policy() -> LockPolicy:
+    """Lock and prune periods: the format's defaults, shortened only by tests."""
+    timing = lock_timing_from_env()
+    defaults = LockPolicy()
+    return LockPolicy(
+        stale_after_ns=int(timing.get("stale", defaults.stale_after_ns / 1e9) * 1e9),
+        refresh_every_ns=int(timing.get("refresh", defaults.refresh_every_ns / 1e9) * 1e9),
+        prune_grace_ns=int(timing.get("grace", defaults.prune_grace_ns / 1e9) * 1e9),
+        hostname=lock_hostname_from_env() or defaults.hostname,
+    )
 
 
 def init_repository(

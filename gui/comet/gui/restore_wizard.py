@@ -643,7 +643,8 @@ class TypePage(QWizardPage):
     def _update(self) -> None:
         available = bool(self.original_paths.property("available"))
         self.original_paths.setEnabled(self.files.isChecked() and available)
-        self.overwrite.setEnabled(self.files.isChecked())
+        # Files and folders, or an archive file that already exists: never a surprise.
+        self.overwrite.setEnabled(self.files.isChecked() or self.archive.isChecked())
         for widget in (self.command, self.per_file, self.as_archive):
             widget.setEnabled(self.program.isChecked())
         self.format.setEnabled(self.archive.isChecked())
@@ -837,7 +838,11 @@ class RestoreWizard(QWizard):
         elif kind in (RestoreType.PROGRAM_PER_FILE, RestoreType.PROGRAM_ARCHIVE):
             spec = replace(spec, program_command=self.type_page.command.text().strip())
         elif kind is RestoreType.ARCHIVE_FILE:
-            spec = replace(spec, archive_format=self.type_page.archive_format())
+            spec = replace(
+                spec,
+                archive_format=self.type_page.archive_format(),
+                overwrite=self.type_page.overwrite.isChecked(),
+            )
         return spec
 
     def accept(self) -> None:

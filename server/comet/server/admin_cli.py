@@ -26,7 +26,7 @@ from comet.agent.transport import (
     sync_channel,
 )
 from comet.agent.trust_prompt import ask_to_trust
-from comet.server import admin_dispatch, admin_jobs, admin_policies
+from comet.server import admin_buckets, admin_dispatch, admin_jobs, admin_policies
 from comet.server.admin_session import (
     Admin,
     AdminCliError,
@@ -151,9 +151,17 @@ def cmd_user_list(args: argparse.Namespace) -> None:
 def cmd_user_delete(args: argparse.Namespace) -> None:
     admin = Admin(load_session())
     admin.stub.DeleteUser(
-        admin_pb2.DeleteUserRequest(username=args.name), metadata=admin.metadata, timeout=30
+        admin_pb2.DeleteUserRequest(username=args.name, keep_data=args.keep_data),
+        metadata=admin.metadata,
+        timeout=120,
     )
-    print(f"user {args.name!r} deleted")
+    if args.keep_data:
+        print(
+            f"user {args.name!r} deleted; their buckets were kept"
+            f" (comet-admin bucket list --user {args.name})"
+        )
+    else:
+        print(f"user {args.name!r} deleted with their buckets")
 
 
 def device_json(device: common_pb2.DeviceInfo) -> dict[str, Any]:
@@ -223,14 +231,27 @@ def cmd_user_reset_password(args: argparse.Namespace) -> None:
     kdf, auth_key = derive_for_new_password(read_password())
     reply = admin.stub.ResetPassword(
         admin_pb2.ResetPasswordRequest(
-            username=args.name, kdf=kdf_proto(kdf), auth_key=auth_key, force=args.force
+            username=args.name,
+            kdf=kdf_proto(kdf),
+            auth_key=auth_key,
+            force=args.force,
+            revoke_devices=args.revoke_devices,
         ),
         metadata=admin.metadata,
         timeout=30,
     )
     if args.json:
-        print_json({"username": args.name, "data_kept_readable": reply.data_kept_readable})
-    elif reply.data_kept_readable:
+        result: dict[str, Any] = {
+            "username": args.name,
+            "data_kept_readable": reply.data_kept_readable,
+        }
+        if args.revoke_devices:
+            result["devices_revoked"] = reply.devices_revoked
+        print_json(result)
+        return
+    if args.revoke_devices:
+        print(f"{reply.devices_revoked} device(s) of {args.name!r} revoked")
+    if reply.data_kept_readable:
         print(f"password of {args.name!r} reset; their backups stay readable")
     else:
         print(
@@ -275,8 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls = user.add_parser("list", help="list users")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_user_list)
-    rm = user.add_parser("delete", help="delete a user and their devices")
+    rm = user.add_parser("delete", help="delete a user, their devices and their buckets")
     rm.add_argument("name")
+    rm.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the user's Comet Server vault buckets (see 'bucket list'); no device can"
+        " open them any more",
+    )
     rm.set_defaults(func=cmd_user_delete)
     reset = user.add_parser("reset-password", help="set a new password for a user")
     reset.add_argument("name")
@@ -284,7 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument(
         "--force",
         action="store_true",
-        help="reset even if the user did not allow administrators to reset their password",
+        help="reset even if the user did not allow administrators to reset their password"
+        " (it revokes nothing: see --revoke-devices)",
+    )
+    reset.add_argument(
+        "--revoke-devices",
+        action="store_true",
+        help="also revoke every device of the user: their tokens and bucket credentials stop"
+        " working on every server instance at once (each must be registered again)",
     )
     reset.add_argument("--json", action="store_true")
     reset.set_defaults(func=cmd_user_reset_password)
@@ -310,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_jobs.add_parsers(sub)
     admin_policies.add_parsers(sub)
     admin_dispatch.add_parsers(sub)
+    admin_buckets.add_parsers(sub)
     return parser
 
 

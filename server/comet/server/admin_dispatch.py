@@ -113,9 +113,15 @@ _OVERWRITE = {
 
 def restore(args: argparse.Namespace) -> control_pb2.Command:
     options = common_pb2.RestoreOptions(
-        paths=args.path, allow_partial=args.allow_partial, overwrite=_OVERWRITE[args.overwrite]
+        paths=args.path,
+        allow_partial=args.allow_partial,
+        overwrite=_OVERWRITE[args.overwrite],
+        restore_privileged=args.restore_privileged,
     )
+    # The parser allows exactly one destination; the agent checks again.
     if args.simulate:
+        if args.overwrite != "skip_existing":
+            raise AdminCliError("a simulated restore overwrites nothing: drop --overwrite")
         options.type = common_pb2.RESTORE_TYPE_SIMULATE
     elif args.original_paths:
         options.original_paths = True
@@ -133,7 +139,9 @@ def restore(args: argparse.Namespace) -> control_pb2.Command:
 def vault_job(action: str) -> Builder:
     def build(args: argparse.Namespace) -> control_pb2.Command:
         command = control_pb2.Command()
-        getattr(command, action).CopyFrom(control_pb2.VaultJobCommand(vault_id=args.vault))
+        getattr(command, action).CopyFrom(
+            control_pb2.VaultJobCommand(vault_id=args.vault, force=getattr(args, "force", False))
+        )
         return command
 
     return build
@@ -202,10 +210,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--vault", required=True)
     p.add_argument("--snapshot", required=True, help="a snapshot id, or 'latest' with --item")
     p.add_argument("--item")
-    p.add_argument("--to", help="restore into this directory")
-    p.add_argument("--original-paths", action="store_true")
-    p.add_argument("--simulate", action="store_true")
+    where = p.add_mutually_exclusive_group()  # none given: a clear error in restore()
+    where.add_argument("--to", help="restore into this directory")
+    where.add_argument("--original-paths", action="store_true")
+    where.add_argument("--simulate", action="store_true", help="read and verify, write nothing")
     p.add_argument("--path", action="append", default=[], help="restore only this path")
+    p.add_argument(
+        "--restore-privileged",
+        action="store_true",
+        help="also restore setuid/setgid bits, security.* attributes and device nodes",
+    )
     p.add_argument("--allow-partial", action="store_true")
     mode = p.add_mutually_exclusive_group()
     for flag in ("overwrite", "overwrite-if-newer", "skip-existing"):
@@ -222,6 +236,12 @@ def add_parsers(sub: Any) -> None:
         p = dsub.add_parser(name, help=text)
         _common(p, job=True)
         p.add_argument("--vault", required=True)
+        if name == "unlock":
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="remove every lock, also those of running jobs (they then stop)",
+            )
         p.set_defaults(func=runner(vault_job(action), name))
 
     p = dsub.add_parser("verify", help="deep-verify a vault")

@@ -10,18 +10,21 @@ import os
 import resource
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comet.server.buckets.files import BucketFiles
 from comet.server.buckets.store import BucketPolicy, BucketStore
 from comet.server.clock import Clock, SystemClock
 from comet.server.config import ServerConfig
+from comet.server.database_supervisor import ConnectionProbe, DatabaseSupervisor
 from comet.server.embedded_postgres import EmbeddedPostgres
 from comet.server.errors import DatabaseSetupError
 from comet.server.maintenance import Maintenance, MaintenancePolicy
@@ -35,11 +38,14 @@ from comet.server.routing import (
 from comet.server.rpc.admin_service import AdminService
 from comet.server.rpc.agent_service import AgentService
 from comet.server.rpc.auth_service import AuthService
+from comet.server.rpc.errors import DatabaseWatcher, ErrorInterceptor
 from comet.server.rpc.live import LiveRegistry
 from comet.server.rpc.routing import CommandRouter
 from comet.server.rpc.storage_service import StorageService
 from comet.server.secret_box import SecretBox, load_or_create_key
 from comet.server.store.accounts import AccountStore, LoginPolicy
+from comet.server.store.availability import is_database_unavailable
+from comet.server.store.credential_cache import ALL_REVOKED, REVOCATIONS_CHANNEL
 from comet.server.store.database import create_engine, migrate
 from comet.server.store.jobs import JobStore
 from comet.server.store.missed_runs import MissedRunFinder, MissedRunPolicy
@@ -159,7 +165,7 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str], None]) -> Non
             await asyncio.to_thread(migrate, database.url)
             engine = create_engine(database.url)
             try:
-                await _run_services(config, engine, database.url, stop, on_ready)
+                await _run_services(config, engine, database, stop, on_ready)
             finally:
                 await engine.dispose()
 
@@ -203,7 +209,12 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
         engine,
         clock,
         BucketFiles(config.bucket_root),
-        BucketPolicy(quota_bytes=config.bucket_quota_bytes),
+        BucketPolicy(
+            quota_bytes=config.bucket_quota_bytes,
+            account_quota_bytes=config.account_quota_bytes,
+            max_buckets=config.max_buckets,
+        ),
+        box=box,
     )
     return Stores(
         accounts,
@@ -212,6 +223,16 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
         jobs,
         maintenance,
         buckets,
+    )
+
+
+def grpc_server(
+    watcher: DatabaseWatcher | None = None, *, options: list[tuple[str, int]] | None = None
+) -> grpc.aio.Server:
+    """A gRPC server whose every failure is mapped by ``rpc.errors`` (one place)."""
+    return grpc.aio.server(
+        options=options,
+        interceptors=[ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE,))],
     )
 
 
@@ -242,18 +263,53 @@ def add_services(
     )
     storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageService(stores.buckets), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminService(stores.accounts, stores.profiles, stores.policies, stores.jobs, router),
+        AdminService(
+            stores.accounts,
+            stores.profiles,
+            stores.policies,
+            stores.jobs,
+            router,
+            buckets=stores.buckets,
+        ),
         server,
+    )
+
+
+def notification_listener(
+    database_url: str, accounts: AccountStore, router: CommandRouter, *, application_name: str
+) -> NotificationListener:
+    """The instance's LISTEN connection: routed commands and replies for the router,
+    revocations for the credential cache."""
+
+    def on_notify(channel: str, payload: str) -> None:
+        if channel == REVOCATIONS_CHANNEL:
+            accounts.on_revocation(payload)
+        else:
+            router.on_notify(channel, payload)
+
+    async def on_connected() -> None:
+        # Revocations announced while the listener was away were not heard: forget
+        # every remembered credential rather than trust them for another TTL.
+        accounts.on_revocation(ALL_REVOKED)
+        await router.resync()
+
+    return NotificationListener(
+        database_url,
+        [COMMANDS_CHANNEL, REPLIES_CHANNEL, REVOCATIONS_CHANNEL],
+        on_notify,
+        on_connected=on_connected,
+        application_name=application_name,
     )
 
 
 async def _run_services(
     config: ServerConfig,
     engine: AsyncEngine,
-    database_url: str,
+    database: Database,
     stop: asyncio.Event,
     on_ready: Callable[[str], None],
 ) -> None:
+    database_url = database.url
     instance_id = uuid.uuid4().hex
     box = SecretBox(
         load_or_create_key(config.secret_key_path, create=config.secret_key_file is None)
@@ -264,15 +320,17 @@ async def _run_services(
     clock = SystemClock()
     queue = CommandQueue(engine, clock)
     router = CommandRouter(registry, instance_id=instance_id, queue=queue, clock=clock)
-    listener = NotificationListener(
-        database_url,
-        [COMMANDS_CHANNEL, REPLIES_CHANNEL],
-        router.on_notify,
-        on_connected=router.resync,
-        application_name=listener_name(instance_id),
+    listener = notification_listener(
+        database_url, stores.accounts, router, application_name=listener_name(instance_id)
     )
     listening = asyncio.create_task(listener.run_forever())
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    health = HealthServicer()
+    probe = ConnectionProbe(database_url)
+    supervisor = DatabaseSupervisor(
+        probe, embedded=database.embedded, on_change=_health_setter(health)
+    )
+    server = grpc_server(supervisor, options=GRPC_OPTIONS)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     add_services(
         server,
         stores,
@@ -282,6 +340,7 @@ async def _run_services(
         router=router,
     )
     url = _bind(server, config)
+    await _health_setter(health)(True)
     await server.start()
     (config.data_dir / "server.url").write_text(url + "\n")
     on_ready(url)
@@ -291,6 +350,7 @@ async def _run_services(
         asyncio.create_task(stores.maintenance.run_forever()),
         asyncio.create_task(stores.buckets.reconcile()),
         asyncio.create_task(_prune_commands(router)),
+        asyncio.create_task(supervisor.run_forever()),
         listening,
     ]
     try:
@@ -299,12 +359,47 @@ async def _run_services(
         for task in background:
             task.cancel()
         log.info("shutting down")
+        await health.enter_graceful_shutdown()
         await server.stop(grace=2)
         await router.close()
+        await probe.close()
         try:
             await stores.jobs.flush_progress()  # what the last round did not write yet
-        except Exception:
-            log.exception("could not write the last job progress")
+        except Exception as e:
+            _log_background_failure("could not write the last job progress", e)
+
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+# Services whose health is reported: "" (the whole server) and each Comet service.
+HEALTH_NAMES = (
+    "",
+    "comet.v1.AuthService",
+    "comet.v1.AgentService",
+    "comet.v1.AdminService",
+    "comet.v1.StorageService",
+)
+
+
+def _health_setter(health: HealthServicer) -> Callable[[bool], Awaitable[None]]:
+    async def publish(up: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if up
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in HEALTH_NAMES:
+            await health.set(name, status)
+
+    return publish
+
+
+def _log_background_failure(what: str, error: Exception) -> None:
+    """One line while the database is away (the supervisor says so once); a
+    traceback for anything else, which is a bug."""
+    if is_database_unavailable(error):
+        log.info("%s: the database is unavailable", what)
+    else:
+        log.error("%s", what, exc_info=error)
 
 
 async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int) -> None:
@@ -313,8 +408,8 @@ async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int
         await asyncio.sleep(every)
         try:
             await accounts.mark_seen(registry.take_seen())
-        except Exception:  # the database may be briefly away; try next round
-            log.exception("could not record last-seen times")
+        except Exception as e:  # the database may be briefly away; try next round
+            _log_background_failure("could not record last-seen times", e)
 
 
 async def _prune_commands(router: CommandRouter) -> None:
@@ -322,6 +417,6 @@ async def _prune_commands(router: CommandRouter) -> None:
     while True:
         try:
             await router.prune()
-        except Exception:
-            log.exception("could not prune routed commands")
+        except Exception as e:
+            _log_background_failure("could not prune routed commands", e)
         await asyncio.sleep(3600)

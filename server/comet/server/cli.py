@@ -73,6 +73,20 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="quota of each new bucket, and the most a device may ask for (0 = unlimited)",
     )
+    serve.add_argument(
+        "--account-quota-bytes",
+        type=int,
+        default=1 << 40,
+        help="bytes all of an account's buckets may hold together unless its policy sets"
+        " storage_quota_bytes (default 1 TiB; 0 = unlimited)",
+    )
+    serve.add_argument(
+        "--max-buckets",
+        type=int,
+        default=10,
+        help="buckets an account may have unless its policy sets max_buckets"
+        " (default 10; 0 = unlimited)",
+    )
 
     certificate = sub.add_parser(
         "make-certificate",
@@ -191,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 job_log_retention_days=args.job_log_retention_days,
                 bucket_dir=args.bucket_dir.absolute() if args.bucket_dir else None,
                 bucket_quota_bytes=args.bucket_quota_bytes,
+                account_quota_bytes=args.account_quota_bytes,
+                max_buckets=args.max_buckets,
             )
             config = _certificate(config)
             if config.tls_cert:

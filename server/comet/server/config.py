@@ -34,6 +34,12 @@ class ServerConfig:
     bucket_dir: Path | None = None
     # Quota of new buckets, and the most a device may ask for; 0 = unlimited.
     bucket_quota_bytes: int = 0
+    # What all of an account's buckets may hold together, unless its policy says
+    # otherwise (storage_quota_bytes); 0 = unlimited. Default 1 TiB.
+    account_quota_bytes: int = 1 << 40
+    # How many buckets an account may have, unless its policy says otherwise
+    # (max_buckets); 0 = unlimited.
+    max_buckets: int = 10
 
     @property
     def secret_key_path(self) -> Path:

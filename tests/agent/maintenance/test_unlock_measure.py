@@ -17,21 +17,27 @@ class FakeClock:
         return self.ns
 
 
-def test_unlock_removes_stale_keeps_fresh_unless_all(storage: MemoryStorage) -> None:
+def test_unlock_removes_stale_keeps_fresh_unless_all() -> None:
+    # The storage's clock decides; the device's wall clock is a day ahead and unused.
     clock = FakeClock()
-    repo = Repository.init(storage, VAULT_KEY, now_ns=clock)
+    storage = MemoryStorage(clock=clock)
+    repo = Repository.init(storage, VAULT_KEY, now_ns=lambda: clock.ns + 86400 * 10**9)
     stale = repo.lock(hostname="crashed")
+    stale._stop.set()  # its process died: nobody rewrites it
     clock.ns += STALE_AFTER_NS + 1
     fresh = repo.lock(hostname="running")
 
     result = unlock(repo)
     assert [i.key for i in result.removed] == [stale.info.key]
+    assert "by the storage's clock" in result.reasons[0]
     assert [i.key for i in result.kept] == [fresh.info.key]
     assert {o.key for o in storage.list("locks/")} == {fresh.info.key}
 
     result = unlock(repo, remove_all=True)
     assert [i.key for i in result.removed] == [fresh.info.key] and result.kept == ()
     assert not list(storage.list("locks/"))
+    stale.release()
+    fresh.release()
 
 
 def test_measure_numbers_add_up(storage: MemoryStorage, repo: Repository, source: Source) -> None:

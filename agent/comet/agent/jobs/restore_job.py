@@ -10,7 +10,11 @@ from comet.agent.jobs.codes import Status
 from comet.agent.jobs.runner import JobHandle, JobOutcome
 from comet.agent.jobs.targets import TargetSpec, open_target
 from comet.agent.reporter import JobWarning
+from comet.agent.restore.metered import MeteredStorage
+from comet.agent.restore.names import show_path
 from comet.agent.restore.run import run_restore
+from comet.agent.restore.target import RestorePath
+from comet.agent.storage.base import Storage
 from comet.agent.vaults import VaultSpec, open_repository
 
 
@@ -27,42 +31,59 @@ class RestoreJob:
     server_url: str = field(default="", kw_only=True)
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
+        # The destination is in the log before anything else happens.
+        handle.info(f"restoring snapshot {self.snapshot_id} {self.target.describe()}")
+        meters: list[MeteredStorage] = []
+
+        def meter(storage: Storage) -> Storage:
+            meters.append(MeteredStorage(storage))
+            return meters[-1]
+
         repo = open_repository(
-            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
+            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url, wrap=meter
         )
+        reporter = _Reporter(handle, meters[0])
         try:
             snapshot = repo.load_snapshot(self.snapshot_id)
-            handle.info(f"restoring snapshot {snapshot.id.hex()[:12]} {self.target.describe()}")
             if not handle.job.item_id:
                 handle.job.item_id = snapshot.item_id
             handle.update(force=True, bytes_total=snapshot.total_bytes, items_total=snapshot.files)
-            with open_target(self.target) as target:
+            with open_target(self.target, on_drop=reporter.dropped) as target:
                 result = run_restore(
                     repo,
                     snapshot.id,
                     target,
                     paths=list(self.paths) or None,
-                    reporter=_Reporter(handle),
+                    reporter=reporter,
                     cancel=handle.cancel,
                     hostname=socket.gethostname(),
                     allow_partial=self.allow_partial,
                 )
         finally:
             repo.close()
+            handle.job.counters.downloaded_bytes = meters[0].bytes_read
         counters = handle.job.counters
         counters.files, counters.directories = result.files, result.dirs
         counters.bytes = result.bytes_written
         handle.update(force=True, bytes_done=result.bytes_written, items_done=result.files)
         handle.info(
             f"restored {result.files} files, {result.dirs} folders, {result.bytes_written} "
-            f"bytes; {result.skipped} skipped"
+            f"bytes; fetched {meters[0].bytes_read} bytes from the vault in "
+            f"{meters[0].gets} reads; {result.skipped} skipped"
+            + (
+                f" ({result.kept} already present and kept, {result.refused} not restorable "
+                "here: named in the warnings above)"
+                if result.skipped
+                else ""
+            )
         )
         return JobOutcome(Status.SUCCESS, snapshot_id=snapshot.id.hex())
 
 
 class _Reporter:
-    def __init__(self, handle: JobHandle) -> None:
+    def __init__(self, handle: JobHandle, meter: MeteredStorage) -> None:
         self._handle = handle
+        self._meter = meter
         self._bytes = 0
         self._files = 0
 
@@ -72,8 +93,12 @@ class _Reporter:
 
     def bytes_written(self, count: int) -> None:
         self._bytes += count
-        self._handle.job.counters.downloaded_bytes += count
+        self._handle.job.counters.downloaded_bytes = self._meter.bytes_read
         self._handle.update(bytes_done=self._bytes)
 
     def warning(self, warning: JobWarning) -> None:
         self._handle.warning(str(warning))
+
+    def dropped(self, path: RestorePath, message: str) -> None:
+        """Privileged metadata the target left out: a warning in the job log."""
+        self.warning(JobWarning(show_path(path), message))

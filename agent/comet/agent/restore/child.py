@@ -31,6 +31,7 @@ class ChildProcess:
         what: str,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.what = what
         self._tail = bytearray()
@@ -43,6 +44,7 @@ class ChildProcess:
                 stderr=subprocess.PIPE,
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
+                pass_fds=tuple(pass_fds),
             )
         except OSError as e:
             raise RestoreProgramError(f"{what} could not be started: {e}") from e

@@ -1,20 +1,32 @@
 """``DirectoryTarget``: restore into a directory tree on the local filesystem.
 
-Never writes outside the destination: every parent directory is checked with ``lstat``
-(a symlink or non-directory is never followed), each file is written to a temporary name
-in its final directory and renamed into place, and device nodes are only made as root.
+Never writes outside the destination, even while someone who can write inside it swaps
+directories for symlinks during the restore (a root restore into a user's home): every
+operation is relative to a directory file descriptor opened with
+``O_NOFOLLOW|O_DIRECTORY`` from the destination's own descriptor down, so no path is
+ever resolved through a symlink. Files are created ``O_EXCL|O_NOFOLLOW`` at a temporary
+name in their directory, given their metadata through their descriptor and renamed
+into place within the held directory descriptor; other nodes get theirs through
+``*at`` calls that do not follow symlinks, or through an ``O_PATH`` descriptor whose
+type is checked first.
+
+Privileged metadata (setuid/setgid bits on files, ``security.*`` extended attributes
+such as file capabilities, device nodes) is restored only when asked for
+(``privileged=True``) or when root restores to the original paths; otherwise it is
+dropped and reported through ``on_drop`` (the job log).
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import itertools
 import os
 import secrets
 import stat
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +36,16 @@ from comet.agent.restore.target import RestorePath, TargetRefusedError
 # Files written in pack order stay open between writes; most small files are opened
 # once, written and finished in one go, so this only bounds files written piecewise.
 _MAX_OPEN = 256
+# Directory descriptors kept open; an evicted one is reopened from its nearest open
+# ancestor, again without following symlinks.
+_MAX_DIRS = 256
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PRIVILEGED_BITS = stat.S_ISUID | stat.S_ISGID
+_SPECIAL_TYPES = {
+    NodeType.FIFO: stat.S_IFIFO,
+    NodeType.CHARDEV: stat.S_IFCHR,
+    NodeType.BLOCKDEV: stat.S_IFBLK,
+}
 _HOLE_MIN = 4096
 _ZERO_BLOCK = bytes(_HOLE_MIN)
 _ZERO_RUN = bytes(64 * _HOLE_MIN)
@@ -37,11 +59,46 @@ class Overwrite(enum.StrEnum):
 
 @dataclass
 class _OpenFile:
-    final: str
+    parent: RestorePath  # the directory holding it (its descriptor does the work)
+    final: str  # names inside ``parent``
     temp: str
     node: Node
     size: int
     created: bool = False  # the temporary file exists (it is made on the first write)
+    inode: tuple[int, int] | None = None  # (dev, ino) once its descriptor was closed
+
+
+Dropped = Callable[[RestorePath, str], None]
+
+
+def _ignore_drop(path: RestorePath, message: str) -> None:
+    pass
+
+
+def open_directory(path: Path | str, *, create: bool = False) -> int:
+    """A descriptor of the directory ``path`` (made, with its missing parents, when
+    ``create``). Symlinks in ``path`` are resolved once, up front; the resolved path is
+    then walked component by component without following any symlink, so a folder
+    swapped for a symlink meanwhile is refused instead of followed."""
+    resolved = Path(os.path.realpath(path))
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        for part in resolved.parts[1:]:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise TargetRefusedError(f"{resolved} is not a directory") from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _nonzero_ranges(data: bytes, first_zero: int) -> Iterator[tuple[int, int]]:
@@ -76,126 +133,198 @@ class DirectoryTarget:
         *,
         overwrite: Overwrite = Overwrite.SKIP,
         original_paths: bool = False,
+        privileged: bool = False,
+        on_drop: Dropped | None = None,
     ) -> None:
         self._root = Path("/") if original_paths else Path(dest)
-        self._root.mkdir(parents=True, exist_ok=True)
         self._overwrite = overwrite
         self._as_root = os.geteuid() == 0
+        # Restoring a system's own files as root keeps what they had; anywhere else
+        # privileges are only restored when asked for.
+        self._privileged = privileged or (original_paths and self._as_root)
+        self._on_drop = on_drop or _ignore_drop
         self._files: dict[int, _OpenFile] = {}
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._next = 1
-        self._checked: set[RestorePath] = {()}
+        # The destination is opened once (symlinks in the path as given are resolved
+        # first); nothing below it is ever reached through a symlink.
+        self._dirs: OrderedDict[RestorePath, int] = OrderedDict()
+        self._root_fd = open_directory(self._root, create=True)
         # Directories this restore made: nothing else is in them, so the names inside
         # need no existence check (the engine never hands over a name twice).
         self._created: set[RestorePath] = set()
         self._temp_tag = secrets.token_hex(4)
         self._temp_counter = itertools.count()
 
-    # --- paths ----------------------------------------------------------------------
+    # --- directory descriptors ------------------------------------------------------
 
-    def _path(self, path: RestorePath) -> str:
+    def _show(self, path: RestorePath) -> str:
         return os.path.join(self._root, *path)
 
-    def _check_parent(self, path: RestorePath) -> str:
-        """Verify every ancestor below the root is a real directory; return the path."""
-        if path[:-1] in self._checked:
-            return self._path(path)  # a checked directory's ancestors were checked first
-        for i in range(1, len(path)):
-            prefix = path[:i]
-            if prefix in self._checked:
-                continue
-            st = os.lstat(self._path(prefix))
-            if not stat.S_ISDIR(st.st_mode):
-                raise TargetRefusedError(f"{self._path(prefix)} is not a directory")
-            self._checked.add(prefix)
-        return self._path(path)
+    def _dir(self, path: RestorePath) -> int:
+        """The descriptor of the directory at ``path``, opened component by component
+        without following symlinks. Raises TargetRefusedError for a non-directory."""
+        if not path:
+            return self._root_fd
+        fd = self._dirs.get(path)
+        if fd is not None:
+            self._dirs.move_to_end(path)
+            return fd
+        parent = self._dir(path[:-1])
+        try:
+            fd = os.open(path[-1], _DIR_FLAGS, dir_fd=parent)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise TargetRefusedError(f"{self._show(path)} is not a directory") from None
+            raise
+        self._keep_dir(path, fd)
+        return fd
 
-    def _may_replace(self, path: RestorePath, final: str, node: Node) -> bool:
-        """Apply the overwrite policy to an existing object at ``final``."""
+    def _keep_dir(self, path: RestorePath, fd: int) -> None:
+        self._dirs[path] = fd
+
+    def _trim(self) -> None:
+        """Close the least recently used directory descriptors. Called only at the
+        start of an operation, so no descriptor in use is ever closed under it."""
+        while len(self._dirs) > _MAX_DIRS:
+            _, old = self._dirs.popitem(last=False)
+            os.close(old)
+
+    def _lstat(self, parent: int, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def _may_replace(self, path: RestorePath, parent: int, node: Node) -> bool:
+        """Apply the overwrite policy to an existing object named ``path[-1]``."""
         if path[:-1] in self._created:
             return True
-        try:
-            st = os.lstat(final)
-        except FileNotFoundError:
+        st = self._lstat(parent, path[-1])
+        if st is None:
             return True
         if stat.S_ISDIR(st.st_mode):
-            raise TargetRefusedError(f"{final} exists and is a directory")
+            raise TargetRefusedError(f"{self._show(path)} exists and is a directory")
         if self._overwrite == Overwrite.OVERWRITE:
             return True
         if self._overwrite == Overwrite.IF_NEWER:
             return node.mtime_ns > st.st_mtime_ns
         return False
 
-    def _temp_name(self, final: str) -> str:
+    def _temp_name(self, name: str) -> str:
         # Unique per target by a counter; the random tag keeps two restores into one
         # directory apart. Creation uses O_EXCL, so a clash fails rather than overwrites.
-        head, tail = os.path.split(final)
-        return f"{head}/.{tail[:100]}.comet-{self._temp_tag}{next(self._temp_counter):x}"
+        return f".{name[:100]}.comet-{self._temp_tag}{next(self._temp_counter):x}"
 
     # --- metadata -------------------------------------------------------------------
 
-    def _apply(self, path: str, node: Node, *, fd: int | None = None) -> None:
-        link = node.type == NodeType.SYMLINK
+    def _mode(self, path: RestorePath, node: Node) -> int:
+        mode = node.mode & 0o7777
+        if mode & _PRIVILEGED_BITS and not self._privileged and node.type != NodeType.DIR:
+            self._on_drop(
+                path,
+                f"setuid/setgid bits dropped (mode {mode:o} restored as "
+                f"{mode & ~_PRIVILEGED_BITS:o}); restore with --restore-privileged to keep them",
+            )
+            mode &= ~_PRIVILEGED_BITS
+        return mode
+
+    def _xattrs(self, path: RestorePath, node: Node) -> list[tuple[str, bytes]]:
+        if self._privileged or not node.xattrs:
+            return list(node.xattrs)
+        kept = [(k, v) for k, v in node.xattrs if not k.startswith("security.")]
+        if len(kept) != len(node.xattrs):
+            names = ", ".join(k for k, _ in node.xattrs if k.startswith("security."))
+            self._on_drop(path, f"{names} dropped; restore with --restore-privileged to keep them")
+        return kept
+
+    def _apply_fd(self, path: RestorePath, fd: int, node: Node) -> None:
+        """Metadata through the object's own descriptor (files and directories).
+        Ownership first: chown clears setuid/setgid bits, so the mode comes after."""
         if self._as_root:
-            if fd is not None:
-                os.fchown(fd, node.uid, node.gid)
-            else:
-                os.chown(path, node.uid, node.gid, follow_symlinks=False)
-        for name, value in node.xattrs:
+            os.fchown(fd, node.uid, node.gid)
+        for name, value in self._xattrs(path, node):
             try:
-                os.setxattr(path, name, value, follow_symlinks=False)
+                os.setxattr(fd, name, value)
             except OSError as e:
                 raise TargetRefusedError(f"cannot set extended attribute {name}: {e}") from e
-        if fd is not None:
-            os.fchmod(fd, node.mode & 0o7777)
-            os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
-            return
-        if not link:
-            os.chmod(path, node.mode & 0o7777)
-        os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+        os.fchmod(fd, self._mode(path, node))
+        os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+
+    def _apply_link(self, path: RestorePath, parent: int, name: str, node: Node) -> None:
+        """Metadata of a symlink, never following it."""
+        if self._as_root:
+            os.chown(name, node.uid, node.gid, dir_fd=parent, follow_symlinks=False)
+        for key, value in self._xattrs(path, node):
+            try:
+                os.setxattr(f"/proc/self/fd/{parent}/{name}", key, value, follow_symlinks=False)
+            except OSError as e:
+                raise TargetRefusedError(f"cannot set extended attribute {key}: {e}") from e
+        os.utime(name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+    def _apply_special(self, path: RestorePath, parent: int, name: str, node: Node) -> None:
+        """Metadata of a fifo or device node through an O_PATH descriptor, after checking
+        it is still the node just made (not something swapped in under its name)."""
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            st = os.fstat(fd)
+            if stat.S_IFMT(st.st_mode) != _SPECIAL_TYPES[node.type] or st.st_nlink != 1:
+                raise TargetRefusedError(f"{self._show(path)} was replaced during the restore")
+            where = f"/proc/self/fd/{fd}"
+            if self._as_root:
+                os.chown(where, node.uid, node.gid)
+            for key, value in self._xattrs(path, node):
+                try:
+                    os.setxattr(where, key, value)
+                except OSError as e:
+                    raise TargetRefusedError(f"cannot set extended attribute {key}: {e}") from e
+            os.chmod(where, self._mode(path, node))
+            os.utime(where, ns=(node.mtime_ns, node.mtime_ns))
+        finally:
+            os.close(fd)
 
     # --- directories ----------------------------------------------------------------
 
-    def directory(self, path: RestorePath, node: Node | None) -> bool:
-        if not path:
-            return False
-        full = self._check_parent(path)
-        if path[:-1] in self._created:
-            os.mkdir(full, 0o700)
-            self._checked.add(path)
-            self._created.add(path)
-            return True
-        try:
-            st = os.lstat(full)
-        except FileNotFoundError:
-            os.mkdir(full, 0o700)
-            self._checked.add(path)
-            self._created.add(path)
-            return True
-        if stat.S_ISDIR(st.st_mode):
-            self._checked.add(path)
-            return False
-        if self._overwrite != Overwrite.OVERWRITE:
-            raise TargetRefusedError(f"{full} exists and is not a directory")
-        os.unlink(full)
-        os.mkdir(full, 0o700)
-        self._checked.add(path)
+    def _make_dir(self, path: RestorePath, parent: int) -> bool:
+        os.mkdir(path[-1], 0o700, dir_fd=parent)
         self._created.add(path)
+        self._dir(path)  # opened now: a symlink swapped in since mkdir is refused
         return True
 
+    def directory(self, path: RestorePath, node: Node | None) -> bool:
+        self._trim()
+        if not path:
+            return False
+        parent = self._dir(path[:-1])
+        if path[:-1] in self._created:
+            return self._make_dir(path, parent)
+        st = self._lstat(parent, path[-1])
+        if st is None:
+            return self._make_dir(path, parent)
+        if stat.S_ISDIR(st.st_mode):
+            self._dir(path)
+            return False
+        if self._overwrite != Overwrite.OVERWRITE:
+            raise TargetRefusedError(f"{self._show(path)} exists and is not a directory")
+        os.unlink(path[-1], dir_fd=parent)
+        return self._make_dir(path, parent)
+
     def finish_directory(self, path: RestorePath, node: Node) -> None:
+        self._trim()
         if path:
-            self._apply(self._path(path), node)
+            self._apply_fd(path, self._dir(path), node)
 
     # --- files ----------------------------------------------------------------------
 
     def begin_file(self, path: RestorePath, node: Node, size: int) -> int | None:
-        final = self._check_parent(path)
-        if not self._may_replace(path, final, node):
+        self._trim()
+        parent = self._dir(path[:-1])
+        if not self._may_replace(path, parent, node):
             return None
         handle = self._next
         self._next += 1
-        self._files[handle] = _OpenFile(final, self._temp_name(final), node, size)
+        name = path[-1]
+        self._files[handle] = _OpenFile(path[:-1], name, self._temp_name(name), node, size)
         return handle
 
     def _fd(self, handle: int, *, whole: bool = False) -> int:
@@ -206,14 +335,21 @@ class DirectoryTarget:
             self._fds.move_to_end(handle)
             return fd
         if len(self._fds) >= _MAX_OPEN:
-            _, old = self._fds.popitem(last=False)
+            old_handle, old = self._fds.popitem(last=False)
+            st = os.fstat(old)
+            self._files[old_handle].inode = (st.st_dev, st.st_ino)
             os.close(old)
         f = self._files[handle]
+        parent = self._dir(f.parent)
         if f.created:
-            fd = os.open(f.temp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(f.temp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != f.inode:
+                os.close(fd)
+                raise TargetRefusedError(f"{f.temp} was replaced during the restore")
         else:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(f.temp, flags, 0o600)
+            fd = os.open(f.temp, flags, 0o600, dir_fd=parent)
             f.created = True
             if whole:
                 self._fds[handle] = fd
@@ -252,13 +388,16 @@ class DirectoryTarget:
             os.close(fd)
 
     def end_file(self, handle: int) -> None:
+        self._trim()
         f = self._files[handle]
         fd = self._fd(handle)
+        path = (*f.parent, f.final)
         try:
-            self._apply(f.temp, f.node, fd=fd)
+            self._apply_fd(path, fd, f.node)
         finally:
             self._close_fd(handle)
-        os.replace(f.temp, f.final)
+        parent = self._dir(f.parent)
+        os.replace(f.temp, f.final, src_dir_fd=parent, dst_dir_fd=parent)
         del self._files[handle]
 
     def abort_file(self, handle: int) -> None:
@@ -266,30 +405,37 @@ class DirectoryTarget:
             self._close_fd(handle)
         f = self._files.pop(handle, None)
         if f is not None and f.created:
-            with contextlib.suppress(OSError):
-                os.unlink(f.temp)
+            with contextlib.suppress(OSError, TargetRefusedError):
+                os.unlink(f.temp, dir_fd=self._dir(f.parent))
 
     # --- other nodes ----------------------------------------------------------------
 
     def _place(self, path: RestorePath, node: Node, make: str) -> None:
         """Create a non-file node at a temporary name with ``make``, then rename."""
-        final = self._check_parent(path)
-        if not self._may_replace(path, final, node):
+        self._trim()
+        parent = self._dir(path[:-1])
+        if not self._may_replace(path, parent, node):
             return
-        temp = self._temp_name(final)
+        temp = self._temp_name(path[-1])
         if make == "symlink":
             assert node.target is not None
-            os.symlink(node.target, temp)
+            os.symlink(node.target, temp, dir_fd=parent)
         elif make == "fifo":
-            os.mkfifo(temp, 0o600)
+            os.mkfifo(temp, 0o600, dir_fd=parent)
         else:
             kind = stat.S_IFCHR if node.type == NodeType.CHARDEV else stat.S_IFBLK
-            os.mknod(temp, kind | 0o600, os.makedev(node.rdev_major, node.rdev_minor))
+            os.mknod(
+                temp, kind | 0o600, os.makedev(node.rdev_major, node.rdev_minor), dir_fd=parent
+            )
         try:
-            self._apply(temp, node)
-            os.replace(temp, final)
+            if make == "symlink":
+                self._apply_link(path, parent, temp, node)
+            else:
+                self._apply_special(path, parent, temp, node)
+            os.replace(temp, path[-1], src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
-            os.unlink(temp)
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=parent)
             raise
 
     def symlink(self, path: RestorePath, node: Node) -> None:
@@ -298,15 +444,19 @@ class DirectoryTarget:
         self._place(path, node, "symlink")
 
     def hardlink(self, path: RestorePath, node: Node, existing: RestorePath) -> None:
-        final = self._check_parent(path)
-        source = self._check_parent(existing)
-        if not stat.S_ISREG(os.lstat(source).st_mode):
-            raise TargetRefusedError(f"hard link source {source} is not a regular file")
-        if not self._may_replace(path, final, node):
+        self._trim()
+        parent = self._dir(path[:-1])
+        source_dir = self._dir(existing[:-1])
+        st = self._lstat(source_dir, existing[-1])
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise TargetRefusedError(
+                f"hard link source {self._show(existing)} is not a regular file"
+            )
+        if not self._may_replace(path, parent, node):
             return
-        temp = self._temp_name(final)
-        os.link(source, temp, follow_symlinks=False)
-        os.replace(temp, final)
+        temp = self._temp_name(path[-1])
+        os.link(existing[-1], temp, src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False)
+        os.replace(temp, path[-1], src_dir_fd=parent, dst_dir_fd=parent)
 
     def special(self, path: RestorePath, node: Node) -> None:
         if node.type == NodeType.FIFO:
@@ -314,6 +464,10 @@ class DirectoryTarget:
         elif node.type in (NodeType.CHARDEV, NodeType.BLOCKDEV):
             if not self._as_root:
                 raise TargetRefusedError("device nodes can only be restored as root")
+            if not self._privileged:
+                raise TargetRefusedError(
+                    "device node dropped; restore with --restore-privileged to create it"
+                )
             self._place(path, node, "device")
         else:
             raise TargetRefusedError(f"{node.type} nodes are not restored")
@@ -321,3 +475,9 @@ class DirectoryTarget:
     def close(self) -> None:
         for handle in list(self._files):
             self.abort_file(handle)
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1

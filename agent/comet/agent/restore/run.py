@@ -5,8 +5,10 @@ once, pack by pack in offset order, and written to every place that uses it. Rea
 opening blobs runs on a worker thread (``PackPrefetcher``) ahead of the writes; a file is
 finished as soon as its last piece is written. Hard links are made and directory
 metadata applied deepest-first at the end.
-Sequential targets (archives, programs) get one file at a time, in offset order, with
-its exact size known at ``begin_file``.
+Sequential targets (archives, programs, simulation) get one file at a time, in offset
+order, with its exact size known at ``begin_file``: the walk is planned first, then
+replayed while ``OrderedBlobs`` reads the planned blobs with the same batched, pack-
+ordered reads a directory restore uses.
 Names are validated here, so no target ever sees ``..``, ``/``, NUL or empty names.
 
 Unreadable data (a blob that is damaged or in no index) fails the restore with a
@@ -16,8 +18,9 @@ byte ranges are zero-filled and every damaged file is reported as a warning.
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
-from collections.abc import Iterator, Sequence
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from comet.agent.cancel import CancelToken
@@ -28,10 +31,10 @@ from comet.agent.repository.index import BlobLocation
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.tree import Node, NodeType, Tree
 from comet.agent.restore.names import parse_path, show_path, valid_name
+from comet.agent.restore.ordered import OrderedBlobs
 from comet.agent.restore.prefetch import Blobs, PackPrefetcher, PackWork
 from comet.agent.restore.target import RestorePath, RestoreTarget, TargetRefusedError
 
-_SEQUENTIAL_CACHE = 8
 _ZEROS = bytes(4 << 20)
 # Errors that mean "this data cannot be read" (as opposed to storage being unreachable).
 _UNREADABLE = (IntegrityError, BlobNotFoundError)
@@ -51,9 +54,11 @@ class RestoreResult:
     dirs: int
     others: int
     bytes_written: int
-    skipped: int
+    skipped: int  # entries not restored: ``kept`` existing ones plus ``refused`` ones
     warnings: tuple[JobWarning, ...]
     damaged: tuple[DamagedFile, ...] = ()
+    kept: int = 0  # files left as they were by the overwrite policy
+    refused: int = 0  # entries the target could not take, each with a warning
 
 
 @dataclass
@@ -119,10 +124,15 @@ class _Restorer:
         self._done: dict[RestorePath, _File] = {}
         self._links: list[tuple[RestorePath, Node, RestorePath]] = []
         self._dirs: list[tuple[RestorePath, Node]] = []
-        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
+        # Sequential targets: the planned target calls, replayed once the walk is done.
+        self._plan: list[Callable[[], None]] = []
+        self._needs: list[tuple[bytes, BlobLocation]] = []
+        self._planned: set[RestorePath] = set()
+        self._blobs: OrderedBlobs | None = None
+        self._failed_dirs: set[RestorePath] = set()
         self.warnings: list[JobWarning] = []
         self.damaged: list[DamagedFile] = []
-        self.files = self.dirs = self.others = self.bytes = self.skipped = 0
+        self.files = self.dirs = self.others = self.bytes = self.kept = self.refused = 0
 
     def warn(self, path: Sequence[str], message: str) -> None:
         warning = JobWarning(show_path(path), message)
@@ -136,6 +146,11 @@ class _Restorer:
         assert self._selection is not None
         return any(len(s) > len(path) and s[: len(path)] == path for s in self._selection)
 
+    def refuse(self, path: Sequence[str], message: str) -> None:
+        """An entry not restored: counted and named in the warnings."""
+        self.refused += 1
+        self.warn(path, message)
+
     def run(self, root: Tree) -> None:
         self._target.directory((), None)
         self._walk((), root, self._selection is None)
@@ -143,6 +158,8 @@ class _Restorer:
             self._fill_from_packs()
             for f in self._files:
                 self._end(f)  # only files whose pieces never all arrived remain
+        else:
+            self._replay()
         for path, node, existing in self._links:
             self._link(path, node, existing)
         for path, node in reversed(self._dirs):
@@ -158,20 +175,80 @@ class _Restorer:
         for node in tree.nodes:
             self._cancel.check()
             if not valid_name(node.name):
-                self.warn(path, f"refused an entry with an unsafe name {node.name!r}")
+                self.refuse(path, f"refused an entry with an unsafe name {node.name!r}")
                 continue
             if node.name in seen:
-                self.warn((*path, node.name), "refused a duplicate entry of the same name")
+                self.refuse((*path, node.name), "refused a duplicate entry of the same name")
                 continue
             seen.add(node.name)
             child = (*path, node.name)
             sel = selected or self._selected(child)
             if not sel and (node.type != NodeType.DIR or not self._ancestor(child)):
                 continue
-            try:
-                self._node(child, node, sel)
-            except (OSError, TargetRefusedError) as e:
-                self.warn(child, f"not restored: {e}")
+            if self._random:
+                self._guarded(child, functools.partial(self._node, child, node, sel))
+            else:
+                self._plan_node(child, node, sel)
+
+    def _guarded(self, path: RestorePath, call: Callable[[], None]) -> bool:
+        """Run a target call; a per-node refusal becomes a counted warning."""
+        try:
+            call()
+        except (OSError, TargetRefusedError) as e:
+            self.refuse(path, f"not restored: {e}")
+            return False
+        return True
+
+    # --- sequential targets: plan, then replay --------------------------------------
+
+    def _plan_node(self, path: RestorePath, node: Node, selected: bool) -> None:
+        plan = self._plan
+        if node.type == NodeType.DIR:
+            created = [False]
+
+            def begin() -> None:
+                created[0] = self._target.directory(path, node)
+
+            plan.append(lambda: self._step(path, begin, is_dir=True))
+            self._walk(path, self._subtree(path, node), selected)
+
+            def finish() -> None:
+                if selected or created[0]:
+                    self._target.finish_directory(path, node)
+                self.dirs += 1
+
+            plan.append(lambda: self._step(path, finish))
+            return
+        if node.type == NodeType.FILE:
+            if self._hard_links and node.link is not None and tuple(node.link) in self._planned:
+                existing = tuple(node.link)
+                plan.append(lambda: self._step(path, lambda: self._link_node(path, node, existing)))
+                return
+            pieces, missing, why = self._layout(path, node)
+            self._planned.add(path)
+            self._needs.extend((p.blob_id, p.location) for p in pieces if p.location is not None)
+            plan.append(
+                lambda: self._step(
+                    path, lambda: self._file_planned(path, node, pieces, missing, why)
+                )
+            )
+            return
+        plan.append(lambda: self._step(path, lambda: self._other(path, node)))
+
+    def _step(self, path: RestorePath, call: Callable[[], None], *, is_dir: bool = False) -> None:
+        self._cancel.check()
+        if any(path[: len(d)] == d for d in self._failed_dirs):
+            return  # inside a directory the target refused
+        if not self._guarded(path, call) and is_dir:
+            self._failed_dirs.add(path)
+
+    def _replay(self) -> None:
+        self._blobs = OrderedBlobs(self._repo, self._needs)
+        try:
+            for step in self._plan:
+                step()
+        finally:
+            self._blobs.close()
 
     def _subtree(self, path: RestorePath, node: Node) -> Tree:
         if not node.subtree:
@@ -195,21 +272,27 @@ class _Restorer:
                     self._target.finish_directory(path, node)
             self.dirs += 1
             return
-        self._reporter.file_started(show_path(path), node.size)
         if node.type == NodeType.FILE:
+            self._reporter.file_started(show_path(path), node.size)
             if self._hard_links and node.link is not None and tuple(node.link) in self._done:
-                if self._random:
-                    self._links.append((path, node, tuple(node.link)))
-                else:
-                    self._link(path, node, tuple(node.link))
+                self._links.append((path, node, tuple(node.link)))
                 return
-            self._file(path, node)
-        elif node.type == NodeType.SYMLINK:
+            pieces, missing, why = self._layout(path, node)
+            self._begin(path, node, pieces, missing, why)
+        else:
+            self._other(path, node)
+
+    def _other(self, path: RestorePath, node: Node) -> None:
+        self._reporter.file_started(show_path(path), node.size)
+        if node.type == NodeType.SYMLINK:
             self._target.symlink(path, node)
-            self.others += 1
         else:
             self._target.special(path, node)
-            self.others += 1
+        self.others += 1
+
+    def _link_node(self, path: RestorePath, node: Node, existing: RestorePath) -> None:
+        self._reporter.file_started(show_path(path), node.size)
+        self._link(path, node, existing)
 
     # --- file layout and damage -----------------------------------------------------
 
@@ -275,37 +358,57 @@ class _Restorer:
 
     # --- files ----------------------------------------------------------------------
 
-    def _file(self, path: RestorePath, node: Node) -> None:
-        pieces, missing, why = self._layout(path, node)
+    def _begin(
+        self, path: RestorePath, node: Node, pieces: list[_Piece], missing: int, why: str
+    ) -> _File | None:
         size = sum(p.length for p in pieces)
         handle = self._target.begin_file(path, node, size)
         if handle is None:
-            self.skipped += 1
-            return
+            self.kept += 1
+            return None
         f = _File(path, handle, pieces, damaged=missing, damage=why)
         self._done[path] = f
         if self._random:
             self._files.append(f)
-            return
+        return f
+
+    def _file_planned(
+        self, path: RestorePath, node: Node, pieces: list[_Piece], missing: int, why: str
+    ) -> None:
+        """A sequential target's file: begin, write every piece in order, end."""
+        assert self._blobs is not None
+        self._reporter.file_started(show_path(path), node.size)
+        blobs = self._blobs
+        read = 0  # pieces whose blob was asked for
         try:
-            for piece in f.pieces:
-                self._cancel.check()
-                data = self._read_piece(f, piece)
-                if data is None:
-                    self._write_zeros(f, piece)
-                else:
-                    self._write(f, piece.offset, data)
-        except BaseException:
-            self._target.abort_file(handle)
-            raise
-        self._end(f)
+            f = self._begin(path, node, pieces, missing, why)
+            if f is None:
+                return
+            try:
+                for piece in pieces:
+                    self._cancel.check()
+                    read += 1
+                    data = self._read_piece(f, piece)
+                    if data is None:
+                        self._write_zeros(f, piece)
+                    else:
+                        self._write(f, piece.offset, data)
+            except BaseException:
+                self._target.abort_file(f.handle)
+                raise
+            self._end(f)
+        finally:
+            for piece in pieces[read:]:  # not asked for after all: do not keep them
+                if piece.location is not None:
+                    blobs.forget(piece.blob_id)
 
     def _read_piece(self, f: _File, piece: _Piece) -> bytes | None:
         """The piece's content, or None if it is to be zero-filled."""
         if piece.location is None:
             return None
+        assert self._blobs is not None
         try:
-            data = self._read_cached(piece.blob_id)
+            data = self._blobs.get(piece.blob_id)
         except _UNREADABLE as e:
             self._damage(f, piece.length, e)
             return None
@@ -319,15 +422,6 @@ class _Restorer:
         return IntegrityError(
             f"blob {piece.blob_id.hex()} holds {actual} bytes, its index entry {piece.length}"
         )
-
-    def _read_cached(self, blob_id: bytes) -> bytes:
-        data = self._cache.get(blob_id)
-        if data is None:
-            data = self._repo.read_blob(BlobType.DATA, blob_id)
-            self._cache[blob_id] = data
-            if len(self._cache) > _SEQUENTIAL_CACHE:
-                self._cache.popitem(last=False)
-        return data
 
     def _write(self, f: _File, offset: int, data: bytes) -> None:
         self._target.write(f.handle, offset, data)
@@ -354,18 +448,18 @@ class _Restorer:
     def _fail(self, f: _File, error: Exception) -> None:
         f.failed = True
         self._target.abort_file(f.handle)
-        self.warn(f.path, f"not restored: {error}")
+        self.refuse(f.path, f"not restored: {error}")
 
     def _link(self, path: RestorePath, node: Node, existing: RestorePath) -> None:
         source = self._done.get(existing)
         if source is None or source.failed:
-            self.warn(path, f"hard link target {show_path(existing)} was not restored")
+            self.refuse(path, f"hard link target {show_path(existing)} was not restored")
             return
         try:
             self._target.hardlink(path, node, existing)
             self.files += 1
         except (OSError, TargetRefusedError) as e:
-            self.warn(path, f"hard link not restored: {e}")
+            self.refuse(path, f"hard link not restored: {e}")
 
     # --- pack-order content (random-access targets) ---------------------------------
 
@@ -477,7 +571,9 @@ def run_restore(
     cancel = cancel or CancelToken()
     selection = _parse_selection(paths)
     cancel.check()
-    with repo.lock(hostname=hostname):
+    with repo.lock(hostname=hostname, purpose="restore", for_reading=True) as lock:
+        if lock.warning:
+            reporter.warning(JobWarning("", lock.warning))
         repo.refresh_index()
         snapshot = repo.load_snapshot(snapshot_id)
         restorer = _Restorer(repo, target, reporter, cancel, selection, allow_partial)
@@ -493,7 +589,9 @@ def run_restore(
         dirs=restorer.dirs,
         others=restorer.others,
         bytes_written=restorer.bytes,
-        skipped=restorer.skipped,
+        skipped=restorer.kept + restorer.refused,
         warnings=tuple(restorer.warnings),
         damaged=tuple(restorer.damaged),
+        kept=restorer.kept,
+        refused=restorer.refused,
     )

@@ -66,8 +66,9 @@ def _storage_error(error: grpc.RpcError, action: str, key: str) -> StorageError:
         return StorageError(f"cannot {action} {key!r}: {message}")
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return StorageError(
-            f"the Comet Server refused this vault's bucket credentials ({message}); the bucket"
-            " may have been deleted with its account"
+            f"the Comet Server refused this vault's bucket credentials ({message}); this device"
+            " may have been revoked (log in again after an administrator allows it), or the"
+            " bucket deleted with its account"
         )
     return StorageError(f"cannot {action} {key!r} on the Comet Server: {message}")
 
@@ -164,6 +165,9 @@ class CometStorage:
                 yield ObjectInfo(reply.key, reply.size)
         except grpc.RpcError as e:
             raise _storage_error(e, "list", prefix or "/") from e
+
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        return ()  # the server stores each object atomically and owns its temp files
 
     def close(self) -> None:
         if not self._closed:

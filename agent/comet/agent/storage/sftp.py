@@ -6,8 +6,13 @@ the call in flight into a TransientStorageError and the next call connects again
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
+import hmac
 import posixpath
+import re
 import secrets
 import socket
 import threading
@@ -18,6 +23,7 @@ from stat import S_ISDIR, S_ISREG
 from typing import TypeVar
 
 import paramiko
+from paramiko.sftp import CMD_EXTENDED
 
 from comet.agent.storage.base import (
     TEMP_MARKER,
@@ -33,8 +39,18 @@ from comet.agent.storage.base import (
 
 _T = TypeVar("_T")
 
+_FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+_KEY_TYPE_RE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+)$")
+
 # Below this size a ranged read is one or two requests; prefetching would only add a thread.
 _PREFETCH_MIN = 256 * 1024
+# Where the old object waits while a server without posix-rename replaces it.
+_ASIDE = f"{TEMP_MARKER}old"
+
+
+def _storage_ns(attrs: paramiko.SFTPAttributes) -> int | None:
+    """The server's mtime of a file (whole seconds) in ns."""
+    return None if attrs.st_mtime is None else int(attrs.st_mtime) * 10**9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,13 +79,83 @@ def format_host_key(key: paramiko.PKey) -> str:
     return f"{key.get_name()} {key.get_base64()}"
 
 
-def _same_host_key(pinned: str, seen: str) -> bool:
-    # Accept a known_hosts-style value with a trailing comment, or the bare base64 blob.
+class HostKeyError(StorageError):
+    """The server's host key is not the pinned one, or a pin cannot be read. Never
+    transient: retrying would only connect to the same impostor again."""
+
+    code = "storage.host_key"
+
+
+def host_key_fingerprint(host_key: str) -> str:
+    """OpenSSH's ``SHA256:<base64, unpadded>`` fingerprint of a ``"<type> <base64>"`` key
+    (what ``ssh-keygen -lf`` and ssh's own prompts show)."""
+    blob = host_key.split()[-1]
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise HostKeyError(f"not an SSH public key: {host_key!r}") from e
+    digest = base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def describe_host_key(host_key: str) -> str:
+    """``"SHA256:… (ssh-ed25519)"`` for messages."""
+    if host_key.startswith("SHA256:"):
+        return host_key
+    parts = host_key.split()
+    kind = f" ({parts[0]})" if len(parts) == 2 else ""
+    return host_key_fingerprint(host_key) + kind
+
+
+def parse_host_key_pin(text: str) -> str:
+    """A pin as a person may give it: ``SHA256:…``, ``"<type> <base64>"``, or a
+    known_hosts line (``[marker] hosts <type> <base64> [comment]``). Returns
+    ``SHA256:…`` or ``"<type> <base64>"``; HostKeyError when it is none of these."""
+    text = text.strip()
+    if text.startswith("SHA256:"):
+        if not _FINGERPRINT_RE.match(text):
+            raise HostKeyError(f"not a SHA256 host key fingerprint: {text!r}")
+        return text
+    parts = text.split()
+    for i, part in enumerate(parts[:-1]):
+        if _KEY_TYPE_RE.match(part):
+            key = f"{part} {parts[i + 1]}"
+            host_key_fingerprint(key)  # the blob must decode
+            return key
+    raise HostKeyError(
+        f"cannot read a host key from {text!r}: give SHA256:<fingerprint>, '<type> <base64>'"
+        " or a known_hosts line"
+    )
+
+
+def host_key_matches(pinned: str, seen: str) -> bool:
+    """Whether ``seen`` (``"<type> <base64>"``) is the pinned key: a fingerprint, a
+    ``"<type> <base64>"`` value (a trailing comment allowed), or the bare base64."""
+    if pinned.startswith("SHA256:"):
+        return hmac.compare_digest(pinned, host_key_fingerprint(seen))
     pinned_parts = pinned.split()
     seen_type, seen_blob = seen.split()
     if len(pinned_parts) == 1:
         return pinned_parts[0] == seen_blob
     return pinned_parts[0] == seen_type and pinned_parts[1] == seen_blob
+
+
+def fetch_host_key(host: str, port: int = 22, *, timeout: float = 15.0) -> str:
+    """The host key ``host:port`` presents (``"<type> <base64>"``), without logging in:
+    what ``vault add`` shows a person before pinning it."""
+    where = f"sftp://{host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as e:
+        raise TransientStorageError(f"cannot connect to {where}: {e}") from e
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        return format_host_key(transport.get_remote_server_key())
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        raise TransientStorageError(f"cannot connect to {where}: {e}") from e
+    finally:
+        transport.close()
 
 
 class SftpStorage:
@@ -88,6 +174,8 @@ class SftpStorage:
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._pkey: paramiko.PKey | None = None
+        # Whether the server implements fsync@openssh.com (None: not tried yet).
+        self._can_fsync: bool | None = None
 
     # -- protocol ---------------------------------------------------------------------
 
@@ -119,7 +207,7 @@ class SftpStorage:
 
         def op(sftp: paramiko.SFTPClient) -> bytes:
             try:
-                f = sftp.open(path, "rb")
+                f = self._open_or_aside(sftp, path)
             except OSError:
                 # A directory is not an object, but servers refuse to open one with
                 # an error other than "no such file".
@@ -140,10 +228,17 @@ class SftpStorage:
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
-        attrs = self._run("stat", key, lambda sftp: sftp.stat(path))
+
+        def op(sftp: paramiko.SFTPClient) -> paramiko.SFTPAttributes:
+            try:
+                return sftp.stat(path)
+            except FileNotFoundError:
+                return sftp.stat(path + _ASIDE)  # a replace was interrupted half-way
+
+        attrs = self._run("stat", key, op)
         if not S_ISREG(attrs.st_mode or 0):
             raise ObjectNotFoundError(f"object {key!r} does not exist")
-        return ObjectInfo(key, attrs.st_size or 0)
+        return ObjectInfo(key, attrs.st_size or 0, _storage_ns(attrs))
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -151,6 +246,8 @@ class SftpStorage:
         def op(sftp: paramiko.SFTPClient) -> None:
             with contextlib.suppress(FileNotFoundError):
                 sftp.remove(path)
+            with contextlib.suppress(FileNotFoundError):
+                sftp.remove(path + _ASIDE)
 
         self._run("delete", key, op)
 
@@ -159,6 +256,32 @@ class SftpStorage:
         head, _, _ = prefix.rpartition("/")
         start = posixpath.join(self._root, head) if head else self._root
         return self._walk(start, f"{head}/" if head else "", prefix)
+
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        def op(sftp: paramiko.SFTPClient) -> tuple[str, ...]:
+            removed: list[str] = []
+            pending = [self._root]
+            while pending:
+                directory = pending.pop()
+                try:
+                    entries = sftp.listdir_attr(directory)
+                except FileNotFoundError:
+                    continue
+                for attrs in entries:
+                    path = posixpath.join(directory, attrs.filename)
+                    if S_ISDIR(attrs.st_mode or 0):
+                        pending.append(path)
+                    elif (
+                        is_temp_name(attrs.filename)
+                        and not attrs.filename.endswith(_ASIDE)
+                        and (_storage_ns(attrs) or before_ns) < before_ns
+                    ):
+                        with contextlib.suppress(FileNotFoundError):
+                            sftp.remove(path)
+                        removed.append(posixpath.relpath(path, self._root))
+            return tuple(removed)
+
+        return self._run("clean", "/", op)
 
     def close(self) -> None:
         with self._lock:
@@ -191,13 +314,34 @@ class SftpStorage:
                 if key.startswith(prefix) or prefix.startswith(key + "/"):
                     yield from self._walk(posixpath.join(directory, name), key + "/", prefix)
             elif S_ISREG(mode) and key.startswith(prefix):
-                yield ObjectInfo(key, attrs.st_size or 0)
+                yield ObjectInfo(key, attrs.st_size or 0, _storage_ns(attrs))
 
-    @staticmethod
-    def _write(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
+    def _write(self, sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
         with sftp.open(path, "wb") as f:
             f.set_pipelined(True)
             f.write(data)
+            self._fsync(sftp, f)
+
+    def _fsync(self, sftp: paramiko.SFTPClient, f: paramiko.SFTPFile) -> None:
+        """Make the written data durable on the server before it is renamed into place,
+        with OpenSSH's fsync@openssh.com where the server offers it."""
+        if self._can_fsync is False:
+            return
+        f.flush()
+        try:
+            sftp._request(CMD_EXTENDED, "fsync@openssh.com", f.handle)  # type: ignore[attr-defined]
+            self._can_fsync = True
+        except OSError:
+            if self._can_fsync or not self._alive():
+                raise
+            self._can_fsync = False  # not offered: the server's own write-back applies
+
+    @staticmethod
+    def _open_or_aside(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPFile:
+        try:
+            return sftp.open(path, "rb")
+        except FileNotFoundError:
+            return sftp.open(path + _ASIDE, "rb")  # a replace was interrupted half-way
 
     def _rename(self, sftp: paramiko.SFTPClient, tmp: str, path: str) -> None:
         try:
@@ -206,11 +350,25 @@ class SftpStorage:
         except OSError:
             if not self._alive():
                 raise
-        # The server lacks the posix-rename extension. Plain SFTP rename refuses to replace
-        # an existing file, so remove it first; readers may briefly see no object.
+        # The server lacks the posix-rename extension and plain SFTP rename refuses to
+        # replace a file. Move the old object aside first (reads fall back to it), so at
+        # every moment the old or the new object can be read.
+        try:
+            sftp.rename(tmp, path)
+        except OSError:
+            if not self._alive():
+                raise
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                sftp.remove(path + _ASIDE)  # left by a replace cut short
+            return
         with contextlib.suppress(FileNotFoundError):
-            sftp.remove(path)
+            sftp.remove(path + _ASIDE)
+        with contextlib.suppress(FileNotFoundError):
+            sftp.rename(path, path + _ASIDE)
         sftp.rename(tmp, path)
+        with contextlib.suppress(FileNotFoundError):
+            sftp.remove(path + _ASIDE)
 
     @staticmethod
     def _makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
@@ -273,11 +431,13 @@ class SftpStorage:
             transport.start_client(timeout=cfg.timeout)
             seen = format_host_key(transport.get_remote_server_key())
             self.seen_host_key = seen
-            if cfg.host_key is not None and not _same_host_key(cfg.host_key, seen):
-                raise StorageError(
-                    f"the host key of {where} is {seen!r} but the vault expects"
-                    f" {cfg.host_key!r}; if the server was reinstalled, update the vault's"
-                    " host key, otherwise someone may be intercepting the connection"
+            if cfg.host_key is not None and not host_key_matches(cfg.host_key, seen):
+                raise HostKeyError(
+                    f"the host key of {where} changed: it is now {describe_host_key(seen)}"
+                    f" but the vault pinned {describe_host_key(cfg.host_key)}; refusing to"
+                    " connect. If the server was reinstalled, check the new key with its"
+                    " administrator and pin it again; otherwise someone may be intercepting"
+                    " the connection"
                 )
             if pkey is not None:
                 transport.auth_publickey(cfg.username, pkey)

@@ -27,15 +27,15 @@ from comet.v1 import common_pb2 as comet_dot_v1_dot_common__pb2
 from comet.v1 import control_pb2 as comet_dot_v1_dot_control__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63omet/v1/admin.proto\x12\x08\x63omet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15\x63omet/v1/common.proto\x1a\x16\x63omet/v1/control.proto\"\xd4\x01\n\x08UserInfo\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.comet.v1.AdminRole\x12\x13\n\x0bmax_devices\x18\x04 \x01(\r\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64\x65vice_count\x18\x06 \x01(\r\x12\x11\n\tpolicy_id\x18\x07 \x01(\t\x12\x14\n\x0ctotp_enabled\x18\x08 \x01(\x08\"\x8e\x01\n\x0e\x41\x64\x64UserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12 \n\x03kdf\x18\x02 \x01(\x0b\x32\x13.comet.v1.KdfParams\x12\x10\n\x08\x61uth_key\x18\x03 \x01(\x0c\x12!\n\x04role\x18\x04 \x01(\x0e\x32\x13.comet.v1.AdminRole\x12\x13\n\x0bmax_devices\x18\x05 \x01(\r\"\x12\n\x10ListUsersRequest\"3\n\x0eListUsersReply\x12!\n\x05users\x18\x01 \x03(\x0b\x32\x12.comet.v1.UserInfo\"%\n\x11\x44\x65leteUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"\x11\n\x0f\x44\x65leteUserReply\"k\n\x14ResetPasswordRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12 \n\x03kdf\x18\x02 \x01(\x0b\x32\x13.comet.v1.KdfParams\x12\x10\n\x08\x61uth_key\x18\x03 \x01(\x0c\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\"0\n\x12ResetPasswordReply\x12\x1a\n\x12\x64\x61ta_kept_readable\x18\x01 \x01(\x08\")\n\x15GetUserProfileRequest\x12\x10\n\x08username\x18\x01 \x01(\t\";\n\x12ListDevicesRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x13\n\x0bonline_only\x18\x02 \x01(\x08\"9\n\x10ListDevicesReply\x12%\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x14.comet.v1.DeviceInfo\"(\n\x13RevokeDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"\x13\n\x11RevokeDeviceReply\"\x15\n\x13ListPoliciesRequest\"7\n\x11ListPoliciesReply\x12\"\n\x08policies\x18\x01 \x03(\x0b\x32\x10.comet.v1.Policy\"(\n\x13\x44\x65letePolicyRequest\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65letePolicyReply\":\n\x13\x41ssignPolicyRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x11\n\tpolicy_id\x18\x02 \x01(\t\"\x13\n\x11\x41ssignPolicyReply\"\"\n\x10GetJobLogRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"Q\n\x0eGetJobLogReply\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.comet.v1.Job\x12#\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x12.comet.v1.LogEntry\"o\n\x0f\x44ispatchRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\"\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x11.comet.v1.Command\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\r\"\xb1\x01\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x16\n\x0esource_address\x18\x06 \x01(\t\x12\x0f\n\x07success\x18\x07 \x01(\x08\x12\x0f\n\x07\x64\x65tails\x18\x08 \x01(\t\"\\\n\x10ListAuditRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"6\n\x0eListAuditReply\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.comet.v1.AuditEvent*\x83\x01\n\tAdminRole\x12\x1a\n\x16\x41\x44MIN_ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x44MIN_ROLE_USER\x10\x01\x12\x14\n\x10\x41\x44MIN_ROLE_SUPER\x10\x02\x12\x17\n\x13\x41\x44MIN_ROLE_OPERATOR\x10\x03\x12\x16\n\x12\x41\x44MIN_ROLE_AUDITOR\x10\x04\x32\x95\x08\n\x0c\x41\x64minService\x12\x37\n\x07\x41\x64\x64User\x12\x18.comet.v1.AddUserRequest\x1a\x12.comet.v1.UserInfo\x12\x41\n\tListUsers\x12\x1a.comet.v1.ListUsersRequest\x1a\x18.comet.v1.ListUsersReply\x12\x44\n\nDeleteUser\x12\x1b.comet.v1.DeleteUserRequest\x1a\x19.comet.v1.DeleteUserReply\x12M\n\rResetPassword\x12\x1e.comet.v1.ResetPasswordRequest\x1a\x1c.comet.v1.ResetPasswordReply\x12\x44\n\x0eGetUserProfile\x12\x1f.comet.v1.GetUserProfileRequest\x1a\x11.comet.v1.Profile\x12G\n\x0bListDevices\x12\x1c.comet.v1.ListDevicesRequest\x1a\x1a.comet.v1.ListDevicesReply\x12J\n\x0cRevokeDevice\x12\x1d.comet.v1.RevokeDeviceRequest\x1a\x1b.comet.v1.RevokeDeviceReply\x12/\n\tPutPolicy\x12\x10.comet.v1.Policy\x1a\x10.comet.v1.Policy\x12J\n\x0cListPolicies\x12\x1d.comet.v1.ListPoliciesRequest\x1a\x1b.comet.v1.ListPoliciesReply\x12J\n\x0c\x44\x65letePolicy\x12\x1d.comet.v1.DeletePolicyRequest\x1a\x1b.comet.v1.DeletePolicyReply\x12J\n\x0c\x41ssignPolicy\x12\x1d.comet.v1.AssignPolicyRequest\x1a\x1b.comet.v1.AssignPolicyReply\x12?\n\x08ListJobs\x12\x13.comet.v1.JobFilter\x1a\x1e.comet.v1.ListAccountJobsReply\x12\x41\n\tGetJobLog\x12\x1a.comet.v1.GetJobLogRequest\x1a\x18.comet.v1.GetJobLogReply\x12=\n\x08\x44ispatch\x12\x19.comet.v1.DispatchRequest\x1a\x16.comet.v1.CommandReply\x12\x41\n\tListAudit\x12\x1a.comet.v1.ListAuditRequest\x1a\x18.comet.v1.ListAuditReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63omet/v1/admin.proto\x12\x08\x63omet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15\x63omet/v1/common.proto\x1a\x16\x63omet/v1/control.proto\"\xd4\x01\n\x08UserInfo\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.comet.v1.AdminRole\x12\x13\n\x0bmax_devices\x18\x04 \x01(\r\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64\x65vice_count\x18\x06 \x01(\r\x12\x11\n\tpolicy_id\x18\x07 \x01(\t\x12\x14\n\x0ctotp_enabled\x18\x08 \x01(\x08\"\x8e\x01\n\x0e\x41\x64\x64UserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12 \n\x03kdf\x18\x02 \x01(\x0b\x32\x13.comet.v1.KdfParams\x12\x10\n\x08\x61uth_key\x18\x03 \x01(\x0c\x12!\n\x04role\x18\x04 \x01(\x0e\x32\x13.comet.v1.AdminRole\x12\x13\n\x0bmax_devices\x18\x05 \x01(\r\"\x12\n\x10ListUsersRequest\"3\n\x0eListUsersReply\x12!\n\x05users\x18\x01 \x03(\x0b\x32\x12.comet.v1.UserInfo\"8\n\x11\x44\x65leteUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x11\n\tkeep_data\x18\x02 \x01(\x08\"\x11\n\x0f\x44\x65leteUserReply\"\x83\x01\n\x14ResetPasswordRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12 \n\x03kdf\x18\x02 \x01(\x0b\x32\x13.comet.v1.KdfParams\x12\x10\n\x08\x61uth_key\x18\x03 \x01(\x0c\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x16\n\x0erevoke_devices\x18\x05 \x01(\x08\"I\n\x12ResetPasswordReply\x12\x1a\n\x12\x64\x61ta_kept_readable\x18\x01 \x01(\x08\x12\x17\n\x0f\x64\x65vices_revoked\x18\x02 \x01(\r\")\n\x15GetUserProfileRequest\x12\x10\n\x08username\x18\x01 \x01(\t\";\n\x12ListDevicesRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x13\n\x0bonline_only\x18\x02 \x01(\x08\"9\n\x10ListDevicesReply\x12%\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x14.comet.v1.DeviceInfo\"(\n\x13RevokeDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"\x13\n\x11RevokeDeviceReply\"\x15\n\x13ListPoliciesRequest\"7\n\x11ListPoliciesReply\x12\"\n\x08policies\x18\x01 \x03(\x0b\x32\x10.comet.v1.Policy\"(\n\x13\x44\x65letePolicyRequest\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65letePolicyReply\":\n\x13\x41ssignPolicyRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x11\n\tpolicy_id\x18\x02 \x01(\t\"\x13\n\x11\x41ssignPolicyReply\"\"\n\x10GetJobLogRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"Q\n\x0eGetJobLogReply\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.comet.v1.Job\x12#\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x12.comet.v1.LogEntry\"o\n\x0f\x44ispatchRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\"\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x11.comet.v1.Command\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\r\"\xb1\x01\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x16\n\x0esource_address\x18\x06 \x01(\t\x12\x0f\n\x07success\x18\x07 \x01(\x08\x12\x0f\n\x07\x64\x65tails\x18\x08 \x01(\t\"\\\n\x10ListAuditRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"6\n\x0eListAuditReply\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.comet.v1.AuditEvent\"\xa3\x01\n\nBucketInfo\x12\x11\n\tbucket_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x13\n\x0bquota_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63\x63ount_deleted\x18\x06 \x01(\x08\"&\n\x12ListBucketsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"9\n\x10ListBucketsReply\x12%\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x14.comet.v1.BucketInfo\"(\n\x13\x44\x65leteBucketRequest\x12\x11\n\tbucket_id\x18\x01 \x01(\t\"(\n\x11\x44\x65leteBucketReply\x12\x13\n\x0b\x66reed_bytes\x18\x01 \x01(\x04*\x83\x01\n\tAdminRole\x12\x1a\n\x16\x41\x44MIN_ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x44MIN_ROLE_USER\x10\x01\x12\x14\n\x10\x41\x44MIN_ROLE_SUPER\x10\x02\x12\x17\n\x13\x41\x44MIN_ROLE_OPERATOR\x10\x03\x12\x16\n\x12\x41\x44MIN_ROLE_AUDITOR\x10\x04\x32\xaa\t\n\x0c\x41\x64minService\x12\x37\n\x07\x41\x64\x64User\x12\x18.comet.v1.AddUserRequest\x1a\x12.comet.v1.UserInfo\x12\x41\n\tListUsers\x12\x1a.comet.v1.ListUsersRequest\x1a\x18.comet.v1.ListUsersReply\x12\x44\n\nDeleteUser\x12\x1b.comet.v1.DeleteUserRequest\x1a\x19.comet.v1.DeleteUserReply\x12M\n\rResetPassword\x12\x1e.comet.v1.ResetPasswordRequest\x1a\x1c.comet.v1.ResetPasswordReply\x12\x44\n\x0eGetUserProfile\x12\x1f.comet.v1.GetUserProfileRequest\x1a\x11.comet.v1.Profile\x12G\n\x0bListDevices\x12\x1c.comet.v1.ListDevicesRequest\x1a\x1a.comet.v1.ListDevicesReply\x12J\n\x0cRevokeDevice\x12\x1d.comet.v1.RevokeDeviceRequest\x1a\x1b.comet.v1.RevokeDeviceReply\x12/\n\tPutPolicy\x12\x10.comet.v1.Policy\x1a\x10.comet.v1.Policy\x12J\n\x0cListPolicies\x12\x1d.comet.v1.ListPoliciesRequest\x1a\x1b.comet.v1.ListPoliciesReply\x12J\n\x0c\x44\x65letePolicy\x12\x1d.comet.v1.DeletePolicyRequest\x1a\x1b.comet.v1.DeletePolicyReply\x12J\n\x0c\x41ssignPolicy\x12\x1d.comet.v1.AssignPolicyRequest\x1a\x1b.comet.v1.AssignPolicyReply\x12?\n\x08ListJobs\x12\x13.comet.v1.JobFilter\x1a\x1e.comet.v1.ListAccountJobsReply\x12\x41\n\tGetJobLog\x12\x1a.comet.v1.GetJobLogRequest\x1a\x18.comet.v1.GetJobLogReply\x12=\n\x08\x44ispatch\x12\x19.comet.v1.DispatchRequest\x1a\x16.comet.v1.CommandReply\x12\x41\n\tListAudit\x12\x1a.comet.v1.ListAuditRequest\x1a\x18.comet.v1.ListAuditReply\x12G\n\x0bListBuckets\x12\x1c.comet.v1.ListBucketsRequest\x1a\x1a.comet.v1.ListBucketsReply\x12J\n\x0c\x44\x65leteBucket\x12\x1d.comet.v1.DeleteBucketRequest\x1a\x1b.comet.v1.DeleteBucketReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'comet.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ADMINROLE']._serialized_start=1777
-  _globals['_ADMINROLE']._serialized_end=1908
+  _globals['_ADMINROLE']._serialized_start=2195
+  _globals['_ADMINROLE']._serialized_end=2326
   _globals['_USERINFO']._serialized_start=115
   _globals['_USERINFO']._serialized_end=327
   _globals['_ADDUSERREQUEST']._serialized_start=330
@@ -45,47 +45,57 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTUSERSREPLY']._serialized_start=494
   _globals['_LISTUSERSREPLY']._serialized_end=545
   _globals['_DELETEUSERREQUEST']._serialized_start=547
-  _globals['_DELETEUSERREQUEST']._serialized_end=584
-  _globals['_DELETEUSERREPLY']._serialized_start=586
-  _globals['_DELETEUSERREPLY']._serialized_end=603
-  _globals['_RESETPASSWORDREQUEST']._serialized_start=605
-  _globals['_RESETPASSWORDREQUEST']._serialized_end=712
-  _globals['_RESETPASSWORDREPLY']._serialized_start=714
-  _globals['_RESETPASSWORDREPLY']._serialized_end=762
-  _globals['_GETUSERPROFILEREQUEST']._serialized_start=764
-  _globals['_GETUSERPROFILEREQUEST']._serialized_end=805
-  _globals['_LISTDEVICESREQUEST']._serialized_start=807
-  _globals['_LISTDEVICESREQUEST']._serialized_end=866
-  _globals['_LISTDEVICESREPLY']._serialized_start=868
-  _globals['_LISTDEVICESREPLY']._serialized_end=925
-  _globals['_REVOKEDEVICEREQUEST']._serialized_start=927
-  _globals['_REVOKEDEVICEREQUEST']._serialized_end=967
-  _globals['_REVOKEDEVICEREPLY']._serialized_start=969
-  _globals['_REVOKEDEVICEREPLY']._serialized_end=988
-  _globals['_LISTPOLICIESREQUEST']._serialized_start=990
-  _globals['_LISTPOLICIESREQUEST']._serialized_end=1011
-  _globals['_LISTPOLICIESREPLY']._serialized_start=1013
-  _globals['_LISTPOLICIESREPLY']._serialized_end=1068
-  _globals['_DELETEPOLICYREQUEST']._serialized_start=1070
-  _globals['_DELETEPOLICYREQUEST']._serialized_end=1110
-  _globals['_DELETEPOLICYREPLY']._serialized_start=1112
-  _globals['_DELETEPOLICYREPLY']._serialized_end=1131
-  _globals['_ASSIGNPOLICYREQUEST']._serialized_start=1133
-  _globals['_ASSIGNPOLICYREQUEST']._serialized_end=1191
-  _globals['_ASSIGNPOLICYREPLY']._serialized_start=1193
-  _globals['_ASSIGNPOLICYREPLY']._serialized_end=1212
-  _globals['_GETJOBLOGREQUEST']._serialized_start=1214
-  _globals['_GETJOBLOGREQUEST']._serialized_end=1248
-  _globals['_GETJOBLOGREPLY']._serialized_start=1250
-  _globals['_GETJOBLOGREPLY']._serialized_end=1331
-  _globals['_DISPATCHREQUEST']._serialized_start=1333
-  _globals['_DISPATCHREQUEST']._serialized_end=1444
-  _globals['_AUDITEVENT']._serialized_start=1447
-  _globals['_AUDITEVENT']._serialized_end=1624
-  _globals['_LISTAUDITREQUEST']._serialized_start=1626
-  _globals['_LISTAUDITREQUEST']._serialized_end=1718
-  _globals['_LISTAUDITREPLY']._serialized_start=1720
-  _globals['_LISTAUDITREPLY']._serialized_end=1774
-  _globals['_ADMINSERVICE']._serialized_start=1911
-  _globals['_ADMINSERVICE']._serialized_end=2956
+  _globals['_DELETEUSERREQUEST']._serialized_end=603
+  _globals['_DELETEUSERREPLY']._serialized_start=605
+  _globals['_DELETEUSERREPLY']._serialized_end=622
+  _globals['_RESETPASSWORDREQUEST']._serialized_start=625
+  _globals['_RESETPASSWORDREQUEST']._serialized_end=756
+  _globals['_RESETPASSWORDREPLY']._serialized_start=758
+  _globals['_RESETPASSWORDREPLY']._serialized_end=831
+  _globals['_GETUSERPROFILEREQUEST']._serialized_start=833
+  _globals['_GETUSERPROFILEREQUEST']._serialized_end=874
+  _globals['_LISTDEVICESREQUEST']._serialized_start=876
+  _globals['_LISTDEVICESREQUEST']._serialized_end=935
+  _globals['_LISTDEVICESREPLY']._serialized_start=937
+  _globals['_LISTDEVICESREPLY']._serialized_end=994
+  _globals['_REVOKEDEVICEREQUEST']._serialized_start=996
+  _globals['_REVOKEDEVICEREQUEST']._serialized_end=1036
+  _globals['_REVOKEDEVICEREPLY']._serialized_start=1038
+  _globals['_REVOKEDEVICEREPLY']._serialized_end=1057
+  _globals['_LISTPOLICIESREQUEST']._serialized_start=1059
+  _globals['_LISTPOLICIESREQUEST']._serialized_end=1080
+  _globals['_LISTPOLICIESREPLY']._serialized_start=1082
+  _globals['_LISTPOLICIESREPLY']._serialized_end=1137
+  _globals['_DELETEPOLICYREQUEST']._serialized_start=1139
+  _globals['_DELETEPOLICYREQUEST']._serialized_end=1179
+  _globals['_DELETEPOLICYREPLY']._serialized_start=1181
+  _globals['_DELETEPOLICYREPLY']._serialized_end=1200
+  _globals['_ASSIGNPOLICYREQUEST']._serialized_start=1202
+  _globals['_ASSIGNPOLICYREQUEST']._serialized_end=1260
+  _globals['_ASSIGNPOLICYREPLY']._serialized_start=1262
+  _globals['_ASSIGNPOLICYREPLY']._serialized_end=1281
+  _globals['_GETJOBLOGREQUEST']._serialized_start=1283
+  _globals['_GETJOBLOGREQUEST']._serialized_end=1317
+  _globals['_GETJOBLOGREPLY']._serialized_start=1319
+  _globals['_GETJOBLOGREPLY']._serialized_end=1400
+  _globals['_DISPATCHREQUEST']._serialized_start=1402
+  _globals['_DISPATCHREQUEST']._serialized_end=1513
+  _globals['_AUDITEVENT']._serialized_start=1516
+  _globals['_AUDITEVENT']._serialized_end=1693
+  _globals['_LISTAUDITREQUEST']._serialized_start=1695
+  _globals['_LISTAUDITREQUEST']._serialized_end=1787
+  _globals['_LISTAUDITREPLY']._serialized_start=1789
+  _globals['_LISTAUDITREPLY']._serialized_end=1843
+  _globals['_BUCKETINFO']._serialized_start=1846
+  _globals['_BUCKETINFO']._serialized_end=2009
+  _globals['_LISTBUCKETSREQUEST']._serialized_start=2011
+  _globals['_LISTBUCKETSREQUEST']._serialized_end=2049
+  _globals['_LISTBUCKETSREPLY']._serialized_start=2051
+  _globals['_LISTBUCKETSREPLY']._serialized_end=2108
+  _globals['_DELETEBUCKETREQUEST']._serialized_start=2110
+  _globals['_DELETEBUCKETREQUEST']._serialized_end=2150
+  _globals['_DELETEBUCKETREPLY']._serialized_start=2152
+  _globals['_DELETEBUCKETREPLY']._serialized_end=2192
+  _globals['_ADMINSERVICE']._serialized_start=2329
+  _globals['_ADMINSERVICE']._serialized_end=3523
 # @@protoc_insertion_point(module_scope)

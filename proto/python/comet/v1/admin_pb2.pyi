@@ -169,15 +169,21 @@ class DeleteUserRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USERNAME_FIELD_NUMBER: _builtins.int
+    KEEP_DATA_FIELD_NUMBER: _builtins.int
     username: _builtins.str
+    keep_data: _builtins.bool
+    """Keep the user's "Comet Server" vault buckets (and their data) on the server's
+    disk; by default they are deleted with the account.
+    """
     def __init__(
         self,
         *,
         username: _builtins.str = ...,
+        keep_data: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keep_data", b"keep_data", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -206,10 +212,15 @@ class ResetPasswordRequest(_message.Message):
     KDF_FIELD_NUMBER: _builtins.int
     AUTH_KEY_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    REVOKE_DEVICES_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     auth_key: _builtins.bytes
     force: _builtins.bool
     """Reset even though the user did not allow administrators to reset their password."""
+    revoke_devices: _builtins.bool
+    """Also revoke every device of the account: their tokens and bucket credentials
+    stop working on every server instance at once.
+    """
     @_builtins.property
     def kdf(self) -> _control_pb2.KdfParams: ...
     def __init__(
@@ -219,10 +230,11 @@ class ResetPasswordRequest(_message.Message):
         kdf: _control_pb2.KdfParams | None = ...,
         auth_key: _builtins.bytes = ...,
         force: _builtins.bool = ...,
+        revoke_devices: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["kdf", b"kdf"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_key", b"auth_key", "force", b"force", "kdf", b"kdf", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_key", b"auth_key", "force", b"force", "kdf", b"kdf", "revoke_devices", b"revoke_devices", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,16 +245,19 @@ class ResetPasswordReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DATA_KEPT_READABLE_FIELD_NUMBER: _builtins.int
+    DEVICES_REVOKED_FIELD_NUMBER: _builtins.int
     data_kept_readable: _builtins.bool
     """false when the user had not opted in to recovery"""
+    devices_revoked: _builtins.int
     def __init__(
         self,
         *,
         data_kept_readable: _builtins.bool = ...,
+        devices_revoked: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_kept_readable", b"data_kept_readable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_kept_readable", b"data_kept_readable", "devices_revoked", b"devices_revoked"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -609,3 +624,120 @@ class ListAuditReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuditReply: _TypeAlias = ListAuditReply  # noqa: Y015
+
+@_typing.final
+class BucketInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    USED_BYTES_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_DELETED_FIELD_NUMBER: _builtins.int
+    bucket_id: _builtins.str
+    username: _builtins.str
+    quota_bytes: _builtins.int
+    """the bucket's own quota; 0 = none (the account's applies)"""
+    used_bytes: _builtins.int
+    account_deleted: _builtins.bool
+    """The account was deleted with --keep-data: username is the one it had, and no
+    device can open the bucket any more.
+    """
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        bucket_id: _builtins.str = ...,
+        username: _builtins.str = ...,
+        quota_bytes: _builtins.int = ...,
+        used_bytes: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        account_deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_deleted", b"account_deleted", "bucket_id", b"bucket_id", "created_at", b"created_at", "quota_bytes", b"quota_bytes", "used_bytes", b"used_bytes", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BucketInfo: _TypeAlias = BucketInfo  # noqa: Y015
+
+@_typing.final
+class ListBucketsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """empty = every account"""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBucketsRequest: _TypeAlias = ListBucketsRequest  # noqa: Y015
+
+@_typing.final
+class ListBucketsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def buckets(self) -> _containers.RepeatedCompositeFieldContainer[Global___BucketInfo]: ...
+    def __init__(
+        self,
+        *,
+        buckets: _abc.Iterable[Global___BucketInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buckets", b"buckets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBucketsReply: _TypeAlias = ListBucketsReply  # noqa: Y015
+
+@_typing.final
+class DeleteBucketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_ID_FIELD_NUMBER: _builtins.int
+    bucket_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        bucket_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_id", b"bucket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBucketRequest: _TypeAlias = DeleteBucketRequest  # noqa: Y015
+
+@_typing.final
+class DeleteBucketReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FREED_BYTES_FIELD_NUMBER: _builtins.int
+    freed_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        freed_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freed_bytes", b"freed_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBucketReply: _TypeAlias = DeleteBucketReply  # noqa: Y015

@@ -111,6 +111,16 @@ class AdminServiceStub:
                 request_serializer=comet_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_admin__pb2.ListAuditReply.FromString,
                 _registered_method=True)
+        self.ListBuckets = channel.unary_unary(
+                '/comet.v1.AdminService/ListBuckets',
+                request_serializer=comet_dot_v1_dot_admin__pb2.ListBucketsRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_admin__pb2.ListBucketsReply.FromString,
+                _registered_method=True)
+        self.DeleteBucket = channel.unary_unary(
+                '/comet.v1.AdminService/DeleteBucket',
+                request_serializer=comet_dot_v1_dot_admin__pb2.DeleteBucketRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_admin__pb2.DeleteBucketReply.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -206,6 +216,18 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBuckets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBucket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +305,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=comet_dot_v1_dot_admin__pb2.ListAuditRequest.FromString,
                     response_serializer=comet_dot_v1_dot_admin__pb2.ListAuditReply.SerializeToString,
+            ),
+            'ListBuckets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBuckets,
+                    request_deserializer=comet_dot_v1_dot_admin__pb2.ListBucketsRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_admin__pb2.ListBucketsReply.SerializeToString,
+            ),
+            'DeleteBucket': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBucket,
+                    request_deserializer=comet_dot_v1_dot_admin__pb2.DeleteBucketRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_admin__pb2.DeleteBucketReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -690,6 +722,60 @@ class AdminService:
             '/comet.v1.AdminService/ListAudit',
             comet_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
             comet_dot_v1_dot_admin__pb2.ListAuditReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBuckets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AdminService/ListBuckets',
+            comet_dot_v1_dot_admin__pb2.ListBucketsRequest.SerializeToString,
+            comet_dot_v1_dot_admin__pb2.ListBucketsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBucket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AdminService/DeleteBucket',
+            comet_dot_v1_dot_admin__pb2.DeleteBucketRequest.SerializeToString,
+            comet_dot_v1_dot_admin__pb2.DeleteBucketReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,8 @@ class AdminServiceStub:
     GetJobLog: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetJobLogRequest, _admin_pb2.GetJobLogReply]
     Dispatch: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DispatchRequest, _control_pb2.CommandReply]
     ListAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditReply]
+    ListBuckets: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListBucketsRequest, _admin_pb2.ListBucketsReply]
+    DeleteBucket: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteBucketRequest, _admin_pb2.DeleteBucketReply]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -69,6 +71,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     GetJobLog: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetJobLogRequest, _admin_pb2.GetJobLogReply]  # type: ignore[assignment]
     Dispatch: _aio.UnaryUnaryMultiCallable[_admin_pb2.DispatchRequest, _control_pb2.CommandReply]  # type: ignore[assignment]
     ListAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditReply]  # type: ignore[assignment]
+    ListBuckets: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListBucketsRequest, _admin_pb2.ListBucketsReply]  # type: ignore[assignment]
+    DeleteBucket: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteBucketRequest, _admin_pb2.DeleteBucketReply]  # type: ignore[assignment]
 
 class AdminServiceServicer:
     def AddUser(
@@ -160,5 +164,17 @@ class AdminServiceServicer:
         request: _admin_pb2.ListAuditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListAuditReply, _abc.Awaitable[_admin_pb2.ListAuditReply]]: ...
+
+    def ListBuckets(
+        self,
+        request: _admin_pb2.ListBucketsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListBucketsReply, _abc.Awaitable[_admin_pb2.ListBucketsReply]]: ...
+
+    def DeleteBucket(
+        self,
+        request: _admin_pb2.DeleteBucketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DeleteBucketReply, _abc.Awaitable[_admin_pb2.DeleteBucketReply]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -97,6 +97,28 @@ JOB_STATUS_SKIPPED: JobStatus.ValueType  # 7006
 JOB_STATUS_ABANDONED: JobStatus.ValueType  # 7007
 Global___JobStatus: _TypeAlias = JobStatus  # noqa: Y015
 
+class _AbandonedBy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AbandonedByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AbandonedBy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ABANDONED_BY_UNSPECIFIED: _AbandonedBy.ValueType  # 0
+    ABANDONED_BY_SERVER_TIMEOUT: _AbandonedBy.ValueType  # 1
+    """The server: the device stopped reporting for longer than the job timeout."""
+    ABANDONED_BY_AGENT_RESTART: _AbandonedBy.ValueType  # 2
+    """The device itself: on restart the agent found the job cut off by its own stop."""
+
+class AbandonedBy(_AbandonedBy, metaclass=_AbandonedByEnumTypeWrapper):
+    """Who ended a job as Abandoned (7007). The status code is the same; the reason is not."""
+
+ABANDONED_BY_UNSPECIFIED: AbandonedBy.ValueType  # 0
+ABANDONED_BY_SERVER_TIMEOUT: AbandonedBy.ValueType  # 1
+"""The server: the device stopped reporting for longer than the job timeout."""
+ABANDONED_BY_AGENT_RESTART: AbandonedBy.ValueType  # 2
+"""The device itself: on restart the agent found the job cut off by its own stop."""
+Global___AbandonedBy: _TypeAlias = AbandonedBy  # noqa: Y015
+
 class _VaultType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -613,7 +635,9 @@ class CometVaultSettings(_message.Message):
     BUCKET_KEY_FIELD_NUMBER: _builtins.int
     bucket_id: _builtins.str
     bucket_key: _builtins.str
-    """per-bucket credential; encrypted at rest on the server"""
+    """The reading device's own credential for this bucket, filled in by the server when
+    a device fetches its profile; never stored in the profile, ignored when written.
+    """
     def __init__(
         self,
         *,
@@ -936,11 +960,21 @@ class Policy(_message.Message):
     FLAGS_FIELD_NUMBER: _builtins.int
     IS_DEFAULT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    STORAGE_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_BUCKETS_FIELD_NUMBER: _builtins.int
     policy_id: _builtins.str
     name: _builtins.str
     enforce_retention: _builtins.bool
     is_default: _builtins.bool
     version: _builtins.int
+    storage_quota_bytes: _builtins.int
+    """Bytes all of an account's "Comet Server" vault buckets may hold together:
+    0 = the server's default (--account-quota-bytes), -1 = unlimited.
+    """
+    max_buckets: _builtins.int
+    """How many buckets an account may create: 0 = the server's default
+    (--max-buckets), -1 = unlimited.
+    """
     @_builtins.property
     def default_items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProtectedItem]: ...
     @_builtins.property
@@ -964,10 +998,12 @@ class Policy(_message.Message):
         flags: Global___PolicyFlags | None = ...,
         is_default: _builtins.bool = ...,
         version: _builtins.int = ...,
+        storage_quota_bytes: _builtins.int = ...,
+        max_buckets: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["default_retention", b"default_retention", "flags", b"flags"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_items", b"default_items", "default_retention", b"default_retention", "default_schedules", b"default_schedules", "enforce_retention", b"enforce_retention", "exclusions", b"exclusions", "flags", b"flags", "is_default", b"is_default", "name", b"name", "policy_id", b"policy_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_items", b"default_items", "default_retention", b"default_retention", "default_schedules", b"default_schedules", "enforce_retention", b"enforce_retention", "exclusions", b"exclusions", "flags", b"flags", "is_default", b"is_default", "max_buckets", b"max_buckets", "name", b"name", "policy_id", b"policy_id", "storage_quota_bytes", b"storage_quota_bytes", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1192,6 +1228,7 @@ class Job(_message.Message):
     SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     CLIENT_VERSION_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    ABANDONED_BY_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     username: _builtins.str
     device_id: _builtins.str
@@ -1202,6 +1239,8 @@ class Job(_message.Message):
     snapshot_id: _builtins.str
     client_version: _builtins.str
     error_message: _builtins.str
+    abandoned_by: Global___AbandonedBy.ValueType
+    """Set when status is ABANDONED (server side only; devices report the status)."""
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1227,10 +1266,11 @@ class Job(_message.Message):
         snapshot_id: _builtins.str = ...,
         client_version: _builtins.str = ...,
         error_message: _builtins.str = ...,
+        abandoned_by: Global___AbandonedBy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "ended_at", b"ended_at", "progress", b"progress", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "client_version", b"client_version", "counters", b"counters", "device_id", b"device_id", "ended_at", b"ended_at", "error_message", b"error_message", "item_id", b"item_id", "job_id", b"job_id", "progress", b"progress", "snapshot_id", b"snapshot_id", "started_at", b"started_at", "status", b"status", "username", b"username", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned_by", b"abandoned_by", "classification", b"classification", "client_version", b"client_version", "counters", b"counters", "device_id", b"device_id", "ended_at", b"ended_at", "error_message", b"error_message", "item_id", b"item_id", "job_id", b"job_id", "progress", b"progress", "snapshot_id", b"snapshot_id", "started_at", b"started_at", "status", b"status", "username", b"username", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1341,12 +1381,20 @@ class FindQuery(_message.Message):
     MODIFIED_AFTER_FIELD_NUMBER: _builtins.int
     MODIFIED_BEFORE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    HAS_MAX_SIZE_FIELD_NUMBER: _builtins.int
+    HAS_MIN_SIZE_FIELD_NUMBER: _builtins.int
     name_glob: _builtins.str
     name_regex: _builtins.str
     min_size: _builtins.int
     max_size: _builtins.int
     """0 = no upper bound"""
     limit: _builtins.int
+    has_max_size: _builtins.bool
+    """max_size is a bound even when 0 (only empty files); older senders leave this
+    false and use 0 for "no upper bound".
+    """
+    has_min_size: _builtins.bool
+    """min_size is a bound even when 0 (regular files of any size)."""
     @_builtins.property
     def modified_after(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1361,10 +1409,12 @@ class FindQuery(_message.Message):
         modified_after: _timestamp_pb2.Timestamp | None = ...,
         modified_before: _timestamp_pb2.Timestamp | None = ...,
         limit: _builtins.int = ...,
+        has_max_size: _builtins.bool = ...,
+        has_min_size: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["modified_after", b"modified_after", "modified_before", b"modified_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "max_size", b"max_size", "min_size", b"min_size", "modified_after", b"modified_after", "modified_before", b"modified_before", "name_glob", b"name_glob", "name_regex", b"name_regex"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_max_size", b"has_max_size", "has_min_size", b"has_min_size", "limit", b"limit", "max_size", b"max_size", "min_size", b"min_size", "modified_after", b"modified_after", "modified_before", b"modified_before", "name_glob", b"name_glob", "name_regex", b"name_regex"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1382,6 +1432,7 @@ class RestoreOptions(_message.Message):
     PROGRAM_COMMAND_FIELD_NUMBER: _builtins.int
     ARCHIVE_FORMAT_FIELD_NUMBER: _builtins.int
     ALLOW_PARTIAL_FIELD_NUMBER: _builtins.int
+    RESTORE_PRIVILEGED_FIELD_NUMBER: _builtins.int
     type: Global___RestoreType.ValueType
     destination: _builtins.str
     original_paths: _builtins.bool
@@ -1389,6 +1440,11 @@ class RestoreOptions(_message.Message):
     program_command: _builtins.str
     archive_format: Global___ArchiveFormat.ValueType
     allow_partial: _builtins.bool
+    restore_privileged: _builtins.bool
+    """Also restore setuid/setgid bits, security.* extended attributes (file
+    capabilities) and device nodes. Without it they are dropped with a warning,
+    unless restoring to original paths as root.
+    """
     @_builtins.property
     def paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -1402,10 +1458,11 @@ class RestoreOptions(_message.Message):
         program_command: _builtins.str = ...,
         archive_format: Global___ArchiveFormat.ValueType = ...,
         allow_partial: _builtins.bool = ...,
+        restore_privileged: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "archive_format", b"archive_format", "destination", b"destination", "original_paths", b"original_paths", "overwrite", b"overwrite", "paths", b"paths", "program_command", b"program_command", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "archive_format", b"archive_format", "destination", b"destination", "original_paths", b"original_paths", "overwrite", b"overwrite", "paths", b"paths", "program_command", b"program_command", "restore_privileged", b"restore_privileged", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

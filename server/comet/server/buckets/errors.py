@@ -54,3 +54,9 @@ class BucketStorageError(ServerError):
     """The server's disk failed (full, unreadable); an operator has to look."""
 
     code = "bucket.storage"
+
+
+class BucketLimitError(ThrottledError):
+    """The account already has as many buckets as its policy allows."""
+
+    code = "bucket.limit"

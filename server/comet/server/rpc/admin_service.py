@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from comet.server.buckets.store import BucketRecord, BucketStore
 from comet.server.errors import (
     DeviceOfflineError,
     InvalidRequestError,
@@ -38,6 +39,17 @@ _ROLES = {
 }
 
 
+def _bucket_info(record: BucketRecord) -> admin_pb2.BucketInfo:
+    return admin_pb2.BucketInfo(
+        bucket_id=record.bucket_id,
+        username=record.owner,
+        quota_bytes=record.quota_bytes,
+        used_bytes=record.used_bytes,
+        created_at=convert.timestamp(record.created_at),
+        account_deleted=not record.user_id,
+    )
+
+
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def __init__(
         self,
@@ -46,6 +58,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         policies: PolicyStore,
         jobs: JobStore,
         router: CommandRouter,
+        *,
+        buckets: BucketStore | None = None,
     ) -> None:
         self._accounts = accounts
         self._profiles = profiles
@@ -53,6 +67,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self._jobs = jobs
         self._auth = Authenticator(accounts)
         self._router = router
+        self._buckets = buckets
 
     @handles_errors
     async def AddUser(self, request: admin_pb2.AddUserRequest, context: Ctx) -> admin_pb2.UserInfo:
@@ -85,11 +100,22 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if request.username == admin.username:
             raise InvalidRequestError("an administrator cannot delete their own account")
         devices = await self._accounts.list_devices(username=request.username)
+        bucket_ids = await self._orphan_buckets(request.username)
         await self._accounts.delete_user(request.username)
         for device in devices:
             await self._router.close_everywhere(device.device_id)
+        freed = await self._delete_buckets([] if request.keep_data else bucket_ids)
+        details = (
+            f"kept {len(bucket_ids)} bucket(s)"
+            if request.keep_data
+            else f"deleted {len(bucket_ids)} bucket(s), {freed} bytes"
+        )
         await self._accounts.audit(
-            admin.username, "user.delete", request.username, source=peer_address(context)
+            admin.username,
+            "user.delete",
+            request.username,
+            source=peer_address(context),
+            details=details,
         )
         return admin_pb2.DeleteUserReply()
 
@@ -100,11 +126,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         admin = await self._auth.admin(context, allowed=SUPER)
         source = peer_address(context)
         try:
-            kept = await self._accounts.reset_password(
+            reset = await self._accounts.reset_password(
                 request.username,
                 convert.kdf_from_proto(request.kdf),
                 request.auth_key,
                 force=request.force,
+                revoke_devices=request.revoke_devices,
             )
         except ServerError as e:
             await self._accounts.audit(
@@ -116,13 +143,18 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 details=e.message,
             )
             raise
-        details = ("forced; " if request.force else "") + (
-            "data kept readable" if kept else "old backups unreadable without the old password"
+        kept, revoked = reset.data_kept_readable, len(reset.revoked_devices)
+        for device_id in reset.revoked_devices:
+            await self._router.close_everywhere(device_id)
+        details = (
+            ("forced; " if request.force else "")
+            + (f"revoked {revoked} device(s); " if request.revoke_devices else "")
+            + ("data kept readable" if kept else "old backups unreadable without the old password")
         )
         await self._accounts.audit(
             admin.username, "user.reset_password", request.username, source=source, details=details
         )
-        return admin_pb2.ResetPasswordReply(data_kept_readable=kept)
+        return admin_pb2.ResetPasswordReply(data_kept_readable=kept, devices_revoked=revoked)
 
     @handles_errors
     async def GetUserProfile(
@@ -302,3 +334,48 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 for e in events
             ]
         )
+
+    # ------------------------------------------------------------- buckets
+
+    def _bucket_store(self) -> BucketStore:
+        if self._buckets is None:
+            raise NotFoundError("this server hosts no buckets")
+        return self._buckets
+
+    async def _orphan_buckets(self, username: str) -> list[str]:
+        if self._buckets is None:
+            return []
+        user_id = await self._accounts.user_id(username)
+        return await self._buckets.orphan_buckets(user_id, username)
+
+    async def _delete_buckets(self, bucket_ids: list[str]) -> int:
+        freed = 0
+        for bucket_id in bucket_ids:
+            try:
+                freed += await self._bucket_store().delete_bucket(bucket_id)
+            except NotFoundError:
+                continue  # deleted meanwhile
+        return freed
+
+    @handles_errors
+    async def ListBuckets(
+        self, request: admin_pb2.ListBucketsRequest, context: Ctx
+    ) -> admin_pb2.ListBucketsReply:
+        await self._auth.admin(context, allowed=ANY_ADMIN)
+        records = await self._bucket_store().list_buckets(username=request.username or None)
+        return admin_pb2.ListBucketsReply(buckets=[_bucket_info(r) for r in records])
+
+    @handles_errors
+    async def DeleteBucket(
+        self, request: admin_pb2.DeleteBucketRequest, context: Ctx
+    ) -> admin_pb2.DeleteBucketReply:
+        admin = await self._auth.admin(context, allowed=SUPER)
+        freed = await self._bucket_store().delete_bucket(request.bucket_id)
+        await self._accounts.audit(
+            admin.username,
+            "bucket.delete",
+            request.bucket_id,
+            source=peer_address(context),
+            details=f"{freed} bytes",
+        )
+        return admin_pb2.DeleteBucketReply(freed_bytes=freed)

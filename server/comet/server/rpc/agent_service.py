@@ -12,12 +12,12 @@ from typing import Any
 import grpc
 
 from comet.server.buckets.store import BucketStore
-from comet.server.errors import ServerError
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import Authenticator, peer_address
-from comet.server.rpc.errors import ERROR_CODE_KEY, handles_errors, status_for
+from comet.server.rpc.connection_marks import ConnectionMarks
+from comet.server.rpc.errors import abort_with, handles_errors
 from comet.server.rpc.live import LiveConnection, LiveRegistry
-from comet.server.store.accounts import AccountStore
+from comet.server.store.accounts import AccountStore, Principal
 from comet.server.store.jobs import JobStore
 from comet.server.store.profiles import ProfileStore
 from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
@@ -46,6 +46,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self._instance_id = instance_id
         self._heartbeat_seconds = heartbeat_seconds
         self._buckets = buckets
+        self._marks = ConnectionMarks(accounts, instance_id)
 
     @handles_errors
     async def ListDevices(
@@ -62,8 +63,9 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self, request: control_pb2.GetProfileRequest, context: Ctx
     ) -> common_pb2.Profile:
         principal = await self._auth.device(context)
+        assert principal.device_id is not None
         view = await self._profiles.get(principal.user_id, reveal_secrets=True)
-        return convert.profile_to_proto(view)
+        return await self._with_bucket_credentials(convert.profile_to_proto(view), principal)
 
     @handles_errors
     async def PutProfile(
@@ -71,13 +73,28 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
     ) -> common_pb2.Profile:
         principal = await self._auth.device(context)
         assert principal.device_id is not None
+        for vault in request.profile.vaults:
+            if vault.WhichOneof("settings") == "comet":
+                vault.comet.bucket_key = ""  # each device's own: never stored
         view = await self._profiles.put(
             principal.user_id,
             device_id=principal.device_id,
             version=request.profile.version,
             document=convert.profile_document(request.profile),
         )
-        return convert.profile_to_proto(view)
+        return await self._with_bucket_credentials(convert.profile_to_proto(view), principal)
+
+    async def _with_bucket_credentials(
+        self, profile: common_pb2.Profile, principal: Principal
+    ) -> common_pb2.Profile:
+        """The reading device's own credential in each "Comet Server" vault."""
+        assert principal.device_id is not None
+        for vault in profile.vaults:
+            if vault.WhichOneof("settings") == "comet" and vault.comet.bucket_id:
+                vault.comet.bucket_key = await self._buckets.credential(
+                    vault.comet.bucket_id, principal.device_id
+                )
+        return profile
 
     @handles_errors
     async def ReportJob(
@@ -109,7 +126,10 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self, request: control_pb2.CreateBucketRequest, context: Ctx
     ) -> control_pb2.CreateBucketReply:
         principal = await self._auth.device(context)
-        bucket = await self._buckets.create(principal.user_id, quota_bytes=request.quota_bytes)
+        assert principal.device_id is not None
+        bucket = await self._buckets.create(
+            principal.user_id, device_id=principal.device_id, quota_bytes=request.quota_bytes
+        )
         await self._accounts.audit(
             principal.username,
             "bucket.create",
@@ -129,17 +149,17 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[control_pb2.ServerMessage]:
         try:
             principal = await self._auth.device(context)
-        except ServerError as e:
-            context.set_trailing_metadata(((ERROR_CODE_KEY, e.code),))
-            await context.abort(status_for(e), e.message)
+        except BaseException as e:
+            await abort_with(e, context, "AgentService.Connect")
         assert principal.device_id is not None
         connection = LiveConnection(device_id=principal.device_id, user_id=principal.user_id)
         self._registry.register(connection)
-        await self._accounts.mark_connected(connection.device_id, self._instance_id)
         reader = asyncio.create_task(self._read(request_iterator, connection))
         beat = asyncio.create_task(self._heartbeat(connection))
-        log.info("device %s connected", connection.device_id)
         try:
+            # Accepted only once other instances can route commands here.
+            await self._marks.connected(connection.device_id)
+            log.info("device %s connected", connection.device_id)
             yield control_pb2.ServerMessage(
                 accepted=control_pb2.ConnectionAccepted(
                     server_instance=self._instance_id, heartbeat_seconds=self._heartbeat_seconds
@@ -156,7 +176,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             if self._registry.unregister(connection):
                 connection.close()
             with contextlib.suppress(Exception):
-                await self._accounts.mark_disconnected(connection.device_id, self._instance_id)
+                await self._marks.disconnected(connection.device_id)
             log.info("device %s disconnected", connection.device_id)
 
     async def _read(
@@ -169,6 +189,8 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
                     connection.resolve(message.reply)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
+        except Exception as e:  # e.g. an undecodable message: end this stream
+            log.info("device %s sent what cannot be read: %s", connection.device_id, e)
         finally:
             # The agent closed its side: end the response stream too.
             connection.outbox.put_nowait(None)

@@ -1,10 +1,13 @@
 """StorageService: the objects of "Comet Server" vault buckets. Each call names its
-bucket and proves it holds the bucket's key in metadata; nothing else is accepted,
-so a device credential opens no bucket and one bucket's key opens no other."""
+bucket and proves it holds a device's credential for that bucket in metadata; nothing
+else is accepted, so a device token opens no bucket, one bucket's credential opens no
+other, and a revoked device's credential opens nothing (checked on every call, and
+again while a long upload commits or a download streams)."""
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -19,6 +22,9 @@ from comet.v1 import storage_pb2, storage_pb2_grpc
 Ctx = grpc.aio.ServicerContext[Any, Any]
 BUCKET_HEADER = "x-comet-bucket"
 BUCKET_KEY_HEADER = "x-comet-bucket-key"
+# A download in progress checks its credential again this often, so revoking a device
+# also ends the streams it has open.
+RECHECK_SECONDS = 0.5
 
 _S = TypeVar("_S")
 _Req = TypeVar("_Req")
@@ -93,7 +99,11 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
     ) -> AsyncIterator[storage_pb2.ObjectChunk]:
         bucket = await self._bucket(context)
         length = None if request.to_end else request.length
+        checked = time.monotonic()
         async for piece in await self._buckets.read(bucket, request.key, request.offset, length):
+            if time.monotonic() - checked >= RECHECK_SECONDS:
+                await self._buckets.recheck(bucket)  # revoked mid-download: stop
+                checked = time.monotonic()
             yield storage_pb2.ObjectChunk(data=piece)
 
     @handles_errors

@@ -30,7 +30,12 @@ from comet.server.errors import (
 )
 from comet.server.secret_box import SecretBox
 from comet.server.store import profile_document
-from comet.server.store.credential_cache import CredentialCache
+from comet.server.store.credential_cache import (
+    REVOCATIONS_CHANNEL,
+    CredentialCache,
+    device_revoked,
+    user_revoked,
+)
 from comet.server.store.models import AuditEvent, Device, ServerSetting, Session, User
 from comet.server.store.policies import effective_policy
 
@@ -98,6 +103,12 @@ class LoginResult:
 
 
 @dataclass(frozen=True)
+class PasswordReset:
+    data_kept_readable: bool
+    revoked_devices: list[str]
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who is calling: a user or admin session, or a device."""
 
@@ -146,6 +157,10 @@ class AccountStore:
         # Device credentials that checked out, for a few seconds (the revocation
         # bound is documented in credential_cache).
         self._credentials = credentials or CredentialCache()
+
+    def on_revocation(self, payload: str) -> None:
+        """A ``comet_revocations`` notification (from any instance, this one too)."""
+        self._credentials.apply(payload)
 
     # ------------------------------------------------------------------ users
 
@@ -200,6 +215,7 @@ class AccountStore:
     async def delete_user(self, username: str) -> None:
         async with self._sessions() as s:
             result = await s.execute(delete(User).where(User.username == username))
+            await _announce_revoked(s, user_revoked(username))
             await s.commit()
         self._credentials.forget_user(username)
         if result.rowcount == 0:  # type: ignore[attr-defined]
@@ -283,6 +299,8 @@ class AccountStore:
             )
             if not admin_session:
                 result = await self._attach_device(s, user, result, device_id, registration)
+            if result.device_id:  # its old token may be remembered on other instances
+                await _announce_revoked(s, device_revoked(result.device_id))
             await s.commit()
         if result.device_id:
             # Rotated: the device's old credential must not live on in the cache.
@@ -559,11 +577,18 @@ class AccountStore:
         await self.audit(username, "password.change", username)
 
     async def reset_password(
-        self, username: str, kdf: KdfParams, auth_key: bytes, *, force: bool
-    ) -> bool:
+        self,
+        username: str,
+        kdf: KdfParams,
+        auth_key: bytes,
+        *,
+        force: bool,
+        revoke_devices: bool = False,
+    ) -> PasswordReset:
         """An administrator sets a new password. Refused unless the user allowed it
-        in their account settings or ``force``. Returns whether existing backups stay
-        readable (only with the user's recovery wraps)."""
+        in their account settings or ``force`` (which only overrides that refusal).
+        Sessions end; with ``revoke_devices`` every device of the account is revoked
+        too, in the same transaction, and every server instance is told at commit."""
         if len(auth_key) != 32:
             raise InvalidRequestError("the authentication key must be 32 bytes")
         stored = passwords.hash_auth_key(auth_key)
@@ -580,7 +605,22 @@ class AccountStore:
             user.kdf = passwords.kdf_to_json(kdf)
             user.auth_hash, user.auth_salt = stored.auth_hash, stored.auth_salt
             await self._end_sessions(s, user.id)
-            return profile_document.has_recovery_wraps(user.profile)
+            revoked: list[str] = []
+            if revoke_devices:
+                revoked = list(
+                    await s.scalars(
+                        update(Device)
+                        .where(Device.user_id == user.id, Device.revoked_at.is_(None))
+                        .values(revoked_at=self._clock.now(), connected_instance=None)
+                        .returning(Device.id)
+                    )
+                )
+                for device_id in revoked:
+                    await _announce_revoked(s, device_revoked(device_id))
+            kept = profile_document.has_recovery_wraps(user.profile)
+        for device_id in revoked:
+            self._credentials.forget_device(device_id)
+        return PasswordReset(kept, revoked)
 
     async def _end_sessions(self, s: AsyncSession, user_id: str) -> None:
         await s.execute(
@@ -621,15 +661,20 @@ class AccountStore:
             device.revoked_at = self._clock.now()
             device.connected_instance = None
             owner = await s.scalar(select(User.username).where(User.id == device.user_id))
+            await _announce_revoked(s, device_revoked(device_id))
             await s.commit()
         self._credentials.forget_device(device_id)
         return owner or ""
 
     async def mark_connected(self, device_id: str, instance: str) -> None:
+        await self.mark_connected_many([device_id], instance)
+
+    async def mark_connected_many(self, device_ids: list[str], instance: str) -> None:
+        """These devices' live connections are held by ``instance`` (one statement)."""
         async with self._sessions() as s:
             await s.execute(
                 update(Device)
-                .where(Device.id == device_id)
+                .where(Device.id.in_(device_ids))
                 .values(connected_instance=instance, last_seen=self._clock.now())
             )
             await s.commit()
@@ -644,10 +689,15 @@ class AccountStore:
             await s.commit()
 
     async def mark_disconnected(self, device_id: str, instance: str) -> None:
+        await self.mark_disconnected_many([device_id], instance)
+
+    async def mark_disconnected_many(self, device_ids: list[str], instance: str) -> None:
+        """These devices' connections to ``instance`` ended (a device that another
+        instance holds meanwhile is left alone)."""
         async with self._sessions() as s:
             await s.execute(
                 update(Device)
-                .where(Device.id == device_id, Device.connected_instance == instance)
+                .where(Device.id.in_(device_ids), Device.connected_instance == instance)
                 .values(connected_instance=None, last_seen=self._clock.now())
             )
             await s.commit()
@@ -723,6 +773,11 @@ class AccountStore:
             stored = await s.scalar(select(ServerSetting.value).where(ServerSetting.key == key))
         assert stored is not None
         return stored
+
+
+async def _announce_revoked(s: AsyncSession, payload: str) -> None:
+    """Tell every server instance (on commit) to forget a revoked credential now."""
+    await s.execute(select(func.pg_notify(REVOCATIONS_CHANNEL, payload)))
 
 
 def _user_record(user: User, device_count: int) -> UserRecord:

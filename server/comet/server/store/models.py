@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     text,
@@ -159,6 +160,8 @@ class Job(Base):
     client_version: Mapped[str] = mapped_column(Text, default="")
     error_message: Mapped[str] = mapped_column(Text, default="")
     last_report_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # For ABANDONED jobs: 1 = the server's timeout, 2 = the device after a restart.
+    abandoned_by: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
 
 class JobLogEntry(Base):
@@ -202,14 +205,17 @@ class RemoteCommand(Base):
 
 
 class Bucket(Base):
-    """A "Comet Server" Storage Vault bucket; its objects live on the server's disk."""
+    """A "Comet Server" Storage Vault bucket; its objects live on the server's disk.
+    Devices open it with credentials of their own (``comet.server.buckets.credentials``)."""
 
     __tablename__ = "buckets"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    # sha256 (hex) of the bucket's credential; the credential itself is never stored.
-    key_hash: Mapped[str] = mapped_column(String(64))
+    # NULL once the account was deleted with its data kept (see ``former_owner``).
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True, nullable=True
+    )
+    former_owner: Mapped[str] = mapped_column(Text, default="")
     quota_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # 0 = unlimited
     used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
