@@ -30,7 +30,8 @@ def make_tree(src: Path) -> None:
     (src / "docs" / "ünïcødé 名前.txt").write_text("grüße\n")
     (src / "docs" / "empty.txt").write_bytes(b"")
     (src / "docs" / "deep" / "er" / "leaf.txt").write_text("leaf\n" * 1000)
-    (src / "random.bin").write_bytes(os.urandom(5 * 1024 * 1024 + 123))
+    # Over 8 MiB: at least 3 chunks whatever the content (chunks are at most 4 MiB).
+    (src / "random.bin").write_bytes(os.urandom(9 * 1024 * 1024 + 123))
     (src / "text.sql").write_text("INSERT INTO t VALUES (1, 'x');\n" * 50_000)
     os.link(src / "text.sql", src / "docs" / "hardlink.sql")
     os.symlink("../random.bin", src / "docs" / "link-to-random")
