@@ -394,6 +394,8 @@ class SnapshotFilesystem(pyfuse3.Operations):
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise pyfuse3.FUSEError(errno.EROFS)
         opened = self._locate(node_inode)
+        if opened.blob_ids:  # the first read is coming: start fetching what it needs
+            self._cache.read_ahead(opened.blob_ids[:1])
         fh = self._next_fh
         self._next_fh += 1
         self._open[fh] = opened
