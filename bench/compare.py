@@ -46,8 +46,9 @@ NOTES = (
     "restarted before each timed operation (includes its ~start-up footprint).",
     "Repository size: apparent bytes of all files in the vault/repository directory.",
     "Mount rows: a fresh mount after the first backup; time to first byte opens and reads "
-    "1 byte of the corpus's first file; comet mount is served by the agent "
-    "(256 MiB blob cache), restic mount by restic 0.14; borg has no mount rows.",
+    "1 byte of a file not read before (median of 5 files spread through the corpus); "
+    "comet mount is served by the agent (256 MiB blob cache), restic mount by restic 0.14; "
+    "borg has no mount rows.",
     "restic 0.14 creates repository format v2 and compresses (--compression auto, zstd "
     "default speed); it is not an uncompressed v1 repository.",
 )
