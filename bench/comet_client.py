@@ -15,11 +15,14 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench.comet_processes import BIN, CometAgent, CometServer
 from bench.measure import BenchError, Measurement, peak_rss_of
+from bench.mount_rows import READY_TIMEOUT, mount_dir, wait_for_path
 from bench.tool import Case
 
 ADMIN_PASSWORD = "bench-admin-password"
@@ -130,6 +133,27 @@ class CometClient:
             label, "restore", self._snapshots[key], "--vault", self._vaults[key], "--to", str(dest)
         )
         return measurement
+
+    @contextmanager
+    def mount(self, case: Case) -> Iterator[Path]:
+        """``comet mount`` (served by the agent) of the case's vault, this corpus's item;
+        the corpus is under ``by-item/<item>/latest/<absolute path>``."""
+        vault = self._vaults[(case.corpus.name, case.run)]
+        with mount_dir() as mnt, case.log.open("a") as log:
+            argv = [str(BIN / "comet"), "--socket", str(self._agent.socket), "mount"]
+            argv += ["--vault", vault, "--item", case.corpus.name, str(mnt)]
+            proc = subprocess.Popen(argv, stdout=log, stderr=log)
+            try:
+                latest = mnt / "by-item" / case.corpus.name / "latest"
+                wait_for_path(latest, "comet mount", READY_TIMEOUT)
+                yield latest / case.corpus.root.relative_to("/")
+            finally:
+                self._agent.comet("unmount", str(mnt))
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
 
     def restore_reads(self, case: Case, out: Path) -> dict[str, int]:
         """Vault reads (GETs) of a full restore into each target, from each job's log

@@ -23,6 +23,8 @@ class BenchOptions:
     workdir: Path | None
     restore_dir: Path
     profile_dir: Path | None
+    mount: bool = True  # take the mount rows (comet mount vs restic mount)
+    mount_only: bool = False  # only the first backup and the mount rows
 
 
 def _tools(value: str) -> tuple[str, ...]:
@@ -88,6 +90,13 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         help="sample the Comet agent with py-spy during each timed job (collapsed stacks "
         "in DIR; slows Comet down, so do not compare those timings)",
     )
+    parser.add_argument(
+        "--mount",
+        choices=("yes", "no", "only"),
+        default="yes",
+        help="mount rows (comet mount vs restic mount): yes, no, or only (first backup "
+        "and the mount rows, nothing else)",
+    )
     args = parser.parse_args(argv)
     corpora = CORPORA if args.corpus == "both" else (args.corpus,)
     json_path = args.json or OUT_DIR / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -100,4 +109,6 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         workdir=args.workdir,
         restore_dir=args.restore_dir,
         profile_dir=args.profile_comet,
+        mount=args.mount != "no",
+        mount_only=args.mount == "only",
     )

@@ -17,7 +17,7 @@ MB = 1_000_000
 class Operation:
     key: str
     label: str
-    unit: str  # "s", "bytes", "MB" or "reads"
+    unit: str  # "s", "ms", "bytes", "MB", "MB/s" or "reads"
 
 
 OPERATIONS = (
@@ -44,6 +44,10 @@ OPERATIONS = (
             ("zip", "--archive zip"),
         )
     ),
+    Operation("mount_first_byte", "mount: time to first byte", "ms"),
+    Operation("mount_read", "mount: read every file", "s"),
+    Operation("mount_read_rate", "mount: read MB/s (higher is better)", "MB/s"),
+    Operation("mount_find", "mount: find | wc -l", "s"),
 )
 RATIOS = (("comet", "restic"), ("comet", "borg"))
 
@@ -90,6 +94,8 @@ class Results:
         for corpus in self.corpora:
             for op in OPERATIONS:
                 samples = {t: self._samples.get((corpus, op.key, t), []) for t in self.tools}
+                if not any(samples.values()):
+                    continue  # not measured for this corpus (e.g. find on large files)
                 medians = {t: statistics.median(v) if v else None for t, v in samples.items()}
                 ratios = {f"{a}/{b}": _ratio(medians.get(a), medians.get(b)) for a, b in RATIOS}
                 rows.append(Row(corpus, op, medians, ratios, samples))
@@ -131,7 +137,7 @@ def _value(value: float | None, unit: str) -> str:
         return "-"
     if unit == "bytes":
         return f"{round(value):,}"
-    if unit == "MB":
+    if unit in ("MB", "MB/s", "ms"):
         return f"{value:.1f}"
     if unit == "reads":
         return f"{round(value)}"

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.measure import BenchError, Measurement, run_measured, run_quiet
+from bench.mount_rows import mount_dir, wait_for_path
 from bench.tool import Case
 
 PASSWORD = "bench-restic-password"
@@ -57,6 +62,24 @@ class ResticClient:
     def restore(self, case: Case, dest: Path) -> Measurement:
         argv = [self._binary, "restore", "latest", "--target", str(dest)]
         return run_measured(argv, env=self._env(case), log=case.log)
+
+    @contextmanager
+    def mount(self, case: Case) -> Iterator[Path]:
+        """``restic mount``; the corpus is under ``snapshots/latest/<absolute path>``."""
+        with mount_dir() as mnt, case.log.open("a") as log:
+            argv = [self._binary, "mount", str(mnt)]
+            proc = subprocess.Popen(argv, env=self._env(case), stdout=log, stderr=log)
+            try:
+                latest = mnt / "snapshots" / "latest"
+                wait_for_path(latest, "restic mount")
+                yield latest / case.corpus.root.relative_to("/")
+            finally:
+                proc.send_signal(signal.SIGINT)  # restic unmounts on Ctrl-C
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
 
     def close(self) -> None:
         pass

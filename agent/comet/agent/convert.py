@@ -19,6 +19,7 @@ from comet.agent.maintenance.retention import (
     RetentionRange,
     RetentionRules,
 )
+from comet.agent.mount.options import MountRequest
 from comet.agent.restore.directory import Overwrite
 from comet.agent.scheduler import Frequency, ScheduleError, ScheduleSpec
 from comet.agent.snapshot_info import SnapshotInfo
@@ -32,7 +33,7 @@ from comet.agent.vaults import (
     VaultSpec,
     VaultType,
 )
-from comet.v1 import common_pb2
+from comet.v1 import agent_api_pb2, common_pb2
 
 
 def timestamp_ns(ns: int) -> Timestamp:
@@ -424,3 +425,14 @@ def retention_to_proto(policy: RetentionPolicy) -> common_pb2.RetentionPolicy:
             proto_range.newer_than.FromNanoseconds(r.newer_than_ns)
         msg.ranges.append(proto_range)
     return msg
+
+
+def mount_request_from_proto(msg: agent_api_pb2.MountRequest) -> MountRequest:
+    return MountRequest(
+        vault=msg.vault_id,
+        mountpoint=msg.mountpoint,
+        item=msg.item_id,
+        snapshot=msg.snapshot_id,
+        all_devices=msg.all_devices,
+        cache_bytes=max(msg.cache_bytes, 0),
+    )

@@ -16,6 +16,7 @@ from comet.agent.convert import (
     find_query_from_proto,
     job_to_proto,
     log_to_proto,
+    mount_request_from_proto,
     snapshot_to_proto,
     target_from_proto,
 )
@@ -44,6 +45,16 @@ _STATUS: dict[type[AgentError], grpc.StatusCode] = {
 }
 
 
+async def abort_with(context: Ctx, e: AgentError) -> None:
+    """End the call with the gRPC status for ``e``, its message and stable code."""
+    code = next(
+        (status for cls, status in _STATUS.items() if isinstance(e, cls)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    context.set_trailing_metadata((("comet-error-code", e.code),))
+    await context.abort(code, str(e))
+
+
 def handles_errors(fn: F) -> F:
     """AgentError → a gRPC status carrying the error's message and stable code."""
 
@@ -52,12 +63,7 @@ def handles_errors(fn: F) -> F:
         try:
             return await fn(self, request, context)
         except AgentError as e:
-            code = next(
-                (status for cls, status in _STATUS.items() if isinstance(e, cls)),
-                grpc.StatusCode.FAILED_PRECONDITION,
-            )
-            context.set_trailing_metadata((("comet-error-code", e.code),))
-            await context.abort(code, str(e))
+            await abort_with(context, e)
 
     return cast(F, wrapper)
 
@@ -355,3 +361,33 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         return agent_api_pb2.FindReply(
             entries=[entry_to_proto(e) for e in entries[:limit]], truncated=len(entries) > limit
         )
+
+    # ------------------------------------------------------------ mounts
+
+    async def Mount(
+        self, request: agent_api_pb2.MountRequest, context: Ctx
+    ) -> AsyncIterator[agent_api_pb2.MountEvent]:
+        try:
+            served = await self._agent.mounts.start(
+                await self._agent.ops.mount_plan(mount_request_from_proto(request))
+            )
+        except AgentError as e:
+            await abort_with(context, e)
+            return
+        yield agent_api_pb2.MountEvent(mountpoint=served.mountpoint, mounted=True)
+        if request.detach:
+            return
+        try:
+            while served.session.running:  # until 'comet unmount', fusermount3 -u, or stop
+                await asyncio.sleep(0.1)
+        finally:  # the caller went away (Ctrl-C): the mount goes with it
+            if served.session.running:
+                await asyncio.to_thread(served.stop)
+        yield agent_api_pb2.MountEvent(mountpoint=served.mountpoint, mounted=False)
+
+    @handles_errors
+    async def Unmount(
+        self, request: agent_api_pb2.UnmountRequest, context: Ctx
+    ) -> agent_api_pb2.UnmountReply:
+        await self._agent.mounts.stop(request.mountpoint)
+        return agent_api_pb2.UnmountReply()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -43,6 +44,13 @@ from comet.agent.jobs.restore_job import RestoreJob
 from comet.agent.jobs.runner import JobHandle, JobRunner
 from comet.agent.jobs.store import JobQuery, JobStore
 from comet.agent.jobs.targets import TargetSpec
+from comet.agent.mount.options import (
+    DEFAULT_CACHE_BYTES,
+    MountError,
+    MountOptions,
+    MountPlan,
+    MountRequest,
+)
 from comet.agent.profile_sync import NotLoggedInError, ProfileSync
 from comet.agent.snapshot_info import SnapshotInfo
 from comet.agent.state import AgentState, LoginState
@@ -363,6 +371,33 @@ class Operations:
             f"imported {len(items)} Protected Items, {len(vaults)} Storage Vaults and "
             f"{len(schedules)} schedules"
         )
+
+    # ------------------------------------------------------------ mounts
+
+    async def mount_plan(self, request: MountRequest) -> MountPlan:
+        """Open the vault's repository for a mount and say what the mount shows."""
+        if not os.path.isabs(request.mountpoint):
+            raise MountError(
+                f"the mount point must be an absolute path, not {request.mountpoint!r}"
+            )
+        login = self._login()
+        profile = await self.profile.fetch()
+        vault = self._vault(profile, request.vault)
+        item_ids = frozenset({self._item_id_or_raw(profile, request.item)} if request.item else ())
+        options = MountOptions(
+            mountpoint=request.mountpoint,
+            item_ids=item_ids,
+            snapshot=request.snapshot,
+            all_devices=request.all_devices,
+            device_id=login.device_id,
+            cache_bytes=request.cache_bytes or DEFAULT_CACHE_BYTES,
+        )
+        repo = await asyncio.to_thread(
+            open_repository, vault, login.wrap_key, key_dir=self.key_dir, server_url=login.server
+        )
+
+        names = {i.item_id: i.name for i in profile.items}
+        return MountPlan(repo, options, lambda: names)
 
     # ------------------------------------------------------------ snapshots
 

@@ -20,6 +20,7 @@ from comet.agent.jobs.outbox import Outbox
 from comet.agent.jobs.runner import JobRunner
 from comet.agent.jobs.store import JobStore
 from comet.agent.local_api import LocalApi
+from comet.agent.mount.registry import MountRegistry
 from comet.agent.operations import Operations
 from comet.agent.profile_sync import ProfileSync
 from comet.agent.remote import RemoteCommands
@@ -59,6 +60,7 @@ class Agent:
         self.remote = RemoteCommands(
             self.ops, self.policy, on_disconnect=self._disconnect_from_server
         )
+        self.mounts = MountRegistry()
         self.schedules = ScheduleDriver(self.ops)
         self.profile.on_change(self.schedules.profile_changed)
         self._live = LiveConnection(
@@ -163,6 +165,7 @@ class Agent:
             await stop.wait()
         finally:
             log.info("shutting down")
+            await self.mounts.stop_all()
             await server.stop(grace=1)
             refresher.cancel()
             await self.schedules.stop()

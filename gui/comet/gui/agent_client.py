@@ -13,6 +13,7 @@ models and dialogs must not.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -601,6 +602,37 @@ class AgentClient(QObject):
             return [convert.snapshot_from_proto(s) for s in reply.snapshots]
 
         return self._submit("ListSnapshots", call)
+
+    def mount_snapshot(self, vault_id: str, snapshot_id: str, mountpoint: str) -> Pending:
+        """Ask the agent to serve one snapshot read-only at ``mountpoint`` (an empty
+        directory) until ``unmount``; answers with the folder holding the snapshot."""
+        request = agent_api_pb2.MountRequest(
+            vault_id=vault_id,
+            mountpoint=mountpoint,
+            snapshot_id=snapshot_id,
+            all_devices=True,
+            detach=True,
+        )
+
+        def call() -> str:
+            for event in self._stub.Mount(request, timeout=_LONG):
+                if event.mounted:
+                    by_item = os.path.join(event.mountpoint, "by-item")
+                    items = os.listdir(by_item)
+                    if len(items) == 1:
+                        return os.path.realpath(os.path.join(by_item, items[0], "latest"))
+                    return by_item
+            raise _Gone("the agent ended the mount before it was ready")
+
+        return self._submit("Mount", call)
+
+    def unmount(self, mountpoint: str) -> Pending:
+        request = agent_api_pb2.UnmountRequest(mountpoint=mountpoint)
+
+        def call() -> None:
+            self._stub.Unmount(request, timeout=_LONG)
+
+        return self._submit("Unmount", call)
 
     def list_dir(self, vault_id: str, snapshot_id: str, path: str) -> Pending:
         request = agent_api_pb2.ListDirRequest(

@@ -47,6 +47,7 @@ from comet.gui.records import (
     StorageVault,
 )
 from comet.gui.search_dialog import SearchDialog
+from comet.gui.snapshot_browser import SnapshotBrowser
 
 RECORD = Qt.ItemDataRole.UserRole
 LOADING = "Loading…"
@@ -117,6 +118,12 @@ class ItemPage(QWizardPage):
         )
         self.search_button.clicked.connect(self.open_search)
         self.search_dialog: SearchDialog | None = None
+        self.browse_button = QPushButton("Browse in file manager")
+        self.browse_button.setToolTip(
+            "Open the selected snapshot read-only in the file manager, to copy files back"
+        )
+        self.browse_button.clicked.connect(lambda: self.browse_snapshot())
+        self.browser = SnapshotBrowser(wizard.client, parent=self)
         self.other_devices.toggled.connect(self.refresh)
         self.unknown.toggled.connect(self.refresh)
         self.tree = QTreeWidget()
@@ -130,10 +137,17 @@ class ItemPage(QWizardPage):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.state = QLabel()
         self.state.setWordWrap(True)
+        self.browser.failed.connect(self.state.setText)
+        self.browser.opened.connect(
+            lambda folder: self.state.setText(
+                f"The snapshot is open read-only at {folder} until this window closes."
+            )
+        )
         bar = QHBoxLayout()
         bar.addWidget(self.other_devices)
         bar.addWidget(self.unknown)
         bar.addStretch(1)
+        bar.addWidget(self.browse_button)
         bar.addWidget(self.search_button)
         bar.addWidget(self.refresh_button)
         layout = QVBoxLayout(self)
@@ -252,6 +266,17 @@ class ItemPage(QWizardPage):
     def isComplete(self) -> bool:
         return self.snapshot() is not None
 
+    def browse_snapshot(self, snapshot: Snapshot | None = None) -> None:
+        """Browse snapshot in file manager: the agent mounts it read-only until the
+        wizard closes."""
+        vault = self.owner.vault_page.vault()
+        snapshot = snapshot or self.snapshot()
+        if vault is None or snapshot is None:
+            self.state.setText("Select a snapshot to browse.")
+            return
+        self.state.setText("Opening the snapshot in the file manager…")
+        self.browser.browse(vault.vault_id, snapshot.snapshot_id)
+
     def listed_snapshots(self) -> list[Snapshot]:
         found: list[Snapshot] = []
         for i in range(self.tree.topLevelItemCount()):
@@ -312,6 +337,7 @@ class ItemPage(QWizardPage):
         if not isinstance(snapshot, Snapshot):
             return
         menu = QMenu(self)
+        menu.addAction("Browse snapshot in file manager", lambda: self.browse_snapshot(snapshot))
         action = menu.addAction("Delete this snapshot", lambda: self.delete_snapshot(snapshot))
         if action is not None and self.owner.profile.policy.prevent_delete_snapshot:
             action.setEnabled(False)
@@ -788,6 +814,7 @@ class RestoreWizard(QWizard):
         ):
             self.setPage(page_id, page)
         self.setButtonText(QWizard.WizardButton.FinishButton, "Restore")
+        self.finished.connect(self.item_page.browser.close_all)  # unmount what was browsed
 
     def spec(self) -> RestoreSpec:
         vault = self.vault_page.vault()

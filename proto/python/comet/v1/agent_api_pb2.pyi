@@ -917,3 +917,101 @@ class ListImportSourcesReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListImportSourcesReply: _TypeAlias = ListImportSourcesReply  # noqa: Y015
+
+@_typing.final
+class MountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VAULT_ID_FIELD_NUMBER: _builtins.int
+    MOUNTPOINT_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    ALL_DEVICES_FIELD_NUMBER: _builtins.int
+    CACHE_BYTES_FIELD_NUMBER: _builtins.int
+    DETACH_FIELD_NUMBER: _builtins.int
+    vault_id: _builtins.str
+    mountpoint: _builtins.str
+    """an existing empty directory, absolute"""
+    item_id: _builtins.str
+    """only this item (id or name); empty: all"""
+    snapshot_id: _builtins.str
+    """only this snapshot (id or prefix); empty: all"""
+    all_devices: _builtins.bool
+    """every device's snapshots, and by-device/"""
+    cache_bytes: _builtins.int
+    """blob cache size; 0: the default (256 MiB)"""
+    detach: _builtins.bool
+    def __init__(
+        self,
+        *,
+        vault_id: _builtins.str = ...,
+        mountpoint: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        snapshot_id: _builtins.str = ...,
+        all_devices: _builtins.bool = ...,
+        cache_bytes: _builtins.int = ...,
+        detach: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_devices", b"all_devices", "cache_bytes", b"cache_bytes", "detach", b"detach", "item_id", b"item_id", "mountpoint", b"mountpoint", "snapshot_id", b"snapshot_id", "vault_id", b"vault_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MountRequest: _TypeAlias = MountRequest  # noqa: Y015
+
+@_typing.final
+class MountEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOUNTPOINT_FIELD_NUMBER: _builtins.int
+    MOUNTED_FIELD_NUMBER: _builtins.int
+    mountpoint: _builtins.str
+    mounted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        mountpoint: _builtins.str = ...,
+        mounted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mounted", b"mounted", "mountpoint", b"mountpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MountEvent: _TypeAlias = MountEvent  # noqa: Y015
+
+@_typing.final
+class UnmountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOUNTPOINT_FIELD_NUMBER: _builtins.int
+    mountpoint: _builtins.str
+    def __init__(
+        self,
+        *,
+        mountpoint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mountpoint", b"mountpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnmountRequest: _TypeAlias = UnmountRequest  # noqa: Y015
+
+@_typing.final
+class UnmountReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnmountReply: _TypeAlias = UnmountReply  # noqa: Y015

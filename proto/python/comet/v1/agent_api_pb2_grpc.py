@@ -160,6 +160,16 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.ListImportSourcesRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_agent__api__pb2.ListImportSourcesReply.FromString,
                 _registered_method=True)
+        self.Mount = channel.unary_stream(
+                '/comet.v1.AgentApi/Mount',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.MountRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.MountEvent.FromString,
+                _registered_method=True)
+        self.Unmount = channel.unary_unary(
+                '/comet.v1.AgentApi/Unmount',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.UnmountRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.UnmountReply.FromString,
+                _registered_method=True)
 
 
 class AgentApiServicer:
@@ -317,6 +327,22 @@ class AgentApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Mount(self, request, context):
+        """Serves a vault's snapshots as a read-only filesystem at a mount point. The first
+        event says it is mounted; the stream then stays open while the mount lives and
+        ends with an unmounted event. Cancelling the call unmounts, unless `detach` was set
+        (then the reply ends after the first event and the mount lives until Unmount).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unmount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -444,6 +470,16 @@ def add_AgentApiServicer_to_server(servicer, server):
                     servicer.ListImportSources,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.ListImportSourcesRequest.FromString,
                     response_serializer=comet_dot_v1_dot_agent__api__pb2.ListImportSourcesReply.SerializeToString,
+            ),
+            'Mount': grpc.unary_stream_rpc_method_handler(
+                    servicer.Mount,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.MountRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.MountEvent.SerializeToString,
+            ),
+            'Unmount': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unmount,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.UnmountRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.UnmountReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1121,6 +1157,60 @@ class AgentApi:
             '/comet.v1.AgentApi/ListImportSources',
             comet_dot_v1_dot_agent__api__pb2.ListImportSourcesRequest.SerializeToString,
             comet_dot_v1_dot_agent__api__pb2.ListImportSourcesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Mount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/comet.v1.AgentApi/Mount',
+            comet_dot_v1_dot_agent__api__pb2.MountRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.MountEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unmount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/Unmount',
+            comet_dot_v1_dot_agent__api__pb2.UnmountRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.UnmountReply.FromString,
             options,
             channel_credentials,
             insecure,

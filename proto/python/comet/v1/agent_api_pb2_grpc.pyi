@@ -62,6 +62,13 @@ class AgentApiStub:
     ListDir: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.ListDirRequest, _agent_api_pb2.ListDirReply]
     Find: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.FindRequest, _agent_api_pb2.FindReply]
     ListImportSources: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.ListImportSourcesRequest, _agent_api_pb2.ListImportSourcesReply]
+    Mount: _grpc.UnaryStreamMultiCallable[_agent_api_pb2.MountRequest, _agent_api_pb2.MountEvent]
+    """Serves a vault's snapshots as a read-only filesystem at a mount point. The first
+    event says it is mounted; the stream then stays open while the mount lives and
+    ends with an unmounted event. Cancelling the call unmounts, unless `detach` was set
+    (then the reply ends after the first event and the mount lives until Unmount).
+    """
+    Unmount: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.UnmountRequest, _agent_api_pb2.UnmountReply]
 
 @_typing.type_check_only
 class AgentApiAsyncStub(AgentApiStub):
@@ -94,6 +101,13 @@ class AgentApiAsyncStub(AgentApiStub):
     ListDir: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.ListDirRequest, _agent_api_pb2.ListDirReply]  # type: ignore[assignment]
     Find: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.FindRequest, _agent_api_pb2.FindReply]  # type: ignore[assignment]
     ListImportSources: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.ListImportSourcesRequest, _agent_api_pb2.ListImportSourcesReply]  # type: ignore[assignment]
+    Mount: _aio.UnaryStreamMultiCallable[_agent_api_pb2.MountRequest, _agent_api_pb2.MountEvent]  # type: ignore[assignment]
+    """Serves a vault's snapshots as a read-only filesystem at a mount point. The first
+    event says it is mounted; the stream then stays open while the mount lives and
+    ends with an unmounted event. Cancelling the call unmounts, unless `detach` was set
+    (then the reply ends after the first event and the mount lives until Unmount).
+    """
+    Unmount: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.UnmountRequest, _agent_api_pb2.UnmountReply]  # type: ignore[assignment]
 
 class AgentApiServicer:
     def Status(
@@ -248,5 +262,22 @@ class AgentApiServicer:
         request: _agent_api_pb2.ListImportSourcesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.ListImportSourcesReply, _abc.Awaitable[_agent_api_pb2.ListImportSourcesReply]]: ...
+
+    def Mount(
+        self,
+        request: _agent_api_pb2.MountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_api_pb2.MountEvent], _abc.AsyncIterator[_agent_api_pb2.MountEvent]]:
+        """Serves a vault's snapshots as a read-only filesystem at a mount point. The first
+        event says it is mounted; the stream then stays open while the mount lives and
+        ends with an unmounted event. Cancelling the call unmounts, unless `detach` was set
+        (then the reply ends after the first event and the mount lives until Unmount).
+        """
+
+    def Unmount(
+        self,
+        request: _agent_api_pb2.UnmountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.UnmountReply, _abc.Awaitable[_agent_api_pb2.UnmountReply]]: ...
 
 def add_AgentApiServicer_to_server(servicer: AgentApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
