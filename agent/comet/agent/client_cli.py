@@ -459,7 +459,9 @@ def finish_job(client: AgentClient, job: common_pb2.Job, args: argparse.Namespac
 
 
 def cmd_backup(client: AgentClient, args: argparse.Namespace) -> None:
-    options = common_pb2.BackupOptions(bandwidth_limit_bps=args.bandwidth_limit or 0)
+    options = common_pb2.BackupOptions(
+        bandwidth_limit_bps=args.bandwidth_limit or 0, stop_after_seconds=args.stop_after or 0
+    )
     job = client.api.StartBackup(
         agent_api_pb2.StartBackupRequest(item_id=args.item, vault_id=args.vault, options=options),
         timeout=60,
@@ -861,6 +863,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--wait", action="store_true", help="wait for the job to end")
     backup.add_argument(
         "--bandwidth-limit", type=int, metavar="BYTES_PER_S", help="cap upload speed for this job"
+    )
+    backup.add_argument(
+        "--stop-after", type=int, metavar="SECONDS", help="cancel the job after this long"
     )
     backup.add_argument("--json", action="store_true")
     backup.set_defaults(func=cmd_backup)

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from comet.agent.cancel import CancelToken
 from comet.agent.credentials import unwrap_secret, wrap_secret
 from comet.agent.errors import AgentError
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import Storage
+from comet.agent.storage.cancellable import CancellableStorage
 from comet.agent.storage.local import LocalStorage
 from comet.agent.storage.ratelimit import RateLimitedStorage
 from comet.agent.storage.retry import RetryingStorage
@@ -171,11 +174,20 @@ def open_repository(
     key_dir: Path,
     server_url: str = "",
     bandwidth_bps: int = 0,
+    cancel: CancelToken | None = None,
 ) -> Repository:
-    """The vault's repository; ``bandwidth_bps`` caps uploads and downloads."""
+    """The vault's repository; ``bandwidth_bps`` caps uploads and downloads; after
+    ``cancel`` fires, transfers stop (also while waiting for bandwidth)."""
     storage = open_storage(spec, key_dir=key_dir, server_url=server_url)
     if bandwidth_bps:
-        storage = RateLimitedStorage(storage, upload_bps=bandwidth_bps, download_bps=bandwidth_bps)
+        storage = RateLimitedStorage(
+            storage,
+            upload_bps=bandwidth_bps,
+            download_bps=bandwidth_bps,
+            sleep=cancel.sleep if cancel is not None else time.sleep,
+        )
+    if cancel is not None:
+        storage = CancellableStorage(storage, cancel)
     return Repository.open(storage, unwrap_vault_key(spec, wrap_key))
 
 

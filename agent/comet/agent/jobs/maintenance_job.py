@@ -68,7 +68,11 @@ class VaultJob(abc.ABC):
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
         repo = open_repository(
-            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
+            self.vault,
+            self.wrap_key,
+            key_dir=self.key_dir,
+            server_url=self.server_url,
+            cancel=handle.cancel,
         )
         try:
             return self.work(repo, handle)

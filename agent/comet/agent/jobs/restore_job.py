@@ -28,7 +28,11 @@ class RestoreJob:
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
         repo = open_repository(
-            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
+            self.vault,
+            self.wrap_key,
+            key_dir=self.key_dir,
+            server_url=self.server_url,
+            cancel=handle.cancel,
         )
         try:
             snapshot = repo.load_snapshot(self.snapshot_id)
@@ -36,7 +40,7 @@ class RestoreJob:
             if not handle.job.item_id:
                 handle.job.item_id = snapshot.item_id
             handle.update(force=True, bytes_total=snapshot.total_bytes, items_total=snapshot.files)
-            with open_target(self.target) as target:
+            with open_target(self.target, handle.cancel) as target:
                 result = run_restore(
                     repo,
                     snapshot.id,
