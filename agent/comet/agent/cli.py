@@ -12,6 +12,7 @@ from comet.agent.config import (
     AgentConfig,
     default_socket_path,
     default_state_dir,
+    missed_grace_from_env,
     reconnect_max_from_env,
 )
 from comet.agent.errors import AgentError
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=(args.state_dir or default_state_dir()).absolute(),
         socket_path=(args.socket or default_socket_path()).absolute(),
         reconnect_max_seconds=reconnect_max_from_env(60.0),
+        missed_grace_seconds=missed_grace_from_env(600.0),
     )
     if len(str(config.socket_path)) > 107:
         return fail("comet-agent", f"socket path too long for a unix socket: {config.socket_path}")

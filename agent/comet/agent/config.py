@@ -16,6 +16,8 @@ class AgentConfig:
     reconnect_min_seconds: float = 1.0
     reconnect_max_seconds: float = 60.0
     heartbeat_seconds: float = 15.0
+    # A scheduled run this late (the agent was down) still runs; older ones are Missed.
+    missed_grace_seconds: float = 600.0
 
 
 def default_state_dir() -> Path:
@@ -43,4 +45,10 @@ def default_socket_path() -> Path:
 def reconnect_max_from_env(default: float) -> float:
     """Tests shorten the reconnect backoff with COMET_AGENT_RECONNECT_MAX."""
     value = os.environ.get("COMET_AGENT_RECONNECT_MAX")
+    return float(value) if value else default
+
+
+def missed_grace_from_env(default: float) -> float:
+    """Tests shorten the late-run grace window with COMET_AGENT_MISSED_GRACE (seconds)."""
+    value = os.environ.get("COMET_AGENT_MISSED_GRACE")
     return float(value) if value else default

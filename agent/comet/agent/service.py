@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -55,7 +56,9 @@ class Agent:
             self.state, self.jobs, self.runner, self.profile, config.state_dir / "keys"
         )
         self.remote = RemoteCommands(self.ops, on_disconnect=self._disconnect_from_server)
-        self.schedules = ScheduleDriver(self.ops)
+        self.schedules = ScheduleDriver(
+            self.ops, grace=timedelta(seconds=config.missed_grace_seconds)
+        )
         self.profile.on_change(self.schedules.profile_changed)
         self._live = LiveConnection(
             self.state,

@@ -413,7 +413,10 @@ class JobStore:
         including any progress held back for the job."""
         if not job.job_id or len(job.job_id) > 64:
             raise InvalidRequestError("a job report needs a job id of at most 64 characters")
-        if job.status in (JobStatus.ABANDONED, JobStatus.MISSED):
+        # A device reports the scheduled runs it missed while it was down (MISSED, under
+        # the id the missed-run sweep would give, so each run is one row); ABANDONED
+        # says the device stopped reporting, which only the server can tell.
+        if job.status is JobStatus.ABANDONED:
             raise InvalidRequestError(f"the status {job.status.name} is set by the server only")
         now = self._clock.now()
         known = self._known.get(job.job_id)
