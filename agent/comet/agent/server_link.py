@@ -257,10 +257,16 @@ class LiveConnection:
             login = self._state.load_login()
             if not login.logged_in:
                 self._wake.clear()
-                await self._wake.wait()
+                # A login between the check and the clear must not be slept through.
+                if not self._state.load_login().logged_in:
+                    await self._wake.wait()
                 continue
             started = time.monotonic()
-            ended_cleanly = await self._connect_once(login)
+            try:
+                ended_cleanly = await self._connect_once(login)
+            except Exception as e:  # the loop outlives every error class; retry later
+                log.exception("live connection failed")
+                self.last_error, ended_cleanly = f"internal error: {e}", False
             if self._stopping:
                 break
             if time.monotonic() - started > 30:
@@ -295,6 +301,13 @@ class LiveConnection:
                     task = asyncio.create_task(self._handle(message.command, outgoing))
                     self._handlers.add(task)
                     task.add_done_callback(self._handlers.discard)
+            return True
+        except asyncio.CancelledError:
+            # reconnect_now() cancelled the call (disconnect, login, drop): dial again.
+            # Only our own task being cancelled (agent shutdown) ends the loop.
+            current = asyncio.current_task()
+            if self._stopping or (current is not None and current.cancelling()):
+                raise
             return True
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.CANCELLED:
