@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from comet.agent.cli_totp import add_totp_commands
 from comet.agent.config import default_socket_path
 from comet.agent.output import fail, print_json, print_table, rfc3339
 from comet.agent.transport import parse_server_url, rpc_error_message
@@ -959,6 +960,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--list", action="store_true", help="list what can be imported")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_import)
+
+    add_totp_commands(sub)
 
     job = sub.add_parser("job", help="jobs").add_subparsers(dest="sub", required=True)
     jlog = job.add_parser("log", help="show a job's log")

@@ -101,6 +101,27 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         await self._agent.unlock(request.password)
         return self._agent.status()
 
+    @handles_errors
+    async def BeginTotp(
+        self, request: agent_api_pb2.LocalBeginTotpRequest, context: Ctx
+    ) -> agent_api_pb2.LocalBeginTotpReply:
+        enrolment = await self._agent.totp.begin()
+        return agent_api_pb2.LocalBeginTotpReply(secret=enrolment.secret, otpauth_uri=enrolment.uri)
+
+    @handles_errors
+    async def ConfirmTotp(
+        self, request: agent_api_pb2.LocalTotpCodeRequest, context: Ctx
+    ) -> agent_api_pb2.StatusReply:
+        await self._agent.totp.confirm(request.code)
+        return self._agent.status()
+
+    @handles_errors
+    async def DisableTotp(
+        self, request: agent_api_pb2.LocalTotpCodeRequest, context: Ctx
+    ) -> agent_api_pb2.StatusReply:
+        await self._agent.totp.disable(request.code)
+        return self._agent.status()
+
     async def Disconnect(
         self, request: agent_api_pb2.DisconnectRequest, context: Ctx
     ) -> agent_api_pb2.StatusReply:

@@ -33,6 +33,7 @@ from comet.agent.server_link import (
     login,
 )
 from comet.agent.state import AgentState
+from comet.agent.totp_link import TotpLink
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Agent:
         self.runner = JobRunner(self.jobs, self._identity)
         self.outbox = Outbox(self.jobs, self.state)
         self.profile = ProfileSync(self.state)
+        self.totp = TotpLink(self.state)
         self.ops = Operations(
             self.state, self.jobs, self.runner, self.profile, config.state_dir / "keys"
         )

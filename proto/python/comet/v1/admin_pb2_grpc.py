@@ -111,6 +111,11 @@ class AdminServiceStub:
                 request_serializer=comet_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_admin__pb2.ListAuditReply.FromString,
                 _registered_method=True)
+        self.ResetUserTotp = channel.unary_unary(
+                '/comet.v1.AdminService/ResetUserTotp',
+                request_serializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpReply.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -206,6 +211,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetUserTotp(self, request, context):
+        """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
+        audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +296,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=comet_dot_v1_dot_admin__pb2.ListAuditRequest.FromString,
                     response_serializer=comet_dot_v1_dot_admin__pb2.ListAuditReply.SerializeToString,
+            ),
+            'ResetUserTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetUserTotp,
+                    request_deserializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -690,6 +708,33 @@ class AdminService:
             '/comet.v1.AdminService/ListAudit',
             comet_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
             comet_dot_v1_dot_admin__pb2.ListAuditReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetUserTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AdminService/ResetUserTotp',
+            comet_dot_v1_dot_admin__pb2.ResetUserTotpRequest.SerializeToString,
+            comet_dot_v1_dot_admin__pb2.ResetUserTotpReply.FromString,
             options,
             channel_credentials,
             insecure,

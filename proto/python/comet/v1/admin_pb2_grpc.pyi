@@ -50,6 +50,10 @@ class AdminServiceStub:
     GetJobLog: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetJobLogRequest, _admin_pb2.GetJobLogReply]
     Dispatch: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DispatchRequest, _control_pb2.CommandReply]
     ListAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditReply]
+    ResetUserTotp: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ResetUserTotpRequest, _admin_pb2.ResetUserTotpReply]
+    """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
+    audited.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -69,6 +73,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     GetJobLog: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetJobLogRequest, _admin_pb2.GetJobLogReply]  # type: ignore[assignment]
     Dispatch: _aio.UnaryUnaryMultiCallable[_admin_pb2.DispatchRequest, _control_pb2.CommandReply]  # type: ignore[assignment]
     ListAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditReply]  # type: ignore[assignment]
+    ResetUserTotp: _aio.UnaryUnaryMultiCallable[_admin_pb2.ResetUserTotpRequest, _admin_pb2.ResetUserTotpReply]  # type: ignore[assignment]
+    """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
+    audited.
+    """
 
 class AdminServiceServicer:
     def AddUser(
@@ -160,5 +168,14 @@ class AdminServiceServicer:
         request: _admin_pb2.ListAuditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListAuditReply, _abc.Awaitable[_admin_pb2.ListAuditReply]]: ...
+
+    def ResetUserTotp(
+        self,
+        request: _admin_pb2.ResetUserTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ResetUserTotpReply, _abc.Awaitable[_admin_pb2.ResetUserTotpReply]]:
+        """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
+        audited.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -65,6 +65,21 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalChangePasswordRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
                 _registered_method=True)
+        self.BeginTotp = channel.unary_unary(
+                '/comet.v1.AgentApi/BeginTotp',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpReply.FromString,
+                _registered_method=True)
+        self.ConfirmTotp = channel.unary_unary(
+                '/comet.v1.AgentApi/ConfirmTotp',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+                _registered_method=True)
+        self.DisableTotp = channel.unary_unary(
+                '/comet.v1.AgentApi/DisableTotp',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+                _registered_method=True)
         self.GetProfile = channel.unary_unary(
                 '/comet.v1.AgentApi/GetProfile',
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalProfileRequest.SerializeToString,
@@ -191,6 +206,27 @@ class AgentApiServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ChangePassword(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginTotp(self, request, context):
+        """Two-factor (TOTP) for the logged-in account, through this device's credential
+        (no device is registered): Begin hands out a secret, Confirm activates it with a
+        code from the authenticator app, Disable needs a current code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmTotp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableTotp(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -335,6 +371,21 @@ def add_AgentApiServicer_to_server(servicer, server):
             'ChangePassword': grpc.unary_unary_rpc_method_handler(
                     servicer.ChangePassword,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalChangePasswordRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.SerializeToString,
+            ),
+            'BeginTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginTotp,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpReply.SerializeToString,
+            ),
+            'ConfirmTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmTotp,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.SerializeToString,
+            ),
+            'DisableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableTotp,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.FromString,
                     response_serializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.SerializeToString,
             ),
             'GetProfile': grpc.unary_unary_rpc_method_handler(
@@ -589,6 +640,87 @@ class AgentApi:
             target,
             '/comet.v1.AgentApi/ChangePassword',
             comet_dot_v1_dot_agent__api__pb2.LocalChangePasswordRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/BeginTotp',
+            comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/ConfirmTotp',
+            comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/DisableTotp',
+            comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.SerializeToString,
             comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
             options,
             channel_credentials,

@@ -20,6 +20,7 @@ from comet.server.rpc import convert
 from comet.server.rpc.auth_context import ANY_ADMIN, OPERATORS, SUPER, Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.rpc.routing import CommandRouter
+from comet.server.rpc.totp_admin import audited_totp_reset
 from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, Role
 from comet.server.store.jobs import JobRecord, JobStore
@@ -92,6 +93,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             admin.username, "user.delete", request.username, source=peer_address(context)
         )
         return admin_pb2.DeleteUserReply()
+
+    @handles_errors
+    async def ResetUserTotp(
+        self, request: admin_pb2.ResetUserTotpRequest, context: Ctx
+    ) -> admin_pb2.ResetUserTotpReply:
+        admin = await self._auth.admin(context, allowed=SUPER)
+        await audited_totp_reset(self._accounts, admin.username, request.username, context)
+        return admin_pb2.ResetUserTotpReply()
 
     @handles_errors
     async def ResetPassword(

@@ -521,6 +521,19 @@ class AccountStore:
             username = user.username
         await self.audit(username, "totp.disable", username)
 
+    async def reset_totp(self, username: str) -> bool:
+        """An administrator turns a user's two-factor off (a lost authenticator), with
+        any pending enrolment. Returns whether it had been enabled."""
+        async with self._sessions() as s, s.begin():
+            user = await s.scalar(select(User).where(User.username == username).with_for_update())
+            if user is None:
+                raise NotFoundError(f"no user named {username!r}")
+            was_enabled = user.totp_secret is not None
+            user.totp_secret = None
+            user.totp_pending_secret = None
+            user.totp_last_step = None
+        return was_enabled
+
     # ------------------------------------------------------------------ passwords
 
     async def change_password(
