@@ -56,6 +56,9 @@ ADMIN_CALLS: dict[str, Call] = {
         metadata=s.metadata,
     ),
     "ListAudit": lambda r, s: r.admin.ListAudit(admin_pb2.ListAuditRequest(), metadata=s.metadata),
+    "ResetUserTotp": lambda r, s: r.admin.ResetUserTotp(
+        admin_pb2.ResetUserTotpRequest(username="alice"), metadata=s.metadata
+    ),
 }
 
 # What each role may call; everything else is refused with PERMISSION_DENIED.

@@ -84,7 +84,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
     async def Lock(
         self, request: agent_api_pb2.LockRequest, context: Ctx
     ) -> agent_api_pb2.StatusReply:
-        self._agent.lock()
+        await self._agent.lock()
         return self._agent.status()
 
     @handles_errors

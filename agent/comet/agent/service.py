@@ -16,6 +16,7 @@ import grpc
 
 from comet.agent import __version__
 from comet.agent.config import AgentConfig
+from comet.agent.device_events import report_device_event
 from comet.agent.errors import AgentError
 from comet.agent.jobs.outbox import Outbox
 from comet.agent.jobs.runner import JobRunner
@@ -124,11 +125,14 @@ class Agent:
         if not await asyncio.to_thread(check_password, self.state, password):
             raise LoginError("wrong password")
         self.state.save_login(replace(self.state.load_login(), locked=False))
+        await report_device_event(self.state.load_login(), "unlock")
 
-    def lock(self) -> None:
+    async def lock(self) -> None:
         self.state.save_login(replace(self.state.load_login(), locked=True))
+        await report_device_event(self.state.load_login(), "lock")
 
     async def disconnect(self) -> None:
+        await report_device_event(self.state.load_login(), "disconnect")  # needs the login
         self.state.logout()
         self._live.reconnect_now()
 

@@ -154,6 +154,10 @@ class AgentServiceStub:
     """The live connection: one long-lived bidirectional stream per agent."""
     CreateBucket: _grpc.UnaryUnaryMultiCallable[_control_pb2.CreateBucketRequest, _control_pb2.CreateBucketReply]
     """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
+    ReportDeviceEvent: _grpc.UnaryUnaryMultiCallable[_control_pb2.DeviceEvent, _control_pb2.DeviceEventAck]
+    """Something a person did on the device that the server's audit log must show
+    (the app locked or unlocked, the agent disconnected).
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -173,6 +177,10 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """The live connection: one long-lived bidirectional stream per agent."""
     CreateBucket: _aio.UnaryUnaryMultiCallable[_control_pb2.CreateBucketRequest, _control_pb2.CreateBucketReply]  # type: ignore[assignment]
     """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
+    ReportDeviceEvent: _aio.UnaryUnaryMultiCallable[_control_pb2.DeviceEvent, _control_pb2.DeviceEventAck]  # type: ignore[assignment]
+    """Something a person did on the device that the server's audit log must show
+    (the app locked or unlocked, the agent disconnected).
+    """
 
 class AgentServiceServicer:
     """---------------------------------------------------------------- agent service
@@ -224,5 +232,14 @@ class AgentServiceServicer:
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.CreateBucketReply, _abc.Awaitable[_control_pb2.CreateBucketReply]]:
         """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
+
+    def ReportDeviceEvent(
+        self,
+        request: _control_pb2.DeviceEvent,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.DeviceEventAck, _abc.Awaitable[_control_pb2.DeviceEventAck]]:
+        """Something a person did on the device that the server's audit log must show
+        (the app locked or unlocked, the agent disconnected).
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

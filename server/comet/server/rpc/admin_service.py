@@ -5,6 +5,7 @@ and dispatches, AUDITOR only reads."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import grpc
@@ -17,6 +18,7 @@ from comet.server.errors import (
     ServerError,
 )
 from comet.server.rpc import convert
+from comet.server.rpc.audited import audited
 from comet.server.rpc.auth_context import ANY_ADMIN, OPERATORS, SUPER, Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.rpc.routing import CommandRouter
@@ -248,9 +250,6 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if not request.HasField("command") or request.command.WhichOneof("action") is None:
             raise InvalidRequestError("a dispatch needs a command")
         action = request.command.WhichOneof("action") or ""
-        await self._accounts.audit(
-            admin.username, f"dispatch.{action}", request.device_id, source=peer_address(context)
-        )
         if action == "browse_filesystem":
             # Checked here as well as on the device: the user's privacy setting must
             # hold even against an agent that would answer.
@@ -260,13 +259,19 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 raise PermissionDeniedError(
                     "the user does not allow administrators to view files on their devices"
                 )
+        # Audited after the send, with its real outcome (an offline device: failed).
+        audit = functools.partial(
+            audited, self._accounts, actor=admin.username, action=f"dispatch.{action}",
+            target=request.device_id, context=context,
+        )  # fmt: skip
         if action == "drop_connection":
             # Closing the server's side makes the agent reconnect.
-            await self._router.drop(request.device_id)
+            await audit(self._router.drop(request.device_id))
             return control_pb2.CommandReply(done=control_pb2.Empty())
         timeout = float(request.timeout_seconds or 60)
-        reply = await self._router.send(
-            request.device_id, request.command, timeout=min(timeout, 120)
+        reply = await audit(
+            self._router.send(request.device_id, request.command, timeout=min(timeout, 120)),
+            refused=lambda r: f"the device answered: {r.error}" if r.error else "",
         )
         if request.wait and reply.HasField("job_started") and not reply.error:
             job = await self._wait_for_job(reply.job_started.job_id, timeout)
