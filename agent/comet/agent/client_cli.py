@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from comet.agent.cli_import import cmd_import_preview
 from comet.agent.cli_totp import add_totp_commands
 from comet.agent.config import default_socket_path
 from comet.agent.output import fail, print_json, print_table, rfc3339
@@ -653,6 +654,9 @@ def cmd_import(client: AgentClient, args: argparse.Namespace) -> None:
         else:
             print_table(rows, ["source_id", "product", "description"])
         return
+    if args.dry_run:
+        cmd_import_preview(client, args)
+        return
     job = client.api.StartVaultJob(
         agent_api_pb2.StartVaultJobRequest(
             classification=common_pb2.JOB_CLASSIFICATION_IMPORT,
@@ -958,6 +962,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import settings from other backup products")
     imp.add_argument("source_id", nargs="?", help="a source from --list")
     imp.add_argument("--list", action="store_true", help="list what can be imported")
+    imp.add_argument(
+        "--dry-run", action="store_true", help="print what would be created; change nothing"
+    )
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_import)
 

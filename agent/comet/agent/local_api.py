@@ -20,6 +20,7 @@ from comet.agent.convert import (
     target_from_proto,
 )
 from comet.agent.errors import AgentError
+from comet.agent.import_objects import check_import_allowed
 from comet.agent.jobs.codes import Classification, Status
 from comet.agent.jobs.store import JobQuery
 from comet.agent.operations import NotFoundError, RestoreRequest
@@ -203,6 +204,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
     async def ListImportSources(
         self, request: agent_api_pb2.ListImportSourcesRequest, context: Ctx
     ) -> agent_api_pb2.ListImportSourcesReply:
+        check_import_allowed(self._agent.profile.cached())
         result = await asyncio.to_thread(self._agent.ops.import_sources)
         return agent_api_pb2.ListImportSourcesReply(
             sources=[
@@ -214,6 +216,19 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
                 )
                 for s in result.sources
             ]
+        )
+
+    @handles_errors
+    async def PreviewImport(
+        self, request: agent_api_pb2.PreviewImportRequest, context: Ctx
+    ) -> agent_api_pb2.ImportPreview:
+        plan, made = await self._agent.ops.preview_import(request.source_id)
+        return agent_api_pb2.ImportPreview(
+            items=made.items,
+            vaults=made.vaults,
+            schedules=made.schedules,
+            warnings=plan.warnings,
+            missing_secrets=[", ".join(v.missing_secrets) for v in plan.vaults],
         )
 
     @handles_errors

@@ -170,6 +170,11 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.ListImportSourcesRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_agent__api__pb2.ListImportSourcesReply.FromString,
                 _registered_method=True)
+        self.PreviewImport = channel.unary_unary(
+                '/comet.v1.AgentApi/PreviewImport',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.PreviewImportRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.ImportPreview.FromString,
+                _registered_method=True)
 
 
 class AgentApiServicer:
@@ -340,6 +345,14 @@ class AgentApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewImport(self, request, context):
+        """What importing a source would create, without creating anything (comet import
+        --dry-run): the same objects the import job adds, with placeholder ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -477,6 +490,11 @@ def add_AgentApiServicer_to_server(servicer, server):
                     servicer.ListImportSources,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.ListImportSourcesRequest.FromString,
                     response_serializer=comet_dot_v1_dot_agent__api__pb2.ListImportSourcesReply.SerializeToString,
+            ),
+            'PreviewImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewImport,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.PreviewImportRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.ImportPreview.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1208,6 +1226,33 @@ class AgentApi:
             '/comet.v1.AgentApi/ListImportSources',
             comet_dot_v1_dot_agent__api__pb2.ListImportSourcesRequest.SerializeToString,
             comet_dot_v1_dot_agent__api__pb2.ListImportSourcesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/PreviewImport',
+            comet_dot_v1_dot_agent__api__pb2.PreviewImportRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.ImportPreview.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,10 @@ class AgentApiStub:
     ListDir: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.ListDirRequest, _agent_api_pb2.ListDirReply]
     Find: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.FindRequest, _agent_api_pb2.FindReply]
     ListImportSources: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.ListImportSourcesRequest, _agent_api_pb2.ListImportSourcesReply]
+    PreviewImport: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.PreviewImportRequest, _agent_api_pb2.ImportPreview]
+    """What importing a source would create, without creating anything (comet import
+    --dry-run): the same objects the import job adds, with placeholder ids.
+    """
 
 @_typing.type_check_only
 class AgentApiAsyncStub(AgentApiStub):
@@ -100,6 +104,10 @@ class AgentApiAsyncStub(AgentApiStub):
     ListDir: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.ListDirRequest, _agent_api_pb2.ListDirReply]  # type: ignore[assignment]
     Find: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.FindRequest, _agent_api_pb2.FindReply]  # type: ignore[assignment]
     ListImportSources: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.ListImportSourcesRequest, _agent_api_pb2.ListImportSourcesReply]  # type: ignore[assignment]
+    PreviewImport: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.PreviewImportRequest, _agent_api_pb2.ImportPreview]  # type: ignore[assignment]
+    """What importing a source would create, without creating anything (comet import
+    --dry-run): the same objects the import job adds, with placeholder ids.
+    """
 
 class AgentApiServicer:
     def Status(
@@ -267,5 +275,14 @@ class AgentApiServicer:
         request: _agent_api_pb2.ListImportSourcesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.ListImportSourcesReply, _abc.Awaitable[_agent_api_pb2.ListImportSourcesReply]]: ...
+
+    def PreviewImport(
+        self,
+        request: _agent_api_pb2.PreviewImportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.ImportPreview, _abc.Awaitable[_agent_api_pb2.ImportPreview]]:
+        """What importing a source would create, without creating anything (comet import
+        --dry-run): the same objects the import job adds, with placeholder ids.
+        """
 
 def add_AgentApiServicer_to_server(servicer: AgentApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
