@@ -52,6 +52,20 @@ def test_stop_after_stops_a_program_that_ignores_sigterm(
     assert not [p for p in _processes() if "sleep 120" in p]
 
 
+def test_a_person_cancelling_a_stubborn_program_job_stops_it_within_seconds(
+    alice: AgentProcess, short_tmp: Path
+) -> None:
+    stubborn_item(alice, short_tmp)
+    job = alice.comet("backup", "stubborn", "--vault", "v", "--json").json()
+    time.sleep(1)
+    started = time.monotonic()
+    ended = alice.comet("job", "cancel", job["job_id"], "--wait", "--json").json()
+    assert ended["status_code"] == CANCELLED
+    assert time.monotonic() - started < 10
+    assert "cancelled by a person" in job_log(alice, job["job_id"])
+    assert not [p for p in _processes() if "sleep 120" in p]
+
+
 def test_a_cancelled_slow_backup_keeps_its_finished_packs_for_the_next_run(
     alice: AgentProcess, short_tmp: Path
 ) -> None:

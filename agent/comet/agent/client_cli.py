@@ -697,6 +697,16 @@ def cmd_history(client: AgentClient, args: argparse.Namespace) -> None:
         print_table(rows, ["job_id", "classification", "status", "started_at", "files", "bytes"])
 
 
+def cmd_job_cancel(client: AgentClient, args: argparse.Namespace) -> None:
+    job = client.api.CancelJob(agent_api_pb2.CancelLocalJobRequest(job_id=args.job_id), timeout=60)
+    if args.wait:
+        job = wait_for_job(client, job, show=False)
+    if args.json:
+        print_json(job_json(job))
+    else:
+        print(f"job {job.job_id}: {job_json(job)['status']}")
+
+
 def cmd_job_log(client: AgentClient, args: argparse.Namespace) -> None:
     reply = client.api.JobLog(agent_api_pb2.JobLogRequest(job_id=args.job_id), timeout=60)
     severity = {1: "D", 2: "I", 3: "W", 4: "E"}
@@ -975,6 +985,11 @@ def build_parser() -> argparse.ArgumentParser:
     jlog.add_argument("job_id")
     jlog.add_argument("--json", action="store_true")
     jlog.set_defaults(func=cmd_job_log)
+    jcancel = job.add_parser("cancel", help="cancel a running job (it stops within seconds)")
+    jcancel.add_argument("job_id")
+    jcancel.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    jcancel.add_argument("--json", action="store_true")
+    jcancel.set_defaults(func=cmd_job_cancel)
     return parser
 
 

@@ -203,6 +203,12 @@ async def change_password(
     remember_kdf(state, new_kdf)
 
 
+def _task_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (not just one of its calls)."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
 class LiveConnection:
     """Holds the live connection while the agent is logged in."""
 
@@ -264,6 +270,10 @@ class LiveConnection:
             started = time.monotonic()
             try:
                 ended_cleanly = await self._connect_once(login)
+            except asyncio.CancelledError:
+                if self._stopping or _task_cancelled():
+                    raise
+                ended_cleanly = True  # a stray cancellation of a call: dial again
             except Exception as e:  # the loop outlives every error class; retry later
                 log.exception("live connection failed")
                 self.last_error, ended_cleanly = f"internal error: {e}", False
@@ -305,8 +315,7 @@ class LiveConnection:
         except asyncio.CancelledError:
             # reconnect_now() cancelled the call (disconnect, login, drop): dial again.
             # Only our own task being cancelled (agent shutdown) ends the loop.
-            current = asyncio.current_task()
-            if self._stopping or (current is not None and current.cancelling()):
+            if self._stopping or _task_cancelled():
                 raise
             return True
         except grpc.aio.AioRpcError as e:
