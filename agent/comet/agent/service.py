@@ -172,8 +172,15 @@ class Agent:
             await self._live.stop()
             with contextlib.suppress(FileNotFoundError):
                 self._config.socket_path.unlink()
+            stuck = self.runner.running_ids()
             self.jobs.close()
             self.state.close()
+            if stuck:
+                # Their records already say Cancelled; a worker thread blocked in a call
+                # that cannot be interrupted must not hold the process past its stop.
+                log.warning("%d job(s) did not stop in time; exiting anyway", len(stuck))
+                logging.shutdown()
+                os._exit(0)
 
     async def _refresh_profile(self) -> None:
         """Keeps the cached profile fresh, so changes made elsewhere (the app on another
