@@ -27,6 +27,7 @@ SCREENS = {
     "12-account-tab",
     "13-account-dialog",
     "13-change-password",
+    "13-two-factor",
     "14-vault-editor",
     "14-vault-editor-existing",
     "15-item-editor",

@@ -124,6 +124,9 @@ CALLS: dict[str, Call] = {
         metadata=md,
         timeout=10,
     ),
+    "AgentService/ReportDeviceEvent": lambda c, w, md: c.stubs.agent.ReportDeviceEvent(
+        control_pb2.DeviceEvent(action="lock"), metadata=md, timeout=10
+    ),
     "StorageService/Put": lambda c, w, md: c.stubs.storage.Put(
         iter([storage_pb2.PutObjectChunk(key="matrix", data=b"x", total_size=1)]),
         metadata=md,
@@ -191,6 +194,9 @@ CALLS: dict[str, Call] = {
     ),
     "AdminService/ListAudit": lambda c, w, md: c.stubs.admin.ListAudit(
         admin_pb2.ListAuditRequest(limit=5), metadata=md, timeout=10
+    ),
+    "AdminService/ResetUserTotp": lambda c, w, md: c.stubs.admin.ResetUserTotp(
+        admin_pb2.ResetUserTotpRequest(username="nobody-at-all"), metadata=md, timeout=10
     ),
     "AdminService/ListBuckets": lambda c, w, md: c.stubs.admin.ListBuckets(
         admin_pb2.ListBucketsRequest(), metadata=md, timeout=10

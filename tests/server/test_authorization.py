@@ -69,6 +69,9 @@ ADMIN_CALLS: dict[str, Call] = {
     "UndeleteObjects": lambda r, s: r.admin.UndeleteObjects(
         admin_pb2.UndeleteObjectsRequest(bucket_id="b", all=True), metadata=s.metadata
     ),
+    "ResetUserTotp": lambda r, s: r.admin.ResetUserTotp(
+        admin_pb2.ResetUserTotpRequest(username="alice"), metadata=s.metadata
+    ),
 }
 
 # What each role may call; everything else is refused with PERMISSION_DENIED.

@@ -13,6 +13,7 @@ from comet.agent.config import (
     default_policy_path,
     default_socket_path,
     default_state_dir,
+    missed_grace_from_env,
     reconnect_max_from_env,
 )
 from comet.agent.errors import AgentError
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         socket_path=(args.socket or default_socket_path()).absolute(),
         reconnect_max_seconds=reconnect_max_from_env(4.0),
         policy_path=default_policy_path(),
+        missed_grace_seconds=missed_grace_from_env(600.0),
     )
     if len(str(config.socket_path)) > 107:
         return fail("comet-agent", f"socket path too long for a unix socket: {config.socket_path}")

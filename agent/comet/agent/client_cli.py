@@ -14,6 +14,8 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from comet.agent.cli_import import cmd_import_preview
+from comet.agent.cli_totp import add_totp_commands
 from comet.agent.config import default_socket_path
 from comet.agent.mount_commands import add_mount_commands
 from comet.agent.output import fail, print_json, print_table, rfc3339
@@ -562,7 +564,9 @@ def finish_job(client: AgentClient, job: common_pb2.Job, args: argparse.Namespac
 
 
 def cmd_backup(client: AgentClient, args: argparse.Namespace) -> None:
-    options = common_pb2.BackupOptions(bandwidth_limit_bps=args.bandwidth_limit or 0)
+    options = common_pb2.BackupOptions(
+        bandwidth_limit_bps=args.bandwidth_limit or 0, stop_after_seconds=args.stop_after or 0
+    )
     job = client.api.StartBackup(
         agent_api_pb2.StartBackupRequest(item_id=args.item, vault_id=args.vault, options=options),
         timeout=60,
@@ -843,6 +847,9 @@ def cmd_import(client: AgentClient, args: argparse.Namespace) -> None:
         else:
             print_table(rows, ["source_id", "product", "description"])
         return
+    if args.dry_run:
+        cmd_import_preview(client, args)
+        return
     job = client.api.StartVaultJob(
         agent_api_pb2.StartVaultJobRequest(
             classification=common_pb2.JOB_CLASSIFICATION_IMPORT,
@@ -881,6 +888,16 @@ def cmd_history(client: AgentClient, args: argparse.Namespace) -> None:
         print_json(rows)
     else:
         print_table(rows, ["job_id", "classification", "status", "started_at", "files", "bytes"])
+
+
+def cmd_job_cancel(client: AgentClient, args: argparse.Namespace) -> None:
+    job = client.api.CancelJob(agent_api_pb2.CancelLocalJobRequest(job_id=args.job_id), timeout=60)
+    if args.wait:
+        job = wait_for_job(client, job, show=False)
+    if args.json:
+        print_json(job_json(job))
+    else:
+        print(f"job {job.job_id}: {job_json(job)['status']}")
 
 
 def cmd_job_log(client: AgentClient, args: argparse.Namespace) -> None:
@@ -1087,6 +1104,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument(
         "--bandwidth-limit", type=int, metavar="BYTES_PER_S", help="cap upload speed for this job"
     )
+    backup.add_argument(
+        "--stop-after", type=int, metavar="SECONDS", help="cancel the job after this long"
+    )
     backup.add_argument("--json", action="store_true")
     backup.set_defaults(func=cmd_backup)
 
@@ -1200,16 +1220,25 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import settings from other backup products")
     imp.add_argument("source_id", nargs="?", help="a source from --list")
     imp.add_argument("--list", action="store_true", help="list what can be imported")
+    imp.add_argument(
+        "--dry-run", action="store_true", help="print what would be created; change nothing"
+    )
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_import)
 
     add_mount_commands(sub)
+    add_totp_commands(sub)
 
     job = sub.add_parser("job", help="jobs").add_subparsers(dest="sub", required=True)
     jlog = job.add_parser("log", help="show a job's log")
     jlog.add_argument("job_id")
     jlog.add_argument("--json", action="store_true")
     jlog.set_defaults(func=cmd_job_log)
+    jcancel = job.add_parser("cancel", help="cancel a running job (it stops within seconds)")
+    jcancel.add_argument("job_id")
+    jcancel.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    jcancel.add_argument("--json", action="store_true")
+    jcancel.set_defaults(func=cmd_job_cancel)
     return parser
 
 

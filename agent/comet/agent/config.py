@@ -19,6 +19,8 @@ class AgentConfig:
     heartbeat_seconds: float = 15.0
     # The device-local policy for remote commands (see device_policy); root-owned.
     policy_path: Path = Path("/etc/comet-agent/agent.toml")
+    # A scheduled run this late (the agent was down) still runs; older ones are Missed.
+    missed_grace_seconds: float = 600.0
 
 
 def default_state_dir() -> Path:
@@ -80,3 +82,9 @@ def default_policy_path() -> Path:
     """/etc/comet-agent/agent.toml; tests point COMET_AGENT_POLICY_FILE elsewhere."""
     env = os.environ.get("COMET_AGENT_POLICY_FILE")
     return Path(env) if env else Path("/etc/comet-agent/agent.toml")
+
+
+def missed_grace_from_env(default: float) -> float:
+    """Tests shorten the late-run grace window with COMET_AGENT_MISSED_GRACE (seconds)."""
+    value = os.environ.get("COMET_AGENT_MISSED_GRACE")
+    return float(value) if value else default

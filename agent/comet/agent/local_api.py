@@ -21,6 +21,7 @@ from comet.agent.convert import (
     target_from_proto,
 )
 from comet.agent.errors import AgentError
+from comet.agent.import_objects import check_import_allowed
 from comet.agent.jobs.codes import Classification, Status
 from comet.agent.jobs.store import JobQuery
 from comet.agent.jobs.targets import TargetError
@@ -108,7 +109,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
     async def Lock(
         self, request: agent_api_pb2.LockRequest, context: Ctx
     ) -> agent_api_pb2.StatusReply:
-        self._agent.lock()
+        await self._agent.lock()
         return self._agent.status()
 
     @handles_errors
@@ -123,6 +124,27 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         self, request: agent_api_pb2.UnlockRequest, context: Ctx
     ) -> agent_api_pb2.StatusReply:
         await self._agent.unlock(request.password)
+        return self._agent.status()
+
+    @handles_errors
+    async def BeginTotp(
+        self, request: agent_api_pb2.LocalBeginTotpRequest, context: Ctx
+    ) -> agent_api_pb2.LocalBeginTotpReply:
+        enrolment = await self._agent.totp.begin()
+        return agent_api_pb2.LocalBeginTotpReply(secret=enrolment.secret, otpauth_uri=enrolment.uri)
+
+    @handles_errors
+    async def ConfirmTotp(
+        self, request: agent_api_pb2.LocalTotpCodeRequest, context: Ctx
+    ) -> agent_api_pb2.StatusReply:
+        await self._agent.totp.confirm(request.code)
+        return self._agent.status()
+
+    @handles_errors
+    async def DisableTotp(
+        self, request: agent_api_pb2.LocalTotpCodeRequest, context: Ctx
+    ) -> agent_api_pb2.StatusReply:
+        await self._agent.totp.disable(request.code)
         return self._agent.status()
 
     async def Disconnect(
@@ -206,6 +228,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
     async def ListImportSources(
         self, request: agent_api_pb2.ListImportSourcesRequest, context: Ctx
     ) -> agent_api_pb2.ListImportSourcesReply:
+        check_import_allowed(self._agent.profile.cached())
         result = await asyncio.to_thread(self._agent.ops.import_sources)
         return agent_api_pb2.ListImportSourcesReply(
             sources=[
@@ -217,6 +240,19 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
                 )
                 for s in result.sources
             ]
+        )
+
+    @handles_errors
+    async def PreviewImport(
+        self, request: agent_api_pb2.PreviewImportRequest, context: Ctx
+    ) -> agent_api_pb2.ImportPreview:
+        plan, made = await self._agent.ops.preview_import(request.source_id)
+        return agent_api_pb2.ImportPreview(
+            items=made.items,
+            vaults=made.vaults,
+            schedules=made.schedules,
+            warnings=plan.warnings,
+            missing_secrets=[", ".join(v.missing_secrets) for v in plan.vaults],
         )
 
     @handles_errors

@@ -9,22 +9,19 @@ import dataclasses
 import os
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from comet.agent import immutable
 from comet.agent.browse import Entry, FindQuery, find, list_dir
 from comet.agent.convert import (
     item_from_proto,
-    item_to_proto,
     retention_rules,
-    retention_to_proto,
-    schedule_to_proto,
     vault_from_proto,
-    vault_settings_to_proto,
 )
 from comet.agent.errors import AgentError
-from comet.agent.importers import DetectResult, ImportPlan
+from comet.agent.import_objects import ImportObjects, check_import_allowed, plan_objects
+from comet.agent.importers import DetectResult, ImportPlan, ImportSource, plan_import
 from comet.agent.importers.scan import detect_everywhere
 from comet.agent.items import ItemSpec
 from comet.agent.jobs.backup_job import BackupJob
@@ -316,50 +313,41 @@ class Operations:
         return detect_everywhere()
 
     async def start_import(self, source_id: str) -> JobRecord:
+        source = await self._import_source(source_id)
+        work = ImportJob(source, self._apply_import, asyncio.get_running_loop())
+        return self.runner.start(Classification.IMPORT, work)
+
+    async def preview_import(self, source_id: str) -> tuple[ImportPlan, ImportObjects]:
+        """What importing ``source_id`` would add to the profile; nothing is written."""
+        source = await self._import_source(source_id)
+        plan = await asyncio.to_thread(plan_import, source)
+        device_id = self._login().device_id
+        counter = iter(range(1, 1_000_000))
+        return plan, plan_objects(plan, device_id=device_id, new_id=lambda: f"new-{next(counter)}")
+
+    async def _import_source(self, source_id: str) -> ImportSource:
         self._login()
+        check_import_allowed(self.profile.cached())
         found = [s for s in detect_everywhere().sources if s.source_id == source_id]
         if not found:
             raise NotFoundError(f"no import source {source_id!r} (see 'comet import --list')")
-        work = ImportJob(found[0], self._apply_import, asyncio.get_running_loop())
-        return self.runner.start(Classification.IMPORT, work)
+        return found[0]
 
     async def _apply_import(self, plan: ImportPlan, handle: JobHandle) -> None:
         login = self._login()
-        vaults = []
-        for vault_plan in plan.vaults:
-            spec = vault_plan.to_spec(vault_id=new_id())
-            msg = common_pb2.StorageVault(
-                vault_id=spec.vault_id,
-                name=spec.name,
-                type=int(spec.type),  # type: ignore[arg-type]
-                default_retention=retention_to_proto(plan.retention),
-            )
-            vault_settings_to_proto(spec.settings, msg)
+        made = plan_objects(plan, device_id=login.device_id, new_id=new_id)
+        vaults, items, schedules = made.vaults, made.items, made.schedules
+        for vault_plan, msg in zip(plan.vaults, vaults, strict=True):
             if vault_plan.missing_secrets:
                 handle.warning(
-                    f"Storage Vault {spec.name!r} needs {', '.join(vault_plan.missing_secrets)} "
+                    f"Storage Vault {msg.name!r} needs {', '.join(vault_plan.missing_secrets)} "
                     "before it can be used; its key is created at its first backup"
                 )
             else:
+                spec = vault_plan.to_spec(vault_id=msg.vault_id)
                 vault_key = new_vault_key()
                 await asyncio.to_thread(init_repository, spec, vault_key, key_dir=self.key_dir)
                 msg.wrapped_vault_key = wrap_vault_key(login.wrap_key, vault_key)
-            vaults.append(msg)
-        items = [
-            item_to_proto(replace(item, item_id=new_id(), owner_device_id=login.device_id))
-            for item in plan.items
-        ]
-        schedules = [
-            schedule_to_proto(
-                s.to_spec(
-                    schedule_id=new_id(),
-                    item_id=items[s.item_index].item_id,
-                    vault_id=vaults[s.vault_index].vault_id,
-                )
-            )
-            for s in plan.schedules
-            if s.vault_index < len(vaults)
-        ]
 
         def add(profile: common_pb2.Profile) -> None:
             profile.vaults.extend(vaults)

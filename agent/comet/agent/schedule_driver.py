@@ -9,17 +9,19 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from comet.agent.convert import retention_rules, schedule_from_proto
 from comet.agent.errors import AgentError
-from comet.agent.jobs.codes import Classification, Status
+from comet.agent.jobs.codes import Classification, Severity, Status
 from comet.agent.jobs.maintenance_job import local_tz
-from comet.agent.jobs.record import JobRecord
+from comet.agent.jobs.record import JobRecord, LogEntry
 from comet.agent.maintenance.retention import RetentionMode
 from comet.agent.operations import Operations
 from comet.agent.scheduler import Scheduler, ScheduleSpec, Trigger, TriggerKind
+from comet.agent.scheduler.scheduler import DEFAULT_GRACE
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,20 @@ MAX_SLEEP = 60.0  # re-check at least this often (clock changes, suspend)
 
 class ScheduleDriver:
     def __init__(
-        self, ops: Operations, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        ops: Operations,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        grace: timedelta = DEFAULT_GRACE,
     ) -> None:
         self._ops = ops
         self._now = now
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
-        self._scheduler = Scheduler([], local_tz(), self._load_last_run())
+        # The profile's schedules arrive with the first update; the saved last-run
+        # times wait in the scheduler until then.
+        self._scheduler = Scheduler([], local_tz(), self._load_last_run(), grace=grace)
         self._last_retention: dict[str, float] = {}
 
     def start(self) -> None:
@@ -152,8 +160,15 @@ class ScheduleDriver:
     def _record_missed(self, trigger: Trigger) -> None:
         login = self._ops.state.load_login()
         planned_ns = int(trigger.first_planned.timestamp() * 1e9)
+        message = (
+            f"the scheduled backup due at {trigger.planned.isoformat()} did not run "
+            "(the agent was not running or the device was asleep)"
+        )
+        # The id the server's missed-run sweep gives the same run, so the server keeps
+        # one row for it whichever side records it first.
+        key = f"comet-missed:{trigger.schedule_id}:{trigger.first_planned.isoformat()}"
         job = JobRecord(
-            job_id=f"missed-{trigger.schedule_id}-{planned_ns}",
+            job_id=str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
             classification=Classification.BACKUP,
             status=Status.MISSED,
             device_id=login.device_id,
@@ -162,9 +177,15 @@ class ScheduleDriver:
             vault_id=trigger.vault_id,
             started_ns=planned_ns,
             ended_ns=planned_ns,
-            error="the scheduled run did not happen (the device was off or asleep)",
+            error=message,
         )
         self._ops.jobs.save(job)
+        self._ops.jobs.append_log(
+            job.job_id, [LogEntry(1, time.time_ns(), Severity.ERROR, message)]
+        )
+        log.warning(
+            "schedule %s: the run due at %s was missed", trigger.schedule_id, trigger.planned
+        )
 
     # ------------------------------------------------------------ persistence
 

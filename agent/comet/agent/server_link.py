@@ -266,6 +266,12 @@ async def change_password(
     record_kdf(state, login_state.server, login_state.username, new_kdf)
 
 
+def _task_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (not just one of its calls)."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
 class LiveConnection:
     """Holds the live connection while the agent is logged in."""
 
@@ -322,10 +328,20 @@ class LiveConnection:
             login = self._state.load_login()
             if not login.logged_in:
                 self._wake.clear()
-                await self._wake.wait()
+                # A login between the check and the clear must not be slept through.
+                if not self._state.load_login().logged_in:
+                    await self._wake.wait()
                 continue
             self._accepted = False
-            ended_cleanly = await self._connect_once(login)
+            try:
+                ended_cleanly = await self._connect_once(login)
+            except asyncio.CancelledError:
+                if self._stopping or _task_cancelled():
+                    raise
+                ended_cleanly = True  # a stray cancellation of a call: dial again
+            except Exception as e:  # the loop outlives every error class; retry later
+                log.exception("live connection failed")
+                self.last_error, ended_cleanly = f"internal error: {e}", False
             if self._stopping:
                 break
             if self._accepted or (ended_cleanly and self._wake.is_set()):
@@ -359,6 +375,12 @@ class LiveConnection:
                     task = asyncio.create_task(self._handle(message.command, outgoing))
                     self._handlers.add(task)
                     task.add_done_callback(self._handlers.discard)
+            return True
+        except asyncio.CancelledError:
+            # reconnect_now() cancelled the call (disconnect, login, drop): dial again.
+            # Only our own task being cancelled (agent shutdown) ends the loop.
+            if self._stopping or _task_cancelled():
+                raise
             return True
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.CANCELLED:

@@ -9,12 +9,14 @@ import logging
 import os
 import signal
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 
 from comet.agent import __version__, device_policy
 from comet.agent.config import AgentConfig
+from comet.agent.device_events import report_device_event
 from comet.agent.errors import AgentError
 from comet.agent.jobs.outbox import Outbox
 from comet.agent.jobs.runner import JobRunner
@@ -33,6 +35,7 @@ from comet.agent.server_link import (
     login,
 )
 from comet.agent.state import AgentState
+from comet.agent.totp_link import TotpLink
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class Agent:
         self.runner = JobRunner(self.jobs, self._identity)
         self.outbox = Outbox(self.jobs, self.state)
         self.profile = ProfileSync(self.state)
+        self.totp = TotpLink(self.state)
         self.ops = Operations(
             self.state, self.jobs, self.runner, self.profile, config.state_dir / "keys"
         )
@@ -61,7 +65,9 @@ class Agent:
             self.ops, self.policy, on_disconnect=self._disconnect_from_server
         )
         self.mounts = MountRegistry()
-        self.schedules = ScheduleDriver(self.ops)
+        self.schedules = ScheduleDriver(
+            self.ops, grace=timedelta(seconds=config.missed_grace_seconds)
+        )
         self.profile.on_change(self.schedules.profile_changed)
         self._live = LiveConnection(
             self.state,
@@ -131,11 +137,14 @@ class Agent:
         if not await asyncio.to_thread(check_password, self.state, password):
             raise LoginError("wrong password")
         self.state.save_login(replace(self.state.load_login(), locked=False))
+        await report_device_event(self.state.load_login(), "unlock")
 
-    def lock(self) -> None:
+    async def lock(self) -> None:
         self.state.save_login(replace(self.state.load_login(), locked=True))
+        await report_device_event(self.state.load_login(), "lock")
 
     async def disconnect(self) -> None:
+        await report_device_event(self.state.load_login(), "disconnect")  # needs the login
         self.state.logout()
         self._live.reconnect_now()
 
@@ -176,8 +185,15 @@ class Agent:
             await self._live.stop()
             with contextlib.suppress(FileNotFoundError):
                 self._config.socket_path.unlink()
+            stuck = self.runner.running_ids()
             self.jobs.close()
             self.state.close()
+            if stuck:
+                # Their records already say Cancelled; a worker thread blocked in a call
+                # that cannot be interrupted must not hold the process past its stop.
+                log.warning("%d job(s) did not stop in time; exiting anyway", len(stuck))
+                logging.shutdown()
+                os._exit(0)
 
     async def _refresh_profile(self) -> None:
         """Keeps the cached profile fresh, so changes made elsewhere (the app on another

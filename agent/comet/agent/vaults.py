@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from comet.agent.cancel import CancelToken
 from comet.agent.clock import system_clock
 from comet.agent.config import lock_hostname_from_env, lock_timing_from_env
 from comet.agent.credentials import unwrap_secret, wrap_secret
@@ -18,6 +20,7 @@ from comet.agent.errors import AgentError
 from comet.agent.repository.lock import LockPolicy
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import Storage
+from comet.agent.storage.cancellable import CancellableStorage
 from comet.agent.storage.local import LocalStorage
 from comet.agent.storage.object_lock import Protection
 from comet.agent.storage.ratelimit import RateLimitedStorage
@@ -218,13 +221,22 @@ def open_repository(
     bandwidth_bps: int = 0,
     delete_grant: str = "",
     wrap: Callable[[Storage], Storage] | None = None,
+    cancel: CancelToken | None = None,
 ) -> Repository:
     """The vault's repository; ``bandwidth_bps`` caps uploads and downloads; ``wrap``
     (for example a meter) wraps the storage outermost; ``delete_grant`` lets an
-    immutable server bucket delete (retention an administrator started)."""
+    immutable server bucket delete (retention an administrator started); after
+    ``cancel`` fires, transfers stop (also while waiting for bandwidth)."""
     storage = open_storage(spec, key_dir=key_dir, server_url=server_url, delete_grant=delete_grant)
     if bandwidth_bps:
-        storage = RateLimitedStorage(storage, upload_bps=bandwidth_bps, download_bps=bandwidth_bps)
+        storage = RateLimitedStorage(
+            storage,
+            upload_bps=bandwidth_bps,
+            download_bps=bandwidth_bps,
+            sleep=cancel.sleep if cancel is not None else time.sleep,
+        )
+    if cancel is not None:
+        storage = CancellableStorage(storage, cancel)
     if wrap is not None:
         storage = wrap(storage)
     repo = Repository.open(

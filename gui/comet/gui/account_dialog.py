@@ -42,6 +42,7 @@ class AccountDialog(QDialog):
 
     save_requested = pyqtSignal(object)  # AccountSettings
     change_password_requested = pyqtSignal()
+    totp_requested = pyqtSignal()
 
     def __init__(
         self, status: AgentStatus, profile: Profile | None, parent: QWidget | None = None
@@ -94,6 +95,8 @@ class AccountDialog(QDialog):
         if policy is not None and policy.prevent_change_password:
             self.change_password.setEnabled(False)
             self.change_password.setToolTip(policy.reason("changing the password"))
+        self.totp = QPushButton("Two-factor authentication…")
+        self.totp.clicked.connect(self.totp_requested)
         self.error = _error_label()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
@@ -112,6 +115,7 @@ class AccountDialog(QDialog):
         layout.addWidget(self.allow_reset)
         layout.addWidget(self.reset_warning)
         layout.addWidget(self.change_password, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(self.totp, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 

@@ -37,6 +37,7 @@ from comet.gui.records import (
     Profile,
     StorageVault,
 )
+from comet.gui.totp_dialog import TotpDialog
 
 VAULT_ACTIONS: tuple[tuple[str, Classification, str], ...] = (
     (
@@ -78,6 +79,7 @@ class AccountTab(QWidget):
         self.editor: VaultEditor | None = None
         self.account_dialog: AccountDialog | None = None
         self.password_dialog: ChangePasswordDialog | None = None
+        self.totp_dialog: TotpDialog | None = None
         self.import_dialog: ImportDialog | None = None
         self._import_job = ""
         client.job_event.connect(self._import_event)
@@ -320,6 +322,7 @@ class AccountTab(QWidget):
         dialog = AccountDialog(self.status, self.profile, self)
         dialog.save_requested.connect(self._save_settings)
         dialog.change_password_requested.connect(self.open_password_dialog)
+        dialog.totp_requested.connect(self.open_totp_dialog)
         self.account_dialog = dialog
         dialog.open()
         return dialog
@@ -359,6 +362,31 @@ class AccountTab(QWidget):
             )
 
         dialog.change_requested.connect(change)
+        dialog.open()
+        return dialog
+
+    def open_totp_dialog(self) -> TotpDialog:
+        parent = self.account_dialog if self.account_dialog is not None else self
+        dialog = TotpDialog(parent)
+        self.totp_dialog = dialog
+        client = self.client
+
+        def failed(error: ApiError) -> None:
+            dialog.show_error(error.message)
+
+        dialog.begin_requested.connect(
+            lambda: client.begin_totp().then(dialog.show_enrolment, failed)
+        )
+        dialog.confirm_requested.connect(
+            lambda code: client.confirm_totp(code).then(
+                lambda _s: dialog.show_done("Two-factor authentication is on."), failed
+            )
+        )
+        dialog.disable_requested.connect(
+            lambda code: client.disable_totp(code).then(
+                lambda _s: dialog.show_done("Two-factor authentication is off."), failed
+            )
+        )
         dialog.open()
         return dialog
 

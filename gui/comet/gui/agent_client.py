@@ -493,6 +493,29 @@ class AgentClient(QObject):
 
         return self._submit("ChangePassword", call)
 
+    def begin_totp(self) -> Pending:
+        """A new two-factor secret (``TotpEnrolment``) for the account."""
+
+        def call() -> r.TotpEnrolment:
+            reply = self._stub.BeginTotp(agent_api_pb2.LocalBeginTotpRequest(), timeout=60)
+            return r.TotpEnrolment(reply.secret, reply.otpauth_uri)
+
+        return self._submit("BeginTotp", call)
+
+    def confirm_totp(self, code: str) -> Pending:
+        request = agent_api_pb2.LocalTotpCodeRequest(code=code)
+        return self._submit(
+            "ConfirmTotp",
+            lambda: convert.status_from_proto(self._stub.ConfirmTotp(request, timeout=60)),
+        )
+
+    def disable_totp(self, code: str) -> Pending:
+        request = agent_api_pb2.LocalTotpCodeRequest(code=code)
+        return self._submit(
+            "DisableTotp",
+            lambda: convert.status_from_proto(self._stub.DisableTotp(request, timeout=60)),
+        )
+
     def unlock(self, password: str) -> Pending:
         """Check the password on the device (and clear a Lock)."""
         request = agent_api_pb2.UnlockRequest(password=password)

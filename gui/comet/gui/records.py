@@ -521,3 +521,11 @@ class RestoreSpec:
     paths: tuple[str, ...] = ()
     program_command: str = ""
     archive_format: ArchiveFormat = ArchiveFormat.ZIP
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    """A new two-factor secret, pending until confirmed with a code."""
+
+    secret: str  # base32
+    uri: str  # otpauth://totp/...

@@ -16,7 +16,7 @@ from comet.gui.agent_client import AgentClient, ApiError, Pending
 from comet.gui.backup_wizard import BackupNowWizard
 from comet.gui.login_window import LoginWindow
 from comet.gui.main_window import MainWindow
-from comet.gui.records import AgentStatus, ItemType, ProtectedItem
+from comet.gui.records import AgentStatus, ItemType, ProtectedItem, TotpEnrolment
 from comet.gui.restore_wizard import LOADING, RestoreWizard
 
 WAIT_SECONDS = 20.0
@@ -181,6 +181,14 @@ class ScreenshotRun:
         password = main.account_tab.open_password_dialog()
         self.save(password, "13-change-password")
         password.reject()
+        totp = main.account_tab.open_totp_dialog()
+        # A made-up secret, shown locally: a screenshot must not start a real enrolment.
+        sample = "JBSWY3DPEHPK3PXP"
+        uri = f"otpauth://totp/Comet:example?secret={sample}&issuer=Comet"
+        totp.show_enrolment(TotpEnrolment(sample, uri))
+        totp.adjustSize()
+        self.save(totp, "13-two-factor")
+        totp.reject()
         dialog.reject()
         importer = main.account_tab.open_import_dialog()
         wait_until(lambda: "Looking" not in importer.message.text(), timeout=5)

@@ -39,6 +39,7 @@ from comet.server.admin_session import (
     recorded_kdf,
     save_session,
 )
+from comet.server.admin_totp import add_totp_commands
 from comet.v1 import admin_pb2, common_pb2, control_pb2, control_pb2_grpc
 
 PROG = "comet-admin"
@@ -120,6 +121,7 @@ def user_json(user: admin_pb2.UserInfo) -> dict[str, Any]:
         "max_devices": user.max_devices,
         "devices": user.device_count,
         "created_at": rfc3339(user.created_at),
+        "totp_enabled": user.totp_enabled,
     }
 
 
@@ -153,7 +155,9 @@ def cmd_user_list(args: argparse.Namespace) -> None:
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["username", "role", "devices", "max_devices", "created_at"])
+        for row in rows:
+            row["2fa"] = "on" if row["totp_enabled"] else "off"
+        print_table(rows, ["username", "role", "2fa", "devices", "max_devices", "created_at"])
 
 
 def cmd_user_delete(args: argparse.Namespace) -> None:
@@ -334,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reset.add_argument("--json", action="store_true")
     reset.set_defaults(func=cmd_user_reset_password)
+    add_totp_commands(sub, user)
 
     device = sub.add_parser("device", help="manage devices").add_subparsers(
         dest="sub", required=True

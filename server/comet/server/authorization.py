@@ -43,6 +43,8 @@ class Action(StrEnum):
     BUCKET_CREATE = "device.bucket.create"
     # A delete grant for an immutable bucket, for the user's re-entered password.
     BUCKET_DELETE_GRANT_OWN = "device.bucket.delete_grant"
+    # What a person did on the device (app locked/unlocked, agent disconnected), for the audit.
+    DEVICE_EVENT_REPORT = "device.event.report"
     # StorageService
     OBJECT_READ = "storage.object.read"
     OBJECT_WRITE = "storage.object.write"
@@ -51,6 +53,7 @@ class Action(StrEnum):
     USER_LIST = "admin.user.list"
     USER_DELETE = "admin.user.delete"
     PASSWORD_RESET = "admin.user.reset_password"
+    TOTP_RESET = "admin.user.reset_totp"
     PROFILE_READ = "admin.profile.read"
     DEVICE_LIST = "admin.device.list"
     DEVICE_REVOKE = "admin.device.revoke"
@@ -93,12 +96,14 @@ PERMISSIONS: dict[Action, frozenset[Caller]] = {
     Action.LIVE_CONNECT: _DEVICE,
     Action.BUCKET_CREATE: _DEVICE,
     Action.BUCKET_DELETE_GRANT_OWN: _DEVICE,
+    Action.DEVICE_EVENT_REPORT: _DEVICE,
     Action.OBJECT_READ: frozenset({Caller.BUCKET}),
     Action.OBJECT_WRITE: frozenset({Caller.BUCKET}),
     Action.USER_ADD: _SUPER,
     Action.USER_LIST: _ADMINS,
     Action.USER_DELETE: _SUPER,
     Action.PASSWORD_RESET: _SUPER,
+    Action.TOTP_RESET: _SUPER,
     Action.PROFILE_READ: _ADMINS,
     Action.DEVICE_LIST: _ADMINS,
     Action.DEVICE_REVOKE: _SUPER,
@@ -137,6 +142,7 @@ RPC_ACTIONS: dict[str, Action] = {
     "AgentService/Connect": Action.LIVE_CONNECT,
     "AgentService/CreateBucket": Action.BUCKET_CREATE,
     "AgentService/RequestDeleteGrant": Action.BUCKET_DELETE_GRANT_OWN,
+    "AgentService/ReportDeviceEvent": Action.DEVICE_EVENT_REPORT,
     "StorageService/Put": Action.OBJECT_WRITE,
     "StorageService/Get": Action.OBJECT_READ,
     "StorageService/Stat": Action.OBJECT_READ,
@@ -146,6 +152,7 @@ RPC_ACTIONS: dict[str, Action] = {
     "AdminService/ListUsers": Action.USER_LIST,
     "AdminService/DeleteUser": Action.USER_DELETE,
     "AdminService/ResetPassword": Action.PASSWORD_RESET,
+    "AdminService/ResetUserTotp": Action.TOTP_RESET,
     "AdminService/GetUserProfile": Action.PROFILE_READ,
     "AdminService/ListDevices": Action.DEVICE_LIST,
     "AdminService/RevokeDevice": Action.DEVICE_REVOKE,

@@ -5,12 +5,10 @@ cancellation errors propagate.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fnmatch
 import os
 import re
-import signal
 import stat
 import subprocess
 import threading
@@ -22,6 +20,7 @@ from comet.agent.backup.metadata import node_from_stat, node_type, read_xattrs
 from comet.agent.backup.options import FilesSource, ProgramSource
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import ProgramFailedError, RepositoryError, SourceError
+from comet.agent.process_group import bounded_reader, pipe_reader, stop_process_group
 from comet.agent.reporter import BackupReporter, JobWarning
 from comet.agent.repository.blob_writer import BlobWriter
 from comet.agent.repository.format import BlobType
@@ -216,12 +215,10 @@ class Archiver:
         drain = threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True)
         drain.start()
         try:
-            out_fd = proc.stdout.fileno()
-            content, size = self._chunk_stream(lambda buf: os.readv(out_fd, [buf]), name)
+            read_into = pipe_reader(proc.stdout.fileno(), self._cancel)
+            content, size = self._chunk_stream(read_into, name)
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            stop_process_group(proc)  # SIGTERM, then SIGKILL after a short grace
             drain.join()
             raise
         status = proc.wait()
@@ -462,9 +459,12 @@ class Archiver:
                 os.lseek(fd, 0, os.SEEK_SET)  # it grew past one chunk: read it normally
             if before.st_blocks * 512 < before.st_size:
                 sparse = _SparseReader(fd, before.st_size)
-                content, size = self._chunk_stream(sparse, path, sparse)
+                content, size = self._chunk_stream(
+                    bounded_reader(sparse, self._cancel), path, sparse
+                )
             else:
-                content, size = self._chunk_stream(lambda buf: os.readv(fd, [buf]), path)
+                read_into = bounded_reader(lambda buf: os.readv(fd, [buf]), self._cancel)
+                content, size = self._chunk_stream(read_into, path)
             return self._check_unchanged(fd, path, before, size, content)
         except OSError as e:
             self.warn(path, f"read error: {e.strerror}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from comet.agent.backup.archiver import Archiver
+from comet.agent.backup.checkpoint import checkpoint_on_cancel
 from comet.agent.backup.options import BackupOptions, BackupResult, FilesSource, ProgramSource
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import DataMissingError, RepositoryError
@@ -35,8 +36,8 @@ def run_backup(
     """Back up ``source`` and commit a snapshot; return what was done.
 
     Holds a shared repository lock. Per-file problems are returned as warnings. Raises
-    CancelledError (no snapshot is written), ProgramFailedError, SourceError,
-    RepositoryError subclasses and StorageError."""
+    CancelledError (no snapshot is written, but an index of the finished packs is),
+    ProgramFailedError, SourceError, RepositoryError subclasses and StorageError."""
     reporter = reporter or NullBackupReporter()
     cancel = cancel or CancelToken()
     cancel.check()
@@ -50,7 +51,10 @@ def run_backup(
             reporter.bytes_uploaded(size)
             lock.refresh()  # stops the upload early if the lock was removed
 
-        with repo.blob_writer(on_pack_stored=pack_stored) as writer:
+        with (
+            repo.blob_writer(on_pack_stored=pack_stored) as writer,
+            checkpoint_on_cancel(writer, cancel),
+        ):
             archiver = Archiver(
                 repo,
                 writer,

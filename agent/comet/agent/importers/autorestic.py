@@ -20,7 +20,11 @@ from comet.agent.importers.foreign import (
     RepositoryDialect,
     ScheduleSyntax,
 )
-from comet.agent.importers.restic_options import UNSUPPORTED_BACKUP_FLAGS, restic_excludes
+from comet.agent.importers.restic_options import (
+    UNSUPPORTED_BACKUP_FLAGS,
+    restic_excludes,
+    restic_files_from,
+)
 from comet.agent.importers.retention import keep_rules_from
 from comet.agent.importers.source import ImporterError
 
@@ -57,8 +61,16 @@ def _setup(
     warnings: list[str] = []
     options = as_mapping(location.get("options"))
     backup = as_mapping(options.get("backup"))
+    listed, listed_warnings = restic_files_from(
+        files=_option(backup, "files-from"),
+        verbatim=_option(backup, "files-from-verbatim"),
+        raw=_option(backup, "files-from-raw"),
+        home=home,
+        base_dir=path.parent,
+    )
+    warnings += listed_warnings
     includes, include_warnings = resolve_includes(
-        as_str_list(location.get("from")), home=home, base_dir=path.parent
+        [*as_str_list(location.get("from")), *listed], home=home, base_dir=path.parent
     )
     excludes = restic_excludes(
         patterns=_option(backup, "exclude"),

@@ -48,7 +48,7 @@ def read_borgmatic(path: Path, *, home: Path) -> ForeignSetup:
     workdir = settings.get("working_directory")
     base_dir = Path(workdir) if isinstance(workdir, str) and workdir.startswith("/") else None
 
-    excludes, roots = _excludes(settings, warnings)
+    excludes, roots = _excludes(settings, warnings, home)
     includes, include_warnings = resolve_includes(
         [*as_str_list(settings.get("source_directories")), *roots], home=home, base_dir=base_dir
     )
@@ -87,10 +87,12 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _excludes(settings: Mapping[str, Any], warnings: list[str]) -> tuple[Excludes, list[str]]:
+def _excludes(
+    settings: Mapping[str, Any], warnings: list[str], home: Path
+) -> tuple[Excludes, list[str]]:
     excludes = Excludes()
     for pattern in as_str_list(settings.get("exclude_patterns")):
-        excludes.add(convert_borg(pattern))
+        excludes.add(convert_borg(pattern, home=home))
     for name in as_str_list(settings.get("exclude_from")):
         for line in _lines_of(name, warnings):
             excludes.add(convert_borg(line))

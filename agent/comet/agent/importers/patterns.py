@@ -59,11 +59,18 @@ class Excludes:
             self.warnings.append(converted.warning)
 
 
-def convert_borg(pattern: str, *, default_style: str = "fm") -> Converted | None:
-    """A borg exclude pattern (``exclude_patterns`` entry); None for a blank line."""
+def convert_borg(
+    pattern: str, *, default_style: str = "fm", home: Path | None = None
+) -> Converted | None:
+    """A borg exclude pattern (``exclude_patterns`` entry); None for a blank line. With
+    ``home``, a leading ``~`` is expanded first, as borgmatic does for
+    ``exclude_patterns`` (``os.path.expanduser`` on the whole pattern, so a ``~`` after
+    a style prefix such as ``sh:~/x`` stays as written)."""
     text = pattern.strip()
     if not text or text.startswith("#"):
         return None
+    if home is not None and (text == "~" or text.startswith("~/")):
+        text = str(home).rstrip("/") + text[1:]
     style, body = default_style, text
     if len(text) > 3 and text[2] == ":" and text[:2] in _BORG_STYLES:
         style, body = text[:2], text[3:]

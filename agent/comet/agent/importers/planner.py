@@ -91,11 +91,17 @@ def build_plan(setup: ForeignSetup, *, home: Path) -> ImportPlan:
         warnings.append("nothing to back up was found; no Protected Item is proposed")
     retention, retention_warnings = retention_policy(setup.keep)
     warnings += retention_warnings
-    timing = _timing(setup, warnings)
+    timing_notes: list[str] = []
+    timing = _timing(setup, timing_notes)
     schedules = [
         SchedulePlan(item_index=i, vault_index=v, timing=timing)
         for i in range(len(setup.items))
         for v in range(len(vaults))
+    ]
+    # Say a daily 02:00 backup was proposed only when a schedule is really made.
+    warnings += [
+        f"{note}; {DEFAULT_NOTE}" if schedules and timing is DEFAULT_TIMING else note
+        for note in timing_notes
     ]
     return ImportPlan(
         items=list(setup.items),
@@ -106,10 +112,12 @@ def build_plan(setup: ForeignSetup, *, home: Path) -> ImportPlan:
     )
 
 
+DEFAULT_NOTE = "proposed a daily backup at 02:00"
+
+
 def _timing(setup: ForeignSetup, warnings: list[str]) -> ScheduleTiming:
-    default = "proposed a daily backup at 02:00"
     if not setup.schedules:
-        warnings.append(f"{setup.schedule_note}; {default}")
+        warnings.append(setup.schedule_note)
         return DEFAULT_TIMING
     first = setup.schedules[0]
     if len(setup.schedules) > 1:
@@ -117,6 +125,6 @@ def _timing(setup: ForeignSetup, warnings: list[str]) -> ScheduleTiming:
     convert = from_cron if first.syntax is ScheduleSyntax.CRON else from_on_calendar
     timing, why = convert(first.expression)
     if timing is None:
-        warnings.append(f"{why}; {default}")
+        warnings.append(why)
         return DEFAULT_TIMING
     return timing

@@ -2,7 +2,8 @@
 systemd units and wrapper scripts) or the agent's own environment.
 
 Understood: ``RESTIC_REPOSITORY``; ``RESTIC_BACKUP_PATHS`` / ``BACKUP_PATHS`` (separated by
-whitespace, or by ``:`` when every part is absolute); ``RESTIC_EXCLUDE_FILE``;
+whitespace, or by ``:`` when every part is absolute); ``RESTIC_FILES_FROM`` (a
+``--files-from`` list of paths); ``RESTIC_EXCLUDE_FILE``;
 ``RESTIC_KEEP_LAST``/``_DAILY``/... / ``_WITHIN``, ``RESTIC_RETENTION_DAYS``/``_WEEKS``/...,
 and ``--keep-*`` flags in ``RESTIC_FORGET_ARGS``. Passwords and cloud keys are never read.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from comet.agent.importers.files_item import files_item, resolve_includes
 from comet.agent.importers.foreign import ForeignRepository, ForeignSetup, RepositoryDialect
-from comet.agent.importers.restic_options import restic_excludes
+from comet.agent.importers.restic_options import restic_excludes, restic_files_from
 from comet.agent.importers.retention import keep_rules_from
 from comet.agent.importers.source import ImporterError
 
@@ -28,6 +29,7 @@ RELEVANT_KEYS = frozenset(
         "RESTIC_BACKUP_PATHS",
         "BACKUP_PATHS",
         "RESTIC_EXCLUDE_FILE",
+        "RESTIC_FILES_FROM",
         "RESTIC_FORGET_ARGS",
     }
 )
@@ -66,17 +68,23 @@ def read_restic_env(
         raise ImporterError(f"{where}: no RESTIC_REPOSITORY")
     warnings: list[str] = []
     raw_paths = env.get("RESTIC_BACKUP_PATHS") or env.get("BACKUP_PATHS") or ""
+    files_from = env.get("RESTIC_FILES_FROM", "").strip()
+    listed, listed_warnings = restic_files_from(
+        files=[files_from] if files_from else [], home=home, base_dir=base_dir
+    )
+    warnings += listed_warnings
     includes, include_warnings = resolve_includes(
-        _split_paths(raw_paths), home=home, base_dir=base_dir
+        [*_split_paths(raw_paths), *listed], home=home, base_dir=base_dir
     )
     exclude_file = env.get("RESTIC_EXCLUDE_FILE", "").strip()
     excludes = restic_excludes(
         exclude_files=[exclude_file] if exclude_file else [], home=home, base_dir=base_dir
     )
     warnings += include_warnings + excludes.warnings
-    if not raw_paths:
+    if not raw_paths and not files_from:
         warnings.append(
-            "no RESTIC_BACKUP_PATHS or BACKUP_PATHS: add the folders to back up yourself"
+            "no RESTIC_BACKUP_PATHS, BACKUP_PATHS or RESTIC_FILES_FROM: add the folders to "
+            "back up yourself"
         )
     if env.get("RESTIC_PASSWORD_FILE"):
         warnings.append(

@@ -26,7 +26,11 @@ from comet.agent.importers.foreign import (
     RepositoryDialect,
     ScheduleSyntax,
 )
-from comet.agent.importers.restic_options import UNSUPPORTED_BACKUP_FLAGS, restic_excludes
+from comet.agent.importers.restic_options import (
+    UNSUPPORTED_BACKUP_FLAGS,
+    restic_excludes,
+    restic_files_from,
+)
 from comet.agent.importers.retention import keep_rules_from
 from comet.agent.importers.source import ImporterError
 
@@ -46,7 +50,8 @@ def read_resticprofile(path: Path, *, home: Path) -> dict[str, ForeignSetup]:
     setups: dict[str, ForeignSetup] = {}
     for name in profiles:
         profile = _resolved(name, profiles, path)
-        if as_str_list(as_mapping(profile.get("backup")).get("source")):
+        backup = as_mapping(profile.get("backup"))
+        if any(as_str_list(backup.get(key)) for key in _SOURCE_KEYS):
             setups[name] = _setup(name, profile, path, home)
     if not setups:
         raise ImporterError(f"{path}: no profile has backup sources")
@@ -80,13 +85,24 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+_SOURCE_KEYS = ("source", "files-from", "files-from-verbatim", "files-from-raw")
+
+
 def _setup(name: str, profile: Mapping[str, Any], path: Path, home: Path) -> ForeignSetup:
     warnings: list[str] = []
     backup = as_mapping(profile.get("backup"))
     base = profile.get("base-dir")
     base_dir = Path(base) if isinstance(base, str) and base.startswith("/") else None
+    listed, listed_warnings = restic_files_from(
+        files=as_str_list(backup.get("files-from")),
+        verbatim=as_str_list(backup.get("files-from-verbatim")),
+        raw=as_str_list(backup.get("files-from-raw")),
+        home=home,
+        base_dir=base_dir or path.parent,
+    )
+    warnings += listed_warnings
     includes, include_warnings = resolve_includes(
-        as_str_list(backup.get("source")), home=home, base_dir=base_dir
+        [*as_str_list(backup.get("source")), *listed], home=home, base_dir=base_dir
     )
     excludes = restic_excludes(
         patterns=as_str_list(backup.get("exclude")),

@@ -4,7 +4,6 @@ post-commands, all reported on the job."""
 from __future__ import annotations
 
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from comet.agent.errors import AgentError
 from comet.agent.items import ItemSpec, ItemType
 from comet.agent.jobs.codes import Status
 from comet.agent.jobs.runner import JobHandle, JobOutcome, QuotaExceededError
+from comet.agent.process_group import run_command
 from comet.agent.reporter import JobWarning
 from comet.agent.storage.base import Storage
 from comet.agent.vaults import VaultSpec, open_repository
@@ -52,6 +52,7 @@ class BackupJob:
             key_dir=self.key_dir,
             server_url=self.server_url,
             bandwidth_bps=self.bandwidth_bps,
+            cancel=handle.cancel,
         )
         try:
             check_quota(self.vault, repo.storage)
@@ -120,6 +121,9 @@ class _Reporter:
         self._handle.warning(str(warning))
 
 
+HOOK_TIMEOUT = 3600.0
+
+
 class HookFailedError(AgentError):
     code = "hook_failed"
 
@@ -127,10 +131,8 @@ class HookFailedError(AgentError):
 def run_hook(handle: JobHandle, command: str, stage: str) -> None:
     """Run a pre/post command with its output in the job log; failure fails the job."""
     handle.info(f"{stage} command: {command}")
-    result = subprocess.run(
-        ["/bin/sh", "-c", command], capture_output=True, text=True, timeout=3600, check=False
-    )
-    for line in (result.stdout + result.stderr).splitlines()[-50:]:
+    result = run_command(["/bin/sh", "-c", command], handle.cancel, timeout=HOOK_TIMEOUT)
+    for line in result.output.splitlines()[-50:]:
         handle.info(f"  {line}")
     if result.returncode != 0:
         raise HookFailedError(f"the {stage} command exited with code {result.returncode}")

@@ -77,6 +77,7 @@ class VaultJob(abc.ABC):
             key_dir=self.key_dir,
             server_url=self.server_url,
             delete_grant=self.delete_grant,
+            cancel=handle.cancel,
         )
         try:
             for key, message in sorted(repo.damaged.items()):

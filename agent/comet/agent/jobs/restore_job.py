@@ -40,7 +40,12 @@ class RestoreJob:
             return meters[-1]
 
         repo = open_repository(
-            self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url, wrap=meter
+            self.vault,
+            self.wrap_key,
+            key_dir=self.key_dir,
+            server_url=self.server_url,
+            wrap=meter,
+            cancel=handle.cancel,
         )
         reporter = _Reporter(handle, meters[0])
         try:
@@ -48,7 +53,7 @@ class RestoreJob:
             if not handle.job.item_id:
                 handle.job.item_id = snapshot.item_id
             handle.update(force=True, bytes_total=snapshot.total_bytes, items_total=snapshot.files)
-            with open_target(self.target, on_drop=reporter.dropped) as target:
+            with open_target(self.target, handle.cancel, on_drop=reporter.dropped) as target:
                 result = run_restore(
                     repo,
                     snapshot.id,

@@ -19,12 +19,14 @@ from comet.agent import __version__
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import AgentError, CancelledError
 from comet.agent.jobs.codes import Classification, Severity, Status
+from comet.agent.jobs.ending import record_cancelled
 from comet.agent.jobs.record import JobRecord, LogEntry
 from comet.agent.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.25  # seconds between stored/published progress updates
+SHUTDOWN_WAIT = 6.0  # seconds a shutdown waits for cancelled jobs to end
 
 
 class QuotaExceededError(AgentError):
@@ -142,14 +144,18 @@ class JobRunner:
             recovered.append(job)
         return recovered
 
-    async def shutdown(self) -> None:
-        """Cancel running jobs (status Cancelled) and wait briefly for them."""
+    async def shutdown(self, timeout: float = SHUTDOWN_WAIT) -> None:
+        """Cancel running jobs and wait briefly for them; a job still running after
+        ``timeout`` seconds is recorded as Cancelled anyway (its thread dies with the
+        process), so the agent stops within seconds."""
         for running in list(self._running.values()):
             running.handle.cancel.cancel("stopped because the agent is shutting down")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                asyncio.gather(*(r.done.wait() for r in list(self._running.values()))), 30
+                asyncio.gather(*(r.done.wait() for r in list(self._running.values()))), timeout
             )
+        for running in list(self._running.values()):
+            record_cancelled(self._store, running.handle.snapshot(), running.handle.cancel)
 
     # ------------------------------------------------------------ jobs
 
@@ -263,11 +269,15 @@ class JobRunner:
         except CancelledError as e:
             handle.warning(str(e))
             return JobOutcome(Status.CANCELLED, error=str(e))
-        except QuotaExceededError as e:
-            handle.log(Severity.ERROR, str(e))
-            return JobOutcome(Status.QUOTA_EXCEEDED, error=str(e))
         except AgentError as e:
+            if handle.cancel.cancelled:
+                # Stopping a program or a transfer makes it fail: the failure is the cancel.
+                message = f"job {handle.cancel.reason} ({e})"
+                handle.warning(message)
+                return JobOutcome(Status.CANCELLED, error=message)
             handle.log(Severity.ERROR, str(e))
+            if isinstance(e, QuotaExceededError):
+                return JobOutcome(Status.QUOTA_EXCEEDED, error=str(e))
             return JobOutcome(Status.ERROR, error=str(e))
         except Exception as e:  # a bug: record it on the job, keep the agent alive
             log.exception("job %s failed unexpectedly", handle.job.job_id)

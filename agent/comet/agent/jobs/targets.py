@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from comet.agent.cancel import CancelToken
 from comet.agent.errors import AgentError
 from comet.agent.restore.directory import DirectoryTarget, Dropped, Overwrite
 from comet.agent.restore.output import OutputFile
@@ -126,9 +128,13 @@ def check_output_path(path: Path, *, replace: bool) -> None:
 
 
 @contextlib.contextmanager
-def open_target(spec: TargetSpec, *, on_drop: Dropped | None = None) -> Iterator[RestoreTarget]:
-    """The target for ``spec``, with any output file it writes opened and closed here.
-    ``on_drop`` hears of privileged metadata a directory restore leaves out."""
+def open_target(
+    spec: TargetSpec, cancel: CancelToken | None = None, *, on_drop: Dropped | None = None
+) -> Iterator[RestoreTarget]:
+    """The target for ``spec``, with any output file it writes opened and closed here. A
+    program target's command is stopped as soon as ``cancel`` fires (it may be blocked
+    feeding a command that does not read). ``on_drop`` hears of privileged metadata a
+    directory restore leaves out."""
     if spec.type is RestoreType.FILES:
         yield DirectoryTarget(
             spec.destination or "/",
@@ -139,10 +145,20 @@ def open_target(spec: TargetSpec, *, on_drop: Dropped | None = None) -> Iterator
         )
     elif spec.type is RestoreType.SIMULATE:
         yield SimulateTarget()
-    elif spec.type is RestoreType.PROGRAM_PER_FILE:
-        yield ProgramPerFileTarget(spec.program_command)
-    elif spec.type is RestoreType.PROGRAM_ARCHIVE:
-        yield ProgramArchiveTarget(spec.program_command)
+    elif spec.type in (RestoreType.PROGRAM_PER_FILE, RestoreType.PROGRAM_ARCHIVE):
+        program: ProgramPerFileTarget | ProgramArchiveTarget
+        if spec.type is RestoreType.PROGRAM_PER_FILE:
+            program = ProgramPerFileTarget(spec.program_command)
+        else:
+            program = ProgramArchiveTarget(spec.program_command)
+        stop = program.stop
+        disarm = (cancel or CancelToken()).on_cancel(
+            lambda: threading.Thread(target=stop, daemon=True).start()
+        )
+        try:
+            yield program
+        finally:
+            disarm()
     elif spec.archive_format is ArchiveFormat.SQFS:
         yield SquashfsTarget(spec.destination, replace=spec.overwrite is Overwrite.OVERWRITE)
     else:

@@ -197,6 +197,17 @@ class BlobWriter:
         self._raise_failure()
         self._write_index()
 
+    def checkpoint(self) -> int:
+        """After a cancel: stop sealing and uploading, then store an index file for the
+        packs already stored, so the next backup reuses them instead of uploading them
+        again. Blobs not yet in a stored pack are dropped. Returns how many packs the
+        index lists."""
+        self.close()
+        with self._lock:
+            count = len(self._unindexed)
+        self._write_index()
+        return count
+
     def close(self) -> None:
         """Stop the pools without storing pending data (used on cancel and error)."""
         self._seal_pool.shutdown(wait=True, cancel_futures=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from comet.agent.errors import RestoreProgramError
+from comet.agent.process_group import stop_process_group
 
 STDERR_TAIL = 2048
 
@@ -45,6 +47,7 @@ class ChildProcess:
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 pass_fds=tuple(pass_fds),
+                start_new_session=True,  # stopping it reaches what its shell started
             )
         except OSError as e:
             raise RestoreProgramError(f"{what} could not be started: {e}") from e
@@ -102,10 +105,15 @@ class ChildProcess:
         if code != 0:
             raise self._failure(code)
 
+    def stop(self) -> None:
+        """Stop the program's process group (SIGTERM, then SIGKILL after a grace), as
+        when the job is cancelled; a blocked ``write`` then fails. Never raises."""
+        stop_process_group(self._proc)
+
     def kill(self) -> None:
         """Stop the program at once (a failed restore). Never raises."""
         with contextlib.suppress(OSError):
-            self._proc.kill()
+            os.killpg(self._proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError, ValueError):
             self._stdin.close()
         with contextlib.suppress(OSError):

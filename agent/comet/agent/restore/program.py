@@ -91,6 +91,12 @@ class ProgramPerFileTarget:
     def special(self, path: RestorePath, node: Node) -> None:
         raise TargetRefusedError(f"program input takes regular files only ({node.type} skipped)")
 
+    def stop(self) -> None:
+        """Stop the running command (the job was cancelled); thread-safe."""
+        child = self._child
+        if child is not None:
+            child.stop()
+
     def close(self) -> None:
         self.abort_file(self._handle)
 
@@ -120,6 +126,10 @@ class ProgramArchiveTarget(TarTarget):
         super().finish()
         self._done = True
         self._child.finish()
+
+    def stop(self) -> None:
+        """Stop the command (the job was cancelled); thread-safe."""
+        self._child.stop()
 
     def close(self) -> None:
         super().close()

@@ -54,9 +54,11 @@ class Scheduler:
         self._tz = tz
         self._grace = grace
         self._specs = _by_id(specs)
-        self._handled = {
-            sid: to_utc(at) for sid, at in (last_run or {}).items() if sid in self._specs
-        }
+        saved = {sid: to_utc(at) for sid, at in (last_run or {}).items()}
+        self._handled = {sid: at for sid, at in saved.items() if sid in self._specs}
+        # Saved instants of schedules not known yet (the agent creates its scheduler
+        # before the profile's schedules are loaded): used when ``update`` brings them.
+        self._restored = {sid: at for sid, at in saved.items() if sid not in self._specs}
         self._retries: dict[str, list[datetime]] = {}
         self._last_check: datetime | None = None
 
@@ -67,8 +69,9 @@ class Scheduler:
     @property
     def last_run(self) -> dict[str, datetime]:
         """What to persist: per schedule, the instant up to which runs were handled
-        (including the start point of schedules that have not run yet)."""
-        return dict(self._handled)
+        (including the start point of schedules that have not run yet, and the saved
+        instants of schedules not loaded yet)."""
+        return {**self._restored, **self._handled}
 
     def due(self, now: datetime, *, booting: bool = False, resumed: bool = False) -> list[Trigger]:
         """The triggers to act on at ``now``, ordered by planned time. Calling it again
@@ -132,7 +135,9 @@ class Scheduler:
         """Replace the schedules after a profile change. A schedule whose timing (and
         enabled flag) is unchanged keeps its ``last_run`` and retries; a new or retimed one
         starts from ``now`` (or from the next ``due`` call if ``now`` is not given), never
-        firing for the past; a removed one is forgotten."""
+        firing for the past; a removed one is forgotten. A schedule seen for the first
+        time since a restart continues from its saved ``last_run``, so runs that fell
+        while the agent was down are run late or recorded as missed."""
         fresh = _by_id(specs)
         start = to_utc(now) if now is not None else None
         for sid in list(self._handled):
@@ -143,6 +148,9 @@ class Scheduler:
         for sid in list(self._retries):
             if sid not in fresh:
                 del self._retries[sid]
+        for sid in fresh:
+            if sid not in self._specs and sid in self._restored:
+                self._handled[sid] = self._restored.pop(sid)
         if start is not None:
             for sid in fresh:
                 self._handled.setdefault(sid, start)

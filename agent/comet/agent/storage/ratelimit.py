@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 
 from comet.agent.storage.base import ObjectInfo, Storage
 
+PIECE = 1 << 20  # a large object is metered in 1 MiB pieces, each a chance to cancel
+
 
 class TokenBucket:
     """Allows ``rate`` bytes per second on average, with bursts up to one second's
@@ -59,7 +61,8 @@ class RateLimitedStorage:
 
     def put(self, key: str, data: bytes) -> None:
         if self._up is not None:
-            self._up.take(len(data))
+            for offset in range(0, len(data), PIECE):
+                self._up.take(min(PIECE, len(data) - offset))
         self.inner.put(key, data)
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:

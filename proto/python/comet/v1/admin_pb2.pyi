@@ -54,6 +54,40 @@ ADMIN_ROLE_AUDITOR: AdminRole.ValueType  # 4
 Global___AdminRole: _TypeAlias = AdminRole  # noqa: Y015
 
 @_typing.final
+class ResetUserTotpRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetUserTotpRequest: _TypeAlias = ResetUserTotpRequest  # noqa: Y015
+
+@_typing.final
+class ResetUserTotpReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetUserTotpReply: _TypeAlias = ResetUserTotpReply  # noqa: Y015
+
+@_typing.final
 class UserInfo(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

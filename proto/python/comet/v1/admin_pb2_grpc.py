@@ -131,6 +131,11 @@ class AdminServiceStub:
                 request_serializer=comet_dot_v1_dot_admin__pb2.UndeleteObjectsRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_admin__pb2.UndeleteObjectsReply.FromString,
                 _registered_method=True)
+        self.ResetUserTotp = channel.unary_unary(
+                '/comet.v1.AdminService/ResetUserTotp',
+                request_serializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpReply.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -252,6 +257,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetUserTotp(self, request, context):
+        """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
+        audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -349,6 +362,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.UndeleteObjects,
                     request_deserializer=comet_dot_v1_dot_admin__pb2.UndeleteObjectsRequest.FromString,
                     response_serializer=comet_dot_v1_dot_admin__pb2.UndeleteObjectsReply.SerializeToString,
+            ),
+            'ResetUserTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetUserTotp,
+                    request_deserializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -864,6 +882,33 @@ class AdminService:
             '/comet.v1.AdminService/UndeleteObjects',
             comet_dot_v1_dot_admin__pb2.UndeleteObjectsRequest.SerializeToString,
             comet_dot_v1_dot_admin__pb2.UndeleteObjectsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetUserTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AdminService/ResetUserTotp',
+            comet_dot_v1_dot_admin__pb2.ResetUserTotpRequest.SerializeToString,
+            comet_dot_v1_dot_admin__pb2.ResetUserTotpReply.FromString,
             options,
             channel_credentials,
             insecure,

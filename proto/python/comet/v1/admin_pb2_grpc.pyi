@@ -57,6 +57,10 @@ class AdminServiceStub:
     objects from the server-side trash.
     """
     UndeleteObjects: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UndeleteObjectsRequest, _admin_pb2.UndeleteObjectsReply]
+    ResetUserTotp: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ResetUserTotpRequest, _admin_pb2.ResetUserTotpReply]
+    """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
+    audited.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -83,6 +87,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     objects from the server-side trash.
     """
     UndeleteObjects: _aio.UnaryUnaryMultiCallable[_admin_pb2.UndeleteObjectsRequest, _admin_pb2.UndeleteObjectsReply]  # type: ignore[assignment]
+    ResetUserTotp: _aio.UnaryUnaryMultiCallable[_admin_pb2.ResetUserTotpRequest, _admin_pb2.ResetUserTotpReply]  # type: ignore[assignment]
+    """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
+    audited.
+    """
 
 class AdminServiceServicer:
     def AddUser(
@@ -201,5 +209,14 @@ class AdminServiceServicer:
         request: _admin_pb2.UndeleteObjectsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.UndeleteObjectsReply, _abc.Awaitable[_admin_pb2.UndeleteObjectsReply]]: ...
+
+    def ResetUserTotp(
+        self,
+        request: _admin_pb2.ResetUserTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ResetUserTotpReply, _abc.Awaitable[_admin_pb2.ResetUserTotpReply]]:
+        """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
+        audited.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -70,6 +70,21 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalChangePasswordRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
                 _registered_method=True)
+        self.BeginTotp = channel.unary_unary(
+                '/comet.v1.AgentApi/BeginTotp',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpReply.FromString,
+                _registered_method=True)
+        self.ConfirmTotp = channel.unary_unary(
+                '/comet.v1.AgentApi/ConfirmTotp',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+                _registered_method=True)
+        self.DisableTotp = channel.unary_unary(
+                '/comet.v1.AgentApi/DisableTotp',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+                _registered_method=True)
         self.GetProfile = channel.unary_unary(
                 '/comet.v1.AgentApi/GetProfile',
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.LocalProfileRequest.SerializeToString,
@@ -170,6 +185,11 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.UnmountRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_agent__api__pb2.UnmountReply.FromString,
                 _registered_method=True)
+        self.PreviewImport = channel.unary_unary(
+                '/comet.v1.AgentApi/PreviewImport',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.PreviewImportRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.ImportPreview.FromString,
+                _registered_method=True)
 
 
 class AgentApiServicer:
@@ -214,6 +234,27 @@ class AgentApiServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ChangePassword(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginTotp(self, request, context):
+        """Two-factor (TOTP) for the logged-in account, through this device's credential
+        (no device is registered): Begin hands out a secret, Confirm activates it with a
+        code from the authenticator app, Disable needs a current code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmTotp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableTotp(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -343,6 +384,14 @@ class AgentApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewImport(self, request, context):
+        """What importing a source would create, without creating anything (comet import
+        --dry-run): the same objects the import job adds, with placeholder ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -379,6 +428,21 @@ def add_AgentApiServicer_to_server(servicer, server):
             'ChangePassword': grpc.unary_unary_rpc_method_handler(
                     servicer.ChangePassword,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalChangePasswordRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.SerializeToString,
+            ),
+            'BeginTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginTotp,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpReply.SerializeToString,
+            ),
+            'ConfirmTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmTotp,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.SerializeToString,
+            ),
+            'DisableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableTotp,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.FromString,
                     response_serializer=comet_dot_v1_dot_agent__api__pb2.StatusReply.SerializeToString,
             ),
             'GetProfile': grpc.unary_unary_rpc_method_handler(
@@ -480,6 +544,11 @@ def add_AgentApiServicer_to_server(servicer, server):
                     servicer.Unmount,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.UnmountRequest.FromString,
                     response_serializer=comet_dot_v1_dot_agent__api__pb2.UnmountReply.SerializeToString,
+            ),
+            'PreviewImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewImport,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.PreviewImportRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.ImportPreview.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -670,6 +739,87 @@ class AgentApi:
             target,
             '/comet.v1.AgentApi/ChangePassword',
             comet_dot_v1_dot_agent__api__pb2.LocalChangePasswordRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/BeginTotp',
+            comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.LocalBeginTotpReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/ConfirmTotp',
+            comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/DisableTotp',
+            comet_dot_v1_dot_agent__api__pb2.LocalTotpCodeRequest.SerializeToString,
             comet_dot_v1_dot_agent__api__pb2.StatusReply.FromString,
             options,
             channel_credentials,
@@ -1211,6 +1361,33 @@ class AgentApi:
             '/comet.v1.AgentApi/Unmount',
             comet_dot_v1_dot_agent__api__pb2.UnmountRequest.SerializeToString,
             comet_dot_v1_dot_agent__api__pb2.UnmountReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/PreviewImport',
+            comet_dot_v1_dot_agent__api__pb2.PreviewImportRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.ImportPreview.FromString,
             options,
             channel_credentials,
             insecure,

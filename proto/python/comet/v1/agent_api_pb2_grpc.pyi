@@ -44,6 +44,13 @@ class AgentApiStub:
     Unlock: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.UnlockRequest, _agent_api_pb2.StatusReply]
     Disconnect: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.DisconnectRequest, _agent_api_pb2.StatusReply]
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.LocalChangePasswordRequest, _agent_api_pb2.StatusReply]
+    BeginTotp: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.LocalBeginTotpRequest, _agent_api_pb2.LocalBeginTotpReply]
+    """Two-factor (TOTP) for the logged-in account, through this device's credential
+    (no device is registered): Begin hands out a secret, Confirm activates it with a
+    code from the authenticator app, Disable needs a current code.
+    """
+    ConfirmTotp: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.LocalTotpCodeRequest, _agent_api_pb2.StatusReply]
+    DisableTotp: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.LocalTotpCodeRequest, _agent_api_pb2.StatusReply]
     GetProfile: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.LocalProfileRequest, _common_pb2.Profile]
     AddVault: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.AddVaultRequest, _common_pb2.StorageVault]
     AddItem: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.AddItemRequest, _common_pb2.ProtectedItem]
@@ -69,6 +76,10 @@ class AgentApiStub:
     (then the reply ends after the first event and the mount lives until Unmount).
     """
     Unmount: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.UnmountRequest, _agent_api_pb2.UnmountReply]
+    PreviewImport: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.PreviewImportRequest, _agent_api_pb2.ImportPreview]
+    """What importing a source would create, without creating anything (comet import
+    --dry-run): the same objects the import job adds, with placeholder ids.
+    """
 
 @_typing.type_check_only
 class AgentApiAsyncStub(AgentApiStub):
@@ -83,6 +94,13 @@ class AgentApiAsyncStub(AgentApiStub):
     Unlock: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.UnlockRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
     Disconnect: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.DisconnectRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
     ChangePassword: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.LocalChangePasswordRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
+    BeginTotp: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.LocalBeginTotpRequest, _agent_api_pb2.LocalBeginTotpReply]  # type: ignore[assignment]
+    """Two-factor (TOTP) for the logged-in account, through this device's credential
+    (no device is registered): Begin hands out a secret, Confirm activates it with a
+    code from the authenticator app, Disable needs a current code.
+    """
+    ConfirmTotp: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.LocalTotpCodeRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
+    DisableTotp: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.LocalTotpCodeRequest, _agent_api_pb2.StatusReply]  # type: ignore[assignment]
     GetProfile: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.LocalProfileRequest, _common_pb2.Profile]  # type: ignore[assignment]
     AddVault: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.AddVaultRequest, _common_pb2.StorageVault]  # type: ignore[assignment]
     AddItem: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.AddItemRequest, _common_pb2.ProtectedItem]  # type: ignore[assignment]
@@ -108,6 +126,10 @@ class AgentApiAsyncStub(AgentApiStub):
     (then the reply ends after the first event and the mount lives until Unmount).
     """
     Unmount: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.UnmountRequest, _agent_api_pb2.UnmountReply]  # type: ignore[assignment]
+    PreviewImport: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.PreviewImportRequest, _agent_api_pb2.ImportPreview]  # type: ignore[assignment]
+    """What importing a source would create, without creating anything (comet import
+    --dry-run): the same objects the import job adds, with placeholder ids.
+    """
 
 class AgentApiServicer:
     def Status(
@@ -152,6 +174,28 @@ class AgentApiServicer:
     def ChangePassword(
         self,
         request: _agent_api_pb2.LocalChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.StatusReply, _abc.Awaitable[_agent_api_pb2.StatusReply]]: ...
+
+    def BeginTotp(
+        self,
+        request: _agent_api_pb2.LocalBeginTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.LocalBeginTotpReply, _abc.Awaitable[_agent_api_pb2.LocalBeginTotpReply]]:
+        """Two-factor (TOTP) for the logged-in account, through this device's credential
+        (no device is registered): Begin hands out a secret, Confirm activates it with a
+        code from the authenticator app, Disable needs a current code.
+        """
+
+    def ConfirmTotp(
+        self,
+        request: _agent_api_pb2.LocalTotpCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.StatusReply, _abc.Awaitable[_agent_api_pb2.StatusReply]]: ...
+
+    def DisableTotp(
+        self,
+        request: _agent_api_pb2.LocalTotpCodeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.StatusReply, _abc.Awaitable[_agent_api_pb2.StatusReply]]: ...
 
@@ -279,5 +323,14 @@ class AgentApiServicer:
         request: _agent_api_pb2.UnmountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_api_pb2.UnmountReply, _abc.Awaitable[_agent_api_pb2.UnmountReply]]: ...
+
+    def PreviewImport(
+        self,
+        request: _agent_api_pb2.PreviewImportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.ImportPreview, _abc.Awaitable[_agent_api_pb2.ImportPreview]]:
+        """What importing a source would create, without creating anything (comet import
+        --dry-run): the same objects the import job adds, with placeholder ids.
+        """
 
 def add_AgentApiServicer_to_server(servicer: AgentApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

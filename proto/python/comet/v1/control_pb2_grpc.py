@@ -428,6 +428,11 @@ class AgentServiceStub:
                 request_serializer=comet_dot_v1_dot_control__pb2.DeleteGrantRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_control__pb2.DeleteGrant.FromString,
                 _registered_method=True)
+        self.ReportDeviceEvent = channel.unary_unary(
+                '/comet.v1.AgentService/ReportDeviceEvent',
+                request_serializer=comet_dot_v1_dot_control__pb2.DeviceEvent.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_control__pb2.DeviceEventAck.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -490,6 +495,14 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportDeviceEvent(self, request, context):
+        """Something a person did on the device that the server's audit log must show
+        (the app locked or unlocked, the agent disconnected).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -532,6 +545,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.RequestDeleteGrant,
                     request_deserializer=comet_dot_v1_dot_control__pb2.DeleteGrantRequest.FromString,
                     response_serializer=comet_dot_v1_dot_control__pb2.DeleteGrant.SerializeToString,
+            ),
+            'ReportDeviceEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDeviceEvent,
+                    request_deserializer=comet_dot_v1_dot_control__pb2.DeviceEvent.FromString,
+                    response_serializer=comet_dot_v1_dot_control__pb2.DeviceEventAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -754,6 +772,33 @@ class AgentService:
             '/comet.v1.AgentService/RequestDeleteGrant',
             comet_dot_v1_dot_control__pb2.DeleteGrantRequest.SerializeToString,
             comet_dot_v1_dot_control__pb2.DeleteGrant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDeviceEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentService/ReportDeviceEvent',
+            comet_dot_v1_dot_control__pb2.DeviceEvent.SerializeToString,
+            comet_dot_v1_dot_control__pb2.DeviceEventAck.FromString,
             options,
             channel_credentials,
             insecure,

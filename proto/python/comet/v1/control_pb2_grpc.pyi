@@ -159,6 +159,10 @@ class AgentServiceStub:
     given only after the user proves their password again. Objects still within
     their protection period stay undeletable; deleted ones go to the server's trash.
     """
+    ReportDeviceEvent: _grpc.UnaryUnaryMultiCallable[_control_pb2.DeviceEvent, _control_pb2.DeviceEventAck]
+    """Something a person did on the device that the server's audit log must show
+    (the app locked or unlocked, the agent disconnected).
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -182,6 +186,10 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """A short-lived grant to delete objects of an immutable bucket (retention/prune),
     given only after the user proves their password again. Objects still within
     their protection period stay undeletable; deleted ones go to the server's trash.
+    """
+    ReportDeviceEvent: _aio.UnaryUnaryMultiCallable[_control_pb2.DeviceEvent, _control_pb2.DeviceEventAck]  # type: ignore[assignment]
+    """Something a person did on the device that the server's audit log must show
+    (the app locked or unlocked, the agent disconnected).
     """
 
 class AgentServiceServicer:
@@ -243,6 +251,15 @@ class AgentServiceServicer:
         """A short-lived grant to delete objects of an immutable bucket (retention/prune),
         given only after the user proves their password again. Objects still within
         their protection period stay undeletable; deleted ones go to the server's trash.
+        """
+
+    def ReportDeviceEvent(
+        self,
+        request: _control_pb2.DeviceEvent,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.DeviceEventAck, _abc.Awaitable[_control_pb2.DeviceEventAck]]:
+        """Something a person did on the device that the server's audit log must show
+        (the app locked or unlocked, the agent disconnected).
         """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

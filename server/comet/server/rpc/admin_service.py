@@ -5,6 +5,7 @@ the guard before it runs; Dispatch checks each command again by what it would do
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import grpc
@@ -21,9 +22,11 @@ from comet.server.errors import (
     ServerError,
 )
 from comet.server.rpc import command_facts, convert
+from comet.server.rpc.audited import audited
 from comet.server.rpc.auth_context import Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.rpc.routing import CommandRouter
+from comet.server.rpc.totp_admin import audited_totp_reset
 from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, Role
 from comet.server.store.jobs import JobRecord, JobStore
@@ -122,6 +125,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             details=details,
         )
         return admin_pb2.DeleteUserReply()
+
+    @handles_errors
+    async def ResetUserTotp(
+        self, request: admin_pb2.ResetUserTotpRequest, context: Ctx
+    ) -> admin_pb2.ResetUserTotpReply:
+        admin = await self._auth.admin(context)
+        await audited_totp_reset(self._accounts, admin.username, request.username, context)
+        return admin_pb2.ResetUserTotpReply()
 
     @handles_errors
     async def ResetPassword(
@@ -312,12 +323,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 details=f"{details} refused: {e.message}",
             )
             raise
-        await self._accounts.audit(
-            admin.username, f"dispatch.{action}", request.device_id, source=source, details=details
-        )
+        # Audited after the send, with its real outcome (an offline device: failed).
+        audit = functools.partial(
+            audited, self._accounts, actor=admin.username, action=f"dispatch.{action}",
+            target=request.device_id, context=context, details=details,
+        )  # fmt: skip
         if action == "drop_connection":
             # Closing the server's side makes the agent reconnect.
-            await self._router.drop(request.device_id)
+            await audit(self._router.drop(request.device_id))
             return control_pb2.CommandReply(done=control_pb2.Empty())
         if action == "apply_retention":
             owner = await self._accounts.device_owner(request.device_id)
@@ -327,8 +340,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 profile_document=view.document, buckets=self._buckets,
             )  # fmt: skip
         timeout = float(request.timeout_seconds or 60)
-        reply = await self._router.send(
-            request.device_id, request.command, timeout=min(timeout, 120)
+        reply = await audit(
+            self._router.send(request.device_id, request.command, timeout=min(timeout, 120)),
+            refused=lambda r: f"the device answered: {r.error}" if r.error else "",
         )
         if request.wait and reply.HasField("job_started") and not reply.error:
             job = await self._wait_for_job(reply.job_started.job_id, timeout)

@@ -12,8 +12,9 @@ from typing import Any
 import grpc
 
 from comet.server.buckets.store import BucketStore
-from comet.server.errors import NotFoundError
+from comet.server.errors import InvalidRequestError, NotFoundError
 from comet.server.rpc import convert
+from comet.server.rpc.audited import audited_profile_put
 from comet.server.rpc.auth_context import Authenticator, peer_address
 from comet.server.rpc.connection_marks import ConnectionMarks
 from comet.server.rpc.errors import abort_with, handles_errors
@@ -25,6 +26,10 @@ from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+# What ReportDeviceEvent accepts: app and session actions taken on the device.
+DEVICE_EVENTS = frozenset({"lock", "unlock", "disconnect"})
 
 
 class AgentService(control_pb2_grpc.AgentServiceServicer):
@@ -77,9 +82,11 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         for vault in request.profile.vaults:
             if vault.WhichOneof("settings") == "comet":
                 vault.comet.bucket_key = ""  # each device's own: never stored
-        view = await self._profiles.put(
-            principal.user_id,
-            device_id=principal.device_id,
+        view = await audited_profile_put(
+            self._accounts,
+            self._profiles,
+            principal,
+            context,
             version=request.profile.version,
             document=convert.profile_document(request.profile),
         )
@@ -121,6 +128,24 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         # Whatever the filter says, only the caller's own account.
         query = dataclasses.replace(query, username="", user_id=principal.user_id)
         return convert.job_page_to_proto(await self._jobs.find(query))
+
+    @handles_errors
+    async def ReportDeviceEvent(
+        self, request: control_pb2.DeviceEvent, context: Ctx
+    ) -> control_pb2.DeviceEventAck:
+        principal = await self._auth.device(context)
+        if request.action not in DEVICE_EVENTS:
+            raise InvalidRequestError(
+                f"unknown device event {request.action!r}; expected one of "
+                + ", ".join(sorted(DEVICE_EVENTS))
+            )
+        await self._accounts.audit(
+            principal.username,
+            f"device.{request.action}",
+            principal.device_id or "",
+            source=peer_address(context),
+        )
+        return control_pb2.DeviceEventAck()
 
     @handles_errors
     async def CreateBucket(

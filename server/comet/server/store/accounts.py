@@ -649,6 +649,19 @@ class AccountStore:
             raise NotFoundError("no such user")
         return name
 
+    async def reset_totp(self, username: str) -> bool:
+        """An administrator turns a user's two-factor off (a lost authenticator), with
+        any pending enrolment. Returns whether it had been enabled."""
+        async with self._sessions() as s, s.begin():
+            user = await s.scalar(select(User).where(User.username == username).with_for_update())
+            if user is None:
+                raise NotFoundError(f"no user named {username!r}")
+            was_enabled = user.totp_secret is not None
+            user.totp_secret = None
+            user.totp_pending_secret = None
+            user.totp_last_step = None
+        return was_enabled
+
     # ------------------------------------------------------------------ passwords
 
     async def change_password(

@@ -432,8 +432,9 @@ class JobStore:
         including any progress held back for the job."""
         if not job.job_id or len(job.job_id) > 64:
             raise InvalidRequestError("a job report needs a job id of at most 64 characters")
-        if job.status is JobStatus.MISSED:
-            raise InvalidRequestError("the status MISSED is set by the server only")
+        # A device reports the scheduled runs it missed while it was down (MISSED, under
+        # the id the missed-run sweep would give, so each run is one row) and the jobs its
+        # own restart cut off (ABANDONED, kept apart from the server's timeout).
         now = self._clock.now()
         known = self._known.get(job.job_id)
         if (
