@@ -25,6 +25,8 @@ from comet.server.config import ServerConfig
 from comet.server.embedded_postgres import EmbeddedPostgres
 from comet.server.errors import DatabaseSetupError
 from comet.server.maintenance import Maintenance, MaintenancePolicy
+from comet.server.metrics import MetricsInterceptor, MetricsRefresher, ServerMetrics
+from comet.server.notify.stack import Notifications, open_notifications
 from comet.server.routing import (
     COMMANDS_CHANNEL,
     REPLIES_CHANNEL,
@@ -36,6 +38,8 @@ from comet.server.rpc.admin_service import AdminService
 from comet.server.rpc.agent_service import AgentService
 from comet.server.rpc.auth_service import AuthService
 from comet.server.rpc.live import LiveRegistry
+from comet.server.rpc.notify_service import NotificationService
+from comet.server.rpc.reflection import enable_reflection
 from comet.server.rpc.routing import CommandRouter
 from comet.server.rpc.storage_service import StorageService
 from comet.server.secret_box import SecretBox, load_or_create_key
@@ -47,7 +51,7 @@ from comet.server.store.missed_runs import MissedRunFinder, MissedRunPolicy
 from comet.server.store.policies import PolicyStore
 from comet.server.store.profiles import ProfileStore
 from comet.server.tls import certificate_names, ensure_self_signed
-from comet.v1 import admin_pb2_grpc, control_pb2_grpc, storage_pb2_grpc
+from comet.v1 import admin_pb2_grpc, control_pb2_grpc, notify_pb2_grpc, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +233,7 @@ def add_services(
     instance_id: str,
     heartbeat_seconds: int,
     router: CommandRouter | None = None,
+    notifications: Notifications | None = None,
 ) -> None:
     router = router or CommandRouter(registry, instance_id=instance_id)
     control_pb2_grpc.add_AuthServiceServicer_to_server(
@@ -243,6 +248,7 @@ def add_services(
             instance_id=instance_id,
             heartbeat_seconds=heartbeat_seconds,
             buckets=stores.buckets,
+            on_presence=notifications.pump.presence if notifications else None,
         ),
         server,
     )
@@ -258,6 +264,12 @@ def add_services(
         ),
         server,
     )
+    if notifications is not None:
+        notify_pb2_grpc.add_NotificationServiceServicer_to_server(
+            NotificationService(stores.accounts, notifications.settings, notifications.outbox),
+            server,
+        )
+    enable_reflection(server)
 
 
 def notification_listener(
@@ -308,7 +320,9 @@ async def _run_services(
         database_url, stores.accounts, router, application_name=listener_name(instance_id)
     )
     listening = asyncio.create_task(listener.run_forever())
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    metrics = ServerMetrics()
+    notifications = open_notifications(engine, clock, config, box, metrics)
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[MetricsInterceptor(metrics)])
     add_services(
         server,
         stores,
@@ -316,9 +330,15 @@ async def _run_services(
         instance_id=instance_id,
         heartbeat_seconds=config.heartbeat_seconds,
         router=router,
+        notifications=notifications,
     )
     url = _bind(server, config)
     await server.start()
+    if config.metrics_listen:
+        port = metrics.serve(config.metrics_listen)
+        host = config.metrics_listen.rpartition(":")[0] or "127.0.0.1"
+        log.info("metrics at http://%s:%d/metrics", host, port)
+        (config.data_dir / "metrics.url").write_text(f"http://{host}:{port}/metrics\n")
     (config.data_dir / "server.url").write_text(url + "\n")
     on_ready(url)
     background = [
@@ -327,6 +347,13 @@ async def _run_services(
         asyncio.create_task(stores.maintenance.run_forever()),
         asyncio.create_task(stores.buckets.reconcile()),
         asyncio.create_task(_prune_commands(router)),
+        asyncio.create_task(notifications.outbox.run_forever()),
+        asyncio.create_task(notifications.pump.run_forever()),
+        asyncio.create_task(
+            MetricsRefresher(
+                metrics, engine, connected=lambda: len(registry), every_seconds=2.0
+            ).run_forever()
+        ),
         listening,
     ]
     try:

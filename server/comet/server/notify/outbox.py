@@ -237,9 +237,14 @@ class Outbox:
         return True
 
     async def run_forever(self) -> None:
+        pruned_at = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.event.clear()
             try:
+                if loop.time() - pruned_at > 3600:
+                    await self.prune()
+                    pruned_at = loop.time()
                 while await self.deliver_one():
                     pass
             except Exception:  # the database may be briefly away; try next round

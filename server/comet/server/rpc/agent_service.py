@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -37,6 +37,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         instance_id: str,
         heartbeat_seconds: int,
         buckets: BucketStore,
+        on_presence: Callable[..., Awaitable[None]] | None = None,
     ) -> None:
         self._accounts = accounts
         self._profiles = profiles
@@ -46,6 +47,8 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self._instance_id = instance_id
         self._heartbeat_seconds = heartbeat_seconds
         self._buckets = buckets
+        # Told when a device's live connection opens or closes (notifications).
+        self._on_presence = on_presence
 
     @handles_errors
     async def ListDevices(
@@ -158,6 +161,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         reader = asyncio.create_task(self._read(request_iterator, connection))
         beat = asyncio.create_task(self._heartbeat(connection))
         log.info("device %s connected", connection.device_id)
+        await self._presence(connection.device_id, online=True)
         try:
             yield control_pb2.ServerMessage(
                 accepted=control_pb2.ConnectionAccepted(
@@ -177,6 +181,15 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             with contextlib.suppress(Exception):
                 await self._accounts.mark_disconnected(connection.device_id, self._instance_id)
             log.info("device %s disconnected", connection.device_id)
+            await self._presence(connection.device_id, online=False)
+
+    async def _presence(self, device_id: str, *, online: bool) -> None:
+        if self._on_presence is None:
+            return
+        try:
+            await self._on_presence(device_id, online=online)
+        except Exception:  # a notification must never break the connection
+            log.exception("could not queue the presence event of %s", device_id)
 
     async def _read(
         self, messages: AsyncIterator[control_pb2.AgentMessage], connection: LiveConnection
