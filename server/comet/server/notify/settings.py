@@ -31,6 +31,7 @@ EVENT_TYPES = (
     "device.online",
     "device.offline",
     "device.revoked",
+    "device.overdue",
     "login.failures",
     "policy.changed",
     "admin.action",
