@@ -1,0 +1,235 @@
+"""Notification queue, event pump and missed runs of every schedule kind, against a
+real PostgreSQL with a fake clock (delivery peers are stand-ins that count)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import grpc
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from comet.server.app import Stores
+from comet.server.notify.events import EventPolicy, EventPump
+from comet.server.notify.outbox import (
+    Delivery,
+    DeliveryError,
+    NewDelivery,
+    Outbox,
+    OutboxPolicy,
+)
+from comet.server.notify.settings import NotifySettings
+from comet.server.schedule_times import ScheduleTimes
+from comet.server.secret_box import SecretBox
+from comet.v1 import common_pb2, control_pb2
+from tests.server.conftest import FakeClock, RpcServer, Session
+from tests.server.test_jobs import alice, report, scheduled_profile  # noqa: F401
+
+ERROR = common_pb2.JOB_STATUS_ERROR
+SUCCESS = common_pb2.JOB_STATUS_SUCCESS
+
+
+class CountingSender:
+    def __init__(self, *, fail: int = 0, permanent: bool = False, delay: float = 0.0) -> None:
+        self.sent: list[Delivery] = []
+        self.fail = fail
+        self.permanent = permanent
+        self.delay = delay
+
+    async def send(self, delivery: Delivery) -> str:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            self.fail -= 1
+            raise DeliveryError("peer down", permanent=self.permanent, response="503 busy")
+        self.sent.append(delivery)
+        return "250 ok"
+
+
+def deliveries(n: int, kind: str = "webhook") -> list[NewDelivery]:
+    return [NewDelivery(kind, "t", f"e{i}", "job.ended", {"i": i}) for i in range(n)]
+
+
+async def test_two_workers_make_each_delivery_once(engine: AsyncEngine, clock: FakeClock) -> None:
+    sender = CountingSender(delay=0.01)
+    policy = OutboxPolicy(first_retry_seconds=1)
+    one = Outbox(engine, clock, {"webhook": sender}, policy)
+    two = Outbox(engine, clock, {"webhook": sender}, policy)
+    assert await one.enqueue(deliveries(30)) == 30
+    assert await two.enqueue(deliveries(30)) == 0  # the same events: queued once
+
+    async def drain(outbox: Outbox) -> int:
+        made = 0
+        while await outbox.deliver_one():
+            made += 1
+        return made
+
+    made = await asyncio.gather(drain(one), drain(two), drain(one), drain(two))
+    assert sum(made) == 30 and all(made)  # every worker took part
+    assert Counter(d.event_key for d in sender.sent) == {f"e{i}": 1 for i in range(30)}
+    assert await one.depth() == {}
+    assert {d.status for d in await one.deliveries()} == {"sent"}
+
+
+async def test_failures_back_off_exponentially_then_deliver(
+    engine: AsyncEngine, clock: FakeClock
+) -> None:
+    sender = CountingSender(fail=2)
+    outbox = Outbox(engine, clock, {"email": sender}, OutboxPolicy(first_retry_seconds=10))
+    await outbox.enqueue(deliveries(1, "email"))
+    assert await outbox.deliver_one()
+    [d] = await outbox.deliveries()
+    assert (d.status, d.attempts, d.last_error, d.last_response) == (
+        "pending",
+        1,
+        "peer down",
+        "503 busy",
+    )
+    assert d.next_attempt_at is not None
+    assert timedelta(seconds=9) <= d.next_attempt_at - clock.now() <= timedelta(seconds=11)
+    assert not await outbox.deliver_one()  # not due yet
+    clock.advance(seconds=11)
+    assert await outbox.deliver_one()
+    [d] = await outbox.deliveries()
+    assert d.next_attempt_at is not None
+    assert timedelta(seconds=18) <= d.next_attempt_at - clock.now() <= timedelta(seconds=22)
+    clock.advance(seconds=22)
+    assert await outbox.deliver_one()
+    [d] = await outbox.deliveries()
+    assert (d.status, d.attempts, d.last_error, d.last_response) == ("sent", 3, "", "250 ok")
+    assert len(sender.sent) == 1
+
+
+async def test_a_permanent_failure_is_not_retried(engine: AsyncEngine, clock: FakeClock) -> None:
+    sender = CountingSender(fail=1, permanent=True)
+    outbox = Outbox(engine, clock, {"webhook": sender}, OutboxPolicy())
+    await outbox.enqueue(deliveries(1))
+    assert await outbox.deliver_one()
+    clock.advance(days=1)
+    assert not await outbox.deliver_one()
+    [d] = await outbox.deliveries()
+    assert (d.status, d.attempts) == ("failed", 1)
+
+
+async def test_ended_jobs_are_queued_by_each_recipients_rule_and_only_once(
+    rpc: RpcServer,
+    alice: Session,  # noqa: F811
+    engine: AsyncEngine,
+    clock: FakeClock,
+    secret_box: SecretBox,
+) -> None:
+    settings = NotifySettings(engine, clock, secret_box)
+    outbox = Outbox(engine, clock, {}, OutboxPolicy())
+    pump = EventPump(engine, clock, settings, outbox, EventPolicy(login_failure_threshold=3))
+    await settings.add_recipient(
+        username="alice", address="a@x.test", job_rule="errors", summary="none"
+    )
+    await settings.add_recipient(username="", address="ops@x.test", job_rule="all", summary="none")
+    await settings.add_recipient(
+        username="alice", address="quiet@x.test", job_rule="none", summary="none"
+    )
+    hook, secret = await settings.add_webhook("http://127.0.0.1:9/h", ["job.ended", "job.started"])
+    assert secret.startswith("whsec_")
+    assert await pump.run_once() == 0  # nothing happened yet
+
+    await rpc.agent.ReportJob(report("good", status=SUCCESS), metadata=alice.metadata)
+    failed = report("bad", status=ERROR)
+    failed.log.append(
+        common_pb2.LogEntry(seq=1, severity=common_pb2.SEVERITY_ERROR, message="disk on fire")
+    )
+    await rpc.agent.ReportJob(failed, metadata=alice.metadata)
+    await rpc.agent.ReportJob(report("running"), metadata=alice.metadata)
+    clock.advance(seconds=1)
+    await pump.run_once()
+    clock.advance(seconds=1)
+    assert await pump.run_once() == 0  # the overlap is read again: nothing new
+    queued = {(d.kind, d.target, d.event_key) for d in await outbox.deliveries()}
+    assert queued == {
+        ("email", "a@x.test", "job:bad"),
+        ("email", "ops@x.test", "job:bad"),
+        ("email", "ops@x.test", "job:good"),
+        ("webhook", hook.webhook_id, "job.ended:bad"),
+        ("webhook", hook.webhook_id, "job.ended:good"),
+        ("webhook", hook.webhook_id, "job.started:running"),
+    }
+    [mail] = await outbox.deliveries(target="a@x.test")
+    assert mail.payload["job"]["status"] == "ERROR"
+    assert mail.payload["errors"] == ["disk on fire"]
+    assert mail.payload["job"]["user"] == "alice"
+
+    # The running job ends later: one more webhook and mails, once.
+    clock.advance(seconds=30)
+    await rpc.agent.ReportJob(report("running", status=ERROR), metadata=alice.metadata)
+    clock.advance(seconds=1)
+    await pump.run_once()
+    await pump.run_once()
+    keys = Counter(d.event_key for d in await outbox.deliveries())
+    assert keys["job.ended:running"] == 1 and keys["job:running"] == 2
+
+
+async def test_login_failures_fire_once_at_the_threshold(
+    rpc: RpcServer, engine: AsyncEngine, clock: FakeClock, secret_box: SecretBox
+) -> None:
+    settings = NotifySettings(engine, clock, secret_box)
+    outbox = Outbox(engine, clock, {}, OutboxPolicy())
+    pump = EventPump(engine, clock, settings, outbox, EventPolicy(login_failure_threshold=3))
+    await settings.add_webhook("http://127.0.0.1:9/h", ["login.failures", "device.registered"])
+    await rpc.add_user("carol")
+    await rpc.device("carol")
+    for _ in range(5):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await rpc.auth.Login(control_pb2.LoginRequest(username="carol", auth_key=b"x" * 32))
+        clock.advance(seconds=1)
+        await pump.run_once()
+    types = Counter(d.event_type for d in await outbox.deliveries())
+    assert types == {"login.failures": 1, "device.registered": 1}
+
+
+async def test_weekly_monthly_and_once_runs_are_recorded_as_missed(
+    rpc: RpcServer,
+    alice: Session,  # noqa: F811
+    stores: Stores,
+    clock: FakeClock,
+) -> None:
+    # Now: Monday 2026-01-05 09:00 UTC.
+    once = common_pb2.Schedule(frequency=common_pb2.SCHEDULE_FREQUENCY_ONCE)
+    once.once_at.FromDatetime(datetime(2026, 1, 5, 9, 30))
+    await scheduled_profile(rpc, alice, once)
+    clock.advance(hours=1, minutes=1)
+    assert len((await stores.maintenance.run_once()).missed) == 1
+    clock.advance(hours=5)
+    assert (await stores.maintenance.run_once()).missed == []  # once is once
+
+
+def test_weekly_monthly_and_once_due_times() -> None:
+    utc = ZoneInfo("UTC")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    end = datetime(2026, 4, 1, tzinfo=UTC)
+    weekly = ScheduleTimes(frequency=8013, hour=3, weekdays=(2, 5))  # Wed, Sat
+    runs = weekly.runs_between(utc, start, start + timedelta(days=10))
+    assert [t.strftime("%a %d %H:%M") for t in runs] == [
+        "Sat 03 03:00",
+        "Wed 07 03:00",
+        "Sat 10 03:00",
+    ]
+    monthly = ScheduleTimes(frequency=8014, hour=23, minute=15, day_of_month=31)
+    assert [t.strftime("%m-%d %H:%M") for t in monthly.runs_between(utc, start, end)] == [
+        "01-31 23:15",
+        "02-28 23:15",  # a shorter month: its last day
+        "03-31 23:15",
+    ]
+    berlin = monthly.runs_between(ZoneInfo("Europe/Berlin"), start, end)
+    # 23:15 local: CET (UTC+1) in winter, CEST (UTC+2) by the end of March.
+    assert [t.strftime("%m-%d %H:%M") for t in berlin] == [
+        "01-31 22:15",
+        "02-28 22:15",
+        "03-31 21:15",
+    ]
+    once = ScheduleTimes(frequency=8010, once_at=datetime(2026, 2, 1, 12, tzinfo=UTC))
+    assert once.runs_between(utc, start, end) == [datetime(2026, 2, 1, 12, tzinfo=UTC)]
+    assert once.runs_between(utc, end, end + timedelta(days=1)) == []
+    assert ScheduleTimes.from_json(
+        {"frequency": 8010, "once_at": "2026-02-01T12:00:00Z"}
+    ).once_at == datetime(2026, 2, 1, 12, tzinfo=UTC)
