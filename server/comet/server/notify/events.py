@@ -220,9 +220,12 @@ class EventPump:
         for job, username, profile, device_name in rows:
             status = JobStatus(job.status) if job.status in JobStatus._value2member_map_ else None
             data = self._job_data(job, username, _names(profile), device_name or "")
-            if status is None or status.is_running:
-                for hook in hooks.get("job.started", []):
+            # A job that started and ended between two rounds was never seen running:
+            # its start is announced now, before its end (the key keeps it to once).
+            for hook in hooks.get("job.started", []):
+                if job.status != int(JobStatus.MISSED):
                     out.append(self._hook(hook, f"job.started:{job.job_id}", "job.started", data))
+            if status is None or status.is_running:
                 continue
             errors = await self._first_errors(s, job)
             data["errors"] = errors
