@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -316,13 +317,18 @@ def test_mail_waits_for_the_smtp_server_across_a_restart_and_goes_once_from_two_
         for job_id in jobs:
             devices.agent.ReportJob(failed_report(job_id), metadata=device.metadata, timeout=10)
 
-        def attempted() -> list[dict[str, object]]:
-            rows = admin("notify", "deliveries", "--json").json()
-            return rows if len(rows) == 8 and all(r["attempts"] >= 2 for r in rows) else []
+        def attempted() -> list[tuple[str, int, str]]:
+            with psycopg.connect(database) as conn:
+                rows = conn.execute(
+                    "SELECT status, attempts, last_error FROM notify_outbox"
+                ).fetchall()
+            return rows if len(rows) == 8 and all(r[1] >= 2 for r in rows) else []
 
         rows = wait_for(attempted, timeout=30, what="failed attempts while SMTP is down")
-        assert {r["status"] for r in rows} == {"pending"}
-        assert all("127.0.0.1" in str(r["last_error"]) for r in rows)
+        assert {r[0] for r in rows} == {"pending"}
+        assert all(f"127.0.0.1:{smtp.port}" in r[2] for r in rows)
+        shown = admin("notify", "deliveries", "--json").json()
+        assert len(shown) == 8 and all(d["last_error"] for d in shown)
 
         one.stop()  # a restart while the mails wait
         smtp.start()
