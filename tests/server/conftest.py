@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comet.agent.credentials import KdfParams, derive_login_secrets
-from comet.server.app import Stores, add_services, open_stores
+from comet.server.app import Stores, add_services, grpc_server, open_stores
 from comet.server.config import ServerConfig
 from comet.server.rpc.live import LiveRegistry
 from comet.server.secret_box import SecretBox
@@ -132,7 +132,7 @@ class RpcServer:
 
 @pytest.fixture
 async def rpc(stores: Stores) -> AsyncIterator[RpcServer]:
-    server = grpc.aio.server()
+    server = grpc_server()
     registry = LiveRegistry()
     add_services(server, stores, registry, instance_id="test", heartbeat_seconds=15)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -106,6 +106,7 @@ async def test_jobs_and_job_log(cli: Cli, rpc: RpcServer) -> None:
         "downloaded_bytes": 0,
         "client_version": "",
         "error_message": "",
+        "abandoned_by": None,
     }
     assert await cli.json("jobs", "--status", "7002") == []
     assert await cli.json("jobs", "--since", "2026-01-05T08:30:00Z") == []

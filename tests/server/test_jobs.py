@@ -115,11 +115,64 @@ async def test_a_device_reports_only_its_own_jobs(rpc: RpcServer, alice: Session
     )
     await expect_error(
         rpc.agent.ReportJob(
-            report("j2", status=common_pb2.JOB_STATUS_ABANDONED), metadata=alice.metadata
+            report("j2", status=common_pb2.JOB_STATUS_MISSED), metadata=alice.metadata
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "set by the server only",
     )
+
+
+async def test_a_device_reports_the_jobs_its_restart_abandoned(
+    rpc: RpcServer, alice: Session, root: Session, stores: Stores, clock: FakeClock
+) -> None:
+    """The agent marks a job cut off by its own stop ABANDONED and reports it: the
+    server keeps that apart from its own timeout, and a repeat changes nothing."""
+    await rpc.agent.ReportJob(report("cut", seqs=(1,)), metadata=alice.metadata)
+    abandoned = report("cut", status=common_pb2.JOB_STATUS_ABANDONED, seqs=(1, 2))
+    abandoned.final = True
+    for _ in range(2):
+        ack = await rpc.agent.ReportJob(abandoned, metadata=alice.metadata)
+        assert ack.last_log_seq == 2
+    # Reported ABANDONED straight away (the server never saw it running).
+    await rpc.agent.ReportJob(
+        report("never-seen", status=common_pb2.JOB_STATUS_ABANDONED), metadata=alice.metadata
+    )
+    await rpc.agent.ReportJob(report("silent"), metadata=alice.metadata)
+    clock.advance(minutes=11)
+    assert (await stores.maintenance.run_once()).abandoned == ["silent"]
+    jobs = {
+        j.job_id: j
+        for j in (
+            await rpc.agent.ListJobs(control_pb2.ListAccountJobsRequest(), metadata=alice.metadata)
+        ).jobs
+    }
+    assert len(jobs) == 3
+    assert all(j.status == common_pb2.JOB_STATUS_ABANDONED for j in jobs.values())
+    assert jobs["cut"].abandoned_by == common_pb2.ABANDONED_BY_AGENT_RESTART
+    assert jobs["never-seen"].abandoned_by == common_pb2.ABANDONED_BY_AGENT_RESTART
+    assert jobs["silent"].abandoned_by == common_pb2.ABANDONED_BY_SERVER_TIMEOUT
+    assert jobs["cut"].ended_at.seconds > 0
+    log = await job_log(rpc, root, "cut")
+    assert [e.message for e in log.entries] == ["line 1", "line 2"]
+    # The agent also learns later that the server had timed it out: its own account
+    # of what happened wins, and a late ABANDONED never rewrites a finished job.
+    await rpc.agent.ReportJob(
+        report("silent", status=common_pb2.JOB_STATUS_ABANDONED), metadata=alice.metadata
+    )
+    done = report("done", status=common_pb2.JOB_STATUS_SUCCESS)
+    await rpc.agent.ReportJob(done, metadata=alice.metadata)
+    await rpc.agent.ReportJob(
+        report("done", status=common_pb2.JOB_STATUS_ABANDONED), metadata=alice.metadata
+    )
+    jobs = {
+        j.job_id: j
+        for j in (
+            await rpc.agent.ListJobs(control_pb2.ListAccountJobsRequest(), metadata=alice.metadata)
+        ).jobs
+    }
+    assert jobs["silent"].abandoned_by == common_pb2.ABANDONED_BY_AGENT_RESTART
+    assert jobs["done"].status == common_pb2.JOB_STATUS_SUCCESS
+    assert jobs["done"].abandoned_by == common_pb2.ABANDONED_BY_UNSPECIFIED
 
 
 async def test_silent_jobs_are_abandoned_then_revived_by_a_later_report(

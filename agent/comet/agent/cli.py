@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     config = AgentConfig(
         state_dir=(args.state_dir or default_state_dir()).absolute(),
         socket_path=(args.socket or default_socket_path()).absolute(),
-        reconnect_max_seconds=reconnect_max_from_env(60.0),
+        reconnect_max_seconds=reconnect_max_from_env(4.0),
     )
     if len(str(config.socket_path)) > 107:
         return fail("comet-agent", f"socket path too long for a unix socket: {config.socket_path}")

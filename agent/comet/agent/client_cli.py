@@ -59,6 +59,8 @@ def status_json(status: agent_api_pb2.StatusReply) -> dict[str, Any]:
         "running_jobs": list(status.running_jobs),
         "version": status.version,
         "last_error": status.last_error or None,
+        "outbox_pending": status.outbox_pending,
+        "outbox_rejected": status.outbox_rejected,
     }
 
 
@@ -72,6 +74,13 @@ def print_status(status: agent_api_pb2.StatusReply, as_json: bool) -> None:
     state = "locked" if status.locked else "logged in"
     link = "connected" if status.connected else "not connected"
     print(f"{state} to {status.server} as {status.username}; device {status.device_id}; {link}")
+    if status.outbox_pending or status.outbox_rejected:
+        print(
+            f"job records: {status.outbox_pending} waiting to be sent, "
+            f"{status.outbox_rejected} refused by the server"
+        )
+    if status.last_error:
+        print(f"last error: {status.last_error}")
 
 
 def cmd_login(client: AgentClient, args: argparse.Namespace) -> None:

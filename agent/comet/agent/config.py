@@ -12,9 +12,10 @@ from pathlib import Path
 class AgentConfig:
     state_dir: Path
     socket_path: Path
-    # Live-connection reconnect backoff: doubles from min to max, with jitter.
-    reconnect_min_seconds: float = 1.0
-    reconnect_max_seconds: float = 60.0
+    # Live-connection reconnect backoff: doubles from min to max, jittered down by up
+    # to half. The cap bounds how long after a server comes back the agent finds it.
+    reconnect_min_seconds: float = 0.5
+    reconnect_max_seconds: float = 4.0
     heartbeat_seconds: float = 15.0
 
 

@@ -5,6 +5,7 @@ same edit once, never merging two writers' documents."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import grpc
@@ -15,6 +16,11 @@ from comet.agent.transport import aio_channel, rpc_error_message
 from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
 
 _CACHE_KEY = "profile"
+# The server says this device may not have the profile: never fall back to the cache.
+REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+FETCH_TIMEOUT = 15.0
+
+log = logging.getLogger(__name__)
 
 
 Metadata = tuple[tuple[str, str], ...]
@@ -64,16 +70,21 @@ class ProfileSync:
         return channel, control_pb2_grpc.AgentServiceStub(channel), metadata
 
     async def fetch(self) -> common_pb2.Profile:
-        """Fetch from the server and cache; the cached copy when the server is away."""
+        """Fetch from the server and cache it. On any failure but a refusal of this
+        device (revoked, logged out: the profile is no longer ours to use), the cached
+        copy is used, so backups go on while the server is down or broken; with no
+        cached copy yet, the failure is raised."""
         channel, stub, metadata = self._stub()
         try:
             profile = await stub.GetProfile(
-                control_pb2.GetProfileRequest(), metadata=metadata, timeout=30
+                control_pb2.GetProfileRequest(), metadata=metadata, timeout=FETCH_TIMEOUT
             )
         except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            reason = rpc_error_message(e)
+            if e.code() not in REFUSED and self._state.get_blob(_CACHE_KEY):
+                log.info("using the cached profile: the server did not give it (%s)", reason)
                 return self.cached()
-            raise ProfileError(f"cannot read the profile: {rpc_error_message(e)}") from e
+            raise ProfileError(f"cannot read the profile: {reason}") from e
         finally:
             await channel.close()
         self._cache(profile)

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import platform
-import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +20,7 @@ from dataclasses import dataclass, replace
 import grpc
 
 from comet.agent import __version__
+from comet.agent.backoff import Backoff
 from comet.agent.certificate_trust import (
     PresentedCertificate,
     decide_trust,
@@ -275,6 +275,7 @@ class LiveConnection:
         handler: CommandHandler,
         *,
         on_logged_out: Callable[[str], None],
+        on_connected: Callable[[], None] = lambda: None,
         reconnect_min: float,
         reconnect_max: float,
         heartbeat_seconds: float,
@@ -282,8 +283,8 @@ class LiveConnection:
         self._state = state
         self._handler = handler
         self._on_logged_out = on_logged_out
-        self._reconnect_min = reconnect_min
-        self._reconnect_max = reconnect_max
+        self._on_connected = on_connected
+        self._backoff = Backoff(first=reconnect_min, cap=reconnect_max)
         self._heartbeat = heartbeat_seconds
         self._wake = asyncio.Event()
         self._stopping = False
@@ -293,6 +294,7 @@ class LiveConnection:
         ) = None
         self._handlers: set[asyncio.Task[None]] = set()
         self.connected = False
+        self._accepted = False
         self.last_error = ""
 
     def start(self) -> None:
@@ -315,26 +317,23 @@ class LiveConnection:
             self._call.cancel()
 
     async def _run(self) -> None:
-        delay = self._reconnect_min
+        failures = 0
         while not self._stopping:
             login = self._state.load_login()
             if not login.logged_in:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            started = time.monotonic()
+            self._accepted = False
             ended_cleanly = await self._connect_once(login)
             if self._stopping:
                 break
-            if time.monotonic() - started > 30:
-                delay = self._reconnect_min  # it had been up a while: start over
-            if ended_cleanly and self._wake.is_set():
-                delay = self._reconnect_min
+            if self._accepted or (ended_cleanly and self._wake.is_set()):
+                failures = 0  # it was up (or asked to redial): start the back-off over
+            failures += 1
             self._wake.clear()
-            wait = delay * random.uniform(0.8, 1.2)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-            delay = min(delay * 2, self._reconnect_max)
+                await asyncio.wait_for(self._wake.wait(), self._backoff.delay(failures))
 
     async def _connect_once(self, login: LoginState) -> bool:
         outgoing: asyncio.Queue[control_pb2.AgentMessage] = asyncio.Queue()
@@ -349,7 +348,9 @@ class LiveConnection:
                 body = message.WhichOneof("body")
                 if body == "accepted":
                     self.connected = True
+                    self._accepted = True
                     self.last_error = ""
+                    self._on_connected()
                     # Beat as often as the server expects, or it shows us offline.
                     if message.accepted.heartbeat_seconds:
                         self._heartbeat = float(message.accepted.heartbeat_seconds)

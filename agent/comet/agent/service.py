@@ -61,6 +61,7 @@ class Agent:
             self.state,
             self.remote.handle,
             on_logged_out=self._logged_out_by_server,
+            on_connected=self.outbox.poke,
             reconnect_min=config.reconnect_min_seconds,
             reconnect_max=config.reconnect_max_seconds,
             heartbeat_seconds=config.heartbeat_seconds,
@@ -74,6 +75,7 @@ class Agent:
 
     def status(self) -> agent_api_pb2.StatusReply:
         login_state = self.state.load_login()
+        pending, rejected = self.outbox.counts()
         return agent_api_pb2.StatusReply(
             logged_in=login_state.logged_in,
             locked=login_state.locked,
@@ -84,7 +86,10 @@ class Agent:
             running_jobs=self.runner.running_ids(),
             device_name=login_state.device_name,
             version=__version__,
-            last_error=login_state.last_error or self._live.last_error,
+            # The most pressing problem first: no login, no connection, records stuck.
+            last_error=login_state.last_error or self._live.last_error or self.outbox.last_error,
+            outbox_pending=pending,
+            outbox_rejected=rejected,
         )
 
     async def login(self, request: agent_api_pb2.AgentLoginRequest) -> bool:

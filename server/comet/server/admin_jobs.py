@@ -92,6 +92,10 @@ def job_json(job: common_pb2.Job) -> dict[str, Any]:
         "downloaded_bytes": job.counters.downloaded_bytes,
         "client_version": job.client_version,
         "error_message": job.error_message,
+        # For abandoned jobs: "server_timeout" or "agent_restart"; else null.
+        "abandoned_by": _name(common_pb2.AbandonedBy, "ABANDONED_BY_", job.abandoned_by)
+        if job.abandoned_by
+        else None,
     }
 
 

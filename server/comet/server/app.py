@@ -10,18 +10,21 @@ import os
 import resource
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comet.server.buckets.files import BucketFiles
 from comet.server.buckets.store import BucketPolicy, BucketStore
 from comet.server.clock import Clock, SystemClock
 from comet.server.config import ServerConfig
+from comet.server.database_supervisor import ConnectionProbe, DatabaseSupervisor
 from comet.server.embedded_postgres import EmbeddedPostgres
 from comet.server.errors import DatabaseSetupError
 from comet.server.maintenance import Maintenance, MaintenancePolicy
@@ -37,6 +40,7 @@ from comet.server.routing import (
 from comet.server.rpc.admin_service import AdminService
 from comet.server.rpc.agent_service import AgentService
 from comet.server.rpc.auth_service import AuthService
+from comet.server.rpc.errors import DatabaseWatcher, ErrorInterceptor
 from comet.server.rpc.live import LiveRegistry
 from comet.server.rpc.notify_service import NotificationService
 from comet.server.rpc.reflection import enable_reflection
@@ -44,6 +48,7 @@ from comet.server.rpc.routing import CommandRouter
 from comet.server.rpc.storage_service import StorageService
 from comet.server.secret_box import SecretBox, load_or_create_key
 from comet.server.store.accounts import AccountStore, LoginPolicy
+from comet.server.store.availability import is_database_unavailable
 from comet.server.store.credential_cache import ALL_REVOKED, REVOCATIONS_CHANNEL
 from comet.server.store.database import create_engine, migrate
 from comet.server.store.jobs import JobStore
@@ -164,7 +169,7 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str], None]) -> Non
             await asyncio.to_thread(migrate, database.url)
             engine = create_engine(database.url)
             try:
-                await _run_services(config, engine, database.url, stop, on_ready)
+                await _run_services(config, engine, database, stop, on_ready)
             finally:
                 await engine.dispose()
 
@@ -225,6 +230,21 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
     )
 
 
+def grpc_server(
+    watcher: DatabaseWatcher | None = None,
+    *,
+    options: list[tuple[str, int]] | None = None,
+    metrics: ServerMetrics | None = None,
+) -> grpc.aio.Server:
+    """A gRPC server whose every failure is mapped by ``rpc.errors`` (one place), and,
+    with ``metrics``, every call counted by its final code."""
+    errors = ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE, REFLECTION_SERVICE))
+    interceptors: list[grpc.aio.ServerInterceptor] = [errors]
+    if metrics is not None:
+        interceptors.insert(0, MetricsInterceptor(metrics))  # outermost: sees mapped codes
+    return grpc.aio.server(options=options, interceptors=interceptors)
+
+
 def add_services(
     server: grpc.aio.Server,
     stores: Stores,
@@ -269,7 +289,6 @@ def add_services(
             NotificationService(stores.accounts, notifications.settings, notifications.outbox),
             server,
         )
-    enable_reflection(server)
 
 
 def notification_listener(
@@ -302,10 +321,11 @@ def notification_listener(
 async def _run_services(
     config: ServerConfig,
     engine: AsyncEngine,
-    database_url: str,
+    database: Database,
     stop: asyncio.Event,
     on_ready: Callable[[str], None],
 ) -> None:
+    database_url = database.url
     instance_id = uuid.uuid4().hex
     box = SecretBox(
         load_or_create_key(config.secret_key_path, create=config.secret_key_file is None)
@@ -320,9 +340,16 @@ async def _run_services(
         database_url, stores.accounts, router, application_name=listener_name(instance_id)
     )
     listening = asyncio.create_task(listener.run_forever())
+    health = HealthServicer()
+    probe = ConnectionProbe(database_url)
+    supervisor = DatabaseSupervisor(
+        probe, embedded=database.embedded, on_change=_health_setter(health)
+    )
     metrics = ServerMetrics()
     notifications = open_notifications(engine, clock, config, box, metrics)
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[MetricsInterceptor(metrics)])
+    server = grpc_server(supervisor, options=GRPC_OPTIONS, metrics=metrics)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    enable_reflection(server, HEALTH_SERVICE)
     add_services(
         server,
         stores,
@@ -333,6 +360,7 @@ async def _run_services(
         notifications=notifications,
     )
     url = _bind(server, config)
+    await _health_setter(health)(True)
     await server.start()
     if config.metrics_listen:
         port = metrics.serve(config.metrics_listen)
@@ -347,6 +375,7 @@ async def _run_services(
         asyncio.create_task(stores.maintenance.run_forever()),
         asyncio.create_task(stores.buckets.reconcile()),
         asyncio.create_task(_prune_commands(router)),
+        asyncio.create_task(supervisor.run_forever()),
         asyncio.create_task(notifications.outbox.run_forever()),
         asyncio.create_task(notifications.pump.run_forever()),
         asyncio.create_task(
@@ -362,12 +391,49 @@ async def _run_services(
         for task in background:
             task.cancel()
         log.info("shutting down")
+        await health.enter_graceful_shutdown()
         await server.stop(grace=2)
         await router.close()
+        await probe.close()
         try:
             await stores.jobs.flush_progress()  # what the last round did not write yet
-        except Exception:
-            log.exception("could not write the last job progress")
+        except Exception as e:
+            _log_background_failure("could not write the last job progress", e)
+
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+REFLECTION_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
+# Services whose health is reported: "" (the whole server) and each Comet service.
+HEALTH_NAMES = (
+    "",
+    "comet.v1.AuthService",
+    "comet.v1.AgentService",
+    "comet.v1.AdminService",
+    "comet.v1.StorageService",
+    "comet.v1.NotificationService",
+)
+
+
+def _health_setter(health: HealthServicer) -> Callable[[bool], Awaitable[None]]:
+    async def publish(up: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if up
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in HEALTH_NAMES:
+            await health.set(name, status)
+
+    return publish
+
+
+def _log_background_failure(what: str, error: Exception) -> None:
+    """One line while the database is away (the supervisor says so once); a
+    traceback for anything else, which is a bug."""
+    if is_database_unavailable(error):
+        log.info("%s: the database is unavailable", what)
+    else:
+        log.error("%s", what, exc_info=error)
 
 
 async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int) -> None:
@@ -376,8 +442,8 @@ async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int
         await asyncio.sleep(every)
         try:
             await accounts.mark_seen(registry.take_seen())
-        except Exception:  # the database may be briefly away; try next round
-            log.exception("could not record last-seen times")
+        except Exception as e:  # the database may be briefly away; try next round
+            _log_background_failure("could not record last-seen times", e)
 
 
 async def _prune_commands(router: CommandRouter) -> None:
@@ -385,6 +451,6 @@ async def _prune_commands(router: CommandRouter) -> None:
     while True:
         try:
             await router.prune()
-        except Exception:
-            log.exception("could not prune routed commands")
+        except Exception as e:
+            _log_background_failure("could not prune routed commands", e)
         await asyncio.sleep(3600)

@@ -121,6 +121,14 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         return self._running_port() is not None
 
+    def restart(self) -> None:
+        """Start the cluster again after it stopped on its own (it crashed or was
+        killed), on the same port so the URL the server holds stays valid."""
+        if self.port == 0:
+            raise DatabaseSetupError("the embedded PostgreSQL was never started")
+        self._start_cluster(self.port)
+        self._running = True
+
     # -------------------------------------------------------------- steps
 
     def _initdb(self) -> None:
@@ -156,8 +164,8 @@ class EmbeddedPostgres:
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def _start_cluster(self) -> None:
-        self.port = free_port()
+    def _start_cluster(self, port: int = 0) -> None:
+        self.port = port or free_port()
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} "
             "-c unix_socket_directories='' -c max_connections=200"

@@ -62,3 +62,10 @@ class DatabaseSetupError(ServerError):
     """The database could not be prepared (embedded PostgreSQL, migrations)."""
 
     code = "database_setup"
+
+
+class DatabaseUnavailableError(ServerError):
+    """The database cannot be reached (stopped, restarting, or refusing connections);
+    clients should try again shortly."""
+
+    code = "database_unavailable"

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from comet.server.store.availability import is_database_unavailable
 from comet.server.store.jobs import JobStore
 from comet.server.store.missed_runs import MissedRunFinder
 
@@ -48,5 +49,8 @@ class Maintenance:
             await asyncio.sleep(self._policy.every.total_seconds())
             try:
                 await self.run_once()
-            except Exception:  # the database may be briefly away; try next round
-                log.exception("job maintenance failed")
+            except Exception as e:  # the database may be briefly away; try next round
+                if is_database_unavailable(e):
+                    log.info("job maintenance skipped: the database is unavailable")
+                else:
+                    log.exception("job maintenance failed")

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+from unittest import mock
+
+import pytest
+
+from comet.agent.errors import LockedError
 from comet.agent.maintenance import measure, unlock
 from comet.agent.repository import Repository
 from comet.agent.repository.lock import STALE_AFTER_NS
@@ -32,6 +39,26 @@ def test_unlock_removes_stale_keeps_fresh_unless_all(storage: MemoryStorage) -> 
     result = unlock(repo, remove_all=True)
     assert [i.key for i in result.removed] == [fresh.info.key] and result.kept == ()
     assert not list(storage.list("locks/"))
+
+
+def test_a_lock_of_a_dead_process_on_this_host_is_stale_at_once(
+    storage: MemoryStorage, repo: Repository
+) -> None:
+    """An agent killed mid-job leaves its lock; on its host, the next job (or unlock)
+    sees that its process is gone instead of waiting 30 minutes."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    here = socket.gethostname()
+    with mock.patch("os.getpid", return_value=dead.pid):
+        left = repo.lock(hostname=here)
+    with pytest.raises(LockedError):
+        repo.lock(exclusive=True, hostname="elsewhere")  # another host cannot tell
+    with repo.lock(exclusive=True, hostname=here):
+        pass
+    other_host = repo.lock(hostname="elsewhere")
+    result = unlock(repo)
+    assert [i.key for i in result.removed] == [left.info.key]
+    assert [i.key for i in result.kept] == [other_host.info.key]
 
 
 def test_measure_numbers_add_up(storage: MemoryStorage, repo: Repository, source: Source) -> None:

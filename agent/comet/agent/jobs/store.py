@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress_counter INTEGER NOT NULL, bytes_done INTEGER NOT NULL, items_done INTEGER NOT NULL,
     bytes_total INTEGER NOT NULL, items_total INTEGER NOT NULL, current_path TEXT NOT NULL,
     dirty INTEGER NOT NULL DEFAULT 1,
-    sent_seq INTEGER NOT NULL DEFAULT 0
+    sent_seq INTEGER NOT NULL DEFAULT 0,
+    rejected TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs (started_ns);
 CREATE INDEX IF NOT EXISTS jobs_dirty ON jobs (dirty);
@@ -72,6 +73,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "rejected" not in columns:  # a store written by an older agent
+            self._db.execute("ALTER TABLE jobs ADD COLUMN rejected TEXT NOT NULL DEFAULT ''")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -96,7 +100,7 @@ class JobStore:
                 + ", ".join(
                     f"{col.strip()} = excluded.{col.strip()}" for col in _COLUMNS.split(",")
                 )
-                + ", dirty = 1",
+                + ", dirty = 1, rejected = ''",
                 values,
             )
 
@@ -108,7 +112,8 @@ class JobStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 [(job_id, e.seq, e.time_ns, int(e.severity), e.message) for e in entries],
             )
-            self._db.execute("UPDATE jobs SET dirty = 1 WHERE job_id = ?", (job_id,))
+            # New lines are a new state of the job: worth offering even after a refusal.
+            self._db.execute("UPDATE jobs SET dirty = 1, rejected = '' WHERE job_id = ?", (job_id,))
             self._db.execute("COMMIT")
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -160,16 +165,46 @@ class JobStore:
 
     # ------------------------------------------------------------ outbox
 
-    def dirty(self, limit: int = 50) -> list[tuple[JobRecord, int]]:
-        """Jobs whose latest state the server has not acknowledged, with the last
-        log sequence number it has."""
+    def dirty(self, limit: int = 50, *, skip: Iterable[str] = ()) -> list[tuple[JobRecord, int]]:
+        """Jobs whose latest state the server has not acknowledged and has not refused,
+        oldest first, with the last log sequence number it has; ``skip`` leaves out
+        jobs whose retry is not due yet."""
+        skipped = list(skip)
+        where = "dirty = 1 AND rejected = ''"
+        if skipped:
+            where += f" AND job_id NOT IN ({', '.join('?' * len(skipped))})"
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS}, sent_seq FROM jobs WHERE dirty = 1 "
-                "ORDER BY started_ns LIMIT ?",
-                (limit,),
+                f"SELECT {_COLUMNS}, sent_seq FROM jobs WHERE {where} ORDER BY started_ns LIMIT ?",
+                (*skipped, limit),
             ).fetchall()
         return [(_record(r[:-1]), int(r[-1])) for r in rows]
+
+    def reject(self, job_id: str, reason: str) -> None:
+        """The server refused the job's current state for good: keep it, with the
+        reason, out of the outbox until the job changes again."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET rejected = ? WHERE job_id = ?", (reason or "refused", job_id)
+            )
+
+    def outbox_counts(self) -> tuple[int, int]:
+        """(records waiting to be sent, records the server refused)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(dirty = 1 AND rejected = ''), 0), "
+                "COALESCE(SUM(rejected != ''), 0) FROM jobs"
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def latest_rejection(self) -> tuple[str, str] | None:
+        """(job id, reason) of the newest job the server refused, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT job_id, rejected FROM jobs WHERE rejected != '' "
+                "ORDER BY started_ns DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def mark_sent(self, job: JobRecord, sent_seq: int) -> None:
         """Clear the mark unless the job changed again since it was read."""

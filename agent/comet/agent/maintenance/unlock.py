@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from comet.agent.cancel import CancelToken
@@ -23,7 +24,8 @@ def unlock(
     reporter: MaintenanceReporter | None = None,
     cancel: CancelToken | None = None,
 ) -> UnlockResult:
-    """Delete every stale lock (not refreshed for 30 minutes, or undecodable), or with
+    """Delete every stale lock (not refreshed for 30 minutes, held by a process of this
+    host that is gone, or undecodable), or with
     ``remove_all`` every lock. Removing a live job's lock is dangerous: a prune could
     then delete data that job is writing."""
     reporter = reporter or NullMaintenanceReporter()
@@ -33,7 +35,7 @@ def unlock(
     removed: list[LockInfo] = []
     kept: list[LockInfo] = []
     for info in list_locks(repo.storage, repo.sealer):
-        if remove_all or info.is_stale(now):
+        if remove_all or info.is_stale(now, hostname=socket.gethostname()):
             repo.storage.delete(info.key)
             removed.append(info)
             reporter.note(f"removed the lock of {info.hostname} (pid {info.pid})")

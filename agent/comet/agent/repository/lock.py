@@ -28,8 +28,25 @@ class LockInfo:
     pid: int
     time_ns: int
 
-    def is_stale(self, now_ns: int) -> bool:
-        return now_ns - self.time_ns > STALE_AFTER_NS
+    def is_stale(self, now_ns: int, *, hostname: str = "") -> bool:
+        """Not refreshed for STALE_AFTER_NS by the reader's clock, or (given the
+        reader's ``hostname``) held by a process of this host that no longer exists,
+        e.g. an agent killed in the middle of a job."""
+        if now_ns - self.time_ns > STALE_AFTER_NS:
+            return True
+        return bool(hostname) and self.hostname == hostname and not _process_alive(self.pid)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # someone else's live process (or a pid this host cannot have)
+    return True
 
 
 def _encode(sealer: Sealer, info: LockInfo) -> bytes:
@@ -100,7 +117,7 @@ class RepositoryLock:
                 other
                 for other in list_locks(storage, sealer)
                 if other.key != mine.key
-                and not other.is_stale(now)
+                and not other.is_stale(now, hostname=hostname)
                 and (exclusive or other.exclusive)
             ]
 

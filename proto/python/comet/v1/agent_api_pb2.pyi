@@ -51,6 +51,8 @@ class StatusReply(_message.Message):
     DEVICE_NAME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    OUTBOX_PENDING_FIELD_NUMBER: _builtins.int
+    OUTBOX_REJECTED_FIELD_NUMBER: _builtins.int
     logged_in: _builtins.bool
     locked: _builtins.bool
     server: _builtins.str
@@ -60,6 +62,9 @@ class StatusReply(_message.Message):
     device_name: _builtins.str
     version: _builtins.str
     last_error: _builtins.str
+    outbox_pending: _builtins.int
+    """Job records waiting to reach the server, and those it refused for good."""
+    outbox_rejected: _builtins.int
     @_builtins.property
     def running_jobs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -75,10 +80,12 @@ class StatusReply(_message.Message):
         device_name: _builtins.str = ...,
         version: _builtins.str = ...,
         last_error: _builtins.str = ...,
+        outbox_pending: _builtins.int = ...,
+        outbox_rejected: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "device_id", b"device_id", "device_name", b"device_name", "last_error", b"last_error", "locked", b"locked", "logged_in", b"logged_in", "running_jobs", b"running_jobs", "server", b"server", "username", b"username", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "device_id", b"device_id", "device_name", b"device_name", "last_error", b"last_error", "locked", b"locked", "logged_in", b"logged_in", "outbox_pending", b"outbox_pending", "outbox_rejected", b"outbox_rejected", "running_jobs", b"running_jobs", "server", b"server", "username", b"username", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

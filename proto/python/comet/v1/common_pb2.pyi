@@ -97,6 +97,28 @@ JOB_STATUS_SKIPPED: JobStatus.ValueType  # 7006
 JOB_STATUS_ABANDONED: JobStatus.ValueType  # 7007
 Global___JobStatus: _TypeAlias = JobStatus  # noqa: Y015
 
+class _AbandonedBy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AbandonedByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AbandonedBy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ABANDONED_BY_UNSPECIFIED: _AbandonedBy.ValueType  # 0
+    ABANDONED_BY_SERVER_TIMEOUT: _AbandonedBy.ValueType  # 1
+    """The server: the device stopped reporting for longer than the job timeout."""
+    ABANDONED_BY_AGENT_RESTART: _AbandonedBy.ValueType  # 2
+    """The device itself: on restart the agent found the job cut off by its own stop."""
+
+class AbandonedBy(_AbandonedBy, metaclass=_AbandonedByEnumTypeWrapper):
+    """Who ended a job as Abandoned (7007). The status code is the same; the reason is not."""
+
+ABANDONED_BY_UNSPECIFIED: AbandonedBy.ValueType  # 0
+ABANDONED_BY_SERVER_TIMEOUT: AbandonedBy.ValueType  # 1
+"""The server: the device stopped reporting for longer than the job timeout."""
+ABANDONED_BY_AGENT_RESTART: AbandonedBy.ValueType  # 2
+"""The device itself: on restart the agent found the job cut off by its own stop."""
+Global___AbandonedBy: _TypeAlias = AbandonedBy  # noqa: Y015
+
 class _VaultType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1206,6 +1228,7 @@ class Job(_message.Message):
     SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     CLIENT_VERSION_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    ABANDONED_BY_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     username: _builtins.str
     device_id: _builtins.str
@@ -1216,6 +1239,8 @@ class Job(_message.Message):
     snapshot_id: _builtins.str
     client_version: _builtins.str
     error_message: _builtins.str
+    abandoned_by: Global___AbandonedBy.ValueType
+    """Set when status is ABANDONED (server side only; devices report the status)."""
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1241,10 +1266,11 @@ class Job(_message.Message):
         snapshot_id: _builtins.str = ...,
         client_version: _builtins.str = ...,
         error_message: _builtins.str = ...,
+        abandoned_by: Global___AbandonedBy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "ended_at", b"ended_at", "progress", b"progress", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "client_version", b"client_version", "counters", b"counters", "device_id", b"device_id", "ended_at", b"ended_at", "error_message", b"error_message", "item_id", b"item_id", "job_id", b"job_id", "progress", b"progress", "snapshot_id", b"snapshot_id", "started_at", b"started_at", "status", b"status", "username", b"username", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned_by", b"abandoned_by", "classification", b"classification", "client_version", b"client_version", "counters", b"counters", "device_id", b"device_id", "ended_at", b"ended_at", "error_message", b"error_message", "item_id", b"item_id", "job_id", b"job_id", "progress", b"progress", "snapshot_id", b"snapshot_id", "started_at", b"started_at", "status", b"status", "username", b"username", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -12,10 +12,10 @@ from typing import Any
 import grpc
 
 from comet.server.buckets.store import BucketStore
-from comet.server.errors import ServerError
 from comet.server.rpc import convert
 from comet.server.rpc.auth_context import Authenticator, peer_address
-from comet.server.rpc.errors import ERROR_CODE_KEY, handles_errors, status_for
+from comet.server.rpc.connection_marks import ConnectionMarks
+from comet.server.rpc.errors import abort_with, handles_errors
 from comet.server.rpc.live import LiveConnection, LiveRegistry
 from comet.server.store.accounts import AccountStore, Principal
 from comet.server.store.jobs import JobStore
@@ -47,6 +47,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self._instance_id = instance_id
         self._heartbeat_seconds = heartbeat_seconds
         self._buckets = buckets
+        self._marks = ConnectionMarks(accounts, instance_id)
         # Told when a device's live connection opens or closes (notifications).
         self._on_presence = on_presence
 
@@ -151,18 +152,18 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[control_pb2.ServerMessage]:
         try:
             principal = await self._auth.device(context)
-        except ServerError as e:
-            context.set_trailing_metadata(((ERROR_CODE_KEY, e.code),))
-            await context.abort(status_for(e), e.message)
+        except BaseException as e:
+            await abort_with(e, context, "AgentService.Connect")
         assert principal.device_id is not None
         connection = LiveConnection(device_id=principal.device_id, user_id=principal.user_id)
         self._registry.register(connection)
-        await self._accounts.mark_connected(connection.device_id, self._instance_id)
         reader = asyncio.create_task(self._read(request_iterator, connection))
         beat = asyncio.create_task(self._heartbeat(connection))
-        log.info("device %s connected", connection.device_id)
-        await self._presence(connection.device_id, online=True)
         try:
+            # Accepted only once other instances can route commands here.
+            await self._marks.connected(connection.device_id)
+            log.info("device %s connected", connection.device_id)
+            await self._presence(connection.device_id, online=True)
             yield control_pb2.ServerMessage(
                 accepted=control_pb2.ConnectionAccepted(
                     server_instance=self._instance_id, heartbeat_seconds=self._heartbeat_seconds
@@ -179,7 +180,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             if self._registry.unregister(connection):
                 connection.close()
             with contextlib.suppress(Exception):
-                await self._accounts.mark_disconnected(connection.device_id, self._instance_id)
+                await self._marks.disconnected(connection.device_id)
             log.info("device %s disconnected", connection.device_id)
             await self._presence(connection.device_id, online=False)
 
@@ -201,6 +202,8 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
                     connection.resolve(message.reply)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
+        except Exception as e:  # e.g. an undecodable message: end this stream
+            log.info("device %s sent what cannot be read: %s", connection.device_id, e)
         finally:
             # The agent closed its side: end the response stream too.
             connection.outbox.put_nowait(None)

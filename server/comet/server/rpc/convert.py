@@ -254,6 +254,7 @@ def job_to_proto(job: JobRecord) -> common_pb2.Job:
         snapshot_id=job.snapshot_id,
         client_version=job.client_version,
         error_message=job.error_message,
+        abandoned_by=int(job.abandoned_by),  # type: ignore[arg-type]
     )
 
 

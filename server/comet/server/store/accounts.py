@@ -667,10 +667,14 @@ class AccountStore:
         return owner or ""
 
     async def mark_connected(self, device_id: str, instance: str) -> None:
+        await self.mark_connected_many([device_id], instance)
+
+    async def mark_connected_many(self, device_ids: list[str], instance: str) -> None:
+        """These devices' live connections are held by ``instance`` (one statement)."""
         async with self._sessions() as s:
             await s.execute(
                 update(Device)
-                .where(Device.id == device_id)
+                .where(Device.id.in_(device_ids))
                 .values(connected_instance=instance, last_seen=self._clock.now())
             )
             await s.commit()
@@ -685,10 +689,15 @@ class AccountStore:
             await s.commit()
 
     async def mark_disconnected(self, device_id: str, instance: str) -> None:
+        await self.mark_disconnected_many([device_id], instance)
+
+    async def mark_disconnected_many(self, device_ids: list[str], instance: str) -> None:
+        """These devices' connections to ``instance`` ended (a device that another
+        instance holds meanwhile is left alone)."""
         async with self._sessions() as s:
             await s.execute(
                 update(Device)
-                .where(Device.id == device_id, Device.connected_instance == instance)
+                .where(Device.id.in_(device_ids), Device.connected_instance == instance)
                 .values(connected_instance=None, last_seen=self._clock.now())
             )
             await s.commit()

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from comet.server.clock import Clock
 from comet.server.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from comet.server.progress import PendingProgress, ProgressBuffer
+from comet.server.store.availability import is_database_unavailable
 from comet.server.store.models import Job, JobLogEntry, User
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,14 @@ class JobClassification(IntEnum):
     UNINSTALL = 4011
 
 
+class AbandonedBy(IntEnum):
+    """Values match ``comet.v1.AbandonedBy``: who ended a job as ABANDONED."""
+
+    NONE = 0
+    SERVER_TIMEOUT = 1
+    AGENT_RESTART = 2
+
+
 class Severity(IntEnum):
     DEBUG = 1
     INFO = 2
@@ -126,6 +135,7 @@ class JobRecord:
     snapshot_id: str = ""
     client_version: str = ""
     error_message: str = ""
+    abandoned_by: AbandonedBy = AbandonedBy.NONE
 
 
 @dataclass(frozen=True)
@@ -206,12 +216,17 @@ def _record(job: Job, username: str) -> JobRecord:
         snapshot_id=job.snapshot_id,
         client_version=job.client_version,
         error_message=job.error_message,
+        abandoned_by=AbandonedBy(job.abandoned_by),
     )
 
 
 def _next_status(stored: JobStatus, reported: JobStatus) -> JobStatus:
     """Abandoned + running again = revived; a revived job stays revived while it runs;
-    an ended job is not set running again by a late, stale report."""
+    an ended job is not set running again by a late, stale report. A device's own
+    report that it abandoned the job (its agent stopped while it ran) ends a running
+    job, and only that: it never overrides how an ended job ended."""
+    if reported is JobStatus.ABANDONED:
+        return reported if stored.is_running or stored is JobStatus.ABANDONED else stored
     if reported.is_running:
         if stored is JobStatus.ABANDONED or stored is JobStatus.RUNNING_REVIVED:
             return JobStatus.RUNNING_REVIVED
@@ -299,6 +314,10 @@ def _report_values(job: JobRecord, status: JobStatus) -> dict[str, object]:
         "snapshot_id": job.snapshot_id,
         "client_version": job.client_version,
         "error_message": job.error_message,
+        # Devices report ABANDONED only for jobs their own restart cut off.
+        "abandoned_by": int(
+            AbandonedBy.AGENT_RESTART if status is JobStatus.ABANDONED else AbandonedBy.NONE
+        ),
     }
 
 
@@ -413,8 +432,8 @@ class JobStore:
         including any progress held back for the job."""
         if not job.job_id or len(job.job_id) > 64:
             raise InvalidRequestError("a job report needs a job id of at most 64 characters")
-        if job.status in (JobStatus.ABANDONED, JobStatus.MISSED):
-            raise InvalidRequestError(f"the status {job.status.name} is set by the server only")
+        if job.status is JobStatus.MISSED:
+            raise InvalidRequestError("the status MISSED is set by the server only")
         now = self._clock.now()
         known = self._known.get(job.job_id)
         if (
@@ -562,8 +581,11 @@ class JobStore:
             await asyncio.sleep(every)
             try:
                 await self.flush_progress()
-            except Exception:  # the database may be briefly away; the next round retries
-                logger.exception("could not write job progress")
+            except Exception as e:  # the database may be briefly away; the next round retries
+                if is_database_unavailable(e):
+                    logger.info("could not write job progress: the database is unavailable")
+                else:
+                    logger.exception("could not write job progress")
 
     async def _last_seq(self, conn: AsyncConnection, job_id: str) -> int:
         last = await conn.scalar(
@@ -690,7 +712,11 @@ class JobStore:
                         Job.status.in_([int(JobStatus.RUNNING), int(JobStatus.RUNNING_REVIVED)]),
                         Job.last_report_at < now - timeout,
                     )
-                    .values(status=int(JobStatus.ABANDONED), ended_at=Job.last_report_at)
+                    .values(
+                        status=int(JobStatus.ABANDONED),
+                        ended_at=Job.last_report_at,
+                        abandoned_by=int(AbandonedBy.SERVER_TIMEOUT),
+                    )
                     .returning(Job.job_id)
                 )
             )

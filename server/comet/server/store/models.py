@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -161,6 +162,8 @@ class Job(Base):
     client_version: Mapped[str] = mapped_column(Text, default="")
     error_message: Mapped[str] = mapped_column(Text, default="")
     last_report_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # For ABANDONED jobs: 1 = the server's timeout, 2 = the device after a restart.
+    abandoned_by: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
 
 class JobLogEntry(Base):
