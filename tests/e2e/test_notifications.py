@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from comet.server.notify.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from comet.v1 import common_pb2, control_pb2
+from tests.e2e.test_reliability import CuttableProxy, health, proxied_server  # noqa: F401
 from tests.fixtures.devices import DeviceClient
 from tests.fixtures.notify_peers import SmtpSink, WebhookReceiver
 from tests.fixtures.postgres import PostgresCluster
@@ -253,6 +255,7 @@ def test_a_failed_backup_mails_once_and_calls_a_signed_webhook(
             "comet.v1.StorageService",
             "comet.v1.NotificationService",
             "grpc.reflection.v1alpha.ServerReflection",
+            "grpc.health.v1.Health",
         } <= services
     finally:
         agent.kill()
@@ -346,3 +349,24 @@ def test_mail_waits_for_the_smtp_server_across_a_restart_and_goes_once_from_two_
         devices.channel.close()
         one.kill()
         two.kill()
+
+
+def test_reflection_answers_and_health_follows_the_database_while_it_is_away(
+    proxied_server: tuple[ServerProcess, CuttableProxy],  # noqa: F811
+) -> None:
+    server, proxy = proxied_server
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    assert health(server, "comet.v1.NotificationService") == serving
+    proxy.cut()
+    wait_for(lambda: health(server) == not_serving, timeout=10, what="NOT_SERVING")
+    assert health(server, "comet.v1.NotificationService") == not_serving
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        # Reflection needs no database: it still lists the services.
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert "comet.v1.NotificationService" in services
+    finally:
+        channel.close()
+    proxy.restore()
+    wait_for(lambda: health(server) == serving, timeout=10, what="SERVING again")

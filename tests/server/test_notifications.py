@@ -153,6 +153,9 @@ async def test_ended_jobs_are_queued_by_each_recipients_rule_and_only_once(
         ("webhook", hook.webhook_id, "job.ended:bad"),
         ("webhook", hook.webhook_id, "job.ended:good"),
         ("webhook", hook.webhook_id, "job.started:running"),
+        # Jobs that ended before a round saw them running are announced started too.
+        ("webhook", hook.webhook_id, "job.started:bad"),
+        ("webhook", hook.webhook_id, "job.started:good"),
     }
     [mail] = await outbox.deliveries(target="a@x.test")
     assert mail.payload["job"]["status"] == "ERROR"
@@ -167,6 +170,7 @@ async def test_ended_jobs_are_queued_by_each_recipients_rule_and_only_once(
     await pump.run_once()
     keys = Counter(d.event_key for d in await outbox.deliveries())
     assert keys["job.ended:running"] == 1 and keys["job:running"] == 2
+    assert keys["job.started:running"] == 1
 
 
 async def test_login_failures_fire_once_at_the_threshold(
