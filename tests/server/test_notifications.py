@@ -237,3 +237,52 @@ def test_weekly_monthly_and_once_due_times() -> None:
     assert ScheduleTimes.from_json(
         {"frequency": 8010, "once_at": "2026-02-01T12:00:00Z"}
     ).once_at == datetime(2026, 2, 1, 12, tzinfo=UTC)
+
+
+async def test_daily_summaries_and_overdue_devices(
+    rpc: RpcServer,
+    alice: Session,  # noqa: F811
+    engine: AsyncEngine,
+    clock: FakeClock,
+    secret_box: SecretBox,
+) -> None:
+    settings = NotifySettings(engine, clock, secret_box)
+    outbox = Outbox(engine, clock, {}, OutboxPolicy())
+    pump = EventPump(engine, clock, settings, outbox, EventPolicy())
+    await settings.add_recipient(
+        username="alice", address="a@x.test", job_rule="none", summary="daily"
+    )
+    await settings.add_recipient(
+        username="", address="ops@x.test", job_rule="none", summary="weekly"
+    )
+    await settings.add_webhook("http://127.0.0.1:9/h", ["device.overdue"])
+    await scheduled_profile(
+        rpc, alice, common_pb2.Schedule(frequency=common_pb2.SCHEDULE_FREQUENCY_DAILY, hour=10)
+    )
+    await rpc.agent.ReportJob(report("ok", status=SUCCESS), metadata=alice.metadata)
+    await rpc.agent.ReportJob(report("bad", status=ERROR), metadata=alice.metadata)
+    await pump.run_once()
+    assert await outbox.deliveries() == []  # the period they were added in is not over
+
+    clock.current = datetime(2026, 1, 6, 0, 5, tzinfo=UTC)  # Tuesday, just after midnight
+    await pump.run_once()
+    await pump.run_once()
+    [daily] = await outbox.deliveries()
+    assert (daily.target, daily.event_key) == (
+        "a@x.test",
+        f"summary:{mine.recipient_id}:2026-01-05",
+    )
+    assert daily.payload["title"] == "Daily backup summary for alice, 2026-01-05"
+    assert sorted(daily.payload["lines"]) == ["ERROR: 1 job(s)", "SUCCESS: 1 job(s)"]
+
+    # Monday: the weekly admin summary lists the failure and, 26 h after the last good
+    # backup, the overdue device (also one device.overdue webhook).
+    clock.current = datetime(2026, 1, 12, 0, 5, tzinfo=UTC)
+    await pump.run_once()
+    await pump.run_once()
+    [weekly] = await outbox.deliveries(target="ops@x.test")
+    lines = weekly.payload["lines"]
+    assert any(line.startswith("ERROR: 1 job(s) on device") for line in lines)
+    assert any(line.startswith("OVERDUE: device laptop") for line in lines)
+    [overdue] = await outbox.deliveries(kind="webhook")
+    assert overdue.payload["data"]["device_id"] == alice.device_id
