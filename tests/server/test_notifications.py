@@ -249,7 +249,7 @@ async def test_daily_summaries_and_overdue_devices(
     settings = NotifySettings(engine, clock, secret_box)
     outbox = Outbox(engine, clock, {}, OutboxPolicy())
     pump = EventPump(engine, clock, settings, outbox, EventPolicy())
-    await settings.add_recipient(
+    mine = await settings.add_recipient(
         username="alice", address="a@x.test", job_rule="none", summary="daily"
     )
     await settings.add_recipient(
