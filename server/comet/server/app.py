@@ -48,7 +48,7 @@ from comet.server.rpc.routing import CommandRouter
 from comet.server.rpc.storage_service import StorageService
 from comet.server.secret_box import SecretBox, load_or_create_key
 from comet.server.store.accounts import AccountStore, LoginPolicy
-from comet.server.store.availability import is_database_unavailable
+from comet.server.store.availability import log_background_failure
 from comet.server.store.credential_cache import ALL_REVOKED, REVOCATIONS_CHANNEL
 from comet.server.store.database import create_engine, migrate
 from comet.server.store.jobs import JobStore
@@ -428,12 +428,7 @@ def _health_setter(health: HealthServicer) -> Callable[[bool], Awaitable[None]]:
 
 
 def _log_background_failure(what: str, error: Exception) -> None:
-    """One line while the database is away (the supervisor says so once); a
-    traceback for anything else, which is a bug."""
-    if is_database_unavailable(error):
-        log.info("%s: the database is unavailable", what)
-    else:
-        log.error("%s", what, exc_info=error)
+    log_background_failure(log, what, error)
 
 
 async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int) -> None:

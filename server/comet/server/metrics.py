@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from comet.server.errors import ServerError
 from comet.server.notify.outbox import PENDING
+from comet.server.store.availability import log_background_failure
 from comet.server.store.jobs import JobClassification, JobStatus
 from comet.server.store.models import Device, Job, NotifyDelivery
 
@@ -210,8 +211,8 @@ class MetricsRefresher:
         while True:
             try:
                 await self.refresh()
-            except Exception:  # the database may be briefly away; try next round
-                log.exception("could not refresh metrics")
+            except Exception as e:  # the database may be briefly away; try next round
+                log_background_failure(log, "could not refresh metrics", e)
             await asyncio.sleep(self._every)
 
 

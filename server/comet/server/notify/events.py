@@ -33,6 +33,7 @@ from comet.server.clock import Clock
 from comet.server.notify.outbox import NewDelivery, Outbox
 from comet.server.notify.settings import NotifySettings, Recipient
 from comet.server.store import profile_document
+from comet.server.store.availability import log_background_failure
 from comet.server.store.jobs import JobClassification, JobStatus, Severity
 from comet.server.store.models import AuditEvent, Device, Job, JobLogEntry, ServerSetting, User
 
@@ -135,8 +136,8 @@ class EventPump:
         while True:
             try:
                 await self.run_once()
-            except Exception:  # the database may be briefly away; try next round
-                log.exception("could not queue notifications")
+            except Exception as e:  # the database may be briefly away; try next round
+                log_background_failure(log, "could not queue notifications", e)
             await asyncio.sleep(self._policy.every_seconds)
 
     async def run_once(self) -> int:

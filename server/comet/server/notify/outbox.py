@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from comet.server.clock import Clock
 from comet.server.errors import ServerError
+from comet.server.store.availability import log_background_failure
 from comet.server.store.models import NotifyDelivery
 
 log = logging.getLogger(__name__)
@@ -247,8 +248,8 @@ class Outbox:
                     pruned_at = loop.time()
                 while await self.deliver_one():
                     pass
-            except Exception:  # the database may be briefly away; try next round
-                log.exception("notification delivery failed")
+            except Exception as e:  # the database may be briefly away; try next round
+                log_background_failure(log, "notification delivery failed", e)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.event.wait(), self._policy.poll_seconds)
 

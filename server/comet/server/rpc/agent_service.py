@@ -18,6 +18,7 @@ from comet.server.rpc.connection_marks import ConnectionMarks
 from comet.server.rpc.errors import abort_with, handles_errors
 from comet.server.rpc.live import LiveConnection, LiveRegistry
 from comet.server.store.accounts import AccountStore, Principal
+from comet.server.store.availability import log_background_failure
 from comet.server.store.jobs import JobStore
 from comet.server.store.profiles import ProfileStore
 from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
@@ -189,8 +190,8 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             return
         try:
             await self._on_presence(device_id, online=online)
-        except Exception:  # a notification must never break the connection
-            log.exception("could not queue the presence event of %s", device_id)
+        except Exception as e:  # a notification must never break the connection
+            log_background_failure(log, f"could not queue the presence event of {device_id}", e)
 
     async def _read(
         self, messages: AsyncIterator[control_pb2.AgentMessage], connection: LiveConnection
