@@ -105,18 +105,30 @@ async def test_wrong_password_is_refused_and_audited(accounts: AccountStore) -> 
     ]
 
 
-async def test_failed_logins_are_throttled_per_account_until_the_window_passes(
+async def test_failed_logins_back_off_per_account_and_source_not_per_account(
     accounts: AccountStore, clock: FakeClock
 ) -> None:
     await add(accounts, "alice")
     for _ in range(3):
         with pytest.raises(AuthenticationError):
             await accounts.login("alice", key("nope-nope"), source="10.0.0.2", admin_session=False)
-    # Even the right password is refused while throttled.
-    with pytest.raises(ThrottledError, match="too many failed logins"):
-        await accounts.login("alice", key("password-1"), source="10.0.0.3", admin_session=False)
-    clock.advance(seconds=601)
+    # That source must now wait, even with the right password...
+    for _ in range(5):
+        with pytest.raises(ThrottledError, match="try again in 30 seconds"):
+            await accounts.login("alice", key("password-1"), source="10.0.0.2", admin_session=False)
+    # ...but the owner elsewhere is not locked out.
     await accounts.login("alice", key("password-1"), source="10.0.0.3", admin_session=False)
+    # Refused attempts were not failures: the wait did not grow, and after it the
+    # source may try once more; a further failure doubles the wait.
+    clock.advance(seconds=31)
+    with pytest.raises(AuthenticationError):
+        await accounts.login("alice", key("nope-nope"), source="10.0.0.2", admin_session=False)
+    with pytest.raises(ThrottledError, match="try again in 60 seconds"):
+        await accounts.login("alice", key("password-1"), source="10.0.0.2", admin_session=False)
+    clock.advance(seconds=61)
+    await accounts.login("alice", key("password-1"), source="10.0.0.2", admin_session=False)
+    throttled = await accounts.list_audit(action="login.throttled")
+    assert len(throttled) == 6 and all(e.source_address == "10.0.0.2" for e in throttled)
 
 
 async def test_failed_logins_are_throttled_per_source_address(accounts: AccountStore) -> None:

@@ -159,7 +159,7 @@ async def test_reset_password_and_dispatch_to_an_offline_device(cli: Cli, rpc: R
         stdin="brand-new-password\n",
     )
     assert code == 0, err
-    assert json.loads(out) == {"username": "alice", "data_kept_readable": False}
+    assert json.loads(out) == {"username": "alice", "old_backups_readable": False}
 
     code, _, err = await cli(
         "dispatch",

@@ -80,11 +80,12 @@ async def test_enrolled_accounts_need_a_code_and_a_wrong_one_counts_as_a_failed_
             grpc.StatusCode.UNAUTHENTICATED,
             "wrong two-factor code",
         )
-    clock.advance(seconds=30)
+    # (inside the first back-off, 30 s after the latest failure)
+    clock.advance(seconds=20)
     await expect_error(
         rpc.auth.Login(login("root", totp.code_at(secret, clock.now()))),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
-        "too many failed logins",
+        "too many failed attempts",
     )
     # The password is still checked first: a wrong one never reveals the 2FA prompt.
     clock.advance(minutes=11)
@@ -211,7 +212,7 @@ async def test_change_password_replaces_the_login_and_the_wrapped_keys_together(
     assert profile.vaults[0].wrapped_vault_key == b"new-wrap"
 
 
-async def test_admin_reset_needs_the_users_consent_or_force_and_says_if_data_stays_readable(
+async def test_admin_reset_needs_the_users_consent_or_force_and_never_claims_recovery(
     rpc: RpcServer,
 ) -> None:
     await rpc.add_user("root", role=Role.SUPER_ADMIN)
@@ -231,8 +232,10 @@ async def test_admin_reset_needs_the_users_consent_or_force_and_says_if_data_sta
             force=force,
         )
 
+    # No recovery exists, whatever the profile claims: the reply never says the data
+    # stays readable.
     reply = await rpc.admin.ResetPassword(reset("alice"), metadata=root.metadata)
-    assert reply.data_kept_readable is True
+    assert reply.data_kept_readable is False
     await rpc.auth.Login(
         control_pb2.LoginRequest(username="alice", auth_key=auth_key("new-password"))
     )

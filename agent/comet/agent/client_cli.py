@@ -750,6 +750,53 @@ def vault_job(classification: int) -> Callable[[AgentClient, argparse.Namespace]
     return run
 
 
+_REMOVED_LOCK = "removed lock "  # the unlock job's log line per removed lock
+
+
+def cmd_vault_unlock(client: AgentClient, args: argparse.Namespace) -> None:
+    """Remove stale locks, or with --force every lock (after a confirmation on a
+    terminal unless --yes); with --wait, list what was removed."""
+    if args.force and not args.yes and sys.stdin.isatty():
+        answer = input(
+            f"Remove EVERY lock of vault {args.vault}? Jobs still running on any device "
+            "will stop without committing. [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CliError("nothing was removed")
+    job = client.api.StartVaultJob(
+        agent_api_pb2.StartVaultJobRequest(
+            vault_id=args.vault,
+            classification=common_pb2.JOB_CLASSIFICATION_UNLOCK,
+            remove_all_locks=args.force,
+        ),
+        timeout=60,
+    )
+    if args.wait:
+        job = wait_for_job(client, job, show=sys.stderr.isatty() and not args.json)
+    doc = job_json(job)
+    removed: list[dict[str, str]] = []
+    if args.wait:
+        log = client.api.JobLog(agent_api_pb2.JobLogRequest(job_id=job.job_id), timeout=60)
+        for entry in log.entries:
+            if entry.message.startswith(_REMOVED_LOCK):
+                key, _, detail = entry.message.removeprefix(_REMOVED_LOCK).partition(" ")
+                removed.append({"key": key, "detail": detail})
+        doc["removed_locks"] = removed
+    if args.json:
+        print_json(doc)
+    else:
+        print(
+            f"job {doc['job_id']}: {doc['status']}" + (f" ({doc['error']})" if doc["error"] else "")
+        )
+        for lock in removed:
+            print(f"removed {lock['key']} {lock['detail']}")
+    if args.wait and not _is_ok(job.status):
+        raise CliError(
+            f"the job ended with status {doc['status']}"
+            + (f": {job.error_message}" if job.error_message else "")
+        )
+
+
 def cmd_import(client: AgentClient, args: argparse.Namespace) -> None:
     if args.list or not args.source_id:
         reply = client.api.ListImportSources(agent_api_pb2.ListImportSourcesRequest(), timeout=60)
@@ -1091,6 +1138,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--wait", action="store_true")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=vault_job(code))
+        if name == "unlock":
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="remove every lock, also those of running jobs (they then stop)",
+            )
+            p.add_argument("--yes", action="store_true", help="do not ask to confirm --force")
+            p.set_defaults(func=cmd_vault_unlock)
 
     imp = sub.add_parser("import", help="import settings from other backup products")
     imp.add_argument("source_id", nargs="?", help="a source from --list")

@@ -45,3 +45,30 @@ def reconnect_max_from_env(default: float) -> float:
     """Tests shorten the reconnect backoff with COMET_AGENT_RECONNECT_MAX."""
     value = os.environ.get("COMET_AGENT_RECONNECT_MAX")
     return float(value) if value else default
+
+
+def clock_offset_ns_from_env() -> int:
+    """Tests shift the agent's wall clock with COMET_CLOCK_OFFSET (seconds, may be
+    negative) to show nothing depends on two devices' clocks agreeing."""
+    value = os.environ.get("COMET_CLOCK_OFFSET")
+    return int(float(value) * 1e9) if value else 0
+
+
+def lock_hostname_from_env() -> str:
+    """Tests make one agent judge locks as if it ran on another host with
+    COMET_HOSTNAME ("" means the real host name)."""
+    return os.environ.get("COMET_HOSTNAME", "")
+
+
+def lock_timing_from_env() -> dict[str, float]:
+    """Tests shorten repository lock and prune periods (seconds) with
+    COMET_LOCK_STALE, COMET_LOCK_REFRESH and COMET_PRUNE_GRACE."""
+    out = {}
+    for name, env in (
+        ("stale", "COMET_LOCK_STALE"),
+        ("refresh", "COMET_LOCK_REFRESH"),
+        ("grace", "COMET_PRUNE_GRACE"),
+    ):
+        if value := os.environ.get(env):
+            out[name] = float(value)
+    return out

@@ -79,6 +79,18 @@ class LockedError(RepositoryError):
     code = "repository.locked"
 
 
+class LockLostError(RepositoryError):
+    """This job's repository lock was removed by someone else while the job ran."""
+
+    code = "repository.lock_lost"
+
+
+class DataMissingError(RepositoryError):
+    """Data a backup relies on vanished before its snapshot was committed."""
+
+    code = "repository.data_missing"
+
+
 class ChunkerUnavailableError(RepositoryError):
     """The native content-defined chunker is not installed (no slow fallback is used)."""
 

@@ -226,6 +226,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
             request.vault_id,
             snapshot_ids=tuple(request.snapshot_ids),
             read_data=request.read_data,
+            remove_all_locks=request.remove_all_locks,
         )
         return job_to_proto(job)
 

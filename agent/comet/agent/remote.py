@@ -88,6 +88,7 @@ class RemoteCommands:
                 vault_id,
                 snapshot_ids=tuple(command.delete_snapshots.snapshot_ids),
                 read_data=command.verify.read_data,
+                remove_all_locks=command.unlock.force,
             )
             return self._started(job.job_id)
         if action == "cancel_job":

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from comet.agent.clock import system_clock
+from comet.agent.config import lock_hostname_from_env, lock_timing_from_env
 from comet.agent.credentials import unwrap_secret, wrap_secret
 from comet.agent.errors import AgentError
+from comet.agent.repository.lock import LockPolicy
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import Storage
 from comet.agent.storage.local import LocalStorage
@@ -202,7 +205,26 @@ def open_repository(
         storage = RateLimitedStorage(storage, upload_bps=bandwidth_bps, download_bps=bandwidth_bps)
     if wrap is not None:
         storage = wrap(storage)
-    return Repository.open(storage, unwrap_vault_key(spec, wrap_key))
+    repo = Repository.open(
+        storage,
+        unwrap_vault_key(spec, wrap_key),
+        now_ns=system_clock().time_ns,
+        lock_policy=lock_policy(),
+    )
+    repo.label = spec.name
+    return repo
+
+
+def lock_policy() -> LockPolicy:
+    """Lock and prune periods: the format's defaults, shortened only by tests."""
+    timing = lock_timing_from_env()
+    defaults = LockPolicy()
+    return LockPolicy(
+        stale_after_ns=int(timing.get("stale", defaults.stale_after_ns / 1e9) * 1e9),
+        refresh_every_ns=int(timing.get("refresh", defaults.refresh_every_ns / 1e9) * 1e9),
+        prune_grace_ns=int(timing.get("grace", defaults.prune_grace_ns / 1e9) * 1e9),
+        hostname=lock_hostname_from_env() or defaults.hostname,
+    )
 
 
 def init_repository(

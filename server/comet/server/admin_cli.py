@@ -246,24 +246,19 @@ def cmd_user_reset_password(args: argparse.Namespace) -> None:
         metadata=admin.metadata,
         timeout=30,
     )
+    # There is no recovery path: old backups need the old password, whatever the reply.
     if args.json:
-        result: dict[str, Any] = {
-            "username": args.name,
-            "data_kept_readable": reply.data_kept_readable,
-        }
+        result: dict[str, Any] = {"username": args.name, "old_backups_readable": False}
         if args.revoke_devices:
             result["devices_revoked"] = reply.devices_revoked
         print_json(result)
         return
     if args.revoke_devices:
         print(f"{reply.devices_revoked} device(s) of {args.name!r} revoked")
-    if reply.data_kept_readable:
-        print(f"password of {args.name!r} reset; their backups stay readable")
-    else:
-        print(
-            f"password of {args.name!r} reset; warning: backups made with the old password "
-            "cannot be read with the new one (the user had not enabled recovery)"
-        )
+    print(
+        f"password of {args.name!r} reset; warning: backups made with the old password "
+        "cannot be read with the new one (the server holds no key to them)"
+    )
 
 
 # ---------------------------------------------------------------------------- parser

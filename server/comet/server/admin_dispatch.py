@@ -139,7 +139,9 @@ def restore(args: argparse.Namespace) -> control_pb2.Command:
 def vault_job(action: str) -> Builder:
     def build(args: argparse.Namespace) -> control_pb2.Command:
         command = control_pb2.Command()
-        getattr(command, action).CopyFrom(control_pb2.VaultJobCommand(vault_id=args.vault))
+        getattr(command, action).CopyFrom(
+            control_pb2.VaultJobCommand(vault_id=args.vault, force=getattr(args, "force", False))
+        )
         return command
 
     return build
@@ -234,6 +236,12 @@ def add_parsers(sub: Any) -> None:
         p = dsub.add_parser(name, help=text)
         _common(p, job=True)
         p.add_argument("--vault", required=True)
+        if name == "unlock":
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="remove every lock, also those of running jobs (they then stop)",
+            )
         p.set_defaults(func=runner(vault_job(action), name))
 
     p = dsub.add_parser("verify", help="deep-verify a vault")

@@ -40,8 +40,10 @@ from comet.server.routing import (
 from comet.server.rpc.admin_service import AdminService
 from comet.server.rpc.agent_service import AgentService
 from comet.server.rpc.auth_service import AuthService
+from comet.server.rpc.client_address import ClientAddresses, parse_networks
 from comet.server.rpc.errors import DatabaseWatcher, ErrorInterceptor
 from comet.server.rpc.live import LiveRegistry
+from comet.server.rpc.message_limits import MessageLimitInterceptor
 from comet.server.rpc.notify_service import NotificationService
 from comet.server.rpc.reflection import enable_reflection
 from comet.server.rpc.routing import CommandRouter
@@ -84,6 +86,8 @@ GRPC_OPTIONS = [
 ]
 # Held-back progress reports are written this often (JobStore.flush_progress).
 PROGRESS_FLUSH_SECONDS = 1.0
+# Audit events past their retention are deleted at start and this often.
+AUDIT_PRUNE_SECONDS = 3600
 
 
 @dataclass
@@ -193,6 +197,7 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
             max_failed_logins=config.max_failed_logins,
             failed_login_window_seconds=config.failed_login_window_seconds,
             online_after_seconds=config.heartbeat_seconds * 3,
+            first_backoff_seconds=config.login_backoff_seconds,
         ),
         box=box,
     )
@@ -238,8 +243,10 @@ def grpc_server(
 ) -> grpc.aio.Server:
     """A gRPC server whose every failure is mapped by ``rpc.errors`` (one place), and,
     with ``metrics``, every call counted by its final code."""
-    errors = ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE, REFLECTION_SERVICE))
-    interceptors: list[grpc.aio.ServerInterceptor] = [errors]
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE, REFLECTION_SERVICE)),
+        MessageLimitInterceptor(),
+    ]
     if metrics is not None:
         interceptors.insert(0, MetricsInterceptor(metrics))  # outermost: sees mapped codes
     return grpc.aio.server(options=options, interceptors=interceptors)
@@ -253,11 +260,12 @@ def add_services(
     instance_id: str,
     heartbeat_seconds: int,
     router: CommandRouter | None = None,
+    addresses: ClientAddresses | None = None,
     notifications: Notifications | None = None,
 ) -> None:
     router = router or CommandRouter(registry, instance_id=instance_id)
     control_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthService(stores.accounts, stores.profiles), server
+        AuthService(stores.accounts, stores.profiles, addresses), server
     )
     control_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentService(
@@ -357,6 +365,7 @@ async def _run_services(
         instance_id=instance_id,
         heartbeat_seconds=config.heartbeat_seconds,
         router=router,
+        addresses=ClientAddresses(parse_networks(config.trusted_proxies)),
         notifications=notifications,
     )
     url = _bind(server, config)
@@ -376,6 +385,9 @@ async def _run_services(
         asyncio.create_task(stores.buckets.reconcile()),
         asyncio.create_task(_prune_commands(router)),
         asyncio.create_task(supervisor.run_forever()),
+        asyncio.create_task(
+            _prune_audit(stores.accounts, timedelta(days=config.audit_retention_days))
+        ),
         asyncio.create_task(notifications.outbox.run_forever()),
         asyncio.create_task(notifications.pump.run_forever()),
         asyncio.create_task(
@@ -449,3 +461,15 @@ async def _prune_commands(router: CommandRouter) -> None:
         except Exception as e:
             _log_background_failure("could not prune routed commands", e)
         await asyncio.sleep(3600)
+
+
+async def _prune_audit(accounts: AccountStore, retention: timedelta) -> None:
+    """Audit events are kept for the configured period, then deleted."""
+    while True:
+        try:
+            pruned = await accounts.audit_log.prune(retention)
+            if pruned:
+                log.info("audit: %d events older than %s deleted", pruned, retention)
+        except Exception:
+            log.exception("could not prune the audit log")
+        await asyncio.sleep(AUDIT_PRUNE_SECONDS)

@@ -13,6 +13,7 @@ from pathlib import Path
 from comet.agent.transport import certificate_fingerprint
 from comet.server.config import ServerConfig, default_data_dir, secret_key_file_from_env
 from comet.server.errors import ServerError
+from comet.server.rpc.client_address import parse_networks
 from comet.server.tls import certificate_names, ensure_self_signed
 
 
@@ -59,6 +60,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--job-log-retention-days", type=int, default=90, help="job log lines kept this long"
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy (address or CIDR network) whose X-Forwarded-For / X-Real-IP "
+        "header names the client; repeatable. Without it the peer address is used",
+    )
+    serve.add_argument(
+        "--audit-retention-days",
+        type=int,
+        default=365,
+        help="audit events older than this are deleted",
     )
 
     serve.add_argument(
@@ -220,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
             if (args.tls_cert is None) != (args.tls_key is None):
                 raise ServerError("--tls-cert and --tls-key go together")
             listen, https = _listen_address(args.listen)
+            try:
+                parse_networks(args.trusted_proxy)
+            except ValueError as e:
+                raise ServerError(f"--trusted-proxy: {e}") from e
+            if args.audit_retention_days < 1:
+                raise ServerError("--audit-retention-days must be at least 1")
             tls = bool(args.tls or https or args.tls_cert)
             require_safe_listen(
                 listen.rpartition(":")[0] or "127.0.0.1",
@@ -239,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                 job_log_retention_days=args.job_log_retention_days,
                 bucket_dir=args.bucket_dir.absolute() if args.bucket_dir else None,
                 bucket_quota_bytes=args.bucket_quota_bytes,
+                trusted_proxies=tuple(args.trusted_proxy),
+                audit_retention_days=args.audit_retention_days,
                 account_quota_bytes=args.account_quota_bytes,
                 max_buckets=args.max_buckets,
                 metrics_listen=args.metrics_listen,

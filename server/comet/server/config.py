@@ -21,6 +21,12 @@ class ServerConfig:
     # Failed logins allowed per account (and per source address) in the window.
     max_failed_logins: int = 5
     failed_login_window_seconds: int = 900
+    # After those, each attempt waits this long after the last failure, doubling.
+    login_backoff_seconds: int = 30
+    # Reverse proxies (CIDRs) whose X-Forwarded-For / X-Real-IP header is believed.
+    trusted_proxies: tuple[str, ...] = ()
+    # Audit events are deleted once older than this.
+    audit_retention_days: int = 365
     # The key that encrypts secrets at rest; default ``secret.key`` in the data dir.
     # Instances sharing one database must share this file.
     secret_key_file: Path | None = None

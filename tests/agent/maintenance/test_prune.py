@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,8 +28,10 @@ from comet.agent.maintenance import (
     prune,
 )
 from comet.agent.repository import Repository
-from comet.agent.repository.lock import STALE_AFTER_NS, RepositoryLock
+from comet.agent.repository.lock import PRUNE_GRACE_NS, STALE_AFTER_NS, RepositoryLock
+from comet.agent.repository.pack import pack_key
 from comet.agent.storage.faulty import Fault, FaultPlan, FaultRule, FaultyStorage, Operation
+from comet.agent.storage.local import LocalStorage
 from comet.agent.storage.memory import MemoryStorage
 from tests.agent.maintenance.conftest import (
     FILE_SIZE,
@@ -120,12 +123,20 @@ def test_prune_refuses_while_locked_unless_stale(repo: Repository, source: Sourc
     source.backup(repo)
     with repo.lock(hostname="busy"), pytest.raises(LockedError):
         prune(repo)
-    old = time.time_ns() - STALE_AFTER_NS - 10**9
-    stale = RepositoryLock.acquire(
-        repo.storage, repo.sealer, exclusive=True, hostname="dead", now_ns=lambda: old
+    # A holder on another host whose wall clock is an hour behind: its fresh lock is
+    # live whatever its clock says.
+    behind = time.time_ns() - 3600 * 10**9
+    other = RepositoryLock.acquire(
+        repo.storage, repo.sealer, exclusive=True, hostname="other", now_ns=lambda: behind
     )
+    with pytest.raises(LockedError, match="host other"):
+        prune(repo)
+    # It stops refreshing (the process died); by the storage's clock it goes stale.
+    other._stop.set()
+    assert isinstance(repo.storage, MemoryStorage)
+    repo.storage.clock = lambda: time.time_ns() + STALE_AFTER_NS + 10**9
     assert prune(repo).snapshots == 1
-    assert stale.info.key in {o.key for o in repo.storage.list("locks/")}  # left for unlock
+    assert other.info.key in {o.key for o in repo.storage.list("locks/")}  # left for unlock
 
 
 def test_prune_refuses_when_a_used_blob_is_unindexed(
@@ -172,6 +183,9 @@ def test_crash_during_prune_leaves_vault_restorable(
 
     result = prune(survivor)
     assert result.snapshots == 1
+    # Unindexed leftovers wait out the grace period (by the storage's clock), then go.
+    storage.clock = lambda: time.time_ns() + PRUNE_GRACE_NS + 10**9
+    result = prune(survivor)
     report = check(survivor, read_data=True)
     assert report.problems == ()  # no leftovers: every pack is indexed and used
     source.assert_restores(survivor, s2, tmp_path / "after-rerun")
@@ -211,3 +225,32 @@ def test_cancelled_prune_deletes_nothing(
     reporter = CancelAt(CancelToken(), "")
     prune(repo, reporter=reporter)
     assert reporter.phases[:2] == ["mark", "repack"]
+
+
+def test_unindexed_packs_and_temp_files_wait_out_the_grace_by_storage_time(
+    tmp_path: Path, source: Source
+) -> None:
+    """A live writer's packs are unindexed until its index is stored: prune spares
+    them for the grace period, measured by the storage's timestamps (file mtimes here),
+    however wrong the pruning device's clock is."""
+    vault = tmp_path / "vault"
+    storage = LocalStorage(vault)
+    repo = Repository.init(storage, VAULT_KEY, now_ns=lambda: time.time_ns() - 86400 * 10**9)
+    source.write("a")
+    s1 = source.backup(repo)
+    young, old = os.urandom(32), os.urandom(32)
+    for pack_id in (young, old):
+        storage.put(pack_key(pack_id), os.urandom(1000))
+    tmp = vault / "data" / "ff" / f"{'f' * 64}.comet-tmp~0123456789abcdef"
+    tmp.parent.mkdir(exist_ok=True)
+    tmp.write_bytes(b"an upload cut short")
+    day_ago = time.time_ns() - PRUNE_GRACE_NS - 60 * 10**9
+    for path in (vault / pack_key(old), tmp):
+        os.utime(path, ns=(day_ago, day_ago))
+
+    result = prune(repo)
+    assert result.packs_deleted == 1
+    assert not list(storage.list(pack_key(old)))
+    assert [o.key for o in storage.list(pack_key(young))] == [pack_key(young)]
+    assert not tmp.exists()
+    source.assert_restores(repo, s1, tmp_path / "out")

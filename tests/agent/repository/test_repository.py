@@ -221,7 +221,7 @@ def test_index_costs_under_100_bytes_per_blob() -> None:
     assert index.lookup(os.urandom(32)) is None
 
 
-def test_index_file_damage_is_detected() -> None:
+def test_a_damaged_index_file_is_set_aside_not_fatal() -> None:
     storage = MemoryStorage()
     repo = Repository.init(storage, VAULT_KEY)
     _store(repo, [b"abc" * 100])
@@ -229,17 +229,20 @@ def test_index_file_damage_is_detected() -> None:
     data = bytearray(storage.get(key))
     data[-1] ^= 1
     storage.put(key, bytes(data))
+    opened = Repository.open(storage, VAULT_KEY)
+    assert "does not match its name" in opened.damaged[key]
+    assert len(opened.index) == 0
     with pytest.raises(IntegrityError):
-        Repository.open(storage, VAULT_KEY)
+        opened.reload_index()
 
 
 def test_locks() -> None:
-    now = [10**18]
-    storage = MemoryStorage()
-    repo = Repository.init(storage, VAULT_KEY, now_ns=lambda: now[0])
+    storage_clock = [10**18]
+    storage = MemoryStorage(clock=lambda: storage_clock[0])
+    repo = Repository.init(storage, VAULT_KEY)
     shared1 = repo.lock(hostname="a")
     shared2 = repo.lock(hostname="b")
-    with pytest.raises(LockedError, match="held by"):
+    with pytest.raises(LockedError, match="held by host a"):
         repo.lock(exclusive=True, hostname="c")
     shared1.release()
     shared2.release()
@@ -247,7 +250,9 @@ def test_locks() -> None:
     exclusive = repo.lock(exclusive=True, hostname="c")
     with pytest.raises(LockedError):
         repo.lock(hostname="d")
-    now[0] += STALE_AFTER_NS + 1  # the holder died long ago: its lock is stale
+    # The holder's lock was not rewritten for the stale period by the storage's clock.
+    exclusive._stop.set()
+    storage_clock[0] += STALE_AFTER_NS + 1
     with repo.lock(hostname="d"):
         pass
     exclusive.release()
@@ -261,3 +266,35 @@ def test_pack_layout_matches_the_spec() -> None:
     assert data[:5] == b"CMTP\x01"
     (tlen,) = struct.unpack("<I", data[-4:])
     assert len(data) - 4 - tlen >= 8 + 29
+
+
+def test_a_damaged_key_file_is_named_in_the_error() -> None:
+    storage = MemoryStorage()
+    Repository.init(storage, VAULT_KEY).close()
+    (key,) = [o.key for o in storage.list("keys/")]
+    data = bytearray(storage.get(key))
+    data[1] ^= 1  # the magic bytes
+    storage.put(key, bytes(data))
+    with pytest.raises(IntegrityError, match=f"{key} is damaged"):
+        Repository.open(storage, VAULT_KEY)
+    data[1] ^= 1
+    data[-1] ^= 1  # the sealed keys: indistinguishable from a wrong vault key
+    storage.put(key, bytes(data))
+    with pytest.raises(WrongVaultKeyError, match=key):
+        Repository.open(storage, VAULT_KEY)
+
+
+def test_a_damaged_snapshot_is_left_out_of_listings_and_recorded() -> None:
+    storage = MemoryStorage()
+    repo = Repository.init(storage, VAULT_KEY)
+    ids = []
+    for n in range(2):
+        snapshot = Snapshot(item_id=f"i{n}", device_id="d", hostname="h", tree=b"\0" * 32,
+                            start_ns=n, end_ns=n)  # fmt: skip
+        ids.append(repo.save_snapshot(snapshot))
+    key = f"snapshots/{ids[0].hex()}"
+    data = bytearray(storage.get(key))
+    data[-1] ^= 1
+    storage.put(key, bytes(data))
+    assert [s.id for s in repo.list_snapshots()] == [ids[1]]
+    assert key in repo.damaged

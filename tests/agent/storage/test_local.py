@@ -62,6 +62,21 @@ def test_disk_full_is_reported_and_cleaned_up(
     assert storage.get("k") == b"old"
 
 
+def test_leftover_temp_files_are_removed_once_older_than_asked(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.put("data/ab/pack", b"x")
+    old = tmp_path / "data" / "ab" / "pack.comet-tmp~0123456789abcdef"
+    young = tmp_path / "data" / "ab" / "other.comet-tmp~fedcba9876543210"
+    old.write_bytes(b"partial")
+    young.write_bytes(b"partial")
+    now = storage.stat("data/ab/pack").mtime_ns
+    assert now is not None
+    os.utime(old, ns=(now - 10**12, now - 10**12))
+    assert storage.remove_temporary(now - 10**9) == ("data/ab/pack.comet-tmp~0123456789abcdef",)
+    assert not old.exists() and young.exists()
+    assert [o.key for o in storage.list()] == ["data/ab/pack"]
+
+
 def test_root_and_parents_are_created_on_first_put(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "not" / "yet")
     assert list(storage.list()) == []

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import asyncssh
+import paramiko
 import pytest
 
 from comet.agent.storage.base import StorageError, TransientStorageError
@@ -275,4 +276,36 @@ def test_the_agent_opens_no_sftp_vault_without_a_pinned_key(
     storage = open_storage(spec(host_key_fingerprint(sftp_server.host_key)), key_dir=tmp_path)
     storage.put("k", b"pinned by fingerprint")
     assert storage.get("k") == b"pinned by fingerprint"
+
+
+def test_puts_are_fsynced_when_the_server_offers_it(sftp_config: SftpConfig) -> None:
+    storage = SftpStorage(sftp_config)
+    storage.put("data/aa/k", b"v")
+    assert storage._can_fsync is True  # fsync@openssh.com answered, not skipped
+    storage.close()
+
+
+def test_a_replace_without_posix_rename_always_leaves_old_or_new(
+    sftp_config: SftpConfig, sftp_server: SftpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server without posix-rename: the old object is moved aside first and reads
+    fall back to it, so a replace cut short after that still reads the old object."""
+    storage = SftpStorage(sftp_config)
+    storage.put("locks/a", b"old")
+
+    def no_posix_rename(self: paramiko.SFTPClient, old: str, new: str) -> None:
+        raise OSError("posix-rename@openssh.com: operation unsupported")
+
+    monkeypatch.setattr(paramiko.SFTPClient, "posix_rename", no_posix_rename)
+    storage.put("locks/a", b"new")
+    assert storage.get("locks/a") == b"new"
+    home = sftp_server.workdir / sftp_config.username / "vault" / "locks"
+    assert [p.name for p in home.iterdir()] == ["a"]
+    # Cut short after the move aside: the key reads as the old object.
+    (home / "a").rename(home / "a.comet-tmp~old")
+    assert storage.get("locks/a") == b"new" and storage.stat("locks/a").size == 3
+    assert [o.key for o in storage.list("locks/")] == []  # hidden from listings
+    storage.put("locks/a", b"newer")
+    assert storage.get("locks/a") == b"newer"
+    assert [p.name for p in home.iterdir()] == ["a"]
     storage.close()

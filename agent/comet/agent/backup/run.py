@@ -7,8 +7,10 @@ import socket
 from comet.agent.backup.archiver import Archiver
 from comet.agent.backup.options import BackupOptions, BackupResult, FilesSource, ProgramSource
 from comet.agent.cancel import CancelToken
-from comet.agent.errors import RepositoryError
+from comet.agent.errors import DataMissingError, RepositoryError
 from comet.agent.reporter import BackupReporter, JobWarning, NullBackupReporter
+from comet.agent.repository.blob_writer import BlobWriter
+from comet.agent.repository.lock import RepositoryLock
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
 from comet.agent.repository.tree import Tree
@@ -40,13 +42,13 @@ def run_backup(
     cancel.check()
     start_ns = repo.now_ns()
     hostname = options.hostname or socket.gethostname()
-    with repo.lock(hostname=hostname) as lock:
+    with repo.lock(hostname=hostname, purpose="backup") as lock:
         repo.refresh_index()
         parent = find_parent(repo, options.item_id, options.device_id)
 
         def pack_stored(size: int) -> None:
             reporter.bytes_uploaded(size)
-            lock.refresh()
+            lock.refresh()  # stops the upload early if the lock was removed
 
         with repo.blob_writer(on_pack_stored=pack_stored) as writer:
             archiver = Archiver(
@@ -69,6 +71,7 @@ def run_backup(
             cancel.check()
             writer.flush()
         cancel.check()
+        _confirm_data(repo, writer, lock)
         snapshot = Snapshot(
             item_id=options.item_id,
             device_id=options.device_id,
@@ -101,6 +104,22 @@ def run_backup(
         new_blobs=writer.new_blobs,
         warnings=tuple(archiver.warnings),
     )
+
+
+def _confirm_data(repo: Repository, writer: BlobWriter, lock: RepositoryLock) -> None:
+    """Before the commit: the lock is still ours, and every pack the snapshot needs (new
+    and deduplicated) and every index file this backup wrote is still in storage. One
+    listing each of ``data/`` and ``index/``, however many packs."""
+    lock.check()
+    missing = writer.relied_packs - repo.stored_pack_ids()
+    indexes = {o.key for o in repo.storage.list("index/")}
+    lost_indexes = [i for i in writer.index_ids if f"index/{i.hex()}" not in indexes]
+    if missing or lost_indexes:
+        raise DataMissingError(
+            f"{len(missing)} packs and {len(lost_indexes)} index files this backup relies on "
+            "disappeared from the vault while it ran (a prune on another device after this "
+            "job's lock was removed?); no snapshot was committed. Run the backup again"
+        )
 
 
 def _load_root(

@@ -5,7 +5,6 @@ operation and reports what it did on the job."""
 from __future__ import annotations
 
 import abc
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,8 @@ from comet.agent.maintenance.retention import RetentionRules
 from comet.agent.maintenance.unlock import unlock
 from comet.agent.repository.repository import Repository
 from comet.agent.vaults import VaultSpec, open_repository
+
+REMOVED_LOCK = "removed lock "
 
 
 class VerifyFailedError(AgentError):
@@ -71,6 +72,8 @@ class VaultJob(abc.ABC):
             self.vault, self.wrap_key, key_dir=self.key_dir, server_url=self.server_url
         )
         try:
+            for key, message in sorted(repo.damaged.items()):
+                handle.warning(f"{key} is damaged and was set aside: {message}")
             return self.work(repo, handle)
         finally:
             repo.close()
@@ -100,7 +103,7 @@ class RetentionJob(VaultJob):
             self.rules,
             now=datetime.now(UTC),
             tz=local_tz(),
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -119,7 +122,7 @@ class DeleteSnapshotsJob(VaultJob):
         result = delete_snapshots(
             repo,
             ids,
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -132,7 +135,7 @@ class ReindexJob(VaultJob):
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
         result = rebuild_indexes(
             repo,
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -153,7 +156,7 @@ class VerifyJob(VaultJob):
         result = check(
             repo,
             read_data=self.read_data,
-            hostname=socket.gethostname(),
+            hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
         )
@@ -185,7 +188,12 @@ class UnlockJob(VaultJob):
     remove_all: bool = False
 
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
-        result = unlock(repo, remove_all=self.remove_all, reporter=_Reporter(handle))
+        result = unlock(repo, remove_all=self.remove_all)
+        for info, reason in zip(result.removed, result.reasons, strict=True):
+            # One line per lock in a fixed shape: 'comet unlock --json' lists them.
+            handle.info(f"{REMOVED_LOCK}{info.key} ({info.describe()}): {reason}")
+        for info in result.kept:
+            handle.info(f"kept lock {info.key} ({info.describe()}): it may belong to a running job")
         handle.info(f"removed {len(result.removed)} locks, kept {len(result.kept)}")
         return JobOutcome(Status.SUCCESS)
 
@@ -193,7 +201,7 @@ class UnlockJob(VaultJob):
 @dataclass(frozen=True)
 class MeasureJob(VaultJob):
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
-        result = measure(repo, hostname=socket.gethostname(), reporter=_Reporter(handle))
+        result = measure(repo, hostname=repo.lock_policy.hostname, reporter=_Reporter(handle))
         handle.job.counters.bytes = result.total_bytes
         handle.info(f"the vault uses {result.total_bytes} bytes ({result.pack_bytes} in packs)")
         return JobOutcome(Status.SUCCESS)

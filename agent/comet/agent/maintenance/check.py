@@ -7,7 +7,8 @@ every pack, checks it against its name, reads its trailer and decrypts and hashe
 blob. Damage is then traced to the snapshots and the file paths it affects.
 
 A damaged vault is a result with error problems, not an exception: the caller picks the
-job status. Read-only; holds a shared lock, so backups may run meanwhile.
+job status. Read-only; holds a shared lock, so backups may run meanwhile (or none,
+with a warning, on a vault it cannot write to).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class ProblemKind(enum.StrEnum):
     PACK_SIZE = "pack_size"
     PACK_DAMAGED = "pack_damaged"  # content or trailer does not match
     PACK_UNINDEXED = "pack_unindexed"  # harmless leftover of a crashed writer
+    LOCK = "lock"  # the vault could not be locked (read-only or full): checked unlocked
 
 
 class Severity(enum.StrEnum):
@@ -142,7 +144,9 @@ def check(
     cancel = cancel or CancelToken()
     cancel.check()
     st = _State()
-    with repo.lock(hostname=hostname) as lock:
+    with repo.lock(hostname=hostname, purpose="verify", for_reading=True) as lock:
+        if lock.warning:
+            st.add(ProblemKind.LOCK, "locks/", lock.warning, warning=True)
         _check_config_and_keys(repo, st)
         for key, error in repo.reload_index(skip_damaged=True):
             st.add(ProblemKind.INDEX, key, f"index file {key} is unreadable: {error}")

@@ -46,8 +46,9 @@ def apply_retention(
     reporter = reporter or NullMaintenanceReporter()
     cancel = cancel or CancelToken()
     cancel.check()
-    with repo.lock(exclusive=True, hostname=hostname) as lock:
+    with repo.lock(exclusive=True, hostname=hostname, purpose="retention") as lock:
         plan = plan_retention(repo.list_snapshots(), rules, now=now, tz=tz)
+        lock.check()
         reporter.phase("forget", len(plan.forget))
         for snapshot in plan.forget:
             cancel.check()
@@ -80,10 +81,11 @@ def delete_snapshots(
     reporter = reporter or NullMaintenanceReporter()
     cancel = cancel or CancelToken()
     cancel.check()
-    with repo.lock(exclusive=True, hostname=hostname) as lock:
+    with repo.lock(exclusive=True, hostname=hostname, purpose="delete snapshots") as lock:
         targets = [repo.load_snapshot(i).id for i in snapshot_ids]
         if not targets:
             raise SnapshotNotFoundError("no snapshot was named for deletion")
+        lock.check()
         reporter.phase("forget", len(targets))
         for snapshot_id in dict.fromkeys(targets):
             cancel.check()

@@ -50,7 +50,7 @@ def measure(
     reporter = reporter or NullMaintenanceReporter()
     cancel = cancel or CancelToken()
     cancel.check()
-    with repo.lock(hostname=hostname) as lock:
+    with repo.lock(hostname=hostname, purpose="measure", for_reading=True) as lock:
         repo.reload_index()
         sizes = {"data/": 0, "index/": 0, "snapshots/": 0, "": 0}
         counts = dict.fromkeys(sizes, 0)

@@ -22,7 +22,7 @@ from comet.agent.repository.format import (
 from comet.agent.repository.index import decode_index_file
 from comet.agent.repository.pack import PACK_HEADER, PackEntry, decode_entries
 from comet.agent.repository.repository import Repository
-from comet.agent.storage.base import ObjectNotFoundError, Storage
+from comet.agent.storage.base import ObjectInfo, ObjectNotFoundError, Storage
 
 _PACK_KEY = re.compile(r"^data/([0-9a-f]{2})/([0-9a-f]{64})$")
 _ENTRY_SIZE = ID_SIZE + 1 + 4 + 4 + 4  # docs/format.md, "Packs": id, type, offset, length, raw
@@ -67,11 +67,16 @@ def load_pack_table(repo: Repository, *, tolerant: bool = False) -> PackTable:
 def stored_packs(storage: Storage) -> dict[bytes, int]:
     """Pack id → size of every pack object in storage. Objects under ``data/`` whose
     names are not pack keys are ignored (they are no pack)."""
+    return {pack_id: obj.size for pack_id, obj in stored_pack_objects(storage).items()}
+
+
+def stored_pack_objects(storage: Storage) -> dict[bytes, ObjectInfo]:
+    """Pack id → listing entry (size, storage time) of every pack object in storage."""
     out = {}
     for obj in storage.list("data/"):
         m = _PACK_KEY.match(obj.key)
         if m and m.group(2).startswith(m.group(1)):
-            out[bytes.fromhex(m.group(2))] = obj.size
+            out[bytes.fromhex(m.group(2))] = obj
     return out
 
 

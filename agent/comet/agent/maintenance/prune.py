@@ -8,7 +8,10 @@ valid repository in which every remaining snapshot restores:
    unreadable or a used blob is in no stored pack, stop (PruneRefusedError) before
    anything is written or deleted.
 3. Plan: each pack is kept, deleted (no used blob, or named by no index) or repacked
-   (used bytes below ``repack_below`` of its size).
+   (used bytes below ``repack_below`` of its size). A pack that no index names is
+   spared while it is younger than the grace period by the storage's own clock (its
+   storage time against that of this prune's lock, rewritten just now): a writer may
+   still be about to index it. Upload temp files older than the grace are removed.
 4. Repack: copy the used blobs of repacked packs, verified, into new packs and store them.
    A crash here leaves only unindexed new packs, which the next prune deletes.
 5. Store new index files covering every remaining pack (kept and new). A crash here
@@ -16,7 +19,8 @@ valid repository in which every remaining snapshot restores:
 6. Delete the old index files. A crash here leaves new ones plus some old ones whose
    packs still exist.
 7. Delete the obsolete packs (unused, repacked, unindexed). No remaining index names
-   them, so a crash here leaves only unreferenced packs for the next prune.
+   them, so a crash here leaves only unreferenced packs, which a prune deletes once
+   they are older than the grace period.
 8. Release the lock.
 """
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import PruneRefusedError, RepositoryError
-from comet.agent.maintenance.packs import load_pack_table, stored_packs
+from comet.agent.maintenance.packs import load_pack_table, stored_pack_objects, stored_packs
 from comet.agent.maintenance.reporter import MaintenanceReporter, NullMaintenanceReporter
 from comet.agent.maintenance.walk import mark_reachable
 from comet.agent.repository.format import PACK_TARGET_SIZE, BlobType
@@ -73,7 +77,7 @@ def prune(
     new prune finishes the work."""
     cancel = cancel or CancelToken()
     cancel.check()
-    with repo.lock(exclusive=True, hostname=hostname) as lock:
+    with repo.lock(exclusive=True, hostname=hostname, purpose="prune") as lock:
         return prune_locked(repo, lock, repack_below=repack_below, reporter=reporter, cancel=cancel)
 
 
@@ -99,11 +103,22 @@ def prune_locked(
         ) from e
     used, snapshot_count = _mark(repo, lock, reporter, cancel)
 
-    stored = stored_packs(repo.storage)
+    storage_now = lock.storage_now()
+    grace = repo.lock_policy.prune_grace_ns
+    objects = stored_pack_objects(repo.storage)
+    stored = {pack_id: obj.size for pack_id, obj in objects.items()}
     bytes_before = sum(stored.values()) + table.index_bytes
     keep: dict[bytes, list[PackEntry]] = {}
     repack: dict[bytes, list[PackEntry]] = {}
-    delete = [p for p in stored if p not in table.packs]  # left by crashed writers
+    # Left by crashed writers, or uploaded by a live one that has not indexed them yet.
+    unindexed = [p for p in stored if p not in table.packs]
+    delete = [p for p in unindexed if _older(objects[p].mtime_ns, storage_now, grace)]
+    spared = len(unindexed) - len(delete)
+    if spared:
+        reporter.note(f"kept {spared} unindexed packs younger than the grace period")
+    if storage_now is not None and grace:
+        for name in repo.storage.remove_temporary(storage_now - grace):
+            reporter.note(f"removed the leftover upload {name}")
     assigned: set[bytes] = set()
     for pack_id in sorted(table.packs):
         if pack_id not in stored:
@@ -128,6 +143,7 @@ def prune_locked(
     new_packs = _repack(repo, lock, repack, reporter, cancel)
     cancel.check()
 
+    lock.check()
     reporter.phase("write index", 0)
     remaining = sorted(keep.items()) + new_packs
     written = 0
@@ -136,6 +152,7 @@ def prune_locked(
         written += 1
     # From here on the job finishes rather than stopping half-way on cancel: every
     # remaining step only deletes objects the new index no longer needs.
+    lock.check()
     reporter.phase("delete old index files", len(table.index_keys))
     for key in table.index_keys:
         repo.storage.delete(key)
@@ -162,6 +179,16 @@ def prune_locked(
         bytes_before=bytes_before,
         bytes_after=after,
     )
+
+
+def _older(mtime_ns: int | None, storage_now: int | None, grace_ns: int) -> bool:
+    """Whether storage times say an object is older than the grace period (unknown
+    times never are, unless there is no grace at all)."""
+    if grace_ns <= 0:
+        return True
+    if mtime_ns is None or storage_now is None:
+        return False
+    return storage_now - mtime_ns > grace_ns
 
 
 def _mark(

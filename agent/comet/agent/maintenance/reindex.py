@@ -53,7 +53,7 @@ def rebuild_indexes(
     reporter = reporter or NullMaintenanceReporter()
     cancel = cancel or CancelToken()
     cancel.check()
-    with repo.lock(exclusive=True, hostname=hostname) as lock:
+    with repo.lock(exclusive=True, hostname=hostname, purpose="reindex") as lock:
         old_keys = [o.key for o in repo.storage.list("index/")]
         packs = sorted(stored_packs(repo.storage))
         reader = PackReader(repo.storage, repo.sealer)

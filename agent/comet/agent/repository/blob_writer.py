@@ -57,13 +57,21 @@ class BlobWriter:
         self.uploaded_bytes = 0
         self.new_blobs = 0
         self.index_ids: list[bytes] = []
+        # Every pack a blob of this writer's snapshot lives in: stored by this writer or
+        # found in the index (deduplicated). Confirmed present before the commit.
+        self.relied_packs: set[bytes] = set()
 
     def has(self, blob_id: bytes) -> bool:
-        """True if the blob is stored or queued by this writer."""
+        """True if the blob is stored or queued by this writer. A stored blob's pack is
+        remembered in ``relied_packs``."""
         with self._lock:
             if blob_id in self._queued:
                 return True
-        return blob_id in self._repo.index
+        loc = self._repo.index.lookup(blob_id)
+        if loc is None:
+            return False
+        self.relied_packs.add(loc.pack_id)
+        return True
 
     def add(self, blob_type: BlobType, blob_id: bytes, data: bytes) -> bool:
         """Queue a blob unless it is already stored or queued; return True if queued.
@@ -136,6 +144,7 @@ class BlobWriter:
             self._repo.index.add_pack(pack_id, entries)
             with self._lock:
                 self.uploaded_bytes += len(data)
+                self.relied_packs.add(pack_id)
                 self._unindexed.append((pack_id, entries))
                 for e in entries:
                     self._queued.discard(e.blob_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import threading
 import time
 from collections import OrderedDict
@@ -46,7 +47,7 @@ from comet.agent.repository.index import (
     decode_index_file,
     encode_index_file,
 )
-from comet.agent.repository.lock import RepositoryLock
+from comet.agent.repository.lock import LockPolicy, RepositoryLock
 from comet.agent.repository.pack import PackEntry, pack_key
 from comet.agent.repository.snapshot import Snapshot
 from comet.agent.repository.tree import Tree
@@ -71,8 +72,14 @@ class Repository:
         keys: MasterKeys,
         chunker_params: dict[str, int],
         now_ns: Callable[[], int],
+        lock_policy: LockPolicy | None = None,
     ) -> None:
         self.storage = storage
+        self.lock_policy = lock_policy or LockPolicy()
+        self.label = ""  # the vault's name, for messages that tell a person what to run
+        # Objects set aside because they are damaged: (key, message). Opening, listing
+        # and reading go on without them; verify and the job logs report them.
+        self.damaged: dict[str, str] = {}
         self.id = repository_id
         self.sealer = Sealer(keys)
         self.chunker_seed = keys.chunker_seed
@@ -93,6 +100,7 @@ class Repository:
         vault_key: bytes,
         *,
         now_ns: Callable[[], int] = time.time_ns,
+        lock_policy: LockPolicy | None = None,
     ) -> Repository:
         """Create a new repository with fresh random master keys wrapped by ``vault_key``.
 
@@ -114,7 +122,7 @@ class Repository:
         storage.put(f"keys/{os.urandom(ID_SIZE).hex()}", wrap_keys(keys, vault_key, repository_id))
         # The config goes last: a repository without it does not exist yet.
         storage.put("config", header(MAGIC_CONFIG) + json.dumps(config).encode())
-        return cls(storage, repository_id, keys, params, now_ns)
+        return cls(storage, repository_id, keys, params, now_ns, lock_policy)
 
     @classmethod
     def open(
@@ -123,10 +131,13 @@ class Repository:
         vault_key: bytes,
         *,
         now_ns: Callable[[], int] = time.time_ns,
+        lock_policy: LockPolicy | None = None,
     ) -> Repository:
-        """Open an existing repository and load its index.
+        """Open an existing repository and load its index. Damaged index files are set
+        aside (see ``damaged``), never a reason to refuse opening.
 
-        Raises RepositoryNotFoundError, WrongVaultKeyError, UnsupportedFormatError."""
+        Raises RepositoryNotFoundError, WrongVaultKeyError (naming damaged key files),
+        UnsupportedFormatError."""
         try:
             raw = storage.get("config")
         except ObjectNotFoundError:
@@ -145,19 +156,29 @@ class Repository:
         keys = None
         key_files = sorted(o.key for o in storage.list("keys/"))
         if not key_files:
-            raise IntegrityError("the repository has no key files")
+            raise IntegrityError("the repository has no key files (keys/ is empty)")
+        damaged: list[str] = []
         for key in key_files:
             try:
                 keys = unwrap_keys(storage.get(key), vault_key, repository_id, key)
                 break
             except WrongVaultKeyError:
                 continue
+            except (IntegrityError, UnsupportedFormatError, ObjectNotFoundError) as e:
+                damaged.append(f"{key} is damaged ({e})")
         if keys is None:
+            if damaged:
+                raise IntegrityError(
+                    "the repository cannot be opened: "
+                    + "; ".join(damaged)
+                    + ". Restore that key file from a copy of the vault"
+                )
+            names = ", ".join(key_files)
             raise WrongVaultKeyError(
                 "the vault key does not open this repository: it belongs to another "
-                "account or password, or the vault's key file is damaged"
+                f"account or password, or its key file is damaged ({names})"
             )
-        repo = cls(storage, repository_id, keys, params, now_ns)
+        repo = cls(storage, repository_id, keys, params, now_ns, lock_policy)
         repo.refresh_index()
         return repo
 
@@ -170,9 +191,14 @@ class Repository:
             new = [o.key for o in self.storage.list("index/") if o.key not in self._known_indexes]
             packs: list[tuple[bytes, list[PackEntry]]] = []
             for key in new:
-                data = self.storage.get(key)
-                self._check_object_id(key, data)
-                packs.extend(decode_index_file(self.sealer, data, key))
+                try:
+                    data = self.storage.get(key)
+                    self._check_object_id(key, data)
+                    packs.extend(decode_index_file(self.sealer, data, key))
+                except ObjectNotFoundError:
+                    continue  # replaced by a prune meanwhile
+                except IntegrityError as e:
+                    self.damaged[key] = str(e)  # 'reindex' rebuilds what it listed
             if packs:
                 self.index.add_many(packs)
             self._known_indexes.update(new)
@@ -199,6 +225,7 @@ class Repository:
                     if not skip_damaged:
                         raise
                     damaged.append((key, e))
+                    self.damaged[key] = str(e)
             self.index = BlobIndex()
             self.index.add_many(packs)
             self._known_indexes = set(keys)
@@ -289,6 +316,18 @@ class Repository:
             raise IntegrityError(f"{where}: the pack is truncated")
         return data
 
+    def stored_pack_ids(self) -> set[bytes]:
+        """The ids of every pack in storage (one listing of ``data/``)."""
+        out = set()
+        for obj in self.storage.list("data/"):
+            name = obj.key.rsplit("/", 1)[-1]
+            if len(name) == 2 * ID_SIZE:
+                try:
+                    out.add(bytes.fromhex(name))
+                except ValueError:
+                    continue  # not a pack
+        return out
+
     # --- trees ----------------------------------------------------------------------
 
     def load_tree(self, tree_id: bytes) -> Tree:
@@ -315,10 +354,16 @@ class Repository:
         return snapshot_id
 
     def list_snapshots(self) -> list[Snapshot]:
-        """Every snapshot, oldest first."""
-        out = [
-            self.load_snapshot(o.key.rsplit("/", 1)[-1]) for o in self.storage.list("snapshots/")
-        ]
+        """Every readable snapshot, oldest first. A damaged one is left out and
+        recorded in ``damaged`` (verify reports it; nothing deletes it)."""
+        out = []
+        for o in self.storage.list("snapshots/"):
+            try:
+                out.append(self.load_snapshot(o.key.rsplit("/", 1)[-1]))
+            except SnapshotNotFoundError:
+                continue  # forgotten while listing
+            except IntegrityError as e:
+                self.damaged[o.key] = str(e)
         out.sort(key=lambda s: (s.end_ns, s.id))
         return out
 
@@ -349,10 +394,27 @@ class Repository:
 
     # --- locks ----------------------------------------------------------------------
 
-    def lock(self, *, exclusive: bool = False, hostname: str = "") -> RepositoryLock:
-        """Take a shared (or exclusive) lock; raises LockedError on conflict."""
+    def lock(
+        self,
+        *,
+        exclusive: bool = False,
+        hostname: str = "",
+        purpose: str = "",
+        for_reading: bool = False,
+    ) -> RepositoryLock:
+        """Take a shared (or exclusive) lock, refreshed on a timer until released;
+        raises LockedError on conflict. ``for_reading`` jobs (restore, verify) go on
+        unlocked with the lock's ``warning`` set when the vault cannot be written."""
         return RepositoryLock.acquire(
-            self.storage, self.sealer, exclusive=exclusive, hostname=hostname, now_ns=self.now_ns
+            self.storage,
+            self.sealer,
+            exclusive=exclusive,
+            hostname=hostname,
+            now_ns=self.now_ns,
+            policy=self.lock_policy,
+            purpose=purpose,
+            may_read_without=for_reading,
+            vault=shlex.quote(self.label) if self.label else "VAULT",
         )
 
     def close(self) -> None:

@@ -571,7 +571,9 @@ def run_restore(
     cancel = cancel or CancelToken()
     selection = _parse_selection(paths)
     cancel.check()
-    with repo.lock(hostname=hostname):
+    with repo.lock(hostname=hostname, purpose="restore", for_reading=True) as lock:
+        if lock.warning:
+            reporter.warning(JobWarning("", lock.warning))
         repo.refresh_index()
         snapshot = repo.load_snapshot(snapshot_id)
         restorer = _Restorer(repo, target, reporter, cancel, selection, allow_partial)

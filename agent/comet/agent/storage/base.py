@@ -44,8 +44,14 @@ class InvalidKeyError(StorageError):
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """An object's size and, when the backend knows it, when the storage last wrote
+    it (``mtime_ns``, by the storage's own clock: a file's mtime, S3's LastModified).
+    Ages are only ever computed between two such storage times, never against a
+    device's clock."""
+
     key: str
     size: int
+    mtime_ns: int | None = None
 
 
 def check_key(key: str) -> str:
@@ -112,7 +118,8 @@ class Storage(Protocol):
         ...
 
     def stat(self, key: str) -> ObjectInfo:
-        """Return the object's size. Raises ObjectNotFoundError when it does not exist."""
+        """Return the object's size (and storage time). Raises ObjectNotFoundError when
+        it does not exist."""
         ...
 
     def delete(self, key: str) -> None:
@@ -124,6 +131,12 @@ class Storage(Protocol):
         prefix such as ``"data/"`` or ``""`` for all), in no particular order. Objects
         written before the call starts are listed; a listing never yields partial
         (in-flight) uploads."""
+        ...
+
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        """Delete leftovers of interrupted uploads (temp files named with TEMP_MARKER)
+        that the storage last wrote before ``before_ns`` (a storage time, see
+        ObjectInfo); return their names. Backends without such files return []."""
         ...
 
     def close(self) -> None:

@@ -166,6 +166,9 @@ class CometStorage:
         except grpc.RpcError as e:
             raise _storage_error(e, "list", prefix or "/") from e
 
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        return ()  # the server stores each object atomically and owns its temp files
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -112,6 +112,10 @@ class FaultyStorage:
         self._fault("list", prefix)
         return self.inner.list(prefix)
 
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        self._fault("delete", "")
+        return self.inner.remove_temporary(before_ns)
+
     def close(self) -> None:
         self.inner.close()
 

@@ -30,20 +30,25 @@ from comet.agent.storage.base import (
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 
 
-def _wrap(e: OSError, action: str, key: str) -> StorageError:
-    """Convert an OSError raised while doing ``action`` on ``key`` into a StorageError."""
+def _wrap(e: OSError, action: str, key: str, where: Path | None = None) -> StorageError:
+    """Convert an OSError raised while doing ``action`` on ``key`` into a StorageError.
+    ``where`` names the path when the OSError does not (a failed write or fsync)."""
     if e.errno in _MISSING:
         return ObjectNotFoundError(f"object {key!r} does not exist")
+    place = e.filename or where
+    at = f" ({place})" if place else ""
     if e.errno == errno.ENOSPC:
-        return StorageError(f"cannot {action} {key!r}: the disk is full ({e.filename})")
+        return StorageError(f"cannot {action} {key!r}: the disk is full{at}")
     if e.errno == errno.EDQUOT:
-        return StorageError(f"cannot {action} {key!r}: disk quota exceeded ({e.filename})")
+        return StorageError(f"cannot {action} {key!r}: disk quota exceeded{at}")
+    if e.errno == errno.EROFS:
+        return StorageError(f"cannot {action} {key!r}: the vault is on a read-only filesystem{at}")
     if e.errno in (errno.EACCES, errno.EPERM):
         return StorageError(
-            f"cannot {action} {key!r}: permission denied on {e.filename};"
+            f"cannot {action} {key!r}: permission denied{at};"
             " check the vault directory's ownership and mode"
         )
-    return StorageError(f"cannot {action} {key!r}: {e.strerror or e} ({e.filename})")
+    return StorageError(f"cannot {action} {key!r}: {e.strerror or e}{at}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -56,7 +61,9 @@ def _fsync_dir(path: Path) -> None:
 
 class LocalStorage:
     """Objects as files below ``root``. Puts are atomic and durable (fsync of the file
-    and of its directory); temp files of interrupted puts are never listed."""
+    and of its directory, and of the parent of every directory it creates); deletes are
+    durable (fsync of the directory). Temp files of interrupted puts are never listed;
+    ``remove_temporary`` cleans them up."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -71,7 +78,7 @@ class LocalStorage:
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                self._makedirs(path.parent)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -87,7 +94,22 @@ class LocalStorage:
         except OSError as e:
             if e.errno in _MISSING:  # e.g. a parent of the key is a file
                 raise StorageError(f"cannot write {key!r}: {e.strerror} ({e.filename})") from e
-            raise _wrap(e, "write", key) from e
+            raise _wrap(e, "write", key, path) from e
+
+    def _makedirs(self, directory: Path) -> None:
+        """Create ``directory`` and missing parents, each made durable in its parent (a
+        crash must not lose a directory that holds a durable object)."""
+        missing = []
+        d = directory
+        while d != d.parent and not d.is_dir():
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                continue  # another writer made it meanwhile
+            _fsync_dir(d.parent)
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(key)
@@ -110,15 +132,35 @@ class LocalStorage:
             raise _wrap(e, "stat", key) from e
         if not S_ISREG(st.st_mode):
             raise ObjectNotFoundError(f"object {key!r} does not exist")
-        return ObjectInfo(key, st.st_size)
+        return ObjectInfo(key, st.st_size, st.st_mtime_ns)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:
             path.unlink()
+            _fsync_dir(path.parent)
         except OSError as e:
             if e.errno not in _MISSING:
-                raise _wrap(e, "delete", key) from e
+                raise _wrap(e, "delete", key, path) from e
+
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        removed = []
+        for directory, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not is_temp_name(name):
+                    continue
+                path = Path(directory, name)
+                try:
+                    if path.lstat().st_mtime_ns < before_ns:
+                        path.unlink()
+                        removed.append(str(path.relative_to(self.root)))
+                except FileNotFoundError:
+                    continue  # its upload finished or another cleaner took it
+                except OSError as e:
+                    raise _wrap(e, "delete", name, path) from e
+        for name in {str(Path(r).parent) for r in removed}:
+            _fsync_dir(self.root / name)
+        return tuple(removed)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
@@ -144,7 +186,8 @@ class LocalStorage:
                     if key.startswith(prefix) or prefix.startswith(key + "/"):
                         yield from self._walk(Path(entry.path), key + "/", prefix)
                 elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
-                    yield ObjectInfo(key, entry.stat(follow_symlinks=False).st_size)
+                    st = entry.stat(follow_symlinks=False)
+                    yield ObjectInfo(key, st.st_size, st.st_mtime_ns)
             except FileNotFoundError:
                 continue  # deleted while we were listing
             except OSError as e:

@@ -77,5 +77,8 @@ class RateLimitedStorage:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         return self.inner.list(prefix)
 
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        return self.inner.remove_temporary(before_ns)
+
     def close(self) -> None:
         self.inner.close()

@@ -59,6 +59,9 @@ class RetryingStorage:
         items = self._call(lambda: [*self.inner.list(prefix)])
         return iter(items)
 
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        return self._call(lambda: self.inner.remove_temporary(before_ns))
+
     def close(self) -> None:
         self.inner.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import boto3
@@ -181,7 +182,7 @@ class S3Storage:
             response = self._client.head_object(Bucket=self._bucket, Key=name)
         except (ClientError, BotoCoreError) as e:
             raise self._wrap(e, "stat", key) from e
-        return ObjectInfo(key, response["ContentLength"])
+        return ObjectInfo(key, response["ContentLength"], _storage_ns(response["LastModified"]))
 
     def delete(self, key: str) -> None:
         name = self._name(key)
@@ -208,9 +209,14 @@ class S3Storage:
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"][cut:], item["Size"])
+                    yield ObjectInfo(
+                        item["Key"][cut:], item["Size"], _storage_ns(item["LastModified"])
+                    )
         except (ClientError, BotoCoreError) as e:
             raise self._wrap(e, "list", prefix or "/") from e
+
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        return ()  # a PUT is atomic on S3: interrupted uploads leave nothing listed
 
     def close(self) -> None:
         self._client.close()
@@ -249,3 +255,8 @@ class S3Storage:
 
 def _error_code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _storage_ns(when: datetime) -> int:
+    """S3's LastModified (a timezone-aware datetime, whole seconds) in ns."""
+    return int(when.timestamp()) * 10**9

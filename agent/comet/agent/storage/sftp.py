@@ -23,6 +23,7 @@ from stat import S_ISDIR, S_ISREG
 from typing import TypeVar
 
 import paramiko
+from paramiko.sftp import CMD_EXTENDED
 
 from comet.agent.storage.base import (
     TEMP_MARKER,
@@ -43,6 +44,13 @@ _KEY_TYPE_RE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-
 
 # Below this size a ranged read is one or two requests; prefetching would only add a thread.
 _PREFETCH_MIN = 256 * 1024
+# Where the old object waits while a server without posix-rename replaces it.
+_ASIDE = f"{TEMP_MARKER}old"
+
+
+def _storage_ns(attrs: paramiko.SFTPAttributes) -> int | None:
+    """The server's mtime of a file (whole seconds) in ns."""
+    return None if attrs.st_mtime is None else int(attrs.st_mtime) * 10**9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +174,8 @@ class SftpStorage:
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._pkey: paramiko.PKey | None = None
+        # Whether the server implements fsync@openssh.com (None: not tried yet).
+        self._can_fsync: bool | None = None
 
     # -- protocol ---------------------------------------------------------------------
 
@@ -197,7 +207,7 @@ class SftpStorage:
 
         def op(sftp: paramiko.SFTPClient) -> bytes:
             try:
-                f = sftp.open(path, "rb")
+                f = self._open_or_aside(sftp, path)
             except OSError:
                 # A directory is not an object, but servers refuse to open one with
                 # an error other than "no such file".
@@ -218,10 +228,17 @@ class SftpStorage:
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
-        attrs = self._run("stat", key, lambda sftp: sftp.stat(path))
+
+        def op(sftp: paramiko.SFTPClient) -> paramiko.SFTPAttributes:
+            try:
+                return sftp.stat(path)
+            except FileNotFoundError:
+                return sftp.stat(path + _ASIDE)  # a replace was interrupted half-way
+
+        attrs = self._run("stat", key, op)
         if not S_ISREG(attrs.st_mode or 0):
             raise ObjectNotFoundError(f"object {key!r} does not exist")
-        return ObjectInfo(key, attrs.st_size or 0)
+        return ObjectInfo(key, attrs.st_size or 0, _storage_ns(attrs))
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -229,6 +246,8 @@ class SftpStorage:
         def op(sftp: paramiko.SFTPClient) -> None:
             with contextlib.suppress(FileNotFoundError):
                 sftp.remove(path)
+            with contextlib.suppress(FileNotFoundError):
+                sftp.remove(path + _ASIDE)
 
         self._run("delete", key, op)
 
@@ -237,6 +256,32 @@ class SftpStorage:
         head, _, _ = prefix.rpartition("/")
         start = posixpath.join(self._root, head) if head else self._root
         return self._walk(start, f"{head}/" if head else "", prefix)
+
+    def remove_temporary(self, before_ns: int) -> tuple[str, ...]:
+        def op(sftp: paramiko.SFTPClient) -> tuple[str, ...]:
+            removed: list[str] = []
+            pending = [self._root]
+            while pending:
+                directory = pending.pop()
+                try:
+                    entries = sftp.listdir_attr(directory)
+                except FileNotFoundError:
+                    continue
+                for attrs in entries:
+                    path = posixpath.join(directory, attrs.filename)
+                    if S_ISDIR(attrs.st_mode or 0):
+                        pending.append(path)
+                    elif (
+                        is_temp_name(attrs.filename)
+                        and not attrs.filename.endswith(_ASIDE)
+                        and (_storage_ns(attrs) or before_ns) < before_ns
+                    ):
+                        with contextlib.suppress(FileNotFoundError):
+                            sftp.remove(path)
+                        removed.append(posixpath.relpath(path, self._root))
+            return tuple(removed)
+
+        return self._run("clean", "/", op)
 
     def close(self) -> None:
         with self._lock:
@@ -269,13 +314,34 @@ class SftpStorage:
                 if key.startswith(prefix) or prefix.startswith(key + "/"):
                     yield from self._walk(posixpath.join(directory, name), key + "/", prefix)
             elif S_ISREG(mode) and key.startswith(prefix):
-                yield ObjectInfo(key, attrs.st_size or 0)
+                yield ObjectInfo(key, attrs.st_size or 0, _storage_ns(attrs))
 
-    @staticmethod
-    def _write(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
+    def _write(self, sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
         with sftp.open(path, "wb") as f:
             f.set_pipelined(True)
             f.write(data)
+            self._fsync(sftp, f)
+
+    def _fsync(self, sftp: paramiko.SFTPClient, f: paramiko.SFTPFile) -> None:
+        """Make the written data durable on the server before it is renamed into place,
+        with OpenSSH's fsync@openssh.com where the server offers it."""
+        if self._can_fsync is False:
+            return
+        f.flush()
+        try:
+            sftp._request(CMD_EXTENDED, "fsync@openssh.com", f.handle)  # type: ignore[attr-defined]
+            self._can_fsync = True
+        except OSError:
+            if self._can_fsync or not self._alive():
+                raise
+            self._can_fsync = False  # not offered: the server's own write-back applies
+
+    @staticmethod
+    def _open_or_aside(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPFile:
+        try:
+            return sftp.open(path, "rb")
+        except FileNotFoundError:
+            return sftp.open(path + _ASIDE, "rb")  # a replace was interrupted half-way
 
     def _rename(self, sftp: paramiko.SFTPClient, tmp: str, path: str) -> None:
         try:
@@ -284,11 +350,25 @@ class SftpStorage:
         except OSError:
             if not self._alive():
                 raise
-        # The server lacks the posix-rename extension. Plain SFTP rename refuses to replace
-        # an existing file, so remove it first; readers may briefly see no object.
+        # The server lacks the posix-rename extension and plain SFTP rename refuses to
+        # replace a file. Move the old object aside first (reads fall back to it), so at
+        # every moment the old or the new object can be read.
+        try:
+            sftp.rename(tmp, path)
+        except OSError:
+            if not self._alive():
+                raise
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                sftp.remove(path + _ASIDE)  # left by a replace cut short
+            return
         with contextlib.suppress(FileNotFoundError):
-            sftp.remove(path)
+            sftp.remove(path + _ASIDE)
+        with contextlib.suppress(FileNotFoundError):
+            sftp.rename(path, path + _ASIDE)
         sftp.rename(tmp, path)
+        with contextlib.suppress(FileNotFoundError):
+            sftp.remove(path + _ASIDE)
 
     @staticmethod
     def _makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:

@@ -247,7 +247,9 @@ class ResetPasswordReply(_message.Message):
     DATA_KEPT_READABLE_FIELD_NUMBER: _builtins.int
     DEVICES_REVOKED_FIELD_NUMBER: _builtins.int
     data_kept_readable: _builtins.bool
-    """false when the user had not opted in to recovery"""
+    """Always false: there is no admin-assisted recovery, the server holds no usable
+    vault key, so backups made with the old password need the old password.
+    """
     devices_revoked: _builtins.int
     def __init__(
         self,

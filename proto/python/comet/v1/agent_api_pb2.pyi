@@ -484,12 +484,15 @@ class StartVaultJobRequest(_message.Message):
     SNAPSHOT_IDS_FIELD_NUMBER: _builtins.int
     READ_DATA_FIELD_NUMBER: _builtins.int
     IMPORT_SOURCE_ID_FIELD_NUMBER: _builtins.int
+    REMOVE_ALL_LOCKS_FIELD_NUMBER: _builtins.int
     vault_id: _builtins.str
     classification: _common_pb2.JobClassification.ValueType
     read_data: _builtins.bool
     """DEEP_VERIFY"""
     import_source_id: _builtins.str
     """IMPORT"""
+    remove_all_locks: _builtins.bool
+    """UNLOCK: every lock, not only stale ones"""
     @_builtins.property
     def snapshot_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """DELETE_SNAPSHOT"""
@@ -502,10 +505,11 @@ class StartVaultJobRequest(_message.Message):
         snapshot_ids: _abc.Iterable[_builtins.str] | None = ...,
         read_data: _builtins.bool = ...,
         import_source_id: _builtins.str = ...,
+        remove_all_locks: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "import_source_id", b"import_source_id", "read_data", b"read_data", "snapshot_ids", b"snapshot_ids", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "import_source_id", b"import_source_id", "read_data", b"read_data", "remove_all_locks", b"remove_all_locks", "snapshot_ids", b"snapshot_ids", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -676,10 +676,11 @@ class StorageVault(_message.Message):
     quota_bytes: _builtins.int
     """0 = unlimited"""
     wrapped_vault_key: _builtins.bytes
-    """The vault key wrapped by the user's password-derived secret (and optionally a
-    recovery wrap). The server never holds it unwrapped.
+    """The vault key wrapped by the user's password-derived secret. The server never
+    holds it unwrapped.
     """
     recovery_wrapped_vault_key: _builtins.bytes
+    """Unused: no client writes a recovery wrap and the server offers no recovery."""
     @_builtins.property
     def s3(self) -> Global___S3VaultSettings: ...
     @_builtins.property
@@ -1025,8 +1026,8 @@ class Profile(_message.Message):
     version: _builtins.int
     """optimistic concurrency: a write must carry the version it read"""
     recovery_enabled: _builtins.bool
-    """The user's password-derived secret wraps vault keys; a recovery wrap exists only
-    when the user allowed admin password reset.
+    """Unused: there is no admin-assisted recovery (an admin password reset leaves
+    backups readable only with the old password).
     """
     @_builtins.property
     def settings(self) -> Global___AccountSettings: ...

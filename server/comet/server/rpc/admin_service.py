@@ -143,18 +143,19 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 details=e.message,
             )
             raise
-        kept, revoked = reset.data_kept_readable, len(reset.revoked_devices)
+        revoked = len(reset.revoked_devices)
         for device_id in reset.revoked_devices:
             await self._router.close_everywhere(device_id)
         details = (
             ("forced; " if request.force else "")
             + (f"revoked {revoked} device(s); " if request.revoke_devices else "")
-            + ("data kept readable" if kept else "old backups unreadable without the old password")
+            + "old backups unreadable without the old password"
         )
         await self._accounts.audit(
             admin.username, "user.reset_password", request.username, source=source, details=details
         )
-        return admin_pb2.ResetPasswordReply(data_kept_readable=kept, devices_revoked=revoked)
+        # No admin-assisted recovery exists: the server never holds a usable vault key.
+        return admin_pb2.ResetPasswordReply(data_kept_readable=False, devices_revoked=revoked)
 
     @handles_errors
     async def GetUserProfile(

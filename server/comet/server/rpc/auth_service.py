@@ -8,7 +8,8 @@ from typing import Any
 import grpc
 
 from comet.server.rpc import convert
-from comet.server.rpc.auth_context import Authenticator, bearer_token, peer_address
+from comet.server.rpc.auth_context import Authenticator, bearer_token
+from comet.server.rpc.client_address import ClientAddresses
 from comet.server.rpc.errors import handles_errors
 from comet.server.store.accounts import AccountStore
 from comet.server.store.profiles import ProfileStore
@@ -18,10 +19,16 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class AuthService(control_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: AccountStore, profiles: ProfileStore) -> None:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        profiles: ProfileStore,
+        addresses: ClientAddresses | None = None,
+    ) -> None:
         self._accounts = accounts
         self._profiles = profiles
         self._auth = Authenticator(accounts)
+        self._addresses = addresses or ClientAddresses()
 
     @handles_errors
     async def PreLogin(
@@ -37,7 +44,7 @@ class AuthService(control_pb2_grpc.AuthServiceServicer):
         result = await self._accounts.login(
             request.username,
             request.auth_key,
-            source=peer_address(context),
+            source=self._addresses.of(context),
             admin_session=request.admin_session,
             device_id=request.device_id,
             registration=convert.registration_from_proto(request.registration),
@@ -72,6 +79,7 @@ class AuthService(control_pb2_grpc.AuthServiceServicer):
             request.new_auth_key,
             dict(request.rewrapped_vault_keys),
             current_auth_key=request.current_auth_key,
+            source=self._addresses.of(context),
         )
         return control_pb2.ChangePasswordReply()
 
@@ -90,7 +98,9 @@ class AuthService(control_pb2_grpc.AuthServiceServicer):
         self, request: control_pb2.ConfirmTotpEnrolmentRequest, context: Ctx
     ) -> control_pb2.ConfirmTotpEnrolmentReply:
         principal = await self._auth.account(context)
-        await self._accounts.confirm_totp_enrolment(principal.user_id, request.code)
+        await self._accounts.confirm_totp_enrolment(
+            principal.user_id, request.code, source=self._addresses.of(context)
+        )
         return control_pb2.ConfirmTotpEnrolmentReply()
 
     @handles_errors
@@ -98,5 +108,7 @@ class AuthService(control_pb2_grpc.AuthServiceServicer):
         self, request: control_pb2.DisableTotpRequest, context: Ctx
     ) -> control_pb2.DisableTotpReply:
         principal = await self._auth.account(context)
-        await self._accounts.disable_totp(principal.user_id, request.code)
+        await self._accounts.disable_totp(
+            principal.user_id, request.code, source=self._addresses.of(context)
+        )
         return control_pb2.DisableTotpReply()

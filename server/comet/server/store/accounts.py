@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from comet.agent.credentials import KdfParams
-from comet.server import passwords, totp
+from comet.server import passwords, totp, validation
 from comet.server.clock import Clock
 from comet.server.errors import (
     AlreadyExistsError,
@@ -30,6 +29,7 @@ from comet.server.errors import (
 )
 from comet.server.secret_box import SecretBox
 from comet.server.store import profile_document
+from comet.server.store.audit import AuditLog
 from comet.server.store.credential_cache import (
     REVOCATIONS_CHANNEL,
     CredentialCache,
@@ -38,8 +38,13 @@ from comet.server.store.credential_cache import (
 )
 from comet.server.store.models import AuditEvent, Device, ServerSetting, Session, User
 from comet.server.store.policies import effective_policy
+from comet.server.throttle import BackoffPolicy, retry_after
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,255}$")
+USERNAME_RE = validation.USERNAME_RE
+# Failed attempts of these kinds are throttled together (see ``throttle``).
+LOGIN_ACTIONS = ("login",)
+TOTP_ACTIONS = ("totp.confirm", "totp.disable")
+PASSWORD_ACTIONS = ("password.change",)
 
 
 class Role(IntEnum):
@@ -104,7 +109,6 @@ class LoginResult:
 
 @dataclass(frozen=True)
 class PasswordReset:
-    data_kept_readable: bool
     revoked_devices: list[str]
 
 
@@ -130,12 +134,36 @@ class LoginPolicy:
     max_failed_logins: int = 5
     failed_login_window_seconds: int = 900
     online_after_seconds: int = 45
+    # The first wait once the free failures are used up; it doubles per failure.
+    first_backoff_seconds: int = 30
+
+    @property
+    def backoff(self) -> BackoffPolicy:
+        window = timedelta(seconds=self.failed_login_window_seconds)
+        return BackoffPolicy(
+            free_per_account_source=self.max_failed_logins,
+            free_per_source=self.max_failed_logins * 4,
+            first_delay=timedelta(seconds=self.first_backoff_seconds),
+            max_delay=window,
+            window=window,
+        )
 
 
 def check_username(username: str) -> str:
-    if not USERNAME_RE.match(username):
-        raise InvalidRequestError("a username is 1-255 characters of letters, digits and _ . @ -")
-    return username
+    return validation.username(username)
+
+
+def check_registration(registration: Registration | None) -> None:
+    if registration is None:
+        return
+    validation.text(registration.name, field="the device name", max_len=validation.NAME_MAX)
+    for field, value in (
+        ("the device's operating system", registration.os),
+        ("the device's architecture", registration.arch),
+        ("the device's time zone", registration.timezone),
+        ("the client version", registration.client_version),
+    ):
+        validation.text(value, field=field, max_len=validation.SHORT_TEXT_MAX)
 
 
 class AccountStore:
@@ -147,6 +175,7 @@ class AccountStore:
         *,
         box: SecretBox | None = None,
         credentials: CredentialCache | None = None,
+        hasher: passwords.AuthKeyHasher | None = None,
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Single reads on the hot path need no transaction (no BEGIN/ROLLBACK trips).
@@ -157,6 +186,11 @@ class AccountStore:
         # Device credentials that checked out, for a few seconds (the revocation
         # bound is documented in credential_cache).
         self._credentials = credentials or CredentialCache()
+        # Password hashing runs in worker threads, off the event loop.
+        self._hasher = hasher or passwords.AuthKeyHasher()
+        self.audit_log = AuditLog(engine, clock)
+        # Records one audit event (``AuditLog.record``); kept here for the callers.
+        self.audit = self.audit_log.record
 
     def on_revocation(self, payload: str) -> None:
         """A ``comet_revocations`` notification (from any instance, this one too)."""
@@ -174,9 +208,8 @@ class AccountStore:
         max_devices: int = 0,
     ) -> UserRecord:
         check_username(username)
-        if len(auth_key) != 32:
-            raise InvalidRequestError("the authentication key must be 32 bytes")
-        stored = passwords.hash_auth_key(auth_key)
+        validation.auth_key(auth_key)
+        stored = await self._hasher.hash(auth_key)
         user = User(
             id=str(uuid.uuid4()),
             username=username,
@@ -213,6 +246,7 @@ class AccountStore:
             return [_user_record(user, int(n)) for user, n in rows.all()]
 
     async def delete_user(self, username: str) -> None:
+        check_username(username)
         async with self._sessions() as s:
             result = await s.execute(delete(User).where(User.username == username))
             await _announce_revoked(s, user_revoked(username))
@@ -222,6 +256,7 @@ class AccountStore:
             raise NotFoundError(f"no user named {username!r}")
 
     async def user_id(self, username: str) -> str:
+        check_username(username)
         async with self._sessions() as s:
             found = await s.scalar(select(User.id).where(User.username == username))
         if found is None:
@@ -231,6 +266,7 @@ class AccountStore:
     # ------------------------------------------------------------------ login
 
     async def prelogin(self, username: str) -> KdfParams:
+        check_username(username)
         async with self._sessions() as s:
             kdf = await s.scalar(select(User.kdf).where(User.username == username))
         if kdf is None:
@@ -251,16 +287,32 @@ class AccountStore:
         """Check the key (and the two-factor code, when enabled) and open a session;
         agents also get (or register) a device.
 
-        Throttled per account and per source address; every outcome is audited. A
-        missing two-factor code raises TwoFactorRequiredError and is not counted as a
-        failure; a wrong one is."""
-        await self._check_throttle(username, source)
-        async with self._sessions() as s:
-            user = await s.scalar(select(User).where(User.username == username))
-        ok = user is not None and passwords.verify_auth_key(
-            auth_key, passwords.StoredSecret(user.auth_hash, user.auth_salt)
-        )
-        if user is None or not ok:
+        Input is checked before any database work. Throttled per (account, source)
+        and per source (see ``throttle``); every outcome is audited. A missing
+        two-factor code raises TwoFactorRequiredError and is not counted as a
+        failure; a wrong one is, and so is a wrong password. An unknown username
+        costs the same hash as a known one."""
+        check_username(username)
+        validation.auth_key(auth_key)
+        validation.totp_code(totp_code)
+        validation.device_id(device_id)
+        check_registration(registration)
+        await self._check_backoff(LOGIN_ACTIONS, username, source, action="login")
+        # Only what the check needs: a large profile must not make known usernames
+        # slower to refuse than unknown ones.
+        async with self._reads.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(User.id, User.auth_hash, User.auth_salt).where(User.username == username)
+                )
+            ).first()
+        stored = passwords.StoredSecret(row.auth_hash, row.auth_salt) if row else None
+        ok = await self._hasher.verify(auth_key, stored)
+        user = None
+        if row is not None and ok:
+            async with self._sessions() as s:
+                user = await s.get(User, row.id)  # None if deleted meanwhile
+        if user is None:
             await self.audit(
                 username,
                 "login",
@@ -400,30 +452,32 @@ class AccountStore:
             await s.commit()
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def _check_throttle(self, username: str, source: str) -> None:
-        since = self._clock.now() - timedelta(seconds=self._policy.failed_login_window_seconds)
-        limit = self._policy.max_failed_logins
-        async with self._sessions() as s:
-            base = (
-                select(func.count())
-                .select_from(AuditEvent)
-                .where(
-                    AuditEvent.action == "login",
-                    AuditEvent.success.is_(False),
-                    AuditEvent.time >= since,
-                )
-            )
-            by_account = await s.scalar(base.where(AuditEvent.target == username)) or 0
-            by_source = 0
-            if source:
-                by_source = await s.scalar(base.where(AuditEvent.source_address == source)) or 0
-        # A source may try several accounts, but not endlessly.
-        if by_account >= limit or by_source >= limit * 4:
-            await self.audit(
-                username, "login", username, source=source, success=False, details="throttled"
-            )
-            minutes = self._policy.failed_login_window_seconds // 60
-            raise ThrottledError(f"too many failed logins; try again in {minutes} minutes")
+    async def _check_backoff(
+        self, actions: tuple[str, ...], username: str, source: str, *, action: str
+    ) -> None:
+        """Refuses ``action`` (ThrottledError, audited as ``<action>.throttled``, not
+        counted as a failure) while ``source`` must still wait after failed
+        ``actions``."""
+        policy = self._policy.backoff
+        now = self._clock.now()
+        since = now - policy.window
+        pair, by_source = await self.audit_log.failures(
+            actions, since, source=source, target=username
+        )
+        wait = retry_after(policy, pair=pair, source=by_source, now=now)
+        if wait <= 0:
+            return
+        await self.audit(
+            username,
+            f"{action}.throttled",
+            username,
+            source=source,
+            success=False,
+            details=f"{pair.failures} failures for the account, {by_source.failures} in all",
+        )
+        raise ThrottledError(
+            f"too many failed attempts from this address; try again in {wait} seconds"
+        )
 
     # ------------------------------------------------------------------ credentials
 
@@ -506,7 +560,12 @@ class AccountStore:
             username = user.username
         return TotpEnrolment(secret, totp.provisioning_uri(secret, username))
 
-    async def confirm_totp_enrolment(self, user_id: str, code: str) -> None:
+    async def confirm_totp_enrolment(self, user_id: str, code: str, *, source: str = "") -> None:
+        """Enables two-factor once ``code`` proves the app has the secret. Wrong codes
+        are audited and throttled like logins."""
+        validation.totp_code(code)
+        username = await self._username(user_id)
+        await self._check_backoff(TOTP_ACTIONS, username, source, action="totp.confirm")
         async with self._sessions() as s, s.begin():
             user = await s.get(User, user_id, with_for_update=True)
             if user is None or user.totp_pending_secret is None:
@@ -514,30 +573,60 @@ class AccountStore:
             box = self._secret_box()
             secret = box.open(user.totp_pending_secret, context=f"totp-pending:{user.id}")
             step = totp.matching_step(secret, code, self._clock.now())
-            if step is None:
-                raise InvalidRequestError(
-                    "wrong two-factor code: check the authenticator app and the clock"
-                )
-            user.totp_secret = box.seal(secret, context=f"totp:{user.id}")
-            user.totp_pending_secret = None
-            user.totp_last_step = step
-            username = user.username
-        await self.audit(username, "totp.enable", username)
+            if step is not None:
+                user.totp_secret = box.seal(secret, context=f"totp:{user.id}")
+                user.totp_pending_secret = None
+                user.totp_last_step = step
+        if step is None:
+            await self.audit(
+                username,
+                "totp.confirm",
+                username,
+                source=source,
+                success=False,
+                details="wrong two-factor code",
+            )
+            raise InvalidRequestError(
+                "wrong two-factor code: check the authenticator app and the clock"
+            )
+        await self.audit(username, "totp.enable", username, source=source)
 
-    async def disable_totp(self, user_id: str, code: str) -> None:
-        """Turns two-factor off; needs a current code."""
+    async def disable_totp(self, user_id: str, code: str, *, source: str = "") -> None:
+        """Turns two-factor off; needs a current, unused code. Wrong codes are
+        audited and throttled like logins."""
+        validation.totp_code(code)
+        username = await self._username(user_id)
+        await self._check_backoff(TOTP_ACTIONS, username, source, action="totp.disable")
         async with self._sessions() as s, s.begin():
             user = await s.get(User, user_id, with_for_update=True)
             if user is None or user.totp_secret is None:
                 raise InvalidRequestError("two-factor authentication is not enabled")
             secret = self._secret_box().open(user.totp_secret, context=f"totp:{user.id}")
-            if totp.matching_step(secret, code, self._clock.now()) is None:
-                raise AuthenticationError("wrong two-factor code")
-            user.totp_secret = None
-            user.totp_pending_secret = None
-            user.totp_last_step = None
-            username = user.username
-        await self.audit(username, "totp.disable", username)
+            step = totp.matching_step(secret, code, self._clock.now())
+            # A code already used (to log in, say) cannot be replayed to disable.
+            fresh = step is not None and (user.totp_last_step is None or user.totp_last_step < step)
+            if fresh:
+                user.totp_secret = None
+                user.totp_pending_secret = None
+                user.totp_last_step = None
+        if not fresh:
+            await self.audit(
+                username,
+                "totp.disable",
+                username,
+                source=source,
+                success=False,
+                details="wrong two-factor code",
+            )
+            raise AuthenticationError("wrong two-factor code")
+        await self.audit(username, "totp.disable", username, source=source)
+
+    async def _username(self, user_id: str) -> str:
+        async with self._reads.connect() as conn:
+            name = await conn.scalar(select(User.username).where(User.id == user_id))
+        if name is None:
+            raise NotFoundError("no such user")
+        return name
 
     # ------------------------------------------------------------------ passwords
 
@@ -549,32 +638,45 @@ class AccountStore:
         rewrapped: dict[str, bytes],
         *,
         current_auth_key: bytes,
+        source: str = "",
     ) -> None:
         """Replaces the login secret and every vault's wrapped key in one transaction,
         given proof of the current password; the account's sessions end (devices keep
-        their credentials)."""
-        if len(auth_key) != 32:
-            raise InvalidRequestError("the authentication key must be 32 bytes")
-        stored = passwords.hash_auth_key(auth_key)
+        their credentials). A wrong current password is audited and throttled."""
+        validation.auth_key(auth_key)
+        async with self._sessions() as s:
+            user = await s.get(User, user_id)
+            if user is None:
+                raise NotFoundError("no such user")
+            await _check_password_policy(s, user)
+            username, row = user.username, (user.auth_hash, user.auth_salt)
+        validation.auth_key(current_auth_key)
+        await self._check_backoff(PASSWORD_ACTIONS, username, source, action="password.change")
+        if not await self._hasher.verify(current_auth_key, passwords.StoredSecret(*row)):
+            await self.audit(
+                username,
+                "password.change",
+                username,
+                source=source,
+                success=False,
+                details="wrong current password",
+            )
+            raise AuthenticationError("the current password is wrong")
+        stored = await self._hasher.hash(auth_key)
         async with self._sessions() as s, s.begin():
             user = await s.get(User, user_id, with_for_update=True)
             if user is None:
                 raise NotFoundError("no such user")
-            policy = await effective_policy(s, user)
-            if policy is not None and policy.flag("prevent_change_password"):
-                raise PermissionDeniedError(
-                    "changing the password is not allowed by your policy (prevent_change_password)"
-                )
-            current = passwords.StoredSecret(user.auth_hash, user.auth_salt)
-            if not passwords.verify_auth_key(current_auth_key, current):
-                raise AuthenticationError("the current password is wrong")
+            await _check_password_policy(s, user)
+            if (user.auth_hash, user.auth_salt) != row:
+                raise ConflictError("the password changed meanwhile; try again")
             user.profile = profile_document.rewrap_vault_keys(user.profile, rewrapped)
             user.profile_version += 1
             user.kdf = passwords.kdf_to_json(kdf)
             user.auth_hash, user.auth_salt = stored.auth_hash, stored.auth_salt
             await self._end_sessions(s, user.id)
             username = user.username
-        await self.audit(username, "password.change", username)
+        await self.audit(username, "password.change", username, source=source)
 
     async def reset_password(
         self,
@@ -588,10 +690,13 @@ class AccountStore:
         """An administrator sets a new password. Refused unless the user allowed it
         in their account settings or ``force`` (which only overrides that refusal).
         Sessions end; with ``revoke_devices`` every device of the account is revoked
-        too, in the same transaction, and every server instance is told at commit."""
-        if len(auth_key) != 32:
-            raise InvalidRequestError("the authentication key must be 32 bytes")
-        stored = passwords.hash_auth_key(auth_key)
+        too, in the same transaction, and every server instance is told at commit.
+        The server holds no usable key to the user's vaults, so backups made with the
+        old password stay readable only with the old password (there is no
+        admin-assisted recovery)."""
+        check_username(username)
+        validation.auth_key(auth_key)
+        stored = await self._hasher.hash(auth_key)
         async with self._sessions() as s, s.begin():
             user = await s.scalar(select(User).where(User.username == username).with_for_update())
             if user is None:
@@ -617,10 +722,9 @@ class AccountStore:
                 )
                 for device_id in revoked:
                     await _announce_revoked(s, device_revoked(device_id))
-            kept = profile_document.has_recovery_wraps(user.profile)
         for device_id in revoked:
             self._credentials.forget_device(device_id)
-        return PasswordReset(kept, revoked)
+        return PasswordReset(revoked)
 
     async def _end_sessions(self, s: AsyncSession, user_id: str) -> None:
         await s.execute(
@@ -635,6 +739,8 @@ class AccountStore:
         self, *, username: str | None = None, user_id: str | None = None, online_only: bool = False
     ) -> list[DeviceRecord]:
         query = select(Device, User.username).join(User, User.id == Device.user_id)
+        if username:  # "" means every user, as callers pass a proto field through
+            check_username(username)
         if username is not None:
             query = query.where(User.username == username)
         if user_id is not None:
@@ -726,36 +832,8 @@ class AccountStore:
 
     # ------------------------------------------------------------------ audit, secrets
 
-    async def audit(
-        self,
-        actor: str,
-        action: str,
-        target: str,
-        *,
-        source: str = "",
-        success: bool = True,
-        details: str = "",
-    ) -> None:
-        async with self._sessions() as s:
-            s.add(
-                AuditEvent(
-                    time=self._clock.now(),
-                    actor=actor,
-                    action=action,
-                    target=target,
-                    source_address=source,
-                    success=success,
-                    details=details,
-                )
-            )
-            await s.commit()
-
     async def list_audit(self, *, action: str = "", limit: int = 100) -> list[AuditEvent]:
-        query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit or 100)
-        if action:
-            query = query.where(AuditEvent.action == action)
-        async with self._sessions() as s:
-            return list((await s.scalars(query)).all())
+        return await self.audit_log.list(action=action, limit=limit)
 
     async def server_secret(self, name: str) -> bytes:
         """A random secret shared by every instance, created on first use."""
@@ -805,3 +883,11 @@ def _with_device(
         device_token=token,
         device_registered_now=registered,
     )
+
+
+async def _check_password_policy(s: AsyncSession, user: User) -> None:
+    policy = await effective_policy(s, user)
+    if policy is not None and policy.flag("prevent_change_password"):
+        raise PermissionDeniedError(
+            "changing the password is not allowed by your policy (prevent_change_password)"
+        )

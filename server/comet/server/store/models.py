@@ -85,6 +85,7 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_action_target_time", "action", "target", "time"),
         Index("ix_audit_action_source_time", "action", "source_address", "time"),
+        Index("ix_audit_time", "time"),  # retention pruning
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -356,8 +356,3 @@ def allows_admin_reset(doc: Doc) -> bool:
 
 def allows_admin_view_files(doc: Doc) -> bool:
     return bool(normalised(doc)["settings"].get("allow_admin_view_files", False))
-
-
-def has_recovery_wraps(doc: Doc) -> bool:
-    vaults = normalised(doc)["vaults"]
-    return any(v.get("recovery_wrapped_vault_key") for v in vaults)

@@ -1,14 +1,14 @@
 """Notifications: email recipients, webhooks and the delivery queue.
 
 Revision ID: 0012
-Revises: 0005
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0005"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
