@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -35,7 +35,16 @@ from comet.server.notify.settings import NotifySettings, Recipient
 from comet.server.store import profile_document
 from comet.server.store.availability import log_background_failure
 from comet.server.store.jobs import JobClassification, JobStatus, Severity
-from comet.server.store.models import AuditEvent, Device, Job, JobLogEntry, ServerSetting, User
+from comet.server.store.models import (
+    AuditEvent,
+    Device,
+    EmailRecipient,
+    Job,
+    JobLogEntry,
+    NotifyDelivery,
+    ServerSetting,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,7 @@ ERROR_STATUSES = frozenset(
 )
 GOOD_STATUSES = (int(JobStatus.SUCCESS), int(JobStatus.WARNING))
 FIRST_ERRORS = 5
+COUNTED_MEMORY = 10_000
 
 
 class EventMetrics(Protocol):
@@ -72,6 +82,8 @@ class EventPolicy:
     login_failure_window: timedelta = timedelta(minutes=15)
     # A device with enabled schedules and no good backup for this long is overdue.
     overdue_after: timedelta = timedelta(hours=26)
+    # Looking for overdue devices reads every device: not every round.
+    overdue_every: timedelta = timedelta(minutes=5)
 
 
 def rfc3339(when: datetime | None) -> str:
@@ -129,6 +141,10 @@ class EventPump:
         self._outbox = outbox
         self._policy = policy
         self._metrics = metrics
+        # Metrics count what is new since the last round's cursor, once per instance.
+        self._fresh_after = datetime.min.replace(tzinfo=UTC)
+        self._counted: OrderedDict[str, None] = OrderedDict()
+        self._overdue_checked = datetime.min.replace(tzinfo=UTC)
 
     # ------------------------------------------------------------------ running
 
@@ -158,9 +174,12 @@ class EventPump:
             webhooks = await self._settings.webhooks()
             recipients = await self._settings.recipients()
             deliveries: list[NewDelivery] = []
+            self._fresh_after = cursor
             deliveries += await self._jobs(s, since, now, webhooks_by_event(webhooks), recipients)
             deliveries += await self._audit(s, since, now, webhooks_by_event(webhooks))
-            deliveries += await self._overdue(s, now, webhooks_by_event(webhooks))
+            if now - self._overdue_checked >= self._policy.overdue_every:
+                deliveries += await self._overdue(s, now, webhooks_by_event(webhooks))
+                self._overdue_checked = now
             deliveries += await self._summaries(s, now, recipients)
             added = await self._outbox.insert(s, deliveries)
             value = now.isoformat().encode()
@@ -240,22 +259,21 @@ class EventPump:
                 owner_ok = not r.username or r.username == username
                 if owner_ok and mail_wanted(r.job_rule, status):
                     out.append(NewDelivery("email", r.address, f"job:{job.job_id}", event, mail))
-            if self._metrics is not None and not await self._seen(s, job.job_id):
+            if self._first_count(f"job:{job.job_id}", job.last_report_at) and self._metrics:
                 self._metrics.job_ended(
                     data["classification"], data["status"], float(data["duration_seconds"])
                 )
         return out
 
-    async def _seen(self, s: AsyncSession, job_id: str) -> bool:
-        """Whether the job's end was counted already (by any instance)."""
-        key = f"notify:counted:{job_id}"
-        result = await s.execute(
-            insert(ServerSetting)
-            .values(key=key[:64], value=b"")
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(ServerSetting.key)
-        )
-        return result.scalar() is None
+    def _first_count(self, key: str, when: datetime) -> bool:
+        """Whether a metric should count this now: new since the last round (rows
+        re-read in the overlap were counted then) and not counted here lately."""
+        if when <= self._fresh_after or key in self._counted:
+            return False
+        self._counted[key] = None
+        if len(self._counted) > COUNTED_MEMORY:
+            self._counted.popitem(last=False)
+        return True
 
     @staticmethod
     def _job_data(
@@ -335,7 +353,7 @@ class EventPump:
         if e.action == "login":
             if e.success:
                 return []
-            if self._metrics is not None and not await self._seen(s, f"audit:{e.id}"):
+            if self._first_count(f"audit:{e.id}", e.time) and self._metrics:
                 self._metrics.login_failed()
             failures = await s.scalar(
                 select(func.count()).where(
@@ -390,6 +408,8 @@ class EventPump:
             else:
                 continue
             key = f"summary:{r.recipient_id}:{start.date().isoformat()}"
+            if await self._queued(s, r.address, key):
+                continue
             if await self._recipient_created(s, r.recipient_id) > end:
                 continue  # added after that period: its first summary is the next one
             if r.username:
@@ -402,9 +422,18 @@ class EventPump:
             out.append(NewDelivery("email", r.address, key, "summary", payload))
         return out
 
-    async def _recipient_created(self, s: AsyncSession, recipient_id: str) -> datetime:
-        from comet.server.store.models import EmailRecipient
+    @staticmethod
+    async def _queued(s: AsyncSession, address: str, key: str) -> bool:
+        found = await s.scalar(
+            select(NotifyDelivery.id).where(
+                NotifyDelivery.kind == "email",
+                NotifyDelivery.target == address,
+                NotifyDelivery.event_key == key,
+            )
+        )
+        return found is not None
 
+    async def _recipient_created(self, s: AsyncSession, recipient_id: str) -> datetime:
         created = await s.scalar(
             select(EmailRecipient.created_at).where(EmailRecipient.id == recipient_id)
         )

@@ -4,6 +4,7 @@ log. SUPER administrators only: these reach outside the server (mail, URLs)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import grpc
@@ -117,7 +118,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
         admin = await self._auth.admin(context, allowed=SUPER)
         if await self._settings.smtp() is None:
             raise InvalidRequestError("no SMTP server is set: comet-admin notify smtp set …")
-        key = f"test:{asyncio.get_running_loop().time()}:{id(request)}"
+        key = f"test:{uuid.uuid4()}"
         await self._outbox.enqueue(
             [NewDelivery("email", request.address, key, "test", {"mail": "test"})]
         )
