@@ -5,6 +5,8 @@ over HTTP and parsed with Prometheus's parser; services listed by reflection."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from tests.fixtures.notify_peers import SmtpSink, WebhookReceiver
 from tests.fixtures.postgres import PostgresCluster
 from tests.fixtures.processes import (
     ALICE_PASSWORD,
+    BIN,
     AdminCli,
     AgentProcess,
     ServerProcess,
@@ -370,3 +373,32 @@ def test_reflection_answers_and_health_follows_the_database_while_it_is_away(
         channel.close()
     proxy.restore()
     wait_for(lambda: health(server) == serving, timeout=10, what="SERVING again")
+
+
+def test_a_busy_metrics_port_stops_the_start_with_a_clear_error(
+    postgres_cluster: PostgresCluster, short_tmp: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                str(BIN / "comet-server"),
+                "serve",
+                "--data-dir",
+                str(short_tmp),
+                "--database-url",
+                postgres_cluster.fresh_database(),
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+                "--metrics-listen",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode != 0 and "listening on" not in result.stdout
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr

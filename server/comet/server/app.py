@@ -370,12 +370,12 @@ async def _run_services(
     )
     url = _bind(server, config)
     await _health_setter(health)(True)
-    await server.start()
-    if config.metrics_listen:
+    if config.metrics_listen:  # before serving: a busy port stops the start
         port = metrics.serve(config.metrics_listen)
         host = config.metrics_listen.rpartition(":")[0] or "127.0.0.1"
         log.info("metrics at http://%s:%d/metrics", host, port)
         (config.data_dir / "metrics.url").write_text(f"http://{host}:{port}/metrics\n")
+    await server.start()
     (config.data_dir / "server.url").write_text(url + "\n")
     on_ready(url)
     background = [

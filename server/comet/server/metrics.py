@@ -133,9 +133,12 @@ class ServerMetrics:
     def serve(self, listen: str) -> int:
         """Starts the HTTP listener (a thread); returns its port."""
         host, _, port = listen.rpartition(":")
-        server, _thread = start_http_server(
-            int(port), addr=host or "127.0.0.1", registry=self.registry
-        )
+        try:
+            server, _thread = start_http_server(
+                int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry
+            )
+        except (OSError, ValueError) as e:
+            raise ServerError(f"cannot serve metrics on {listen}: {e}") from e
         return int(server.server_port)
 
 
