@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures.processes import AdminCli, AgentProcess, ServerProcess, wait_for
+from tests.security.local_api import set_admin_view_files
 
 
 def setup_item(alice: AgentProcess, tmp: Path) -> Path:
@@ -89,7 +90,11 @@ def test_admin_dispatches_backup_restore_retention_and_cancel(
     job = result.get("job", result)
     assert job["status"] == "success" and job["snapshot_id"]
 
-    dest = short_tmp / "dest"
+    # An admin restores elsewhere than the original paths only with the user's consent,
+    # and only into a directory the device's own policy allows (by default its
+    # state dir's restores/).
+    set_admin_view_files(alice, True)
+    dest = alice.state_dir / "restores" / "dest"
     admin(
         "dispatch",
         "restore",

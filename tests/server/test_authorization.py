@@ -108,7 +108,7 @@ async def test_no_user_or_device_credential_opens_the_admin_service(
     for call in ADMIN_CALLS.values():
         for who, text in (
             (user_session, "needs an administrator session"),
-            (alice, "unknown session"),  # a device token is not a session
+            (alice, "needs an administrator session"),  # a device token is no session
             (anonymous, "needs a credential"),
         ):
             await expect_error(call(rpc, who), grpc.StatusCode.UNAUTHENTICATED, text)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from comet.agent.config import (
     AgentConfig,
+    default_policy_path,
     default_socket_path,
     default_state_dir,
     reconnect_max_from_env,
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=(args.state_dir or default_state_dir()).absolute(),
         socket_path=(args.socket or default_socket_path()).absolute(),
         reconnect_max_seconds=reconnect_max_from_env(4.0),
+        policy_path=default_policy_path(),
     )
     if len(str(config.socket_path)) > 107:
         return fail("comet-agent", f"socket path too long for a unix socket: {config.socket_path}")

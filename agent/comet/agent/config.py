@@ -17,6 +17,8 @@ class AgentConfig:
     reconnect_min_seconds: float = 0.5
     reconnect_max_seconds: float = 4.0
     heartbeat_seconds: float = 15.0
+    # The device-local policy for remote commands (see device_policy); root-owned.
+    policy_path: Path = Path("/etc/comet-agent/agent.toml")
 
 
 def default_state_dir() -> Path:
@@ -72,3 +74,9 @@ def lock_timing_from_env() -> dict[str, float]:
         if value := os.environ.get(env):
             out[name] = float(value)
     return out
+
+
+def default_policy_path() -> Path:
+    """/etc/comet-agent/agent.toml; tests point COMET_AGENT_POLICY_FILE elsewhere."""
+    env = os.environ.get("COMET_AGENT_POLICY_FILE")
+    return Path(env) if env else Path("/etc/comet-agent/agent.toml")

@@ -41,7 +41,9 @@ def timestamp_ns(ns: int) -> Timestamp:
     return ts
 
 
-def vault_from_proto(msg: common_pb2.StorageVault) -> VaultSpec:
+def vault_from_proto(msg: common_pb2.StorageVault, *, device_id: str = "") -> VaultSpec:
+    """With ``device_id``, the vault's pre/post commands are those that device set:
+    a vault is shared by the account's devices, its commands are not."""
     which = msg.WhichOneof("settings")
     settings: VaultSettings
     if which == "local":
@@ -67,9 +69,18 @@ def vault_from_proto(msg: common_pb2.StorageVault) -> VaultSpec:
         settings=settings,
         wrapped_vault_key=msg.wrapped_vault_key,
         quota_bytes=msg.quota_bytes,
-        pre_commands=tuple(c.command for c in msg.pre_commands),
-        post_commands=tuple(c.command for c in msg.post_commands),
+        pre_commands=tuple(c.command for c in msg.pre_commands if _runs_here(c, device_id)),
+        post_commands=tuple(c.command for c in msg.post_commands if _runs_here(c, device_id)),
+        foreign_commands=tuple(
+            c.command
+            for c in (*msg.pre_commands, *msg.post_commands)
+            if not _runs_here(c, device_id)
+        ),
     )
+
+
+def _runs_here(command: common_pb2.ProgramCommand, device_id: str) -> bool:
+    return not device_id or command.owner_device_id == device_id
 
 
 def vault_settings_to_proto(settings: VaultSettings, msg: common_pb2.StorageVault) -> None:

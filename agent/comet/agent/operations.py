@@ -151,13 +151,13 @@ class Operations:
                     msg.wrapped_vault_key = wrapped
 
         saved = await self.profile.edit(store)
-        return self._vault(saved, vault.vault_id)
+        return self._vault(saved, vault.vault_id, device_id=login.device_id)
 
     @staticmethod
-    def _vault(profile: common_pb2.Profile, ref: str) -> VaultSpec:
+    def _vault(profile: common_pb2.Profile, ref: str, *, device_id: str = "") -> VaultSpec:
         for vault in profile.vaults:
             if ref in (vault.vault_id, vault.name):
-                return vault_from_proto(vault)
+                return vault_from_proto(vault, device_id=device_id)
         raise NotFoundError(f"no Storage Vault {ref!r} in this account (see 'comet vault list')")
 
     @staticmethod
@@ -180,7 +180,8 @@ class Operations:
     ) -> JobRecord:
         login = self._login()
         profile = await self.profile.fetch()
-        item, vault = self._item(profile, item_ref), self._vault(profile, vault_ref)
+        item = self._item(profile, item_ref)
+        vault = self._vault(profile, vault_ref, device_id=login.device_id)
         if item.owner_device_id and item.owner_device_id != login.device_id:
             raise AgentError(
                 f"Protected Item {item.name!r} belongs to another device; only its own "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from comet.agent import __version__
+from comet.agent import __version__, device_policy
 from comet.agent.config import AgentConfig
 from comet.agent.errors import AgentError
 from comet.agent.jobs.outbox import Outbox
@@ -54,7 +54,11 @@ class Agent:
         self.ops = Operations(
             self.state, self.jobs, self.runner, self.profile, config.state_dir / "keys"
         )
-        self.remote = RemoteCommands(self.ops, on_disconnect=self._disconnect_from_server)
+        # The device's own limits on remote commands; an untrusted file stops the start.
+        self.policy = device_policy.load(config.policy_path, state_dir=config.state_dir)
+        self.remote = RemoteCommands(
+            self.ops, self.policy, on_disconnect=self._disconnect_from_server
+        )
         self.schedules = ScheduleDriver(self.ops)
         self.profile.on_change(self.schedules.profile_changed)
         self._live = LiveConnection(

@@ -81,6 +81,8 @@ class VaultSpec:
     quota_bytes: int = 0
     pre_commands: tuple[str, ...] = ()
     post_commands: tuple[str, ...] = ()
+    # Commands of this vault set by other devices (or by nobody known): never run here.
+    foreign_commands: tuple[str, ...] = ()
 
 
 def new_vault_key() -> bytes:

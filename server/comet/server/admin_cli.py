@@ -48,6 +48,12 @@ from comet.server.admin_session import (
 from comet.v1 import admin_pb2, common_pb2, control_pb2, control_pb2_grpc
 
 PROG = "comet-admin"
+ROLES = {
+    "super": admin_pb2.ADMIN_ROLE_SUPER,
+    "operator": admin_pb2.ADMIN_ROLE_OPERATOR,
+    "auditor": admin_pb2.ADMIN_ROLE_AUDITOR,
+    "user": admin_pb2.ADMIN_ROLE_USER,
+}
 
 
 # ---------------------------------------------------------------------------- commands
@@ -126,7 +132,9 @@ def user_json(user: admin_pb2.UserInfo) -> dict[str, Any]:
 def cmd_user_add(args: argparse.Namespace) -> None:
     admin = Admin(load_session())
     kdf, auth_key = derive_for_new_password(read_password())
-    role = admin_pb2.ADMIN_ROLE_SUPER if args.admin else admin_pb2.ADMIN_ROLE_USER
+    if args.admin and args.role not in (None, "super"):
+        raise AdminCliError(f"--admin means --role super; it cannot go with --role {args.role}")
+    role = ROLES["super" if args.admin else (args.role or "user")]
     user = admin.stub.AddUser(
         admin_pb2.AddUserRequest(
             username=args.name,
@@ -290,7 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     add = user.add_parser("add", help="create a user")
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", required=True)
-    add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    add.add_argument(
+        "--admin", action="store_true", help="make the user a super administrator (--role super)"
+    )
+    add.add_argument(
+        "--role",
+        choices=sorted(ROLES),
+        help="super: every admin action; operator: run jobs on devices, read; "
+        "auditor: read only, with the audit log; user (default): no admin rights "
+        "(see docs/permissions.md)",
+    )
     add.add_argument("--max-devices", type=int, default=0, help="0 = unlimited")
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_user_add)

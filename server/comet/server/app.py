@@ -39,6 +39,7 @@ from comet.server.routing import (
 )
 from comet.server.rpc.admin_service import AdminService
 from comet.server.rpc.agent_service import AgentService
+from comet.server.rpc.auth_context import Authenticator, guard
 from comet.server.rpc.auth_service import AuthService
 from comet.server.rpc.client_address import ClientAddresses, parse_networks
 from comet.server.rpc.errors import DatabaseWatcher, ErrorInterceptor
@@ -58,7 +59,16 @@ from comet.server.store.missed_runs import MissedRunFinder, MissedRunPolicy
 from comet.server.store.policies import PolicyStore
 from comet.server.store.profiles import ProfileStore
 from comet.server.tls import certificate_names, ensure_self_signed
-from comet.v1 import admin_pb2_grpc, control_pb2_grpc, notify_pb2_grpc, storage_pb2_grpc
+from comet.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    control_pb2,
+    control_pb2_grpc,
+    notify_pb2,
+    notify_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -243,12 +253,15 @@ def grpc_server(
 ) -> grpc.aio.Server:
     """A gRPC server whose every failure is mapped by ``rpc.errors`` (one place), and,
     with ``metrics``, every call counted by its final code."""
+    # The size check comes first so that a refused request's bytes are dropped
+    # before any other wrapper's frame (and traceback) can hold on to them. Metrics
+    # wrap the error mapping, so they see the codes it chose.
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE, REFLECTION_SERVICE)),
         MessageLimitInterceptor(),
+        ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE, REFLECTION_SERVICE)),
     ]
     if metrics is not None:
-        interceptors.insert(0, MetricsInterceptor(metrics))  # outermost: sees mapped codes
+        interceptors.insert(1, MetricsInterceptor(metrics))
     return grpc.aio.server(options=options, interceptors=interceptors)
 
 
@@ -264,37 +277,65 @@ def add_services(
     notifications: Notifications | None = None,
 ) -> None:
     router = router or CommandRouter(registry, instance_id=instance_id)
+    # Every method of every service passes the permission table first (see guard).
+    auth = Authenticator(stores.accounts)
     control_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthService(stores.accounts, stores.profiles, addresses), server
-    )
-    control_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(
-            stores.accounts,
-            stores.profiles,
-            stores.jobs,
-            registry,
-            instance_id=instance_id,
-            heartbeat_seconds=heartbeat_seconds,
-            buckets=stores.buckets,
-            on_presence=notifications.pump.presence if notifications else None,
+        guard(
+            AuthService(stores.accounts, stores.profiles, addresses),
+            control_pb2.DESCRIPTOR.services_by_name["AuthService"],
+            auth,
         ),
         server,
     )
-    storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageService(stores.buckets), server)
+    control_pb2_grpc.add_AgentServiceServicer_to_server(
+        guard(
+            AgentService(
+                stores.accounts,
+                stores.profiles,
+                stores.jobs,
+                registry,
+                instance_id=instance_id,
+                heartbeat_seconds=heartbeat_seconds,
+                buckets=stores.buckets,
+                on_presence=notifications.pump.presence if notifications else None,
+            ),
+            control_pb2.DESCRIPTOR.services_by_name["AgentService"],
+            auth,
+        ),
+        server,
+    )
+    storage_pb2_grpc.add_StorageServiceServicer_to_server(
+        guard(
+            StorageService(stores.buckets),
+            storage_pb2.DESCRIPTOR.services_by_name["StorageService"],
+            auth,
+        ),
+        server,
+    )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminService(
-            stores.accounts,
-            stores.profiles,
-            stores.policies,
-            stores.jobs,
-            router,
-            buckets=stores.buckets,
+        guard(
+            AdminService(
+                stores.accounts,
+                stores.profiles,
+                stores.policies,
+                stores.jobs,
+                router,
+                buckets=stores.buckets,
+            ),
+            admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+            auth,
         ),
         server,
     )
     if notifications is not None:
         notify_pb2_grpc.add_NotificationServiceServicer_to_server(
-            NotificationService(stores.accounts, notifications.settings, notifications.outbox),
+            guard(
+                NotificationService(
+                    stores.accounts, notifications.settings, notifications.outbox
+                ),
+                notify_pb2.DESCRIPTOR.services_by_name["NotificationService"],
+                auth,
+            ),
             server,
         )
 

@@ -23,6 +23,13 @@ class AuthenticationError(ServerError):
     code = "unauthenticated"
 
 
+class UnknownCredentialError(AuthenticationError):
+    """The token is no session (or no device credential) this server knows: it may
+    still be the other kind."""
+
+    code = "unknown_credential"
+
+
 class TwoFactorRequiredError(AuthenticationError):
     """The password was right but the account needs a two-factor code: clients prompt
     for one and log in again."""

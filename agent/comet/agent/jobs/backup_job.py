@@ -32,10 +32,18 @@ class BackupJob:
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
         handle.info(f"backing up {self.item.name!r} to {self.vault.name!r}")
+        for command in self.vault.foreign_commands:
+            handle.warning(
+                f"not running the vault command {command!r}: it was set by another device "
+                "of this account, and a vault's commands run only on the device that set them"
+            )
         # The vault's commands wrap the item's: vault pre, item pre, backup, item
         # post, vault post.
         for command in (*self.vault.pre_commands, *self.item.pre_commands):
             run_hook(handle, command, "pre-backup")
+        if self.item.type is ItemType.PROGRAM:
+            # Shown before it runs, like every command the agent runs for a job.
+            handle.info(f"program command: {self.item.program_command}")
         if self.bandwidth_bps:
             handle.info(f"bandwidth limited to {self.bandwidth_bps} bytes/s")
         repo = open_repository(

@@ -430,16 +430,22 @@ class ProgramCommand(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMAND_FIELD_NUMBER: _builtins.int
+    OWNER_DEVICE_ID_FIELD_NUMBER: _builtins.int
     command: _builtins.str
     """run through /bin/sh -c"""
+    owner_device_id: _builtins.str
+    """The device that set this command (set by the server from the writer's
+    credential). A vault's commands run only on the device that set them.
+    """
     def __init__(
         self,
         *,
         command: _builtins.str = ...,
+        owner_device_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "owner_device_id", b"owner_device_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

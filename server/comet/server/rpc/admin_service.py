@@ -1,6 +1,6 @@
-"""AdminService: users, devices, policies, job history and remote commands, each
-checked against the caller's admin role: SUPER_ADMIN changes things, OPERATOR reads
-and dispatches, AUDITOR only reads."""
+"""AdminService: users, devices, policies, job history and remote commands. Every
+method is checked against the permission table (``comet.server.authorization``) by
+the guard before it runs; Dispatch checks each command again by what it would do."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from comet.server import authorization
 from comet.server.buckets.store import BucketRecord, BucketStore
 from comet.server.errors import (
     DeviceOfflineError,
@@ -17,8 +18,8 @@ from comet.server.errors import (
     PermissionDeniedError,
     ServerError,
 )
-from comet.server.rpc import convert
-from comet.server.rpc.auth_context import ANY_ADMIN, OPERATORS, SUPER, Authenticator, peer_address
+from comet.server.rpc import command_facts, convert
+from comet.server.rpc.auth_context import Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.rpc.routing import CommandRouter
 from comet.server.store import profile_document
@@ -71,7 +72,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     @handles_errors
     async def AddUser(self, request: admin_pb2.AddUserRequest, context: Ctx) -> admin_pb2.UserInfo:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         user = await self._accounts.create_user(
             request.username,
             convert.kdf_from_proto(request.kdf),
@@ -88,7 +89,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def ListUsers(
         self, request: admin_pb2.ListUsersRequest, context: Ctx
     ) -> admin_pb2.ListUsersReply:
-        await self._auth.admin(context, allowed=ANY_ADMIN)
+        await self._auth.admin(context)
         users = await self._accounts.list_users()
         return admin_pb2.ListUsersReply(users=[convert.user_to_proto(u) for u in users])
 
@@ -96,7 +97,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def DeleteUser(
         self, request: admin_pb2.DeleteUserRequest, context: Ctx
     ) -> admin_pb2.DeleteUserReply:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         if request.username == admin.username:
             raise InvalidRequestError("an administrator cannot delete their own account")
         devices = await self._accounts.list_devices(username=request.username)
@@ -123,7 +124,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def ResetPassword(
         self, request: admin_pb2.ResetPasswordRequest, context: Ctx
     ) -> admin_pb2.ResetPasswordReply:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         source = peer_address(context)
         try:
             reset = await self._accounts.reset_password(
@@ -161,7 +162,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def GetUserProfile(
         self, request: admin_pb2.GetUserProfileRequest, context: Ctx
     ) -> common_pb2.Profile:
-        await self._auth.admin(context, allowed=ANY_ADMIN)
+        await self._auth.admin(context)
         user_id = await self._accounts.user_id(request.username)
         # Administrators see the profile without the vault secrets.
         view = await self._profiles.get(user_id, reveal_secrets=False)
@@ -169,7 +170,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     @handles_errors
     async def PutPolicy(self, request: common_pb2.Policy, context: Ctx) -> common_pb2.Policy:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         policy = await self._policies.put(convert.policy_from_proto(request))
         action = "policy.edit" if request.policy_id else "policy.create"
         await self._accounts.audit(
@@ -186,7 +187,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def ListPolicies(
         self, request: admin_pb2.ListPoliciesRequest, context: Ctx
     ) -> admin_pb2.ListPoliciesReply:
-        await self._auth.admin(context, allowed=ANY_ADMIN)
+        await self._auth.admin(context)
         policies = await self._policies.all()
         return admin_pb2.ListPoliciesReply(policies=[convert.policy_to_proto(p) for p in policies])
 
@@ -194,7 +195,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def DeletePolicy(
         self, request: admin_pb2.DeletePolicyRequest, context: Ctx
     ) -> admin_pb2.DeletePolicyReply:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         policy = await self._policies.delete(request.policy_id)
         await self._accounts.audit(
             admin.username,
@@ -209,7 +210,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def AssignPolicy(
         self, request: admin_pb2.AssignPolicyRequest, context: Ctx
     ) -> admin_pb2.AssignPolicyReply:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         await self._policies.assign(request.username, request.policy_id or None)
         await self._accounts.audit(
             admin.username,
@@ -224,7 +225,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def ListJobs(
         self, request: control_pb2.JobFilter, context: Ctx
     ) -> control_pb2.ListAccountJobsReply:
-        await self._auth.admin(context, allowed=ANY_ADMIN)
+        await self._auth.admin(context)
         query = convert.job_query_from_proto(request)
         if query.username:
             await self._accounts.user_id(query.username)  # NotFound for a typo
@@ -234,7 +235,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def GetJobLog(
         self, request: admin_pb2.GetJobLogRequest, context: Ctx
     ) -> admin_pb2.GetJobLogReply:
-        await self._auth.admin(context, allowed=ANY_ADMIN)
+        await self._auth.admin(context)
         job, lines = await self._jobs.log(request.job_id)
         return admin_pb2.GetJobLogReply(
             job=convert.job_to_proto(job), entries=[convert.log_to_proto(x) for x in lines]
@@ -244,7 +245,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def ListDevices(
         self, request: admin_pb2.ListDevicesRequest, context: Ctx
     ) -> admin_pb2.ListDevicesReply:
-        await self._auth.admin(context, allowed=ANY_ADMIN)
+        await self._auth.admin(context)
         if request.username:
             await self._accounts.user_id(request.username)  # NotFound for a typo
         devices = await self._accounts.list_devices(
@@ -256,7 +257,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def RevokeDevice(
         self, request: admin_pb2.RevokeDeviceRequest, context: Ctx
     ) -> admin_pb2.RevokeDeviceReply:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         await self._accounts.revoke_device(request.device_id)
         await self._router.close_everywhere(request.device_id)
         await self._accounts.audit(
@@ -268,22 +269,49 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Dispatch(
         self, request: admin_pb2.DispatchRequest, context: Ctx
     ) -> control_pb2.CommandReply:
-        admin = await self._auth.admin(context, allowed=OPERATORS)
+        admin = await self._auth.admin(context)
         if not request.HasField("command") or request.command.WhichOneof("action") is None:
             raise InvalidRequestError("a dispatch needs a command")
         action = request.command.WhichOneof("action") or ""
-        await self._accounts.audit(
-            admin.username, f"dispatch.{action}", request.device_id, source=peer_address(context)
-        )
-        if action == "browse_filesystem":
-            # Checked here as well as on the device: the user's privacy setting must
-            # hold even against an agent that would answer.
-            owner = await self._accounts.device_owner(request.device_id)
-            view = await self._profiles.get(owner, reveal_secrets=False)
-            if not profile_document.allows_admin_view_files(view.document):
+        source = peer_address(context)
+        details = command_facts.details_of(request.command)
+        document: dict[str, Any] = {}
+        if action in command_facts.NEEDS_PROFILE:
+            try:
+                owner = await self._accounts.device_owner(request.device_id)
+            except NotFoundError:
+                raise DeviceOfflineError(
+                    f"device {request.device_id} is not connected (no device has this id)"
+                ) from None
+            document = (await self._profiles.get(owner, reveal_secrets=False)).document
+        private = not profile_document.allows_admin_view_files(document)
+        try:
+            facts = command_facts.facts_of(request.command, document)
+            authorization.require(
+                authorization.caller_of(admin),
+                authorization.command_action(facts),
+                who=admin.username,
+            )
+            if facts.shows_files and private:
+                # Checked here as well as on the device: the user's privacy setting
+                # must hold even against an agent that would answer.
                 raise PermissionDeniedError(
-                    "the user does not allow administrators to view files on their devices"
+                    "the user does not allow administrators to view files on their devices "
+                    f"(a {action} command would show names or content of their files)"
                 )
+        except ServerError as e:
+            await self._accounts.audit(
+                admin.username,
+                f"dispatch.{action}",
+                request.device_id,
+                source=source,
+                success=False,
+                details=f"{details} refused: {e.message}",
+            )
+            raise
+        await self._accounts.audit(
+            admin.username, f"dispatch.{action}", request.device_id, source=source, details=details
+        )
         if action == "drop_connection":
             # Closing the server's side makes the agent reconnect.
             await self._router.drop(request.device_id)
@@ -295,7 +323,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if request.wait and reply.HasField("job_started") and not reply.error:
             job = await self._wait_for_job(reply.job_started.job_id, timeout)
             reply.job_started.job.CopyFrom(convert.job_to_proto(job))
-        return reply
+        return command_facts.redact_private(reply) if private else reply
 
     async def _wait_for_job(self, job_id: str, timeout: float) -> JobRecord:
         """Follow a dispatched job through the device's reports until it ends. The
@@ -318,7 +346,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def ListAudit(
         self, request: admin_pb2.ListAuditRequest, context: Ctx
     ) -> admin_pb2.ListAuditReply:
-        await self._auth.admin(context, allowed=frozenset({Role.SUPER_ADMIN, Role.AUDITOR}))
+        await self._auth.admin(context)
         events = await self._accounts.list_audit(action=request.action, limit=request.limit)
         return admin_pb2.ListAuditReply(
             events=[
@@ -362,7 +390,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def ListBuckets(
         self, request: admin_pb2.ListBucketsRequest, context: Ctx
     ) -> admin_pb2.ListBucketsReply:
-        await self._auth.admin(context, allowed=ANY_ADMIN)
+        await self._auth.admin(context)
         records = await self._bucket_store().list_buckets(username=request.username or None)
         return admin_pb2.ListBucketsReply(buckets=[_bucket_info(r) for r in records])
 
@@ -370,7 +398,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def DeleteBucket(
         self, request: admin_pb2.DeleteBucketRequest, context: Ctx
     ) -> admin_pb2.DeleteBucketReply:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         freed = await self._bucket_store().delete_bucket(request.bucket_id)
         await self._accounts.audit(
             admin.username,

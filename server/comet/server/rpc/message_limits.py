@@ -24,8 +24,13 @@ from typing import Any, cast
 import grpc
 from google.protobuf.message import DecodeError
 
-from comet.server.errors import InvalidRequestError, ServerError, ThrottledError
-from comet.server.rpc.errors import ERROR_CODE_KEY, status_for
+from comet.server.errors import ServerError, ThrottledError
+from comet.server.rpc.errors import (
+    ERROR_CODE_KEY,
+    UNDECODABLE,
+    UndecodableRequestError,
+    status_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +117,7 @@ def _decode(
         return deserialize(raw), None
     except DecodeError:
         pass
-    return None, InvalidRequestError("the request is not a valid message")
+    return None, UndecodableRequestError(UNDECODABLE)
 
 
 class MemoryTrimmer:

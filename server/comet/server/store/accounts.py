@@ -26,6 +26,7 @@ from comet.server.errors import (
     ServerError,
     ThrottledError,
     TwoFactorRequiredError,
+    UnknownCredentialError,
 )
 from comet.server.secret_box import SecretBox
 from comet.server.store import profile_document
@@ -120,6 +121,8 @@ class Principal:
     username: str
     role: Role
     device_id: str | None = None
+    # A session opened with admin rights (``LoginRequest.admin_session``).
+    admin_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -492,13 +495,15 @@ class AccountStore:
                 )
             ).first()
         if row is None:
-            raise AuthenticationError("not logged in (unknown session): log in again")
+            raise UnknownCredentialError("not logged in (unknown session): log in again")
         session, user = row
         if session.revoked_at is not None or session.expires_at <= now:
             raise AuthenticationError("the session has expired: log in again")
         if admin and not session.is_admin:
             raise AuthenticationError("this call needs an administrator session")
-        return Principal(user.id, user.username, Role(user.role))
+        return Principal(
+            user.id, user.username, Role(user.role), admin_session=bool(session.is_admin)
+        )
 
     async def authenticate_device(self, token: str) -> Principal:
         """The device holding ``token``. A credential that checked out is trusted for
@@ -518,7 +523,7 @@ class AccountStore:
                 )
             ).first()
         if row is None:
-            raise AuthenticationError("unknown device credential: log this device in again")
+            raise UnknownCredentialError("unknown device credential: log this device in again")
         device_id, revoked_at, user_id, username, role = row
         if revoked_at is not None:
             raise AuthenticationError("this device was revoked by an administrator")

@@ -240,6 +240,7 @@ def merge(
         vault = copy.deepcopy(raw)
         vault_id = str(vault.get("vault_id", ""))
         old = old_vaults.get(vault_id) if vault_id else None
+        bind_commands(vault, old, device_id=device_id)
         if old is None:
             vault["vault_id"] = vault_id or str(uuid.uuid4())
             vault["created_at"] = created
@@ -290,6 +291,35 @@ def merge(
         "schedules": schedules,
         "recovery_enabled": bool(incoming.get("recovery_enabled", False)),
     }
+
+
+def bind_commands(vault: Doc, old: Doc | None, *, device_id: str) -> None:
+    """Binds each of a vault's pre/post commands to the device that set it. A vault is
+    shared by every device of the account, so a command must not travel: one kept
+    unchanged keeps its owner, whatever the message claims; a new or changed one
+    belongs to the writing device, and only that device runs it."""
+    for key in ("pre_commands", "post_commands"):
+        owners: dict[str, list[str]] = {}
+        for command in old.get(key, []) if old else []:
+            if isinstance(command, dict):
+                owners.setdefault(str(command.get("command", "")), []).append(
+                    str(command.get("owner_device_id", ""))
+                )
+        bound = []
+        for command in vault.get(key, []):
+            if not isinstance(command, dict):
+                raise InvalidRequestError(f"a vault's {key} must be a list of commands")
+            text = str(command.get("command", ""))
+            previous = owners.get(text)
+            owner = previous.pop(0) if previous else device_id
+            entry = {"command": text}
+            if owner:
+                entry["owner_device_id"] = owner
+            bound.append(entry)
+        if bound:
+            vault[key] = bound
+        else:
+            vault.pop(key, None)
 
 
 def with_policy_defaults(

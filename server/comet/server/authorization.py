@@ -1,0 +1,247 @@
+"""Who may do what: the one permission table of the server (role x action), read by
+every gRPC service through ``comet.server.rpc.auth_context`` and meant for every
+other front end (the web console) alike. docs/permissions.md is this table in prose.
+
+Pure: no grpc, no protobuf, no database. Callers identify the caller (a ``Caller``)
+and name the ``Action``; this module answers allow, or raises the domain error that
+the wire edge maps to UNAUTHENTICATED / PERMISSION_DENIED."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from comet.server.errors import AuthenticationError, PermissionDeniedError
+from comet.server.store.accounts import Principal, Role
+
+
+class Caller(StrEnum):
+    """The kinds of credential a call can carry."""
+
+    ANONYMOUS = "anonymous"  # no credential at all
+    USER = "user"  # a session of an account opened without admin rights
+    DEVICE = "device"  # a registered, unrevoked device's token
+    SUPER = "super"  # admin session, SUPER_ADMIN role
+    OPERATOR = "operator"  # admin session, OPERATOR role
+    AUDITOR = "auditor"  # admin session, AUDITOR role
+    BUCKET = "bucket"  # a "Comet Server" vault bucket's id and key
+
+
+class Action(StrEnum):
+    # AuthService
+    LOGIN = "auth.login"
+    LOGOUT = "auth.logout"
+    PASSWORD_CHANGE_OWN = "auth.password.change_own"
+    TOTP_MANAGE_OWN = "auth.totp.manage_own"
+    # AgentService (a device, on its own account)
+    PROFILE_READ_OWN = "device.profile.read"
+    PROFILE_WRITE_OWN = "device.profile.write"
+    JOB_REPORT = "device.job.report"
+    DEVICE_LIST_OWN = "device.devices.list"
+    JOB_LIST_OWN = "device.jobs.list"
+    LIVE_CONNECT = "device.live.connect"
+    BUCKET_CREATE = "device.bucket.create"
+    # StorageService
+    OBJECT_READ = "storage.object.read"
+    OBJECT_WRITE = "storage.object.write"
+    # AdminService
+    USER_ADD = "admin.user.add"
+    USER_LIST = "admin.user.list"
+    USER_DELETE = "admin.user.delete"
+    PASSWORD_RESET = "admin.user.reset_password"
+    PROFILE_READ = "admin.profile.read"
+    DEVICE_LIST = "admin.device.list"
+    DEVICE_REVOKE = "admin.device.revoke"
+    POLICY_READ = "admin.policy.read"
+    POLICY_EDIT = "admin.policy.edit"
+    JOB_READ = "admin.job.read"
+    AUDIT_READ = "admin.audit.read"
+    BUCKET_READ = "admin.bucket.read"
+    BUCKET_DELETE = "admin.bucket.delete"
+    DISPATCH = "admin.dispatch"  # the RPC; each command is then one of the below
+    # NotificationService: mail and webhooks reach outside the server
+    NOTIFY_MANAGE = "admin.notify.manage"
+    # Commands sent to a device (AdminService.Dispatch)
+    COMMAND_JOB = "command.job"  # backup of a Files item without programs, retention, verify…
+    COMMAND_CONTROL = "command.control"  # refetch profile, cancel a job, drop connection
+    COMMAND_RESTORE = "command.restore"  # files to their original paths, or a simulation
+    COMMAND_VIEW_FILES = "command.view_files"  # browse/search/restore elsewhere or to an archive
+    COMMAND_DESTROY = "command.destroy"  # delete snapshots, log the device out, move its server
+    COMMAND_RUN_PROGRAM = "command.run_program"  # anything that runs a program on the device
+
+
+_ADMINS = frozenset({Caller.SUPER, Caller.OPERATOR, Caller.AUDITOR})
+_SESSIONS = _ADMINS | {Caller.USER}
+_SUPER = frozenset({Caller.SUPER})
+_STAFF = frozenset({Caller.SUPER, Caller.OPERATOR})
+_DEVICE = frozenset({Caller.DEVICE})
+ANYONE = frozenset(Caller)
+
+PERMISSIONS: dict[Action, frozenset[Caller]] = {
+    Action.LOGIN: ANYONE,
+    Action.LOGOUT: _SESSIONS | _DEVICE,
+    Action.PASSWORD_CHANGE_OWN: _DEVICE,  # re-wrapping the vault keys needs the device
+    Action.TOTP_MANAGE_OWN: _SESSIONS | _DEVICE,
+    Action.PROFILE_READ_OWN: _DEVICE,
+    Action.PROFILE_WRITE_OWN: _DEVICE,
+    Action.JOB_REPORT: _DEVICE,
+    Action.DEVICE_LIST_OWN: _DEVICE,
+    Action.JOB_LIST_OWN: _DEVICE,
+    Action.LIVE_CONNECT: _DEVICE,
+    Action.BUCKET_CREATE: _DEVICE,
+    Action.OBJECT_READ: frozenset({Caller.BUCKET}),
+    Action.OBJECT_WRITE: frozenset({Caller.BUCKET}),
+    Action.USER_ADD: _SUPER,
+    Action.USER_LIST: _ADMINS,
+    Action.USER_DELETE: _SUPER,
+    Action.PASSWORD_RESET: _SUPER,
+    Action.PROFILE_READ: _ADMINS,
+    Action.DEVICE_LIST: _ADMINS,
+    Action.DEVICE_REVOKE: _SUPER,
+    Action.POLICY_READ: _ADMINS,
+    Action.POLICY_EDIT: _SUPER,
+    Action.JOB_READ: _ADMINS,
+    Action.AUDIT_READ: frozenset({Caller.SUPER, Caller.AUDITOR}),
+    Action.BUCKET_READ: _ADMINS,
+    Action.BUCKET_DELETE: _SUPER,
+    Action.DISPATCH: _STAFF,
+    Action.NOTIFY_MANAGE: _SUPER,
+    Action.COMMAND_JOB: _STAFF,
+    Action.COMMAND_CONTROL: _STAFF,
+    Action.COMMAND_RESTORE: _STAFF,
+    Action.COMMAND_VIEW_FILES: _STAFF,
+    Action.COMMAND_DESTROY: _SUPER,
+    Action.COMMAND_RUN_PROGRAM: _SUPER,
+}
+
+# Every RPC of every service, "Service/Method" -> the action it performs. A method
+# missing here cannot be served: ``auth_context.guard`` refuses to register it.
+RPC_ACTIONS: dict[str, Action] = {
+    "AuthService/PreLogin": Action.LOGIN,
+    "AuthService/Login": Action.LOGIN,
+    "AuthService/Logout": Action.LOGOUT,
+    "AuthService/ChangePassword": Action.PASSWORD_CHANGE_OWN,
+    "AuthService/BeginTotpEnrolment": Action.TOTP_MANAGE_OWN,
+    "AuthService/ConfirmTotpEnrolment": Action.TOTP_MANAGE_OWN,
+    "AuthService/DisableTotp": Action.TOTP_MANAGE_OWN,
+    "AgentService/GetProfile": Action.PROFILE_READ_OWN,
+    "AgentService/PutProfile": Action.PROFILE_WRITE_OWN,
+    "AgentService/ReportJob": Action.JOB_REPORT,
+    "AgentService/ListDevices": Action.DEVICE_LIST_OWN,
+    "AgentService/ListJobs": Action.JOB_LIST_OWN,
+    "AgentService/Connect": Action.LIVE_CONNECT,
+    "AgentService/CreateBucket": Action.BUCKET_CREATE,
+    "StorageService/Put": Action.OBJECT_WRITE,
+    "StorageService/Get": Action.OBJECT_READ,
+    "StorageService/Stat": Action.OBJECT_READ,
+    "StorageService/Delete": Action.OBJECT_WRITE,
+    "StorageService/List": Action.OBJECT_READ,
+    "AdminService/AddUser": Action.USER_ADD,
+    "AdminService/ListUsers": Action.USER_LIST,
+    "AdminService/DeleteUser": Action.USER_DELETE,
+    "AdminService/ResetPassword": Action.PASSWORD_RESET,
+    "AdminService/GetUserProfile": Action.PROFILE_READ,
+    "AdminService/ListDevices": Action.DEVICE_LIST,
+    "AdminService/RevokeDevice": Action.DEVICE_REVOKE,
+    "AdminService/PutPolicy": Action.POLICY_EDIT,
+    "AdminService/ListPolicies": Action.POLICY_READ,
+    "AdminService/DeletePolicy": Action.POLICY_EDIT,
+    "AdminService/AssignPolicy": Action.POLICY_EDIT,
+    "AdminService/ListJobs": Action.JOB_READ,
+    "AdminService/GetJobLog": Action.JOB_READ,
+    "AdminService/Dispatch": Action.DISPATCH,
+    "AdminService/ListAudit": Action.AUDIT_READ,
+    "AdminService/ListBuckets": Action.BUCKET_READ,
+    "AdminService/DeleteBucket": Action.BUCKET_DELETE,
+    "NotificationService/SetSmtpSettings": Action.NOTIFY_MANAGE,
+    "NotificationService/GetSmtpSettings": Action.NOTIFY_MANAGE,
+    "NotificationService/SendTestEmail": Action.NOTIFY_MANAGE,
+    "NotificationService/AddEmailRecipient": Action.NOTIFY_MANAGE,
+    "NotificationService/ListEmailRecipients": Action.NOTIFY_MANAGE,
+    "NotificationService/DeleteEmailRecipient": Action.NOTIFY_MANAGE,
+    "NotificationService/AddWebhook": Action.NOTIFY_MANAGE,
+    "NotificationService/ListWebhooks": Action.NOTIFY_MANAGE,
+    "NotificationService/DeleteWebhook": Action.NOTIFY_MANAGE,
+    "NotificationService/ListDeliveries": Action.NOTIFY_MANAGE,
+}
+
+_ROLE_CALLERS = {
+    Role.SUPER_ADMIN: Caller.SUPER,
+    Role.OPERATOR: Caller.OPERATOR,
+    Role.AUDITOR: Caller.AUDITOR,
+}
+
+
+def caller_of(principal: Principal) -> Caller:
+    """The kind of caller a resolved credential is."""
+    if principal.device_id is not None:
+        return Caller.DEVICE
+    if principal.admin_session and principal.role in _ROLE_CALLERS:
+        return _ROLE_CALLERS[principal.role]
+    return Caller.USER
+
+
+def allows(caller: Caller, action: Action) -> bool:
+    return caller in PERMISSIONS[action]
+
+
+def action_of_rpc(rpc: str) -> Action:
+    """The action of ``"Service/Method"``; a method with no row is refused."""
+    try:
+        return RPC_ACTIONS[rpc]
+    except KeyError:
+        raise PermissionDeniedError(
+            f"{rpc} has no row in the permission table, so nobody may call it"
+        ) from None
+
+
+def require(caller: Caller, action: Action, *, who: str = "") -> None:
+    """Raises unless ``caller`` may perform ``action``: AuthenticationError when a
+    credential (or an administrator session) would be needed, PermissionDeniedError
+    when the caller is known but its role does not allow it."""
+    allowed = PERMISSIONS[action]
+    if caller in allowed:
+        return
+    if caller is Caller.ANONYMOUS:
+        raise AuthenticationError("not logged in: this call needs a credential")
+    # The wrong kind of credential altogether: another one is needed, not another role.
+    if caller in (Caller.USER, Caller.DEVICE) and allowed <= _ADMINS:
+        raise AuthenticationError("this call needs an administrator session")
+    if caller in _SESSIONS and not allowed & _SESSIONS:
+        needed = "bucket credentials" if allowed == {Caller.BUCKET} else "a device credential"
+        raise AuthenticationError(f"this call needs {needed}, not a session")
+    if caller is Caller.DEVICE and allowed == {Caller.BUCKET}:
+        raise AuthenticationError("this call needs bucket credentials, not a device credential")
+    label = f"the role of {who!r}" if who else f"a {caller.value} credential"
+    raise PermissionDeniedError(
+        f"{label} does not allow this action ({action.value}); "
+        f"it needs one of: {', '.join(sorted(c.value for c in allowed))}"
+    )
+
+
+@dataclass(frozen=True)
+class CommandFacts:
+    """What a command sent to a device would do, as far as permissions go."""
+
+    kind: str  # the command's name, e.g. "run_restore"
+    runs_program: bool = False  # a program, a pre/post command, an import of settings
+    shows_files: bool = False  # names or content of the user's files reach the admin
+    destroys: bool = False  # deletes backups or ends the device's protection
+
+
+_CONTROL = frozenset({"refetch_profile", "cancel_job", "drop_connection"})
+
+
+def command_action(facts: CommandFacts) -> Action:
+    """The action of a command: the most powerful thing it would do."""
+    if facts.runs_program:
+        return Action.COMMAND_RUN_PROGRAM
+    if facts.destroys:
+        return Action.COMMAND_DESTROY
+    if facts.shows_files:
+        return Action.COMMAND_VIEW_FILES
+    if facts.kind in _CONTROL:
+        return Action.COMMAND_CONTROL
+    if facts.kind == "run_restore":
+        return Action.COMMAND_RESTORE
+    return Action.COMMAND_JOB
