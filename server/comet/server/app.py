@@ -330,9 +330,7 @@ def add_services(
     if notifications is not None:
         notify_pb2_grpc.add_NotificationServiceServicer_to_server(
             guard(
-                NotificationService(
-                    stores.accounts, notifications.settings, notifications.outbox
-                ),
+                NotificationService(stores.accounts, notifications.settings, notifications.outbox),
                 notify_pb2.DESCRIPTOR.services_by_name["NotificationService"],
                 auth,
             ),

@@ -1,5 +1,6 @@
 """NotificationService: SMTP settings, email recipients, webhooks and the delivery
-log. SUPER administrators only: these reach outside the server (mail, URLs)."""
+log. SUPER administrators only (admin.notify.manage in comet.server.authorization):
+these reach outside the server (mail, URLs)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from comet.server.errors import InvalidRequestError
 from comet.server.notify.outbox import Delivery, NewDelivery, Outbox
 from comet.server.notify.settings import NotifySettings, Recipient, SmtpSettings, WebhookRecord
 from comet.server.rpc import convert
-from comet.server.rpc.auth_context import SUPER, Authenticator, peer_address
+from comet.server.rpc.auth_context import Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.store.accounts import AccountStore
 from comet.v1 import notify_pb2, notify_pb2_grpc
@@ -86,7 +87,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
     async def SetSmtpSettings(
         self, request: notify_pb2.SmtpSettings, context: Ctx
     ) -> notify_pb2.SmtpSettings:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         password = request.password
         if not password and request.has_password:
             current = await self._settings.smtp()  # keep the stored one
@@ -108,14 +109,14 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
     async def GetSmtpSettings(
         self, request: notify_pb2.GetSmtpSettingsRequest, context: Ctx
     ) -> notify_pb2.SmtpSettings:
-        await self._auth.admin(context, allowed=SUPER)
+        await self._auth.admin(context)
         return _smtp_reply(await self._settings.smtp())
 
     @handles_errors
     async def SendTestEmail(
         self, request: notify_pb2.SendTestEmailRequest, context: Ctx
     ) -> notify_pb2.Delivery:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         if await self._settings.smtp() is None:
             raise InvalidRequestError("no SMTP server is set: comet-admin notify smtp set …")
         key = f"test:{uuid.uuid4()}"
@@ -140,7 +141,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
     async def AddEmailRecipient(
         self, request: notify_pb2.EmailRecipient, context: Ctx
     ) -> notify_pb2.EmailRecipient:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         recipient = await self._settings.add_recipient(
             username=request.username,
             address=request.address,
@@ -154,7 +155,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
     async def ListEmailRecipients(
         self, request: notify_pb2.ListEmailRecipientsRequest, context: Ctx
     ) -> notify_pb2.ListEmailRecipientsReply:
-        await self._auth.admin(context, allowed=SUPER)
+        await self._auth.admin(context)
         recipients = await self._settings.recipients()
         return notify_pb2.ListEmailRecipientsReply(recipients=[_recipient(r) for r in recipients])
 
@@ -162,7 +163,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
     async def DeleteEmailRecipient(
         self, request: notify_pb2.DeleteEmailRecipientRequest, context: Ctx
     ) -> notify_pb2.DeleteEmailRecipientReply:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         await self._settings.delete_recipient(request.recipient_id)
         await self._audit(context, admin.username, "notify.recipient_delete", request.recipient_id)
         return notify_pb2.DeleteEmailRecipientReply()
@@ -171,7 +172,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
     async def AddWebhook(
         self, request: notify_pb2.AddWebhookRequest, context: Ctx
     ) -> notify_pb2.AddWebhookReply:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         record, secret = await self._settings.add_webhook(request.url, list(request.events))
         await self._audit(context, admin.username, "webhook.add", record.webhook_id)
         return notify_pb2.AddWebhookReply(webhook=_webhook(record), secret=secret)
@@ -180,7 +181,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
     async def ListWebhooks(
         self, request: notify_pb2.ListWebhooksRequest, context: Ctx
     ) -> notify_pb2.ListWebhooksReply:
-        await self._auth.admin(context, allowed=SUPER)
+        await self._auth.admin(context)
         return notify_pb2.ListWebhooksReply(
             webhooks=[_webhook(w) for w in await self._settings.webhooks()]
         )
@@ -189,7 +190,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
     async def DeleteWebhook(
         self, request: notify_pb2.DeleteWebhookRequest, context: Ctx
     ) -> notify_pb2.DeleteWebhookReply:
-        admin = await self._auth.admin(context, allowed=SUPER)
+        admin = await self._auth.admin(context)
         await self._settings.delete_webhook(request.webhook_id)
         await self._audit(context, admin.username, "webhook.delete", request.webhook_id)
         return notify_pb2.DeleteWebhookReply()
@@ -198,7 +199,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
     async def ListDeliveries(
         self, request: notify_pb2.ListDeliveriesRequest, context: Ctx
     ) -> notify_pb2.ListDeliveriesReply:
-        await self._auth.admin(context, allowed=SUPER)
+        await self._auth.admin(context)
         found = await self._outbox.deliveries(
             kind=request.kind, target=request.target, limit=min(request.limit or 100, 1000)
         )
