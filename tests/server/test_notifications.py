@@ -22,9 +22,11 @@ from comet.server.notify.outbox import (
     OutboxPolicy,
 )
 from comet.server.notify.settings import NotifySettings
+from comet.server.notify.webhooks import WebhookSender, verify
 from comet.server.schedule_times import ScheduleTimes
 from comet.server.secret_box import SecretBox
 from comet.v1 import common_pb2, control_pb2
+from tests.fixtures.notify_peers import WebhookReceiver
 from tests.server.conftest import FakeClock, RpcServer, Session
 from tests.server.test_jobs import alice, report, scheduled_profile  # noqa: F401
 
@@ -286,3 +288,58 @@ async def test_daily_summaries_and_overdue_devices(
     assert any(line.startswith("OVERDUE: device laptop") for line in lines)
     [overdue] = await outbox.deliveries(kind="webhook")
     assert overdue.payload["data"]["device_id"] == alice.device_id
+
+
+async def test_a_webhook_503_is_retried_and_logged_then_signed_delivery_succeeds(
+    engine: AsyncEngine, clock: FakeClock, secret_box: SecretBox
+) -> None:
+    receiver = WebhookReceiver(fail_first=2)
+    try:
+        settings = NotifySettings(engine, clock, secret_box)
+        outbox = Outbox(
+            engine,
+            clock,
+            {"webhook": WebhookSender(settings, clock)},
+            OutboxPolicy(first_retry_seconds=5),
+        )
+        hook, secret = await settings.add_webhook(receiver.url, ["admin.action"])
+        payload = {"time": "2026-01-05T09:00:00Z", "data": {"action": "user.add"}}
+        await outbox.enqueue(
+            [NewDelivery("webhook", hook.webhook_id, "k1", "admin.action", payload)]
+        )
+        assert await outbox.deliver_one()
+        [d] = await outbox.deliveries()
+        assert (d.status, d.last_response) == ("pending", "503 busy")
+        assert "answered 503" in d.last_error
+        clock.advance(seconds=6)
+        assert await outbox.deliver_one()
+        clock.advance(seconds=12)
+        assert await outbox.deliver_one()
+        [d] = await outbox.deliveries()
+        assert (d.status, d.attempts, d.last_response) == ("sent", 3, "200 thanks")
+        [call] = receiver.calls
+        assert call.headers["Comet-Webhook-Id"] == "k1"
+        assert verify(
+            secret,
+            call.headers["Comet-Webhook-Timestamp"],
+            call.body,
+            call.headers["Comet-Webhook-Signature"],
+        )
+        assert call.json() == {
+            "schema": "comet.webhook",
+            "version": 1,
+            "id": "k1",
+            "type": "admin.action",
+            "time": "2026-01-05T09:00:00Z",
+            "data": {"action": "user.add"},
+        }
+        # A deleted webhook's queued calls fail for good instead of retrying.
+        await outbox.enqueue(
+            [NewDelivery("webhook", hook.webhook_id, "k2", "admin.action", payload)]
+        )
+        await settings.delete_webhook(hook.webhook_id)
+        assert await outbox.deliver_one()
+        [d2] = await outbox.deliveries(limit=1)
+        assert (d2.status, d2.last_error) == ("failed", "the webhook was deleted")
+    finally:
+        receiver.close()
