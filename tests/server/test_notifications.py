@@ -4,8 +4,12 @@ real PostgreSQL with a fake clock (delivery peers are stand-ins that count)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ssl
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -13,6 +17,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comet.server.app import Stores
+from comet.server.errors import InvalidRequestError
+from comet.server.notify.email import EmailSender
 from comet.server.notify.events import EventPolicy, EventPump
 from comet.server.notify.outbox import (
     Delivery,
@@ -21,12 +27,14 @@ from comet.server.notify.outbox import (
     Outbox,
     OutboxPolicy,
 )
-from comet.server.notify.settings import NotifySettings
+from comet.server.notify.settings import NotifySettings, SmtpSettings
 from comet.server.notify.webhooks import WebhookSender, verify
 from comet.server.schedule_times import ScheduleTimes
 from comet.server.secret_box import SecretBox
+from comet.server.tls import ensure_self_signed
 from comet.v1 import common_pb2, control_pb2
-from tests.fixtures.notify_peers import WebhookReceiver
+from tests.fixtures.notify_peers import SmtpSink, WebhookReceiver
+from tests.fixtures.processes import free_port
 from tests.server.conftest import FakeClock, RpcServer, Session
 from tests.server.test_jobs import alice, report, scheduled_profile  # noqa: F401
 
@@ -343,3 +351,73 @@ async def test_a_webhook_503_is_retried_and_logged_then_signed_delivery_succeeds
         assert (d2.status, d2.last_error) == ("failed", "the webhook was deleted")
     finally:
         receiver.close()
+
+
+def _tls_context(tmp: Path) -> tuple[ssl.SSLContext, str]:
+    pair = ensure_self_signed(tmp, ["127.0.0.1", "localhost"], tls_dir=tmp)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pair.cert, pair.key)
+    return context, pair.cert.read_text()
+
+
+def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
+    from aiosmtpd.smtp import AuthResult
+
+    ok = auth.login == b"comet" and auth.password == b"smtp-secret"
+    return AuthResult(success=ok, handled=False)
+
+
+async def test_starttls_and_implicit_tls_with_a_login_and_a_private_ca(
+    engine: AsyncEngine, clock: FakeClock, secret_box: SecretBox, tmp_path: Path
+) -> None:
+    context, ca_pem = _tls_context(tmp_path)
+    settings = NotifySettings(engine, clock, secret_box)
+    outbox = Outbox(engine, clock, {"email": EmailSender(settings, clock)}, OutboxPolicy())
+    for security, options in (
+        ("starttls", {"tls_context": context, "require_starttls": True, "auth_require_tls": True}),
+        # aiosmtpd offers AUTH on implicit TLS only when not asked to require TLS.
+        ("tls", {"ssl_context": context, "auth_require_tls": False}),
+    ):
+        sink = SmtpSink(free_port())
+        sink.start(authenticator=_authenticator, **options)
+        try:
+            smtp = SmtpSettings(
+                host="127.0.0.1",
+                port=sink.port,
+                security=security,
+                username="comet",
+                password="smtp-secret",
+                sender="comet@backup.test",
+            )
+            # The system's CAs do not know this certificate: refused, not sent.
+            await settings.set_smtp(smtp)
+            await outbox.enqueue(
+                [NewDelivery("email", "a@x.test", f"{security}1", "test", {"mail": "test"})]
+            )
+            assert await outbox.deliver_one()
+            [failed] = await outbox.deliveries(limit=1)
+            assert "CERTIFICATE_VERIFY_FAILED" in failed.last_error and not sink.messages
+            # Trusted through the private CA: delivered, after logging in.
+            await settings.set_smtp(dataclasses.replace(smtp, ca_pem=ca_pem))
+            await outbox.enqueue(
+                [NewDelivery("email", "a@x.test", f"{security}2", "test", {"mail": "test"})]
+            )
+            assert await outbox.deliver_one()
+            [sent] = await outbox.deliveries(limit=1)
+            assert sent.status == "sent", sent.last_error
+            [mail] = sink.messages
+            assert mail["Subject"] == "Comet Server test message"
+            # A wrong password is an error the log shows.
+            await settings.set_smtp(dataclasses.replace(smtp, ca_pem=ca_pem, password="nope"))
+            await outbox.enqueue(
+                [NewDelivery("email", "a@x.test", f"{security}3", "test", {"mail": "test"})]
+            )
+            assert await outbox.deliver_one()
+            [refused] = await outbox.deliveries(limit=1)
+            assert refused.status == "pending" and "535" in refused.last_error
+        finally:
+            sink.stop()
+    stored = await settings.smtp()
+    assert stored is not None and stored.password == "nope"  # opened from its sealed form
+    with pytest.raises(InvalidRequestError, match="plaintext"):
+        await settings.set_smtp(dataclasses.replace(smtp, security="none"))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from comet.agent.output import print_json, print_table, rfc3339
@@ -49,6 +50,7 @@ def _smtp_json(s: notify_pb2.SmtpSettings) -> dict[str, Any]:
         "has_password": s.has_password,
         "from": s.sender,
         "console_url": s.console_url,
+        "custom_ca": bool(s.ca_pem),
     }
 
 
@@ -57,6 +59,12 @@ def cmd_smtp_set(args: argparse.Namespace) -> None:
     password = read_password() if args.password_stdin else ""
     if password and not args.username:
         raise AdminCliError("--password-stdin needs --username")
+    ca_pem = ""
+    if args.ca_file:
+        try:
+            ca_pem = args.ca_file.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise AdminCliError(f"cannot read {args.ca_file}: {e}") from e
     reply = c.stub.SetSmtpSettings(
         notify_pb2.SmtpSettings(
             host=args.host,
@@ -66,6 +74,7 @@ def cmd_smtp_set(args: argparse.Namespace) -> None:
             password=password,
             sender=getattr(args, "from"),
             console_url=args.console_url or "",
+            ca_pem=ca_pem,
         ),
         metadata=c.metadata,
         timeout=30,
@@ -257,6 +266,11 @@ def add_parsers(sub: Any) -> None:
     sset.add_argument("--password-stdin", action="store_true", help="read the password")
     sset.add_argument("--from", required=True, help="the sender address of every mail")
     sset.add_argument("--console-url", help="links in mails point below this URL")
+    sset.add_argument(
+        "--ca-file",
+        type=Path,
+        help="PEM CA certificate(s) to trust for the SMTP server's TLS instead of the system's",
+    )
     sset.add_argument("--json", action="store_true")
     sset.set_defaults(func=cmd_smtp_set)
     show = smtp.add_parser("show", help="show the SMTP settings (never the password)")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63omet/v1/notify.proto\x12\x08\x63omet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x01\n\x0cSmtpSettings\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08security\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\x12\x14\n\x0chas_password\x18\x06 \x01(\x08\x12\x0e\n\x06sender\x18\x07 \x01(\t\x12\x13\n\x0b\x63onsole_url\x18\x08 \x01(\t\"\x18\n\x16GetSmtpSettingsRequest\"@\n\x14SendTestEmailRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\r\"l\n\x0e\x45mailRecipient\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x10\n\x08job_rule\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\"\x1c\n\x1aListEmailRecipientsRequest\"H\n\x18ListEmailRecipientsReply\x12,\n\nrecipients\x18\x01 \x03(\x0b\x32\x18.comet.v1.EmailRecipient\"3\n\x1b\x44\x65leteEmailRecipientRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65leteEmailRecipientReply\"j\n\x07Webhook\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x11\x41\x64\x64WebhookRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x03(\t\"E\n\x0f\x41\x64\x64WebhookReply\x12\"\n\x07webhook\x18\x01 \x01(\x0b\x32\x11.comet.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x15\n\x13ListWebhooksRequest\"8\n\x11ListWebhooksReply\x12#\n\x08webhooks\x18\x01 \x03(\x0b\x32\x11.comet.v1.Webhook\"*\n\x14\x44\x65leteWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteWebhookReply\"\xc8\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x11\n\tevent_key\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x0b \x01(\t\x12\x15\n\rlast_response\x18\x0c \x01(\t\"D\n\x15ListDeliveriesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"=\n\x13ListDeliveriesReply\x12&\n\ndeliveries\x18\x01 \x03(\x0b\x32\x12.comet.v1.Delivery2\xab\x06\n\x13NotificationService\x12\x41\n\x0fSetSmtpSettings\x12\x16.comet.v1.SmtpSettings\x1a\x16.comet.v1.SmtpSettings\x12K\n\x0fGetSmtpSettings\x12 .comet.v1.GetSmtpSettingsRequest\x1a\x16.comet.v1.SmtpSettings\x12\x43\n\rSendTestEmail\x12\x1e.comet.v1.SendTestEmailRequest\x1a\x12.comet.v1.Delivery\x12G\n\x11\x41\x64\x64\x45mailRecipient\x12\x18.comet.v1.EmailRecipient\x1a\x18.comet.v1.EmailRecipient\x12_\n\x13ListEmailRecipients\x12$.comet.v1.ListEmailRecipientsRequest\x1a\".comet.v1.ListEmailRecipientsReply\x12\x62\n\x14\x44\x65leteEmailRecipient\x12%.comet.v1.DeleteEmailRecipientRequest\x1a#.comet.v1.DeleteEmailRecipientReply\x12\x44\n\nAddWebhook\x12\x1b.comet.v1.AddWebhookRequest\x1a\x19.comet.v1.AddWebhookReply\x12J\n\x0cListWebhooks\x12\x1d.comet.v1.ListWebhooksRequest\x1a\x1b.comet.v1.ListWebhooksReply\x12M\n\rDeleteWebhook\x12\x1e.comet.v1.DeleteWebhookRequest\x1a\x1c.comet.v1.DeleteWebhookReply\x12P\n\x0eListDeliveries\x12\x1f.comet.v1.ListDeliveriesRequest\x1a\x1d.comet.v1.ListDeliveriesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63omet/v1/notify.proto\x12\x08\x63omet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n\x0cSmtpSettings\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08security\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\x12\x14\n\x0chas_password\x18\x06 \x01(\x08\x12\x0e\n\x06sender\x18\x07 \x01(\t\x12\x13\n\x0b\x63onsole_url\x18\x08 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\t \x01(\t\"\x18\n\x16GetSmtpSettingsRequest\"@\n\x14SendTestEmailRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\r\"l\n\x0e\x45mailRecipient\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x10\n\x08job_rule\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\"\x1c\n\x1aListEmailRecipientsRequest\"H\n\x18ListEmailRecipientsReply\x12,\n\nrecipients\x18\x01 \x03(\x0b\x32\x18.comet.v1.EmailRecipient\"3\n\x1b\x44\x65leteEmailRecipientRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65leteEmailRecipientReply\"j\n\x07Webhook\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x11\x41\x64\x64WebhookRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x03(\t\"E\n\x0f\x41\x64\x64WebhookReply\x12\"\n\x07webhook\x18\x01 \x01(\x0b\x32\x11.comet.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x15\n\x13ListWebhooksRequest\"8\n\x11ListWebhooksReply\x12#\n\x08webhooks\x18\x01 \x03(\x0b\x32\x11.comet.v1.Webhook\"*\n\x14\x44\x65leteWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteWebhookReply\"\xc8\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x11\n\tevent_key\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x0b \x01(\t\x12\x15\n\rlast_response\x18\x0c \x01(\t\"D\n\x15ListDeliveriesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"=\n\x13ListDeliveriesReply\x12&\n\ndeliveries\x18\x01 \x03(\x0b\x32\x12.comet.v1.Delivery2\xab\x06\n\x13NotificationService\x12\x41\n\x0fSetSmtpSettings\x12\x16.comet.v1.SmtpSettings\x1a\x16.comet.v1.SmtpSettings\x12K\n\x0fGetSmtpSettings\x12 .comet.v1.GetSmtpSettingsRequest\x1a\x16.comet.v1.SmtpSettings\x12\x43\n\rSendTestEmail\x12\x1e.comet.v1.SendTestEmailRequest\x1a\x12.comet.v1.Delivery\x12G\n\x11\x41\x64\x64\x45mailRecipient\x12\x18.comet.v1.EmailRecipient\x1a\x18.comet.v1.EmailRecipient\x12_\n\x13ListEmailRecipients\x12$.comet.v1.ListEmailRecipientsRequest\x1a\".comet.v1.ListEmailRecipientsReply\x12\x62\n\x14\x44\x65leteEmailRecipient\x12%.comet.v1.DeleteEmailRecipientRequest\x1a#.comet.v1.DeleteEmailRecipientReply\x12\x44\n\nAddWebhook\x12\x1b.comet.v1.AddWebhookRequest\x1a\x19.comet.v1.AddWebhookReply\x12J\n\x0cListWebhooks\x12\x1d.comet.v1.ListWebhooksRequest\x1a\x1b.comet.v1.ListWebhooksReply\x12M\n\rDeleteWebhook\x12\x1e.comet.v1.DeleteWebhookRequest\x1a\x1c.comet.v1.DeleteWebhookReply\x12P\n\x0eListDeliveries\x12\x1f.comet.v1.ListDeliveriesRequest\x1a\x1d.comet.v1.ListDeliveriesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,41 +33,41 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'comet.v1.notify_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SMTPSETTINGS']._serialized_start=69
-  _globals['_SMTPSETTINGS']._serialized_end=224
-  _globals['_GETSMTPSETTINGSREQUEST']._serialized_start=226
-  _globals['_GETSMTPSETTINGSREQUEST']._serialized_end=250
-  _globals['_SENDTESTEMAILREQUEST']._serialized_start=252
-  _globals['_SENDTESTEMAILREQUEST']._serialized_end=316
-  _globals['_EMAILRECIPIENT']._serialized_start=318
-  _globals['_EMAILRECIPIENT']._serialized_end=426
-  _globals['_LISTEMAILRECIPIENTSREQUEST']._serialized_start=428
-  _globals['_LISTEMAILRECIPIENTSREQUEST']._serialized_end=456
-  _globals['_LISTEMAILRECIPIENTSREPLY']._serialized_start=458
-  _globals['_LISTEMAILRECIPIENTSREPLY']._serialized_end=530
-  _globals['_DELETEEMAILRECIPIENTREQUEST']._serialized_start=532
-  _globals['_DELETEEMAILRECIPIENTREQUEST']._serialized_end=583
-  _globals['_DELETEEMAILRECIPIENTREPLY']._serialized_start=585
-  _globals['_DELETEEMAILRECIPIENTREPLY']._serialized_end=612
-  _globals['_WEBHOOK']._serialized_start=614
-  _globals['_WEBHOOK']._serialized_end=720
-  _globals['_ADDWEBHOOKREQUEST']._serialized_start=722
-  _globals['_ADDWEBHOOKREQUEST']._serialized_end=770
-  _globals['_ADDWEBHOOKREPLY']._serialized_start=772
-  _globals['_ADDWEBHOOKREPLY']._serialized_end=841
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=843
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=864
-  _globals['_LISTWEBHOOKSREPLY']._serialized_start=866
-  _globals['_LISTWEBHOOKSREPLY']._serialized_end=922
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=924
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=966
-  _globals['_DELETEWEBHOOKREPLY']._serialized_start=968
-  _globals['_DELETEWEBHOOKREPLY']._serialized_end=988
-  _globals['_DELIVERY']._serialized_start=991
-  _globals['_DELIVERY']._serialized_end=1319
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1321
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1389
-  _globals['_LISTDELIVERIESREPLY']._serialized_start=1391
-  _globals['_LISTDELIVERIESREPLY']._serialized_end=1452
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=1455
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=2266
+  _globals['_SMTPSETTINGS']._serialized_end=240
+  _globals['_GETSMTPSETTINGSREQUEST']._serialized_start=242
+  _globals['_GETSMTPSETTINGSREQUEST']._serialized_end=266
+  _globals['_SENDTESTEMAILREQUEST']._serialized_start=268
+  _globals['_SENDTESTEMAILREQUEST']._serialized_end=332
+  _globals['_EMAILRECIPIENT']._serialized_start=334
+  _globals['_EMAILRECIPIENT']._serialized_end=442
+  _globals['_LISTEMAILRECIPIENTSREQUEST']._serialized_start=444
+  _globals['_LISTEMAILRECIPIENTSREQUEST']._serialized_end=472
+  _globals['_LISTEMAILRECIPIENTSREPLY']._serialized_start=474
+  _globals['_LISTEMAILRECIPIENTSREPLY']._serialized_end=546
+  _globals['_DELETEEMAILRECIPIENTREQUEST']._serialized_start=548
+  _globals['_DELETEEMAILRECIPIENTREQUEST']._serialized_end=599
+  _globals['_DELETEEMAILRECIPIENTREPLY']._serialized_start=601
+  _globals['_DELETEEMAILRECIPIENTREPLY']._serialized_end=628
+  _globals['_WEBHOOK']._serialized_start=630
+  _globals['_WEBHOOK']._serialized_end=736
+  _globals['_ADDWEBHOOKREQUEST']._serialized_start=738
+  _globals['_ADDWEBHOOKREQUEST']._serialized_end=786
+  _globals['_ADDWEBHOOKREPLY']._serialized_start=788
+  _globals['_ADDWEBHOOKREPLY']._serialized_end=857
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=859
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=880
+  _globals['_LISTWEBHOOKSREPLY']._serialized_start=882
+  _globals['_LISTWEBHOOKSREPLY']._serialized_end=938
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=940
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=982
+  _globals['_DELETEWEBHOOKREPLY']._serialized_start=984
+  _globals['_DELETEWEBHOOKREPLY']._serialized_end=1004
+  _globals['_DELIVERY']._serialized_start=1007
+  _globals['_DELIVERY']._serialized_end=1335
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1337
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1405
+  _globals['_LISTDELIVERIESREPLY']._serialized_start=1407
+  _globals['_LISTDELIVERIESREPLY']._serialized_end=1468
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=1471
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=2282
 # @@protoc_insertion_point(module_scope)

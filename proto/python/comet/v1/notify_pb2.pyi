@@ -31,6 +31,7 @@ class SmtpSettings(_message.Message):
     HAS_PASSWORD_FIELD_NUMBER: _builtins.int
     SENDER_FIELD_NUMBER: _builtins.int
     CONSOLE_URL_FIELD_NUMBER: _builtins.int
+    CA_PEM_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     port: _builtins.int
     security: _builtins.str
@@ -44,6 +45,8 @@ class SmtpSettings(_message.Message):
     """From: address"""
     console_url: _builtins.str
     """links in mails point below this"""
+    ca_pem: _builtins.str
+    """trusted for the server's TLS instead of the system CAs"""
     def __init__(
         self,
         *,
@@ -55,10 +58,11 @@ class SmtpSettings(_message.Message):
         has_password: _builtins.bool = ...,
         sender: _builtins.str = ...,
         console_url: _builtins.str = ...,
+        ca_pem: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["console_url", b"console_url", "has_password", b"has_password", "host", b"host", "password", b"password", "port", b"port", "security", b"security", "sender", b"sender", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "console_url", b"console_url", "has_password", b"has_password", "host", b"host", "password", b"password", "port", b"port", "security", b"security", "sender", b"sender", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -107,7 +107,10 @@ def compose(payload: dict[str, Any], to: str, smtp: SmtpSettings, clock: Clock) 
 
 def send_message(smtp: SmtpSettings, message: EmailMessage) -> str:
     """Hands the message to the SMTP server (blocking); returns its reply."""
-    context = ssl.create_default_context()
+    try:
+        context = ssl.create_default_context(cadata=smtp.ca_pem or None)
+    except ssl.SSLError as e:
+        raise DeliveryError(f"the SMTP CA certificates cannot be used: {e}") from e
     try:
         client: smtplib.SMTP
         if smtp.security == "tls":

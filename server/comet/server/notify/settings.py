@@ -49,6 +49,9 @@ class SmtpSettings:
     # Links in mails point here: the console's address, e.g. https://backup.example/
     console_url: str = ""
     timeout_seconds: float = 20.0
+    # PEM certificates trusted for the SMTP server's TLS instead of the system's CAs
+    # (a relay with a private CA); empty: the system's.
+    ca_pem: str = ""
 
     def validated(self) -> SmtpSettings:
         if not self.host:

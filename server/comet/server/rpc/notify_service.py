@@ -70,6 +70,7 @@ def _smtp_reply(smtp: SmtpSettings | None) -> notify_pb2.SmtpSettings:
         has_password=bool(smtp.password),
         sender=smtp.sender,
         console_url=smtp.console_url,
+        ca_pem=smtp.ca_pem,
     )
 
 
@@ -100,6 +101,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
             password=password,
             sender=request.sender,
             console_url=request.console_url,
+            ca_pem=request.ca_pem,
         )
         await self._settings.set_smtp(smtp)
         await self._audit(context, admin.username, "notify.smtp_set", request.host)
