@@ -248,6 +248,17 @@ def test_a_failed_backup_mails_once_and_calls_a_signed_webhook(
             what="the failed login in the metrics",
         )
 
+        # The agent's own state: when it last heard the server, when it runs next.
+        item_id = agent.comet("item", "list", "--json").json()[0]["item_id"]
+        vault_id = agent.comet("vault", "list", "--json").json()[0]["vault_id"]
+        state = agent.status()
+        assert state["last_contact"] and state["next_scheduled_run"] is None
+        agent.comet(
+            "schedule", "add", "--item", item_id, "--vault", vault_id, "--weekly", "sun", "03:00"
+        )
+        planned = wait_for(lambda: agent.status()["next_scheduled_run"], what="next run")
+        assert planned.endswith("Z") and state["outbox_pending"] == 0
+
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
         channel.close()

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 from dataclasses import replace
+from datetime import UTC
 from pathlib import Path
 
 import grpc
@@ -80,7 +81,7 @@ class Agent:
     def status(self) -> agent_api_pb2.StatusReply:
         login_state = self.state.load_login()
         pending, rejected = self.outbox.counts()
-        return agent_api_pb2.StatusReply(
+        reply = agent_api_pb2.StatusReply(
             logged_in=login_state.logged_in,
             locked=login_state.locked,
             server=login_state.server,
@@ -95,6 +96,13 @@ class Agent:
             outbox_pending=pending,
             outbox_rejected=rejected,
         )
+        for field, when in (
+            (reply.last_contact, self._live.last_contact),
+            (reply.next_scheduled_run, self.schedules.next_run()),
+        ):
+            if when is not None:
+                field.FromDatetime(when.astimezone(UTC))
+        return reply
 
     async def login(self, request: agent_api_pb2.AgentLoginRequest) -> bool:
         outcome = await login(
