@@ -144,6 +144,9 @@ def test_a_failed_backup_mails_once_and_calls_a_signed_webhook(
             hook["webhook_id"]
         ]
 
+        presence = admin(
+            "webhook", "add", receiver.url + "/presence", "--events", "device.online", "--json"
+        ).json()
         agent.start()
         agent.comet(
             "login",
@@ -204,6 +207,16 @@ def test_a_failed_backup_mails_once_and_calls_a_signed_webhook(
         assert data["item_name"] == "dump" and data["vault_name"] == "v"
         assert data["errors"], "the first error lines travel with the event"
 
+        [online] = wait_for(lambda: receiver.of_type("device.online"), what="device.online")
+        assert online.path == "/hook/presence"
+        assert online.json()["data"]["device_name"] == "alice-laptop"
+        assert verify(
+            presence["secret"],
+            online.headers[TIMESTAMP_HEADER],
+            online.body,
+            online.headers[SIGNATURE_HEADER],
+        )
+
         log = admin("webhook", "deliveries", hook["webhook_id"], "--json").json()
         assert {d["status"] for d in log} == {"sent"}
         assert all(d["last_response"].startswith("200") for d in log)
@@ -228,7 +241,7 @@ def test_a_failed_backup_mails_once_and_calls_a_signed_webhook(
         ) > metric(before, "comet_rpc_calls_total", method="/comet.v1.AgentService/ReportJob")
         assert metric(after, "comet_rpc_duration_seconds_count") > 0
         assert metric(after, "comet_notify_deliveries_total", kind="email", result="ok") == 2
-        assert metric(after, "comet_notify_deliveries_total", kind="webhook", result="ok") == 2
+        assert metric(after, "comet_notify_deliveries_total", kind="webhook", result="ok") >= 3
         assert ("comet_notify_queue_depth", (("kind", "email"),)) in after
         assert metric(after, "comet_db_pool_connections", state="size") > 0
 

@@ -63,6 +63,7 @@ ERROR_STATUSES = frozenset(
 GOOD_STATUSES = (int(JobStatus.SUCCESS), int(JobStatus.WARNING))
 FIRST_ERRORS = 5
 COUNTED_MEMORY = 10_000
+HOOKS_TTL = timedelta(seconds=5)
 
 
 class EventMetrics(Protocol):
@@ -145,6 +146,7 @@ class EventPump:
         self._fresh_after = datetime.min.replace(tzinfo=UTC)
         self._counted: OrderedDict[str, None] = OrderedDict()
         self._overdue_checked = datetime.min.replace(tzinfo=UTC)
+        self._hooks: tuple[datetime, dict[str, list[str]]] | None = None
 
     # ------------------------------------------------------------------ running
 
@@ -195,7 +197,7 @@ class EventPump:
     async def presence(self, device_id: str, *, online: bool) -> None:
         """A device's live connection opened or closed on this instance."""
         event = "device.online" if online else "device.offline"
-        targets = webhooks_by_event(await self._settings.webhooks()).get(event, [])
+        targets = (await self._hooks_cached()).get(event, [])
         if not targets:
             return
         async with self._sessions() as s:
@@ -210,6 +212,14 @@ class EventPump:
         key = f"{event}:{device_id}:{uuid.uuid4().hex}"
         data = {"device_id": device_id, "device_name": name, "user": username}
         await self._outbox.enqueue([self._hook(w, key, event, data) for w in targets])
+
+    async def _hooks_cached(self) -> dict[str, list[str]]:
+        """Webhooks by event type, read at most every few seconds: presence changes
+        come by the thousand when a fleet reconnects."""
+        now = self._clock.now()
+        if self._hooks is None or now - self._hooks[0] > HOOKS_TTL:
+            self._hooks = (now, webhooks_by_event(await self._settings.webhooks()))
+        return self._hooks[1]
 
     def _hook(self, webhook_id: str, key: str, event: str, data: dict[str, Any]) -> NewDelivery:
         payload = {"time": rfc3339(self._clock.now()), "data": data}
