@@ -182,6 +182,17 @@ async def test_ended_jobs_are_queued_by_each_recipients_rule_and_only_once(
     assert keys["job.ended:running"] == 1 and keys["job:running"] == 2
     assert keys["job.started:running"] == 1
 
+    # A job the server abandons (no report: only its log line is new) is reported too.
+    await rpc.agent.ReportJob(report("silent"), metadata=alice.metadata)
+    clock.advance(minutes=11)
+    assert await rpc.stores.jobs.abandon_silent(timedelta(minutes=10)) == ["silent"]
+    clock.advance(seconds=1)
+    await pump.run_once()
+    abandoned = await outbox.deliveries(target="a@x.test")
+    assert [d.payload["job"]["status"] for d in abandoned if d.event_key == "job:silent"] == [
+        "ABANDONED"
+    ]
+
 
 async def test_login_failures_fire_once_at_the_threshold(
     rpc: RpcServer, engine: AsyncEngine, clock: FakeClock, secret_box: SecretBox

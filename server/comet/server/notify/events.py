@@ -240,7 +240,16 @@ class EventPump:
                 select(Job, User.username, User.profile, Device.name)
                 .join(User, User.id == Job.user_id)
                 .outerjoin(Device, Device.id == Job.device_id)
-                .where(Job.last_report_at > since, Job.last_report_at <= now)
+                .where(
+                    (Job.last_report_at > since) & (Job.last_report_at <= now)
+                    # The server's own changes (abandoned, revived, missed) come with a
+                    # server log line (negative seq), not a report.
+                    | Job.job_id.in_(
+                        select(JobLogEntry.job_id).where(
+                            JobLogEntry.seq < 0, JobLogEntry.time > since, JobLogEntry.time <= now
+                        )
+                    )
+                )
                 .order_by(Job.last_report_at)
             )
         ).all()
@@ -269,7 +278,9 @@ class EventPump:
                 owner_ok = not r.username or r.username == username
                 if owner_ok and mail_wanted(r.job_rule, status):
                     out.append(NewDelivery("email", r.address, f"job:{job.job_id}", event, mail))
-            if self._first_count(f"job:{job.job_id}", job.last_report_at) and self._metrics:
+            # Found by a server log line (abandoned, missed): the change is new now.
+            changed = job.last_report_at if job.last_report_at > since else now
+            if self._first_count(f"job:{job.job_id}", changed) and self._metrics:
                 self._metrics.job_ended(
                     data["classification"], data["status"], float(data["duration_seconds"])
                 )
