@@ -100,7 +100,13 @@ def test_a_failed_backup_mails_once_and_calls_a_signed_webhook(
         short_tmp / "server",
         postgres_cluster.fresh_database(),
         free_port(),
-        extra_args=(*FAST, "--metrics-listen", f"127.0.0.1:{metrics_port}"),
+        extra_args=(
+            *FAST,
+            "--metrics-listen",
+            f"127.0.0.1:{metrics_port}",
+            "--metrics-refresh-seconds",
+            "0.5",
+        ),
     )
     server.data_dir.mkdir()
     server.add_admin()

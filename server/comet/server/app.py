@@ -431,7 +431,10 @@ async def _run_services(
         asyncio.create_task(notifications.pump.run_forever()),
         asyncio.create_task(
             MetricsRefresher(
-                metrics, engine, connected=lambda: len(registry), every_seconds=2.0
+                metrics,
+                engine,
+                connected=lambda: len(registry),
+                every_seconds=config.metrics_refresh_seconds,
             ).run_forever()
         ),
         listening,

@@ -111,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
         "private address)",
     )
     serve.add_argument(
+        "--metrics-refresh-seconds",
+        type=float,
+        default=15.0,
+        help="how often metrics read from the database (jobs, queues, last backups) refresh",
+    )
+    serve.add_argument(
         "--notify-poll-seconds",
         type=float,
         default=5.0,
@@ -265,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                 account_quota_bytes=args.account_quota_bytes,
                 max_buckets=args.max_buckets,
                 metrics_listen=args.metrics_listen,
+                metrics_refresh_seconds=args.metrics_refresh_seconds,
                 notify_poll_seconds=args.notify_poll_seconds,
                 notify_retry_seconds=args.notify_retry_seconds,
                 notify_max_retry_seconds=args.notify_max_retry_seconds,

@@ -48,6 +48,9 @@ class ServerConfig:
     max_buckets: int = 10
     # Prometheus metrics at http://HOST:PORT/metrics; None: not served.
     metrics_listen: str | None = None
+    # How often the metrics read from the database (jobs, queues, last backups) are
+    # refreshed: counting jobs reads the whole table.
+    metrics_refresh_seconds: float = 15.0
     # Notifications: how often the queue and events are looked at, and the first and
     # longest wait before a failed mail or webhook call is retried (doubling between).
     notify_poll_seconds: float = 5.0
