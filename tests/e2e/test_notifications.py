@@ -290,6 +290,22 @@ def test_a_failed_backup_mails_once_and_calls_a_signed_webhook(
             "grpc.reflection.v1alpha.ServerReflection",
             "grpc.health.v1.Health",
         } <= services
+
+        # A good backup sets the gauge the "not backed up for 26 h" alert reads.
+        agent.comet("item", "add", "ok", "--type", "program", "--command", "echo fine",
+                    "--save-as", "ok.txt")  # fmt: skip
+        agent.comet("backup", "ok", "--vault", "v", "--wait")
+        last_good = wait_for(
+            lambda: metric(
+                scrape(metrics_url),
+                "comet_device_last_good_backup_timestamp_seconds",
+                user="alice",
+                device_name="alice-laptop",
+            ),
+            timeout=15,
+            what="the last good backup in the metrics",
+        )
+        assert abs(last_good - time.time()) < 120
     finally:
         agent.kill()
         server.kill()

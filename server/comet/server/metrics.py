@@ -22,7 +22,7 @@ from comet.server.errors import ServerError
 from comet.server.notify.outbox import PENDING
 from comet.server.store.availability import log_background_failure
 from comet.server.store.jobs import JobClassification, JobStatus
-from comet.server.store.models import Device, Job, NotifyDelivery
+from comet.server.store.models import Device, Job, NotifyDelivery, User
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -186,14 +186,15 @@ class MetricsRefresher:
             ).all()
             good = (
                 await s.execute(
-                    select(Device.id, Device.name, Device.user_id, func.max(Job.ended_at))
+                    select(Device.id, Device.name, User.username, func.max(Job.ended_at))
                     .join(Job, Job.device_id == Device.id)
+                    .join(User, User.id == Device.user_id)
                     .where(
                         Device.revoked_at.is_(None),
                         Job.classification == int(JobClassification.BACKUP),
                         Job.status.in_([int(JobStatus.SUCCESS), int(JobStatus.WARNING)]),
                     )
-                    .group_by(Device.id, Device.name, Device.user_id)
+                    .group_by(Device.id, Device.name, User.username)
                 )
             ).all()
         m.jobs.clear()
@@ -206,9 +207,9 @@ class MetricsRefresher:
             gauge = m.queue_depth if queue_status == PENDING else m.queue_failed
             gauge.labels(queue_kind).set(n)
         m.last_good_backup.clear()
-        for device_id, name, user_id, ended in good:
+        for device_id, name, username, ended in good:
             if ended is not None:
-                m.last_good_backup.labels(device_id, name, user_id).set(ended.timestamp())
+                m.last_good_backup.labels(device_id, name, username).set(ended.timestamp())
 
     async def run_forever(self) -> None:
         while True:
