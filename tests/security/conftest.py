@@ -15,7 +15,14 @@ import grpc
 import pytest
 
 from comet.agent.credentials import KdfParams, derive_login_secrets
-from comet.v1 import admin_pb2, admin_pb2_grpc, control_pb2, control_pb2_grpc, storage_pb2_grpc
+from comet.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    control_pb2,
+    control_pb2_grpc,
+    notify_pb2_grpc,
+    storage_pb2_grpc,
+)
 from tests.fixtures.postgres import PostgresCluster
 from tests.fixtures.processes import AdminCli, ServerProcess, free_port
 
@@ -40,6 +47,7 @@ class Stubs:
         self.agent = control_pb2_grpc.AgentServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
         self.storage = storage_pb2_grpc.StorageServiceStub(self.channel)
+        self.notify = notify_pb2_grpc.NotificationServiceStub(self.channel)
 
 
 def login(

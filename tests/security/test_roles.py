@@ -17,7 +17,7 @@ import pytest
 
 from comet.agent.credentials import KdfParams
 from comet.server.authorization import ANYONE, PERMISSIONS, RPC_ACTIONS, Caller
-from comet.v1 import admin_pb2, common_pb2, control_pb2, storage_pb2
+from comet.v1 import admin_pb2, common_pb2, control_pb2, notify_pb2, storage_pb2
 from tests.security.conftest import Cast, Metadata, bearer, login
 
 pytestmark = pytest.mark.timeout(120)
@@ -210,12 +210,50 @@ CALLS: dict[str, Call] = {
     "AdminService/UndeleteObjects": lambda c, w, md: c.stubs.admin.UndeleteObjects(
         admin_pb2.UndeleteObjectsRequest(bucket_id=NOBODY, all=True), metadata=md, timeout=10
     ),
+    # Invalid or unknown arguments: an allowed caller gets past the table and no
+    # further (no settings changed, nothing queued).
+    "NotificationService/SetSmtpSettings": lambda c, w, md: c.stubs.notify.SetSmtpSettings(
+        notify_pb2.SmtpSettings(), metadata=md, timeout=10
+    ),
+    "NotificationService/GetSmtpSettings": lambda c, w, md: c.stubs.notify.GetSmtpSettings(
+        notify_pb2.GetSmtpSettingsRequest(), metadata=md, timeout=10
+    ),
+    "NotificationService/SendTestEmail": lambda c, w, md: c.stubs.notify.SendTestEmail(
+        notify_pb2.SendTestEmailRequest(address="x@example.test", timeout_seconds=1),
+        metadata=md,
+        timeout=10,
+    ),
+    "NotificationService/AddEmailRecipient": lambda c, w, md: c.stubs.notify.AddEmailRecipient(
+        notify_pb2.EmailRecipient(address="not an address"), metadata=md, timeout=10
+    ),
+    "NotificationService/ListEmailRecipients": lambda c, w, md: c.stubs.notify.ListEmailRecipients(
+        notify_pb2.ListEmailRecipientsRequest(), metadata=md, timeout=10
+    ),
+    "NotificationService/DeleteEmailRecipient": lambda c, w, md: (
+        c.stubs.notify.DeleteEmailRecipient(
+            notify_pb2.DeleteEmailRecipientRequest(recipient_id=NOBODY), metadata=md, timeout=10
+        )
+    ),
+    "NotificationService/AddWebhook": lambda c, w, md: c.stubs.notify.AddWebhook(
+        notify_pb2.AddWebhookRequest(url="ftp://nowhere", events=["job.ended"]),
+        metadata=md,
+        timeout=10,
+    ),
+    "NotificationService/ListWebhooks": lambda c, w, md: c.stubs.notify.ListWebhooks(
+        notify_pb2.ListWebhooksRequest(), metadata=md, timeout=10
+    ),
+    "NotificationService/DeleteWebhook": lambda c, w, md: c.stubs.notify.DeleteWebhook(
+        notify_pb2.DeleteWebhookRequest(webhook_id=NOBODY), metadata=md, timeout=10
+    ),
+    "NotificationService/ListDeliveries": lambda c, w, md: c.stubs.notify.ListDeliveries(
+        notify_pb2.ListDeliveriesRequest(), metadata=md, timeout=10
+    ),
 }
 
 
 def _wire_methods() -> set[str]:
     names = set()
-    for module in (admin_pb2, control_pb2, storage_pb2):
+    for module in (admin_pb2, control_pb2, storage_pb2, notify_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             names |= {f"{service.name}/{m.name}" for m in service.methods}
     return names

@@ -64,6 +64,10 @@ def status_json(status: agent_api_pb2.StatusReply) -> dict[str, Any]:
         "last_error": status.last_error or None,
         "outbox_pending": status.outbox_pending,
         "outbox_rejected": status.outbox_rejected,
+        "last_contact": rfc3339(status.last_contact) if status.HasField("last_contact") else None,
+        "next_scheduled_run": (
+            rfc3339(status.next_scheduled_run) if status.HasField("next_scheduled_run") else None
+        ),
     }
 
 

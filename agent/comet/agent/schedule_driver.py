@@ -59,6 +59,10 @@ class ScheduleDriver:
     def profile_changed(self) -> None:
         self._wake.set()
 
+    def next_run(self) -> datetime | None:
+        """The earliest planned run or retry of this device's schedules (UTC)."""
+        return self._scheduler.next_wakeup(self._now())
+
     # ------------------------------------------------------------ loop
 
     def _specs(self) -> list[ScheduleSpec]:

@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import grpc
 
@@ -302,6 +303,8 @@ class LiveConnection:
         self.connected = False
         self._accepted = False
         self.last_error = ""
+        # When the server was last heard on the live connection (UTC), for status.
+        self.last_contact: datetime | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -361,6 +364,7 @@ class LiveConnection:
                 metadata=(("authorization", f"Bearer {login.device_token}"),),
             )
             async for message in self._call:
+                self.last_contact = datetime.now(UTC)
                 body = message.WhichOneof("body")
                 if body == "accepted":
                     self.connected = True

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import grpc
@@ -88,7 +88,7 @@ class Agent:
     def status(self) -> agent_api_pb2.StatusReply:
         login_state = self.state.load_login()
         pending, rejected = self.outbox.counts()
-        return agent_api_pb2.StatusReply(
+        reply = agent_api_pb2.StatusReply(
             logged_in=login_state.logged_in,
             locked=login_state.locked,
             server=login_state.server,
@@ -103,6 +103,13 @@ class Agent:
             outbox_pending=pending,
             outbox_rejected=rejected,
         )
+        for field, when in (
+            (reply.last_contact, self._live.last_contact),
+            (reply.next_scheduled_run, self.schedules.next_run()),
+        ):
+            if when is not None:
+                field.FromDatetime(when.astimezone(UTC))
+        return reply
 
     async def login(self, request: agent_api_pb2.AgentLoginRequest) -> bool:
         outcome = await login(

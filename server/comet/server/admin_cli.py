@@ -26,7 +26,13 @@ from comet.agent.transport import (
     sync_channel,
 )
 from comet.agent.trust_prompt import ask_to_trust
-from comet.server import admin_buckets, admin_dispatch, admin_jobs, admin_policies
+from comet.server import (
+    admin_buckets,
+    admin_dispatch,
+    admin_jobs,
+    admin_notify,
+    admin_policies,
+)
 from comet.server.admin_session import (
     Admin,
     AdminCliError,
@@ -362,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_policies.add_parsers(sub)
     admin_dispatch.add_parsers(sub)
     admin_buckets.add_parsers(sub)
+    admin_notify.add_parsers(sub)
     return parser
 
 

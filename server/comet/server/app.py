@@ -28,6 +28,8 @@ from comet.server.database_supervisor import ConnectionProbe, DatabaseSupervisor
 from comet.server.embedded_postgres import EmbeddedPostgres
 from comet.server.errors import DatabaseSetupError
 from comet.server.maintenance import Maintenance, MaintenancePolicy
+from comet.server.metrics import MetricsInterceptor, MetricsRefresher, ServerMetrics
+from comet.server.notify.stack import Notifications, open_notifications
 from comet.server.routing import (
     COMMANDS_CHANNEL,
     REPLIES_CHANNEL,
@@ -43,11 +45,13 @@ from comet.server.rpc.client_address import ClientAddresses, parse_networks
 from comet.server.rpc.errors import DatabaseWatcher, ErrorInterceptor
 from comet.server.rpc.live import LiveRegistry
 from comet.server.rpc.message_limits import MessageLimitInterceptor
+from comet.server.rpc.notify_service import NotificationService
+from comet.server.rpc.reflection import enable_reflection
 from comet.server.rpc.routing import CommandRouter
 from comet.server.rpc.storage_service import StorageService
 from comet.server.secret_box import SecretBox, load_or_create_key
 from comet.server.store.accounts import AccountStore, LoginPolicy
-from comet.server.store.availability import is_database_unavailable
+from comet.server.store.availability import log_background_failure
 from comet.server.store.credential_cache import ALL_REVOKED, REVOCATIONS_CHANNEL
 from comet.server.store.database import create_engine, migrate
 from comet.server.store.jobs import JobStore
@@ -60,6 +64,8 @@ from comet.v1 import (
     admin_pb2_grpc,
     control_pb2,
     control_pb2_grpc,
+    notify_pb2,
+    notify_pb2_grpc,
     storage_pb2,
     storage_pb2_grpc,
 )
@@ -240,18 +246,23 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
 
 
 def grpc_server(
-    watcher: DatabaseWatcher | None = None, *, options: list[tuple[str, int]] | None = None
+    watcher: DatabaseWatcher | None = None,
+    *,
+    options: list[tuple[str, int]] | None = None,
+    metrics: ServerMetrics | None = None,
 ) -> grpc.aio.Server:
-    """A gRPC server whose every failure is mapped by ``rpc.errors`` (one place)."""
-    return grpc.aio.server(
-        options=options,
-        # The size check comes first so that a refused request's bytes are dropped
-        # before any other wrapper's frame (and traceback) can hold on to them.
-        interceptors=[
-            MessageLimitInterceptor(),
-            ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE,)),
-        ],
-    )
+    """A gRPC server whose every failure is mapped by ``rpc.errors`` (one place), and,
+    with ``metrics``, every call counted by its final code."""
+    # The size check comes first so that a refused request's bytes are dropped
+    # before any other wrapper's frame (and traceback) can hold on to them. Metrics
+    # wrap the error mapping, so they see the codes it chose.
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        MessageLimitInterceptor(),
+        ErrorInterceptor(watcher, exempt=(HEALTH_SERVICE, REFLECTION_SERVICE)),
+    ]
+    if metrics is not None:
+        interceptors.insert(1, MetricsInterceptor(metrics))
+    return grpc.aio.server(options=options, interceptors=interceptors)
 
 
 def add_services(
@@ -263,6 +274,7 @@ def add_services(
     heartbeat_seconds: int,
     router: CommandRouter | None = None,
     addresses: ClientAddresses | None = None,
+    notifications: Notifications | None = None,
 ) -> None:
     router = router or CommandRouter(registry, instance_id=instance_id)
     # Every method of every service passes the permission table first (see guard).
@@ -285,6 +297,7 @@ def add_services(
                 instance_id=instance_id,
                 heartbeat_seconds=heartbeat_seconds,
                 buckets=stores.buckets,
+                on_presence=notifications.pump.presence if notifications else None,
             ),
             control_pb2.DESCRIPTOR.services_by_name["AgentService"],
             auth,
@@ -314,6 +327,15 @@ def add_services(
         ),
         server,
     )
+    if notifications is not None:
+        notify_pb2_grpc.add_NotificationServiceServicer_to_server(
+            guard(
+                NotificationService(stores.accounts, notifications.settings, notifications.outbox),
+                notify_pb2.DESCRIPTOR.services_by_name["NotificationService"],
+                auth,
+            ),
+            server,
+        )
 
 
 def notification_listener(
@@ -370,8 +392,11 @@ async def _run_services(
     supervisor = DatabaseSupervisor(
         probe, embedded=database.embedded, on_change=_health_setter(health)
     )
-    server = grpc_server(supervisor, options=GRPC_OPTIONS)
+    metrics = ServerMetrics()
+    notifications = open_notifications(engine, clock, config, box, metrics)
+    server = grpc_server(supervisor, options=GRPC_OPTIONS, metrics=metrics)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    enable_reflection(server, HEALTH_SERVICE)
     add_services(
         server,
         stores,
@@ -380,9 +405,15 @@ async def _run_services(
         heartbeat_seconds=config.heartbeat_seconds,
         router=router,
         addresses=ClientAddresses(parse_networks(config.trusted_proxies)),
+        notifications=notifications,
     )
     url = _bind(server, config)
     await _health_setter(health)(True)
+    if config.metrics_listen:  # before serving: a busy port stops the start
+        port = metrics.serve(config.metrics_listen)
+        host = config.metrics_listen.rpartition(":")[0] or "127.0.0.1"
+        log.info("metrics at http://%s:%d/metrics", host, port)
+        (config.data_dir / "metrics.url").write_text(f"http://{host}:{port}/metrics\n")
     await server.start()
     (config.data_dir / "server.url").write_text(url + "\n")
     on_ready(url)
@@ -396,6 +427,16 @@ async def _run_services(
         asyncio.create_task(supervisor.run_forever()),
         asyncio.create_task(
             _prune_audit(stores.accounts, timedelta(days=config.audit_retention_days))
+        ),
+        asyncio.create_task(notifications.outbox.run_forever()),
+        asyncio.create_task(notifications.pump.run_forever()),
+        asyncio.create_task(
+            MetricsRefresher(
+                metrics,
+                engine,
+                connected=lambda: len(registry),
+                every_seconds=config.metrics_refresh_seconds,
+            ).run_forever()
         ),
         listening,
     ]
@@ -416,6 +457,7 @@ async def _run_services(
 
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+REFLECTION_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
 # Services whose health is reported: "" (the whole server) and each Comet service.
 HEALTH_NAMES = (
     "",
@@ -423,6 +465,7 @@ HEALTH_NAMES = (
     "comet.v1.AgentService",
     "comet.v1.AdminService",
     "comet.v1.StorageService",
+    "comet.v1.NotificationService",
 )
 
 
@@ -440,12 +483,7 @@ def _health_setter(health: HealthServicer) -> Callable[[bool], Awaitable[None]]:
 
 
 def _log_background_failure(what: str, error: Exception) -> None:
-    """One line while the database is away (the supervisor says so once); a
-    traceback for anything else, which is a bug."""
-    if is_database_unavailable(error):
-        log.info("%s: the database is unavailable", what)
-    else:
-        log.error("%s", what, exc_info=error)
+    log_background_failure(log, what, error)
 
 
 async def _flush_seen(accounts: AccountStore, registry: LiveRegistry, every: int) -> None:

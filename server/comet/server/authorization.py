@@ -67,6 +67,8 @@ class Action(StrEnum):
     BUCKET_GRANT_DELETE = "admin.bucket.grant_delete"
     BUCKET_UNDELETE = "admin.bucket.undelete"
     DISPATCH = "admin.dispatch"  # the RPC; each command is then one of the below
+    # NotificationService: mail and webhooks reach outside the server
+    NOTIFY_MANAGE = "admin.notify.manage"
     # Commands sent to a device (AdminService.Dispatch)
     COMMAND_JOB = "command.job"  # backup of a Files item without programs, retention, verify…
     COMMAND_CONTROL = "command.control"  # refetch profile, cancel a job, drop connection
@@ -116,6 +118,7 @@ PERMISSIONS: dict[Action, frozenset[Caller]] = {
     Action.BUCKET_GRANT_DELETE: _SUPER,
     Action.BUCKET_UNDELETE: _SUPER,
     Action.DISPATCH: _STAFF,
+    Action.NOTIFY_MANAGE: _SUPER,
     Action.COMMAND_JOB: _STAFF,
     Action.COMMAND_CONTROL: _STAFF,
     Action.COMMAND_RESTORE: _STAFF,
@@ -168,6 +171,16 @@ RPC_ACTIONS: dict[str, Action] = {
     "AdminService/DeleteBucket": Action.BUCKET_DELETE,
     "AdminService/GrantBucketDelete": Action.BUCKET_GRANT_DELETE,
     "AdminService/UndeleteObjects": Action.BUCKET_UNDELETE,
+    "NotificationService/SetSmtpSettings": Action.NOTIFY_MANAGE,
+    "NotificationService/GetSmtpSettings": Action.NOTIFY_MANAGE,
+    "NotificationService/SendTestEmail": Action.NOTIFY_MANAGE,
+    "NotificationService/AddEmailRecipient": Action.NOTIFY_MANAGE,
+    "NotificationService/ListEmailRecipients": Action.NOTIFY_MANAGE,
+    "NotificationService/DeleteEmailRecipient": Action.NOTIFY_MANAGE,
+    "NotificationService/AddWebhook": Action.NOTIFY_MANAGE,
+    "NotificationService/ListWebhooks": Action.NOTIFY_MANAGE,
+    "NotificationService/DeleteWebhook": Action.NOTIFY_MANAGE,
+    "NotificationService/ListDeliveries": Action.NOTIFY_MANAGE,
 }
 
 _ROLE_CALLERS = {

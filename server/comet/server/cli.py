@@ -103,6 +103,46 @@ def _parser() -> argparse.ArgumentParser:
         " (default 10; 0 = unlimited)",
     )
 
+    serve.add_argument(
+        "--metrics-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP; keep it on a "
+        "private address)",
+    )
+    serve.add_argument(
+        "--metrics-refresh-seconds",
+        type=float,
+        default=15.0,
+        help="how often metrics read from the database (jobs, queues, last backups) refresh",
+    )
+    serve.add_argument(
+        "--notify-poll-seconds",
+        type=float,
+        default=5.0,
+        help="how often queued mails/webhooks and new events are looked at",
+    )
+    serve.add_argument(
+        "--notify-retry-seconds",
+        type=float,
+        default=30.0,
+        help="first wait before a failed mail or webhook call is retried (it doubles, "
+        "up to --notify-max-retry-seconds)",
+    )
+    serve.add_argument("--notify-max-retry-seconds", type=float, default=3600.0)
+    serve.add_argument(
+        "--missed-grace-seconds",
+        type=int,
+        default=1800,
+        help="a scheduled run with no job this long after its time is recorded as missed",
+    )
+    serve.add_argument(
+        "--maintenance-seconds",
+        type=int,
+        default=30,
+        help="how often abandoned jobs and missed runs are looked for",
+    )
+
     certificate = sub.add_parser(
         "make-certificate",
         help="create a self-signed TLS certificate (kept if one exists) and print its fingerprint",
@@ -230,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
                 audit_retention_days=args.audit_retention_days,
                 account_quota_bytes=args.account_quota_bytes,
                 max_buckets=args.max_buckets,
+                metrics_listen=args.metrics_listen,
+                metrics_refresh_seconds=args.metrics_refresh_seconds,
+                notify_poll_seconds=args.notify_poll_seconds,
+                notify_retry_seconds=args.notify_retry_seconds,
+                notify_max_retry_seconds=args.notify_max_retry_seconds,
+                missed_grace_seconds=args.missed_grace_seconds,
+                maintenance_seconds=args.maintenance_seconds,
             )
             config = _certificate(config)
             if config.tls_cert:

@@ -46,6 +46,18 @@ class ServerConfig:
     # How many buckets an account may have, unless its policy says otherwise
     # (max_buckets); 0 = unlimited.
     max_buckets: int = 10
+    # Prometheus metrics at http://HOST:PORT/metrics; None: not served.
+    metrics_listen: str | None = None
+    # How often the metrics read from the database (jobs, queues, last backups) are
+    # refreshed: counting jobs reads the whole table.
+    metrics_refresh_seconds: float = 15.0
+    # Notifications: how often the queue and events are looked at, and the first and
+    # longest wait before a failed mail or webhook call is retried (doubling between).
+    notify_poll_seconds: float = 5.0
+    notify_retry_seconds: float = 30.0
+    notify_max_retry_seconds: float = 3600.0
+    # A device with schedules and no good backup for this long is overdue.
+    overdue_hours: float = 26.0
 
     @property
     def secret_key_path(self) -> Path:

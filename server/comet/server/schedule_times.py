@@ -4,23 +4,31 @@ Rules (shared with the agent's scheduler):
 - DAILY: at hour:minute local time, every day, or only on ``weekdays`` (0 = Monday)
   when any are given.
 - HOURLY: at ``minute`` past every local hour (weekday filter and time window apply).
+- WEEKLY: at hour:minute local time on each of ``weekdays`` (required).
+- MONTHLY: at hour:minute local time on ``day_of_month`` (1-31), or on the last day
+  of a shorter month; the weekday filter and time window apply.
 - PERIODIC: at every instant t with (t - offset_seconds) divisible by every_seconds,
   counted in seconds since the Unix epoch (so independent of the timezone); the
   time window and weekday filter apply in local time.
-Other frequencies are not checked for missed runs.
+- ONCE: at ``once_at``; no window or weekday filter.
+Every frequency the agent supports is checked for missed runs.
 """
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+ONCE = 8010
 DAILY = 8011
 HOURLY = 8012
+WEEKLY = 8013
+MONTHLY = 8014
 PERIODIC = 8015
-CHECKED = frozenset({DAILY, HOURLY, PERIODIC})
+CHECKED = frozenset({ONCE, DAILY, HOURLY, WEEKLY, MONTHLY, PERIODIC})
 # Never enumerate more than this many runs per schedule and sweep.
 MAX_RUNS = 500
 
@@ -34,6 +42,8 @@ class ScheduleTimes:
     every_seconds: int = 0
     offset_seconds: int = 0
     window: tuple[int, int] | None = None  # minutes after local midnight, inclusive start
+    day_of_month: int = 1
+    once_at: datetime | None = None
 
     @classmethod
     def from_json(cls, schedule: dict[str, Any]) -> ScheduleTimes:
@@ -51,6 +61,8 @@ class ScheduleTimes:
             every_seconds=int(schedule.get("every_seconds", 0)),
             offset_seconds=int(schedule.get("offset_seconds", 0)),
             window=window,
+            day_of_month=int(schedule.get("day_of_month", 1) or 1),
+            once_at=_parse_time(schedule.get("once_at")),
         )
 
     def _allowed(self, local: datetime) -> bool:
@@ -66,10 +78,17 @@ class ScheduleTimes:
 
     def runs_between(self, tz: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
         """Due times t with start < t <= end, in UTC, oldest first."""
+        if self.frequency == ONCE:
+            once = self.once_at
+            return [once] if once is not None and start < once <= end else []
+        if self.frequency == WEEKLY and not self.weekdays:
+            return []  # the agent refuses such a schedule: it never runs
         if self.frequency == PERIODIC:
             candidates = self._periodic(start, end)
-        elif self.frequency in (DAILY, HOURLY):
+        elif self.frequency in (DAILY, HOURLY, WEEKLY):
             candidates = self._wall_clock(tz, start, end)
+        elif self.frequency == MONTHLY:
+            candidates = self._monthly(tz, start, end)
         else:
             return []
         out = sorted(
@@ -91,10 +110,27 @@ class ScheduleTimes:
             k += 1
         return out
 
+    def _monthly(self, tz: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
+        first = start.astimezone(tz).date().replace(day=1)
+        year, month = first.year, first.month
+        out: list[datetime] = []
+        while len(out) < MAX_RUNS:
+            day = min(max(self.day_of_month, 1), calendar.monthrange(year, month)[1])
+            when = (
+                datetime.combine(date(year, month, day), datetime.min.time())
+                .replace(hour=self.hour % 24, minute=self.minute % 60, tzinfo=tz)
+                .astimezone(UTC)
+            )
+            if when > end:
+                break
+            out.append(when)
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        return out
+
     def _wall_clock(self, tz: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
-        step = timedelta(days=1) if self.frequency == DAILY else timedelta(hours=1)
+        step = timedelta(hours=1) if self.frequency == HOURLY else timedelta(days=1)
         local = start.astimezone(tz).replace(minute=self.minute % 60, second=0, microsecond=0)
-        if self.frequency == DAILY:
+        if self.frequency != HOURLY:
             local = local.replace(hour=self.hour % 24)
         local -= step
         out: list[datetime] = []
@@ -115,3 +151,13 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name) if name else ZoneInfo("UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)

@@ -172,6 +172,8 @@ class StatusReply(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     OUTBOX_PENDING_FIELD_NUMBER: _builtins.int
     OUTBOX_REJECTED_FIELD_NUMBER: _builtins.int
+    LAST_CONTACT_FIELD_NUMBER: _builtins.int
+    NEXT_SCHEDULED_RUN_FIELD_NUMBER: _builtins.int
     logged_in: _builtins.bool
     locked: _builtins.bool
     server: _builtins.str
@@ -186,6 +188,12 @@ class StatusReply(_message.Message):
     outbox_rejected: _builtins.int
     @_builtins.property
     def running_jobs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def last_contact(self) -> _timestamp_pb2.Timestamp:
+        """When the server was last heard on the live connection; the next planned run."""
+
+    @_builtins.property
+    def next_scheduled_run(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -201,10 +209,12 @@ class StatusReply(_message.Message):
         last_error: _builtins.str = ...,
         outbox_pending: _builtins.int = ...,
         outbox_rejected: _builtins.int = ...,
+        last_contact: _timestamp_pb2.Timestamp | None = ...,
+        next_scheduled_run: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_contact", b"last_contact", "next_scheduled_run", b"next_scheduled_run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "device_id", b"device_id", "device_name", b"device_name", "last_error", b"last_error", "locked", b"locked", "logged_in", b"logged_in", "outbox_pending", b"outbox_pending", "outbox_rejected", b"outbox_rejected", "running_jobs", b"running_jobs", "server", b"server", "username", b"username", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "device_id", b"device_id", "device_name", b"device_name", "last_contact", b"last_contact", "last_error", b"last_error", "locked", b"locked", "logged_in", b"logged_in", "next_scheduled_run", b"next_scheduled_run", "outbox_pending", b"outbox_pending", "outbox_rejected", b"outbox_rejected", "running_jobs", b"running_jobs", "server", b"server", "username", b"username", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

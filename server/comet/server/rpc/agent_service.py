@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -20,6 +20,7 @@ from comet.server.rpc.connection_marks import ConnectionMarks
 from comet.server.rpc.errors import abort_with, handles_errors
 from comet.server.rpc.live import LiveConnection, LiveRegistry
 from comet.server.store.accounts import AccountStore, Principal
+from comet.server.store.availability import log_background_failure
 from comet.server.store.jobs import JobStore
 from comet.server.store.profiles import ProfileStore
 from comet.v1 import common_pb2, control_pb2, control_pb2_grpc
@@ -43,6 +44,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         instance_id: str,
         heartbeat_seconds: int,
         buckets: BucketStore,
+        on_presence: Callable[..., Awaitable[None]] | None = None,
     ) -> None:
         self._accounts = accounts
         self._profiles = profiles
@@ -53,6 +55,8 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         self._heartbeat_seconds = heartbeat_seconds
         self._buckets = buckets
         self._marks = ConnectionMarks(accounts, instance_id)
+        # Told when a device's live connection opens or closes (notifications).
+        self._on_presence = on_presence
 
     @handles_errors
     async def ListDevices(
@@ -210,6 +214,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             # Accepted only once other instances can route commands here.
             await self._marks.connected(connection.device_id)
             log.info("device %s connected", connection.device_id)
+            await self._presence(connection.device_id, online=True)
             yield control_pb2.ServerMessage(
                 accepted=control_pb2.ConnectionAccepted(
                     server_instance=self._instance_id, heartbeat_seconds=self._heartbeat_seconds
@@ -228,6 +233,15 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             with contextlib.suppress(Exception):
                 await self._marks.disconnected(connection.device_id)
             log.info("device %s disconnected", connection.device_id)
+            await self._presence(connection.device_id, online=False)
+
+    async def _presence(self, device_id: str, *, online: bool) -> None:
+        if self._on_presence is None:
+            return
+        try:
+            await self._on_presence(device_id, online=online)
+        except Exception as e:  # a notification must never break the connection
+            log_background_failure(log, f"could not queue the presence event of {device_id}", e)
 
     async def _read(
         self, messages: AsyncIterator[control_pb2.AgentMessage], connection: LiveConnection

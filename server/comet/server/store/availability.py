@@ -5,6 +5,7 @@ rpc layer and the background tasks need only to know which kind of failure it wa
 
 from __future__ import annotations
 
+import logging
 from enum import Enum
 
 import psycopg
@@ -69,3 +70,12 @@ def _classify_one(error: BaseException) -> DatabaseFailure:
 
 def is_database_unavailable(error: BaseException) -> bool:
     return classify_database_failure(error) is DatabaseFailure.UNAVAILABLE
+
+
+def log_background_failure(logger: logging.Logger, what: str, error: Exception) -> None:
+    """For background loops: one line while the database is away (the supervisor
+    says so once); a traceback for anything else, which is a bug."""
+    if is_database_unavailable(error):
+        logger.info("%s: the database is unavailable", what)
+    else:
+        logger.error("%s", what, exc_info=error)

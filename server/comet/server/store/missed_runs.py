@@ -1,6 +1,7 @@
 """Finds scheduled runs that did not happen and records them as MISSED jobs.
 
-For every enabled DAILY, HOURLY or PERIODIC schedule, each due time (see
+For every enabled schedule of any kind (ONCE, DAILY, HOURLY, WEEKLY, MONTHLY,
+PERIODIC), each due time (see
 ``comet.server.schedule_times``, in the owning device's timezone) older than the
 grace period is checked: if the device started no job for that item x vault between
 ``EARLY`` before the due time and the grace period (plus the schedule's random delay)

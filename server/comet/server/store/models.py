@@ -18,6 +18,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -134,6 +135,7 @@ class Job(Base):
         Index("ix_jobs_vault_started", "vault_id", "started_at"),
         Index("ix_jobs_started", "started_at"),
         Index("ix_jobs_status_report", "status", "last_report_at"),
+        Index("ix_jobs_last_report", "last_report_at"),
     )
 
     job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -223,3 +225,62 @@ class Bucket(Base):
     # Immutable bucket: objects cannot be overwritten, and deleted only with a grant
     # once this many seconds old (into the trash). 0 = an ordinary bucket.
     immutable_seconds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class EmailRecipient(Base):
+    """Who gets which mail: a user's address (their jobs, their summary) or, with no
+    user, an administrator's (every user's jobs by rule, the admin summary)."""
+
+    __tablename__ = "email_recipients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    address: Mapped[str] = mapped_column(Text)
+    # all | warnings | errors | none: which ended jobs are mailed.
+    job_rule: Mapped[str] = mapped_column(String(16))
+    # none | daily | weekly
+    summary: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(Text)  # sealed
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NotifyDelivery(Base):
+    """One mail or webhook call to make: the queue every instance's worker claims from
+    (``SELECT … FOR UPDATE SKIP LOCKED``), and afterwards the delivery log."""
+
+    __tablename__ = "notify_outbox"
+    __table_args__ = (
+        UniqueConstraint("kind", "target", "event_key", name="uq_notify_outbox_event"),
+        Index(
+            "ix_notify_outbox_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_notify_outbox_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # email | webhook
+    target: Mapped[str] = mapped_column(Text)  # an address, or a webhook id
+    event_key: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # pending -> sent | failed (gave up)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_response: Mapped[str] = mapped_column(Text, default="")
