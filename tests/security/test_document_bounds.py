@@ -14,14 +14,23 @@ import grpc
 import psycopg
 import pytest
 
-from comet.v1 import admin_pb2, common_pb2, control_pb2
+from comet.v1 import admin_pb2, common_pb2, control_pb2, notify_pb2
 from tests.security.conftest import Cast
 from tests.security.test_input_bounds import refused
 
 pytestmark = pytest.mark.timeout(120)
 MB = 1024 * 1024
 GARBAGE = "\u00e9" * (2 * MB)  # 4 MiB on the wire, under the transport's limit
-TABLES = ("audit_events", "policies", "jobs", "job_log", "remote_commands")
+TABLES = (
+    "audit_events",
+    "policies",
+    "jobs",
+    "job_log",
+    "remote_commands",
+    "server_settings",
+    "email_recipients",
+    "webhooks",
+)
 
 
 def counts(cast: Cast) -> dict[str, int]:
@@ -169,6 +178,57 @@ def test_hostile_dispatch_arguments_are_refused_before_anything_is_recorded(cast
             ("garbage program", dispatch(restore(program_command=GARBAGE)), "larger than 1 MiB"),
             ("long destination", dispatch(restore(destination="/" * 5000)), "longer than 4096"),
             ("NUL in a device id", dispatch(browse, "dev\x00"), "the device id must not contain"),
+        ],
+    )
+
+
+def test_hostile_notification_settings_are_refused_naming_the_field(cast: Cast) -> None:
+    md = cast.metadata["super"]
+    notify = cast.stubs.notify
+
+    def call(method: Callable[..., object], request: object) -> Callable[[], object]:
+        return lambda: method(request, metadata=md, timeout=30)
+
+    smtp = notify_pb2.SmtpSettings
+    assert_refusals(
+        cast,
+        [
+            (
+                "NUL in the SMTP host",
+                call(notify.SetSmtpSettings, smtp(host="mail\x00.example.com")),
+                "the SMTP settings.host must not contain control characters",
+            ),
+            (
+                "garbage CA bundle",
+                call(notify.SetSmtpSettings, smtp(host="mail.example.com", ca_pem=GARBAGE)),
+                "the SMTP settings is larger than 1 MiB",
+            ),
+            (
+                "escape in a recipient address",
+                call(
+                    notify.AddEmailRecipient,
+                    notify_pb2.EmailRecipient(address="a@example.com\r\nBcc: x@evil"),
+                ),
+                "the email recipient.address must not contain control characters",
+            ),
+            (
+                "NUL in a webhook URL",
+                call(notify.AddWebhook, notify_pb2.AddWebhookRequest(url="https://x/\x00")),
+                "the webhook.url must not contain a NUL character",
+            ),
+            (
+                "long webhook URL",
+                call(notify.AddWebhook, notify_pb2.AddWebhookRequest(url="https://" + "x" * 5000)),
+                "the webhook.url is longer than 4096 characters",
+            ),
+            (
+                "NUL in a recipient id",
+                call(
+                    notify.DeleteEmailRecipient,
+                    notify_pb2.DeleteEmailRecipientRequest(recipient_id="r\x00"),
+                ),
+                "recipient_id must not contain control characters",
+            ),
         ],
     )
 

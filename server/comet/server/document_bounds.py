@@ -38,14 +38,20 @@ _LABELS = frozenset(
     {
         "account_name",
         "access_key",
+        "address",  # email addresses
         "bucket",
         "emails",
+        "events",
         "host",
+        "job_rule",
         "key",  # map keys (ids)
         "language",
         "os",
         "region",
+        "security",
+        "sender",
         "snapshot_ids",
+        "summary",
         "timezone",
         "username",
     }
@@ -63,6 +69,9 @@ _LONG = frozenset(
         "secret_key",
     }
 )
+
+# Values bounded only by the document: certificate bundles.
+_BUNDLES = frozenset({"ca_pem"})
 
 
 def check(message: Message, *, what: str) -> None:
@@ -118,7 +127,7 @@ def _string(where: str, name: str, value: str) -> None:
     if name in _LABELS or name == "name" or name.endswith("_id"):
         validation.text(value, field=where, max_len=validation.NAME_MAX)
         return
-    limit = LONG_TEXT_MAX if name in _LONG else PATH_MAX
+    limit = DOCUMENT_MAX if name in _BUNDLES else LONG_TEXT_MAX if name in _LONG else PATH_MAX
     if len(value) > limit:
         raise InvalidRequestError(f"{where} is longer than {limit} characters")
     if "\0" in value:
