@@ -1,5 +1,6 @@
-"""A real comet-server process shared by a module's tests, with one credential of
-every kind: anonymous, a user session, a device token, a revoked device's token,
+"""A real comet-server process serving TLS (its self-signed certificate, pinned by
+every client) shared by a module's tests, with one credential of every kind:
+anonymous, a user session, a device token, a revoked device's token,
 SUPER/OPERATOR/AUDITOR admin sessions and a bucket credential."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import grpc
 import pytest
 
 from comet.agent.credentials import KdfParams, derive_login_secrets
+from comet.agent.transport import certificate_fingerprint
 from comet.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -87,12 +89,27 @@ class Cast:
 
 @dataclass
 class Site:
-    """A running server shared by a module's tests, its root admin's CLI, and a
-    short temp dir (unix socket paths are short) that the postgres user can reach."""
+    """A running TLS server shared by a module's tests, its root admin's CLI, and a
+    short temp dir (unix socket paths are short) that the postgres user can reach.
+    ``certificate`` is the server's self-signed PEM and ``fingerprint`` its SHA-256
+    fingerprint, which clients pin (``--trust-fingerprint``)."""
 
     root: Path
     server: ServerProcess
     admin_cli: AdminCli
+    certificate: bytes
+    fingerprint: str
+
+    @property
+    def target(self) -> str:
+        return self.server.url.removeprefix("https://").rstrip("/")
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """TLS that trusts only this server's certificate, as a pinning client does."""
+        return grpc.ssl_channel_credentials(root_certificates=self.certificate)
+
+    def channel(self) -> grpc.Channel:
+        return grpc.secure_channel(self.target, self.credentials())
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +118,18 @@ def site(postgres_cluster: PostgresCluster) -> Iterator[Site]:
     os.chmod(root, 0o755)
     data_dir = root / "server"
     data_dir.mkdir()
-    server = ServerProcess(data_dir, postgres_cluster.fresh_database(), free_port())
+    server = ServerProcess(
+        data_dir, postgres_cluster.fresh_database(), free_port(), extra_args=("--tls",)
+    )
     server.add_admin("root", PASSWORD)
     server.start()
     try:
+        assert server.url.startswith("https://"), server.url
+        certificate = (data_dir / "tls" / "server.crt").read_bytes()
+        fingerprint = certificate_fingerprint(certificate)
         admin_cli = AdminCli(root / "admin.json", server)
-        admin_cli.login("root", PASSWORD)
-        yield Site(root, server, admin_cli)
+        admin_cli.login("root", PASSWORD, extra=("--trust-fingerprint", fingerprint))
+        yield Site(root, server, admin_cli, certificate, fingerprint)
     finally:
         server.kill()
         shutil.rmtree(root, ignore_errors=True)
@@ -116,7 +138,7 @@ def site(postgres_cluster: PostgresCluster) -> Iterator[Site]:
 @pytest.fixture(scope="module")
 def cast(site: Site) -> Iterator[Cast]:
     server, admin_cli = site.server, site.admin_cli
-    channel = grpc.insecure_channel(server.url.removeprefix("http://").rstrip("/"))
+    channel = site.channel()
     try:
         for name, role in (("op", "operator"), ("aud", "auditor"), ("alice", "user")):
             admin_cli("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)

@@ -35,8 +35,13 @@ class _LiveStream:
 
 
 class ServerDouble:
-    def __init__(self, upstream: str) -> None:
-        self._upstream_target = upstream.removeprefix("http://").rstrip("/")
+    def __init__(self, upstream: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+        """``upstream`` is the real server's URL; give ``credentials`` when it serves
+        TLS (the double itself listens in plaintext on loopback)."""
+        self._upstream_target = (
+            upstream.removeprefix("http://").removeprefix("https://").rstrip("/")
+        )
+        self._credentials = credentials
         self._kinds = _kinds()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -48,7 +53,10 @@ class ServerDouble:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
 
     async def _start(self) -> str:
-        self._channel = grpc.aio.insecure_channel(self._upstream_target)
+        if self._credentials is None:
+            self._channel = grpc.aio.insecure_channel(self._upstream_target)
+        else:
+            self._channel = grpc.aio.secure_channel(self._upstream_target, self._credentials)
         self._server = grpc.aio.server()
         self._server.add_generic_rpc_handlers((_Handler(self),))
         port = self._server.add_insecure_port("127.0.0.1:0")

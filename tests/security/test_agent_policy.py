@@ -22,7 +22,6 @@ from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2, control_pb2
 from tests.fixtures.processes import (
     ALICE_PASSWORD,
     AgentProcess,
-    ServerProcess,
     wait_for,
 )
 from tests.security.conftest import Site
@@ -75,7 +74,7 @@ def device(site: Site) -> Iterator[Device]:
     Its device policy file is absent (so the defaults apply); tests that change the
     policy or the user's settings put them back."""
     site.admin_cli("user", "add", "alice", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
-    double = ServerDouble(site.server.url)
+    double = ServerDouble(site.server.url, site.credentials())
     root = site.root / "dev"
     root.mkdir()
     policy = root / "etc" / "agent.toml"
@@ -283,11 +282,13 @@ def test_the_agent_refuses_a_policy_file_others_could_have_written(
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _login(agent: AgentProcess, server: ServerProcess, name: str) -> None:
+def _login(agent: AgentProcess, site: Site, name: str) -> None:
     agent.comet(
         "login",
         "--server",
-        server.url,
+        site.server.url,
+        "--trust-fingerprint",
+        site.fingerprint,
         "--username",
         "bob",
         "--password-stdin",
@@ -311,13 +312,12 @@ def test_a_vault_command_runs_only_on_the_device_that_set_it(site: Site) -> None
     site.admin_cli("user", "add", "bob", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
     short_tmp = site.root / "bob"
     short_tmp.mkdir()
-    server = site.server
     laptop, intruder = (AgentProcess(short_tmp / n) for n in ("laptop", "intruder"))
     for agent, name in ((laptop, "laptop"), (intruder, "stolen-token")):
         agent.root.mkdir()
         agent.extra_env = {"COMET_AGENT_POLICY_FILE": str(agent.root / "none.toml")}
         agent.start()
-        _login(agent, server, name)
+        _login(agent, site, name)
     try:
         source = short_tmp / "src"
         source.mkdir()

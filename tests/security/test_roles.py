@@ -17,7 +17,7 @@ import pytest
 
 from comet.agent.credentials import KdfParams
 from comet.server.authorization import ANYONE, PERMISSIONS, RPC_ACTIONS, Caller
-from comet.v1 import admin_pb2, common_pb2, control_pb2, notify_pb2, storage_pb2
+from comet.v1 import admin_pb2, common_pb2, control_pb2, control_pb2_grpc, notify_pb2, storage_pb2
 from tests.security.conftest import Cast, Metadata, bearer, login
 
 pytestmark = pytest.mark.timeout(120)
@@ -317,6 +317,18 @@ def expected_allowed(rpc: str, who: str) -> bool:
         return True
     caller = CALLERS[who]
     return caller is not None and caller in allowed
+
+
+def test_the_matrix_runs_over_tls_only(cast: Cast) -> None:
+    """The server under test speaks TLS with the pinned certificate: a plaintext
+    client gets no reply at all, so every call in the matrix crossed TLS."""
+    assert cast.server.url.startswith("https://")
+    target = cast.server.url.removeprefix("https://").rstrip("/")
+    with grpc.insecure_channel(target) as plaintext:
+        stub = control_pb2_grpc.AuthServiceStub(plaintext)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.PreLogin(control_pb2.PreLoginRequest(username="alice"), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_the_role_matrix(cast: Cast) -> None:

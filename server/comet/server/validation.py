@@ -66,6 +66,18 @@ def truncate(value: str, max_len: int) -> str:
     return value[: max_len - 1] + "…"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean(value: str, max_len: int, *, lines: bool = False) -> str:
+    """For free text kept rather than refused (log lines, audit rows): cut to
+    ``max_len``, with NUL and other control characters (but line breaks and tabs
+    where ``lines``) replaced by U+FFFD."""
+    pattern = _CONTROL_BUT_LINES if lines else _CONTROL
+    return pattern.sub("\ufffd", truncate(value, max_len))
+
+
 def _refused(ch: str) -> bool:
     # Cc: C0/C1 controls incl. NUL; Cs: lone surrogates; Cn: unassigned.
     return unicodedata.category(ch) in ("Cc", "Cs", "Cn")

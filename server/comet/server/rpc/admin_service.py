@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from comet.server import authorization
+from comet.server import authorization, document_bounds, validation
 from comet.server.buckets.dispatch_grant import attach_delete_grant
 from comet.server.buckets.errors import ObjectProtectedError
 from comet.server.buckets.store import BucketRecord, BucketStore
@@ -185,6 +185,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     @handles_errors
     async def PutPolicy(self, request: common_pb2.Policy, context: Ctx) -> common_pb2.Policy:
         admin = await self._auth.admin(context)
+        document_bounds.check(request, what="the policy")
         policy = await self._policies.put(convert.policy_from_proto(request))
         action = "policy.edit" if request.policy_id else "policy.create"
         await self._accounts.audit(
@@ -210,6 +211,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.DeletePolicyRequest, context: Ctx
     ) -> admin_pb2.DeletePolicyReply:
         admin = await self._auth.admin(context)
+        validation.text(request.policy_id, field="the policy id", max_len=validation.NAME_MAX)
         policy = await self._policies.delete(request.policy_id)
         await self._accounts.audit(
             admin.username,
@@ -225,6 +227,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.AssignPolicyRequest, context: Ctx
     ) -> admin_pb2.AssignPolicyReply:
         admin = await self._auth.admin(context)
+        validation.username(request.username)
+        validation.text(request.policy_id, field="the policy id", max_len=validation.NAME_MAX)
         await self._policies.assign(request.username, request.policy_id or None)
         await self._accounts.audit(
             admin.username,
@@ -286,6 +290,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         admin = await self._auth.admin(context)
         if not request.HasField("command") or request.command.WhichOneof("action") is None:
             raise InvalidRequestError("a dispatch needs a command")
+        validation.device_id(request.device_id)
+        document_bounds.check(request.command, what="the command")
         action = request.command.WhichOneof("action") or ""
         source = peer_address(context)
         details = command_facts.details_of(request.command)

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from comet.server import document_bounds
 from comet.server.buckets.store import BucketStore
 from comet.server.errors import InvalidRequestError, NotFoundError
 from comet.server.rpc import convert
@@ -83,6 +84,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
     ) -> common_pb2.Profile:
         principal = await self._auth.device(context)
         assert principal.device_id is not None
+        document_bounds.check(request.profile, what="the profile")
         for vault in request.profile.vaults:
             if vault.WhichOneof("settings") == "comet":
                 vault.comet.bucket_key = ""  # each device's own: never stored
@@ -114,6 +116,7 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
     ) -> control_pb2.JobReportAck:
         principal = await self._auth.device(context)
         assert principal.device_id is not None
+        request = document_bounds.job_report(request)
         last = await self._jobs.report(
             user_id=principal.user_id,
             device_id=principal.device_id,  # from the credential, never from the message

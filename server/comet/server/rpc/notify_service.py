@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from comet.server import document_bounds
 from comet.server.errors import InvalidRequestError
 from comet.server.notify.outbox import Delivery, NewDelivery, Outbox
 from comet.server.notify.settings import NotifySettings, Recipient, SmtpSettings, WebhookRecord
@@ -89,6 +90,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
         self, request: notify_pb2.SmtpSettings, context: Ctx
     ) -> notify_pb2.SmtpSettings:
         admin = await self._auth.admin(context)
+        document_bounds.check(request, what="the SMTP settings")
         password = request.password
         if not password and request.has_password:
             current = await self._settings.smtp()  # keep the stored one
@@ -119,6 +121,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
         self, request: notify_pb2.SendTestEmailRequest, context: Ctx
     ) -> notify_pb2.Delivery:
         admin = await self._auth.admin(context)
+        document_bounds.check(request, what="the test email")
         if await self._settings.smtp() is None:
             raise InvalidRequestError("no SMTP server is set: comet-admin notify smtp set …")
         key = f"test:{uuid.uuid4()}"
@@ -144,6 +147,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
         self, request: notify_pb2.EmailRecipient, context: Ctx
     ) -> notify_pb2.EmailRecipient:
         admin = await self._auth.admin(context)
+        document_bounds.check(request, what="the email recipient")
         recipient = await self._settings.add_recipient(
             username=request.username,
             address=request.address,
@@ -166,6 +170,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
         self, request: notify_pb2.DeleteEmailRecipientRequest, context: Ctx
     ) -> notify_pb2.DeleteEmailRecipientReply:
         admin = await self._auth.admin(context)
+        document_bounds.check(request, what="the request")
         await self._settings.delete_recipient(request.recipient_id)
         await self._audit(context, admin.username, "notify.recipient_delete", request.recipient_id)
         return notify_pb2.DeleteEmailRecipientReply()
@@ -175,6 +180,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
         self, request: notify_pb2.AddWebhookRequest, context: Ctx
     ) -> notify_pb2.AddWebhookReply:
         admin = await self._auth.admin(context)
+        document_bounds.check(request, what="the webhook")
         record, secret = await self._settings.add_webhook(request.url, list(request.events))
         await self._audit(context, admin.username, "webhook.add", record.webhook_id)
         return notify_pb2.AddWebhookReply(webhook=_webhook(record), secret=secret)
@@ -193,6 +199,7 @@ class NotificationService(notify_pb2_grpc.NotificationServiceServicer):
         self, request: notify_pb2.DeleteWebhookRequest, context: Ctx
     ) -> notify_pb2.DeleteWebhookReply:
         admin = await self._auth.admin(context)
+        document_bounds.check(request, what="the request")
         await self._settings.delete_webhook(request.webhook_id)
         await self._audit(context, admin.username, "webhook.delete", request.webhook_id)
         return notify_pb2.DeleteWebhookReply()

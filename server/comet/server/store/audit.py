@@ -38,8 +38,9 @@ class AuditLog:
         success: bool = True,
         details: str = "",
     ) -> None:
-        """Records one event, its fields cut to their bounds."""
-        cut = validation.truncate
+        """Records one event, its fields cut to their bounds and cleaned of NUL and
+        other control characters (line breaks kept in the details)."""
+        cut = validation.clean
         async with self._autocommit.connect() as conn:
             await conn.execute(
                 insert(AuditEvent).values(
@@ -49,7 +50,7 @@ class AuditLog:
                     target=cut(target, AUDIT_FIELD_MAX),
                     source_address=cut(source, AUDIT_FIELD_MAX),
                     success=success,
-                    details=cut(details, AUDIT_DETAILS_MAX),
+                    details=cut(details, AUDIT_DETAILS_MAX, lines=True),
                 )
             )
 
