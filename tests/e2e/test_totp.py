@@ -6,6 +6,7 @@ computed here from the secret the enrolment shows, as an authenticator app would
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,18 @@ def now_code(secret: str, *, ahead: int = 0) -> str:
     # A code used once is spent: the next login takes the next step's code (within
     # the server's allowed drift), as a person waiting for a fresh code would.
     return code_at(secret, datetime.now(UTC) + timedelta(seconds=30 * ahead))
+
+
+def step_now() -> int:
+    return int(time.time()) // 30
+
+
+def code_after(secret: str, used_step: int) -> str:
+    """A code for a step after ``used_step`` that the server accepts now (one step of
+    drift ahead at most): waits, like a person, for the clock to reach it."""
+    while step_now() + 1 <= used_step:
+        time.sleep(0.5)
+    return now_code(secret, ahead=1)
 
 
 def user_row(admin: AdminCli, name: str) -> dict[str, Any]:
@@ -63,13 +76,15 @@ def test_a_user_enrols_logs_in_with_a_code_and_disables_it_from_the_cli(
     alice.comet("disconnect")
     refused = login(alice, server, check=False)
     assert refused.returncode != 0 and "two-factor" in refused.stderr
+    login_step = step_now() + 1
     login(alice, server, "--totp", now_code(secret, ahead=1))
     assert alice.status()["logged_in"]
     assert user_row(admin, "alice")["devices"] == 1
 
     bad = alice.comet("totp", "disable", "--code-stdin", stdin="12345\n", check=False)
     assert bad.returncode != 0 and "6 digits" in bad.stderr
-    alice.comet("totp", "disable", "--code-stdin", stdin=now_code(secret) + "\n")
+    # The login's code is spent (no replay): disabling takes a later one.
+    alice.comet("totp", "disable", "--code-stdin", stdin=code_after(secret, login_step) + "\n")
     assert user_row(admin, "alice")["totp_enabled"] is False
 
 

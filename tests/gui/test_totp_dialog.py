@@ -4,7 +4,7 @@ again. No device is registered along the way."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pytestqt.qtbot import QtBot
@@ -50,7 +50,8 @@ def test_account_dialog_turns_two_factor_on_and_off(
     row = alice_row(admin)
     assert row["totp_enabled"] is True and row["devices"] == 1
 
-    dialog.code.setText(code_at(secret, datetime.now(UTC)))
+    # The code that turned it on is spent (no replay): the next step's code turns it off.
+    dialog.code.setText(code_at(secret, datetime.now(UTC) + timedelta(seconds=30)))
     qtbot.mouseClick(dialog.turn_off, LEFT)
     qtbot.waitUntil(lambda: "is off" in dialog.message.text(), timeout=SLOW)
     assert alice_row(admin)["totp_enabled"] is False
