@@ -373,9 +373,9 @@ def test_admin_retention_waits_for_the_protection_and_the_trash_undeletes(
     assert snapshot_ids() == {second["snapshot_id"]}
     [bucket] = [b for b in admin("bucket", "list", "--json").json() if b["user"] == "alice"]
     assert bucket["trash_objects"] >= 1
-    # The trash is no object a device can see or name; verify says the remaining
-    # snapshot's objects are past their protection now.
-    assert "are no longer protected" in _verify_clean(alice, "short")
+    # The trash is no object a device can see or name; the retention re-protected
+    # what the remaining snapshot still needs (its objects had passed their protection).
+    assert "are protected (until" in _verify_clean(alice, "short")
 
     restored = admin("bucket", "undelete", bucket["bucket_id"], "--all", "--json").json()
     assert f"snapshots/{first['snapshot_id']}" in restored["restored"]
