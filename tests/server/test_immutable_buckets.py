@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
+from comet.server.buckets.retention_window import window_end
 from comet.server.store.accounts import Role
 from comet.v1 import admin_pb2, common_pb2, control_pb2, storage_pb2, storage_pb2_grpc
 from tests.server.conftest import FakeClock, RpcServer, auth_key, expect_error
@@ -349,3 +350,15 @@ async def test_deleting_a_user_says_which_immutable_buckets_it_had_to_keep(
     [event] = [e for e in audit.events if e.action == "user.delete"]
     assert event.details.startswith("deleted 1 bucket(s)"), event.details
     assert f"kept 1 immutable bucket(s) still under protection: {kept.bucket_id}" in event.details
+
+
+def test_a_retention_window_may_run_past_midnight() -> None:
+    late = {"retention_window": {"start_minute": 23 * 60, "minutes": 120}}  # 23:00-01:00
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    closes = day + timedelta(days=1, hours=1)
+    assert window_end(late, day + timedelta(hours=23, minutes=30)) == closes
+    assert window_end(late, day + timedelta(days=1, minutes=59)) == closes
+    assert window_end(late, day + timedelta(days=1, hours=1)) is None
+    assert window_end(late, day + timedelta(hours=22, minutes=59)) is None
+    assert window_end({}, day) is None
+    assert window_end({"retention_window": {"start_minute": 0}}, day) is None
