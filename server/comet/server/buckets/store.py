@@ -465,8 +465,8 @@ class BucketStore:
         if not grant:
             raise ImmutableObjectError(
                 f"{key!r} is in an immutable vault: this device's credential cannot delete it;"
-                " deletes need a grant (retention started by an administrator, or by the user"
-                " re-entering their password)"
+                " deletes need a grant (retention started by an administrator, by the user"
+                " re-entering their password, or scheduled in the policy's retention window)"
             )
         secret = await self._credential_secret()
         device = bucket.device_id or "*"
