@@ -12,6 +12,7 @@ once the protection has ended, into the server's trash, from which an admin rest
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import sqlite3
@@ -37,7 +38,7 @@ from comet.server.buckets.errors import ImmutableObjectError
 from comet.server.buckets.files import BucketFiles
 from comet.v1 import common_pb2, control_pb2, control_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tests.fixtures.moto import ACCESS_KEY, SECRET_KEY
-from tests.fixtures.processes import AdminCli, AgentProcess, ServerProcess
+from tests.fixtures.processes import AdminCli, AgentProcess, ServerProcess, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -373,9 +374,9 @@ def test_admin_retention_waits_for_the_protection_and_the_trash_undeletes(
     assert snapshot_ids() == {second["snapshot_id"]}
     [bucket] = [b for b in admin("bucket", "list", "--json").json() if b["user"] == "alice"]
     assert bucket["trash_objects"] >= 1
-    # The trash is no object a device can see or name; verify says the remaining
-    # snapshot's objects are past their protection now.
-    assert "are no longer protected" in _verify_clean(alice, "short")
+    # The trash is no object a device can see or name; the retention re-protected
+    # what the remaining snapshot still needs (its objects had passed their protection).
+    assert "are protected (until" in _verify_clean(alice, "short")
 
     restored = admin("bucket", "undelete", bucket["bucket_id"], "--all", "--json").json()
     assert f"snapshots/{first['snapshot_id']}" in restored["restored"]
@@ -454,3 +455,51 @@ def test_retention_extends_the_object_lock_of_what_snapshots_still_need(
         plain = f"plain-{uuid.uuid4().hex[:12]}"
         moto_client.create_bucket(Bucket=plain)
         S3Storage(dataclasses.replace(config, bucket=plain)).check_object_lock()
+
+
+def test_scheduled_retention_deletes_only_inside_the_policys_retention_window(
+    alice: AgentProcess, admin: AdminCli, short_tmp: Path
+) -> None:
+    protection = 6
+    source = _source(short_tmp)
+    alice.comet(
+        "vault", "add", "short", "--type", "comet", "--immutable-seconds", str(protection),
+        "--keep-last", "1",
+    )  # fmt: skip
+    alice.comet("item", "add", "docs", "--type", "files", "--include", str(source))
+    alice.comet("schedule", "add", "--item", "docs", "--vault", "short", "--every", "2")
+
+    def snapshots() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = alice.comet("snapshots", "--vault", "short", "--json").json()
+        return sorted(rows, key=lambda s: str(s["time"]))
+
+    def grants(success: bool) -> list[dict[str, Any]]:
+        rows = admin("audit", "--action", "bucket.delete_grant", "--json").json()
+        return [r for r in rows if r["success"] is success and "scheduled" in r["details"]]
+
+    first = wait_for(snapshots, timeout=30, what="a first scheduled backup")[0]["snapshot_id"]
+    # Without a retention window in the policy, the schedule's retention gets no grant:
+    # past the protection, the first snapshot is still there.
+    wait_for(lambda: grants(False), timeout=30, what="a refused scheduled grant")
+    time.sleep(protection + 2)
+    wait_for(lambda: len(grants(False)) >= 2, timeout=30, what="another refused grant")
+    assert first in {s["snapshot_id"] for s in snapshots()}
+    assert not grants(True)
+
+    # An administrator's policy opens a window around now: the next scheduled retention
+    # removes what the rules say (keep the last one), into the server's trash.
+    opened = datetime.now(UTC) - timedelta(minutes=30)
+    window = {"start_minute": opened.hour * 60 + opened.minute, "minutes": 120}
+    policy_file = short_tmp / "policy.json"
+    policy_file.write_text(json.dumps({"name": "prune", "retention_window": window}))
+    policy = admin("policy", "create", "prune", "--file", str(policy_file), "--json").json()
+    admin("policy", "assign", "alice", policy["policy_id"])
+    wait_for(
+        lambda: first not in {s["snapshot_id"] for s in snapshots()},
+        timeout=40,
+        what="the scheduled retention to delete the first snapshot",
+    )
+    assert grants(True)
+    [bucket] = [b for b in admin("bucket", "list", "--json").json() if b["user"] == "alice"]
+    assert bucket["trash_objects"] >= 1
+    alice.comet("schedule", "list")  # the agent is still fine

@@ -146,6 +146,9 @@ CALLS: dict[str, Call] = {
     "StorageService/List": lambda c, w, md: _drain(
         c.stubs.storage.List(storage_pb2.ListObjectsRequest(), metadata=md, timeout=10)
     ),
+    "StorageService/ExtendProtection": lambda c, w, md: c.stubs.storage.ExtendProtection(
+        storage_pb2.ExtendProtectionRequest(key="matrix"), metadata=md, timeout=10
+    ),
     "AdminService/AddUser": lambda c, w, md: c.stubs.admin.AddUser(
         _new_user(), metadata=md, timeout=10
     ),

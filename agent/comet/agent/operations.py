@@ -262,14 +262,19 @@ class Operations:
         remove_all_locks: bool = False,
         delete_grant: str = "",
         password: str = "",
+        scheduled: bool = False,
     ) -> JobRecord:
+        """``scheduled``: a retention the schedule started, which gets an immutable
+        server vault's delete grant from the policy's retention window."""
         login = self._login()
         profile = await self.profile.fetch()
         vault = self._vault(profile, vault_ref)
-        if password and isinstance(vault.settings, CometSettings) and vault.immutable_seconds:
-            delete_grant = await self.profile.request_delete_grant(
-                vault.settings.bucket_id, password
-            )
+        settings = vault.settings
+        if isinstance(settings, CometSettings) and vault.immutable_seconds:
+            if password:
+                delete_grant = await self.profile.request_delete_grant(settings.bucket_id, password)
+            elif scheduled and not delete_grant:
+                delete_grant = await self.profile.request_scheduled_delete_grant(settings.bucket_id)
         base = (vault, login.wrap_key, self.key_dir)
         work: VaultJob
         if classification is Classification.RETENTION:

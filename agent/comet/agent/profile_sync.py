@@ -161,6 +161,22 @@ class ProfileSync:
             await channel.close()
         return reply.grant
 
+    async def request_scheduled_delete_grant(self, bucket_id: str) -> str:
+        """A delete grant for a scheduled retention of an immutable bucket: the server
+        gives one only inside the retention window of the account's policy."""
+        channel, stub, metadata = self._stub()
+        try:
+            reply = await stub.RequestDeleteGrant(
+                control_pb2.DeleteGrantRequest(bucket_id=bucket_id, scheduled=True),
+                metadata=metadata,
+                timeout=30,
+            )
+        except grpc.aio.AioRpcError as e:
+            raise ProfileError(f"cannot get a delete grant: {rpc_error_message(e)}") from e
+        finally:
+            await channel.close()
+        return reply.grant
+
     async def create_bucket(
         self, *, quota_bytes: int = 0, immutable_seconds: int = 0
     ) -> tuple[str, str]:

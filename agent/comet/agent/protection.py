@@ -3,12 +3,14 @@
 ``report`` asks the backend (S3 Object Lock retain-until dates, or the Comet
 Server's protected-until for its buckets) about every object the vault's snapshots
 need: config, keys, indexes, snapshots and the packs the index names. ``extend``
-moves the S3 lock of those still in use later before it runs out (as Kopia does), so
-a long-lived snapshot stays protected however old its packs are.
+moves the protection of those still in use later before it runs out (the S3 lock, as
+Kopia does, or the server bucket's protected-until), so a long-lived snapshot stays
+protected however old its packs are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -72,16 +74,22 @@ def report(repo: Repository, now: datetime) -> ProtectionReport | None:
     return ProtectionReport(len(keys), earliest, unprotected)
 
 
-def extend(repo: Repository, seconds: int, now: datetime) -> int:
+def extend(
+    repo: Repository, seconds: int, now: datetime, *, forgotten: Iterable[bytes] = ()
+) -> int:
     """Give every needed object whose lock ends within half the protection period a
     full period again; returns how many were extended (0 for backends without locks
-    a client may extend)."""
+    a client may extend). The snapshots retention just ``forgotten`` (still there
+    when their protection kept them) are not needed: they must be left to expire."""
     backend = _backend(repo.storage)
     if not seconds or not isinstance(backend, ExtendableStorage):
         return 0
     soon = now + timedelta(seconds=seconds / 2)
+    gone = {f"snapshots/{snapshot_id.hex()}" for snapshot_id in forgotten}
     extended = 0
     for key in needed_keys(repo):
+        if key in gone:
+            continue
         until = backend.protected_until(key)
         if until is None or until < soon:
             backend.extend_protection(key, now + timedelta(seconds=seconds))

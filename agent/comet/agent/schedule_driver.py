@@ -157,7 +157,9 @@ class ScheduleDriver:
             return
         self._last_retention[trigger.vault_id] = now
         try:
-            await self._ops.start_vault_job(Classification.RETENTION, trigger.vault_id)
+            await self._ops.start_vault_job(
+                Classification.RETENTION, trigger.vault_id, scheduled=True
+            )
         except AgentError as e:
             log.warning("automatic retention pass could not start: %s", e)
 

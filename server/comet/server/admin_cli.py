@@ -168,15 +168,22 @@ def cmd_user_list(args: argparse.Namespace) -> None:
 
 def cmd_user_delete(args: argparse.Namespace) -> None:
     admin = Admin(load_session())
-    admin.stub.DeleteUser(
+    reply = admin.stub.DeleteUser(
         admin_pb2.DeleteUserRequest(username=args.name, keep_data=args.keep_data),
         metadata=admin.metadata,
         timeout=120,
     )
+    kept = list(reply.kept_bucket_ids)
     if args.keep_data:
         print(
             f"user {args.name!r} deleted; their buckets were kept"
             f" (comet-admin bucket list --user {args.name})"
+        )
+    elif kept:
+        print(
+            f"user {args.name!r} deleted with their buckets, except {len(kept)} immutable"
+            f" bucket(s) still under protection, kept until it ends ({', '.join(kept)};"
+            f" comet-admin bucket list --user {args.name})"
         )
     else:
         print(f"user {args.name!r} deleted with their buckets")

@@ -151,6 +151,7 @@ RPC_ACTIONS: dict[str, Action] = {
     "StorageService/Stat": Action.OBJECT_READ,
     "StorageService/Delete": Action.OBJECT_WRITE,
     "StorageService/List": Action.OBJECT_READ,
+    "StorageService/ExtendProtection": Action.OBJECT_WRITE,
     "AdminService/AddUser": Action.USER_ADD,
     "AdminService/ListUsers": Action.USER_LIST,
     "AdminService/DeleteUser": Action.USER_DELETE,

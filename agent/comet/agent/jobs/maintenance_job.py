@@ -136,9 +136,11 @@ class RetentionJob(VaultJob):
             cancel=handle.cancel,
         )
         _report_forget(handle, result)
-        extended = protection.extend(repo, self.vault.immutable_seconds, datetime.now(UTC))
+        extended = protection.extend(
+            repo, self.vault.immutable_seconds, datetime.now(UTC), forgotten=result.forgotten
+        )
         if extended:
-            handle.info(f"extended the Object Lock of {extended} objects still in use")
+            handle.info(f"extended the protection of {extended} objects still in use")
         return JobOutcome(Status.SUCCESS)
 
 

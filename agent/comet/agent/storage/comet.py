@@ -163,6 +163,20 @@ class CometStorage:
             return None
         return reply.protected_until.ToDatetime(tzinfo=UTC)
 
+    def extend_protection(self, key: str, until: datetime) -> None:
+        """Ask the server to protect the object a whole protection period from now
+        (the server decides the date: a device can lengthen a protection, never
+        shorten it)."""
+        check_key(key)
+        try:
+            self._stub.ExtendProtection(
+                storage_pb2.ExtendProtectionRequest(key=key),
+                metadata=self._metadata,
+                timeout=self._timeout(),
+            )
+        except grpc.RpcError as e:
+            raise _storage_error(e, "protect", key) from e
+
     def delete(self, key: str) -> None:
         check_key(key)
         try:

@@ -227,12 +227,21 @@ Global___DeleteUserRequest: _TypeAlias = DeleteUserRequest  # noqa: Y015
 class DeleteUserReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    KEPT_BUCKET_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kept_bucket_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Buckets not deleted: all of them with keep_data, else the immutable ones whose
+        objects are still protected (kept without an owner; bucket list --user shows them).
+        """
+
     def __init__(
         self,
+        *,
+        kept_bucket_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept_bucket_ids", b"kept_bucket_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1004,6 +1004,7 @@ class Policy(_message.Message):
     STORAGE_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
     MAX_BUCKETS_FIELD_NUMBER: _builtins.int
     FORCE_IMMUTABLE_DAYS_FIELD_NUMBER: _builtins.int
+    RETENTION_WINDOW_FIELD_NUMBER: _builtins.int
     policy_id: _builtins.str
     name: _builtins.str
     enforce_retention: _builtins.bool
@@ -1031,6 +1032,13 @@ class Policy(_message.Message):
     def default_retention(self) -> Global___RetentionPolicy: ...
     @_builtins.property
     def flags(self) -> Global___PolicyFlags: ...
+    @_builtins.property
+    def retention_window(self) -> Global___RetentionWindow:
+        """Scheduled retention of immutable "Comet Server" vaults: inside this daily window a
+        device of the policy's users gets a delete grant for its own buckets without a
+        password (minutes = 0: no window; retention then needs an admin or the password).
+        """
+
     def __init__(
         self,
         *,
@@ -1047,14 +1055,41 @@ class Policy(_message.Message):
         storage_quota_bytes: _builtins.int = ...,
         max_buckets: _builtins.int = ...,
         force_immutable_days: _builtins.int = ...,
+        retention_window: Global___RetentionWindow | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["default_retention", b"default_retention", "flags", b"flags"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["default_retention", b"default_retention", "flags", b"flags", "retention_window", b"retention_window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_items", b"default_items", "default_retention", b"default_retention", "default_schedules", b"default_schedules", "enforce_retention", b"enforce_retention", "exclusions", b"exclusions", "flags", b"flags", "force_immutable_days", b"force_immutable_days", "is_default", b"is_default", "max_buckets", b"max_buckets", "name", b"name", "policy_id", b"policy_id", "storage_quota_bytes", b"storage_quota_bytes", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_items", b"default_items", "default_retention", b"default_retention", "default_schedules", b"default_schedules", "enforce_retention", b"enforce_retention", "exclusions", b"exclusions", "flags", b"flags", "force_immutable_days", b"force_immutable_days", "is_default", b"is_default", "max_buckets", b"max_buckets", "name", b"name", "policy_id", b"policy_id", "retention_window", b"retention_window", "storage_quota_bytes", b"storage_quota_bytes", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Policy: _TypeAlias = Policy  # noqa: Y015
+
+@_typing.final
+class RetentionWindow(_message.Message):
+    """A daily window, in UTC: from start_minute after midnight for minutes (it may run
+    past midnight).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_MINUTE_FIELD_NUMBER: _builtins.int
+    MINUTES_FIELD_NUMBER: _builtins.int
+    start_minute: _builtins.int
+    minutes: _builtins.int
+    def __init__(
+        self,
+        *,
+        start_minute: _builtins.int = ...,
+        minutes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["minutes", b"minutes", "start_minute", b"start_minute"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetentionWindow: _TypeAlias = RetentionWindow  # noqa: Y015
 
 @_typing.final
 class Profile(_message.Message):

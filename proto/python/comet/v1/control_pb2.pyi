@@ -1315,18 +1315,24 @@ class DeleteGrantRequest(_message.Message):
 
     BUCKET_ID_FIELD_NUMBER: _builtins.int
     AUTH_KEY_FIELD_NUMBER: _builtins.int
+    SCHEDULED_FIELD_NUMBER: _builtins.int
     bucket_id: _builtins.str
     auth_key: _builtins.bytes
     """The user's login auth key, derived from the password just re-entered."""
+    scheduled: _builtins.bool
+    """A scheduled retention asks without a password (auth_key empty): granted only
+    inside the retention window of the account's policy, and only until it closes.
+    """
     def __init__(
         self,
         *,
         bucket_id: _builtins.str = ...,
         auth_key: _builtins.bytes = ...,
+        scheduled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_key", b"auth_key", "bucket_id", b"bucket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_key", b"auth_key", "bucket_id", b"bucket_id", "scheduled", b"scheduled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

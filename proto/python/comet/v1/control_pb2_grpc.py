@@ -488,7 +488,8 @@ class AgentServiceServicer:
 
     def RequestDeleteGrant(self, request, context):
         """A short-lived grant to delete objects of an immutable bucket (retention/prune),
-        given only after the user proves their password again. Objects still within
+        given only after the user proves their password again, or (scheduled) inside the
+        retention window of the account's policy. Objects still within
         their protection period stay undeletable; deleted ones go to the server's trash.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

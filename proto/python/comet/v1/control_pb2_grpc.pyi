@@ -156,7 +156,8 @@ class AgentServiceStub:
     """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
     RequestDeleteGrant: _grpc.UnaryUnaryMultiCallable[_control_pb2.DeleteGrantRequest, _control_pb2.DeleteGrant]
     """A short-lived grant to delete objects of an immutable bucket (retention/prune),
-    given only after the user proves their password again. Objects still within
+    given only after the user proves their password again, or (scheduled) inside the
+    retention window of the account's policy. Objects still within
     their protection period stay undeletable; deleted ones go to the server's trash.
     """
     ReportDeviceEvent: _grpc.UnaryUnaryMultiCallable[_control_pb2.DeviceEvent, _control_pb2.DeviceEventAck]
@@ -184,7 +185,8 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """Creates a "Comet Server" Storage Vault bucket owned by the caller's account."""
     RequestDeleteGrant: _aio.UnaryUnaryMultiCallable[_control_pb2.DeleteGrantRequest, _control_pb2.DeleteGrant]  # type: ignore[assignment]
     """A short-lived grant to delete objects of an immutable bucket (retention/prune),
-    given only after the user proves their password again. Objects still within
+    given only after the user proves their password again, or (scheduled) inside the
+    retention window of the account's policy. Objects still within
     their protection period stay undeletable; deleted ones go to the server's trash.
     """
     ReportDeviceEvent: _aio.UnaryUnaryMultiCallable[_control_pb2.DeviceEvent, _control_pb2.DeviceEventAck]  # type: ignore[assignment]
@@ -249,7 +251,8 @@ class AgentServiceServicer:
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.DeleteGrant, _abc.Awaitable[_control_pb2.DeleteGrant]]:
         """A short-lived grant to delete objects of an immutable bucket (retention/prune),
-        given only after the user proves their password again. Objects still within
+        given only after the user proves their password again, or (scheduled) inside the
+        retention window of the account's policy. Objects still within
         their protection period stay undeletable; deleted ones go to the server's trash.
         """
 

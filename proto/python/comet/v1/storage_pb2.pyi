@@ -197,6 +197,25 @@ class DeleteObjectReply(_message.Message):
 Global___DeleteObjectReply: _TypeAlias = DeleteObjectReply  # noqa: Y015
 
 @_typing.final
+class ExtendProtectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExtendProtectionRequest: _TypeAlias = ExtendProtectionRequest  # noqa: Y015
+
+@_typing.final
 class ListObjectsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -59,6 +59,11 @@ class StorageServiceStub:
                 request_serializer=comet_dot_v1_dot_storage__pb2.ListObjectsRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_storage__pb2.ObjectStat.FromString,
                 _registered_method=True)
+        self.ExtendProtection = channel.unary_unary(
+                '/comet.v1.StorageService/ExtendProtection',
+                request_serializer=comet_dot_v1_dot_storage__pb2.ExtendProtectionRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_storage__pb2.ObjectStat.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -94,6 +99,15 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExtendProtection(self, request, context):
+        """Immutable buckets: protect an object snapshots still need for a whole protection
+        period from now (never shortens; no grant needed). Retention calls it for what is
+        still in use, so an old pack a live snapshot needs never becomes deletable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -120,6 +134,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
             'List': grpc.unary_stream_rpc_method_handler(
                     servicer.List,
                     request_deserializer=comet_dot_v1_dot_storage__pb2.ListObjectsRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_storage__pb2.ObjectStat.SerializeToString,
+            ),
+            'ExtendProtection': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExtendProtection,
+                    request_deserializer=comet_dot_v1_dot_storage__pb2.ExtendProtectionRequest.FromString,
                     response_serializer=comet_dot_v1_dot_storage__pb2.ObjectStat.SerializeToString,
             ),
     }
@@ -257,6 +276,33 @@ class StorageService:
             target,
             '/comet.v1.StorageService/List',
             comet_dot_v1_dot_storage__pb2.ListObjectsRequest.SerializeToString,
+            comet_dot_v1_dot_storage__pb2.ObjectStat.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtendProtection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.StorageService/ExtendProtection',
+            comet_dot_v1_dot_storage__pb2.ExtendProtectionRequest.SerializeToString,
             comet_dot_v1_dot_storage__pb2.ObjectStat.FromString,
             options,
             channel_credentials,

@@ -39,6 +39,11 @@ class StorageServiceStub:
     Stat: _grpc.UnaryUnaryMultiCallable[_storage_pb2.StatObjectRequest, _storage_pb2.ObjectStat]
     Delete: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteObjectRequest, _storage_pb2.DeleteObjectReply]
     List: _grpc.UnaryStreamMultiCallable[_storage_pb2.ListObjectsRequest, _storage_pb2.ObjectStat]
+    ExtendProtection: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ExtendProtectionRequest, _storage_pb2.ObjectStat]
+    """Immutable buckets: protect an object snapshots still need for a whole protection
+    period from now (never shortens; no grant needed). Retention calls it for what is
+    still in use, so an old pack a live snapshot needs never becomes deletable.
+    """
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -48,6 +53,11 @@ class StorageServiceAsyncStub(StorageServiceStub):
     Stat: _aio.UnaryUnaryMultiCallable[_storage_pb2.StatObjectRequest, _storage_pb2.ObjectStat]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteObjectRequest, _storage_pb2.DeleteObjectReply]  # type: ignore[assignment]
     List: _aio.UnaryStreamMultiCallable[_storage_pb2.ListObjectsRequest, _storage_pb2.ObjectStat]  # type: ignore[assignment]
+    ExtendProtection: _aio.UnaryUnaryMultiCallable[_storage_pb2.ExtendProtectionRequest, _storage_pb2.ObjectStat]  # type: ignore[assignment]
+    """Immutable buckets: protect an object snapshots still need for a whole protection
+    period from now (never shortens; no grant needed). Retention calls it for what is
+    still in use, so an old pack a live snapshot needs never becomes deletable.
+    """
 
 class StorageServiceServicer:
     def Put(
@@ -79,5 +89,15 @@ class StorageServiceServicer:
         request: _storage_pb2.ListObjectsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_storage_pb2.ObjectStat], _abc.AsyncIterator[_storage_pb2.ObjectStat]]: ...
+
+    def ExtendProtection(
+        self,
+        request: _storage_pb2.ExtendProtectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.ObjectStat, _abc.Awaitable[_storage_pb2.ObjectStat]]:
+        """Immutable buckets: protect an object snapshots still need for a whole protection
+        period from now (never shortens; no grant needed). Retention calls it for what is
+        still in use, so an old pack a live snapshot needs never becomes deletable.
+        """
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,7 +5,8 @@ is HMAC-SHA256 (base64url) of those fields under the same secret as bucket
 credentials (with a distinct label, so a credential is never a grant). It opens
 deletes in one bucket, for one device's credential, until it expires; nothing is
 stored, so every instance checks it alone. The server hands one out only to a
-SUPER admin, or to a device whose user has just re-entered their password.
+SUPER admin, to a device whose user has just re-entered their password, or to a
+device's scheduled retention inside its policy's retention window (ending with it).
 """
 
 from __future__ import annotations

@@ -25,13 +25,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from comet.server.buckets import credentials, grants, trash
+from comet.server.buckets import credentials, grants, retention_window, trash
 from comet.server.buckets.errors import (
     BucketAuthError,
     BucketLimitError,
     BucketStorageError,
     DeleteGrantError,
     ImmutableObjectError,
+    ObjectNotFoundError,
     ObjectProtectedError,
     QuotaExceededError,
     SizeMismatchError,
@@ -39,7 +40,7 @@ from comet.server.buckets.errors import (
 from comet.server.buckets.files import BucketFiles, ObjectEntry, ObjectReader, range_length
 from comet.server.buckets.keys import check_key, check_prefix
 from comet.server.clock import Clock
-from comet.server.errors import NotFoundError
+from comet.server.errors import InvalidRequestError, NotFoundError
 from comet.server.secret_box import SecretBox
 from comet.server.store.models import Bucket, Device, ServerSetting, User
 from comet.server.store.policies import PolicyRecord, effective_policy
@@ -464,8 +465,8 @@ class BucketStore:
         if not grant:
             raise ImmutableObjectError(
                 f"{key!r} is in an immutable vault: this device's credential cannot delete it;"
-                " deletes need a grant (retention started by an administrator, or by the user"
-                " re-entering their password)"
+                " deletes need a grant (retention started by an administrator, by the user"
+                " re-entering their password, or scheduled in the policy's retention window)"
             )
         secret = await self._credential_secret()
         device = bucket.device_id or "*"
@@ -485,6 +486,23 @@ class BucketStore:
         )
         return None if written is None else written + timedelta(seconds=bucket.immutable_seconds)
 
+    async def extend_protection(self, bucket: BucketRecord, key: str) -> datetime | None:
+        """Protect an object still in use for a whole protection period from now (it
+        never shortens a protection); returns until when, None in an ordinary bucket.
+        Under the bucket's row lock, so a granted delete of the same object waits and
+        then sees the new date."""
+        check_key(key)
+        if not bucket.immutable_seconds or trash.is_mutable(key):
+            await self.stat(bucket, key)
+            return None
+        async with self._sessions() as s, s.begin():
+            await self._locked(s, bucket)
+            now = self._clock.now()
+            found = await asyncio.to_thread(trash.restamp, self.files, bucket.bucket_id, key, now)
+        if not found:
+            raise ObjectNotFoundError(f"object {key!r} does not exist")
+        return await self.protected_until(bucket, key)
+
     async def issue_grant(self, bucket_id: str, *, device_id: str = "*") -> grants.Grant:
         """A delete grant for ``bucket_id`` (for one device, or ``*`` for any device of
         its account); the caller checked who may have it."""
@@ -492,6 +510,34 @@ class BucketStore:
         return grants.issue(
             await self._credential_secret(), bucket_id, device_id, self._clock.now()
         )
+
+    async def issue_scheduled_grant(
+        self, bucket_id: str, *, user_id: str, device_id: str
+    ) -> tuple[grants.Grant, str]:
+        """A delete grant for a scheduled retention of the user's immutable bucket,
+        inside the retention window of the user's policy and ending with it; returns
+        the grant and the policy's name."""
+        record = await self._row(bucket_id)
+        if record.user_id != user_id:
+            raise NotFoundError(f"your account has no bucket {bucket_id!r}")
+        if not record.immutable_seconds:
+            raise InvalidRequestError(f"bucket {bucket_id} is not immutable: deletes need no grant")
+        async with self._sessions() as s:
+            user = await s.get(User, user_id)
+            if user is None:
+                raise NotFoundError("the account no longer exists")
+            policy = await effective_policy(s, user)
+        now = self._clock.now()
+        closes = retention_window.window_end(policy.body, now) if policy else None
+        if policy is None or closes is None:
+            raise DeleteGrantError(
+                "scheduled retention of an immutable vault may delete only inside the"
+                " retention window of your account's policy, and it has none open now; run"
+                " retention with your password, or ask an administrator"
+            )
+        seconds = min(grants.GRANT_SECONDS, int((closes - now).total_seconds()))
+        grant = grants.issue(await self._credential_secret(), bucket_id, device_id, now, seconds)
+        return grant, policy.name
 
     async def _row(self, bucket_id: str) -> BucketRecord:
         try:

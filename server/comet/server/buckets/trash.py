@@ -86,6 +86,23 @@ def object_written_at(files: BucketFiles, bucket_id: str, key: str) -> datetime 
         raise BucketStorageError(f"cannot stat {key!r}: {e.strerror or e}") from e
 
 
+def restamp(files: BucketFiles, bucket_id: str, key: str, written: datetime) -> bool:
+    """Date the object as written at ``written`` when that is later than it is now, so
+    its protection (which runs from that date) lasts longer; never earlier. False when
+    there is no such object."""
+    path = files.bucket_dir(bucket_id).joinpath(*check_key(key).split("/"))
+    stamp = written.timestamp()
+    try:
+        st = path.stat()
+        if stamp > st.st_mtime:
+            os.utime(path, (st.st_atime, stamp))
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+            return False
+        raise BucketStorageError(f"cannot protect {key!r}: {e.strerror or e}") from e
+    return True
+
+
 def move_to_trash(files: BucketFiles, bucket_id: str, key: str, now: datetime) -> int:
     """Move the object into the trash; returns its size (0 when there was none)."""
     root = files.bucket_dir(bucket_id)

@@ -111,12 +111,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         await self._accounts.delete_user(request.username)
         for device in devices:
             await self._router.close_everywhere(device.device_id)
-        freed = await self._delete_buckets([] if request.keep_data else bucket_ids)
-        details = (
-            f"kept {len(bucket_ids)} bucket(s)"
-            if request.keep_data
-            else f"deleted {len(bucket_ids)} bucket(s), {freed} bytes"
-        )
+        freed, kept = await self._delete_buckets([] if request.keep_data else bucket_ids)
+        if request.keep_data:
+            details = f"kept {len(bucket_ids)} bucket(s)"
+        else:
+            details = f"deleted {len(bucket_ids) - len(kept)} bucket(s), {freed} bytes"
+            if kept:
+                details += (
+                    f"; kept {len(kept)} immutable bucket(s) still under protection:"
+                    f" {', '.join(kept)}"
+                )
         await self._accounts.audit(
             admin.username,
             "user.delete",
@@ -124,7 +128,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             source=peer_address(context),
             details=details,
         )
-        return admin_pb2.DeleteUserReply()
+        return admin_pb2.DeleteUserReply(kept_bucket_ids=bucket_ids if request.keep_data else kept)
 
     @handles_errors
     async def ResetUserTotp(
@@ -407,16 +411,19 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         user_id = await self._accounts.user_id(username)
         return await self._buckets.orphan_buckets(user_id, username)
 
-    async def _delete_buckets(self, bucket_ids: list[str]) -> int:
+    async def _delete_buckets(self, bucket_ids: list[str]) -> tuple[int, list[str]]:
+        """Delete the buckets; returns the bytes freed and the ids of those kept
+        because they are immutable and still protected (listed as the user's former)."""
         freed = 0
+        kept: list[str] = []
         for bucket_id in bucket_ids:
             try:
                 freed += await self._bucket_store().delete_bucket(bucket_id)
             except NotFoundError:
                 continue  # deleted meanwhile
             except ObjectProtectedError:
-                continue  # immutable and still protected: kept, listed as the user's former
-        return freed
+                kept.append(bucket_id)
+        return freed, kept
 
     @handles_errors
     async def ListBuckets(

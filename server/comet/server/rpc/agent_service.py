@@ -12,8 +12,9 @@ from typing import Any
 import grpc
 
 from comet.server import document_bounds
+from comet.server.buckets import grants
 from comet.server.buckets.store import BucketStore
-from comet.server.errors import InvalidRequestError, NotFoundError
+from comet.server.errors import InvalidRequestError, NotFoundError, ServerError
 from comet.server.rpc import convert
 from comet.server.rpc.audited import audited_profile_put
 from comet.server.rpc.auth_context import Authenticator, peer_address
@@ -179,6 +180,29 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
             immutable_seconds=bucket.record.immutable_seconds,
         )
 
+    async def _scheduled_grant(
+        self, bucket_id: str, principal: Principal, source: str
+    ) -> grants.Grant:
+        """A grant for a scheduled retention, inside the policy's retention window;
+        audited whether given or refused."""
+        assert principal.device_id is not None
+        try:
+            grant, policy_name = await self._buckets.issue_scheduled_grant(
+                bucket_id, user_id=principal.user_id, device_id=principal.device_id
+            )
+        except ServerError as e:
+            await self._accounts.audit(
+                principal.username, "bucket.delete_grant", bucket_id, source=source,
+                success=False, details=f"device {principal.device_id}, scheduled: {e.message}",
+            )  # fmt: skip
+            raise
+        await self._accounts.audit(
+            principal.username, "bucket.delete_grant", bucket_id, source=source,
+            details=f"device {principal.device_id}, scheduled retention in the window of"
+            f" policy {policy_name!r}, until {grant.expires_at.isoformat(timespec='seconds')}",
+        )  # fmt: skip
+        return grant
+
     @handles_errors
     async def RequestDeleteGrant(
         self, request: control_pb2.DeleteGrantRequest, context: Ctx
@@ -186,6 +210,11 @@ class AgentService(control_pb2_grpc.AgentServiceServicer):
         principal = await self._auth.device(context)
         assert principal.device_id is not None
         source = peer_address(context)
+        if request.scheduled and not request.auth_key:
+            grant = await self._scheduled_grant(request.bucket_id, principal, source)
+            return control_pb2.DeleteGrant(
+                grant=grant.token, expires_at=convert.timestamp(grant.expires_at)
+            )
         owned = await self._buckets.list_buckets(user_id=principal.user_id)
         if request.bucket_id not in {b.bucket_id for b in owned}:
             raise NotFoundError(f"your account has no bucket {request.bucket_id!r}")

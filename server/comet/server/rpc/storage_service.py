@@ -121,6 +121,18 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
         return reply
 
     @handles_errors
+    async def ExtendProtection(
+        self, request: storage_pb2.ExtendProtectionRequest, context: Ctx
+    ) -> storage_pb2.ObjectStat:
+        bucket = await self._bucket(context)
+        until = await self._buckets.extend_protection(bucket, request.key)
+        entry = await self._buckets.stat(bucket, request.key)
+        reply = storage_pb2.ObjectStat(key=entry.key, size=entry.size)
+        if until is not None:
+            reply.protected_until.FromDatetime(until)
+        return reply
+
+    @handles_errors
     async def Delete(
         self, request: storage_pb2.DeleteObjectRequest, context: Ctx
     ) -> storage_pb2.DeleteObjectReply:
