@@ -3,17 +3,19 @@ fetched with the same batched, pack-ordered reads as a directory restore.
 
 The consumption order is known before the first byte is read (the engine plans the
 whole walk first). It is cut into windows of about ``window`` bytes; inside a window
-every pack is read once, its blobs in offset order with adjacent ones coalesced into
-one ranged read (``Repository.read_pack_blobs``), on the ``PackPrefetcher`` worker
-thread. A blob that arrives before it is needed waits in memory; a blob used again
-later (the same content in two files) is kept for its next use while less than
-``keep`` bytes are kept, and otherwise read again when needed.
+every pack is read once (with its blobs needed within the next window, so a pack
+that straddles two windows is read once too), its blobs in offset order with adjacent
+ones coalesced into one ranged read (``Repository.read_pack_blobs``), on the
+``PackPrefetcher`` worker thread. A blob that arrives before it is needed waits in
+memory; a blob used again later (the same content in two files) is kept for its next
+use while less than ``keep`` bytes are kept, and otherwise read again when needed.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from itertools import islice
 
 from comet.agent.errors import BlobNotFoundError, IntegrityError
 from comet.agent.repository.format import BlobType
@@ -37,23 +39,34 @@ def plan_work(
     planned: set[bytes] = set()
     size = 0
 
-    def close_window() -> None:
+    def close_window(following: int) -> None:
+        # A pack whose blobs straddle the window's end (a file's chunks alternate
+        # between the packs being filled at backup time) would be read again in the
+        # next window: its blobs needed within one more window come along now.
+        ahead = 0
+        for blob_id, loc in islice(needs, following, None):
+            if ahead >= window:
+                break
+            ahead += loc.raw_length
+            if loc.pack_id in group and blob_id not in planned:
+                planned.add(blob_id)
+                group[loc.pack_id].append((blob_id, loc))
         for pack_id, blobs in group.items():  # packs in order of first use
             for blob_id, _ in blobs:
                 where[blob_id] = len(work)
             work.append((pack_id, blobs))
         group.clear()
 
-    for blob_id, loc in needs:
+    for index, (blob_id, loc) in enumerate(needs):
         if blob_id in planned:
             continue
         planned.add(blob_id)
         group[loc.pack_id].append((blob_id, loc))
         size += loc.raw_length
         if size >= window:
-            close_window()
+            close_window(index + 1)
             size = 0
-    close_window()
+    close_window(len(needs))
     return work, where
 
 
