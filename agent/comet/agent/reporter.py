@@ -17,6 +17,13 @@ class JobWarning:
 
     path: str
     message: str
+    # False for a path that is not one of the user's files (a program item's stored
+    # output name): such a line reaches the server whole even when file names must not.
+    names_user_file: bool = True
+
+    @property
+    def about_file(self) -> bool:
+        return bool(self.path) and self.names_user_file
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message

@@ -53,8 +53,12 @@ class Agent:
         self.state = AgentState(config.state_dir)
         self.jobs = JobStore(config.state_dir / "agent.db")
         self.runner = JobRunner(self.jobs, self._identity)
-        self.outbox = Outbox(self.jobs, self.state)
         self.profile = ProfileSync(self.state)
+        self.outbox = Outbox(
+            self.jobs,
+            self.state,
+            hide_file_names=lambda: not self.profile.cached().settings.allow_admin_view_files,
+        )
         self.totp = TotpLink(self.state)
         self.ops = Operations(
             self.state, self.jobs, self.runner, self.profile, config.state_dir / "keys"

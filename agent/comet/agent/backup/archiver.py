@@ -168,8 +168,8 @@ class Archiver:
         self.bytes_read = 0
         self.blobs = 0
 
-    def warn(self, path: str, message: str) -> None:
-        warning = JobWarning(path, message)
+    def warn(self, path: str, message: str, *, names_user_file: bool = True) -> None:
+        warning = JobWarning(path, message, names_user_file)
         self.warnings.append(warning)
         self._reporter.warning(warning)
 
@@ -230,7 +230,9 @@ class Archiver:
                 f"program {source.command!r} exited with status {status}{detail}"
             )
         if message:
-            self.warn(name, f"the program wrote to stderr: {message[-1000:]}")
+            self.warn(
+                name, f"the program wrote to stderr: {message[-1000:]}", names_user_file=False
+            )
         now = self._repo.now_ns()
         self.files = 1
         self.total_bytes = size

@@ -118,7 +118,7 @@ class _Reporter:
         self._handle.job.counters.uploaded_bytes += count
 
     def warning(self, warning: JobWarning) -> None:
-        self._handle.warning(str(warning))
+        self._handle.warning(str(warning), about_file=warning.about_file)
 
 
 HOOK_TIMEOUT = 3600.0

@@ -205,6 +205,7 @@ class VerifyJob(VaultJob):
                 f"snapshot {affected.snapshot_id.hex()} (item {affected.item_id}) is damaged "
                 f"at: {', '.join(affected.paths[:50])}"
                 + (f" and {len(affected.paths) - 50} more" if len(affected.paths) > 50 else ""),
+                about_file=True,
             )
         if not result.ok:
             raise VerifyFailedError(

@@ -17,12 +17,13 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 
 from comet.agent.backoff import Backoff
 from comet.agent.convert import job_to_proto, log_to_proto
+from comet.agent.jobs.record import JobRecord, LogEntry
 from comet.agent.jobs.store import JobStore
 from comet.agent.state import AgentState
 from comet.agent.transport import aio_channel, rpc_error_message
@@ -66,6 +67,30 @@ def refusal_kind(code: grpc.StatusCode) -> Refusal:
     return Refusal.PERMANENT
 
 
+HIDDEN_FILE_LINE = (
+    "a line about one of the user's files or folders; its name is hidden because the "
+    "user does not allow administrators to view their files (the device's own job log "
+    "has the whole line)"
+)
+
+
+def as_shipped(job: JobRecord, hide_file_names: bool) -> JobRecord:
+    """The record the server gets: without the file being worked on when the user does
+    not allow administrators to view their files."""
+    if not hide_file_names or not job.progress.current_path:
+        return job
+    return replace(job, progress=replace(job.progress, current_path=""))
+
+
+def line_as_shipped(entry: LogEntry, hide_file_names: bool) -> LogEntry:
+    """The log line the server gets: a line naming a file keeps its time and severity
+    but not its text when the user does not allow administrators to view their files.
+    The whole line stays in the device's own store."""
+    if not hide_file_names or not entry.about_file:
+        return entry
+    return replace(entry, message=HIDDEN_FILE_LINE)
+
+
 @dataclass
 class _Deferred:
     attempts: int
@@ -81,8 +106,10 @@ class Outbox:
         interval: float = 1.0,
         backoff: Backoff = OUTBOX_BACKOFF,
         monotonic: Callable[[], float] = time.monotonic,
+        hide_file_names: Callable[[], bool] = lambda: False,
     ) -> None:
         self._store = store
+        self._hide_file_names = hide_file_names
         self._state = state
         self._interval = interval
         self._backoff = backoff
@@ -141,6 +168,7 @@ class Outbox:
                 pending = self._store.dirty(skip=waiting)
                 if not pending:
                     break
+                hide = self._hide_file_names()
                 for job, sent_seq in pending:
                     if job.device_id != login.device_id:
                         # Recorded under an earlier login of this machine: it belongs
@@ -152,8 +180,8 @@ class Outbox:
                     try:
                         await stub.ReportJob(
                             control_pb2.JobReport(
-                                job=job_to_proto(job),
-                                log=[log_to_proto(e) for e in entries],
+                                job=job_to_proto(as_shipped(job, hide)),
+                                log=[log_to_proto(line_as_shipped(e, hide)) for e in entries],
                                 final=bool(job.ended_ns) and not job.status.running,
                             ),
                             metadata=metadata,

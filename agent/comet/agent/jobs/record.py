@@ -50,3 +50,6 @@ class LogEntry:
     time_ns: int
     severity: Severity
     message: str
+    # The line names a file or folder of the user's: when the user does not allow
+    # administrators to view their files, the server gets a line without the name.
+    about_file: bool = False

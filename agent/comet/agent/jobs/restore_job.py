@@ -102,7 +102,7 @@ class _Reporter:
         self._handle.update(bytes_done=self._bytes)
 
     def warning(self, warning: JobWarning) -> None:
-        self._handle.warning(str(warning))
+        self._handle.warning(str(warning), about_file=warning.about_file)
 
     def dropped(self, path: RestorePath, message: str) -> None:
         """Privileged metadata the target left out: a warning in the job log."""

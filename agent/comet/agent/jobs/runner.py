@@ -60,10 +60,10 @@ class JobHandle:
         self._last_progress = 0.0
         self.warnings = 0
 
-    def log(self, severity: Severity, message: str) -> None:
+    def log(self, severity: Severity, message: str, *, about_file: bool = False) -> None:
         with self._lock:
             self._seq += 1
-            entry = LogEntry(self._seq, time.time_ns(), severity, message)
+            entry = LogEntry(self._seq, time.time_ns(), severity, message, about_file)
             if severity is Severity.WARNING:
                 self.warnings += 1
         self._runner._store.append_log(self.job.job_id, [entry])
@@ -72,8 +72,8 @@ class JobHandle:
     def info(self, message: str) -> None:
         self.log(Severity.INFO, message)
 
-    def warning(self, message: str) -> None:
-        self.log(Severity.WARNING, message)
+    def warning(self, message: str, *, about_file: bool = False) -> None:
+        self.log(Severity.WARNING, message, about_file=about_file)
 
     def update(self, *, force: bool = False, **progress: int | str) -> None:
         """Record progress (``bytes_done``, ``items_done``, ``current_path``…), storing

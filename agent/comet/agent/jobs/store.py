@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS job_log (
     time_ns INTEGER NOT NULL,
     severity INTEGER NOT NULL,
     message TEXT NOT NULL,
+    about_file INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, seq)
 );
 """
@@ -76,6 +77,9 @@ class JobStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "rejected" not in columns:  # a store written by an older agent
             self._db.execute("ALTER TABLE jobs ADD COLUMN rejected TEXT NOT NULL DEFAULT ''")
+        log_columns = {row[1] for row in self._db.execute("PRAGMA table_info(job_log)")}
+        if "about_file" not in log_columns:
+            self._db.execute("ALTER TABLE job_log ADD COLUMN about_file INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -108,9 +112,12 @@ class JobStore:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR IGNORE INTO job_log (job_id, seq, time_ns, severity, message) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(job_id, e.seq, e.time_ns, int(e.severity), e.message) for e in entries],
+                "INSERT OR IGNORE INTO job_log "
+                "(job_id, seq, time_ns, severity, message, about_file) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (job_id, e.seq, e.time_ns, int(e.severity), e.message, int(e.about_file))
+                    for e in entries
+                ],
             )
             # New lines are a new state of the job: worth offering even after a refusal.
             self._db.execute("UPDATE jobs SET dirty = 1, rejected = '' WHERE job_id = ?", (job_id,))
@@ -126,11 +133,11 @@ class JobStore:
     def log(self, job_id: str, *, after_seq: int = 0) -> list[LogEntry]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, time_ns, severity, message FROM job_log "
+                "SELECT seq, time_ns, severity, message, about_file FROM job_log "
                 "WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, after_seq),
             ).fetchall()
-        return [LogEntry(r[0], r[1], Severity(r[2]), r[3]) for r in rows]
+        return [LogEntry(r[0], r[1], Severity(r[2]), r[3], bool(r[4])) for r in rows]
 
     def query(self, q: JobQuery) -> list[JobRecord]:
         where, args = ["started_ns >= ?"], [q.since_ns]
