@@ -17,7 +17,7 @@ from starlette.requests import Request
 from comet.server import authorization
 from comet.server.authorization import Action, Caller
 from comet.server.clock import Clock
-from comet.server.errors import AuthenticationError, PermissionDeniedError
+from comet.server.errors import AuthenticationError, PermissionDeniedError, ServerError
 from comet.server.rpc.client_address import ClientAddresses
 from comet.server.store.accounts import AccountStore, Principal
 from comet.server.store.api_keys import ApiKeyStore, is_api_key
@@ -101,6 +101,13 @@ class Access:
         """The visitor, once the table allows ``action`` (and, for a state-changing
         request with a cookie, its CSRF token checks out). A known caller refused
         for its role is audited, as on gRPC."""
+        if Caller.ANONYMOUS in authorization.PERMISSIONS[action]:
+            # Open to anyone (sign-in, the OpenAPI document): a bad credential is
+            # ignored, as the gRPC guard ignores it for PreLogin/Login.
+            try:
+                return await self.visitor(request)
+            except ServerError:
+                return Visitor(None, Caller.ANONYMOUS, self.source(request))
         visitor = await self.visitor(request)
         if visitor.principal is None:
             authorization.require(Caller.ANONYMOUS, action)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from comet.agent.credentials import KdfParams, derive_login_secrets
+from comet.server import validation
 from comet.server.administration import Administration
 from comet.server.buckets.store import BucketRecord, BucketStore
 from comet.server.errors import InvalidRequestError, NotFoundError
@@ -239,6 +240,7 @@ class Console:
         source: str,
     ) -> UserRecord:
         _check_new_password(password)
+        validation.username(username)  # before the costly derivation
         kdf = KdfParams.new()
         return await self.admin.add_user(
             admin, username, kdf, await login_secret(password, kdf),
@@ -256,6 +258,7 @@ class Console:
         source: str,
     ) -> int:
         _check_new_password(password)
+        await self.accounts.user_id(username)  # NotFound before the costly derivation
         kdf = KdfParams.new()
         reset = await self.admin.reset_password(
             admin, username, kdf, await login_secret(password, kdf),

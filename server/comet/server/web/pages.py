@@ -105,6 +105,8 @@ class Pages:
         from comet.server.web.errors import http_status
 
         status = http_status(error)
+        if status == 401 and v is not None and v.principal is not None:
+            status = 403  # signed in, but this page needs another kind of account
         if status == 401:
             return RedirectResponse(
                 "/signin?next=" + quote(request.url.path) + "&err=" + quote(error.message),
