@@ -53,8 +53,9 @@ class Web:
 
     async def api_key(self, name: str, role: Role) -> str:
         owner = await self.stores.accounts.authenticate_session(
-            (await self.stores.accounts.login(name, auth_key(), source="t", admin_session=True))
-            .session_token,
+            (
+                await self.stores.accounts.login(name, auth_key(), source="t", admin_session=True)
+            ).session_token,
             admin=True,
         )
         created = await self.stores.api_keys.create(owner, name="test", role=role)

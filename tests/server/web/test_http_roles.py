@@ -2,7 +2,8 @@
 caller (nobody, a device token, a user's console session, SUPER/OPERATOR/AUDITOR API
 keys, a revoked key), allowed or refused exactly as ``authorization.HTTP_ACTIONS``
 and ``PERMISSIONS`` say, with a JSON error carrying a stable code. Runs the console
-app in-process on a real PostgreSQL (tests/server/web/conftest.py)."""
+app in-process on a real PostgreSQL (conftest.py beside this file); modelled on
+tests/security/test_roles.py, the gRPC matrix."""
 
 from __future__ import annotations
 
@@ -14,14 +15,8 @@ import pytest
 from comet.server.authorization import ANYONE, HTTP_ACTIONS, PERMISSIONS, Caller
 from comet.server.store.accounts import Role
 from comet.server.web.api import PREFIX
-from tests.server.conftest import (  # noqa: F401  (fixtures)
-    auth_key,
-    clock,
-    engine,
-    secret_box,
-    stores,
-)
-from tests.server.web.conftest import Web, csrf_of, web  # noqa: F401
+from tests.server.conftest import auth_key
+from tests.server.web.conftest import Web, csrf_of
 
 pytestmark = pytest.mark.timeout(120)
 
