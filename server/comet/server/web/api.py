@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from comet.server.errors import InvalidRequestError
 from comet.server.store.accounts import Principal, Role
 from comet.server.web.access import Visitor
-from comet.server.web.console import Console, job_query, parse_role
+from comet.server.web.console import PAGE_SIZE, Console, job_query, parse_role
 from comet.server.web.json_view import jsonable
 from comet.server.web.routes import Route
 
@@ -113,9 +113,15 @@ class Api:
         return _ok(await self._c.server())
 
     async def users(self, request: Request, v: Visitor) -> Response:
-        """Users, 50 a page; ``q`` searches the username, ``page`` picks the page."""
+        """Users, ``per_page`` (default 50, at most 500) a page; ``q`` searches the
+        username, ``page`` picks the page."""
+        per_page = request.query_params.get("per_page", "")
         return _ok(
-            await self._c.users(search=request.query_params.get("q", ""), page=_page(request))
+            await self._c.users(
+                search=request.query_params.get("q", ""),
+                page=_page(request),
+                per_page=int(per_page) if per_page.isdigit() else PAGE_SIZE,
+            )
         )
 
     async def add_user(self, request: Request, v: Visitor) -> Response:

@@ -40,6 +40,7 @@ from comet.server.store.profiles import ProfileStore
 from comet.v1 import control_pb2
 
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 T = TypeVar("T")
 ROLE_NAMES = {
     "user": Role.USER,
@@ -71,6 +72,7 @@ class Page(Generic[T]):
 
 
 def paginate(items: list[T], page: int, size: int = PAGE_SIZE) -> Page[T]:
+    size = min(max(size, 1), MAX_PAGE_SIZE)
     pages = max(1, -(-len(items) // size))
     page = min(max(1, page), pages)
     return Page(items[(page - 1) * size : page * size], page, pages, len(items))
@@ -155,12 +157,14 @@ class Console:
             instances=await self._overview.instances(self._instance_id),
         )
 
-    async def users(self, *, search: str = "", page: int = 1) -> Page[UserRecord]:
+    async def users(
+        self, *, search: str = "", page: int = 1, per_page: int = PAGE_SIZE
+    ) -> Page[UserRecord]:
         users = await self.accounts.list_users()
         if search:
             needle = search.lower()
             users = [u for u in users if needle in u.username.lower()]
-        return paginate(users, page)
+        return paginate(users, page, per_page)
 
     async def user(self, username: str) -> UserDetail:
         users = {u.username: u for u in await self.accounts.list_users()}
