@@ -10,7 +10,7 @@ requests made with one need none."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from starlette.requests import Request
 
@@ -66,6 +66,9 @@ class Access:
         self._clock = clock
         self.idle = idle
         self._addresses = addresses
+
+    def now(self) -> datetime:
+        return self._clock.now()
 
     def source(self, request: Request) -> str:
         peer = request.client.host if request.client else ""

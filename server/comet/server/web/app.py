@@ -101,8 +101,11 @@ def _endpoint(route: Route, access: Access, pages: Pages, secure: bool) -> Starl
             visitor = await access.authorize(request, action, route=route.key)
             response = await route.handler(request, visitor)
         except ServerError as e:
+            if not route.api and visitor is None:
+                visitor = await _signed_in(access, request)  # for the page's header
             response = error_response(e) if route.api else pages.error_page(request, visitor, e)
-            if e.code in ("unauthenticated", "unknown_credential") and not route.api:
+            signed_out = visitor is None or visitor.principal is None
+            if signed_out and e.code in ("unauthenticated", "unknown_credential") and not route.api:
                 response.delete_cookie(SESSION_COOKIE)
         if visitor is not None and visitor.renew_cookie:
             response.set_cookie(
@@ -112,6 +115,13 @@ def _endpoint(route: Route, access: Access, pages: Pages, secure: bool) -> Starl
         return response
 
     return StarletteRoute(route.path, endpoint, methods=[route.method])
+
+
+async def _signed_in(access: Access, request: Request) -> Visitor | None:
+    try:
+        return await access.visitor(request)
+    except ServerError:
+        return None
 
 
 def build_app(console: Console, access: Access, options: WebOptions) -> Starlette:

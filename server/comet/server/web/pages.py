@@ -160,18 +160,13 @@ class Pages:
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            self._access.codec.seal(result.session_token, self._now()),
+            self._access.codec.seal(result.session_token, self._access.now()),
             httponly=True,
             secure=self._secure,
             samesite="strict",
         )
         response.delete_cookie(SIGNIN_COOKIE)
         return response
-
-    def _now(self) -> Any:
-        from datetime import UTC, datetime
-
-        return datetime.now(UTC)
 
     async def signout(self, request: Request, v: Visitor) -> Response:
         await self._c.accounts.revoke_session(v.session_token)
