@@ -245,12 +245,14 @@ HTTP_ACTIONS: dict[str, Action] = {
     "POST /devices/{device_id}/revoke": Action.DEVICE_REVOKE,
     "GET /jobs": Action.JOB_READ,
     "GET /jobs/{job_id}": Action.JOB_READ,
+    "GET /jobs/{job_id}/events": Action.JOB_READ,  # live progress (Server-Sent Events)
     "GET /audit": Action.AUDIT_READ,
     "GET /api-keys": Action.API_KEY_MANAGE_OWN,
     "POST /api-keys": Action.API_KEY_MANAGE_OWN,
     "POST /api-keys/{key_id}/revoke": Action.API_KEY_MANAGE_OWN,
     "GET /portal": Action.PORTAL_READ_OWN,
     "GET /portal/jobs/{job_id}": Action.PORTAL_READ_OWN,
+    "GET /portal/jobs/{job_id}/events": Action.PORTAL_READ_OWN,
     "POST /portal/devices/{device_id}/backup": Action.PORTAL_BACKUP_OWN,
 }
 

@@ -86,5 +86,5 @@ async def web(stores: Stores, clock: FakeClock) -> AsyncIterator[Web]:
         stores.accounts, stores.api_keys, CookieCodec(b"k" * 32), clock,
         idle=timedelta(minutes=30), addresses=ClientAddresses(),
     )  # fmt: skip
-    app = build_app(console, access, WebOptions())
+    app = build_app(console, access, WebOptions(live_every=0.05))
     yield Web(stores, clock, httpx.ASGITransport(app=app))

@@ -4,8 +4,13 @@ idle timeout, role refusals, and the customer portal's isolation."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
+
 from comet.server import totp
 from comet.server.store.accounts import Role
+from comet.server.store.jobs import JobClassification, JobProgress, JobRecord, JobStatus
 from tests.server.conftest import auth_key
 from tests.server.web.conftest import CSRF_RE, Web, csrf_of
 
@@ -114,4 +119,54 @@ async def test_roles_on_pages_and_the_customer_portal(web: Web) -> None:
     no_csrf = await alice.post(f"/api/v1/me/devices/{bob_device}/backup")
     assert no_csrf.status_code == 403 and "CSRF" in no_csrf.json()["error"]["message"]
     for client in (operator, alice):
+        await client.aclose()
+
+
+async def test_live_job_progress_over_server_sent_events(web: Web) -> None:
+    await web.add_user("op", Role.OPERATOR)
+    await web.add_user("alice")
+    alice_id = await web.stores.accounts.user_id("alice")
+    device = (
+        await web.stores.accounts.login("alice", auth_key(), source="t", admin_session=False)
+    ).device_id
+    running = JobRecord(
+        job_id="live-1", classification=JobClassification.BACKUP, status=JobStatus.RUNNING,
+        started_at=web.clock.now(), progress=JobProgress(counter=1, bytes_done=10, bytes_total=40),
+    )  # fmt: skip
+    await web.stores.jobs.report(user_id=alice_id, device_id=device, job=running, log=[])
+    operator = await web.signed_in("op")
+    page = await operator.get("/jobs/live-1")
+    assert 'data-job-events="/jobs/live-1/events"' in page.text
+
+    async def finish() -> None:
+        await asyncio.sleep(0.3)
+        progressed = dataclasses.replace(
+            running, progress=JobProgress(counter=2, bytes_done=30, bytes_total=40)
+        )
+        await web.stores.jobs.report(user_id=alice_id, device_id=device, job=progressed, log=[])
+        await web.stores.jobs.flush_progress()
+        await asyncio.sleep(0.3)
+        done = dataclasses.replace(progressed, status=JobStatus.SUCCESS, ended_at=web.clock.now())
+        await web.stores.jobs.report(
+            user_id=alice_id, device_id=device, job=done, log=[], final=True
+        )
+
+    finishing = asyncio.create_task(finish())
+    stream = await operator.get("/jobs/live-1/events")
+    await finishing
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    events = [
+        (block.split("\n")[0].removeprefix("event: "), block.split("\n")[1].removeprefix("data: "))
+        for block in stream.text.strip().split("\n\n")
+    ]
+    jobs = [json.loads(data) for name, data in events if name == "job"]
+    assert [j["progress"]["bytes_done"] for j in jobs][:2] == [10, 30]
+    assert jobs[-1]["status"] == "SUCCESS" and events[-1][0] == "end"
+    # The portal streams only the user's own jobs.
+    alice = await web.signed_in("alice")
+    assert (await alice.get("/portal/jobs/live-1/events")).status_code == 200
+    await web.add_user("bob")
+    bob = await web.signed_in("bob")
+    assert (await bob.get("/portal/jobs/live-1/events")).status_code == 404
+    for client in (operator, alice, bob):
         await client.aclose()

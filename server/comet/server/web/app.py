@@ -50,6 +50,8 @@ class WebOptions:
     secure_cookies: bool = False
     idle_timeout: timedelta = timedelta(minutes=30)
     version: str = "0.1.0"
+    # How often live job progress (Server-Sent Events) looks at the job.
+    live_every: float = 1.0
 
 
 class SecurityHeaders:
@@ -126,7 +128,9 @@ async def _signed_in(access: Access, request: Request) -> Visitor | None:
 
 def build_app(console: Console, access: Access, options: WebOptions) -> Starlette:
     env = templates()
-    pages = Pages(console, access, env, secure=options.secure_cookies)
+    pages = Pages(
+        console, access, env, secure=options.secure_cookies, live_every=options.live_every
+    )
     api = Api(console, access.source)
     table = api.routes() + pages.routes()
     spec = openapi.document(table, version=options.version)

@@ -8,6 +8,7 @@ account's own KDF, exactly as a device or ``comet-admin`` does before sending it
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -213,6 +214,21 @@ class Console:
 
     async def job(self, job_id: str, *, user_id: str = "") -> tuple[JobRecord, list[LogLine]]:
         return await self._jobs.log(job_id, user_id=user_id)
+
+    async def job_updates(
+        self, job_id: str, *, user_id: str = "", every: float = 1.0
+    ) -> AsyncIterator[JobRecord]:
+        """The job each time its status, counters or progress change, until it ends
+        (live progress: devices report it, the server writes it every second)."""
+        last: JobRecord | None = None
+        while True:
+            job, _ = await self._jobs.log(job_id, user_id=user_id)
+            if job != last:
+                yield job
+                last = job
+            if not job.status.is_running:
+                return
+            await asyncio.sleep(every)
 
     async def audit(self, *, action: str = "", limit: int = 200) -> list[AuditEvent]:
         return await self.accounts.list_audit(action=action, limit=min(max(limit, 1), 1000))

@@ -6,19 +6,22 @@ live parts."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from comet.server.authorization import Caller
 from comet.server.errors import InvalidRequestError, ServerError
 from comet.server.web.access import Access, Visitor
 from comet.server.web.api import _as_owner
 from comet.server.web.console import Console, job_query, login_secret, parse_role, role_name
+from comet.server.web.json_view import jsonable
 from comet.server.web.routes import Route
 from comet.server.web.session_cookie import (
     CSRF_FIELD,
@@ -43,12 +46,19 @@ def _back(path: str, message: str = "", error: str = "") -> RedirectResponse:
 
 class Pages:
     def __init__(
-        self, console: Console, access: Access, templates: Environment, *, secure: bool
+        self,
+        console: Console,
+        access: Access,
+        templates: Environment,
+        *,
+        secure: bool,
+        live_every: float = 1.0,
     ) -> None:
         self._c = console
         self._access = access
         self._t = templates
         self._secure = secure
+        self._live_every = live_every
 
     def routes(self) -> list[Route]:
         table = [
@@ -70,12 +80,14 @@ class Pages:
             ("POST", "/devices/{device_id}/revoke", self.revoke),
             ("GET", "/jobs", self.jobs),
             ("GET", "/jobs/{job_id}", self.job),
+            ("GET", "/jobs/{job_id}/events", self.job_events),
             ("GET", "/audit", self.audit),
             ("GET", "/api-keys", self.api_keys),
             ("POST", "/api-keys", self.create_api_key),
             ("POST", "/api-keys/{key_id}/revoke", self.revoke_api_key),
             ("GET", "/portal", self.portal),
             ("GET", "/portal/jobs/{job_id}", self.portal_job),
+            ("GET", "/portal/jobs/{job_id}/events", self.portal_job_events),
             ("POST", "/portal/devices/{device_id}/backup", self.portal_backup),
         ]
         return [Route(m, p, h, api=False) for m, p, h in table]
@@ -290,6 +302,28 @@ class Pages:
         job, lines = await self._c.job(request.path_params["job_id"])
         return self.render(request, v, "job.html", job=job, lines=lines, portal=False)
 
+    async def job_events(self, request: Request, v: Visitor) -> Response:
+        return await self._events(request, request.path_params["job_id"], user_id="")
+
+    async def _events(self, request: Request, job_id: str, *, user_id: str) -> Response:
+        """Server-Sent Events: ``job`` with the job's state at each change, then
+        ``end`` once it ended (the page then reloads for the final log)."""
+        await self._c.job(job_id, user_id=user_id)  # 404 now rather than mid-stream
+        updates = self._c.job_updates(job_id, user_id=user_id, every=self._live_every)
+
+        async def stream() -> AsyncIterator[str]:
+            async for job in updates:
+                if await request.is_disconnected():
+                    return
+                yield f"event: job\ndata: {json.dumps(jsonable(job))}\n\n"
+            yield "event: end\ndata: {}\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
     async def audit(self, request: Request, v: Visitor) -> Response:
         action = request.query_params.get("action", "")
         events = await self._c.audit(action=action)
@@ -335,6 +369,11 @@ class Pages:
         assert v.principal is not None
         job, lines = await self._c.job(request.path_params["job_id"], user_id=v.principal.user_id)
         return self.render(request, v, "job.html", job=job, lines=lines, portal=True)
+
+    async def portal_job_events(self, request: Request, v: Visitor) -> Response:
+        assert v.principal is not None
+        job_id = request.path_params["job_id"]
+        return await self._events(request, job_id, user_id=v.principal.user_id)
 
     async def portal_backup(self, request: Request, v: Visitor) -> Response:
         assert v.principal is not None
