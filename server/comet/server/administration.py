@@ -8,7 +8,6 @@ command is judged here again by what it would do (``authorization.command_action
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from comet.agent.credentials import KdfParams
@@ -24,6 +23,7 @@ from comet.server.errors import (
     ServerError,
 )
 from comet.server.rpc import command_facts, convert
+from comet.server.rpc.audited import audited_from
 from comet.server.rpc.routing import CommandRouter
 from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, PasswordReset, Principal, Role, UserRecord
@@ -55,33 +55,6 @@ class Administration:
         self._router = router
         self._buckets = buckets
         self._api_keys = api_keys
-
-    async def _audited(
-        self,
-        work: Awaitable[T],
-        *,
-        admin: Principal,
-        action: str,
-        target: str,
-        source: str,
-        details: str = "",
-        refused: Callable[[T], str] = lambda _result: "",
-    ) -> T:
-        """Await ``work``, then audit its real outcome (an error is re-raised)."""
-        try:
-            result = await work
-        except ServerError as e:
-            reason = f"{details}; {e.message}" if details else e.message
-            await self._accounts.audit(
-                admin.username, action, target, source=source, success=False, details=reason
-            )
-            raise
-        problem = refused(result)
-        reason = f"{details}; {problem}" if details and problem else problem or details
-        await self._accounts.audit(
-            admin.username, action, target, source=source, success=not problem, details=reason
-        )
-        return result
 
     # ------------------------------------------------------------------ users
 
@@ -232,12 +205,12 @@ class Administration:
             )  # fmt: skip
             raise
         audit: dict[str, Any] = {
-            "admin": admin, "action": f"dispatch.{action}", "target": device_id,
+            "actor": admin.username, "action": f"dispatch.{action}", "target": device_id,
             "source": source, "details": details,
         }  # fmt: skip
         if action == "drop_connection":
             # Closing the server's side makes the agent reconnect.
-            await self._audited(self._router.drop(device_id), **audit)
+            await audited_from(self._accounts, self._router.drop(device_id), **audit)
             return control_pb2.CommandReply(done=control_pb2.Empty())
         if action == "apply_retention":
             owner = await self._accounts.device_owner(device_id)
@@ -246,7 +219,8 @@ class Administration:
                 command, role=admin.role, device_id=device_id,
                 profile_document=view.document, buckets=self._buckets,
             )  # fmt: skip
-        reply = await self._audited(
+        reply = await audited_from(
+            self._accounts,
             self._router.send(device_id, command, timeout=min(timeout, 120)),
             refused=lambda r: f"the device answered: {r.error}" if r.error else "",
             **audit,

@@ -247,6 +247,8 @@ HTTP_ACTIONS: dict[str, Action] = {
     "GET /jobs/{job_id}": Action.JOB_READ,
     "GET /jobs/{job_id}/events": Action.JOB_READ,  # live progress (Server-Sent Events)
     "GET /audit": Action.AUDIT_READ,
+    "GET /policies": Action.POLICY_READ,
+    "GET /buckets": Action.BUCKET_READ,
     "GET /api-keys": Action.API_KEY_MANAGE_OWN,
     "POST /api-keys": Action.API_KEY_MANAGE_OWN,
     "POST /api-keys/{key_id}/revoke": Action.API_KEY_MANAGE_OWN,

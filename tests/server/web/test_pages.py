@@ -99,6 +99,8 @@ async def test_roles_on_pages_and_the_customer_portal(web: Web) -> None:
     )
     assert "does+not+allow" in refused.headers["location"]
     assert (await operator.get("/audit")).status_code == 403
+    for path in ("/policies", "/buckets", "/server", "/jobs", "/devices", "/api-keys"):
+        assert (await operator.get(path)).status_code == 200, path
     denied = await web.stores.accounts.list_audit(action="authorization.denied", limit=5)
     assert {(e.actor, e.target) for e in denied} >= {("op", "POST /users"), ("op", "GET /audit")}
 

@@ -13,9 +13,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from comet.server.errors import InvalidRequestError
-from comet.server.store.accounts import Principal, Role
+from comet.server.store.accounts import Principal
 from comet.server.web.access import Visitor
-from comet.server.web.console import PAGE_SIZE, Console, job_query, parse_role
+from comet.server.web.console import (
+    PAGE_SIZE,
+    Console,
+    job_query,
+    parse_role,
+    portal_principal,
+)
 from comet.server.web.json_view import jsonable
 from comet.server.web.routes import Route
 
@@ -297,14 +303,7 @@ class Api:
         """Back up now on one of the user's own devices."""
         user = _admin(v)
         job_id = await self._c.backup_now(
-            _as_owner(user), request.path_params["device_id"], source=v.source,
+            portal_principal(user), request.path_params["device_id"], source=v.source,
             owner_id=user.user_id,
         )  # fmt: skip
         return _ok({"job_id": job_id}, 202)
-
-
-def _as_owner(user: Principal) -> Principal:
-    """The account owner starting a backup of their own device: judged as an
-    OPERATOR would be for the command (a plain backup; never a program), since the
-    portal's own row (portal.backup_own) has already allowed the request."""
-    return Principal(user.user_id, user.username, Role.OPERATOR, admin_session=True)

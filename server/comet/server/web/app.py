@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comet.server.errors import ServerError
+from comet.server.notify.email import size_text
 from comet.server.web import openapi
 from comet.server.web.access import Access, Visitor
 from comet.server.web.api import PREFIX, Api
@@ -81,17 +82,8 @@ def templates() -> Environment:
     )
     env.filters["role_name"] = role_name
     env.filters["when"] = lambda d: d.strftime("%Y-%m-%d %H:%M:%S UTC") if d else "—"
-    env.filters["size"] = _size
+    env.filters["size"] = size_text
     return env
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _endpoint(route: Route, access: Access, pages: Pages, secure: bool) -> StarletteRoute:

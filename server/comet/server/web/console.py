@@ -357,3 +357,10 @@ def job_query(params: dict[str, str], *, user_id: str = "") -> JobQuery:
         page_size=int(limit) if limit.isdigit() else 0,
         page_token=params.get("page", ""),
     )
+
+
+def portal_principal(user: Principal) -> Principal:
+    """The account owner starting a backup of their own device: judged as an
+    OPERATOR would be for the command (a plain backup; never a program), since the
+    portal's own row (portal.backup_own) has already allowed the request."""
+    return Principal(user.user_id, user.username, Role.OPERATOR, admin_session=True)

@@ -19,8 +19,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from comet.server.authorization import Caller
 from comet.server.errors import InvalidRequestError, ServerError
 from comet.server.web.access import Access, Visitor
-from comet.server.web.api import _as_owner
-from comet.server.web.console import Console, job_query, login_secret, parse_role, role_name
+from comet.server.web.console import (
+    MAX_PAGE_SIZE,
+    Console,
+    job_query,
+    login_secret,
+    parse_role,
+    portal_principal,
+    role_name,
+)
 from comet.server.web.json_view import jsonable
 from comet.server.web.routes import Route
 from comet.server.web.session_cookie import (
@@ -82,6 +89,8 @@ class Pages:
             ("GET", "/jobs/{job_id}", self.job),
             ("GET", "/jobs/{job_id}/events", self.job_events),
             ("GET", "/audit", self.audit),
+            ("GET", "/policies", self.policies),
+            ("GET", "/buckets", self.buckets),
             ("GET", "/api-keys", self.api_keys),
             ("POST", "/api-keys", self.create_api_key),
             ("POST", "/api-keys/{key_id}/revoke", self.revoke_api_key),
@@ -329,6 +338,18 @@ class Pages:
         events = await self._c.audit(action=action)
         return self.render(request, v, "audit.html", events=events, action=action)
 
+    async def policies(self, request: Request, v: Visitor) -> Response:
+        users = await self._c.users(per_page=MAX_PAGE_SIZE)
+        counts: dict[str, int] = {}
+        for user in users.items:
+            if user.policy_id:
+                counts[user.policy_id] = counts.get(user.policy_id, 0) + 1
+        policies = await self._c.policies()
+        return self.render(request, v, "policies.html", policies=policies, counts=counts)
+
+    async def buckets(self, request: Request, v: Visitor) -> Response:
+        return self.render(request, v, "buckets.html", buckets=await self._c.buckets())
+
     async def api_keys(self, request: Request, v: Visitor) -> Response:
         assert v.principal is not None
         keys = await self._c.admin.api_keys(v.principal)
@@ -378,7 +399,7 @@ class Pages:
     async def portal_backup(self, request: Request, v: Visitor) -> Response:
         assert v.principal is not None
         job_id = await self._c.backup_now(
-            _as_owner(v.principal), request.path_params["device_id"], source=v.source,
+            portal_principal(v.principal), request.path_params["device_id"], source=v.source,
             owner_id=v.principal.user_id,
         )  # fmt: skip
         return _back(f"/portal/jobs/{job_id}" if job_id else "/portal", message="backup started")
