@@ -136,6 +136,23 @@ class Administration:
         )
         return reset
 
+    async def reset_totp(self, admin: Principal, username: str, *, source: str) -> bool:
+        """Turns a user's two-factor off (a lost authenticator); returns whether it
+        was on. Audited with the real outcome."""
+        try:
+            was_enabled = await self._accounts.reset_totp(username)
+        except ServerError as e:
+            await self._accounts.audit(
+                admin.username, "user.reset_totp", username, source=source,
+                success=False, details=e.message,
+            )  # fmt: skip
+            raise
+        await self._accounts.audit(
+            admin.username, "user.reset_totp", username, source=source,
+            details="two-factor turned off" if was_enabled else "two-factor was not enabled",
+        )  # fmt: skip
+        return was_enabled
+
     async def assign_policy(
         self, admin: Principal, username: str, policy_id: str, *, source: str
     ) -> None:

@@ -8,6 +8,7 @@ import io
 import uuid
 from datetime import timedelta
 
+from comet.server import totp
 from comet.server.authorization import HTTP_ACTIONS
 from comet.server.store.accounts import Role
 from comet.server.store.jobs import JobClassification, JobRecord, JobStatus, LogLine, Severity
@@ -54,6 +55,16 @@ async def test_users_search_pages_and_json_errors(web: Web) -> None:
         )
         assert short.status_code == 400 and "8 characters" in short.json()["error"]["message"]
 
+        user00 = await web.stores.accounts.user_id("user00")
+        enrolment = await web.stores.accounts.begin_totp_enrolment(user00)
+        await web.stores.accounts.confirm_totp_enrolment(
+            user00, totp.code_at(enrolment.secret, web.clock.now())
+        )
+        reset = await http.post("/api/v1/users/user00/totp-reset", headers=root)
+        assert reset.json() == {"was_enabled": True}
+        detail = (await http.get("/api/v1/users/user00", headers=root)).json()
+        assert detail["user"]["totp_enabled"] is False
+
         detail = (await http.get("/api/v1/users/bob", headers=root)).json()
         assert detail["user"]["username"] == "bob" and detail["devices"] == []
         deleted = await http.delete("/api/v1/users/bob", headers=root)
@@ -64,7 +75,7 @@ async def test_users_search_pages_and_json_errors(web: Web) -> None:
     actions = {
         e.action for e in await web.stores.accounts.list_audit(limit=50) if e.actor == "root"
     }
-    assert {"user.add", "user.delete"} <= actions
+    assert {"user.add", "user.delete", "user.reset_totp"} <= actions
 
 
 async def test_jobs_filters_log_csv_and_devices(web: Web) -> None:

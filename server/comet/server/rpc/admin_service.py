@@ -19,7 +19,6 @@ from comet.server.rpc import convert
 from comet.server.rpc.auth_context import Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.rpc.routing import CommandRouter
-from comet.server.rpc.totp_admin import audited_totp_reset
 from comet.server.store.accounts import AccountStore, Role
 from comet.server.store.api_keys import ApiKeyRecord, ApiKeyStore
 from comet.server.store.jobs import JobStore
@@ -130,7 +129,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ResetUserTotpRequest, context: Ctx
     ) -> admin_pb2.ResetUserTotpReply:
         admin = await self._auth.admin(context)
-        await audited_totp_reset(self._accounts, admin.username, request.username, context)
+        await self._admin.reset_totp(admin, request.username, source=peer_address(context))
         return admin_pb2.ResetUserTotpReply()
 
     @handles_errors

@@ -86,6 +86,7 @@ class Api:
             ("GET", "/users/{username}", self.user),
             ("DELETE", "/users/{username}", self.delete_user),
             ("POST", "/users/{username}/password", self.reset_password),
+            ("POST", "/users/{username}/totp-reset", self.reset_totp),
             ("PUT", "/users/{username}/policy", self.assign_policy),
             ("GET", "/devices", self.devices),
             ("POST", "/devices/{device_id}/backup", self.backup),
@@ -168,6 +169,13 @@ class Api:
             source=v.source,
         )
         return _ok({"devices_revoked": revoked, "data_kept_readable": False})
+
+    async def reset_totp(self, request: Request, v: Visitor) -> Response:
+        """Turns the user's two-factor authentication off (a lost authenticator)."""
+        was_enabled = await self._c.admin.reset_totp(
+            _admin(v), request.path_params["username"], source=v.source
+        )
+        return _ok({"was_enabled": was_enabled})
 
     async def assign_policy(self, request: Request, v: Visitor) -> Response:
         """Assigns a policy (``policy_id``; empty: the default policy applies)."""

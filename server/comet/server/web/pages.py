@@ -81,6 +81,7 @@ class Pages:
             ("POST", "/users/{username}/delete", self.delete_user),
             ("POST", "/users/{username}/password", self.reset_password),
             ("POST", "/users/{username}/policy", self.assign_policy),
+            ("POST", "/users/{username}/totp-reset", self.reset_totp),
             ("GET", "/devices", self.devices),
             ("POST", "/devices/{device_id}/backup", self.backup),
             ("POST", "/devices/{device_id}/cancel", self.cancel),
@@ -252,6 +253,13 @@ class Pages:
         return _back(
             f"/users/{quote(name)}", message=f"password reset; {revoked} device(s) revoked"
         )
+
+    async def reset_totp(self, request: Request, v: Visitor) -> Response:
+        assert v.principal is not None
+        name = request.path_params["username"]
+        was_enabled = await self._c.admin.reset_totp(v.principal, name, source=v.source)
+        done = "two-factor turned off" if was_enabled else "two-factor was not enabled"
+        return _back(f"/users/{quote(name)}", message=done)
 
     async def assign_policy(self, request: Request, v: Visitor) -> Response:
         form = await request.form()
