@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fixtures.postgres import PostgresCluster
@@ -31,15 +32,20 @@ CONFIG = Path(__file__).parents[2] / "deploy" / "nginx" / "comet.conf"
 PASSWORD = "alice-password-1"
 
 
-def render_site(upstreams: list[int], port: int, tls_dir: Path) -> str:
-    """deploy/nginx/comet.conf with this test's instances, listening port and
-    certificate."""
+def render_site(upstreams: list[int], port: int, tls_dir: Path, web: tuple[int, ...] = ()) -> str:
+    """deploy/nginx/comet.conf with this test's instances (gRPC, and web consoles),
+    listening port and certificate."""
     text = CONFIG.read_text()
-    servers = "".join(f"    server 127.0.0.1:{p};\n" for p in upstreams)
-    text, count = re.subn(
-        r"(upstream comet_servers \{\n(?:\s*#.*\n)*)(?:\s*server \S+;\n)+", rf"\g<1>{servers}", text
-    )
-    assert count == 1, "the upstream block of comet.conf changed shape"
+    for name, ports in (("comet_servers", upstreams), ("comet_web", web)):
+        if not ports:
+            continue
+        servers = "".join(f"    server 127.0.0.1:{p};\n" for p in ports)
+        text, count = re.subn(
+            rf"(upstream {name} \{{\n(?:\s*#.*\n)*)(?:\s*server \S+;\n)+",
+            rf"\g<1>{servers}",
+            text,
+        )
+        assert count == 1, f"the upstream block {name} of comet.conf changed shape"
     text, count = re.subn(
         r"(?m)^    listen 8060 ssl http2;$", f"    listen 127.0.0.1:{port} ssl http2;", text
     )
@@ -52,7 +58,7 @@ def render_site(upstreams: list[int], port: int, tls_dir: Path) -> str:
 class NginxProcess:
     """A private nginx in the foreground: its own prefix, pid, logs and temp dirs."""
 
-    def __init__(self, root: Path, upstreams: list[int]) -> None:
+    def __init__(self, root: Path, upstreams: list[int], web: tuple[int, ...] = ()) -> None:
         self.root = root
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}/"
@@ -67,7 +73,7 @@ class NginxProcess:
             path.mkdir(mode=0o777)
             path.chmod(0o777)  # workers run as an unprivileged user
             temp[name] = path
-        (root / "comet.conf").write_text(render_site(upstreams, self.port, root / "tls"))
+        (root / "comet.conf").write_text(render_site(upstreams, self.port, root / "tls", web))
         (root / "nginx.conf").write_text(
             f"""daemon off;
 worker_processes 1;
@@ -120,7 +126,10 @@ def cluster(
     postgres_cluster: PostgresCluster, short_tmp: Path
 ) -> Iterator[tuple[list[ServerProcess], NginxProcess]]:
     url = postgres_cluster.fresh_database()
-    first = ServerProcess(short_tmp / "s1", url, free_port())
+    web_port = free_port()
+    first = ServerProcess(
+        short_tmp / "s1", url, free_port(), extra_args=("--web-listen", f"127.0.0.1:{web_port}")
+    )
     first.data_dir.mkdir()
     first.add_admin()
     first.start()  # creates the secret key the second instance must share
@@ -132,7 +141,7 @@ def cluster(
     )
     second.data_dir.mkdir()
     second.start()
-    nginx = NginxProcess(short_tmp / "nginx", [first.port, second.port])
+    nginx = NginxProcess(short_tmp / "nginx", [first.port, second.port], (web_port,))
     try:
         yield [first, second], nginx
     finally:
@@ -162,6 +171,12 @@ def test_a_command_sent_to_the_other_instance_reaches_the_agent_through_postgres
         "--trust-fingerprint", nginx.fingerprint, stdin="admin-password-1\n",
     )  # fmt: skip
     via_nginx("user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+    # The same TLS host serves the web console: not gRPC, so to the web upstream.
+    with httpx.Client(verify=False, timeout=10) as browser:
+        signin = browser.get(nginx.url + "signin")
+        assert signin.status_code == 200 and "Sign in" in signin.text
+        spec = browser.get(nginx.url + "api/v1/openapi.json")
+        assert spec.json()["info"]["title"] == "Comet Server HTTP API"
     agent.comet(
         "login", "--server", nginx.url, "--username", "alice", "--password-stdin",
         "--trust-fingerprint", nginx.fingerprint, stdin=PASSWORD + "\n",

@@ -251,6 +251,17 @@ CALLS: dict[str, Call] = {
     "NotificationService/ListDeliveries": lambda c, w, md: c.stubs.notify.ListDeliveries(
         notify_pb2.ListDeliveriesRequest(), metadata=md, timeout=10
     ),
+    # Own keys: an allowed caller lists, creates one of its own role, revokes a
+    # key it does not have (NOT_FOUND, not a denial).
+    "AdminService/CreateApiKey": lambda c, w, md: c.stubs.admin.CreateApiKey(
+        admin_pb2.CreateApiKeyRequest(name=f"matrix {w}"), metadata=md, timeout=10
+    ),
+    "AdminService/ListApiKeys": lambda c, w, md: c.stubs.admin.ListApiKeys(
+        admin_pb2.ListApiKeysRequest(), metadata=md, timeout=10
+    ),
+    "AdminService/RevokeApiKey": lambda c, w, md: c.stubs.admin.RevokeApiKey(
+        admin_pb2.RevokeApiKeyRequest(key_id=NOBODY), metadata=md, timeout=10
+    ),
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.server import admin_cli
+from comet.server.errors import UnknownCredentialError
 from comet.server.store.accounts import Role
 from comet.v1 import common_pb2, control_pb2
 from tests.server.conftest import PASSWORD, RpcServer
@@ -178,3 +179,23 @@ async def test_reset_password_and_dispatch_to_an_offline_device(cli: Cli, rpc: R
         "dispatch", "restore", "--device", "dev-42", "--vault", "v", "--snapshot", "latest"
     )
     assert code == 1 and "--to DIR" in err
+
+
+async def test_api_key_commands(cli: Cli, rpc: RpcServer) -> None:
+    made = await cli.json("api-key", "create", "monitoring", "--role", "auditor")
+    assert made["key"].startswith("cmk_") and made["role"] == "auditor"
+    principal = await rpc.stores.api_keys.authenticate(made["key"])
+    assert (principal.username, principal.role) == ("root", Role.AUDITOR)
+    listed = await cli.json("api-key", "list")
+    assert [(k["name"], k["role"], k["revoked"]) for k in listed] == [
+        ("monitoring", "auditor", False)
+    ]
+    assert made["key"] not in json.dumps(listed)
+    code, out, err = await cli("api-key", "revoke", made["key_id"])
+    assert code == 0 and "revoked" in out, err
+    with pytest.raises(UnknownCredentialError):
+        await rpc.stores.api_keys.authenticate(made["key"])
+    code, _, err = await cli("api-key", "revoke", "00000000-0000-0000-0000-000000000000")
+    assert code == 1 and "no API key" in err
+    audit = await rpc.stores.accounts.list_audit(limit=10)
+    assert {"api_key.create", "api_key.revoke"} <= {e.action for e in audit}

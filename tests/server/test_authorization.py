@@ -72,7 +72,19 @@ ADMIN_CALLS: dict[str, Call] = {
     "ResetUserTotp": lambda r, s: r.admin.ResetUserTotp(
         admin_pb2.ResetUserTotpRequest(username="alice"), metadata=s.metadata
     ),
+    "CreateApiKey": lambda r, s: r.admin.CreateApiKey(
+        admin_pb2.CreateApiKeyRequest(name="k"), metadata=s.metadata
+    ),
+    "ListApiKeys": lambda r, s: r.admin.ListApiKeys(
+        admin_pb2.ListApiKeysRequest(), metadata=s.metadata
+    ),
+    "RevokeApiKey": lambda r, s: r.admin.RevokeApiKey(
+        admin_pb2.RevokeApiKeyRequest(key_id="00000000-0000-0000-0000-000000000000"),
+        metadata=s.metadata,
+    ),
 }
+# Every administrator manages their own API keys.
+OWN_KEYS = {"CreateApiKey", "ListApiKeys", "RevokeApiKey"}
 
 # What each role may call; everything else is refused with PERMISSION_DENIED.
 ALLOWED = {
@@ -85,6 +97,7 @@ ALLOWED = {
         "GetJobLog",
         "Dispatch",
         "ListBuckets",
+        *OWN_KEYS,
     },
     Role.AUDITOR: {
         "ListUsers",
@@ -95,6 +108,7 @@ ALLOWED = {
         "GetJobLog",
         "ListAudit",
         "ListBuckets",
+        *OWN_KEYS,
     },
 }
 

@@ -27,6 +27,7 @@ from comet.agent.transport import (
 )
 from comet.agent.trust_prompt import ask_to_trust
 from comet.server import (
+    admin_api_keys,
     admin_buckets,
     admin_dispatch,
     admin_jobs,
@@ -376,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_dispatch.add_parsers(sub)
     admin_buckets.add_parsers(sub)
     admin_notify.add_parsers(sub)
+    admin_api_keys.add_parsers(sub)
     return parser
 
 

@@ -51,11 +51,13 @@ from comet.server.rpc.routing import CommandRouter
 from comet.server.rpc.storage_service import StorageService
 from comet.server.secret_box import SecretBox, load_or_create_key
 from comet.server.store.accounts import AccountStore, LoginPolicy
+from comet.server.store.api_keys import ApiKeyStore
 from comet.server.store.availability import log_background_failure
 from comet.server.store.credential_cache import ALL_REVOKED, REVOCATIONS_CHANNEL
 from comet.server.store.database import create_engine, migrate
 from comet.server.store.jobs import JobStore
 from comet.server.store.missed_runs import MissedRunFinder, MissedRunPolicy
+from comet.server.store.overview import OverviewStore
 from comet.server.store.policies import PolicyStore
 from comet.server.store.profiles import ProfileStore
 from comet.server.tls import certificate_names, ensure_self_signed
@@ -196,6 +198,8 @@ class Stores:
     jobs: JobStore
     maintenance: Maintenance
     buckets: BucketStore
+    api_keys: ApiKeyStore
+    overview: OverviewStore
 
 
 def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: SecretBox) -> Stores:
@@ -242,6 +246,8 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
         jobs,
         maintenance,
         buckets,
+        ApiKeyStore(engine, clock),
+        OverviewStore(engine, clock, overdue_after=timedelta(hours=config.overdue_hours)),
     )
 
 
@@ -321,6 +327,7 @@ def add_services(
                 stores.jobs,
                 router,
                 buckets=stores.buckets,
+                api_keys=stores.api_keys,
             ),
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
             auth,
@@ -415,6 +422,17 @@ async def _run_services(
         log.info("metrics at http://%s:%d/metrics", host, port)
         (config.data_dir / "metrics.url").write_text(f"http://{host}:{port}/metrics\n")
     await server.start()
+    web = None
+    if config.web_listen:
+        from comet.server.web.server import start_web
+
+        tls = (config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        web = await start_web(
+            config, stores, router, clock, instance_id=instance_id,
+            addresses=ClientAddresses(parse_networks(config.trusted_proxies)), tls=tls,
+        )  # fmt: skip
+        log.info("web console at %s", web.url)
+        (config.data_dir / "web.url").write_text(web.url + "\n")
     (config.data_dir / "server.url").write_text(url + "\n")
     on_ready(url)
     background = [
@@ -448,6 +466,8 @@ async def _run_services(
         log.info("shutting down")
         await health.enter_graceful_shutdown()
         await server.stop(grace=2)
+        if web is not None:
+            await web.stop()
         await router.close()
         await probe.close()
         try:

@@ -76,6 +76,11 @@ class Action(StrEnum):
     COMMAND_VIEW_FILES = "command.view_files"  # browse/search/restore elsewhere or to an archive
     COMMAND_DESTROY = "command.destroy"  # delete snapshots, log the device out, move its server
     COMMAND_RUN_PROGRAM = "command.run_program"  # anything that runs a program on the device
+    # Web console and HTTP API (comet.server.web)
+    API_KEY_MANAGE_OWN = "admin.api_key.manage_own"  # an administrator's own API keys
+    SERVER_READ = "admin.server.read"  # dashboard figures, server instances, schema revision
+    PORTAL_READ_OWN = "portal.read_own"  # a user's own devices, jobs and logs in the portal
+    PORTAL_BACKUP_OWN = "portal.backup_own"  # "back up now" on one of the user's own devices
 
 
 _ADMINS = frozenset({Caller.SUPER, Caller.OPERATOR, Caller.AUDITOR})
@@ -125,6 +130,10 @@ PERMISSIONS: dict[Action, frozenset[Caller]] = {
     Action.COMMAND_VIEW_FILES: _STAFF,
     Action.COMMAND_DESTROY: _SUPER,
     Action.COMMAND_RUN_PROGRAM: _SUPER,
+    Action.API_KEY_MANAGE_OWN: _ADMINS,
+    Action.SERVER_READ: _ADMINS,
+    Action.PORTAL_READ_OWN: frozenset({Caller.USER}),
+    Action.PORTAL_BACKUP_OWN: frozenset({Caller.USER}),
 }
 
 # Every RPC of every service, "Service/Method" -> the action it performs. A method
@@ -182,6 +191,73 @@ RPC_ACTIONS: dict[str, Action] = {
     "NotificationService/ListWebhooks": Action.NOTIFY_MANAGE,
     "NotificationService/DeleteWebhook": Action.NOTIFY_MANAGE,
     "NotificationService/ListDeliveries": Action.NOTIFY_MANAGE,
+    "AdminService/CreateApiKey": Action.API_KEY_MANAGE_OWN,
+    "AdminService/ListApiKeys": Action.API_KEY_MANAGE_OWN,
+    "AdminService/RevokeApiKey": Action.API_KEY_MANAGE_OWN,
+}
+
+# Every route of the web console and HTTP API (``comet.server.web``), "METHOD /path"
+# -> the action it performs, read by the same ``require`` as the RPCs. A route
+# missing here cannot be served: the web app refuses to build.
+HTTP_ACTIONS: dict[str, Action] = {
+    "GET /api/v1/openapi.json": Action.LOGIN,
+    "GET /api/v1/dashboard": Action.SERVER_READ,
+    "GET /api/v1/server": Action.SERVER_READ,
+    "GET /api/v1/users": Action.USER_LIST,
+    "POST /api/v1/users": Action.USER_ADD,
+    "GET /api/v1/users/{username}": Action.PROFILE_READ,
+    "DELETE /api/v1/users/{username}": Action.USER_DELETE,
+    "POST /api/v1/users/{username}/password": Action.PASSWORD_RESET,
+    "POST /api/v1/users/{username}/totp-reset": Action.TOTP_RESET,
+    "PUT /api/v1/users/{username}/policy": Action.POLICY_EDIT,
+    "GET /api/v1/devices": Action.DEVICE_LIST,
+    "POST /api/v1/devices/{device_id}/backup": Action.DISPATCH,
+    "POST /api/v1/devices/{device_id}/cancel": Action.DISPATCH,
+    "POST /api/v1/devices/{device_id}/revoke": Action.DEVICE_REVOKE,
+    "GET /api/v1/jobs": Action.JOB_READ,
+    "GET /api/v1/jobs.csv": Action.JOB_READ,
+    "GET /api/v1/jobs/{job_id}": Action.JOB_READ,
+    "GET /api/v1/policies": Action.POLICY_READ,
+    "GET /api/v1/buckets": Action.BUCKET_READ,
+    "GET /api/v1/audit": Action.AUDIT_READ,
+    "GET /api/v1/api-keys": Action.API_KEY_MANAGE_OWN,
+    "POST /api/v1/api-keys": Action.API_KEY_MANAGE_OWN,
+    "DELETE /api/v1/api-keys/{key_id}": Action.API_KEY_MANAGE_OWN,
+    "GET /api/v1/me/devices": Action.PORTAL_READ_OWN,
+    "GET /api/v1/me/jobs": Action.PORTAL_READ_OWN,
+    "GET /api/v1/me/jobs/{job_id}": Action.PORTAL_READ_OWN,
+    "POST /api/v1/me/devices/{device_id}/backup": Action.PORTAL_BACKUP_OWN,
+    # The console's pages (server-rendered; forms post back with a CSRF token).
+    "GET /": Action.LOGIN,  # sends each caller to its home page
+    "GET /signin": Action.LOGIN,
+    "POST /signin": Action.LOGIN,
+    "POST /signout": Action.LOGOUT,
+    "GET /dashboard": Action.SERVER_READ,
+    "GET /server": Action.SERVER_READ,
+    "GET /users": Action.USER_LIST,
+    "POST /users": Action.USER_ADD,
+    "GET /users/{username}": Action.PROFILE_READ,
+    "POST /users/{username}/delete": Action.USER_DELETE,
+    "POST /users/{username}/password": Action.PASSWORD_RESET,
+    "POST /users/{username}/totp-reset": Action.TOTP_RESET,
+    "POST /users/{username}/policy": Action.POLICY_EDIT,
+    "GET /devices": Action.DEVICE_LIST,
+    "POST /devices/{device_id}/backup": Action.DISPATCH,
+    "POST /devices/{device_id}/cancel": Action.DISPATCH,
+    "POST /devices/{device_id}/revoke": Action.DEVICE_REVOKE,
+    "GET /jobs": Action.JOB_READ,
+    "GET /jobs/{job_id}": Action.JOB_READ,
+    "GET /jobs/{job_id}/events": Action.JOB_READ,  # live progress (Server-Sent Events)
+    "GET /audit": Action.AUDIT_READ,
+    "GET /policies": Action.POLICY_READ,
+    "GET /buckets": Action.BUCKET_READ,
+    "GET /api-keys": Action.API_KEY_MANAGE_OWN,
+    "POST /api-keys": Action.API_KEY_MANAGE_OWN,
+    "POST /api-keys/{key_id}/revoke": Action.API_KEY_MANAGE_OWN,
+    "GET /portal": Action.PORTAL_READ_OWN,
+    "GET /portal/jobs/{job_id}": Action.PORTAL_READ_OWN,
+    "GET /portal/jobs/{job_id}/events": Action.PORTAL_READ_OWN,
+    "POST /portal/devices/{device_id}/backup": Action.PORTAL_BACKUP_OWN,
 }
 
 _ROLE_CALLERS = {
@@ -198,6 +274,15 @@ def caller_of(principal: Principal) -> Caller:
     if principal.admin_session and principal.role in _ROLE_CALLERS:
         return _ROLE_CALLERS[principal.role]
     return Caller.USER
+
+
+def may_grant_key_role(owner: Role, key: Role) -> bool:
+    """Whether an administrator of role ``owner`` may hold an API key acting as ``key``:
+    a SUPER admin any administrator role, the others only their own (a key never
+    does more than its owner could)."""
+    if not (owner.is_admin and key.is_admin):
+        return False
+    return owner is Role.SUPER_ADMIN or owner is key
 
 
 def allows(caller: Caller, action: Action) -> bool:

@@ -111,6 +111,25 @@ def _parser() -> argparse.ArgumentParser:
         "private address)",
     )
     serve.add_argument(
+        "--web-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the web console and the HTTP API (/api/v1/) at HOST:PORT: https with "
+        "the server's certificate when it has TLS, else plain http (loopback only unless "
+        "--insecure-plaintext)",
+    )
+    serve.add_argument(
+        "--web-idle-minutes",
+        type=int,
+        default=30,
+        help="a console session with no request for this long ends (default 30)",
+    )
+    serve.add_argument(
+        "--web-secure-cookies",
+        action="store_true",
+        help="mark console cookies Secure over plain http (behind a TLS-terminating proxy)",
+    )
+    serve.add_argument(
         "--metrics-refresh-seconds",
         type=float,
         default=15.0,
@@ -277,7 +296,18 @@ def main(argv: list[str] | None = None) -> int:
                 notify_max_retry_seconds=args.notify_max_retry_seconds,
                 missed_grace_seconds=args.missed_grace_seconds,
                 maintenance_seconds=args.maintenance_seconds,
+                web_listen=args.web_listen,
+                web_idle_minutes=args.web_idle_minutes,
+                web_secure_cookies=args.web_secure_cookies,
             )
+            if args.web_listen and not tls:
+                require_safe_listen(
+                    args.web_listen.rpartition(":")[0] or "127.0.0.1",
+                    tls=False,
+                    insecure_plaintext=args.insecure_plaintext,
+                )
+            if args.web_idle_minutes < 1:
+                raise ServerError("--web-idle-minutes must be at least 1")
             config = _certificate(config)
             if config.tls_cert:
                 _show_fingerprint(config.tls_cert)

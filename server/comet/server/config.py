@@ -58,6 +58,13 @@ class ServerConfig:
     notify_max_retry_seconds: float = 3600.0
     # A device with schedules and no good backup for this long is overdue.
     overdue_hours: float = 26.0
+    # The web console and HTTP API at HOST:PORT (https when the server has TLS);
+    # None: not served.
+    web_listen: str | None = None
+    # A console session with no request for this long ends.
+    web_idle_minutes: int = 30
+    # Secure cookies over plain http: the console is behind a TLS-terminating proxy.
+    web_secure_cookies: bool = False
 
     @property
     def secret_key_path(self) -> Path:

@@ -136,6 +136,21 @@ class AdminServiceStub:
                 request_serializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpReply.FromString,
                 _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/comet.v1.AdminService/CreateApiKey',
+                request_serializer=comet_dot_v1_dot_admin__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_admin__pb2.CreateApiKeyReply.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/comet.v1.AdminService/ListApiKeys',
+                request_serializer=comet_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_admin__pb2.ListApiKeysReply.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/comet.v1.AdminService/RevokeApiKey',
+                request_serializer=comet_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_admin__pb2.RevokeApiKeyReply.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -265,6 +280,26 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateApiKey(self, request, context):
+        """The caller's own keys for the HTTP API (/api/v1/), each acting with a role no
+        greater than the caller's. The key itself is returned once, by CreateApiKey.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -367,6 +402,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ResetUserTotp,
                     request_deserializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpRequest.FromString,
                     response_serializer=comet_dot_v1_dot_admin__pb2.ResetUserTotpReply.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=comet_dot_v1_dot_admin__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_admin__pb2.CreateApiKeyReply.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=comet_dot_v1_dot_admin__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_admin__pb2.ListApiKeysReply.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=comet_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_admin__pb2.RevokeApiKeyReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -909,6 +959,87 @@ class AdminService:
             '/comet.v1.AdminService/ResetUserTotp',
             comet_dot_v1_dot_admin__pb2.ResetUserTotpRequest.SerializeToString,
             comet_dot_v1_dot_admin__pb2.ResetUserTotpReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AdminService/CreateApiKey',
+            comet_dot_v1_dot_admin__pb2.CreateApiKeyRequest.SerializeToString,
+            comet_dot_v1_dot_admin__pb2.CreateApiKeyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AdminService/ListApiKeys',
+            comet_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
+            comet_dot_v1_dot_admin__pb2.ListApiKeysReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AdminService/RevokeApiKey',
+            comet_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.SerializeToString,
+            comet_dot_v1_dot_admin__pb2.RevokeApiKeyReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,12 @@ class AdminServiceStub:
     """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
     audited.
     """
+    CreateApiKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateApiKeyRequest, _admin_pb2.CreateApiKeyReply]
+    """The caller's own keys for the HTTP API (/api/v1/), each acting with a role no
+    greater than the caller's. The key itself is returned once, by CreateApiKey.
+    """
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListApiKeysRequest, _admin_pb2.ListApiKeysReply]
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeApiKeyRequest, _admin_pb2.RevokeApiKeyReply]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -91,6 +97,12 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
     audited.
     """
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateApiKeyRequest, _admin_pb2.CreateApiKeyReply]  # type: ignore[assignment]
+    """The caller's own keys for the HTTP API (/api/v1/), each acting with a role no
+    greater than the caller's. The key itself is returned once, by CreateApiKey.
+    """
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListApiKeysRequest, _admin_pb2.ListApiKeysReply]  # type: ignore[assignment]
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeApiKeyRequest, _admin_pb2.RevokeApiKeyReply]  # type: ignore[assignment]
 
 class AdminServiceServicer:
     def AddUser(
@@ -218,5 +230,26 @@ class AdminServiceServicer:
         """Turn a user's two-factor authentication off (a lost phone). SUPER admins only;
         audited.
         """
+
+    def CreateApiKey(
+        self,
+        request: _admin_pb2.CreateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreateApiKeyReply, _abc.Awaitable[_admin_pb2.CreateApiKeyReply]]:
+        """The caller's own keys for the HTTP API (/api/v1/), each acting with a role no
+        greater than the caller's. The key itself is returned once, by CreateApiKey.
+        """
+
+    def ListApiKeys(
+        self,
+        request: _admin_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListApiKeysReply, _abc.Awaitable[_admin_pb2.ListApiKeysReply]]: ...
+
+    def RevokeApiKey(
+        self,
+        request: _admin_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RevokeApiKeyReply, _abc.Awaitable[_admin_pb2.RevokeApiKeyReply]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -16,7 +16,8 @@ from comet.server.notify.outbox import Delivery, DeliveryError
 from comet.server.notify.settings import NotifySettings, SmtpSettings
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """A byte count as people read it (KiB, MiB, ...): mails and the web console."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -44,8 +45,8 @@ def _job_rows(job: dict[str, Any]) -> list[tuple[str, str]]:
         ("Ended", str(job.get("ended_at", ""))),
         ("Duration", _duration(float(job.get("duration_seconds", 0)))),
         ("Files", str(job.get("files", 0))),
-        ("Size", _size(int(job.get("bytes", 0)))),
-        ("Uploaded", _size(int(job.get("uploaded_bytes", 0)))),
+        ("Size", size_text(int(job.get("bytes", 0)))),
+        ("Uploaded", size_text(int(job.get("uploaded_bytes", 0)))),
     ]
 
 

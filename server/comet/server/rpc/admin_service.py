@@ -4,32 +4,24 @@ the guard before it runs; Dispatch checks each command again by what it would do
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from typing import Any
 
 import grpc
 
-from comet.server import authorization, document_bounds, validation
-from comet.server.buckets.dispatch_grant import attach_delete_grant
-from comet.server.buckets.errors import ObjectProtectedError
+from comet.server import document_bounds, validation
+from comet.server.administration import Administration
 from comet.server.buckets.store import BucketRecord, BucketStore
 from comet.server.errors import (
-    DeviceOfflineError,
     InvalidRequestError,
     NotFoundError,
-    PermissionDeniedError,
-    ServerError,
 )
-from comet.server.rpc import command_facts, convert
-from comet.server.rpc.audited import audited
+from comet.server.rpc import convert
 from comet.server.rpc.auth_context import Authenticator, peer_address
 from comet.server.rpc.errors import handles_errors
 from comet.server.rpc.routing import CommandRouter
-from comet.server.rpc.totp_admin import audited_totp_reset
-from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, Role
-from comet.server.store.jobs import JobRecord, JobStore
+from comet.server.store.api_keys import ApiKeyRecord, ApiKeyStore
+from comet.server.store.jobs import JobStore
 from comet.server.store.policies import PolicyStore
 from comet.server.store.profiles import ProfileStore
 from comet.v1 import admin_pb2, admin_pb2_grpc, common_pb2, control_pb2
@@ -43,6 +35,25 @@ _ROLES = {
     admin_pb2.ADMIN_ROLE_OPERATOR: Role.OPERATOR,
     admin_pb2.ADMIN_ROLE_AUDITOR: Role.AUDITOR,
 }
+
+
+_ROLE_PROTO = {
+    role: proto for proto, role in _ROLES.items() if proto != admin_pb2.ADMIN_ROLE_UNSPECIFIED
+}
+
+
+def _api_key_info(record: ApiKeyRecord) -> admin_pb2.ApiKeyInfo:
+    info = admin_pb2.ApiKeyInfo(
+        key_id=record.key_id,
+        name=record.name,
+        role=_ROLE_PROTO[record.role],
+        prefix=record.prefix,
+        created_at=convert.timestamp(record.created_at),
+        revoked=record.revoked,
+    )
+    if record.last_used_at is not None:
+        info.last_used_at.CopyFrom(convert.timestamp(record.last_used_at))
+    return info
 
 
 def _bucket_info(record: BucketRecord) -> admin_pb2.BucketInfo:
@@ -67,6 +78,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         router: CommandRouter,
         *,
         buckets: BucketStore | None = None,
+        api_keys: ApiKeyStore | None = None,
     ) -> None:
         self._accounts = accounts
         self._profiles = profiles
@@ -75,19 +87,22 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self._auth = Authenticator(accounts)
         self._router = router
         self._buckets = buckets
+        self._api_keys = api_keys
+        self._admin = Administration(
+            accounts, profiles, policies, jobs, router, buckets, api_keys=api_keys
+        )
 
     @handles_errors
     async def AddUser(self, request: admin_pb2.AddUserRequest, context: Ctx) -> admin_pb2.UserInfo:
         admin = await self._auth.admin(context)
-        user = await self._accounts.create_user(
+        user = await self._admin.add_user(
+            admin,
             request.username,
             convert.kdf_from_proto(request.kdf),
             request.auth_key,
             role=_ROLES.get(request.role, Role.USER),
             max_devices=request.max_devices,
-        )
-        await self._accounts.audit(
-            admin.username, "user.add", request.username, source=peer_address(context)
+            source=peer_address(context),
         )
         return convert.user_to_proto(user)
 
@@ -104,38 +119,17 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.DeleteUserRequest, context: Ctx
     ) -> admin_pb2.DeleteUserReply:
         admin = await self._auth.admin(context)
-        if request.username == admin.username:
-            raise InvalidRequestError("an administrator cannot delete their own account")
-        devices = await self._accounts.list_devices(username=request.username)
-        bucket_ids = await self._orphan_buckets(request.username)
-        await self._accounts.delete_user(request.username)
-        for device in devices:
-            await self._router.close_everywhere(device.device_id)
-        freed, kept = await self._delete_buckets([] if request.keep_data else bucket_ids)
-        if request.keep_data:
-            details = f"kept {len(bucket_ids)} bucket(s)"
-        else:
-            details = f"deleted {len(bucket_ids) - len(kept)} bucket(s), {freed} bytes"
-            if kept:
-                details += (
-                    f"; kept {len(kept)} immutable bucket(s) still under protection:"
-                    f" {', '.join(kept)}"
-                )
-        await self._accounts.audit(
-            admin.username,
-            "user.delete",
-            request.username,
-            source=peer_address(context),
-            details=details,
+        kept = await self._admin.delete_user(
+            admin, request.username, keep_data=request.keep_data, source=peer_address(context)
         )
-        return admin_pb2.DeleteUserReply(kept_bucket_ids=bucket_ids if request.keep_data else kept)
+        return admin_pb2.DeleteUserReply(kept_bucket_ids=kept)
 
     @handles_errors
     async def ResetUserTotp(
         self, request: admin_pb2.ResetUserTotpRequest, context: Ctx
     ) -> admin_pb2.ResetUserTotpReply:
         admin = await self._auth.admin(context)
-        await audited_totp_reset(self._accounts, admin.username, request.username, context)
+        await self._admin.reset_totp(admin, request.username, source=peer_address(context))
         return admin_pb2.ResetUserTotpReply()
 
     @handles_errors
@@ -143,38 +137,19 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ResetPasswordRequest, context: Ctx
     ) -> admin_pb2.ResetPasswordReply:
         admin = await self._auth.admin(context)
-        source = peer_address(context)
-        try:
-            reset = await self._accounts.reset_password(
-                request.username,
-                convert.kdf_from_proto(request.kdf),
-                request.auth_key,
-                force=request.force,
-                revoke_devices=request.revoke_devices,
-            )
-        except ServerError as e:
-            await self._accounts.audit(
-                admin.username,
-                "user.reset_password",
-                request.username,
-                source=source,
-                success=False,
-                details=e.message,
-            )
-            raise
-        revoked = len(reset.revoked_devices)
-        for device_id in reset.revoked_devices:
-            await self._router.close_everywhere(device_id)
-        details = (
-            ("forced; " if request.force else "")
-            + (f"revoked {revoked} device(s); " if request.revoke_devices else "")
-            + "old backups unreadable without the old password"
-        )
-        await self._accounts.audit(
-            admin.username, "user.reset_password", request.username, source=source, details=details
+        reset = await self._admin.reset_password(
+            admin,
+            request.username,
+            convert.kdf_from_proto(request.kdf),
+            request.auth_key,
+            force=request.force,
+            revoke_devices=request.revoke_devices,
+            source=peer_address(context),
         )
         # No admin-assisted recovery exists: the server never holds a usable vault key.
-        return admin_pb2.ResetPasswordReply(data_kept_readable=False, devices_revoked=revoked)
+        return admin_pb2.ResetPasswordReply(
+            data_kept_readable=False, devices_revoked=len(reset.revoked_devices)
+        )
 
     @handles_errors
     async def GetUserProfile(
@@ -231,15 +206,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.AssignPolicyRequest, context: Ctx
     ) -> admin_pb2.AssignPolicyReply:
         admin = await self._auth.admin(context)
-        validation.username(request.username)
-        validation.text(request.policy_id, field="the policy id", max_len=validation.NAME_MAX)
-        await self._policies.assign(request.username, request.policy_id or None)
-        await self._accounts.audit(
-            admin.username,
-            "policy.assign",
-            request.username,
-            source=peer_address(context),
-            details=request.policy_id or "none (default policy applies)",
+        await self._admin.assign_policy(
+            admin, request.username, request.policy_id, source=peer_address(context)
         )
         return admin_pb2.AssignPolicyReply()
 
@@ -280,11 +248,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.RevokeDeviceRequest, context: Ctx
     ) -> admin_pb2.RevokeDeviceReply:
         admin = await self._auth.admin(context)
-        await self._accounts.revoke_device(request.device_id)
-        await self._router.close_everywhere(request.device_id)
-        await self._accounts.audit(
-            admin.username, "device.revoke", request.device_id, source=peer_address(context)
-        )
+        await self._admin.revoke_device(admin, request.device_id, source=peer_address(context))
         return admin_pb2.RevokeDeviceReply()
 
     @handles_errors
@@ -292,89 +256,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.DispatchRequest, context: Ctx
     ) -> control_pb2.CommandReply:
         admin = await self._auth.admin(context)
-        if not request.HasField("command") or request.command.WhichOneof("action") is None:
+        if not request.HasField("command"):
             raise InvalidRequestError("a dispatch needs a command")
-        validation.device_id(request.device_id)
-        document_bounds.check(request.command, what="the command")
-        action = request.command.WhichOneof("action") or ""
-        source = peer_address(context)
-        details = command_facts.details_of(request.command)
-        document: dict[str, Any] = {}
-        if action in command_facts.NEEDS_PROFILE:
-            try:
-                owner = await self._accounts.device_owner(request.device_id)
-            except NotFoundError:
-                raise DeviceOfflineError(
-                    f"device {request.device_id} is not connected (no device has this id)"
-                ) from None
-            document = (await self._profiles.get(owner, reveal_secrets=False)).document
-        private = not profile_document.allows_admin_view_files(document)
-        try:
-            facts = command_facts.facts_of(request.command, document)
-            authorization.require(
-                authorization.caller_of(admin),
-                authorization.command_action(facts),
-                who=admin.username,
-            )
-            if facts.shows_files and private:
-                # Checked here as well as on the device: the user's privacy setting
-                # must hold even against an agent that would answer.
-                raise PermissionDeniedError(
-                    "the user does not allow administrators to view files on their devices "
-                    f"(a {action} command would show names or content of their files)"
-                )
-        except ServerError as e:
-            await self._accounts.audit(
-                admin.username,
-                f"dispatch.{action}",
-                request.device_id,
-                source=source,
-                success=False,
-                details=f"{details} refused: {e.message}",
-            )
-            raise
-        # Audited after the send, with its real outcome (an offline device: failed).
-        audit = functools.partial(
-            audited, self._accounts, actor=admin.username, action=f"dispatch.{action}",
-            target=request.device_id, context=context, details=details,
-        )  # fmt: skip
-        if action == "drop_connection":
-            # Closing the server's side makes the agent reconnect.
-            await audit(self._router.drop(request.device_id))
-            return control_pb2.CommandReply(done=control_pb2.Empty())
-        if action == "apply_retention":
-            owner = await self._accounts.device_owner(request.device_id)
-            view = await self._profiles.get(owner, reveal_secrets=False)
-            await attach_delete_grant(
-                request.command, role=admin.role, device_id=request.device_id,
-                profile_document=view.document, buckets=self._buckets,
-            )  # fmt: skip
-        timeout = float(request.timeout_seconds or 60)
-        reply = await audit(
-            self._router.send(request.device_id, request.command, timeout=min(timeout, 120)),
-            refused=lambda r: f"the device answered: {r.error}" if r.error else "",
+        return await self._admin.dispatch(
+            admin,
+            request.device_id,
+            request.command,
+            source=peer_address(context),
+            timeout=float(request.timeout_seconds or 60),
+            wait=request.wait,
         )
-        if request.wait and reply.HasField("job_started") and not reply.error:
-            job = await self._wait_for_job(reply.job_started.job_id, timeout)
-            reply.job_started.job.CopyFrom(convert.job_to_proto(job))
-        return command_facts.redact_private(reply) if private else reply
-
-    async def _wait_for_job(self, job_id: str, timeout: float) -> JobRecord:
-        """Follow a dispatched job through the device's reports until it ends. The
-        reports reach the database from whichever instance the device talks to."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            try:
-                job, _ = await self._jobs.log(job_id)
-                if not (6000 <= int(job.status) < 7000):
-                    return job
-            except NotFoundError:
-                pass  # the device has not reported the job yet
-            if asyncio.get_running_loop().time() > deadline:
-                raise DeviceOfflineError(
-                    f"job {job_id} did not end within {timeout:.0f} s; it may still be running"
-                )
-            await asyncio.sleep(0.5)
 
     @handles_errors
     async def ListAudit(
@@ -404,26 +295,6 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if self._buckets is None:
             raise NotFoundError("this server hosts no buckets")
         return self._buckets
-
-    async def _orphan_buckets(self, username: str) -> list[str]:
-        if self._buckets is None:
-            return []
-        user_id = await self._accounts.user_id(username)
-        return await self._buckets.orphan_buckets(user_id, username)
-
-    async def _delete_buckets(self, bucket_ids: list[str]) -> tuple[int, list[str]]:
-        """Delete the buckets; returns the bytes freed and the ids of those kept
-        because they are immutable and still protected (listed as the user's former)."""
-        freed = 0
-        kept: list[str] = []
-        for bucket_id in bucket_ids:
-            try:
-                freed += await self._bucket_store().delete_bucket(bucket_id)
-            except NotFoundError:
-                continue  # deleted meanwhile
-            except ObjectProtectedError:
-                kept.append(bucket_id)
-        return freed, kept
 
     @handles_errors
     async def ListBuckets(
@@ -484,3 +355,35 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             source=peer_address(context), details=f"{len(restored)} object(s) restored",
         )  # fmt: skip
         return admin_pb2.UndeleteObjectsReply(restored=restored)
+
+    # ------------------------------------------------------------- API keys
+
+    @handles_errors
+    async def CreateApiKey(
+        self, request: admin_pb2.CreateApiKeyRequest, context: Ctx
+    ) -> admin_pb2.CreateApiKeyReply:
+        admin = await self._auth.admin(context)
+        role = _ROLES.get(request.role, Role.USER)
+        created = await self._admin.create_api_key(
+            admin,
+            name=request.name,
+            role=admin.role if role is Role.USER else role,
+            source=peer_address(context),
+        )
+        return admin_pb2.CreateApiKeyReply(info=_api_key_info(created.record), key=created.key)
+
+    @handles_errors
+    async def ListApiKeys(
+        self, request: admin_pb2.ListApiKeysRequest, context: Ctx
+    ) -> admin_pb2.ListApiKeysReply:
+        admin = await self._auth.admin(context)
+        keys = await self._admin.api_keys(admin)
+        return admin_pb2.ListApiKeysReply(keys=[_api_key_info(k) for k in keys])
+
+    @handles_errors
+    async def RevokeApiKey(
+        self, request: admin_pb2.RevokeApiKeyRequest, context: Ctx
+    ) -> admin_pb2.RevokeApiKeyReply:
+        admin = await self._auth.admin(context)
+        await self._admin.revoke_api_key(admin, request.key_id, source=peer_address(context))
+        return admin_pb2.RevokeApiKeyReply()

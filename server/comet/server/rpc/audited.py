@@ -33,7 +33,24 @@ async def audited(
     """Await ``work``, then audit it: success, or failure with the error's message
     (the error is re-raised), or failure with what ``refused`` finds in the result
     (a device that answered with an error)."""
-    source = peer_address(context)
+    return await audited_from(
+        accounts, work, actor=actor, action=action, target=target,
+        source=peer_address(context), details=details, refused=refused,
+    )  # fmt: skip
+
+
+async def audited_from(
+    accounts: AccountStore,
+    work: Awaitable[T],
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    source: str,
+    details: str = "",
+    refused: Callable[[T], str] = lambda _result: "",
+) -> T:
+    """``audited`` for a caller known by its address (the web console's too)."""
     try:
         result = await work
     except ServerError as e:

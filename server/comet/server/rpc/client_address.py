@@ -8,7 +8,7 @@ anyone else could write any address there."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -35,10 +35,13 @@ class ClientAddresses:
         self._trusted = tuple(trusted_proxies)
 
     def of(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-        peer = peer_address(context)
+        headers = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        return self.of_peer(peer_address(context), headers)
+
+    def of_peer(self, peer: str, headers: Mapping[str, str]) -> str:
+        """The client behind ``peer`` (an HTTP request's too), given lower-case headers."""
         if not self._is_trusted(_parse(peer)):
             return peer
-        headers = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         forwarded = self._from_forwarded_for(headers.get("x-forwarded-for", ""))
         if forwarded is None:
             forwarded = _parse(headers.get("x-real-ip", "").strip())

@@ -286,9 +286,11 @@ class AccountStore:
         device_id: str = "",
         registration: Registration | None = None,
         totp_code: str = "",
+        web: bool = False,
     ) -> LoginResult:
         """Check the key (and the two-factor code, when enabled) and open a session;
-        agents also get (or register) a device.
+        agents also get (or register) a device. ``web``: a web console session, an
+        admin session for an administrator and a plain one (no device) otherwise.
 
         Input is checked before any database work. Throttled per (account, source)
         and per source (see ``throttle``); every outcome is audited. A missing
@@ -328,6 +330,8 @@ class AccountStore:
         if user.totp_secret is not None:
             await self._check_totp(user, totp_code, source)
         role = Role(user.role)
+        if web:
+            admin_session = role.is_admin
         if admin_session and not role.is_admin:
             await self.audit(
                 username,
@@ -352,7 +356,7 @@ class AccountStore:
                     expires_at=expires,
                 )
             )
-            if not admin_session:
+            if not admin_session and not web:
                 result = await self._attach_device(s, user, result, device_id, registration)
             if result.device_id:  # its old token may be remembered on other instances
                 await _announce_revoked(s, device_revoked(result.device_id))
@@ -366,7 +370,8 @@ class AccountStore:
             username,
             source=source,
             success=True,
-            details="admin" if admin_session else f"device {result.device_id}",
+            details=("web " if web else "")
+            + ("admin" if admin_session else f"device {result.device_id}" if not web else "user"),
         )
         if result.device_registered_now:
             await self.audit(
