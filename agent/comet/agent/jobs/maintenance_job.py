@@ -124,6 +124,7 @@ def _report_protection(handle: JobHandle, repo: Repository) -> None:
 @dataclass(frozen=True)
 class RetentionJob(VaultJob):
     rules: RetentionRules
+    tags: tuple[str, ...] = ()  # judge only snapshots with every one of these
 
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
         result = apply_retention(
@@ -131,6 +132,7 @@ class RetentionJob(VaultJob):
             self.rules,
             now=datetime.now(UTC),
             tz=local_tz(),
+            tags=self.tags,
             hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
