@@ -15,6 +15,12 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from comet.agent.cli_import import cmd_import_preview
+from comet.agent.cli_profile_edit import add_profile_edit_commands
+from comet.agent.cli_snapshot_tools import (
+    add_snapshot_filters,
+    add_snapshot_tool_commands,
+    cmd_retention_dry_run,
+)
 from comet.agent.cli_totp import add_totp_commands
 from comet.agent.config import default_socket_path
 from comet.agent.mount_commands import add_mount_commands
@@ -309,7 +315,8 @@ def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:
             )
     vault.pre_commands.extend(common_pb2.ProgramCommand(command=c) for c in args.pre or [])
     vault.post_commands.extend(common_pb2.ProgramCommand(command=c) for c in args.post or [])
-    saved = client.api.AddVault(agent_api_pb2.AddVaultRequest(vault=vault), timeout=120)
+    add = client.api.AttachVault if args.attach else client.api.AddVault
+    saved = add(agent_api_pb2.AddVaultRequest(vault=vault), timeout=120)
     if args.json:
         print_json({"vault_id": saved.vault_id})
     else:
@@ -477,11 +484,20 @@ def schedule_json(s: common_pb2.Schedule) -> dict[str, Any]:
 
 def cmd_schedule_list(client: AgentClient, args: argparse.Namespace) -> None:
     profile = client.api.GetProfile(agent_api_pb2.LocalProfileRequest(refetch=True), timeout=60)
-    rows = [schedule_json(s) for s in profile.schedules]
+    items = {i.item_id: i.name for i in profile.items}
+    vaults = {v.vault_id: v.name for v in profile.vaults}
+    rows = [
+        {
+            **schedule_json(s),
+            "item_name": items.get(s.item_id),
+            "vault_name": vaults.get(s.vault_id),
+        }
+        for s in profile.schedules
+    ]
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["schedule_id", "item_id", "vault_id", "when"])
+        print_table(rows, ["schedule_id", "item_name", "vault_name", "when", "enabled"])
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -569,7 +585,9 @@ def finish_job(client: AgentClient, job: common_pb2.Job, args: argparse.Namespac
 
 def cmd_backup(client: AgentClient, args: argparse.Namespace) -> None:
     options = common_pb2.BackupOptions(
-        bandwidth_limit_bps=args.bandwidth_limit or 0, stop_after_seconds=args.stop_after or 0
+        bandwidth_limit_bps=args.bandwidth_limit or 0,
+        stop_after_seconds=args.stop_after or 0,
+        tags=args.tag,
     )
     job = client.api.StartBackup(
         agent_api_pb2.StartBackupRequest(item_id=args.item, vault_id=args.vault, options=options),
@@ -589,6 +607,7 @@ def snapshot_json(s: common_pb2.SnapshotSummary) -> dict[str, Any]:
         "bytes": s.bytes,
         "paths": list(s.paths),
         "unknown_item": s.unknown_item,
+        "tags": list(s.tags),
     }
 
 
@@ -599,6 +618,7 @@ def cmd_snapshots(client: AgentClient, args: argparse.Namespace) -> None:
             item_id=args.item or "",
             all_devices=args.all_devices,
             unknown_items=args.unknown,
+            tags=args.tag,
         ),
         timeout=300,
     )
@@ -606,7 +626,9 @@ def cmd_snapshots(client: AgentClient, args: argparse.Namespace) -> None:
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["snapshot_id", "item_name", "time", "files", "bytes"])
+        for row in rows:
+            row["tags"] = ",".join(row["tags"]) or None
+        print_table(rows, ["snapshot_id", "item_name", "time", "files", "bytes", "tags"])
 
 
 NODE_NAMES = {
@@ -635,7 +657,12 @@ def entry_json(e: common_pb2.SnapshotEntry) -> dict[str, Any]:
 def cmd_ls(client: AgentClient, args: argparse.Namespace) -> None:
     reply = client.api.ListDir(
         agent_api_pb2.ListDirRequest(
-            vault_id=args.vault, snapshot_id=args.snapshot, path=args.path or "/"
+            vault_id=args.vault,
+            snapshot_id=args.snapshot,
+            path=args.path or "/",
+            recursive=args.recursive,
+            item_id=args.item or "",
+            tags=args.tag,
         ),
         timeout=300,
     )
@@ -685,8 +712,10 @@ def size_arg(text: str) -> int:
 
 
 def cmd_find(client: AgentClient, args: argparse.Namespace) -> None:
+    by_path = "/" in args.pattern and not args.regex
     query = common_pb2.FindQuery(
-        name_glob=args.pattern if not args.regex else "",
+        name_glob=args.pattern if not (args.regex or by_path) else "",
+        path_glob=args.pattern if by_path else "",
         name_regex=args.pattern if args.regex else "",
         min_size=args.min_size or 0,
         max_size=args.max_size or 0,
@@ -701,7 +730,11 @@ def cmd_find(client: AgentClient, args: argparse.Namespace) -> None:
         query.modified_before.CopyFrom(before)
     reply = client.api.Find(
         agent_api_pb2.FindRequest(
-            vault_id=args.vault, snapshot_ids=args.snapshot or [], query=query
+            vault_id=args.vault,
+            snapshot_ids=args.snapshot or [],
+            query=query,
+            item_id=args.item or "",
+            tags=args.tag,
         ),
         timeout=600,
     )
@@ -778,6 +811,7 @@ def vault_job(classification: int) -> Callable[[AgentClient, argparse.Namespace]
                 classification=classification,  # type: ignore[arg-type]
                 snapshot_ids=getattr(args, "snapshots", None) or [],
                 read_data=getattr(args, "read_data", False),
+                tags=getattr(args, "tag", None) or [],
                 password=read_password() if getattr(args, "password_stdin", False) else "",
             ),
             timeout=60,
@@ -785,6 +819,13 @@ def vault_job(classification: int) -> Callable[[AgentClient, argparse.Namespace]
         finish_job(client, job, args)
 
     return run
+
+
+def cmd_retention(client: AgentClient, args: argparse.Namespace) -> None:
+    if args.dry_run:
+        cmd_retention_dry_run(client, args)
+    else:
+        vault_job(common_pb2.JOB_CLASSIFICATION_RETENTION)(client, args)
 
 
 _REMOVED_LOCK = "removed lock "  # the unlock job's log line per removed lock
@@ -1048,6 +1089,12 @@ def build_parser() -> argparse.ArgumentParser:
     retention.add_argument("--keep-daily", type=int, help="one per day, last N days with one")
     retention.add_argument("--keep-weekly", type=int, help="one per week, last N weeks")
     retention.add_argument("--keep-monthly", type=int, help="one per month, last N months")
+    vadd.add_argument(
+        "--attach",
+        action="store_true",
+        help="adopt the Comet repository already at this location (it must open with one"
+        " of this account's vault keys) instead of creating one",
+    )
     vadd.add_argument("--json", action="store_true")
     vadd.set_defaults(func=cmd_vault_add)
     vlist = vault.add_parser("list", help="list Storage Vaults")
@@ -1111,6 +1158,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument(
         "--stop-after", type=int, metavar="SECONDS", help="cancel the job after this long"
     )
+    backup.add_argument(
+        "--tag", action="append", default=[], help="store this tag in the snapshot (repeatable)"
+    )
     backup.add_argument("--json", action="store_true")
     backup.set_defaults(func=cmd_backup)
 
@@ -1119,20 +1169,31 @@ def build_parser() -> argparse.ArgumentParser:
     snaps.add_argument("--item")
     snaps.add_argument("--all-devices", action="store_true")
     snaps.add_argument("--unknown", action="store_true", help="only snapshots of deleted items")
+    snaps.add_argument("--tag", action="append", default=[], help="only snapshots with this tag")
     snaps.add_argument("--json", action="store_true")
     snaps.set_defaults(func=cmd_snapshots)
 
     ls = sub.add_parser("ls", help="list a folder of a snapshot")
-    ls.add_argument("snapshot")
+    ls.add_argument("snapshot", help="snapshot id, prefix, latest or latest~N")
     ls.add_argument("path", nargs="?", default="/")
     ls.add_argument("--vault", required=True)
+    ls.add_argument("-R", "--recursive", action="store_true", help="everything below PATH")
+    add_snapshot_filters(ls)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_ls)
 
     find = sub.add_parser("find", help="search snapshots by name, size and time")
-    find.add_argument("pattern", help="a name glob (or a regex with --regex)")
+    find.add_argument(
+        "pattern",
+        help="a name glob; with a '/' a glob on the whole path ('docs/*.txt',"
+        " '/home/*/**.pdf'); a regex on names with --regex",
+    )
     find.add_argument("--vault", required=True)
-    find.add_argument("--snapshot", action="append", help="only these (default: all)")
+    find.add_argument(
+        "--snapshot", action="append", help="only these: ids, prefixes, latest (default: all)"
+    )
+    find.add_argument("--item", help="only this Protected Item's snapshots (id or name)")
+    find.add_argument("--tag", action="append", default=[], help="only snapshots with this tag")
     find.add_argument("--regex", action="store_true")
     find.add_argument("--min-size", type=size_arg, help="at least this size: 0, 512, 10M, 1.5GiB")
     find.add_argument("--max-size", type=size_arg, help="at most this size (0: empty files)")
@@ -1205,6 +1266,15 @@ def build_parser() -> argparse.ArgumentParser:
                 help="immutable Comet Server vault: re-enter your password so the server"
                 " grants deletes (of data past its protection only)",
             )
+        if name == "retention":
+            p.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="list what would be forgotten and which rule keeps each kept snapshot",
+            )
+            p.add_argument(
+                "--tag", action="append", default=[], help="judge only snapshots with this tag"
+            )
         if name == "verify":
             p.add_argument(
                 "--read-data", action="store_true", help="download, decrypt and hash every blob"
@@ -1212,6 +1282,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--wait", action="store_true")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=vault_job(code))
+        if name == "retention":
+            p.set_defaults(func=cmd_retention)
         if name == "unlock":
             p.add_argument(
                 "--force",
@@ -1232,6 +1304,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mount_commands(sub)
     add_totp_commands(sub)
+    add_snapshot_tool_commands(sub)
+    add_profile_edit_commands({"vault": vault, "item": item, "schedule": schedule})
 
     job = sub.add_parser("job", help="jobs").add_subparsers(dest="sub", required=True)
     jlog = job.add_parser("log", help="show a job's log")

@@ -249,6 +249,7 @@ class Operations:
     ) -> JobRecord:
         login = self._login()
         check_tags(tags)
+        tags = tuple(sorted(set(tags)))
         profile = await self.profile.fetch()
         item = self._item(profile, item_ref)
         vault = self._vault(profile, vault_ref, device_id=login.device_id)
