@@ -8,18 +8,16 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from comet.agent.client_cli.common import AgentClient, CliError
+from comet.agent.client_cli.schedules import add_when_arguments, set_when
 from comet.agent.output import print_json
 from comet.v1 import agent_api_pb2, common_pb2
 
 if TYPE_CHECKING:
-    from comet.agent.client_cli import AgentClient
-
-DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    from comet.agent.client_cli.common import Subcommands
 
 
 def _error(message: str) -> Exception:
-    from comet.agent.client_cli import CliError
-
     return CliError(message)
 
 
@@ -54,60 +52,6 @@ def find_schedule(profile: common_pb2.Profile, ref: str) -> common_pb2.Schedule:
     if found:
         raise _error(f"{len(found)} schedules start with {ref!r}; give more characters")
     raise _error(f"no schedule {ref!r} in this account (see 'comet schedule list')")
-
-
-# ---------------------------------------------------------------------------- when
-
-
-def _hhmm(text: str) -> tuple[int, int]:
-    try:
-        hour, minute = (int(part) for part in text.split(":"))
-    except ValueError as e:
-        raise _error(f"a time is HH:MM, not {text!r}") from e
-    if not (0 <= hour < 24 and 0 <= minute < 60):
-        raise _error(f"a time is HH:MM, not {text!r}")
-    return hour, minute
-
-
-def _weekday(text: str) -> int:
-    key = text.lower()[:3]
-    if key not in DAYS:
-        raise _error(f"a weekday is one of {', '.join(DAYS)}, not {text!r}")
-    return DAYS.index(key)
-
-
-def set_when(schedule: common_pb2.Schedule, args: argparse.Namespace) -> bool:
-    """Apply ``--daily/--hourly/--weekly/--monthly/--every``; False if none was given."""
-    if args.daily:
-        schedule.frequency = common_pb2.SCHEDULE_FREQUENCY_DAILY
-        schedule.hour, schedule.minute = _hhmm(args.daily)
-    elif args.hourly is not None:
-        schedule.frequency = common_pb2.SCHEDULE_FREQUENCY_HOURLY
-        schedule.minute = args.hourly
-    elif args.weekly:
-        schedule.frequency = common_pb2.SCHEDULE_FREQUENCY_WEEKLY
-        del schedule.weekdays[:]
-        schedule.weekdays.append(_weekday(args.weekly[0]))
-        schedule.hour, schedule.minute = _hhmm(args.weekly[1])
-    elif args.monthly:
-        schedule.frequency = common_pb2.SCHEDULE_FREQUENCY_MONTHLY
-        schedule.day_of_month = int(args.monthly[0])
-        schedule.hour, schedule.minute = _hhmm(args.monthly[1])
-    elif args.every:
-        schedule.frequency = common_pb2.SCHEDULE_FREQUENCY_PERIODIC
-        schedule.every_seconds = args.every
-    else:
-        return False
-    return True
-
-
-def add_when_arguments(parser: argparse.ArgumentParser) -> None:
-    when = parser.add_mutually_exclusive_group()
-    when.add_argument("--daily", metavar="HH:MM")
-    when.add_argument("--hourly", metavar="MIN", type=int, nargs="?", const=0)
-    when.add_argument("--weekly", nargs=2, metavar=("DAY", "HH:MM"))
-    when.add_argument("--monthly", nargs=2, metavar=("DAY_OF_MONTH", "HH:MM"))
-    when.add_argument("--every", metavar="SECONDS", type=int)
 
 
 # ---------------------------------------------------------------------------- vaults
@@ -278,9 +222,9 @@ def json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
-def add_profile_edit_commands(groups: dict[str, Any]) -> None:
-    """Adds the subcommands to the ``vault``, ``item`` and ``schedule`` groups."""
-    vedit = groups["vault"].add_parser("edit", help="rename a vault, change quota or retention")
+def add_vault_commands(vault: Subcommands) -> None:
+    """``vault edit`` and ``vault delete``."""
+    vedit = vault.add_parser("edit", help="rename a vault, change quota or retention")
     vedit.add_argument("vault", help="vault id or name")
     vedit.add_argument("--name", help="the new name")
     vedit.add_argument("--quota", type=int, help="quota in bytes (0: none)")
@@ -296,7 +240,7 @@ def add_profile_edit_commands(groups: dict[str, Any]) -> None:
     )
     json_flag(vedit)
     vedit.set_defaults(func=cmd_vault_edit)
-    vdel = groups["vault"].add_parser(
+    vdel = vault.add_parser(
         "delete", help="remove a vault (and its schedules) from the account; data stays"
     )
     vdel.add_argument("vault", help="vault id or name")
@@ -304,7 +248,10 @@ def add_profile_edit_commands(groups: dict[str, Any]) -> None:
     json_flag(vdel)
     vdel.set_defaults(func=cmd_vault_delete)
 
-    iedit = groups["item"].add_parser("edit", help="rename an item, change what it includes")
+
+def add_item_commands(item: Subcommands) -> None:
+    """``item edit``."""
+    iedit = item.add_parser("edit", help="rename an item, change what it includes")
     iedit.add_argument("item", help="item id or name")
     iedit.add_argument("--name", help="the new name")
     iedit.add_argument("--add-include", action="append", default=[], metavar="PATH")
@@ -315,7 +262,10 @@ def add_profile_edit_commands(groups: dict[str, Any]) -> None:
     json_flag(iedit)
     iedit.set_defaults(func=cmd_item_edit)
 
-    sedit = groups["schedule"].add_parser("edit", help="change when or how a schedule runs")
+
+def add_schedule_commands(schedule: Subcommands) -> None:
+    """``schedule edit`` and ``schedule delete``."""
+    sedit = schedule.add_parser("edit", help="change when or how a schedule runs")
     sedit.add_argument("schedule", help="schedule id (or its first characters)")
     sedit.add_argument("--item", help="item id or name")
     sedit.add_argument("--vault", help="vault id or name")
@@ -329,7 +279,7 @@ def add_profile_edit_commands(groups: dict[str, Any]) -> None:
     sedit.add_argument("--bandwidth-limit", type=int, metavar="BYTES_PER_S")
     json_flag(sedit)
     sedit.set_defaults(func=cmd_schedule_edit)
-    sdel = groups["schedule"].add_parser("delete", help="delete a schedule")
+    sdel = schedule.add_parser("delete", help="delete a schedule")
     sdel.add_argument("schedule", help="schedule id (or its first characters)")
     json_flag(sdel)
     sdel.set_defaults(func=cmd_schedule_delete)

@@ -8,11 +8,12 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from comet.agent.client_cli.common import AgentClient, CliError
 from comet.agent.output import print_json, print_table
 from comet.v1 import agent_api_pb2
 
 if TYPE_CHECKING:
-    from comet.agent.client_cli import AgentClient
+    from comet.agent.client_cli.common import Subcommands
 
 _NODE = {0: None, 1: "file", 2: "dir", 3: "symlink", 4: "fifo", 5: "chardev", 6: "blockdev"}
 _MARK = {"added": "+", "removed": "-", "modified": "M", "metadata": "U"}
@@ -96,8 +97,6 @@ def cmd_diff(client: AgentClient, args: argparse.Namespace) -> None:
 
 
 def cmd_dump(client: AgentClient, args: argparse.Namespace) -> None:
-    from comet.agent.client_cli import CliError
-
     out = sys.stdout.buffer
     if out.isatty() and not args.force:
         raise CliError(
@@ -196,7 +195,7 @@ def cmd_stats(client: AgentClient, args: argparse.Namespace) -> None:
 
 def cmd_retention_dry_run(client: AgentClient, args: argparse.Namespace) -> None:
     """What a retention pass would forget, and which rules keep the rest."""
-    from comet.agent.client_cli import snapshot_json
+    from comet.agent.client_cli.browse import snapshot_json  # browse imports this module
 
     reply = client.api.PlanRetention(
         agent_api_pb2.PlanRetentionRequest(vault_id=args.vault, tags=args.tag), timeout=600
@@ -229,7 +228,7 @@ def cmd_retention_dry_run(client: AgentClient, args: argparse.Namespace) -> None
     print(f"\nwould forget {forget} and keep {len(rows) - forget} snapshots (nothing was changed)")
 
 
-def add_snapshot_tool_commands(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     diff = sub.add_parser("diff", help="what changed between two snapshots")
     diff.add_argument("old", help="snapshot id, prefix, latest or latest~N")
     diff.add_argument("new", help="snapshot id, prefix, latest or latest~N")
