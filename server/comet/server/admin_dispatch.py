@@ -64,10 +64,12 @@ def _print_reply(args: argparse.Namespace, reply: control_pb2.CommandReply, acti
             {
                 "snapshot_id": s.snapshot_id,
                 "item_id": s.item_id,
+                "item_name": s.item_name or None,
                 "device_id": s.device_id,
                 "time": rfc3339(s.time),
                 "files": s.files,
                 "bytes": s.bytes,
+                "tags": list(s.tags),
             }
             for s in reply.snapshots.snapshots
         ]

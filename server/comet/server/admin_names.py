@@ -63,24 +63,20 @@ class AdminNames:
             out.append(profile)
         return out
 
-    def item_id(self, ref: str, *, user: str = "") -> str:
+    def _in_profiles(self, ref: str, user: str, what: str, kind: str) -> str:
+        """The id of the one item or vault (``kind``: items, vaults) named ``ref``."""
         if not ref or looks_like_id(ref):
             return ref
-        return _one(
-            ref,
-            "Protected Item",
-            user,
-            (i.item_id for p in self._profiles(user) for i in p.items if i.name == ref),
-            "see the user's profile",
+        ids = (
+            getattr(entry, "item_id" if kind == "items" else "vault_id")
+            for profile in self._profiles(user)
+            for entry in getattr(profile, kind)
+            if entry.name == ref
         )
+        return _one(ref, what, user, ids, "see the user's profile")
+
+    def item_id(self, ref: str, *, user: str = "") -> str:
+        return self._in_profiles(ref, user, "Protected Item", "items")
 
     def vault_id(self, ref: str, *, user: str = "") -> str:
-        if not ref or looks_like_id(ref):
-            return ref
-        return _one(
-            ref,
-            "Storage Vault",
-            user,
-            (v.vault_id for p in self._profiles(user) for v in p.vaults if v.name == ref),
-            "see the user's profile",
-        )
+        return self._in_profiles(ref, user, "Storage Vault", "vaults")

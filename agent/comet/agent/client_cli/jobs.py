@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from comet.agent.client_cli.common import AgentClient, CliError
-from comet.agent.output import print_json, print_table, rfc3339
+from comet.agent.output import human_size, print_json, print_table, rfc3339
 from comet.v1 import agent_api_pb2, common_pb2
 
 if TYPE_CHECKING:
@@ -56,8 +56,8 @@ def wait_for_job(client: AgentClient, job: common_pb2.Job, *, show: bool) -> com
             p = last.progress
             elapsed = max(time.monotonic() - started, 1e-3)
             line = (
-                f"{p.items_done} files, {_size(p.bytes_done)} "
-                f"({_size(int(p.bytes_done / elapsed))}/s) {p.current_path[-60:]}"
+                f"{p.items_done} files, {human_size(p.bytes_done)} "
+                f"({human_size(int(p.bytes_done / elapsed))}/s) {p.current_path[-60:]}"
             )
             sys.stderr.write("\r\x1b[K" + line)
             sys.stderr.flush()
@@ -66,15 +66,6 @@ def wait_for_job(client: AgentClient, job: common_pb2.Job, *, show: bool) -> com
     if show:
         sys.stderr.write("\r\x1b[K")
     return last
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    return f"{n} B"
 
 
 def finish_job(client: AgentClient, job: common_pb2.Job, args: argparse.Namespace) -> None:

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from comet.agent.client_cli.common import AgentClient, CliError
-from comet.agent.output import print_json, print_table
+from comet.agent.output import human_size, print_json, print_table
 from comet.v1 import agent_api_pb2
 
 if TYPE_CHECKING:
@@ -17,15 +17,6 @@ if TYPE_CHECKING:
 
 _NODE = {0: None, 1: "file", 2: "dir", 3: "symlink", 4: "fifo", 5: "chardev", 6: "blockdev"}
 _MARK = {"added": "+", "removed": "-", "modified": "M", "metadata": "U"}
-
-
-def human_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def add_snapshot_filters(parser: argparse.ArgumentParser) -> None:

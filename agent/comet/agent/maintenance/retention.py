@@ -133,14 +133,10 @@ def plan_retention(
     every snapshot of the item."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    groups: dict[tuple[str, str], list[Snapshot]] = {}
-    for s in snapshots:
-        groups.setdefault((s.item_id, s.device_id), []).append(s)
     keep: list[Snapshot] = []
     forget: list[Snapshot] = []
-    for (item_id, _device), group in groups.items():
+    for item_id, group in _groups(snapshots):
         policy = rules.policy_for(item_id)
-        group.sort(key=_order)
         kept = kept_positions([s.start_ns for s in group], policy, now=now, tz=tz)
         for i, s in enumerate(group):
             (keep if i in kept else forget).append(s)
@@ -170,12 +166,8 @@ def explain_retention(
     does; raises what it raises."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    groups: dict[tuple[str, str], list[Snapshot]] = {}
-    for s in snapshots:
-        groups.setdefault((s.item_id, s.device_id), []).append(s)
     out: list[RetentionVerdict] = []
-    for (item_id, _device), group in groups.items():
-        group.sort(key=_order)
+    for item_id, group in _groups(snapshots):
         reasons = kept_reasons(
             [s.start_ns for s in group], rules.policy_for(item_id), now=now, tz=tz
         )
@@ -231,6 +223,15 @@ def describe_range(r: RetentionRange) -> str:
     if r.type == RangeType.LAST_BACKUPS_ONE_PER_WEEK:
         return f"keep-weekly {r.jobs}"
     return f"keep-monthly {r.jobs}"
+
+
+def _groups(snapshots: Iterable[Snapshot]) -> list[tuple[str, list[Snapshot]]]:
+    """``(item id, snapshots oldest first)`` per (item, device): the unit retention
+    judges."""
+    groups: dict[tuple[str, str], list[Snapshot]] = {}
+    for s in snapshots:
+        groups.setdefault((s.item_id, s.device_id), []).append(s)
+    return [(item_id, sorted(g, key=_order)) for (item_id, _device), g in groups.items()]
 
 
 def _order(s: Snapshot) -> tuple[int, bytes]:
