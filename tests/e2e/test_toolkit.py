@@ -211,3 +211,8 @@ def test_toolkit_on_one_vault(admin: AdminCli, alice: AgentProcess, short_tmp: P
     assert ", snapshot " in out
     by_vault = admin("jobs", "--vault", "again", "--json").json()
     assert len(by_vault) == 1 and by_vault[0]["snapshot_id"] in out
+
+    # delete-snapshot takes 'latest' too (this device's newest).
+    alice.comet("delete-snapshot", "--vault", "again", "latest", "--wait")
+    left = alice.comet("snapshots", "--vault", "again", "--json").json()
+    assert [s["snapshot_id"] for s in left] == [first["snapshot_id"], second["snapshot_id"]]

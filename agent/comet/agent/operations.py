@@ -343,7 +343,7 @@ class Operations:
         elif classification is Classification.DELETE_SNAPSHOT:
             if profile.policy.flags.prevent_delete_snapshot:
                 raise AgentError("the account's policy does not allow deleting snapshots")
-            work = DeleteSnapshotsJob(*base, snapshot_ids)
+            work = DeleteSnapshotsJob(*base, snapshot_ids, device_id=login.device_id)
         elif classification is Classification.REINDEX:
             work = ReindexJob(*base)
         elif classification is Classification.DEEP_VERIFY:

@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from comet.agent import protection
+from comet.agent.browse.refs import resolve_snapshot
 from comet.agent.errors import AgentError
 from comet.agent.jobs.codes import Severity, Status
 from comet.agent.jobs.runner import JobHandle, JobOutcome
@@ -148,12 +149,13 @@ class RetentionJob(VaultJob):
 
 @dataclass(frozen=True)
 class DeleteSnapshotsJob(VaultJob):
-    snapshot_ids: tuple[str, ...] = ()
+    snapshot_ids: tuple[str, ...] = ()  # ids, prefixes, "latest" or "latest~N"
+    device_id: str = ""  # whose newest "latest" means
 
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
         if not self.snapshot_ids:
             raise AgentError("no snapshot to delete was named")
-        ids = [repo.load_snapshot(s).id for s in self.snapshot_ids]  # resolves prefixes
+        ids = [resolve_snapshot(repo, s, device_id=self.device_id).id for s in self.snapshot_ids]
         result = delete_snapshots(
             repo,
             ids,
