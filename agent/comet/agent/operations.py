@@ -296,6 +296,7 @@ class Operations:
                     device_id=device_id,
                     item_label=request.item,
                 ),
+                profile=profile,
             )
             snapshot_id, item_id = chosen.id.hex(), chosen.item_id
         work = RestoreJob(
@@ -478,11 +479,17 @@ class Operations:
 
     # ------------------------------------------------------------ snapshots
 
-    async def read_vault(self, vault_ref: str, read: Callable[[Repository, str], T]) -> T:
+    async def read_vault(
+        self,
+        vault_ref: str,
+        read: Callable[[Repository, str], T],
+        *,
+        profile: common_pb2.Profile | None = None,
+    ) -> T:
         """Run ``read(repository, device id)`` on a worker thread with the vault's
-        repository open (closed afterwards)."""
+        repository open (closed afterwards). ``profile``: one just fetched."""
         login = self._login()
-        vault = self._vault(await self.profile.fetch(), vault_ref)
+        vault = self._vault(profile or await self.profile.fetch(), vault_ref)
 
         def run() -> T:
             repo = open_repository(
@@ -523,7 +530,7 @@ class Operations:
                 return list_dir(repo, chosen.id, path or "/")
             return list(find(repo, [chosen.id], FindQuery(), under=snapshot_path(path or "/")))
 
-        return await self.read_vault(vault_ref, read)
+        return await self.read_vault(vault_ref, read, profile=profile)
 
     async def find(
         self,
@@ -557,7 +564,7 @@ class Operations:
                 ids = [s.id for s in chosen]
             return list(find(repo, ids, query))
 
-        return await self.read_vault(vault_ref, read)
+        return await self.read_vault(vault_ref, read, profile=profile)
 
     async def list_snapshots(
         self,
@@ -570,21 +577,12 @@ class Operations:
     ) -> list[SnapshotInfo]:
         login = self._login()
         profile = await self.profile.fetch()
-        vault = self._vault(profile, vault_ref)
         names = {i.item_id: i.name for i in profile.items}
         item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
-
-        def read() -> list[SnapshotInfo]:
-            repo = open_repository(
-                vault, login.wrap_key, key_dir=self.key_dir, server_url=login.server
-            )
-            try:
-                snapshots = repo.list_snapshots()
-            finally:
-                repo.close()
-            return [snapshot_info(s, names) for s in select_snapshots(snapshots, tags=tags)]
-
-        infos = await asyncio.to_thread(read)
+        snapshots = await self.read_vault(
+            vault_ref, lambda repo, _: repo.list_snapshots(), profile=profile
+        )
+        infos = [snapshot_info(s, names) for s in select_snapshots(snapshots, tags=tags)]
         if item_id:
             infos = [s for s in infos if s.item_id == item_id]
         if unknown_only:

@@ -21,6 +21,7 @@ from comet.agent.maintenance.stats import SnapshotStats, snapshot_stats
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
 from comet.agent.restore.tar import ByteSink
+from comet.v1 import common_pb2
 
 if TYPE_CHECKING:
     from comet.agent.operations import Operations
@@ -59,13 +60,8 @@ class SnapshotTools:
     def __init__(self, ops: Operations) -> None:
         self._ops = ops
 
-    async def _item_id(self, item: str) -> str:
-        if not item:
-            return ""
-        return self._ops._item_id_or_raw(await self._ops.profile.fetch(), item)
-
-    async def _names(self) -> dict[str, str]:
-        return {i.item_id: i.name for i in (await self._ops.profile.fetch()).items}
+    def _item_id(self, profile: common_pb2.Profile, item: str) -> str:
+        return self._ops._item_id_or_raw(profile, item) if item else ""
 
     def _resolver(
         self, item_id: str, which: SnapshotFilter
@@ -85,7 +81,8 @@ class SnapshotTools:
     async def diff(
         self, vault: str, old_ref: str, new_ref: str, which: SnapshotFilter
     ) -> DiffResult:
-        resolve = self._resolver(await self._item_id(which.item), which)
+        profile = await self._ops.profile.fetch()
+        resolve = self._resolver(self._item_id(profile, which.item), which)
 
         def read(repo: Repository, device_id: str) -> DiffResult:
             old = resolve(repo, old_ref, device_id)
@@ -94,20 +91,21 @@ class SnapshotTools:
             entries = tuple(diff_snapshots(repo, old, new, totals))
             return DiffResult(old, new, entries, totals)
 
-        return await self._ops.read_vault(vault, read)
+        return await self._ops.read_vault(vault, read, profile=profile)
 
     async def dump_kind(
         self, vault: str, ref: str, path: str, which: SnapshotFilter
     ) -> tuple[Snapshot, DumpKind]:
         """The snapshot and what a dump of ``path`` writes: checked before streaming
         starts, so a wrong path is an error rather than an empty stream."""
-        resolve = self._resolver(await self._item_id(which.item), which)
+        profile = await self._ops.profile.fetch()
+        resolve = self._resolver(self._item_id(profile, which.item), which)
 
         def read(repo: Repository, device_id: str) -> tuple[Snapshot, DumpKind]:
             snapshot = resolve(repo, ref, device_id)
             return snapshot, dump_kind(repo, snapshot, path)
 
-        return await self._ops.read_vault(vault, read)
+        return await self._ops.read_vault(vault, read, profile=profile)
 
     async def dump(
         self, vault: str, snapshot_id: str, path: str, out: ByteSink, cancel: CancelToken
@@ -125,7 +123,8 @@ class SnapshotTools:
     ) -> StatsResult:
         """One snapshot's stats, or those of every snapshot ``which`` lets through
         (this device's only, unless ``all_devices`` or an item is given)."""
-        item_id = await self._item_id(which.item)
+        profile = await self._ops.profile.fetch()
+        item_id = self._item_id(profile, which.item)
         resolve = self._resolver(item_id, which)
 
         def read(repo: Repository, device_id: str) -> StatsResult:
@@ -136,10 +135,13 @@ class SnapshotTools:
                 if not all_devices and not item_id:
                     chosen = [s for s in chosen if s.device_id == device_id]
             repo.refresh_index()
-            return StatsResult(snapshot_stats(repo, chosen), tuple(s.id.hex() for s in chosen), {})
+            return StatsResult(
+                snapshot_stats(repo, chosen),
+                tuple(s.id.hex() for s in chosen),
+                {i.item_id: i.name for i in profile.items},
+            )
 
-        result = await self._ops.read_vault(vault, read)
-        return StatsResult(result.stats, result.snapshot_ids, await self._names())
+        return await self._ops.read_vault(vault, read, profile=profile)
 
     async def plan_retention(self, vault: str, tags: tuple[str, ...]) -> RetentionPreview:
         """What a retention pass would forget now, and why it keeps the rest; only
@@ -152,5 +154,5 @@ class SnapshotTools:
             judged = [s for s in repo.list_snapshots() if has_tags(s, tags)]
             return tuple(explain_retention(judged, rules, now=datetime.now(UTC), tz=local_tz()))
 
-        verdicts = await self._ops.read_vault(vault, read)
+        verdicts = await self._ops.read_vault(vault, read, profile=profile)
         return RetentionPreview(verdicts, {i.item_id: i.name for i in profile.items})
