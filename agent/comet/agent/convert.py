@@ -20,6 +20,7 @@ from comet.agent.maintenance.retention import (
     RetentionRules,
 )
 from comet.agent.mount.options import MountRequest
+from comet.agent.repository.tree import NodeType
 from comet.agent.restore.directory import Overwrite
 from comet.agent.scheduler import Frequency, ScheduleError, ScheduleSpec
 from comet.agent.snapshot_info import SnapshotInfo
@@ -253,6 +254,7 @@ def snapshot_to_proto(info: SnapshotInfo) -> common_pb2.SnapshotSummary:
         has_original_paths=bool(info.paths),
         item_name=info.item_name,
         unknown_item=info.unknown_item,
+        tags=list(info.tags),
     )
 
 
@@ -340,10 +342,16 @@ _NODE_TYPES = {
 }
 
 
+def node_type_to_proto(node_type: NodeType | None) -> common_pb2.NodeType.ValueType:
+    if node_type is None:
+        return common_pb2.NODE_TYPE_UNSPECIFIED
+    return _NODE_TYPES.get(str(node_type), common_pb2.NODE_TYPE_UNSPECIFIED)
+
+
 def entry_to_proto(entry: Entry) -> common_pb2.SnapshotEntry:
     return common_pb2.SnapshotEntry(
         path=entry.path,
-        type=_NODE_TYPES.get(str(entry.type), common_pb2.NODE_TYPE_UNSPECIFIED),
+        type=node_type_to_proto(entry.type),
         size=entry.size,
         mode=entry.mode,
         mtime=timestamp_ns(entry.mtime_ns),
@@ -356,6 +364,7 @@ def find_query_from_proto(msg: common_pb2.FindQuery) -> FindQuery:
     return FindQuery(
         name_glob=msg.name_glob or None,
         name_regex=msg.name_regex or None,
+        path_glob=msg.path_glob or None,
         min_size=msg.min_size if msg.min_size or msg.has_min_size else None,
         max_size=msg.max_size if msg.max_size or msg.has_max_size else None,
         modified_after=msg.modified_after.ToNanoseconds()

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 
+from comet.agent.cancel import CancelToken
+from comet.agent.chunk_pipe import ChunkPipe
 from comet.agent.convert import (
     entry_to_proto,
     find_query_from_proto,
@@ -28,6 +30,8 @@ from comet.agent.jobs.targets import TargetError
 from comet.agent.operations import NotFoundError, RestoreRequest
 from comet.agent.profile_sync import NotLoggedInError, ProfileConflictError
 from comet.agent.server_link import check_certificate
+from comet.agent.snapshot_tools import SnapshotFilter
+from comet.agent.toolkit_convert import diff_to_proto, retention_to_proto, stats_to_proto
 from comet.agent.transport import ServerUrlError, parse_server_url
 from comet.v1 import agent_api_pb2, agent_api_pb2_grpc, common_pb2, control_pb2
 
@@ -205,6 +209,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
             skip_if_running=request.options.skip_if_running,
             stop_after_seconds=request.options.stop_after_seconds,
             bandwidth_bps=request.options.bandwidth_limit_bps,
+            tags=tuple(request.options.tags),
         )
         return job_to_proto(job)
 
@@ -270,6 +275,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
             read_data=request.read_data,
             remove_all_locks=request.remove_all_locks,
             password=request.password,
+            tags=tuple(request.tags),
         )
         return job_to_proto(job)
 
@@ -324,6 +330,11 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
     async def History(
         self, request: agent_api_pb2.HistoryRequest, context: Ctx
     ) -> agent_api_pb2.HistoryReply:
+        # Filters take names as well as ids; ids are what jobs record.
+        refs = await self._agent.ops.job_filter_ids(
+            request.item_id, request.vault_id, request.device_id
+        )
+        request.item_id, request.vault_id, request.device_id = refs
         query = JobQuery(
             statuses=tuple(Status(s) for s in request.statuses),
             classifications=tuple(Classification(c) for c in request.classifications),
@@ -371,6 +382,7 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
             item_ref=request.item_id,
             all_devices=request.all_devices,
             unknown_only=request.unknown_items,
+            tags=tuple(request.tags),
         )
         return agent_api_pb2.ListLocalSnapshotsReply(
             snapshots=[snapshot_to_proto(s) for s in snapshots]
@@ -381,7 +393,12 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         self, request: agent_api_pb2.ListDirRequest, context: Ctx
     ) -> agent_api_pb2.ListDirReply:
         entries = await self._agent.ops.list_dir(
-            request.vault_id, request.snapshot_id, request.path or "/"
+            request.vault_id,
+            request.snapshot_id,
+            request.path or "/",
+            recursive=request.recursive,
+            item_ref=request.item_id,
+            tags=tuple(request.tags),
         )
         return agent_api_pb2.ListDirReply(entries=[entry_to_proto(e) for e in entries])
 
@@ -392,11 +409,86 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         query = find_query_from_proto(request.query)
         limit = query.limit or 10_000
         entries = await self._agent.ops.find(
-            request.vault_id, tuple(request.snapshot_ids), replace(query, limit=limit + 1)
+            request.vault_id,
+            tuple(request.snapshot_ids),
+            replace(query, limit=limit + 1),
+            item_ref=request.item_id,
+            tags=tuple(request.tags),
         )
         return agent_api_pb2.FindReply(
             entries=[entry_to_proto(e) for e in entries[:limit]], truncated=len(entries) > limit
         )
+
+    # ------------------------------------------------------------ the toolkit
+
+    @handles_errors
+    async def Diff(
+        self, request: agent_api_pb2.DiffRequest, context: Ctx
+    ) -> agent_api_pb2.DiffReply:
+        which = SnapshotFilter(request.item_id, tuple(request.tags))
+        result = await self._agent.ops.tools.diff(
+            request.vault_id, request.old_snapshot, request.new_snapshot, which
+        )
+        return diff_to_proto(result)
+
+    async def Dump(
+        self, request: agent_api_pb2.DumpRequest, context: Ctx
+    ) -> AsyncIterator[agent_api_pb2.DumpChunk]:
+        tools = self._agent.ops.tools
+        which = SnapshotFilter(request.item_id, tuple(request.tags))
+        try:
+            snapshot, kind = await tools.dump_kind(
+                request.vault_id, request.snapshot_id or "latest", request.path or "/", which
+            )
+        except AgentError as e:
+            await abort_with(context, e)
+            return
+        yield agent_api_pb2.DumpChunk(kind=kind.value, snapshot_id=snapshot.id.hex())
+        cancel = CancelToken()
+        pipe = ChunkPipe(cancel)
+
+        async def produce() -> None:
+            error: BaseException | None = None
+            try:
+                await tools.dump(
+                    request.vault_id, snapshot.id.hex(), request.path or "/", pipe, cancel
+                )
+            except Exception as e:  # handed to the reader, which reports it
+                error = e
+            await asyncio.to_thread(pipe.close, error)
+
+        producer = asyncio.create_task(produce())
+        try:
+            async for data in pipe.chunks():
+                yield agent_api_pb2.DumpChunk(data=data)
+        except AgentError as e:
+            await abort_with(context, e)
+        finally:
+            cancel.cancel("the reader went away")
+            await producer
+
+    @handles_errors
+    async def Stats(
+        self, request: agent_api_pb2.StatsRequest, context: Ctx
+    ) -> agent_api_pb2.StatsReply:
+        which = SnapshotFilter(request.item_id, tuple(request.tags))
+        result = await self._agent.ops.tools.stats(
+            request.vault_id, request.snapshot_id, which, all_devices=request.all_devices
+        )
+        return stats_to_proto(result)
+
+    @handles_errors
+    async def PlanRetention(
+        self, request: agent_api_pb2.PlanRetentionRequest, context: Ctx
+    ) -> agent_api_pb2.PlanRetentionReply:
+        preview = await self._agent.ops.tools.plan_retention(request.vault_id, tuple(request.tags))
+        return retention_to_proto(preview)
+
+    @handles_errors
+    async def AttachVault(
+        self, request: agent_api_pb2.AddVaultRequest, context: Ctx
+    ) -> common_pb2.StorageVault:
+        return await self._agent.ops.attach_vault(request.vault)
 
     # ------------------------------------------------------------ mounts
 

@@ -9,11 +9,15 @@ import dataclasses
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from comet.agent import immutable
 from comet.agent.browse import Entry, FindQuery, find, list_dir
+from comet.agent.browse.listing import snapshot_path
+from comet.agent.browse.refs import is_latest, resolve_snapshot, select_snapshots
 from comet.agent.convert import (
     item_from_proto,
     retention_rules,
@@ -49,17 +53,32 @@ from comet.agent.mount.options import (
     MountRequest,
 )
 from comet.agent.profile_sync import NotLoggedInError, ProfileSync
-from comet.agent.snapshot_info import SnapshotInfo
+from comet.agent.repository.repository import Repository
+from comet.agent.snapshot_info import SnapshotInfo, snapshot_info
+from comet.agent.snapshot_tools import SnapshotTools
 from comet.agent.state import AgentState, LoginState
 from comet.agent.vaults import (
     CometSettings,
     VaultSpec,
+    find_vault_key,
     init_repository,
     new_vault_key,
     open_repository,
+    unwrap_vault_key,
     wrap_vault_key,
 )
 from comet.v1 import common_pb2
+
+T = TypeVar("T")
+
+
+def check_tags(tags: tuple[str, ...]) -> None:
+    """Tags are short words: no commas (lists are comma-separated), no spaces."""
+    for tag in tags:
+        if not tag or len(tag) > 64 or any(c in tag for c in ", \t\n"):
+            raise AgentError(
+                f"{tag!r} is not a tag: use 1 to 64 characters without spaces or commas"
+            )
 
 
 class NotFoundError(AgentError):
@@ -89,6 +108,7 @@ class Operations:
         self.runner = runner
         self.profile = profile
         self.key_dir = key_dir
+        self.tools = SnapshotTools(self)
 
     # ------------------------------------------------------------ profile
 
@@ -98,7 +118,33 @@ class Operations:
             raise NotLoggedInError("this agent is not logged in: run 'comet login' first")
         return login
 
-    async def add_vault(self, vault: common_pb2.StorageVault) -> common_pb2.StorageVault:
+    async def attach_vault(self, vault: common_pb2.StorageVault) -> common_pb2.StorageVault:
+        """Adopt an existing repository: it must open with one of the account's vault
+        keys, which the new vault then shares."""
+        if vault.WhichOneof("settings") == "comet":
+            raise AgentError(
+                "a Comet Server vault cannot be attached: its bucket is already in the"
+                " account's profile, or belongs to another account"
+            )
+        return await self.add_vault(vault, attach=True)
+
+    @staticmethod
+    def _account_vault_keys(profile: common_pb2.Profile, wrap_key: bytes) -> list[bytes]:
+        keys: list[bytes] = []
+        for msg in profile.vaults:
+            if not msg.wrapped_vault_key:
+                continue
+            try:
+                key = unwrap_vault_key(vault_from_proto(msg), wrap_key)
+            except AgentError:
+                continue  # wrapped under another password: no use here
+            if key not in keys:
+                keys.append(key)
+        return keys
+
+    async def add_vault(
+        self, vault: common_pb2.StorageVault, *, attach: bool = False
+    ) -> common_pb2.StorageVault:
         login = self._login()
         vault.vault_id = vault.vault_id or str(uuid.uuid4())
         if not vault.name:
@@ -113,12 +159,21 @@ class Operations:
             vault.comet.bucket_id, vault.comet.bucket_key = bucket_id, bucket_key
         spec = vault_from_proto(vault)
         await asyncio.to_thread(immutable.check_storage, spec, key_dir=self.key_dir)
-        vault_key = new_vault_key()
-        # The repository is created first: a vault that cannot be reached fails here,
-        # before it is saved in the profile.
-        await asyncio.to_thread(
-            init_repository, spec, vault_key, key_dir=self.key_dir, server_url=login.server
-        )
+        if attach:
+            vault_key = await asyncio.to_thread(
+                find_vault_key,
+                spec,
+                self._account_vault_keys(current, login.wrap_key),
+                key_dir=self.key_dir,
+                server_url=login.server,
+            )
+        else:
+            vault_key = new_vault_key()
+            # The repository is created first: a vault that cannot be reached fails
+            # here, before it is saved in the profile.
+            await asyncio.to_thread(
+                init_repository, spec, vault_key, key_dir=self.key_dir, server_url=login.server
+            )
         vault.wrapped_vault_key = wrap_vault_key(login.wrap_key, vault_key)
         vault.created_at.FromNanoseconds(time.time_ns())
         saved = await self.profile.edit(lambda p: p.vaults.append(vault))
@@ -190,8 +245,11 @@ class Operations:
         skip_if_running: bool = False,
         stop_after_seconds: float = 0,
         bandwidth_bps: int = 0,
+        tags: tuple[str, ...] = (),
     ) -> JobRecord:
         login = self._login()
+        check_tags(tags)
+        tags = tuple(sorted(set(tags)))
         profile = await self.profile.fetch()
         item = self._item(profile, item_ref)
         vault = self._vault(profile, vault_ref, device_id=login.device_id)
@@ -210,6 +268,7 @@ class Operations:
             self.key_dir,
             server_url=login.server,
             bandwidth_bps=bandwidth_bps,
+            tags=tags,
         )
         return self.runner.start(
             Classification.BACKUP,
@@ -226,18 +285,20 @@ class Operations:
         profile = await self.profile.fetch()
         vault = self._vault(profile, request.vault)
         snapshot_id, item_id = request.snapshot, ""
-        if request.snapshot == "latest":
-            if not request.item:
-                raise AgentError("'latest' needs --item to say which Protected Item")
-            item_id = self._item_id_or_raw(profile, request.item)
-            snapshots = [
-                s
-                for s in await self.list_snapshots(vault.vault_id, all_devices=True)
-                if s.item_id == item_id
-            ]
-            if not snapshots:
-                raise NotFoundError(f"no snapshot of {request.item!r} in {vault.name!r}")
-            snapshot_id = snapshots[-1].snapshot_id
+        if is_latest(request.snapshot):
+            item_id = self._item_id_or_raw(profile, request.item) if request.item else ""
+            chosen = await self.read_vault(
+                vault.vault_id,
+                lambda repo, device_id: resolve_snapshot(
+                    repo,
+                    request.snapshot,
+                    item_id=item_id,
+                    device_id=device_id,
+                    item_label=request.item,
+                ),
+                profile=profile,
+            )
+            snapshot_id, item_id = chosen.id.hex(), chosen.item_id
         work = RestoreJob(
             vault,
             snapshot_id,
@@ -263,6 +324,7 @@ class Operations:
         delete_grant: str = "",
         password: str = "",
         scheduled: bool = False,
+        tags: tuple[str, ...] = (),
     ) -> JobRecord:
         """``scheduled``: a retention the schedule started, which gets an immutable
         server vault's delete grant from the policy's retention window."""
@@ -278,11 +340,11 @@ class Operations:
         base = (vault, login.wrap_key, self.key_dir)
         work: VaultJob
         if classification is Classification.RETENTION:
-            work = RetentionJob(*base, retention_rules(profile, vault.vault_id))
+            work = RetentionJob(*base, retention_rules(profile, vault.vault_id), tags=tags)
         elif classification is Classification.DELETE_SNAPSHOT:
             if profile.policy.flags.prevent_delete_snapshot:
                 raise AgentError("the account's policy does not allow deleting snapshots")
-            work = DeleteSnapshotsJob(*base, snapshot_ids)
+            work = DeleteSnapshotsJob(*base, snapshot_ids, device_id=login.device_id)
         elif classification is Classification.REINDEX:
             work = ReindexJob(*base)
         elif classification is Classification.DEEP_VERIFY:
@@ -302,6 +364,29 @@ class Operations:
             if ref in (item.item_id, item.name):
                 return item.item_id
         return ref  # an unknown (deleted) item's id
+
+    async def job_filter_ids(self, item: str, vault: str, device: str) -> tuple[str, str, str]:
+        """History filters as ids: an item, vault or device of this account may be
+        given by name; anything else is taken as an id (a deleted item's, say)."""
+        if not (item or vault or device):
+            return item, vault, device
+        profile = await self.profile.fetch()
+        item_id = self._item_id_or_raw(profile, item) if item else ""
+        vault_id = next(
+            (v.vault_id for v in profile.vaults if vault in (v.vault_id, v.name)), vault
+        )
+        device_id = device
+        if device and device != self._login().device_id:
+            devices = await self.profile.devices()
+            if not any(d.device_id == device for d in devices):
+                named = [d.device_id for d in devices if d.name == device]
+                if len(named) > 1:
+                    raise AgentError(
+                        f"{len(named)} devices of this account are named {device!r};"
+                        " give the device id"
+                    )
+                device_id = named[0] if named else device
+        return item_id, vault_id, device_id
 
     def history(self, query: JobQuery) -> list[JobRecord]:
         return self.jobs.query(query)
@@ -394,38 +479,92 @@ class Operations:
 
     # ------------------------------------------------------------ snapshots
 
-    async def list_dir(self, vault_ref: str, snapshot: str, path: str) -> list[Entry]:
+    async def read_vault(
+        self,
+        vault_ref: str,
+        read: Callable[[Repository, str], T],
+        *,
+        profile: common_pb2.Profile | None = None,
+    ) -> T:
+        """Run ``read(repository, device id)`` on a worker thread with the vault's
+        repository open (closed afterwards). ``profile``: one just fetched."""
         login = self._login()
-        vault = self._vault(await self.profile.fetch(), vault_ref)
+        vault = self._vault(profile or await self.profile.fetch(), vault_ref)
 
-        def read() -> list[Entry]:
+        def run() -> T:
             repo = open_repository(
                 vault, login.wrap_key, key_dir=self.key_dir, server_url=login.server
             )
             try:
-                return list_dir(repo, snapshot, path or "/")
+                return read(repo, login.device_id)
             finally:
                 repo.close()
 
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(run)
+
+    async def list_dir(
+        self,
+        vault_ref: str,
+        snapshot: str,
+        path: str,
+        *,
+        recursive: bool = False,
+        item_ref: str = "",
+        tags: tuple[str, ...] = (),
+    ) -> list[Entry]:
+        """The directory ``path`` of a snapshot (id, prefix, ``latest``…), or with
+        ``recursive`` everything below it."""
+        profile = await self.profile.fetch()
+        item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
+
+        def read(repo: Repository, device_id: str) -> list[Entry]:
+            chosen = resolve_snapshot(
+                repo,
+                snapshot,
+                item_id=item_id,
+                tags=tags,
+                device_id=device_id,
+                item_label=item_ref,
+            )
+            if not recursive:
+                return list_dir(repo, chosen.id, path or "/")
+            return list(find(repo, [chosen.id], FindQuery(), under=snapshot_path(path or "/")))
+
+        return await self.read_vault(vault_ref, read, profile=profile)
 
     async def find(
-        self, vault_ref: str, snapshots: tuple[str, ...], query: FindQuery
+        self,
+        vault_ref: str,
+        snapshots: tuple[str, ...],
+        query: FindQuery,
+        *,
+        item_ref: str = "",
+        tags: tuple[str, ...] = (),
     ) -> list[Entry]:
-        login = self._login()
-        vault = self._vault(await self.profile.fetch(), vault_ref)
+        """Search the named snapshots (ids, prefixes, ``latest``…), or every snapshot
+        of the vault that has ``item_ref`` and ``tags``."""
+        profile = await self.profile.fetch()
+        item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
 
-        def read() -> list[Entry]:
-            repo = open_repository(
-                vault, login.wrap_key, key_dir=self.key_dir, server_url=login.server
-            )
-            try:
-                ids = list(snapshots) or [s.id.hex() for s in repo.list_snapshots()]
-                return list(find(repo, ids, query))
-            finally:
-                repo.close()
+        def read(repo: Repository, device_id: str) -> list[Entry]:
+            if snapshots:
+                ids = [
+                    resolve_snapshot(
+                        repo,
+                        ref,
+                        item_id=item_id,
+                        tags=tags,
+                        device_id=device_id,
+                        item_label=item_ref,
+                    ).id
+                    for ref in snapshots
+                ]
+            else:
+                chosen = select_snapshots(repo.list_snapshots(), item_id=item_id, tags=tags)
+                ids = [s.id for s in chosen]
+            return list(find(repo, ids, query))
 
-        return await asyncio.to_thread(read)
+        return await self.read_vault(vault_ref, read, profile=profile)
 
     async def list_snapshots(
         self,
@@ -434,39 +573,16 @@ class Operations:
         item_ref: str = "",
         all_devices: bool = False,
         unknown_only: bool = False,
+        tags: tuple[str, ...] = (),
     ) -> list[SnapshotInfo]:
         login = self._login()
         profile = await self.profile.fetch()
-        vault = self._vault(profile, vault_ref)
         names = {i.item_id: i.name for i in profile.items}
         item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
-
-        def read() -> list[SnapshotInfo]:
-            repo = open_repository(
-                vault, login.wrap_key, key_dir=self.key_dir, server_url=login.server
-            )
-            try:
-                snapshots = repo.list_snapshots()
-            finally:
-                repo.close()
-            return [
-                SnapshotInfo(
-                    snapshot_id=s.id.hex(),
-                    item_id=s.item_id,
-                    item_name=names.get(s.item_id, ""),
-                    device_id=s.device_id,
-                    start_ns=s.start_ns,
-                    end_ns=s.end_ns,
-                    files=s.files,
-                    dirs=s.dirs,
-                    bytes=s.total_bytes,
-                    paths=tuple(s.paths),
-                    unknown_item=s.item_id not in names,
-                )
-                for s in snapshots
-            ]
-
-        infos = await asyncio.to_thread(read)
+        snapshots = await self.read_vault(
+            vault_ref, lambda repo, _: repo.list_snapshots(), profile=profile
+        )
+        infos = [snapshot_info(s, names) for s in select_snapshots(snapshots, tags=tags)]
         if item_id:
             infos = [s for s in infos if s.item_id == item_id]
         if unknown_only:

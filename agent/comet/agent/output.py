@@ -46,6 +46,16 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def human_size(n: int) -> str:
+    """Bytes for people: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{n} B"
+
+
 def fail(program: str, message: str, code: int = 1) -> int:
     print(f"{program}: error: {message}", file=sys.stderr)
     return code

@@ -270,3 +270,33 @@ def init_repository(
         Repository.init(storage, vault_key).close()
     finally:
         storage.close()
+
+
+def find_vault_key(
+    spec: VaultSpec, candidates: list[bytes], *, key_dir: Path, server_url: str = ""
+) -> bytes:
+    """The one of ``candidates`` (the account's vault keys) that opens the existing
+    repository in ``spec``'s storage. Raises VaultError when the storage holds no
+    repository or none of the keys opens it."""
+    from comet.agent.errors import RepositoryNotFoundError, WrongVaultKeyError
+
+    storage = open_storage(spec, key_dir=key_dir, server_url=server_url)
+    try:
+        for vault_key in candidates:
+            try:
+                Repository.open(storage, vault_key, lock_policy=lock_policy())
+            except WrongVaultKeyError:
+                continue
+            except RepositoryNotFoundError:
+                raise VaultError(
+                    f"there is no Comet repository at {spec.name!r}'s location to attach;"
+                    " add the vault without --attach to create one"
+                ) from None
+            return vault_key
+    finally:
+        storage.close()
+    raise VaultError(
+        f"the repository at {spec.name!r}'s location was not created by this account:"
+        f" none of its {len(candidates)} vault keys opens it. Log in as the account that"
+        " created it, or add a new vault without --attach"
+    )

@@ -34,6 +34,7 @@ from comet.server import (
     admin_notify,
     admin_policies,
 )
+from comet.server.admin_names import AdminNames
 from comet.server.admin_session import (
     Admin,
     AdminCliError,
@@ -221,10 +222,11 @@ def cmd_device_list(args: argparse.Namespace) -> None:
 
 def cmd_device_revoke(args: argparse.Namespace) -> None:
     admin = Admin(load_session())
+    device_id = AdminNames(admin).device_id(args.device_id, user=args.user or "")
     admin.stub.RevokeDevice(
-        admin_pb2.RevokeDeviceRequest(device_id=args.device_id), metadata=admin.metadata, timeout=30
+        admin_pb2.RevokeDeviceRequest(device_id=device_id), metadata=admin.metadata, timeout=30
     )
-    print(f"device {args.device_id} revoked")
+    print(f"device {device_id} revoked")
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
@@ -363,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     dls.add_argument("--json", action="store_true")
     dls.set_defaults(func=cmd_device_list)
     revoke = device.add_parser("revoke", help="revoke a device")
-    revoke.add_argument("device_id")
+    revoke.add_argument("device_id", help="device id or name")
+    revoke.add_argument("--user", help="whose device, when several users have one so named")
     revoke.set_defaults(func=cmd_device_revoke)
 
     audit = sub.add_parser("audit", help="show the audit log")

@@ -8,6 +8,7 @@ from typing import Any
 
 from comet.agent.output import print_json, rfc3339
 from comet.server.admin_jobs import job_json
+from comet.server.admin_names import AdminNames
 from comet.server.admin_session import Admin, AdminCliError, load_session
 from comet.v1 import admin_pb2, common_pb2, control_pb2
 
@@ -43,7 +44,11 @@ def _print_reply(args: argparse.Namespace, reply: control_pb2.CommandReply, acti
             if args.json:
                 print_json(document)
             else:
-                print(f"job {document['job_id']} ended: {document['status']}")
+                snapshot = document["snapshot_id"]
+                print(
+                    f"job {document['job_id']} ended: {document['status']}"
+                    + (f", snapshot {snapshot}" if snapshot else "")
+                )
             if started.job.status not in GOOD_STATUSES:
                 raise AdminCliError(
                     f"job {started.job.job_id} ended with status {document['status']}"
@@ -59,10 +64,12 @@ def _print_reply(args: argparse.Namespace, reply: control_pb2.CommandReply, acti
             {
                 "snapshot_id": s.snapshot_id,
                 "item_id": s.item_id,
+                "item_name": s.item_name or None,
                 "device_id": s.device_id,
                 "time": rfc3339(s.time),
                 "files": s.files,
                 "bytes": s.bytes,
+                "tags": list(s.tags),
             }
             for s in reply.snapshots.snapshots
         ]
@@ -80,6 +87,9 @@ def _print_reply(args: argparse.Namespace, reply: control_pb2.CommandReply, acti
 def runner(builder: Builder, action: str) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         wait = bool(getattr(args, "wait", False))
+        # A device name is as good as its id; items, vaults and snapshots (names,
+        # prefixes, 'latest') are resolved by the agent itself.
+        args.device = AdminNames(Admin(load_session())).device_id(args.device)
         reply = send(args.device, builder(args), wait=wait)
         _print_reply(args, reply, action)
 

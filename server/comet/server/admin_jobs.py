@@ -10,6 +10,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from comet.agent.output import print_json, print_table, rfc3339
+from comet.server.admin_names import AdminNames
 from comet.server.admin_session import Admin, AdminCliError, load_session
 from comet.v1 import admin_pb2, common_pb2, control_pb2
 
@@ -92,6 +93,7 @@ def job_json(job: common_pb2.Job) -> dict[str, Any]:
         "downloaded_bytes": job.counters.downloaded_bytes,
         "client_version": job.client_version,
         "error_message": job.error_message,
+        "error": job.error_message or None,  # the name 'comet' uses
         # For abandoned jobs: "server_timeout" or "agent_restart"; else null.
         "abandoned_by": _name(common_pb2.AbandonedBy, "ABANDONED_BY_", job.abandoned_by)
         if job.abandoned_by
@@ -101,11 +103,13 @@ def job_json(job: common_pb2.Job) -> dict[str, Any]:
 
 def cmd_jobs(args: argparse.Namespace) -> None:
     admin = Admin(load_session())
+    names = AdminNames(admin)
+    user = args.user or ""
     query = control_pb2.JobFilter(
-        username=args.user or "",
-        device_id=args.device or "",
-        item_id=args.item or "",
-        vault_id=args.vault or "",
+        username=user,
+        device_id=names.device_id(args.device or "", user=user),
+        item_id=names.item_id(args.item or "", user=user),
+        vault_id=names.vault_id(args.vault or "", user=user),
         statuses=[status_code(s) for s in args.status],  # type: ignore[misc]
         classifications=[classification_code(c) for c in args.classification],  # type: ignore[misc]
         page_size=min(args.limit, PAGE) if args.limit else PAGE,

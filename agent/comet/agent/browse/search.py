@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from comet.agent.browse.entry import Entry
+from comet.agent.browse.listing import tree_at
 from comet.agent.errors import BrowseError
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.tree import Node, NodeType
@@ -23,11 +24,15 @@ from comet.agent.restore.names import valid_name
 class FindQuery:
     """All given conditions must hold. Names match on the last path component:
     ``name_glob`` as a case-sensitive shell pattern, ``name_regex`` with ``re.search``.
+    ``path_glob`` matches the whole path (``/home/u/a.txt``): ``*``, ``?`` and ``[…]``
+    stay within one component, ``**`` spans any number of them, and a pattern that does
+    not start with ``/`` may match the path's end (``docs/*.txt``).
     Size bounds (inclusive) match regular files only. Times are ns since the epoch,
     both bounds exclusive. ``limit`` caps the results across all snapshots."""
 
     name_glob: str | None = None
     name_regex: str | None = None
+    path_glob: str | None = None
     min_size: int | None = None
     max_size: int | None = None
     modified_after: int | None = None
@@ -42,9 +47,12 @@ class _Matcher:
             self._regex = re.compile(query.name_regex) if query.name_regex is not None else None
         except re.error as e:
             raise BrowseError(f"invalid name pattern {query.name_regex!r}: {e}") from None
+        self._path = path_pattern(query.path_glob) if query.path_glob else None
 
-    def __call__(self, node: Node) -> bool:
+    def __call__(self, node: Node, path: tuple[str, ...]) -> bool:
         q = self._q
+        if self._path is not None and not self._path.fullmatch("/" + "/".join(path)):
+            return False
         if q.name_glob is not None and not fnmatch.fnmatchcase(node.name, q.name_glob):
             return False
         if self._regex is not None and not self._regex.search(node.name):
@@ -61,10 +69,52 @@ class _Matcher:
         return q.modified_before is None or node.mtime_ns < q.modified_before
 
 
+def path_pattern(glob: str) -> re.Pattern[str]:
+    """A full-path glob as a regex (see ``FindQuery.path_glob``)."""
+    text = glob.lstrip("/")
+    out = ["/"] if glob.startswith("/") else ["(?:/.*)?/"]  # relative: matches an ending
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+            continue
+        if text.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = text.find("]", i + 2 if text[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if end < 0:
+                out.append(re.escape(c))
+            else:
+                body = text[i + 1 : end]
+                body = "^" + body[1:] if body.startswith("!") else body
+                out.append("(?!/)[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    try:
+        return re.compile("".join(out).rstrip("/") or "/")
+    except re.error as e:
+        raise BrowseError(f"invalid path pattern {glob!r}: {e}") from None
+
+
 def find(
-    repo: Repository, snapshot_ids: Iterable[bytes | str], query: FindQuery
+    repo: Repository,
+    snapshot_ids: Iterable[bytes | str],
+    query: FindQuery,
+    *,
+    under: tuple[str, ...] = (),
 ) -> Iterator[Entry]:
-    """Yield matching entries of each snapshot in turn, in depth-first name order.
+    """Yield matching entries of each snapshot in turn, in depth-first name order,
+    only below the directory ``under`` (path components) when it is given.
 
     A generator: trees are loaded only as the walk reaches them. Entries with unsafe
     names are skipped along with anything below them. Raises BrowseError for a bad
@@ -76,7 +126,7 @@ def find(
     for snapshot_id in snapshot_ids:
         snapshot = repo.load_snapshot(snapshot_id)
         stack: list[tuple[tuple[str, ...], Iterator[Node]]] = [
-            ((), iter(repo.load_tree(snapshot.tree).nodes))
+            (under, iter(tree_at(repo, snapshot, under).nodes))
         ]
         while stack:
             path, nodes = stack[-1]
@@ -87,7 +137,7 @@ def find(
             if not valid_name(node.name):
                 continue
             child = (*path, node.name)
-            if matches(node):
+            if matches(node, child):
                 yield Entry.from_node(snapshot.id, child, node)
                 found += 1
                 if query.limit is not None and found >= query.limit:

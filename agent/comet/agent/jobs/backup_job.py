@@ -29,6 +29,7 @@ class BackupJob:
     # The Comet Server hosting "Comet Server" vault buckets (the logged-in server).
     server_url: str = field(default="", kw_only=True)
     bandwidth_bps: int = field(default=0, kw_only=True)
+    tags: tuple[str, ...] = field(default=(), kw_only=True)
 
     def __call__(self, handle: JobHandle) -> JobOutcome:
         handle.info(f"backing up {self.item.name!r} to {self.vault.name!r}")
@@ -64,6 +65,7 @@ class BackupJob:
                     self.device_id,
                     rescan_unchanged=self.item.rescan_unchanged,
                     hostname=socket.gethostname(),
+                    tags=self.tags,
                 ),
                 reporter=_Reporter(handle),
                 cancel=handle.cancel,

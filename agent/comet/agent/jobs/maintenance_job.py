@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from comet.agent import protection
+from comet.agent.browse.refs import resolve_snapshot
 from comet.agent.errors import AgentError
 from comet.agent.jobs.codes import Severity, Status
 from comet.agent.jobs.runner import JobHandle, JobOutcome
@@ -124,6 +125,7 @@ def _report_protection(handle: JobHandle, repo: Repository) -> None:
 @dataclass(frozen=True)
 class RetentionJob(VaultJob):
     rules: RetentionRules
+    tags: tuple[str, ...] = ()  # judge only snapshots with every one of these
 
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
         result = apply_retention(
@@ -131,6 +133,7 @@ class RetentionJob(VaultJob):
             self.rules,
             now=datetime.now(UTC),
             tz=local_tz(),
+            tags=self.tags,
             hostname=repo.lock_policy.hostname,
             reporter=_Reporter(handle),
             cancel=handle.cancel,
@@ -146,12 +149,13 @@ class RetentionJob(VaultJob):
 
 @dataclass(frozen=True)
 class DeleteSnapshotsJob(VaultJob):
-    snapshot_ids: tuple[str, ...] = ()
+    snapshot_ids: tuple[str, ...] = ()  # ids, prefixes, "latest" or "latest~N"
+    device_id: str = ""  # whose newest "latest" means
 
     def work(self, repo: Repository, handle: JobHandle) -> JobOutcome:
         if not self.snapshot_ids:
             raise AgentError("no snapshot to delete was named")
-        ids = [repo.load_snapshot(s).id for s in self.snapshot_ids]  # resolves prefixes
+        ids = [resolve_snapshot(repo, s, device_id=self.device_id).id for s in self.snapshot_ids]
         result = delete_snapshots(
             repo,
             ids,

@@ -7,7 +7,7 @@ that the next prune removes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -38,8 +38,10 @@ def apply_retention(
     hostname: str = "",
     reporter: MaintenanceReporter | None = None,
     cancel: CancelToken | None = None,
+    tags: Collection[str] = (),
 ) -> ForgetResult:
     """Forget every snapshot ``rules`` do not keep (see ``plan_retention``), then prune.
+    With ``tags``, only snapshots carrying every one of them are judged; the rest stay.
 
     Raises RetentionPolicyError before deleting anything if a policy is unusable, and
     what ``prune`` raises."""
@@ -47,7 +49,8 @@ def apply_retention(
     cancel = cancel or CancelToken()
     cancel.check()
     with repo.lock(exclusive=True, hostname=hostname, purpose="retention") as lock:
-        plan = plan_retention(repo.list_snapshots(), rules, now=now, tz=tz)
+        judged = [s for s in repo.list_snapshots() if set(tags) <= set(s.tags)]
+        plan = plan_retention(judged, rules, now=now, tz=tz)
         lock.check()
         reporter.phase("forget", len(plan.forget))
         for snapshot in plan.forget:

@@ -133,20 +133,105 @@ def plan_retention(
     every snapshot of the item."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    groups: dict[tuple[str, str], list[Snapshot]] = {}
-    for s in snapshots:
-        groups.setdefault((s.item_id, s.device_id), []).append(s)
     keep: list[Snapshot] = []
     forget: list[Snapshot] = []
-    for (item_id, _device), group in groups.items():
+    for item_id, group in _groups(snapshots):
         policy = rules.policy_for(item_id)
-        group.sort(key=_order)
         kept = kept_positions([s.start_ns for s in group], policy, now=now, tz=tz)
         for i, s in enumerate(group):
             (keep if i in kept else forget).append(s)
     keep.sort(key=_order)
     forget.sort(key=_order)
     return RetentionPlan(tuple(keep), tuple(forget))
+
+
+@dataclass(frozen=True)
+class RetentionVerdict:
+    """One snapshot's fate under a policy: ``reasons`` names every rule that keeps it
+    (empty for a snapshot that would be forgotten)."""
+
+    snapshot: Snapshot
+    reasons: tuple[str, ...]
+
+    @property
+    def kept(self) -> bool:
+        return bool(self.reasons)
+
+
+def explain_retention(
+    snapshots: Iterable[Snapshot], rules: RetentionRules, *, now: datetime, tz: tzinfo
+) -> list[RetentionVerdict]:
+    """What ``plan_retention`` decides, snapshot by snapshot (oldest first), with the
+    rules that keep each kept one. Keeps and forgets exactly what ``plan_retention``
+    does; raises what it raises."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    out: list[RetentionVerdict] = []
+    for item_id, group in _groups(snapshots):
+        reasons = kept_reasons(
+            [s.start_ns for s in group], rules.policy_for(item_id), now=now, tz=tz
+        )
+        out.extend(RetentionVerdict(s, tuple(reasons.get(i, ()))) for i, s in enumerate(group))
+    out.sort(key=lambda v: _order(v.snapshot))
+    return out
+
+
+def kept_reasons(
+    times_ns: Sequence[int], policy: RetentionPolicy, *, now: datetime, tz: tzinfo
+) -> dict[int, list[str]]:
+    """For each position ``kept_positions`` keeps, the rules that keep it, in the
+    policy's order."""
+    everything = range(len(times_ns))
+    if policy.mode == RetentionMode.KEEP_EVERYTHING:
+        return {i: ["the policy keeps everything"] for i in everything}
+    kept_positions(times_ns, policy, now=now, tz=tz)  # the same refusals
+    now_ns = to_ns(now)
+    out: dict[int, list[str]] = {
+        i: ["dated after now (a clock ahead): retention only judges the past"]
+        for i, t in enumerate(times_ns)
+        if t > now_ns
+    }
+    local_now = now.astimezone(tz)
+    local = [from_ns(t, tz) for t in times_ns]
+    for r in policy.ranges:
+        for i in sorted(_apply(r, times_ns, local, local_now, tz)):
+            out.setdefault(i, []).append(describe_range(r))
+    return out
+
+
+def describe_range(r: RetentionRange) -> str:
+    """A rule as a person reads it (``keep-last 3``, ``keep-daily 7``…)."""
+    if r.type == RangeType.MOST_RECENT_JOBS:
+        return f"keep-last {r.jobs}"
+    if r.type == RangeType.NEWER_THAN:
+        return f"newer than {from_ns(r.newer_than_ns, UTC).isoformat(timespec='seconds')}"
+    if r.type == RangeType.JOBS_SINCE:
+        parts = [
+            f"{n} {unit}"
+            for n, unit in ((r.months, "months"), (r.weeks, "weeks"), (r.days, "days"))
+            if n
+        ]
+        return "keep-within " + (" ".join(parts) or "0 days")
+    if r.type == RangeType.FIRST_JOB_EACH_DAY:
+        return f"first of each day, last {r.days} days"
+    if r.type == RangeType.FIRST_JOB_EACH_WEEK:
+        return f"first of each week, last {r.weeks} weeks"
+    if r.type == RangeType.FIRST_JOB_EACH_MONTH:
+        return f"first of each month, last {r.months} months"
+    if r.type == RangeType.LAST_BACKUPS_ONE_PER_DAY:
+        return f"keep-daily {r.jobs}"
+    if r.type == RangeType.LAST_BACKUPS_ONE_PER_WEEK:
+        return f"keep-weekly {r.jobs}"
+    return f"keep-monthly {r.jobs}"
+
+
+def _groups(snapshots: Iterable[Snapshot]) -> list[tuple[str, list[Snapshot]]]:
+    """``(item id, snapshots oldest first)`` per (item, device): the unit retention
+    judges."""
+    groups: dict[tuple[str, str], list[Snapshot]] = {}
+    for s in snapshots:
+        groups.setdefault((s.item_id, s.device_id), []).append(s)
+    return [(item_id, sorted(g, key=_order)) for (item_id, _device), g in groups.items()]
 
 
 def _order(s: Snapshot) -> tuple[int, bytes]:

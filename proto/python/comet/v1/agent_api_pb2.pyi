@@ -615,6 +615,7 @@ class StartVaultJobRequest(_message.Message):
     IMPORT_SOURCE_ID_FIELD_NUMBER: _builtins.int
     REMOVE_ALL_LOCKS_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     vault_id: _builtins.str
     classification: _common_pb2.JobClassification.ValueType
     read_data: _builtins.bool
@@ -631,6 +632,10 @@ class StartVaultJobRequest(_message.Message):
     def snapshot_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """DELETE_SNAPSHOT"""
 
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """RETENTION: judge only snapshots with every one of these"""
+
     def __init__(
         self,
         *,
@@ -641,10 +646,11 @@ class StartVaultJobRequest(_message.Message):
         import_source_id: _builtins.str = ...,
         remove_all_locks: _builtins.bool = ...,
         password: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "import_source_id", b"import_source_id", "password", b"password", "read_data", b"read_data", "remove_all_locks", b"remove_all_locks", "snapshot_ids", b"snapshot_ids", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "import_source_id", b"import_source_id", "password", b"password", "read_data", b"read_data", "remove_all_locks", b"remove_all_locks", "snapshot_ids", b"snapshot_ids", "tags", b"tags", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -849,10 +855,15 @@ class ListLocalSnapshotsRequest(_message.Message):
     ITEM_ID_FIELD_NUMBER: _builtins.int
     ALL_DEVICES_FIELD_NUMBER: _builtins.int
     UNKNOWN_ITEMS_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     vault_id: _builtins.str
     item_id: _builtins.str
     all_devices: _builtins.bool
     unknown_items: _builtins.bool
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """only snapshots with every one of these tags"""
+
     def __init__(
         self,
         *,
@@ -860,10 +871,11 @@ class ListLocalSnapshotsRequest(_message.Message):
         item_id: _builtins.str = ...,
         all_devices: _builtins.bool = ...,
         unknown_items: _builtins.bool = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_devices", b"all_devices", "item_id", b"item_id", "unknown_items", b"unknown_items", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_devices", b"all_devices", "item_id", b"item_id", "tags", b"tags", "unknown_items", b"unknown_items", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -896,19 +908,33 @@ class ListDirRequest(_message.Message):
     VAULT_ID_FIELD_NUMBER: _builtins.int
     SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
+    RECURSIVE_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     vault_id: _builtins.str
     snapshot_id: _builtins.str
     path: _builtins.str
+    recursive: _builtins.bool
+    """everything below path, depth first"""
+    item_id: _builtins.str
+    """narrows "latest" """
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """narrows "latest" """
+
     def __init__(
         self,
         *,
         vault_id: _builtins.str = ...,
         snapshot_id: _builtins.str = ...,
         path: _builtins.str = ...,
+        recursive: _builtins.bool = ...,
+        item_id: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "snapshot_id", b"snapshot_id", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "path", b"path", "recursive", b"recursive", "snapshot_id", b"snapshot_id", "tags", b"tags", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -941,21 +967,31 @@ class FindRequest(_message.Message):
     VAULT_ID_FIELD_NUMBER: _builtins.int
     SNAPSHOT_IDS_FIELD_NUMBER: _builtins.int
     QUERY_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
     vault_id: _builtins.str
+    item_id: _builtins.str
+    """only this item's snapshots"""
     @_builtins.property
     def snapshot_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def query(self) -> _common_pb2.FindQuery: ...
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """only snapshots with every one of these tags"""
+
     def __init__(
         self,
         *,
         vault_id: _builtins.str = ...,
         snapshot_ids: _abc.Iterable[_builtins.str] | None = ...,
         query: _common_pb2.FindQuery | None = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        item_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query", "snapshot_ids", b"snapshot_ids", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "query", b"query", "snapshot_ids", b"snapshot_ids", "tags", b"tags", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1144,3 +1180,375 @@ class UnmountReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnmountReply: _TypeAlias = UnmountReply  # noqa: Y015
+
+@_typing.final
+class DiffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VAULT_ID_FIELD_NUMBER: _builtins.int
+    OLD_SNAPSHOT_FIELD_NUMBER: _builtins.int
+    NEW_SNAPSHOT_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    vault_id: _builtins.str
+    old_snapshot: _builtins.str
+    new_snapshot: _builtins.str
+    item_id: _builtins.str
+    """narrows "latest" """
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """narrows "latest" """
+
+    def __init__(
+        self,
+        *,
+        vault_id: _builtins.str = ...,
+        old_snapshot: _builtins.str = ...,
+        new_snapshot: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "new_snapshot", b"new_snapshot", "old_snapshot", b"old_snapshot", "tags", b"tags", "vault_id", b"vault_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffRequest: _TypeAlias = DiffRequest  # noqa: Y015
+
+@_typing.final
+class DiffEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    OLD_TYPE_FIELD_NUMBER: _builtins.int
+    NEW_TYPE_FIELD_NUMBER: _builtins.int
+    OLD_SIZE_FIELD_NUMBER: _builtins.int
+    NEW_SIZE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    change: _builtins.str
+    """added, removed, modified, metadata"""
+    old_type: _common_pb2.NodeType.ValueType
+    new_type: _common_pb2.NodeType.ValueType
+    old_size: _builtins.int
+    new_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        change: _builtins.str = ...,
+        old_type: _common_pb2.NodeType.ValueType = ...,
+        new_type: _common_pb2.NodeType.ValueType = ...,
+        old_size: _builtins.int = ...,
+        new_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "new_size", b"new_size", "new_type", b"new_type", "old_size", b"old_size", "old_type", b"old_type", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffEntry: _TypeAlias = DiffEntry  # noqa: Y015
+
+@_typing.final
+class DiffReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OLD_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    NEW_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    MODIFIED_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    ADDED_BYTES_FIELD_NUMBER: _builtins.int
+    REMOVED_BYTES_FIELD_NUMBER: _builtins.int
+    TREES_READ_FIELD_NUMBER: _builtins.int
+    old_snapshot_id: _builtins.str
+    new_snapshot_id: _builtins.str
+    added: _builtins.int
+    removed: _builtins.int
+    modified: _builtins.int
+    metadata: _builtins.int
+    added_bytes: _builtins.int
+    removed_bytes: _builtins.int
+    trees_read: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DiffEntry]: ...
+    def __init__(
+        self,
+        *,
+        old_snapshot_id: _builtins.str = ...,
+        new_snapshot_id: _builtins.str = ...,
+        entries: _abc.Iterable[Global___DiffEntry] | None = ...,
+        added: _builtins.int = ...,
+        removed: _builtins.int = ...,
+        modified: _builtins.int = ...,
+        metadata: _builtins.int = ...,
+        added_bytes: _builtins.int = ...,
+        removed_bytes: _builtins.int = ...,
+        trees_read: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "added_bytes", b"added_bytes", "entries", b"entries", "metadata", b"metadata", "modified", b"modified", "new_snapshot_id", b"new_snapshot_id", "old_snapshot_id", b"old_snapshot_id", "removed", b"removed", "removed_bytes", b"removed_bytes", "trees_read", b"trees_read"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffReply: _TypeAlias = DiffReply  # noqa: Y015
+
+@_typing.final
+class DumpRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VAULT_ID_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    vault_id: _builtins.str
+    snapshot_id: _builtins.str
+    path: _builtins.str
+    item_id: _builtins.str
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        vault_id: _builtins.str = ...,
+        snapshot_id: _builtins.str = ...,
+        path: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "path", b"path", "snapshot_id", b"snapshot_id", "tags", b"tags", "vault_id", b"vault_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DumpRequest: _TypeAlias = DumpRequest  # noqa: Y015
+
+@_typing.final
+class DumpChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    kind: _builtins.str
+    """first message only: "file" or "tar" """
+    snapshot_id: _builtins.str
+    """first message only"""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        kind: _builtins.str = ...,
+        snapshot_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "kind", b"kind", "snapshot_id", b"snapshot_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DumpChunk: _TypeAlias = DumpChunk  # noqa: Y015
+
+@_typing.final
+class StatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VAULT_ID_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    ALL_DEVICES_FIELD_NUMBER: _builtins.int
+    vault_id: _builtins.str
+    snapshot_id: _builtins.str
+    """empty: every snapshot that the filters let through"""
+    item_id: _builtins.str
+    all_devices: _builtins.bool
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        vault_id: _builtins.str = ...,
+        snapshot_id: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        all_devices: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_devices", b"all_devices", "item_id", b"item_id", "snapshot_id", b"snapshot_id", "tags", b"tags", "vault_id", b"vault_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRequest: _TypeAlias = StatsRequest  # noqa: Y015
+
+@_typing.final
+class UsageTotals(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOTS_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    RESTORE_BYTES_FIELD_NUMBER: _builtins.int
+    RAW_BYTES_FIELD_NUMBER: _builtins.int
+    STORED_BYTES_FIELD_NUMBER: _builtins.int
+    BLOBS_FIELD_NUMBER: _builtins.int
+    snapshots: _builtins.int
+    files: _builtins.int
+    restore_bytes: _builtins.int
+    raw_bytes: _builtins.int
+    stored_bytes: _builtins.int
+    blobs: _builtins.int
+    def __init__(
+        self,
+        *,
+        snapshots: _builtins.int = ...,
+        files: _builtins.int = ...,
+        restore_bytes: _builtins.int = ...,
+        raw_bytes: _builtins.int = ...,
+        stored_bytes: _builtins.int = ...,
+        blobs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs", b"blobs", "files", b"files", "raw_bytes", b"raw_bytes", "restore_bytes", b"restore_bytes", "snapshots", b"snapshots", "stored_bytes", b"stored_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageTotals: _TypeAlias = UsageTotals  # noqa: Y015
+
+@_typing.final
+class GroupUsage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    ITEM_NAME_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    item_id: _builtins.str
+    item_name: _builtins.str
+    @_builtins.property
+    def totals(self) -> Global___UsageTotals: ...
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        item_name: _builtins.str = ...,
+        totals: Global___UsageTotals | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["totals", b"totals"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "item_id", b"item_id", "item_name", b"item_name", "totals", b"totals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupUsage: _TypeAlias = GroupUsage  # noqa: Y015
+
+@_typing.final
+class StatsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTALS_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def totals(self) -> Global___UsageTotals: ...
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupUsage]: ...
+    @_builtins.property
+    def snapshot_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        totals: Global___UsageTotals | None = ...,
+        groups: _abc.Iterable[Global___GroupUsage] | None = ...,
+        snapshot_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["totals", b"totals"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "snapshot_ids", b"snapshot_ids", "totals", b"totals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsReply: _TypeAlias = StatsReply  # noqa: Y015
+
+@_typing.final
+class PlanRetentionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VAULT_ID_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    vault_id: _builtins.str
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        vault_id: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tags", b"tags", "vault_id", b"vault_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanRetentionRequest: _TypeAlias = PlanRetentionRequest  # noqa: Y015
+
+@_typing.final
+class RetentionVerdict(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    KEEP_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    keep: _builtins.bool
+    @_builtins.property
+    def snapshot(self) -> _common_pb2.SnapshotSummary: ...
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the rules that keep it"""
+
+    def __init__(
+        self,
+        *,
+        snapshot: _common_pb2.SnapshotSummary | None = ...,
+        keep: _builtins.bool = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keep", b"keep", "reasons", b"reasons", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetentionVerdict: _TypeAlias = RetentionVerdict  # noqa: Y015
+
+@_typing.final
+class PlanRetentionReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def verdicts(self) -> _containers.RepeatedCompositeFieldContainer[Global___RetentionVerdict]: ...
+    def __init__(
+        self,
+        *,
+        verdicts: _abc.Iterable[Global___RetentionVerdict] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["verdicts", b"verdicts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanRetentionReply: _TypeAlias = PlanRetentionReply  # noqa: Y015

@@ -190,6 +190,31 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.PreviewImportRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_agent__api__pb2.ImportPreview.FromString,
                 _registered_method=True)
+        self.Diff = channel.unary_unary(
+                '/comet.v1.AgentApi/Diff',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.DiffRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.DiffReply.FromString,
+                _registered_method=True)
+        self.Dump = channel.unary_stream(
+                '/comet.v1.AgentApi/Dump',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.DumpRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.DumpChunk.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/comet.v1.AgentApi/Stats',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.StatsRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.StatsReply.FromString,
+                _registered_method=True)
+        self.PlanRetention = channel.unary_unary(
+                '/comet.v1.AgentApi/PlanRetention',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.PlanRetentionRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.PlanRetentionReply.FromString,
+                _registered_method=True)
+        self.AttachVault = channel.unary_unary(
+                '/comet.v1.AgentApi/AttachVault',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.AddVaultRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_common__pb2.StorageVault.FromString,
+                _registered_method=True)
 
 
 class AgentApiServicer:
@@ -392,6 +417,41 @@ class AgentApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Diff(self, request, context):
+        """The toolkit: compare, stream out, measure, and preview retention. Snapshots are
+        named by id, unique id prefix, "latest" or "latest~N" (N before the newest),
+        narrowed by item and tags.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Dump(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanRetention(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachVault(self, request, context):
+        """Adopt an existing Comet repository as a new vault of this account: it must open
+        with one of the account's vault keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -549,6 +609,31 @@ def add_AgentApiServicer_to_server(servicer, server):
                     servicer.PreviewImport,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.PreviewImportRequest.FromString,
                     response_serializer=comet_dot_v1_dot_agent__api__pb2.ImportPreview.SerializeToString,
+            ),
+            'Diff': grpc.unary_unary_rpc_method_handler(
+                    servicer.Diff,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.DiffRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.DiffReply.SerializeToString,
+            ),
+            'Dump': grpc.unary_stream_rpc_method_handler(
+                    servicer.Dump,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.DumpRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.DumpChunk.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.StatsRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.StatsReply.SerializeToString,
+            ),
+            'PlanRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanRetention,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.PlanRetentionRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.PlanRetentionReply.SerializeToString,
+            ),
+            'AttachVault': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachVault,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.AddVaultRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_common__pb2.StorageVault.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1388,6 +1473,141 @@ class AgentApi:
             '/comet.v1.AgentApi/PreviewImport',
             comet_dot_v1_dot_agent__api__pb2.PreviewImportRequest.SerializeToString,
             comet_dot_v1_dot_agent__api__pb2.ImportPreview.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Diff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/Diff',
+            comet_dot_v1_dot_agent__api__pb2.DiffRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.DiffReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Dump(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/comet.v1.AgentApi/Dump',
+            comet_dot_v1_dot_agent__api__pb2.DumpRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.DumpChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/Stats',
+            comet_dot_v1_dot_agent__api__pb2.StatsRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.StatsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/PlanRetention',
+            comet_dot_v1_dot_agent__api__pb2.PlanRetentionRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.PlanRetentionReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachVault(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/AttachVault',
+            comet_dot_v1_dot_agent__api__pb2.AddVaultRequest.SerializeToString,
+            comet_dot_v1_dot_common__pb2.StorageVault.FromString,
             options,
             channel_credentials,
             insecure,

@@ -80,6 +80,18 @@ class AgentApiStub:
     """What importing a source would create, without creating anything (comet import
     --dry-run): the same objects the import job adds, with placeholder ids.
     """
+    Diff: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.DiffRequest, _agent_api_pb2.DiffReply]
+    """The toolkit: compare, stream out, measure, and preview retention. Snapshots are
+    named by id, unique id prefix, "latest" or "latest~N" (N before the newest),
+    narrowed by item and tags.
+    """
+    Dump: _grpc.UnaryStreamMultiCallable[_agent_api_pb2.DumpRequest, _agent_api_pb2.DumpChunk]
+    Stats: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.StatsRequest, _agent_api_pb2.StatsReply]
+    PlanRetention: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.PlanRetentionRequest, _agent_api_pb2.PlanRetentionReply]
+    AttachVault: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.AddVaultRequest, _common_pb2.StorageVault]
+    """Adopt an existing Comet repository as a new vault of this account: it must open
+    with one of the account's vault keys.
+    """
 
 @_typing.type_check_only
 class AgentApiAsyncStub(AgentApiStub):
@@ -129,6 +141,18 @@ class AgentApiAsyncStub(AgentApiStub):
     PreviewImport: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.PreviewImportRequest, _agent_api_pb2.ImportPreview]  # type: ignore[assignment]
     """What importing a source would create, without creating anything (comet import
     --dry-run): the same objects the import job adds, with placeholder ids.
+    """
+    Diff: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.DiffRequest, _agent_api_pb2.DiffReply]  # type: ignore[assignment]
+    """The toolkit: compare, stream out, measure, and preview retention. Snapshots are
+    named by id, unique id prefix, "latest" or "latest~N" (N before the newest),
+    narrowed by item and tags.
+    """
+    Dump: _aio.UnaryStreamMultiCallable[_agent_api_pb2.DumpRequest, _agent_api_pb2.DumpChunk]  # type: ignore[assignment]
+    Stats: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.StatsRequest, _agent_api_pb2.StatsReply]  # type: ignore[assignment]
+    PlanRetention: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.PlanRetentionRequest, _agent_api_pb2.PlanRetentionReply]  # type: ignore[assignment]
+    AttachVault: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.AddVaultRequest, _common_pb2.StorageVault]  # type: ignore[assignment]
+    """Adopt an existing Comet repository as a new vault of this account: it must open
+    with one of the account's vault keys.
     """
 
 class AgentApiServicer:
@@ -331,6 +355,43 @@ class AgentApiServicer:
     ) -> _typing.Union[_agent_api_pb2.ImportPreview, _abc.Awaitable[_agent_api_pb2.ImportPreview]]:
         """What importing a source would create, without creating anything (comet import
         --dry-run): the same objects the import job adds, with placeholder ids.
+        """
+
+    def Diff(
+        self,
+        request: _agent_api_pb2.DiffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.DiffReply, _abc.Awaitable[_agent_api_pb2.DiffReply]]:
+        """The toolkit: compare, stream out, measure, and preview retention. Snapshots are
+        named by id, unique id prefix, "latest" or "latest~N" (N before the newest),
+        narrowed by item and tags.
+        """
+
+    def Dump(
+        self,
+        request: _agent_api_pb2.DumpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_api_pb2.DumpChunk], _abc.AsyncIterator[_agent_api_pb2.DumpChunk]]: ...
+
+    def Stats(
+        self,
+        request: _agent_api_pb2.StatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.StatsReply, _abc.Awaitable[_agent_api_pb2.StatsReply]]: ...
+
+    def PlanRetention(
+        self,
+        request: _agent_api_pb2.PlanRetentionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.PlanRetentionReply, _abc.Awaitable[_agent_api_pb2.PlanRetentionReply]]: ...
+
+    def AttachVault(
+        self,
+        request: _agent_api_pb2.AddVaultRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.StorageVault, _abc.Awaitable[_common_pb2.StorageVault]]:
+        """Adopt an existing Comet repository as a new vault of this account: it must open
+        with one of the account's vault keys.
         """
 
 def add_AgentApiServicer_to_server(servicer: AgentApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1374,6 +1374,7 @@ class SnapshotSummary(_message.Message):
     HAS_ORIGINAL_PATHS_FIELD_NUMBER: _builtins.int
     ITEM_NAME_FIELD_NUMBER: _builtins.int
     UNKNOWN_ITEM_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     snapshot_id: _builtins.str
     item_id: _builtins.str
     device_id: _builtins.str
@@ -1389,6 +1390,8 @@ class SnapshotSummary(_message.Message):
     def ended_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -1404,10 +1407,11 @@ class SnapshotSummary(_message.Message):
         has_original_paths: _builtins.bool = ...,
         item_name: _builtins.str = ...,
         unknown_item: _builtins.bool = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "device_id", b"device_id", "directories", b"directories", "ended_at", b"ended_at", "files", b"files", "has_original_paths", b"has_original_paths", "item_id", b"item_id", "item_name", b"item_name", "paths", b"paths", "snapshot_id", b"snapshot_id", "time", b"time", "unknown_item", b"unknown_item"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "device_id", b"device_id", "directories", b"directories", "ended_at", b"ended_at", "files", b"files", "has_original_paths", b"has_original_paths", "item_id", b"item_id", "item_name", b"item_name", "paths", b"paths", "snapshot_id", b"snapshot_id", "tags", b"tags", "time", b"time", "unknown_item", b"unknown_item"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1465,6 +1469,7 @@ class FindQuery(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     HAS_MAX_SIZE_FIELD_NUMBER: _builtins.int
     HAS_MIN_SIZE_FIELD_NUMBER: _builtins.int
+    PATH_GLOB_FIELD_NUMBER: _builtins.int
     name_glob: _builtins.str
     name_regex: _builtins.str
     min_size: _builtins.int
@@ -1477,6 +1482,8 @@ class FindQuery(_message.Message):
     """
     has_min_size: _builtins.bool
     """min_size is a bound even when 0 (regular files of any size)."""
+    path_glob: _builtins.str
+    """A glob on the whole path ("/home/*/docs/**.txt", or "docs/*.txt" for an ending)."""
     @_builtins.property
     def modified_after(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1493,10 +1500,11 @@ class FindQuery(_message.Message):
         limit: _builtins.int = ...,
         has_max_size: _builtins.bool = ...,
         has_min_size: _builtins.bool = ...,
+        path_glob: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["modified_after", b"modified_after", "modified_before", b"modified_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_max_size", b"has_max_size", "has_min_size", b"has_min_size", "limit", b"limit", "max_size", b"max_size", "min_size", b"min_size", "modified_after", b"modified_after", "modified_before", b"modified_before", "name_glob", b"name_glob", "name_regex", b"name_regex"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_max_size", b"has_max_size", "has_min_size", b"has_min_size", "limit", b"limit", "max_size", b"max_size", "min_size", b"min_size", "modified_after", b"modified_after", "modified_before", b"modified_before", "name_glob", b"name_glob", "name_regex", b"name_regex", "path_glob", b"path_glob"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1559,11 +1567,16 @@ class BackupOptions(_message.Message):
     SKIP_IF_RUNNING_FIELD_NUMBER: _builtins.int
     RETENTION_LEVEL_FIELD_NUMBER: _builtins.int
     LOG_LEVEL_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     stop_after_seconds: _builtins.int
     bandwidth_limit_bps: _builtins.int
     skip_if_running: _builtins.bool
     retention_level: _builtins.int
     log_level: Global___Severity.ValueType
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """stored in the snapshot"""
+
     def __init__(
         self,
         *,
@@ -1572,10 +1585,11 @@ class BackupOptions(_message.Message):
         skip_if_running: _builtins.bool = ...,
         retention_level: _builtins.int = ...,
         log_level: Global___Severity.ValueType = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth_limit_bps", b"bandwidth_limit_bps", "log_level", b"log_level", "retention_level", b"retention_level", "skip_if_running", b"skip_if_running", "stop_after_seconds", b"stop_after_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth_limit_bps", b"bandwidth_limit_bps", "log_level", b"log_level", "retention_level", b"retention_level", "skip_if_running", b"skip_if_running", "stop_after_seconds", b"stop_after_seconds", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
