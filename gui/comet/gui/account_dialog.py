@@ -20,6 +20,7 @@ from PyQt6.QtWidgets import (
 )
 
 from comet.gui.records import AccountSettings, AgentStatus, Profile
+from comet.gui.theme import Tone, error_label, set_tone
 
 RESET_WARNING = (
     "Without this, an administrator who resets your password cannot give you back your "
@@ -27,14 +28,6 @@ RESET_WARNING = (
     "unlocks your Storage Vault keys."
 )
 EMAIL = "@"
-
-
-def _error_label() -> QLabel:
-    label = QLabel()
-    label.setStyleSheet("color: #c62828")
-    label.setWordWrap(True)
-    label.hide()
-    return label
 
 
 class AccountDialog(QDialog):
@@ -87,7 +80,7 @@ class AccountDialog(QDialog):
         self.allow_reset.setChecked(settings.allow_admin_reset_password)
         self.reset_warning = QLabel(RESET_WARNING)
         self.reset_warning.setWordWrap(True)
-        self.reset_warning.setStyleSheet("color: #ef6c00")
+        set_tone(self.reset_warning, Tone.WARNING)
         self.allow_reset.toggled.connect(lambda on: self.reset_warning.setVisible(not on))
         self.reset_warning.setVisible(not settings.allow_admin_reset_password)
         self.change_password = QPushButton("Change password…")
@@ -97,7 +90,7 @@ class AccountDialog(QDialog):
             self.change_password.setToolTip(policy.reason("changing the password"))
         self.totp = QPushButton("Two-factor authentication…")
         self.totp.clicked.connect(self.totp_requested)
-        self.error = _error_label()
+        self.error = error_label()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
         )
@@ -169,7 +162,7 @@ class ChangePasswordDialog(QDialog):
         form.addRow("Repeat new password:", self.repeat)
         note = QLabel("Your Storage Vault keys are re-wrapped for the new password on this device.")
         note.setWordWrap(True)
-        self.error = _error_label()
+        self.error = error_label()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )

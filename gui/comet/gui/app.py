@@ -145,7 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="save a PNG of every main screen into DIR, then exit",
     )
+    parser.add_argument(
+        "--size",
+        type=screen_size,
+        action="append",
+        metavar="WxH",
+        help="with --screenshots: the window size (repeatable; several sizes go to "
+        "DIR/WxH/; default 1024x700)",
+    )
     return parser
+
+
+def screen_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 1024x700")
+    return int(width), int(height)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,8 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.screenshots is not None:
             from comet.gui.screenshots import ScreenshotRun
 
-            run = ScreenshotRun(client, args.screenshots)
-            return run.run()
+            sizes = args.size or [(1024, 700)]
+            for width, height in sizes:
+                out = args.screenshots
+                if len(sizes) > 1:
+                    out = out / f"{width}x{height}"
+                code = ScreenshotRun(client, out, (width, height)).run()
+                if code:
+                    return code
+            return 0
         controller = AppController(client)
         controller.start()
         return app.exec()

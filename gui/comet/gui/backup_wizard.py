@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (
-    QAbstractItemView,
-    QHeaderView,
     QLabel,
-    QTableView,
     QVBoxLayout,
     QWidget,
     QWizard,
@@ -18,6 +15,7 @@ from PyQt6.QtWidgets import (
 from comet.gui.agent_client import AgentClient, ApiError
 from comet.gui.models import VaultTableModel
 from comet.gui.records import Job, ProtectedItem, StorageVault
+from comet.gui.theme import Tone, record_table, set_tone
 
 
 class VaultChoicePage(QWizardPage):
@@ -27,14 +25,7 @@ class VaultChoicePage(QWizardPage):
         self.setSubTitle("Choose the Storage Vault to back up to.")
         self.model = VaultTableModel(self)
         self.model.set_rows(vaults)
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        header = self.table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(VaultTableModel.LOCATION, QHeaderView.ResizeMode.Stretch)
+        self.table = record_table(self.model, [VaultTableModel.LOCATION])
         selection = self.table.selectionModel()
         assert selection is not None
         selection.selectionChanged.connect(self.completeChanged)
@@ -68,7 +59,7 @@ class ConfirmPage(QWizardPage):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.error = QLabel()
-        self.error.setStyleSheet("color: #c62828")
+        set_tone(self.error, Tone.ERROR)
         self.error.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)

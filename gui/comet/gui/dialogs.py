@@ -18,15 +18,14 @@ from PyQt6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QStackedWidget,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -50,18 +49,11 @@ from comet.gui.records import (
 )
 from comet.gui.retention_form import RetentionForm
 from comet.gui.schedule_form import ScheduleForm
+from comet.gui.theme import MARGIN, error_label, record_table, tidy
 
 
 def _lines(edit: QPlainTextEdit) -> tuple[str, ...]:
     return tuple(line.strip() for line in edit.toPlainText().splitlines() if line.strip())
-
-
-def _error_label() -> QLabel:
-    label = QLabel()
-    label.setStyleSheet("color: #c62828")
-    label.setWordWrap(True)
-    label.hide()
-    return label
 
 
 class _Editor(QDialog):
@@ -71,7 +63,7 @@ class _Editor(QDialog):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setMinimumWidth(520)
-        self.error = _error_label()
+        self.error = error_label()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )
@@ -160,9 +152,11 @@ class ItemEditor(_Editor):
         self.tabs.addTab(what, "What to back up")
         self.tabs.addTab(self._plan_page(), "Schedule and retention")
         layout = QVBoxLayout(self)
+        tidy(layout, margin=MARGIN)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
+        self.resize(960, 620)
 
     def _plan_page(self) -> QWidget:
         page = QWidget()
@@ -175,12 +169,14 @@ class ItemEditor(_Editor):
         self.override.setToolTip("Unticked: the Storage Vault's default retention applies")
         self.retention_form = RetentionForm()
         self.override.toggled.connect(self.retention_form.setEnabled)
-        top = QFormLayout()
-        top.addRow("Storage Vault:", self.plan_vault)
-        layout.addLayout(top)
+        retention = QGroupBox("Retention")
+        retention_layout = QVBoxLayout(retention)
+        tidy(retention_layout)
+        retention_layout.addWidget(self.override)
+        retention_layout.addWidget(self.retention_form)
+        self.schedule_form.add_beside(retention)
+        self.schedule_form.top.insertRow(0, "Storage Vault:", self.plan_vault)
         layout.addWidget(self.schedule_form)
-        layout.addWidget(self.override)
-        layout.addWidget(self.retention_form)
         layout.addStretch(1)
         if not self.vaults:
             page.setEnabled(False)
@@ -565,13 +561,8 @@ class JobLogDialog(QDialog):
         self.model = LogTableModel(self)
         self.proxy = RecordFilterProxy(self)
         self.proxy.setSourceModel(self.model)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        header = self.table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(LogTableModel.MESSAGE, QHeaderView.ResizeMode.Stretch)
-        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table = record_table(self.proxy, [LogTableModel.MESSAGE], single=False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.severity.currentIndexChanged.connect(self._refilter)
         self.search.textChanged.connect(self._refilter)
         bar = QHBoxLayout()

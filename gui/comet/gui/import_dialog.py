@@ -18,6 +18,7 @@ from PyQt6.QtWidgets import (
 
 from comet.gui.models import ImportSourceTableModel
 from comet.gui.records import ImportSource, Job, JobStatus
+from comet.gui.theme import Tone, set_tone
 
 
 class ImportDialog(QDialog):
@@ -103,13 +104,13 @@ class ImportDialog(QDialog):
             text += f" {job.error_message}"
         if ok:
             text += " The new Protected Items and Storage Vaults are listed in the app."
-        self.outcome.setStyleSheet("" if ok else "color: #c62828")
+        set_tone(self.outcome, None if ok else Tone.ERROR)
         self.outcome.setText(text)
         self._update()
 
     def show_error(self, message: str) -> None:
         self._busy = False
-        self.outcome.setStyleSheet("color: #c62828")
+        set_tone(self.outcome, Tone.ERROR)
         self.outcome.setText(message)
         self._update()
 

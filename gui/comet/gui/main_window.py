@@ -24,6 +24,7 @@ from comet.gui.history_tab import HistoryTab
 from comet.gui.models import NameBook
 from comet.gui.records import AgentStatus, Classification, Job, JobEvent, Profile
 from comet.gui.restore_wizard import RestoreWizard
+from comet.gui.theme import Tone, banner_style, set_tone
 
 STATUS_POLL_MS = 5000
 
@@ -59,9 +60,7 @@ class MainWindow(QMainWindow):
 
         self.banner = QLabel()
         self.banner.setWordWrap(True)
-        self.banner.setStyleSheet(
-            "background: #e3f2fd; border: 1px solid #90caf9; padding: 6px; border-radius: 3px"
-        )
+        self.banner.setStyleSheet(banner_style(error=False))
         self.banner.hide()
         self.connection = QLabel()
         self.restore_button = QPushButton("Restore…")
@@ -162,11 +161,11 @@ class MainWindow(QMainWindow):
         self.status = status
         if status.connected:
             self.connection.setText(f"● Connected to {status.server}")
-            self.connection.setStyleSheet("color: #2e7d32")
+            set_tone(self.connection, Tone.OK)
         else:
             reason = f" ({status.last_error})" if status.last_error else ""
             self.connection.setText(f"● Not connected to the server{reason}")
-            self.connection.setStyleSheet("color: #ef6c00")
+            set_tone(self.connection, Tone.WARNING)
 
     def _on_connection(self, answering: bool) -> None:
         if answering:
@@ -183,10 +182,7 @@ class MainWindow(QMainWindow):
             )
 
     def show_banner(self, text: str, *, error: bool = False) -> None:
-        colour = (
-            "#fdecea; border: 1px solid #ef9a9a" if error else "#e3f2fd; border: 1px solid #90caf9"
-        )
-        self.banner.setStyleSheet(f"background: {colour}; padding: 6px; border-radius: 3px")
+        self.banner.setStyleSheet(banner_style(error=error))
         self.banner.setText(text)
         self.banner.show()
 

@@ -62,9 +62,12 @@ def _unfolded(node: QTreeWidgetItem) -> bool:
 
 
 class ScreenshotRun:
-    def __init__(self, client: AgentClient, out_dir: Path) -> None:
+    def __init__(
+        self, client: AgentClient, out_dir: Path, size: tuple[int, int] = (1024, 700)
+    ) -> None:
         self.client = client
         self.out_dir = out_dir
+        self.size = size
         self.saved: list[Path] = []
 
     def save(self, widget: QWidget, name: str) -> None:
@@ -82,6 +85,7 @@ class ScreenshotRun:
             status = AgentStatus()
         self.login_screen(status)
         main = MainWindow(self.client, status)
+        main.resize(*self.size)
         main.show()
         wait_until(lambda: main.profile is not None)
         wait_until(lambda: main.history_tab.model.rowCount() > 0, timeout=5)
@@ -100,7 +104,7 @@ class ScreenshotRun:
     def login_screen(self, status: AgentStatus) -> None:
         login = LoginWindow(self.client, status, username=status.username)
         login.advanced.setChecked(True)
-        login.resize(480, 420)
+        login.resize(*self.size)
         login.show()
         self.save(login, "01-login")
         login.close()

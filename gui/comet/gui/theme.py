@@ -1,0 +1,199 @@
+"""One palette and one set of spacings for every screen of the app.
+
+Screens never spell a colour or a margin: they ask for a tone (``Tone.ERROR``…) or use
+``SPACING``/``MARGIN``, so a status looks the same in the Backup tab, History, the job log
+and the tray, and forms line up from one dialog to the next.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+from PyQt6.QtCore import QAbstractItemModel, QPointF, Qt
+from PyQt6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap, QPolygonF
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QBoxLayout,
+    QFormLayout,
+    QGridLayout,
+    QHeaderView,
+    QLabel,
+    QLayout,
+    QTableView,
+)
+
+SPACING = 8
+"""Between widgets of one group (form rows, buttons in a row)."""
+MARGIN = 12
+"""Around a page or a dialog's content."""
+SECTION = 16
+"""Between two groups of one page (a table and its buttons, two tables)."""
+INDENT = 24
+"""Options that belong to the checkbox or radio button above them."""
+
+
+class Tone(enum.Enum):
+    """What a colour says. Values are the colours (Material 800 shades, readable on white
+    and on the default grey)."""
+
+    OK = "#2e7d32"
+    RUNNING = "#1565c0"
+    WARNING = "#ef6c00"
+    ERROR = "#c62828"
+    MUTED = "#616161"
+    DEBUG = "#757575"
+
+    @property
+    def colour(self) -> QColor:
+        return QColor(self.value)
+
+
+_BANNER = {
+    False: ("#e3f2fd", "#90caf9"),  # information: light blue
+    True: ("#fdecea", "#ef9a9a"),  # error: light red
+}
+
+
+def tone_style(tone: Tone | None) -> str:
+    """A style sheet colouring a label's text (``""`` for the default colour)."""
+    return f"color: {tone.value}" if tone is not None else ""
+
+
+def set_tone(label: QLabel, tone: Tone | None) -> None:
+    label.setStyleSheet(tone_style(tone))
+
+
+def banner_style(*, error: bool) -> str:
+    background, border = _BANNER[error]
+    return (
+        f"background: {background}; border: 1px solid {border}; "
+        f"padding: {SPACING - 2}px; border-radius: 3px"
+    )
+
+
+def error_label(*, hidden: bool = True) -> QLabel:
+    """A wrapped red label for a form's problem; hidden until it has something to say."""
+    label = QLabel()
+    set_tone(label, Tone.ERROR)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    if hidden:
+        label.hide()
+    return label
+
+
+def title_label(text: str, *, size: int = 14) -> QLabel:
+    """A page heading ("Protected Items", "Job history")."""
+    label = QLabel(text)
+    font = label.font()
+    font.setPointSize(size)
+    font.setBold(True)
+    label.setFont(font)
+    return label
+
+
+def tidy(layout: QLayout, *, margin: int | None = None) -> QLayout:
+    """Apply the app's spacing to a layout (and ``margin`` around it, when given)."""
+    if isinstance(layout, QFormLayout):
+        layout.setHorizontalSpacing(SPACING * 2)
+        layout.setVerticalSpacing(SPACING)
+        layout.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    elif isinstance(layout, QGridLayout):
+        layout.setHorizontalSpacing(SPACING)
+        layout.setVerticalSpacing(SPACING)
+    elif isinstance(layout, QBoxLayout):
+        layout.setSpacing(SPACING)
+    if margin is not None:
+        layout.setContentsMargins(margin, margin, margin, margin)
+    return layout
+
+
+TABLE_STYLE = (
+    f"QTableView::item {{ padding: 0px {SPACING}px; }} "
+    f"QHeaderView::section {{ padding: 2px {SPACING}px; }}"
+)
+"""Room between a cell's text and the column's edges, in cells and in headers alike."""
+
+
+_DOTS: dict[tuple[str, int], QIcon] = {}
+
+
+def dot_icon(tone: Tone, size: int = 12) -> QIcon:
+    """A filled circle in the tone's colour (drawn once per tone and size)."""
+    key = (tone.value, size)
+    icon = _DOTS.get(key)
+    if icon is None:
+        pixmap = QPixmap(size, size)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setBrush(tone.colour)
+        painter.setPen(Qt.PenStyle.NoPen)
+        inset = max(1, size // 6)
+        painter.drawEllipse(inset, inset, size - 2 * inset, size - 2 * inset)
+        painter.end()
+        icon = QIcon(pixmap)
+        _DOTS[key] = icon
+    return icon
+
+
+def record_table(
+    model: QAbstractItemModel, stretch: Sequence[int], *, single: bool = True
+) -> QTableView:
+    """A read-only table of records, one row per record: every column as wide as its
+    content, the ``stretch`` columns sharing what is left (and eliding when the window is
+    narrow), one line per row so rows keep one height, no horizontal scrolling."""
+    table = QTableView()
+    table.setModel(model)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(
+        QAbstractItemView.SelectionMode.SingleSelection
+        if single
+        else QAbstractItemView.SelectionMode.ExtendedSelection
+    )
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setWordWrap(False)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    table.setAlternatingRowColors(True)
+    table.setStyleSheet(TABLE_STYLE)
+    table.setTabKeyNavigation(False)  # Tab leaves the table, as in every other widget
+    rows = table.verticalHeader()
+    assert rows is not None
+    rows.setVisible(False)
+    rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+    rows.setDefaultSectionSize(table.fontMetrics().height() + SPACING + 2)
+    header = table.horizontalHeader()
+    assert header is not None
+    header.setStretchLastSection(False)
+    header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setMinimumSectionSize(SPACING * 6)
+    for column in stretch:
+        header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+    return table
+
+
+def filter_icon(size: int = 16) -> QIcon:
+    """A funnel outline in the text colour, for Filter buttons."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(QPen(Tone.MUTED.colour, 1.5))
+    s = float(size)
+    funnel = QPolygonF(
+        [
+            QPointF(s * 0.1, s * 0.15),
+            QPointF(s * 0.9, s * 0.15),
+            QPointF(s * 0.58, s * 0.52),
+            QPointF(s * 0.58, s * 0.88),
+            QPointF(s * 0.42, s * 0.78),
+            QPointF(s * 0.42, s * 0.52),
+        ]
+    )
+    painter.drawPolygon(funnel)
+    painter.end()
+    return QIcon(pixmap)
