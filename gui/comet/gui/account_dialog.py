@@ -150,7 +150,7 @@ class ChangePasswordDialog(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Change password")
-        self.setMinimumSize(420, 260)
+        self.setMinimumWidth(420)
         self.current = QLineEdit()
         self.new = QLineEdit()
         self.repeat = QLineEdit()
@@ -176,6 +176,7 @@ class ChangePasswordDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(note)
         layout.addWidget(self.error)
+        layout.addStretch(1)
         layout.addWidget(self.buttons)
 
     def problem(self) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from PyQt6.QtCore import QObject
 from PyQt6.QtWidgets import QApplication
 
+from comet.gui import theme
 from comet.gui.agent_client import AgentClient, ApiError
 from comet.gui.login_window import LoginWindow, registration_text
 from comet.gui.main_window import MainWindow
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     app = QApplication(sys.argv[:1])
     app.setApplicationName("Comet Backup")
+    theme.install(app)
     client = AgentClient(socket_path(args.socket))
     try:
         if args.screenshots is not None:

@@ -56,6 +56,7 @@ class ConfirmPage(QWizardPage):
         super().__init__(parent)
         self.item = item
         self.setTitle("Back up now")
+        self.setSubTitle("Check what will be backed up, then start.")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.error = QLabel()

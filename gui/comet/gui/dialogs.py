@@ -49,7 +49,7 @@ from comet.gui.records import (
 )
 from comet.gui.retention_form import RetentionForm
 from comet.gui.schedule_form import ScheduleForm
-from comet.gui.theme import MARGIN, error_label, record_table, tidy
+from comet.gui.theme import MARGIN, align_forms, error_label, fit_stack, record_table, tidy
 
 
 def _lines(edit: QPlainTextEdit) -> tuple[str, ...]:
@@ -148,6 +148,7 @@ class ItemEditor(_Editor):
         what_layout = QVBoxLayout(what)
         what_layout.addLayout(form)
         what_layout.addWidget(self.pages, 1)
+        align_forms(form, *self.pages.findChildren(QFormLayout))
         self.tabs = QTabWidget()
         self.tabs.addTab(what, "What to back up")
         self.tabs.addTab(self._plan_page(), "Schedule and retention")
@@ -339,6 +340,7 @@ class VaultEditor(_Editor):
         self.pages.addWidget(self._s3_page())
         self.pages.addWidget(self._sftp_page())
         self.type.currentIndexChanged.connect(self.pages.setCurrentIndex)
+        fit_stack(self.pages)
         if vault is not None:
             if vault.type in self.TYPES:
                 self.type.setCurrentIndex(self.TYPES.index(vault.type))
@@ -362,8 +364,9 @@ class VaultEditor(_Editor):
             " with full control of this computer. S3 (bucket with Object Lock) and Comet"
             " Server vaults only."
         )
-        self.object_lock_compliance = QCheckBox(
-            "Compliance mode (S3: not even the bucket's owner can shorten it)"
+        self.object_lock_compliance = QCheckBox("Compliance mode (S3)")
+        self.object_lock_compliance.setToolTip(
+            "S3 Object Lock in compliance mode: not even the bucket's owner can shorten it"
         )
         self.object_lock_compliance.setChecked(bool(vault and vault.object_lock_compliance))
         if vault is not None:  # fixed once the vault holds data
@@ -374,11 +377,12 @@ class VaultEditor(_Editor):
         quota.addRow("Immutable for:", self.immutable_days)
         quota.addRow("", self.object_lock_compliance)
         layout.addLayout(quota)
-        retention_title = QLabel("Default retention (items can override it per vault)")
-        retention_title.setStyleSheet("font-weight: bold")
+        align_forms(form, quota, *self.pages.findChildren(QFormLayout))
+        retention = QGroupBox("Default retention (items can override it per vault)")
         self.retention_form = RetentionForm(vault.default_retention if vault else None)
-        layout.addWidget(retention_title)
-        layout.addWidget(self.retention_form)
+        QVBoxLayout(retention).addWidget(self.retention_form)
+        layout.addWidget(retention)
+        layout.addStretch(1)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 

@@ -10,17 +10,22 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from PyQt6.QtCore import QAbstractItemModel, QPointF, Qt
+from PyQt6.QtCore import QAbstractItemModel, QEvent, QObject, QPointF, Qt
 from PyQt6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap, QPolygonF
 from PyQt6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QBoxLayout,
     QFormLayout,
     QGridLayout,
     QHeaderView,
     QLabel,
     QLayout,
+    QSizePolicy,
+    QStackedWidget,
     QTableView,
+    QWidget,
+    QWizard,
 )
 
 SPACING = 8
@@ -197,3 +202,78 @@ def filter_icon(size: int = 16) -> QIcon:
     painter.drawPolygon(funnel)
     painter.end()
     return QIcon(pixmap)
+
+
+def polish(window: QWidget) -> None:
+    """Give every form and row of a window the app's spacing, and its top-level layout the
+    app's margin. Forms right-align their labels so fields line up from dialog to dialog."""
+    top = window.layout()
+    for layout in window.findChildren(QLayout):
+        if isinstance(layout, QFormLayout | QGridLayout):
+            tidy(layout)
+        elif isinstance(layout, QBoxLayout) and layout.spacing() < SPACING:
+            layout.setSpacing(SPACING)
+    if top is not None and not isinstance(window, QWizard):
+        margins = top.contentsMargins()
+        if max(margins.left(), margins.top(), margins.right(), margins.bottom()) > 0:
+            top.setContentsMargins(MARGIN, MARGIN, MARGIN, MARGIN)
+
+
+class _Polisher(QObject):
+    """Polishes each window once, the first time it is shown."""
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        if (
+            event is not None
+            and event.type() == QEvent.Type.Show
+            and isinstance(watched, QWidget)
+            and watched.isWindow()
+            and not watched.property("comet_polished")
+        ):
+            watched.setProperty("comet_polished", True)
+            polish(watched)
+        return False
+
+
+_POLISHER: list[_Polisher] = []
+
+
+def install(app: QApplication) -> None:
+    """Polish every window the app shows (idempotent)."""
+    if not _POLISHER:
+        _POLISHER.append(_Polisher(app))
+        app.installEventFilter(_POLISHER[0])
+
+
+def fit_stack(stack: QStackedWidget) -> None:
+    """Size a stacked widget to its current page, not to its tallest one (no gap under a
+    short page)."""
+
+    def fit(current: int) -> None:
+        for index in range(stack.count()):
+            page = stack.widget(index)
+            if page is None:
+                continue
+            policy = (
+                QSizePolicy.Policy.Preferred if index == current else QSizePolicy.Policy.Ignored
+            )
+            page.setSizePolicy(policy, policy)
+            page.adjustSize()
+        stack.adjustSize()
+
+    stack.currentChanged.connect(fit)
+    fit(stack.currentIndex())
+
+
+def align_forms(*forms: QFormLayout) -> None:
+    """Give several forms one label column, so their fields start at the same x."""
+    labels: list[QWidget] = []
+    for form in forms:
+        for row in range(form.rowCount()):
+            item = form.itemAt(row, QFormLayout.ItemRole.LabelRole)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                labels.append(widget)
+    width = max((label.sizeHint().width() for label in labels), default=0)
+    for label in labels:
+        label.setMinimumWidth(width)

@@ -28,6 +28,7 @@ class DestinationPage(QWizardPage):
         super().__init__()
         self.owner = wizard
         self.setTitle("Destination")
+        self.setSubTitle("Where the restored data goes.")
         self.explain = QLabel()
         self.explain.setWordWrap(True)
         self.path = QLineEdit()

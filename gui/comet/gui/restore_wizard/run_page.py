@@ -24,6 +24,7 @@ class RunPage(QWizardPage):
         super().__init__()
         self.owner = wizard
         self.setTitle("Restore")
+        self.setSubTitle("Check what will be restored, then start.")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.error = error_label(hidden=False)
