@@ -1,25 +1,15 @@
-"""How the GUI tests use the app like a person: hover, click, step through wizards."""
+"""How the GUI tests use the app like a person: click, step through wizards."""
 
 from __future__ import annotations
 
-from PyQt6.QtCore import QEvent, QPointF, Qt
-from PyQt6.QtGui import QEnterEvent
-from PyQt6.QtWidgets import QAbstractItemView, QApplication, QTreeWidgetItem, QWidget, QWizard
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import QAbstractItemView, QTreeWidgetItem, QWizard
 from pytestqt.qtbot import QtBot
 
 from comet.gui.restore_wizard import LOADING, FilesPage
 
 LEFT = Qt.MouseButton.LeftButton
 SLOW = 60_000  # ms: jobs and wizard pages that call the agent
-
-
-def hover(widget: QWidget) -> None:
-    point = QPointF(2, 2)
-    QApplication.sendEvent(widget, QEnterEvent(point, point, widget.mapToGlobal(point)))
-
-
-def unhover(widget: QWidget) -> None:
-    QApplication.sendEvent(widget, QEvent(QEvent.Type.Leave))
 
 
 def double_click_row(qtbot: QtBot, view: QAbstractItemView, row: int) -> None:

@@ -21,9 +21,7 @@ from tests.gui.driving import (
     click_finish,
     click_next,
     double_click_row,
-    hover,
     unfold_to,
-    unhover,
 )
 
 

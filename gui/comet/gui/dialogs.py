@@ -49,7 +49,15 @@ from comet.gui.records import (
 )
 from comet.gui.retention_form import RetentionForm
 from comet.gui.schedule_form import ScheduleForm
-from comet.gui.theme import MARGIN, align_forms, error_label, fit_stack, record_table, tidy
+from comet.gui.theme import (
+    MARGIN,
+    align_forms,
+    error_label,
+    fit_stack,
+    record_table,
+    tab_first,
+    tidy,
+)
 
 
 def _lines(edit: QPlainTextEdit) -> tuple[str, ...]:
@@ -151,13 +159,16 @@ class ItemEditor(_Editor):
         align_forms(form, *self.pages.findChildren(QFormLayout))
         self.tabs = QTabWidget()
         self.tabs.addTab(what, "What to back up")
-        self.tabs.addTab(self._plan_page(), "Schedule and retention")
+        plan = self._plan_page()
+        self.tabs.addTab(plan, "Schedule and retention")
         layout = QVBoxLayout(self)
         tidy(layout, margin=MARGIN)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
         self.resize(960, 620)
+        # The vault choice is added to the schedule form's rows last; Tab starts on it.
+        tab_first(self.plan_vault, plan)
 
     def _plan_page(self) -> QWidget:
         page = QWidget()
@@ -239,6 +250,8 @@ class ItemEditor(_Editor):
         form.addRow("Include:", includes)
         form.addRow("Exclude (globs):", self.exclude_globs)
         form.addRow("Exclude (regexes):", self.exclude_regexes)
+        for edit in (self.includes, self.exclude_globs, self.exclude_regexes):
+            edit.setTabChangesFocus(True)  # Tab moves to the next field; paths hold no tabs
         return page
 
     def _program_page(self, item: ProtectedItem | None) -> QWidget:

@@ -61,7 +61,6 @@ class UnitSpin(QWidget):
         row.setSpacing(SPACING // 2)
         row.addWidget(self.number, 1)
         row.addWidget(self.unit)
-        self.setFocusProxy(self.number)
 
     def value(self) -> int:
         factor = self.unit.currentData()

@@ -21,6 +21,7 @@ from PyQt6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLayout,
+    QPlainTextEdit,
     QSizePolicy,
     QStackedWidget,
     QTableView,
@@ -208,6 +209,8 @@ def polish(window: QWidget) -> None:
     """Give every form and row of a window the app's spacing, and its top-level layout the
     app's margin. Forms right-align their labels so fields line up from dialog to dialog."""
     top = window.layout()
+    for edit in window.findChildren(QPlainTextEdit):
+        edit.setTabChangesFocus(True)  # Tab moves on, as in every other field
     for layout in window.findChildren(QLayout):
         if isinstance(layout, QFormLayout | QGridLayout):
             tidy(layout)
@@ -277,3 +280,28 @@ def align_forms(*forms: QFormLayout) -> None:
     width = max((label.sizeHint().width() for label in labels), default=0)
     for label in labels:
         label.setMinimumWidth(width)
+
+
+def focus_chain(container: QWidget) -> list[QWidget]:
+    """The widgets inside ``container`` that Tab can reach, in Tab order."""
+    found: list[QWidget] = []
+    widget = container.nextInFocusChain()
+    while widget is not None and widget is not container and len(found) < 10_000:
+        if (
+            container.isAncestorOf(widget)
+            and widget.focusPolicy() & Qt.FocusPolicy.TabFocus
+            and widget.focusProxy() is None  # a spin box's inner line edit stands for it
+        ):
+            found.append(widget)
+        widget = widget.nextInFocusChain()
+    return found
+
+
+def tab_first(widget: QWidget, container: QWidget) -> None:
+    """Make ``widget`` the first stop of ``container``'s Tab order, keeping the rest in
+    their order (for a widget added to a form after the form's own widgets)."""
+    rest = [w for w in focus_chain(container) if w is not widget]
+    previous = widget
+    for following in rest:
+        QWidget.setTabOrder(previous, following)
+        previous = following
