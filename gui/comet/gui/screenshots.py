@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PyQt6.QtCore import QEventLoop, QTimer
+from PyQt6.QtCore import QEventLoop, QPoint, Qt, QTimer
+from PyQt6.QtGui import QPainter, QPixmap
 from PyQt6.QtWidgets import QApplication, QTreeWidgetItem, QWidget
 
 from comet.gui.agent_client import AgentClient, ApiError, Pending
@@ -95,6 +96,7 @@ class ScreenshotRun:
         self.history_screens(main)
         self.account_screens(main)
         self.editor_screens(main)
+        self.tray_screen(main)
         main._poll.stop()
         main.hide()
         for path in self.saved:
@@ -198,6 +200,28 @@ class ScreenshotRun:
         wait_until(lambda: "Looking" not in importer.message.text(), timeout=5)
         self.save(importer, "16-import-dialog")
         importer.reject()
+
+    def tray_screen(self, main: MainWindow) -> None:
+        """The tray menu with its "Back up now" submenu open, side by side."""
+        menu, submenu = main.tray.menu, main.tray.backup_menu
+        menu.popup(QPoint(0, 0))
+        settle()
+        action = menu.actions()[2]
+        menu.setActiveAction(action)
+        submenu.popup(QPoint(menu.width(), menu.actionGeometry(action).top()))
+        settle()
+        both = QPixmap(menu.width() + submenu.width(), max(menu.height(), submenu.height()))
+        both.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(both)
+        painter.drawPixmap(0, 0, menu.grab())
+        painter.drawPixmap(menu.width(), menu.actionGeometry(action).top(), submenu.grab())
+        painter.end()
+        path = self.out_dir / "17-tray-menu.png"
+        if not both.save(str(path)):
+            raise OSError(f"could not write {path}")
+        self.saved.append(path)
+        submenu.hide()
+        menu.hide()
 
     def editor_screens(self, main: MainWindow) -> None:
         vaults = main.profile.vaults if main.profile else ()

@@ -25,6 +25,7 @@ from PyQt6.QtWidgets import (
     QSizePolicy,
     QStackedWidget,
     QTableView,
+    QTreeView,
     QWidget,
     QWizard,
 )
@@ -121,6 +122,8 @@ TABLE_STYLE = (
     f"QHeaderView::section {{ padding: 2px {SPACING}px; }}"
 )
 """Room between a cell's text and the column's edges, in cells and in headers alike."""
+TREE_STYLE = f"QTreeView::item {{ padding: {SPACING // 4}px 0px; }}"
+"""Rows of trees (snapshots, files) as tall as table rows."""
 
 
 _DOTS: dict[tuple[str, int], QIcon] = {}
@@ -209,6 +212,9 @@ def polish(window: QWidget) -> None:
     """Give every form and row of a window the app's spacing, and its top-level layout the
     app's margin. Forms right-align their labels so fields line up from dialog to dialog."""
     top = window.layout()
+    for tree in window.findChildren(QTreeView):
+        if not tree.styleSheet():
+            tree.setStyleSheet(TREE_STYLE)
     for edit in window.findChildren(QPlainTextEdit):
         edit.setTabChangesFocus(True)  # Tab moves on, as in every other field
     for layout in window.findChildren(QLayout):
