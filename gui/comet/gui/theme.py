@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
     QTreeView,
     QWidget,
     QWizard,
+    QWizardPage,
 )
 
 SPACING = 8
@@ -217,7 +218,12 @@ def polish(window: QWidget) -> None:
             tree.setStyleSheet(TREE_STYLE)
     for edit in window.findChildren(QPlainTextEdit):
         edit.setTabChangesFocus(True)  # Tab moves on, as in every other field
-    for layout in window.findChildren(QLayout):
+    # A wizard's own header and button rows are Qt's: only its pages are ours.
+    owners: list[QWidget] = (
+        list(window.findChildren(QWizardPage)) if isinstance(window, QWizard) else [window]
+    )
+    layouts = [layout for owner in owners for layout in owner.findChildren(QLayout)]
+    for layout in layouts:
         if isinstance(layout, QFormLayout | QGridLayout):
             tidy(layout)
         elif isinstance(layout, QBoxLayout) and layout.spacing() < SPACING:
