@@ -86,7 +86,7 @@ class ImportDialog(QDialog):
         if source is None or self._busy:
             return
         self._busy = True
-        self.outcome.setStyleSheet("")
+        set_tone(self.outcome, None)
         self.outcome.setText(f"Importing {source.product} settings…")
         self._update()
         self.import_requested.emit(source)

@@ -143,7 +143,7 @@ class ItemPage(QWizardPage):
 
     def _show(self, snapshots: list[Snapshot]) -> None:
         self.loading = False
-        self.state.setStyleSheet("")
+        set_tone(self.state, None)
         unique = {s.snapshot_id: s for s in snapshots}
         groups: dict[str, list[Snapshot]] = {}
         for snapshot in unique.values():
