@@ -28,7 +28,7 @@ from comet.gui.screenshots import wait_for
 from comet.gui.theme import Tone
 from comet.gui.tray import TrayMenu, status_line
 from tests.fixtures.processes import AgentProcess
-from tests.gui.driving import SLOW
+from tests.gui.driving import SLOW, vault_and_item
 
 
 def every_option(kind: Frequency, item_id: str = "item-1", vault_id: str = "vault-1") -> Schedule:
@@ -136,11 +136,7 @@ def _profile(client: AgentClient) -> Profile:
 def test_schedule_saved_from_the_app_and_tray_backup_through_the_real_agent(
     qtbot: QtBot, alice: AgentProcess, client: AgentClient, short_tmp: Path
 ) -> None:
-    source = short_tmp / "src"
-    source.mkdir()
-    (source / "a.txt").write_text("hello\n")
-    alice.comet("vault", "add", "disk", "--type", "local", "--path", str(short_tmp / "v"))
-    alice.comet("item", "add", "docs", "--type", "files", "--include", str(source))
+    vault_and_item(alice, short_tmp, vault="disk", backup=False)
     profile = _profile(client)
     (item,) = profile.items
     (vault,) = profile.vaults

@@ -9,6 +9,7 @@ from pathlib import Path
 from PyQt6.QtGui import QImage
 
 from tests.fixtures.processes import BIN, AgentProcess
+from tests.gui.driving import vault_and_item
 
 SCREENS = {
     "01-login",
@@ -38,12 +39,7 @@ SCREENS = {
 
 
 def test_screenshots_render_every_screen(alice: AgentProcess, short_tmp: Path) -> None:
-    source = short_tmp / "src"
-    source.mkdir()
-    (source / "a.txt").write_text("hello\n")
-    alice.comet("vault", "add", "local-vault", "--type", "local", "--path", str(short_tmp / "v"))
-    alice.comet("item", "add", "docs", "--type", "files", "--include", str(source))
-    alice.comet("backup", "docs", "--vault", "local-vault", "--wait")
+    vault_and_item(alice, short_tmp)
 
     out = short_tmp / "shots"
     result = subprocess.run(
