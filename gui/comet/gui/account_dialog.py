@@ -6,12 +6,13 @@ with ``show_error`` / ``accept``."""
 
 from __future__ import annotations
 
-from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -102,13 +103,17 @@ class AccountDialog(QDialog):
         if profile is None:
             save.setEnabled(False)
             save.setToolTip("Your settings are still loading.")
+        # Checkboxes and buttons sit in the field column, under the fields they belong to.
+        form.addRow("", self.allow_view)
+        form.addRow("", self.allow_reset)
+        form.addRow("", self.reset_warning)
+        security = QHBoxLayout()
+        security.addWidget(self.change_password)
+        security.addWidget(self.totp)
+        security.addStretch(1)
+        form.addRow("Security:", security)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.allow_view)
-        layout.addWidget(self.allow_reset)
-        layout.addWidget(self.reset_warning)
-        layout.addWidget(self.change_password, 0, Qt.AlignmentFlag.AlignLeft)
-        layout.addWidget(self.totp, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 

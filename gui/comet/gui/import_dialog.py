@@ -5,20 +5,17 @@ from __future__ import annotations
 
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (
-    QAbstractItemView,
     QDialog,
     QDialogButtonBox,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from comet.gui.models import ImportSourceTableModel
 from comet.gui.records import ImportSource, Job, JobStatus
-from comet.gui.theme import Tone, set_tone
+from comet.gui.theme import Tone, record_table, set_tone
 
 
 class ImportDialog(QDialog):
@@ -34,17 +31,7 @@ class ImportDialog(QDialog):
         self.message = QLabel("Looking for other backup products on this device…")
         self.message.setWordWrap(True)
         self.model = ImportSourceTableModel(self)
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        header = self.table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(
-            ImportSourceTableModel.DESCRIPTION, QHeaderView.ResizeMode.Stretch
-        )
+        self.table = record_table(self.model, [ImportSourceTableModel.DESCRIPTION])
         selection = self.table.selectionModel()
         assert selection is not None
         selection.selectionChanged.connect(self._update)
