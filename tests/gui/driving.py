@@ -1,25 +1,18 @@
-"""How the GUI tests use the app like a person: hover, click, step through wizards."""
+"""How the GUI tests use the app like a person: click, step through wizards."""
 
 from __future__ import annotations
 
-from PyQt6.QtCore import QEvent, QPointF, Qt
-from PyQt6.QtGui import QEnterEvent
-from PyQt6.QtWidgets import QAbstractItemView, QApplication, QTreeWidgetItem, QWidget, QWizard
+from pathlib import Path
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import QAbstractItemView, QTreeWidgetItem, QWizard
 from pytestqt.qtbot import QtBot
 
 from comet.gui.restore_wizard import LOADING, FilesPage
+from tests.fixtures.processes import AgentProcess
 
 LEFT = Qt.MouseButton.LeftButton
 SLOW = 60_000  # ms: jobs and wizard pages that call the agent
-
-
-def hover(widget: QWidget) -> None:
-    point = QPointF(2, 2)
-    QApplication.sendEvent(widget, QEnterEvent(point, point, widget.mapToGlobal(point)))
-
-
-def unhover(widget: QWidget) -> None:
-    QApplication.sendEvent(widget, QEvent(QEvent.Type.Leave))
 
 
 def double_click_row(qtbot: QtBot, view: QAbstractItemView, row: int) -> None:
@@ -66,3 +59,18 @@ def unfold_to(qtbot: QtBot, page: FilesPage, path: str) -> QTreeWidgetItem:
             )
     assert node is not None
     return node
+
+
+def vault_and_item(
+    alice: AgentProcess, tmp: Path, *, vault: str = "local-vault", backup: bool = True
+) -> Path:
+    """Through the CLI: a local vault, an item "docs" of one small file, and (unless told
+    otherwise) its first backup. Returns the item's folder."""
+    source = tmp / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("one\n")
+    alice.comet("vault", "add", vault, "--type", "local", "--path", str(tmp / "v"))
+    alice.comet("item", "add", "docs", "--type", "files", "--include", str(source))
+    if backup:
+        alice.comet("backup", "docs", "--vault", vault, "--wait")
+    return source

@@ -21,9 +21,7 @@ from tests.gui.driving import (
     click_finish,
     click_next,
     double_click_row,
-    hover,
     unfold_to,
-    unhover,
 )
 
 
@@ -39,11 +37,9 @@ def _done(main: MainWindow, kind: Classification, count: int = 1) -> list[Job]:
 def add_vault(qtbot: QtBot, main: MainWindow, vault_dir: Path) -> None:
     main.tabs.setCurrentWidget(main.account_tab)
     header = main.account_tab.vault_header
-    assert not header.add_button.isVisible()
-    hover(header)
     assert header.add_button.isVisible()
+    assert header.add_button.text() == "Add Storage Vault…"
     qtbot.mouseClick(header.add_button, LEFT)
-    unhover(header)
     editor = main.account_tab.editor
     assert editor is not None
     editor.name.setText("local-vault")
@@ -56,7 +52,8 @@ def add_vault(qtbot: QtBot, main: MainWindow, vault_dir: Path) -> None:
 def add_item(qtbot: QtBot, main: MainWindow, source: Path) -> None:
     main.tabs.setCurrentWidget(main.backup_tab)
     header = main.backup_tab.header
-    hover(header)
+    assert header.add_button.isVisible()
+    assert header.add_button.text() == "Add Protected Item…"
     qtbot.mouseClick(header.add_button, LEFT)
     editor = main.backup_tab.editor
     assert editor is not None

@@ -9,6 +9,7 @@ from pathlib import Path
 from PyQt6.QtGui import QImage
 
 from tests.fixtures.processes import BIN, AgentProcess
+from tests.gui.driving import vault_and_item
 
 SCREENS = {
     "01-login",
@@ -33,16 +34,12 @@ SCREENS = {
     "15-item-editor",
     "15-item-editor-schedule",
     "16-import-dialog",
+    "17-tray-menu",
 }
 
 
 def test_screenshots_render_every_screen(alice: AgentProcess, short_tmp: Path) -> None:
-    source = short_tmp / "src"
-    source.mkdir()
-    (source / "a.txt").write_text("hello\n")
-    alice.comet("vault", "add", "local-vault", "--type", "local", "--path", str(short_tmp / "v"))
-    alice.comet("item", "add", "docs", "--type", "files", "--include", str(source))
-    alice.comet("backup", "docs", "--vault", "local-vault", "--wait")
+    vault_and_item(alice, short_tmp)
 
     out = short_tmp / "shots"
     result = subprocess.run(
@@ -58,6 +55,6 @@ def test_screenshots_render_every_screen(alice: AgentProcess, short_tmp: Path) -
     for png in out.glob("*.png"):
         assert png.stat().st_size > 5_000, png.name
         image = QImage(str(png))
-        assert image.width() >= 400 and image.height() >= 250, png.name
+        assert image.width() >= 200 and image.height() >= 80, png.name
     main = QImage(str(out / "02-backup-tab.png"))
-    assert (main.width(), main.height()) == (980, 660)
+    assert (main.width(), main.height()) == (1024, 700)

@@ -11,18 +11,13 @@ from pytestqt.qtbot import QtBot
 
 from comet.gui.app import AppController
 from tests.fixtures.processes import AgentProcess
-from tests.gui.driving import LEFT, SLOW, click_next
+from tests.gui.driving import LEFT, SLOW, click_next, vault_and_item
 
 
 def test_browse_a_snapshot_in_the_file_manager(
     qtbot: QtBot, alice: AgentProcess, controller: AppController, short_tmp: Path
 ) -> None:
-    source = short_tmp / "src"
-    source.mkdir()
-    (source / "a.txt").write_text("one\n")
-    alice.comet("vault", "add", "local-vault", "--type", "local", "--path", str(short_tmp / "v"))
-    alice.comet("item", "add", "docs", "--type", "files", "--include", str(source))
-    alice.comet("backup", "docs", "--vault", "local-vault", "--wait")
+    source = vault_and_item(alice, short_tmp)
     main = controller.main_window
     assert main is not None
     main.refresh()

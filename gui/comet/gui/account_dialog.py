@@ -6,12 +6,13 @@ with ``show_error`` / ``accept``."""
 
 from __future__ import annotations
 
-from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -20,6 +21,7 @@ from PyQt6.QtWidgets import (
 )
 
 from comet.gui.records import AccountSettings, AgentStatus, Profile
+from comet.gui.theme import Tone, error_label, set_tone
 
 RESET_WARNING = (
     "Without this, an administrator who resets your password cannot give you back your "
@@ -27,14 +29,6 @@ RESET_WARNING = (
     "unlocks your Storage Vault keys."
 )
 EMAIL = "@"
-
-
-def _error_label() -> QLabel:
-    label = QLabel()
-    label.setStyleSheet("color: #c62828")
-    label.setWordWrap(True)
-    label.hide()
-    return label
 
 
 class AccountDialog(QDialog):
@@ -87,7 +81,7 @@ class AccountDialog(QDialog):
         self.allow_reset.setChecked(settings.allow_admin_reset_password)
         self.reset_warning = QLabel(RESET_WARNING)
         self.reset_warning.setWordWrap(True)
-        self.reset_warning.setStyleSheet("color: #ef6c00")
+        set_tone(self.reset_warning, Tone.WARNING)
         self.allow_reset.toggled.connect(lambda on: self.reset_warning.setVisible(not on))
         self.reset_warning.setVisible(not settings.allow_admin_reset_password)
         self.change_password = QPushButton("Change password…")
@@ -97,7 +91,7 @@ class AccountDialog(QDialog):
             self.change_password.setToolTip(policy.reason("changing the password"))
         self.totp = QPushButton("Two-factor authentication…")
         self.totp.clicked.connect(self.totp_requested)
-        self.error = _error_label()
+        self.error = error_label()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
         )
@@ -109,13 +103,17 @@ class AccountDialog(QDialog):
         if profile is None:
             save.setEnabled(False)
             save.setToolTip("Your settings are still loading.")
+        # Checkboxes and buttons sit in the field column, under the fields they belong to.
+        form.addRow("", self.allow_view)
+        form.addRow("", self.allow_reset)
+        form.addRow("", self.reset_warning)
+        security = QHBoxLayout()
+        security.addWidget(self.change_password)
+        security.addWidget(self.totp)
+        security.addStretch(1)
+        form.addRow("Security:", security)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.allow_view)
-        layout.addWidget(self.allow_reset)
-        layout.addWidget(self.reset_warning)
-        layout.addWidget(self.change_password, 0, Qt.AlignmentFlag.AlignLeft)
-        layout.addWidget(self.totp, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 
@@ -157,7 +155,7 @@ class ChangePasswordDialog(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Change password")
-        self.setMinimumSize(420, 260)
+        self.setMinimumWidth(420)
         self.current = QLineEdit()
         self.new = QLineEdit()
         self.repeat = QLineEdit()
@@ -169,7 +167,7 @@ class ChangePasswordDialog(QDialog):
         form.addRow("Repeat new password:", self.repeat)
         note = QLabel("Your Storage Vault keys are re-wrapped for the new password on this device.")
         note.setWordWrap(True)
-        self.error = _error_label()
+        self.error = error_label()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -183,6 +181,7 @@ class ChangePasswordDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(note)
         layout.addWidget(self.error)
+        layout.addStretch(1)
         layout.addWidget(self.buttons)
 
     def problem(self) -> str:

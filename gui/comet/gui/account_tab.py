@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from PyQt6.QtCore import QModelIndex, QPoint, Qt, pyqtSignal
 from PyQt6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMenu,
     QMessageBox,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -21,7 +18,6 @@ from PyQt6.QtWidgets import (
 from comet.gui.account_dialog import AccountDialog, ChangePasswordDialog, password_problem
 from comet.gui.agent_client import AgentClient, ApiError
 from comet.gui.dialogs import VaultEditor
-from comet.gui.hover_header import HoverHeader
 from comet.gui.import_dialog import ImportDialog
 from comet.gui.job_progress import JobProgressPanel
 from comet.gui.models import DeviceTableModel, VaultTableModel
@@ -37,6 +33,8 @@ from comet.gui.records import (
     Profile,
     StorageVault,
 )
+from comet.gui.section_header import SectionHeader
+from comet.gui.theme import Tone, record_table, set_tone, title_label
 from comet.gui.totp_dialog import TotpDialog
 
 VAULT_ACTIONS: tuple[tuple[str, Classification, str], ...] = (
@@ -52,19 +50,6 @@ VAULT_ACTIONS: tuple[tuple[str, Classification, str], ...] = (
     ),
     ("Deep verify", Classification.DEEP_VERIFY, "Read and decrypt everything in the vault"),
 )
-
-
-def _table(model: VaultTableModel | DeviceTableModel, stretch: int) -> QTableView:
-    table = QTableView()
-    table.setModel(model)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-    header = table.horizontalHeader()
-    assert header is not None
-    header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
-    return table
 
 
 class AccountTab(QWidget):
@@ -84,20 +69,21 @@ class AccountTab(QWidget):
         self._import_job = ""
         client.job_event.connect(self._import_event)
 
-        self.vault_header = HoverHeader("Storage Vaults", "Add a Storage Vault to the account")
+        self.vault_header = SectionHeader(
+            "Storage Vaults", "Add Storage Vault…", "Add a Storage Vault to the account"
+        )
         self.vault_header.add_clicked.connect(lambda: self.open_vault_editor(None))
         self.vaults = VaultTableModel(self)
-        self.vault_table = _table(self.vaults, VaultTableModel.LOCATION)
+        self.vault_table = record_table(self.vaults, [VaultTableModel.LOCATION])
         self.vault_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.vault_table.customContextMenuRequested.connect(self._vault_menu)
         self.vault_table.doubleClicked.connect(self._edit_index)
         self.progress = JobProgressPanel()
         self.progress.cancel_requested.connect(self._cancel)
 
-        devices_title = QLabel("Devices")
-        devices_title.setStyleSheet("font-weight: bold; font-size: 14pt")
+        devices_title = title_label("Devices")
         self.devices = DeviceTableModel(self)
-        self.device_table = _table(self.devices, DeviceTableModel.NAME)
+        self.device_table = record_table(self.devices, [DeviceTableModel.NAME])
         self.devices_note = QLabel()
         self.devices_note.setWordWrap(True)
 
@@ -110,7 +96,7 @@ class AccountTab(QWidget):
         self.version = QLabel()
         self.message = QLabel()
         self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #c62828")
+        set_tone(self.message, Tone.ERROR)
         self.message.hide()
 
         actions = QHBoxLayout()

@@ -15,6 +15,7 @@ from pathlib import Path
 from PyQt6.QtCore import QObject
 from PyQt6.QtWidgets import QApplication
 
+from comet.gui import theme
 from comet.gui.agent_client import AgentClient, ApiError
 from comet.gui.login_window import LoginWindow, registration_text
 from comet.gui.main_window import MainWindow
@@ -145,20 +146,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="save a PNG of every main screen into DIR, then exit",
     )
+    parser.add_argument(
+        "--size",
+        type=screen_size,
+        action="append",
+        metavar="WxH",
+        help="with --screenshots: the window size (repeatable; several sizes go to "
+        "DIR/WxH/; default 1024x700)",
+    )
     return parser
+
+
+def screen_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 1024x700")
+    return int(width), int(height)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     app = QApplication(sys.argv[:1])
     app.setApplicationName("Comet Backup")
+    theme.install(app)
     client = AgentClient(socket_path(args.socket))
     try:
         if args.screenshots is not None:
             from comet.gui.screenshots import ScreenshotRun
 
-            run = ScreenshotRun(client, args.screenshots)
-            return run.run()
+            sizes = args.size or [(1024, 700)]
+            for width, height in sizes:
+                out = args.screenshots
+                if len(sizes) > 1:
+                    out = out / f"{width}x{height}"
+                code = ScreenshotRun(client, out, (width, height)).run()
+                if code:
+                    return code
+            return 0
         controller = AppController(client)
         controller.start()
         return app.exec()

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from PyQt6.QtCore import QModelIndex, QPoint, Qt, pyqtSignal
 from PyQt6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMenu,
     QMessageBox,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -20,10 +17,11 @@ from PyQt6.QtWidgets import (
 from comet.gui.agent_client import AgentClient, ApiError
 from comet.gui.backup_wizard import BackupNowWizard
 from comet.gui.dialogs import ItemEditor
-from comet.gui.hover_header import HoverHeader
 from comet.gui.job_progress import JobProgressPanel
 from comet.gui.models import ItemTableModel
 from comet.gui.records import AgentStatus, Job, PolicyFlags, Profile, ProtectedItem, Schedule
+from comet.gui.section_header import SectionHeader
+from comet.gui.theme import Tone, record_table, set_tone
 
 DELETE_ITEM_NOTE = (
     "Its schedules are removed too. Its snapshots stay in the Storage Vaults and can still "
@@ -42,19 +40,12 @@ class BackupTab(QWidget):
         self.editor: ItemEditor | None = None
         self.wizard: BackupNowWizard | None = None
 
-        self.header = HoverHeader("Protected Items", "Add a Protected Item to this device")
+        self.header = SectionHeader(
+            "Protected Items", "Add Protected Item…", "Add a Protected Item to this device"
+        )
         self.header.add_clicked.connect(lambda: self.open_editor(None))
         self.model = ItemTableModel(self)
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        header = self.table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(ItemTableModel.STATUS, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(ItemTableModel.NAME, QHeaderView.ResizeMode.ResizeToContents)
+        self.table = record_table(self.model, [ItemTableModel.STATUS])
         self.table.doubleClicked.connect(self._edit_index)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
@@ -66,13 +57,13 @@ class BackupTab(QWidget):
         self.backup_now.setToolTip("Back up the selected Protected Item to a Storage Vault now")
         self.backup_now.clicked.connect(self.open_backup_wizard)
         self.empty = QLabel(
-            "No Protected Items on this device yet. Move the mouse over “Protected Items” "
-            "and click Add."
+            "No Protected Items on this device yet: click “Add Protected Item…” to choose "
+            "what to back up."
         )
         self.empty.setWordWrap(True)
         self.message = QLabel()
         self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #c62828")
+        set_tone(self.message, Tone.ERROR)
         self.message.hide()
         self.progress = JobProgressPanel()
         self.progress.cancel_requested.connect(self._cancel)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (
-    QAbstractItemView,
-    QHeaderView,
     QLabel,
-    QTableView,
     QVBoxLayout,
     QWidget,
     QWizard,
@@ -16,48 +13,9 @@ from PyQt6.QtWidgets import (
 )
 
 from comet.gui.agent_client import AgentClient, ApiError
-from comet.gui.models import VaultTableModel
 from comet.gui.records import Job, ProtectedItem, StorageVault
-
-
-class VaultChoicePage(QWizardPage):
-    def __init__(self, vaults: tuple[StorageVault, ...], parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setTitle("Destination")
-        self.setSubTitle("Choose the Storage Vault to back up to.")
-        self.model = VaultTableModel(self)
-        self.model.set_rows(vaults)
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        header = self.table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(VaultTableModel.LOCATION, QHeaderView.ResizeMode.Stretch)
-        selection = self.table.selectionModel()
-        assert selection is not None
-        selection.selectionChanged.connect(self.completeChanged)
-        self.table.doubleClicked.connect(lambda _index: self._next())
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.table)
-        if vaults:
-            self.table.selectRow(0)
-        else:
-            layout.addWidget(QLabel("There is no Storage Vault yet: add one on the Account tab."))
-
-    def _next(self) -> None:
-        wizard = self.wizard()
-        if wizard is not None:
-            wizard.next()
-
-    def vault(self) -> StorageVault | None:
-        selection = self.table.selectionModel()
-        rows = selection.selectedRows() if selection is not None else []
-        return self.model.record(rows[0].row()) if rows else None
-
-    def isComplete(self) -> bool:
-        return self.vault() is not None
+from comet.gui.theme import Tone, set_tone
+from comet.gui.vault_choice import VaultChoicePage
 
 
 class ConfirmPage(QWizardPage):
@@ -65,10 +23,11 @@ class ConfirmPage(QWizardPage):
         super().__init__(parent)
         self.item = item
         self.setTitle("Back up now")
+        self.setSubTitle("Check what will be backed up, then start.")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.error = QLabel()
-        self.error.setStyleSheet("color: #c62828")
+        set_tone(self.error, Tone.ERROR)
         self.error.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
@@ -101,7 +60,9 @@ class BackupNowWizard(QWizard):
         self.setWindowTitle(f"Backup Now — {item.name}")
         self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
         self.resize(640, 420)
-        self.vault_page = VaultChoicePage(vaults)
+        self.vault_page = VaultChoicePage(
+            vaults, "Destination", "Choose the Storage Vault to back up to."
+        )
         self.confirm_page = ConfirmPage(item)
         self.addPage(self.vault_page)
         self.addPage(self.confirm_page)

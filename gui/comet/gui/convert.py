@@ -89,11 +89,12 @@ def retention_to_proto(retention: r.Retention) -> common_pb2.RetentionPolicy:
 
 
 def schedule_from_proto(msg: common_pb2.Schedule) -> r.Schedule | None:
-    """None for a frequency the app does not edit (once, monthly): it is kept as is."""
+    """None for a frequency code the app does not know: it is kept as is."""
     try:
         frequency = r.Frequency(msg.frequency)
     except ValueError:
         return None
+    window = msg.has_window
     return r.Schedule(
         schedule_id=msg.schedule_id,
         item_id=msg.item_id,
@@ -106,13 +107,26 @@ def schedule_from_proto(msg: common_pb2.Schedule) -> r.Schedule | None:
         skip_if_running=msg.skip_if_running,
         stop_after_seconds=msg.stop_after_seconds,
         enabled=msg.enabled,
+        once_at=_time(msg.once_at, msg.HasField("once_at")),
+        day_of_month=msg.day_of_month or 1,
+        offset_seconds=msg.offset_seconds,
+        window_start_minute=msg.window_start_minute if window else None,
+        window_end_minute=msg.window_end_minute if window else None,
+        random_delay_seconds=msg.random_delay_seconds,
+        run_at_boot=msg.run_at_boot,
+        run_at_boot_if_missed=msg.run_at_boot_if_missed,
+        retry_count=msg.retry_count,
+        retry_delay_seconds=msg.retry_delay_seconds,
+        bandwidth_limit_bps=msg.bandwidth_limit_bps,
+        retention_timing=_enum(r.RetentionTiming, msg.retention_level, r.RetentionTiming.AUTOMATIC),
     )
 
 
 def schedule_to_proto(
     schedule: r.Schedule, base: common_pb2.Schedule | None = None
 ) -> common_pb2.Schedule:
-    """The schedule as a message; fields the app does not edit are kept from ``base``."""
+    """The schedule as a message; fields the app does not edit (the log level, when it
+    was created) are kept from ``base``."""
     msg = common_pb2.Schedule()
     if base is not None:
         msg.CopyFrom(base)
@@ -128,6 +142,22 @@ def schedule_to_proto(
     msg.skip_if_running = schedule.skip_if_running
     msg.stop_after_seconds = schedule.stop_after_seconds
     msg.enabled = schedule.enabled
+    if schedule.once_at is not None:
+        msg.once_at.FromDatetime(schedule.once_at.astimezone(UTC))
+    else:
+        msg.ClearField("once_at")
+    msg.day_of_month = schedule.day_of_month
+    msg.offset_seconds = schedule.offset_seconds
+    msg.has_window = schedule.window_start_minute is not None
+    msg.window_start_minute = schedule.window_start_minute or 0
+    msg.window_end_minute = schedule.window_end_minute or 0
+    msg.random_delay_seconds = schedule.random_delay_seconds
+    msg.run_at_boot = schedule.run_at_boot
+    msg.run_at_boot_if_missed = schedule.run_at_boot_if_missed
+    msg.retry_count = schedule.retry_count
+    msg.retry_delay_seconds = schedule.retry_delay_seconds
+    msg.bandwidth_limit_bps = schedule.bandwidth_limit_bps
+    msg.retention_level = schedule.retention_timing.value
     return msg
 
 

@@ -18,15 +18,14 @@ from PyQt6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QStackedWidget,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -50,18 +49,19 @@ from comet.gui.records import (
 )
 from comet.gui.retention_form import RetentionForm
 from comet.gui.schedule_form import ScheduleForm
+from comet.gui.theme import (
+    MARGIN,
+    align_forms,
+    error_label,
+    fit_stack,
+    record_table,
+    tab_first,
+    tidy,
+)
 
 
 def _lines(edit: QPlainTextEdit) -> tuple[str, ...]:
     return tuple(line.strip() for line in edit.toPlainText().splitlines() if line.strip())
-
-
-def _error_label() -> QLabel:
-    label = QLabel()
-    label.setStyleSheet("color: #c62828")
-    label.setWordWrap(True)
-    label.hide()
-    return label
 
 
 class _Editor(QDialog):
@@ -71,7 +71,7 @@ class _Editor(QDialog):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setMinimumWidth(520)
-        self.error = _error_label()
+        self.error = error_label()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )
@@ -156,13 +156,19 @@ class ItemEditor(_Editor):
         what_layout = QVBoxLayout(what)
         what_layout.addLayout(form)
         what_layout.addWidget(self.pages, 1)
+        align_forms(form, *self.pages.findChildren(QFormLayout))
         self.tabs = QTabWidget()
         self.tabs.addTab(what, "What to back up")
-        self.tabs.addTab(self._plan_page(), "Schedule and retention")
+        plan = self._plan_page()
+        self.tabs.addTab(plan, "Schedule and retention")
         layout = QVBoxLayout(self)
+        tidy(layout, margin=MARGIN)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
+        self.resize(960, 620)
+        # The vault choice is added to the schedule form's rows last; Tab starts on it.
+        tab_first(self.plan_vault, plan)
 
     def _plan_page(self) -> QWidget:
         page = QWidget()
@@ -175,12 +181,14 @@ class ItemEditor(_Editor):
         self.override.setToolTip("Unticked: the Storage Vault's default retention applies")
         self.retention_form = RetentionForm()
         self.override.toggled.connect(self.retention_form.setEnabled)
-        top = QFormLayout()
-        top.addRow("Storage Vault:", self.plan_vault)
-        layout.addLayout(top)
+        retention = QGroupBox("Retention")
+        retention_layout = QVBoxLayout(retention)
+        tidy(retention_layout)
+        retention_layout.addWidget(self.override)
+        retention_layout.addWidget(self.retention_form)
+        self.schedule_form.add_beside(retention)
+        self.schedule_form.top.insertRow(0, "Storage Vault:", self.plan_vault)
         layout.addWidget(self.schedule_form)
-        layout.addWidget(self.override)
-        layout.addWidget(self.retention_form)
         layout.addStretch(1)
         if not self.vaults:
             page.setEnabled(False)
@@ -242,6 +250,8 @@ class ItemEditor(_Editor):
         form.addRow("Include:", includes)
         form.addRow("Exclude (globs):", self.exclude_globs)
         form.addRow("Exclude (regexes):", self.exclude_regexes)
+        for edit in (self.includes, self.exclude_globs, self.exclude_regexes):
+            edit.setTabChangesFocus(True)  # Tab moves to the next field; paths hold no tabs
         return page
 
     def _program_page(self, item: ProtectedItem | None) -> QWidget:
@@ -343,6 +353,7 @@ class VaultEditor(_Editor):
         self.pages.addWidget(self._s3_page())
         self.pages.addWidget(self._sftp_page())
         self.type.currentIndexChanged.connect(self.pages.setCurrentIndex)
+        fit_stack(self.pages)
         if vault is not None:
             if vault.type in self.TYPES:
                 self.type.setCurrentIndex(self.TYPES.index(vault.type))
@@ -366,8 +377,9 @@ class VaultEditor(_Editor):
             " with full control of this computer. S3 (bucket with Object Lock) and Comet"
             " Server vaults only."
         )
-        self.object_lock_compliance = QCheckBox(
-            "Compliance mode (S3: not even the bucket's owner can shorten it)"
+        self.object_lock_compliance = QCheckBox("Compliance mode (S3)")
+        self.object_lock_compliance.setToolTip(
+            "S3 Object Lock in compliance mode: not even the bucket's owner can shorten it"
         )
         self.object_lock_compliance.setChecked(bool(vault and vault.object_lock_compliance))
         if vault is not None:  # fixed once the vault holds data
@@ -378,11 +390,12 @@ class VaultEditor(_Editor):
         quota.addRow("Immutable for:", self.immutable_days)
         quota.addRow("", self.object_lock_compliance)
         layout.addLayout(quota)
-        retention_title = QLabel("Default retention (items can override it per vault)")
-        retention_title.setStyleSheet("font-weight: bold")
+        align_forms(form, quota, *self.pages.findChildren(QFormLayout))
+        retention = QGroupBox("Default retention (items can override it per vault)")
         self.retention_form = RetentionForm(vault.default_retention if vault else None)
-        layout.addWidget(retention_title)
-        layout.addWidget(self.retention_form)
+        QVBoxLayout(retention).addWidget(self.retention_form)
+        layout.addWidget(retention)
+        layout.addStretch(1)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 
@@ -565,13 +578,8 @@ class JobLogDialog(QDialog):
         self.model = LogTableModel(self)
         self.proxy = RecordFilterProxy(self)
         self.proxy.setSourceModel(self.model)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        header = self.table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(LogTableModel.MESSAGE, QHeaderView.ResizeMode.Stretch)
-        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table = record_table(self.proxy, [LogTableModel.MESSAGE], single=False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.severity.currentIndexChanged.connect(self._refilter)
         self.search.textChanged.connect(self._refilter)
         bar = QHBoxLayout()

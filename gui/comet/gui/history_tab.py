@@ -6,17 +6,12 @@ from __future__ import annotations
 
 from PyQt6.QtCore import QModelIndex, Qt
 from PyQt6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFormLayout,
     QFrame,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QStyle,
-    QTableView,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -25,6 +20,7 @@ from comet.gui.agent_client import AgentClient, ApiError
 from comet.gui.dialogs import JobLogDialog
 from comet.gui.models import HistoryFilter, HistoryTableModel, NameBook, RecordFilterProxy
 from comet.gui.records import Classification, Job, JobLog, JobStatus
+from comet.gui.theme import filter_icon, record_table, tidy, title_label
 
 STATUS_CHOICES: tuple[tuple[str, frozenset[JobStatus]], ...] = (
     ("Any status", frozenset()),
@@ -52,15 +48,10 @@ class HistoryTab(QWidget):
         self.device_id = ""
         self.log_dialog: JobLogDialog | None = None
 
-        self.filter_button = QToolButton()
+        # A push button lays its icon out beside the label (a tool button drew the
+        # icon over the text in some styles).
+        self.filter_button = QPushButton(filter_icon(), "Filter")
         self.filter_button.setCheckable(True)
-        style = self.style()
-        if style is not None:
-            self.filter_button.setIcon(
-                style.standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView)
-            )
-        self.filter_button.setText("Filter")
-        self.filter_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.filter_button.setToolTip("Show or hide the filter pane")
         self.filter_button.toggled.connect(self.set_filter_visible)
         self.refresh_button = QPushButton("Refresh")
@@ -79,6 +70,9 @@ class HistoryTab(QWidget):
         self.filter_pane = QFrame()
         self.filter_pane.setFrameShape(QFrame.Shape.StyledPanel)
         pane = QFormLayout(self.filter_pane)
+        tidy(pane)
+        # Labels above their fields keep the pane narrow, leaving the width to the jobs.
+        pane.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         pane.addRow("Status:", self.status)
         pane.addRow("Type:", self.classification)
         pane.addRow("Protected Item:", self.item)
@@ -91,22 +85,16 @@ class HistoryTab(QWidget):
         self.model = HistoryTableModel(self)
         self.proxy = RecordFilterProxy(self)
         self.proxy.setSourceModel(self.model)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        header = self.table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        self.table = record_table(
+            self.proxy, [HistoryTableModel.ITEM, HistoryTableModel.VAULT], single=False
+        )
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.doubleClicked.connect(self._open_log)
         self.message = QLabel()
         self.message.setWordWrap(True)
 
         bar = QHBoxLayout()
-        title = QLabel("Job history")
-        title.setStyleSheet("font-weight: bold; font-size: 14pt")
+        title = title_label("Job history")
         bar.addWidget(title)
         bar.addStretch(1)
         bar.addWidget(self.refresh_button)

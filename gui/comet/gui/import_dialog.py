@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (
-    QAbstractItemView,
     QDialog,
     QDialogButtonBox,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from comet.gui.models import ImportSourceTableModel
 from comet.gui.records import ImportSource, Job, JobStatus
+from comet.gui.theme import Tone, record_table, set_tone
 
 
 class ImportDialog(QDialog):
@@ -33,17 +31,7 @@ class ImportDialog(QDialog):
         self.message = QLabel("Looking for other backup products on this device…")
         self.message.setWordWrap(True)
         self.model = ImportSourceTableModel(self)
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        header = self.table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(
-            ImportSourceTableModel.DESCRIPTION, QHeaderView.ResizeMode.Stretch
-        )
+        self.table = record_table(self.model, [ImportSourceTableModel.DESCRIPTION])
         selection = self.table.selectionModel()
         assert selection is not None
         selection.selectionChanged.connect(self._update)
@@ -85,7 +73,7 @@ class ImportDialog(QDialog):
         if source is None or self._busy:
             return
         self._busy = True
-        self.outcome.setStyleSheet("")
+        set_tone(self.outcome, None)
         self.outcome.setText(f"Importing {source.product} settings…")
         self._update()
         self.import_requested.emit(source)
@@ -103,13 +91,13 @@ class ImportDialog(QDialog):
             text += f" {job.error_message}"
         if ok:
             text += " The new Protected Items and Storage Vaults are listed in the app."
-        self.outcome.setStyleSheet("" if ok else "color: #c62828")
+        set_tone(self.outcome, None if ok else Tone.ERROR)
         self.outcome.setText(text)
         self._update()
 
     def show_error(self, message: str) -> None:
         self._busy = False
-        self.outcome.setStyleSheet("color: #c62828")
+        set_tone(self.outcome, Tone.ERROR)
         self.outcome.setText(message)
         self._update()
 

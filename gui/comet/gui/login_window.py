@@ -17,6 +17,7 @@ from PyQt6.QtGui import QFont
 from PyQt6.QtWidgets import (
     QCheckBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -27,6 +28,7 @@ from PyQt6.QtWidgets import (
 
 from comet.gui.agent_client import AgentClient, ApiError
 from comet.gui.records import AgentStatus, LoginResult, ServerCertificate
+from comet.gui.theme import MARGIN, SECTION, SPACING, Tone, set_tone, tidy
 
 # What deploy/run-local serves; a real deployment types its own https:// address.
 DEFAULT_SERVER = "https://127.0.0.1:8060/"
@@ -50,6 +52,9 @@ def check_address(address: str) -> AddressProblem:
     return AddressProblem.NONE
 
 
+CARD_WIDTH = 400
+
+
 class LoginWindow(QWidget):
     """Emits ``logged_in`` with the agent's answer once the agent is logged in."""
 
@@ -61,7 +66,7 @@ class LoginWindow(QWidget):
         # Asks the person whether to trust a fingerprint (a modal dialog; tests swap it).
         self.confirm_certificate: Callable[[str, str], bool] = self._ask_to_trust
         self.setWindowTitle("Comet Backup — Log in")
-        self.setMinimumWidth(420)
+        self.setMinimumSize(CARD_WIDTH + 2 * MARGIN, 380)
 
         title = QLabel("Comet Backup")
         font = QFont(title.font())
@@ -78,8 +83,6 @@ class LoginWindow(QWidget):
         self.totp_label = QLabel("Two-factor code:")
         self.totp = QLineEdit()
         self.totp.setPlaceholderText("6-digit code from your authenticator app")
-        self.totp_label.hide()
-        self.totp.hide()
 
         self.advanced = QCheckBox("Advanced settings")
         self.server = QLineEdit(status.server or DEFAULT_SERVER)
@@ -88,19 +91,11 @@ class LoginWindow(QWidget):
             "and a trailing slash"
         )
         self.address_problem = QLabel()
-        self.address_problem.setStyleSheet("color: #c62828")
+        set_tone(self.address_problem, Tone.ERROR)
         self.address_problem.setTextFormat(Qt.TextFormat.RichText)
         self.address_problem.linkActivated.connect(self._fix_address)
         self.device_name = QLineEdit(status.device_name or socket.gethostname())
         self.device_name.setToolTip("How this computer is listed in your account")
-        self.advanced_box = QWidget()
-        advanced_form = QFormLayout(self.advanced_box)
-        advanced_form.setContentsMargins(0, 0, 0, 0)
-        advanced_form.addRow("Server:", self.server)
-        advanced_form.addRow("", self.address_problem)
-        advanced_form.addRow("Device name:", self.device_name)
-        self.advanced_box.setVisible(False)
-        self.advanced.toggled.connect(self.advanced_box.setVisible)
 
         self.login_button = QPushButton("Log in")
         self.login_button.setDefault(True)
@@ -109,25 +104,51 @@ class LoginWindow(QWidget):
         self.totp.returnPressed.connect(self.submit)
         self.message = QLabel()
         self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #c62828")
+        set_tone(self.message, Tone.ERROR)
         self.message.hide()
         self.registered = QLabel()
         self.registered.setWordWrap(True)
         self.registered.hide()
 
+        # One form, so every label and field lines up; a fixed-width card in the middle
+        # of the window, whatever its size.
         form = QFormLayout()
+        tidy(form)
         form.addRow("Username:", self.username)
         form.addRow("Password:", self.password)
         form.addRow(self.totp_label, self.totp)
+        form.addRow("", self.advanced)
+        form.addRow("Server:", self.server)
+        form.addRow("", self.address_problem)
+        form.addRow("Device name:", self.device_name)
+        form.addRow(self.message)
+        form.addRow(self.registered)
+        self._form = form
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.login_button)
+        card = QWidget()
+        card.setFixedWidth(CARD_WIDTH)
+        inner = QVBoxLayout(card)
+        tidy(inner)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(title)
+        inner.addSpacing(SECTION)
+        inner.addLayout(form)
+        inner.addSpacing(SPACING)
+        inner.addLayout(buttons)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(card)
+        row.addStretch(1)
         layout = QVBoxLayout(self)
-        layout.addWidget(title)
-        layout.addLayout(form)
-        layout.addWidget(self.advanced)
-        layout.addWidget(self.advanced_box)
-        layout.addWidget(self.message)
-        layout.addWidget(self.registered)
-        layout.addWidget(self.login_button)
+        layout.setContentsMargins(MARGIN, MARGIN, MARGIN, MARGIN)
         layout.addStretch(1)
+        layout.addLayout(row)
+        layout.addStretch(2)
+        self.advanced.toggled.connect(self._show_advanced)
+        form.setRowVisible(self.totp, False)
+        self._show_advanced(False)
 
         self.server.textChanged.connect(self._validate_address)
         self._validate_address()
@@ -135,20 +156,24 @@ class LoginWindow(QWidget):
             self.show_message(f"The agent was logged out: {status.last_error}")
         (self.password if username else self.username).setFocus()
 
+    def _show_advanced(self, shown: bool) -> None:
+        for field in (self.server, self.device_name):
+            self._form.setRowVisible(field, shown)
+        self._validate_address()
+
     # ------------------------------------------------------------ address
 
     def _validate_address(self) -> None:
         problem = check_address(self.server.text().strip())
-        if problem is AddressProblem.NONE:
-            self.address_problem.hide()
-        else:
+        if problem is not AddressProblem.NONE:
             text = problem.value
             if problem is AddressProblem.SLASH:
                 text += ' — <a href="fix-slash">add the missing slash</a>'
             self.address_problem.setText(text)
-            self.address_problem.show()
             # A wrong address is only worth a glance if the user can see the field.
             self.advanced.setChecked(True)
+        shown = self.advanced.isChecked() and problem is not AddressProblem.NONE
+        self._form.setRowVisible(self.address_problem, shown)
         self.login_button.setEnabled(problem is AddressProblem.NONE)
 
     def _fix_address(self, link: str) -> None:
@@ -229,8 +254,7 @@ class LoginWindow(QWidget):
     def _on_failed(self, error: ApiError) -> None:
         self._reset_button()
         if error.two_factor_required:
-            self.totp_label.show()
-            self.totp.show()
+            self._form.setRowVisible(self.totp, True)
             self.totp.setFocus()
             self.show_message("This account needs a two-factor code: enter it and log in again.")
             return

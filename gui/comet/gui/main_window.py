@@ -24,6 +24,8 @@ from comet.gui.history_tab import HistoryTab
 from comet.gui.models import NameBook
 from comet.gui.records import AgentStatus, Classification, Job, JobEvent, Profile
 from comet.gui.restore_wizard import RestoreWizard
+from comet.gui.theme import Tone, banner_style, set_tone
+from comet.gui.tray import TrayMenu
 
 STATUS_POLL_MS = 5000
 
@@ -59,9 +61,7 @@ class MainWindow(QMainWindow):
 
         self.banner = QLabel()
         self.banner.setWordWrap(True)
-        self.banner.setStyleSheet(
-            "background: #e3f2fd; border: 1px solid #90caf9; padding: 6px; border-radius: 3px"
-        )
+        self.banner.setStyleSheet(banner_style(error=False))
         self.banner.hide()
         self.connection = QLabel()
         self.restore_button = QPushButton("Restore…")
@@ -103,6 +103,11 @@ class MainWindow(QMainWindow):
         layout.addLayout(bottom)
         self.setCentralWidget(central)
 
+        self.tray = TrayMenu(client, parent=self)
+        self.tray.job_started.connect(self.on_job)
+        self.tray.open_requested.connect(self.bring_to_front)
+        self.tray.quit_requested.connect(self.close)
+
         self.backup_tab.item_saved.connect(self.refresh)
         self.backup_tab.job_started.connect(self.on_job)
         self.account_tab.vault_saved.connect(self.refresh)
@@ -126,6 +131,7 @@ class MainWindow(QMainWindow):
 
     def _profile_loaded(self, profile: Profile) -> None:
         self.profile = profile
+        self.tray.set_profile(profile)
         self.backup_tab.set_context(self.status, profile)
         self.account_tab.set_context(self.status, profile)
         self._update_names()
@@ -139,6 +145,7 @@ class MainWindow(QMainWindow):
     def _history_loaded(self, jobs: list[Job]) -> None:
         self.history_tab.set_jobs(jobs)
         self.backup_tab.set_history(jobs)
+        self.tray.set_history(jobs)
         for job in jobs:
             if job.status.running:
                 self.on_job(job)
@@ -160,13 +167,14 @@ class MainWindow(QMainWindow):
         if not isinstance(status, AgentStatus):
             return
         self.status = status
+        self.tray.set_status(status)
         if status.connected:
             self.connection.setText(f"● Connected to {status.server}")
-            self.connection.setStyleSheet("color: #2e7d32")
+            set_tone(self.connection, Tone.OK)
         else:
             reason = f" ({status.last_error})" if status.last_error else ""
             self.connection.setText(f"● Not connected to the server{reason}")
-            self.connection.setStyleSheet("color: #ef6c00")
+            set_tone(self.connection, Tone.WARNING)
 
     def _on_connection(self, answering: bool) -> None:
         if answering:
@@ -183,10 +191,7 @@ class MainWindow(QMainWindow):
             )
 
     def show_banner(self, text: str, *, error: bool = False) -> None:
-        colour = (
-            "#fdecea; border: 1px solid #ef9a9a" if error else "#e3f2fd; border: 1px solid #90caf9"
-        )
-        self.banner.setStyleSheet(f"background: {colour}; padding: 6px; border-radius: 3px")
+        self.banner.setStyleSheet(banner_style(error=error))
         self.banner.setText(text)
         self.banner.show()
 
@@ -213,6 +218,7 @@ class MainWindow(QMainWindow):
         else:
             self.account_tab.show_job(job, title)
         self.history_tab.upsert(job)
+        self.tray.on_job(job)
 
     def job_title(self, job: Job) -> str:
         profile = self.profile
@@ -258,9 +264,15 @@ class MainWindow(QMainWindow):
             lambda _status: self._leave(self.disconnected.emit), self._leave_failed
         )
 
+    def bring_to_front(self) -> None:
+        self.showNormal()
+        self.raise_()
+        self.activateWindow()
+
     def _leave(self, announce: object) -> None:
         self._leaving = True
         self._poll.stop()
+        self.tray.hide()
         self.hide()
         if callable(announce):
             announce()
@@ -273,6 +285,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
         self._poll.stop()
+        self.tray.hide()
         if not self._leaving:
             self.closed.emit()
         super().closeEvent(event)

@@ -18,7 +18,7 @@ from PyQt6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
-from PyQt6.QtGui import QBrush, QColor, QIcon, QPainter, QPixmap
+from PyQt6.QtGui import QBrush, QColor, QIcon
 
 from comet.gui import units
 from comet.gui.records import (
@@ -33,6 +33,7 @@ from comet.gui.records import (
     Severity,
     StorageVault,
 )
+from comet.gui.theme import Tone, dot_icon
 
 T = TypeVar("T")
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -40,36 +41,25 @@ DISPLAY = Qt.ItemDataRole.DisplayRole
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-def status_colour(status: JobStatus) -> QColor:
+def status_tone(status: JobStatus) -> Tone:
     if status is JobStatus.SUCCESS:
-        return QColor("#2e7d32")
+        return Tone.OK
     if status.running:
-        return QColor("#1565c0")
+        return Tone.RUNNING
     if status in (JobStatus.WARNING, JobStatus.SKIPPED, JobStatus.MISSED):
-        return QColor("#ef6c00")
+        return Tone.WARNING
     if status is JobStatus.CANCELLED:
-        return QColor("#616161")
-    return QColor("#c62828")
+        return Tone.MUTED
+    return Tone.ERROR
 
 
-_ICONS: dict[str, QIcon] = {}
+def status_colour(status: JobStatus) -> QColor:
+    return status_tone(status).colour
 
 
 def status_icon(status: JobStatus) -> QIcon:
-    """A small coloured dot (drawn once per colour)."""
-    colour = status_colour(status)
-    key = colour.name()
-    if key not in _ICONS:
-        pixmap = QPixmap(12, 12)
-        pixmap.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pixmap)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setBrush(colour)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.drawEllipse(1, 1, 10, 10)
-        painter.end()
-        _ICONS[key] = QIcon(pixmap)
-    return _ICONS[key]
+    """A small dot in the status's colour."""
+    return dot_icon(status_tone(status))
 
 
 class RecordTableModel(QAbstractTableModel, Generic[T]):
@@ -367,15 +357,15 @@ class LogTableModel(RecordTableModel[LogEntry]):
     TIME, SEVERITY, MESSAGE = range(3)
     HEADERS = ("Time", "Severity", "Message")
 
-    _COLOURS: ClassVar[dict[Severity, str]] = {
-        Severity.WARNING: "#ef6c00",
-        Severity.ERROR: "#c62828",
-        Severity.DEBUG: "#757575",
+    _TONES: ClassVar[dict[Severity, Tone]] = {
+        Severity.WARNING: Tone.WARNING,
+        Severity.ERROR: Tone.ERROR,
+        Severity.DEBUG: Tone.DEBUG,
     }
 
     def cell(self, row: LogEntry, column: int, role: int) -> Any:
         if role == DISPLAY:
             return (units.when(row.time), row.severity.name.capitalize(), row.message)[column]
-        if role == Qt.ItemDataRole.ForegroundRole and row.severity in self._COLOURS:
-            return QBrush(QColor(self._COLOURS[row.severity]))
+        if role == Qt.ItemDataRole.ForegroundRole and row.severity in self._TONES:
+            return QBrush(self._TONES[row.severity].colour)
         return None

@@ -221,26 +221,51 @@ class Retention:
 
 
 class Frequency(IntEnum):
-    """Schedule frequencies the app edits (Comet's schedule frequency codes)."""
+    """Schedule frequencies (Comet's schedule frequency codes): every one the agent runs."""
 
+    ONCE = 8010
     DAILY = 8011
     HOURLY = 8012
     WEEKLY = 8013
+    MONTHLY = 8014
     PERIODIC = 8015
 
     @property
     def label(self) -> str:
         return {
+            Frequency.ONCE: "Once",
             Frequency.DAILY: "Daily",
             Frequency.HOURLY: "Hourly",
             Frequency.WEEKLY: "Weekly",
-            Frequency.PERIODIC: "Every N seconds",
+            Frequency.MONTHLY: "Monthly",
+            Frequency.PERIODIC: "Every…",
+        }[self]
+
+
+class RetentionTiming(IntEnum):
+    """When a scheduled backup runs the vault's retention pass (``retention_level``)."""
+
+    AUTOMATIC = 0
+    AFTER_EVERY_JOB = 1
+    MORE_OFTEN = 2
+    LESS_OFTEN = 3
+
+    @property
+    def label(self) -> str:
+        return {
+            RetentionTiming.AUTOMATIC: "Automatic",
+            RetentionTiming.AFTER_EVERY_JOB: "After every backup",
+            RetentionTiming.MORE_OFTEN: "More often",
+            RetentionTiming.LESS_OFTEN: "At most once a day",
         }[self]
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """When an item is backed up to a vault. ``weekdays``: 0 = Monday."""
+    """When an item is backed up to a vault, and how each run behaves: every option of the
+    agent's scheduler. ``weekdays``: 0 = Monday (the days of a weekly schedule, else a
+    filter; empty = every day). ``window_*_minute``: minutes after local midnight, both or
+    neither (None). ``once_at``: timezone-aware."""
 
     schedule_id: str
     item_id: str
@@ -253,6 +278,18 @@ class Schedule:
     skip_if_running: bool = False
     stop_after_seconds: int = 0
     enabled: bool = True
+    once_at: datetime | None = None
+    day_of_month: int = 1
+    offset_seconds: int = 0
+    window_start_minute: int | None = None
+    window_end_minute: int | None = None
+    random_delay_seconds: int = 0
+    run_at_boot: bool = False
+    run_at_boot_if_missed: bool = False
+    retry_count: int = 0
+    retry_delay_seconds: int = 0
+    bandwidth_limit_bps: int = 0
+    retention_timing: RetentionTiming = RetentionTiming.AUTOMATIC
 
 
 @dataclass(frozen=True)

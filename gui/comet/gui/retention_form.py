@@ -6,6 +6,7 @@ from __future__ import annotations
 from PyQt6.QtWidgets import QFormLayout, QLabel, QSpinBox, QWidget
 
 from comet.gui.records import Retention, RetentionKind
+from comet.gui.theme import tidy
 
 
 class RetentionForm(QWidget):
@@ -15,6 +16,7 @@ class RetentionForm(QWidget):
     def __init__(self, retention: Retention | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         form = QFormLayout(self)
+        tidy(form)
         form.setContentsMargins(0, 0, 0, 0)
         self.note = QLabel()
         self.note.setWordWrap(True)

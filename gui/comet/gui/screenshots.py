@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PyQt6.QtCore import QEventLoop, QTimer
+from PyQt6.QtCore import QEventLoop, QPoint, Qt, QTimer
+from PyQt6.QtGui import QPainter, QPixmap
 from PyQt6.QtWidgets import QApplication, QTreeWidgetItem, QWidget
 
 from comet.gui.agent_client import AgentClient, ApiError, Pending
@@ -62,9 +63,12 @@ def _unfolded(node: QTreeWidgetItem) -> bool:
 
 
 class ScreenshotRun:
-    def __init__(self, client: AgentClient, out_dir: Path) -> None:
+    def __init__(
+        self, client: AgentClient, out_dir: Path, size: tuple[int, int] = (1024, 700)
+    ) -> None:
         self.client = client
         self.out_dir = out_dir
+        self.size = size
         self.saved: list[Path] = []
 
     def save(self, widget: QWidget, name: str) -> None:
@@ -82,6 +86,7 @@ class ScreenshotRun:
             status = AgentStatus()
         self.login_screen(status)
         main = MainWindow(self.client, status)
+        main.resize(*self.size)
         main.show()
         wait_until(lambda: main.profile is not None)
         wait_until(lambda: main.history_tab.model.rowCount() > 0, timeout=5)
@@ -91,6 +96,7 @@ class ScreenshotRun:
         self.history_screens(main)
         self.account_screens(main)
         self.editor_screens(main)
+        self.tray_screen(main)
         main._poll.stop()
         main.hide()
         for path in self.saved:
@@ -100,7 +106,7 @@ class ScreenshotRun:
     def login_screen(self, status: AgentStatus) -> None:
         login = LoginWindow(self.client, status, username=status.username)
         login.advanced.setChecked(True)
-        login.resize(480, 420)
+        login.resize(*self.size)
         login.show()
         self.save(login, "01-login")
         login.close()
@@ -194,6 +200,28 @@ class ScreenshotRun:
         wait_until(lambda: "Looking" not in importer.message.text(), timeout=5)
         self.save(importer, "16-import-dialog")
         importer.reject()
+
+    def tray_screen(self, main: MainWindow) -> None:
+        """The tray menu with its "Back up now" submenu open, side by side."""
+        menu, submenu = main.tray.menu, main.tray.backup_menu
+        menu.popup(QPoint(0, 0))
+        settle()
+        action = menu.actions()[2]
+        menu.setActiveAction(action)
+        submenu.popup(QPoint(menu.width(), menu.actionGeometry(action).top()))
+        settle()
+        both = QPixmap(menu.width() + submenu.width(), max(menu.height(), submenu.height()))
+        both.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(both)
+        painter.drawPixmap(0, 0, menu.grab())
+        painter.drawPixmap(menu.width(), menu.actionGeometry(action).top(), submenu.grab())
+        painter.end()
+        path = self.out_dir / "17-tray-menu.png"
+        if not both.save(str(path)):
+            raise OSError(f"could not write {path}")
+        self.saved.append(path)
+        submenu.hide()
+        menu.hide()
 
     def editor_screens(self, main: MainWindow) -> None:
         vaults = main.profile.vaults if main.profile else ()

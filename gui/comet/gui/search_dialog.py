@@ -5,27 +5,25 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from PyQt6.QtCore import QDateTime, pyqtSignal
+from PyQt6.QtCore import QDateTime, Qt, pyqtSignal
 from PyQt6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QDateTimeEdit,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from comet.gui.models import SearchResultTableModel
 from comet.gui.records import FindQuery, FoundEntry, SearchResult
+from comet.gui.theme import record_table
 
 KIB = 1024
 
@@ -53,7 +51,7 @@ class SearchDialog(QDialog):
         self.name = QLineEdit()
         self.name.setPlaceholderText("Name pattern, e.g. *.pdf or report-202?.txt")
         self.name.returnPressed.connect(self.search)
-        self.use_size = QCheckBox("Size between")
+        self.use_size = QCheckBox("Between")
         self.min_kib = QSpinBox()
         self.max_kib = QSpinBox()
         for box in (self.min_kib, self.max_kib):
@@ -62,7 +60,7 @@ class SearchDialog(QDialog):
             box.setEnabled(False)
             self.use_size.toggled.connect(box.setEnabled)
         self.max_kib.setSpecialValueText("no limit")
-        self.use_time = QCheckBox("Modified between")
+        self.use_time = QCheckBox("Between")
         now = QDateTime.currentDateTime()
         self.after = QDateTimeEdit(now.addDays(-30))
         self.before = QDateTimeEdit(now.addDays(1))
@@ -75,31 +73,26 @@ class SearchDialog(QDialog):
         self.search_button.setDefault(True)
         self.search_button.clicked.connect(self.search)
         size_row = QHBoxLayout()
-        size_row.addWidget(self.min_kib)
+        size_row.addWidget(self.use_size)
+        size_row.addWidget(self.min_kib, 1)
         size_row.addWidget(QLabel("and"))
-        size_row.addWidget(self.max_kib)
+        size_row.addWidget(self.max_kib, 1)
         time_row = QHBoxLayout()
-        time_row.addWidget(self.after)
+        time_row.addWidget(self.use_time)
+        time_row.addWidget(self.after, 1)
         time_row.addWidget(QLabel("and"))
-        time_row.addWidget(self.before)
+        time_row.addWidget(self.before, 1)
         form = QFormLayout()
         name_row = QHBoxLayout()
         name_row.addWidget(self.name, 1)
         name_row.addWidget(self.search_button)
         form.addRow("Name:", name_row)
-        form.addRow(self.use_size, size_row)
-        form.addRow(self.use_time, time_row)
+        form.addRow("Size:", size_row)
+        form.addRow("Modified:", time_row)
         self.model = SearchResultTableModel(self)
         self.model.snapshot_labels = dict(snapshot_labels)
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
-        header = self.table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(SearchResultTableModel.PATH, QHeaderView.ResizeMode.Stretch)
+        self.table = record_table(self.model, [SearchResultTableModel.PATH])
+        self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)  # the file name matters most
         self.table.doubleClicked.connect(lambda _index: self.choose())
         selection = self.table.selectionModel()
         assert selection is not None

@@ -25,6 +25,7 @@ from PyQt6.QtWidgets import (
 )
 
 from comet.gui.records import TotpEnrolment
+from comet.gui.theme import Tone, set_tone
 
 QR_SCALE = 5
 
@@ -112,11 +113,11 @@ class TotpDialog(QDialog):
         self.code.clear()
         self.turn_on.setEnabled(False)
         self.qr.hide()
-        self.message.setStyleSheet("color: #2e7d32")
+        set_tone(self.message, Tone.OK)
         self.message.setText(message)
         self.message.show()
 
     def show_error(self, message: str) -> None:
-        self.message.setStyleSheet("color: #c62828")
+        set_tone(self.message, Tone.ERROR)
         self.message.setText(message)
         self.message.show()

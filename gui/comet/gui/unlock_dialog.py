@@ -15,6 +15,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from comet.gui.theme import Tone, set_tone
+
 
 class UnlockDialog(QDialog):
     """Emits ``password_entered``; the owner answers with ``accept`` or ``show_error``."""
@@ -33,7 +35,7 @@ class UnlockDialog(QDialog):
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.error = QLabel()
-        self.error.setStyleSheet("color: #c62828")
+        set_tone(self.error, Tone.ERROR)
         self.error.hide()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
