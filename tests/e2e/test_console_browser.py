@@ -97,7 +97,7 @@ def test_sign_in_see_the_dashboard_add_and_open_a_user(console_server: str) -> N
             page.click("table >> text=alice")
             expect(page.locator("h2").first).to_have_text("Devices")
             # The other pages, for their screenshots only (test_pages covers them).
-            tour = ("devices", "jobs", "audit", "server", "api-keys")
+            tour = ("devices", "jobs", "policies", "buckets", "audit", "server", "api-keys")
             for name in tour if os.environ.get("COMET_CONSOLE_SCREENSHOTS") else ():
                 page.goto(f"{console_server}/{name}")
                 expect(page.locator("h1")).to_be_visible()

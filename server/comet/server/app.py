@@ -55,6 +55,7 @@ from comet.server.store.api_keys import ApiKeyStore
 from comet.server.store.availability import log_background_failure
 from comet.server.store.credential_cache import ALL_REVOKED, REVOCATIONS_CHANNEL
 from comet.server.store.database import create_engine, migrate
+from comet.server.store.directory import Directory
 from comet.server.store.jobs import JobStore
 from comet.server.store.missed_runs import MissedRunFinder, MissedRunPolicy
 from comet.server.store.overview import OverviewStore
@@ -200,6 +201,7 @@ class Stores:
     buckets: BucketStore
     api_keys: ApiKeyStore
     overview: OverviewStore
+    directory: Directory
 
 
 def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: SecretBox) -> Stores:
@@ -248,6 +250,7 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
         buckets,
         ApiKeyStore(engine, clock),
         OverviewStore(engine, clock, overdue_after=timedelta(hours=config.overdue_hours)),
+        Directory(engine, accounts),
     )
 
 

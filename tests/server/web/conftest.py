@@ -80,6 +80,7 @@ async def web(stores: Stores, clock: FakeClock) -> AsyncIterator[Web]:
     console = Console(
         accounts=stores.accounts, profiles=stores.profiles, policies=stores.policies,
         jobs=stores.jobs, buckets=stores.buckets, overview=stores.overview,
+        directory=stores.directory,
         administration=administration, instance_id="test", version="test",
     )  # fmt: skip
     access = Access(

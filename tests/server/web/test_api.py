@@ -120,8 +120,18 @@ async def test_jobs_filters_log_csv_and_devices(web: Web) -> None:
         devices = (await http.get("/api/v1/devices", headers=aud)).json()
         assert [d["device_id"] for d in devices["items"]] == [device]
         assert devices["items"][0]["online"] is False
-        offline = (await http.get("/api/v1/devices?online=online", headers=aud)).json()
-        assert offline["items"] == []
+        none_online = (await http.get("/api/v1/devices?online=online", headers=aud)).json()
+        assert none_online["items"] == []
+        offline = (await http.get("/api/v1/devices?online=offline", headers=aud)).json()
+        assert [d["device_id"] for d in offline["items"]] == [device]  # never seen counts
+        await web.stores.accounts.mark_connected(device, "test")
+        online = (await http.get("/api/v1/devices?online=online&q=ALI", headers=aud)).json()
+        assert [d["device_id"] for d in online["items"]] == [device] and online["total"] == 1
+        wildcard = (await http.get("/api/v1/devices?q=%25", headers=aud)).json()
+        assert wildcard["items"] == []  # a literal %, not a wildcard
+        counts = (await http.get("/api/v1/dashboard", headers=aud)).json()
+        assert (counts["devices_online"], counts["devices_offline"]) == (1, 0)
+        await web.stores.accounts.mark_disconnected(device, "test")
         dashboard = (await http.get("/api/v1/dashboard", headers=aud)).json()
         assert dashboard["jobs_24h"] == {"SUCCESS": 2, "ERROR": 1}
         assert dashboard["devices_offline"] == 1

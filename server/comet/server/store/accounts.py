@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -231,7 +231,7 @@ class AccountStore:
                 await s.commit()
             except IntegrityError as e:
                 raise AlreadyExistsError(f"user {username!r} already exists") from e
-        return _user_record(user, 0)
+        return user_record(user, 0)
 
     async def list_users(self) -> list[UserRecord]:
         async with self._sessions() as s:
@@ -246,7 +246,7 @@ class AccountStore:
                 .outerjoin(counts, counts.c.user_id == User.id)
                 .order_by(User.username)
             )
-            return [_user_record(user, int(n)) for user, n in rows.all()]
+            return [user_record(user, int(n)) for user, n in rows.all()]
 
     async def delete_user(self, username: str) -> None:
         check_username(username)
@@ -786,7 +786,7 @@ class AccountStore:
             query = query.where(User.id == user_id)
         async with self._sessions() as s:
             rows = (await s.execute(query.order_by(Device.registered_at))).all()
-        records = [self._device_record(device, name) for device, name in rows]
+        records = [self.device_record(device, name) for device, name in rows]
         return [r for r in records if r.online] if online_only else records
 
     async def device_owner(self, device_id: str) -> str:
@@ -847,7 +847,17 @@ class AccountStore:
             )
             await s.commit()
 
-    def _device_record(self, device: Device, username: str) -> DeviceRecord:
+    def online_clause(self) -> ColumnElement[bool]:
+        """``DeviceRecord.online`` as SQL, for lists filtered in the database: the same
+        rule as ``device_record`` below (keep the two together)."""
+        return and_(
+            Device.connected_instance.is_not(None),
+            Device.revoked_at.is_(None),
+            Device.last_seen
+            >= self._clock.now() - timedelta(seconds=self._policy.online_after_seconds),
+        )
+
+    def device_record(self, device: Device, username: str) -> DeviceRecord:
         online = (
             device.connected_instance is not None
             and device.revoked_at is None
@@ -897,7 +907,7 @@ async def _announce_revoked(s: AsyncSession, payload: str) -> None:
     await s.execute(select(func.pg_notify(REVOCATIONS_CHANNEL, payload)))
 
 
-def _user_record(user: User, device_count: int) -> UserRecord:
+def user_record(user: User, device_count: int) -> UserRecord:
     return UserRecord(
         user_id=user.id,
         username=user.username,

@@ -101,7 +101,10 @@ def _endpoint(route: Route, access: Access, pages: Pages, secure: bool) -> Starl
             signed_out = visitor is None or visitor.principal is None
             if signed_out and e.code in ("unauthenticated", "unknown_credential") and not route.api:
                 response.delete_cookie(SESSION_COOKIE)
-        if visitor is not None and visitor.renew_cookie:
+        already = any(
+            v.startswith(SESSION_COOKIE + "=") for v in response.headers.getlist("set-cookie")
+        )  # signed in or out by this very request
+        if visitor is not None and visitor.renew_cookie and not already:
             response.set_cookie(
                 SESSION_COOKIE, visitor.renew_cookie, httponly=True, secure=secure,
                 samesite="strict",

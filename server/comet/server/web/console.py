@@ -20,6 +20,7 @@ from comet.server.buckets.store import BucketRecord, BucketStore
 from comet.server.errors import InvalidRequestError, NotFoundError
 from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, DeviceRecord, Principal, Role, UserRecord
+from comet.server.store.directory import Directory
 from comet.server.store.jobs import (
     JobClassification,
     JobPage,
@@ -72,11 +73,12 @@ class Page(Generic[T]):
     total: int
 
 
-def paginate(items: list[T], page: int, size: int = PAGE_SIZE) -> Page[T]:
-    size = min(max(size, 1), MAX_PAGE_SIZE)
-    pages = max(1, -(-len(items) // size))
-    page = min(max(1, page), pages)
-    return Page(items[(page - 1) * size : page * size], page, pages, len(items))
+def _page_size(per_page: int) -> int:
+    return min(max(per_page, 1), MAX_PAGE_SIZE)
+
+
+def _page(items: list[T], page: int, size: int, total: int) -> Page[T]:
+    return Page(items, page, max(1, -(-total // size)), total)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class Console:
         jobs: JobStore,
         buckets: BucketStore,
         overview: OverviewStore,
+        directory: Directory,
         administration: Administration,
         instance_id: str,
         version: str,
@@ -139,6 +142,7 @@ class Console:
         self._jobs = jobs
         self._buckets = buckets
         self._overview = overview
+        self._directory = directory
         self.admin = administration
         self._instance_id = instance_id
         self._version = version
@@ -146,12 +150,11 @@ class Console:
     # ------------------------------------------------------------------ reads
 
     async def dashboard(self) -> Dashboard:
-        devices = [d for d in await self.accounts.list_devices() if not d.revoked]
-        online = sum(1 for d in devices if d.online)
+        online, offline = await self._directory.device_counts()
         by_status = await self._overview.jobs_by_status(timedelta(hours=24))
         return Dashboard(
             devices_online=online,
-            devices_offline=len(devices) - online,
+            devices_offline=offline,
             jobs_24h={s.name: n for s, n in sorted(by_status.items())},
             attention=await self._overview.needing_attention(),
             buckets=await self._buckets.list_buckets(),
@@ -161,11 +164,12 @@ class Console:
     async def users(
         self, *, search: str = "", page: int = 1, per_page: int = PAGE_SIZE
     ) -> Page[UserRecord]:
-        users = await self.accounts.list_users()
-        if search:
-            needle = search.lower()
-            users = [u for u in users if needle in u.username.lower()]
-        return paginate(users, page, per_page)
+        size = _page_size(per_page)
+        page = max(1, page)
+        users, total = await self._directory.users(
+            search=search, offset=(page - 1) * size, limit=size
+        )
+        return _page(users, page, size, total)
 
     async def user(self, username: str) -> UserDetail:
         users = {u.username: u for u in await self.accounts.list_users()}
@@ -193,19 +197,21 @@ class Console:
         )
 
     async def devices(
-        self, *, search: str = "", online: str = "", page: int = 1, user_id: str | None = None
+        self,
+        *,
+        search: str = "",
+        online: str = "",
+        page: int = 1,
+        user_id: str | None = None,
+        per_page: int = PAGE_SIZE,
     ) -> Page[DeviceRecord]:
-        devices = await self.accounts.list_devices(user_id=user_id)
-        if search:
-            needle = search.lower()
-            devices = [
-                d
-                for d in devices
-                if needle in d.name.lower() or needle in d.username.lower() or needle in d.device_id
-            ]
-        if online in ("online", "offline"):
-            devices = [d for d in devices if d.online == (online == "online")]
-        return paginate(devices, page)
+        size = _page_size(per_page)
+        page = max(1, page)
+        state = {"online": True, "offline": False}.get(online)
+        devices, total = await self._directory.devices(
+            search=search, online=state, user_id=user_id, offset=(page - 1) * size, limit=size
+        )
+        return _page(devices, page, size, total)
 
     async def jobs(self, query: JobQuery) -> JobPage:
         if query.username:
@@ -235,6 +241,10 @@ class Console:
 
     async def policies(self) -> list[PolicyRecord]:
         return await self._policies.all()
+
+    async def policies_in_use(self) -> tuple[list[PolicyRecord], dict[str, int]]:
+        """Every policy, and how many users each is assigned to."""
+        return await self._policies.all(), await self._directory.users_per_policy()
 
     async def buckets(self) -> list[BucketRecord]:
         return await self._buckets.list_buckets()

@@ -20,7 +20,6 @@ from comet.server.authorization import Caller
 from comet.server.errors import InvalidRequestError, ServerError
 from comet.server.web.access import Access, Visitor
 from comet.server.web.console import (
-    MAX_PAGE_SIZE,
     Console,
     job_query,
     login_secret,
@@ -347,12 +346,7 @@ class Pages:
         return self.render(request, v, "audit.html", events=events, action=action)
 
     async def policies(self, request: Request, v: Visitor) -> Response:
-        users = await self._c.users(per_page=MAX_PAGE_SIZE)
-        counts: dict[str, int] = {}
-        for user in users.items:
-            if user.policy_id:
-                counts[user.policy_id] = counts.get(user.policy_id, 0) + 1
-        policies = await self._c.policies()
+        policies, counts = await self._c.policies_in_use()
         return self.render(request, v, "policies.html", policies=policies, counts=counts)
 
     async def buckets(self, request: Request, v: Visitor) -> Response:

@@ -78,6 +78,7 @@ async def start_web(
         jobs=stores.jobs,
         buckets=stores.buckets,
         overview=stores.overview,
+        directory=stores.directory,
         administration=administration,
         instance_id=instance_id,
         version=VERSION,

@@ -1,0 +1,115 @@
+"""Users and devices a page at a time, searched and filtered in the database, for the
+web console and HTTP API (lists stay fast with tens of thousands of rows)."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from comet.server.store.accounts import AccountStore, DeviceRecord, UserRecord, user_record
+from comet.server.store.models import Device, User
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class Directory:
+    def __init__(self, engine: AsyncEngine, accounts: AccountStore) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._accounts = accounts
+
+    async def users(
+        self, *, search: str = "", offset: int = 0, limit: int = 50
+    ) -> tuple[list[UserRecord], int]:
+        """Users by name (``search`` anywhere in it, case-insensitive) and how many
+        match in all."""
+        where: list[ColumnElement[bool]] = []
+        if search:
+            where.append(User.username.ilike(_like(search), escape="\\"))
+        counts = (
+            select(Device.user_id, func.count().label("n"))
+            .where(Device.revoked_at.is_(None))
+            .group_by(Device.user_id)
+            .subquery()
+        )
+        async with self._sessions() as s:
+            total = await s.scalar(select(func.count()).select_from(User).where(*where))
+            rows = await s.execute(
+                select(User, func.coalesce(counts.c.n, 0))
+                .outerjoin(counts, counts.c.user_id == User.id)
+                .where(*where)
+                .order_by(User.username)
+                .offset(offset)
+                .limit(limit)
+            )
+            return [user_record(u, int(n)) for u, n in rows.all()], int(total or 0)
+
+    async def devices(
+        self,
+        *,
+        search: str = "",
+        online: bool | None = None,
+        user_id: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[DeviceRecord], int]:
+        """Devices in order of registration: ``search`` in the device's name, its
+        owner's name or its id; ``online`` True/False filters by state."""
+        where: list[ColumnElement[bool]] = []
+        if search:
+            pattern = _like(search)
+            where.append(
+                or_(
+                    Device.name.ilike(pattern, escape="\\"),
+                    User.username.ilike(pattern, escape="\\"),
+                    Device.id.ilike(pattern, escape="\\"),
+                )
+            )
+        if online is not None:
+            clause = self._accounts.online_clause()
+            where.append(clause if online else ~clause)
+        if user_id is not None:
+            where.append(Device.user_id == user_id)
+        joined = select(Device, User.username).join(User, User.id == Device.user_id)
+        async with self._sessions() as s:
+            total = await s.scalar(
+                select(func.count())
+                .select_from(Device)
+                .join(User, User.id == Device.user_id)
+                .where(*where)
+            )
+            rows = await s.execute(
+                joined.where(*where)
+                .order_by(Device.registered_at, Device.id)
+                .offset(offset)
+                .limit(limit)
+            )
+            records = [self._accounts.device_record(d, name) for d, name in rows.all()]
+        return records, int(total or 0)
+
+    async def device_counts(self) -> tuple[int, int]:
+        """Unrevoked devices online and offline."""
+        online = self._accounts.online_clause()
+        async with self._sessions() as s:
+            row = (
+                await s.execute(
+                    select(
+                        func.count().filter(online),
+                        func.count().filter(~online),
+                    ).where(Device.revoked_at.is_(None))
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    async def users_per_policy(self) -> dict[str, int]:
+        """How many users each policy is assigned to."""
+        async with self._sessions() as s:
+            rows = await s.execute(
+                select(User.policy_id, func.count())
+                .where(User.policy_id.is_not(None))
+                .group_by(User.policy_id)
+            )
+            return {str(policy): int(n) for policy, n in rows.all()}
