@@ -47,7 +47,8 @@ class ProgressLine:
         span = now - t0
         byte_rate = (p.bytes_done - b0) / span if span > 0 else 0.0
         item_rate = (p.items_done - i0) / span if span > 0 else 0.0
-        if p.bytes_total:  # restores: bytes of a known size
+        if p.bytes_total and p.bytes_done <= p.bytes_total:
+            # Restores know their size; a backup expects its parent snapshot's.
             share = min(p.bytes_done / p.bytes_total, 1.0)
             left = (p.bytes_total - p.bytes_done) / byte_rate if byte_rate > 0 else None
             return _join(
