@@ -30,6 +30,11 @@ class JobWarning:
 
 
 class BackupReporter(Protocol):
+    def expected(self, total_bytes: int, files: int) -> None:
+        """The size of the parent snapshot, the best guess of this one's, given once
+        before any file is read (not called for a first backup)."""
+        ...
+
     def file_started(self, path: str, size: int) -> None:
         """A file's content is about to be read."""
         ...
@@ -53,6 +58,9 @@ class BackupReporter(Protocol):
 
 class NullBackupReporter:
     """Ignores every report."""
+
+    def expected(self, total_bytes: int, files: int) -> None:
+        pass
 
     def file_started(self, path: str, size: int) -> None:
         pass

@@ -28,6 +28,10 @@ class CountingReporter:
         self.read = 0
         self.uploaded = 0
         self.warnings: list[JobWarning] = []
+        self.expected_sizes: list[tuple[int, int]] = []
+
+    def expected(self, total_bytes: int, files: int) -> None:
+        self.expected_sizes.append((total_bytes, files))
 
     def file_started(self, path: str, size: int) -> None:
         self.started.append(path)

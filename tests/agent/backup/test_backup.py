@@ -42,6 +42,8 @@ def test_second_backup_reads_and_uploads_nothing(tmp_path: Path, repo: Repositor
     assert second.parent_id == first.snapshot_id
     assert second.bytes_read == 0 and reporter.read == 0 and reporter.started == []
     assert len(reporter.unchanged) == 4
+    # The parent's size is the progress estimate (ETA) of the second backup.
+    assert reporter.expected_sizes == [(first.total_bytes, first.files)]
     # Only tree blobs of include-path ancestors (/tmp, ...) may change: other processes
     # touch those directories. The source's own trees are reused as they were.
     assert second.uploaded_bytes < 4096

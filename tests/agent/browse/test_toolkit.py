@@ -114,6 +114,13 @@ def test_refs_tags_dump_find_and_stats(tmp_path: Path, repo: Repository) -> None
     deep = list(find(repo, [snap.id], FindQuery(path_glob=str(src) + "/**/f.txt")))
     assert len(deep) == 20
     assert list(find(repo, [snap.id], FindQuery(path_glob="/docs/*.txt"))) == []
+    negated = list(find(repo, [snap.id], FindQuery(path_glob="docs/[!g]*.txt")))
+    assert sorted(e.path.rsplit("/", 1)[-1] for e in negated) == ["a.txt", "b.txt"]
+    assert len(list(find(repo, [snap.id], FindQuery(path_glob="docs/?.txt")))) == 2
+    assert list(find(repo, [snap.id], FindQuery(path_glob="docs/??.txt"))) == []
+    classes = list(find(repo, [snap.id], FindQuery(path_glob="docs/[ab].txt")))
+    assert sorted(e.path.rsplit("/", 1)[-1] for e in classes) == ["a.txt", "b.txt"]
+    assert list(find(repo, [snap.id], FindQuery(path_glob="s*/d1"))) != []
     below = list(find(repo, [snap.id], FindQuery(), under=tuple(str(src / "docs").split("/")[1:])))
     assert len(below) == 3
 

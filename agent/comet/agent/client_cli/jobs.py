@@ -4,12 +4,14 @@ follows its job to the end (``--wait``)."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from comet.agent.client_cli.common import AgentClient, CliError
-from comet.agent.output import human_size, print_json, print_table, rfc3339
+from comet.agent.client_cli.progress import ProgressLine
+from comet.agent.output import print_json, print_table, rfc3339
 from comet.v1 import agent_api_pb2, common_pb2
 
 if TYPE_CHECKING:
@@ -47,18 +49,14 @@ def is_ok(status: int) -> bool:
 def wait_for_job(client: AgentClient, job: common_pb2.Job, *, show: bool) -> common_pb2.Job:
     """Follow the job's events until it ends, drawing progress on a terminal."""
     last = job
-    started = time.monotonic()
+    progress = ProgressLine()
     for event in client.api.WatchJobs(agent_api_pb2.WatchJobsRequest(job_id=job.job_id)):
         last = event.job
         if show:
             for entry in event.log:
                 sys.stderr.write("\r\x1b[K" + entry.message + "\n")
-            p = last.progress
-            elapsed = max(time.monotonic() - started, 1e-3)
-            line = (
-                f"{p.items_done} files, {human_size(p.bytes_done)} "
-                f"({human_size(int(p.bytes_done / elapsed))}/s) {p.current_path[-60:]}"
-            )
+            width = shutil.get_terminal_size().columns
+            line = progress.render(last.progress, time.monotonic(), width=width)
             sys.stderr.write("\r\x1b[K" + line)
             sys.stderr.flush()
         if event.ended:

@@ -5,6 +5,7 @@ the snapshot toolkit on the command line. Snapshots are named by id, unique id p
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +111,10 @@ def cmd_dump(client: AgentClient, args: argparse.Namespace) -> None:
         out.flush()
     except BrokenPipeError:
         stream.cancel()  # the reader (head, less) has what it wanted: not an error
+        # Python flushes stdout again at exit; point it at /dev/null so that flush
+        # does not report the closed pipe either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 # ---------------------------------------------------------------------------- stats

@@ -103,6 +103,9 @@ class _Reporter:
         self._bytes = 0
         self._files = 0
 
+    def expected(self, total_bytes: int, files: int) -> None:
+        self._handle.update(force=True, bytes_total=total_bytes, items_total=files)
+
     def file_started(self, path: str, size: int) -> None:
         self._files += 1
         self._handle.update(items_done=self._files, current_path=path)
