@@ -136,6 +136,19 @@ async def test_jobs_filters_log_csv_and_devices(web: Web) -> None:
         assert dashboard["jobs_24h"] == {"SUCCESS": 2, "ERROR": 1}
         assert dashboard["devices_offline"] == 1
         assert [a["reason"] for a in dashboard["attention"]] == []  # latest backup succeeded
+        await web.stores.jobs.report(
+            user_id=alice, device_id=device, log=[], final=True,
+            job=JobRecord(
+                job_id="job-3", classification=JobClassification.BACKUP,
+                status=JobStatus.QUOTA_EXCEEDED, started_at=now, ended_at=now,
+            ),
+        )  # fmt: skip
+        attention = (await http.get("/api/v1/dashboard", headers=aud)).json()["attention"]
+        assert [(a["device_id"], a["reason"]) for a in attention] == [
+            (device, "failed: QUOTA_EXCEEDED")
+        ]
+        user = (await http.get("/api/v1/users/alice", headers=aud)).json()
+        assert [j["job_id"] for j in user["jobs"]] == ["job-3", "job-2", "job-1", "job-0"]
         server = (await http.get("/api/v1/server", headers=aud)).json()
         assert server["database"]["schema_revision"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from comet.server.errors import NotFoundError
 from comet.server.store.accounts import AccountStore, DeviceRecord, UserRecord, user_record
 from comet.server.store.models import Device, User
 
@@ -29,6 +30,11 @@ class Directory:
         where: list[ColumnElement[bool]] = []
         if search:
             where.append(User.username.ilike(_like(search), escape="\\"))
+        return await self._users(*where, offset=offset, limit=limit)
+
+    async def _users(
+        self, *where: ColumnElement[bool], offset: int, limit: int
+    ) -> tuple[list[UserRecord], int]:
         counts = (
             select(Device.user_id, func.count().label("n"))
             .where(Device.revoked_at.is_(None))
@@ -46,6 +52,13 @@ class Directory:
                 .limit(limit)
             )
             return [user_record(u, int(n)) for u, n in rows.all()], int(total or 0)
+
+    async def user(self, username: str) -> UserRecord:
+        """One user by name; NotFoundError if there is none."""
+        users, _ = await self._users(User.username == username, offset=0, limit=1)
+        if not users:
+            raise NotFoundError(f"no user named {username!r}")
+        return users[0]
 
     async def devices(
         self,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, true
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from comet.server.clock import Clock
@@ -58,17 +58,17 @@ class OverviewStore:
 
     async def needing_attention(self) -> list[AttentionDevice]:
         """Devices whose latest backup ended badly, then overdue devices."""
+        # Each device's latest backup through the (device_id, started_at) index: one
+        # short probe per device, not a sort of the whole history.
         latest = (
-            select(
-                Job.device_id,
-                Job.status,
-                Job.ended_at,
-                func.row_number()
-                .over(partition_by=Job.device_id, order_by=Job.started_at.desc())
-                .label("n"),
+            select(Job.status, Job.ended_at)
+            .where(
+                Job.device_id == Device.id,
+                Job.classification == int(JobClassification.BACKUP),
             )
-            .where(Job.classification == int(JobClassification.BACKUP))
-            .subquery()
+            .order_by(Job.started_at.desc())
+            .limit(1)
+            .lateral()
         )
         async with self._sessions() as s:
             rows = (
@@ -76,10 +76,10 @@ class OverviewStore:
                     select(
                         Device.id, Device.name, User.username, latest.c.status, latest.c.ended_at
                     )
-                    .join(latest, latest.c.device_id == Device.id)
+                    .select_from(Device)
+                    .join(latest, true())
                     .join(User, User.id == Device.user_id)
                     .where(
-                        latest.c.n == 1,
                         Device.revoked_at.is_(None),
                         latest.c.status.in_([int(x) for x in ERROR_STATUSES]),
                     )

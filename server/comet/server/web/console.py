@@ -172,10 +172,7 @@ class Console:
         return _page(users, page, size, total)
 
     async def user(self, username: str) -> UserDetail:
-        users = {u.username: u for u in await self.accounts.list_users()}
-        if username not in users:
-            raise NotFoundError(f"no user named {username!r}")
-        user = users[username]
+        user = await self._directory.user(validation.username(username))
         view = await self._profiles.get(user.user_id, reveal_secrets=False)
         doc = profile_document.normalised(view.document)
         vaults = [
