@@ -173,7 +173,9 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
     async def AddItem(
         self, request: agent_api_pb2.AddItemRequest, context: Ctx
     ) -> common_pb2.ProtectedItem:
-        return await self._agent.ops.add_item(request.item)
+        return await self._agent.ops.add_item(
+            request.item, allow_missing=request.allow_missing_includes
+        )
 
     @handles_errors
     async def AddSchedule(

@@ -23,6 +23,11 @@ class JobWarning:
 
 
 class BackupReporter(Protocol):
+    def expected(self, files: int, size: int) -> None:
+        """The parent snapshot's file count and size: an estimate of this backup's
+        totals, for an ETA (called once before any file, only when there is a parent)."""
+        ...
+
     def file_started(self, path: str, size: int) -> None:
         """A file's content is about to be read."""
         ...
@@ -46,6 +51,9 @@ class BackupReporter(Protocol):
 
 class NullBackupReporter:
     """Ignores every report."""
+
+    def expected(self, files: int, size: int) -> None:
+        pass
 
     def file_started(self, path: str, size: int) -> None:
         pass

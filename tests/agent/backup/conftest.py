@@ -28,6 +28,10 @@ class CountingReporter:
         self.read = 0
         self.uploaded = 0
         self.warnings: list[JobWarning] = []
+        self.estimate: tuple[int, int] | None = None
+
+    def expected(self, files: int, size: int) -> None:
+        self.estimate = (files, size)
 
     def file_started(self, path: str, size: int) -> None:
         self.started.append(path)

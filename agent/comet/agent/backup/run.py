@@ -46,6 +46,8 @@ def run_backup(
     with repo.lock(hostname=hostname, purpose="backup") as lock:
         repo.refresh_index()
         parent = find_parent(repo, options.item_id, options.device_id)
+        if parent is not None:
+            reporter.expected(parent.files, parent.total_bytes)
 
         def pack_stored(size: int) -> None:
             reporter.bytes_uploaded(size)

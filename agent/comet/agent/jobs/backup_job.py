@@ -101,6 +101,9 @@ class _Reporter:
         self._bytes = 0
         self._files = 0
 
+    def expected(self, files: int, size: int) -> None:
+        self._handle.update(force=True, items_total=files, bytes_total=size)
+
     def file_started(self, path: str, size: int) -> None:
         self._files += 1
         self._handle.update(items_done=self._files, current_path=path)

@@ -300,13 +300,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         source = peer_address(context)
         details = command_facts.details_of(request.command)
         document: dict[str, Any] = {}
+        try:
+            owner = await self._accounts.device_owner(request.device_id)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no device has the id {request.device_id!r}; 'comet-admin device list'"
+                " shows every device with its id"
+            ) from None
         if action in command_facts.NEEDS_PROFILE:
-            try:
-                owner = await self._accounts.device_owner(request.device_id)
-            except NotFoundError:
-                raise DeviceOfflineError(
-                    f"device {request.device_id} is not connected (no device has this id)"
-                ) from None
             document = (await self._profiles.get(owner, reveal_secrets=False)).document
         private = not profile_document.allows_admin_view_files(document)
         try:
@@ -343,7 +344,6 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await audit(self._router.drop(request.device_id))
             return control_pb2.CommandReply(done=control_pb2.Empty())
         if action == "apply_retention":
-            owner = await self._accounts.device_owner(request.device_id)
             view = await self._profiles.get(owner, reveal_secrets=False)
             await attach_delete_grant(
                 request.command, role=admin.role, device_id=request.device_id,
