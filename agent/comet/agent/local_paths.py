@@ -19,8 +19,7 @@ def check_folder(path: Path, *, option: str) -> None:
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        kind = "a file" if existing.is_file() else "not a folder"
-        kind = kind if kind == "not a folder" else f"{kind}, not a folder"
+        kind = "a file, not a folder" if existing.is_file() else "not a folder"
         if existing == path:
             raise LocalPathError(
                 f"{path} is {kind}; give {option} a folder (a missing one is created)",

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that went away is noticed here, not at exit
     except BrokenPipeError:
         return stdout_reader_gone()
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; jobs already started keep running
+        return 130
     except (CliError, AgentError) as e:
         return fail(PROG, str(e))
     except OSError as e:
