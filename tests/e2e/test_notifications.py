@@ -447,4 +447,4 @@ def test_a_busy_metrics_port_stops_the_start_with_a_clear_error(
             check=False,
         )
     assert result.returncode != 0 and "listening on" not in result.stdout
-    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert f"port {port} is in use" in result.stderr and "--metrics-listen" in result.stderr

@@ -174,7 +174,7 @@ async def test_reset_password_and_dispatch_to_an_offline_device(cli: Cli, rpc: R
         "--wait",
         "--json",
     )
-    assert code == 1 and "dev-42" in err and "not connected" in err
+    assert code == 1 and "no device has the id 'dev-42'" in err and "device list" in err
     code, _, err = await cli(
         "dispatch", "restore", "--device", "dev-42", "--vault", "v", "--snapshot", "latest"
     )

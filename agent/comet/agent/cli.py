@@ -16,7 +16,7 @@ from comet.agent.config import (
     missed_grace_from_env,
     reconnect_max_from_env,
 )
-from comet.agent.errors import AgentError
+from comet.agent.errors import AgentError, os_error_sentence
 from comet.agent.output import fail
 
 
@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(Agent(config).run())
     except AgentError as e:
         return fail("comet-agent", str(e))
+    except OSError as e:  # a state dir or socket folder that cannot be used
+        if e.filename is None:
+            raise  # not a path problem: keep the traceback
+        return fail("comet-agent", os_error_sentence(e))
     return 0
 
 

@@ -22,7 +22,7 @@ from comet.agent.convert import (
     snapshot_to_proto,
     target_from_proto,
 )
-from comet.agent.errors import AgentError
+from comet.agent.errors import AgentError, LocalPathError
 from comet.agent.import_objects import check_import_allowed
 from comet.agent.jobs.codes import Classification, Status
 from comet.agent.jobs.store import JobQuery
@@ -61,7 +61,8 @@ async def abort_with(context: Ctx, e: AgentError) -> None:
 
 
 def handles_errors(fn: F) -> F:
-    """AgentError → a gRPC status carrying the error's message and stable code."""
+    """AgentError → a gRPC status carrying the error's message and stable code; an
+    OSError (a path or disk of this device) → the same, as a LocalPathError sentence."""
 
     @functools.wraps(fn)
     async def wrapper(self: object, request: object, context: Ctx) -> Any:
@@ -69,6 +70,8 @@ def handles_errors(fn: F) -> F:
             return await fn(self, request, context)
         except AgentError as e:
             await abort_with(context, e)
+        except OSError as e:
+            await abort_with(context, LocalPathError.from_os_error(e))
 
     return cast(F, wrapper)
 
@@ -177,7 +180,9 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
     async def AddItem(
         self, request: agent_api_pb2.AddItemRequest, context: Ctx
     ) -> common_pb2.ProtectedItem:
-        return await self._agent.ops.add_item(request.item)
+        return await self._agent.ops.add_item(
+            request.item, allow_missing=request.allow_missing_includes
+        )
 
     @handles_errors
     async def AddSchedule(

@@ -23,7 +23,7 @@ from comet.agent.convert import (
     retention_rules,
     vault_from_proto,
 )
-from comet.agent.errors import AgentError
+from comet.agent.errors import AgentError, LocalPathError
 from comet.agent.import_objects import ImportObjects, check_import_allowed, plan_objects
 from comet.agent.importers import DetectResult, ImportPlan, ImportSource, plan_import
 from comet.agent.importers.scan import detect_everywhere
@@ -45,6 +45,7 @@ from comet.agent.jobs.restore_job import RestoreJob
 from comet.agent.jobs.runner import JobHandle, JobRunner
 from comet.agent.jobs.store import JobQuery, JobStore
 from comet.agent.jobs.targets import TargetSpec
+from comet.agent.local_paths import check_folder, missing_paths
 from comet.agent.mount.options import (
     DEFAULT_CACHE_BYTES,
     MountError,
@@ -157,6 +158,8 @@ class Operations:
                 immutable_seconds=vault_from_proto(vault).immutable_seconds,
             )
             vault.comet.bucket_id, vault.comet.bucket_key = bucket_id, bucket_key
+        if vault.WhichOneof("settings") == "local":
+            check_folder(Path(vault.local.path), option="--path")
         spec = vault_from_proto(vault)
         await asyncio.to_thread(immutable.check_storage, spec, key_dir=self.key_dir)
         if attach:
@@ -179,7 +182,9 @@ class Operations:
         saved = await self.profile.edit(lambda p: p.vaults.append(vault))
         return next(v for v in saved.vaults if v.vault_id == vault.vault_id)
 
-    async def add_item(self, item: common_pb2.ProtectedItem) -> common_pb2.ProtectedItem:
+    async def add_item(
+        self, item: common_pb2.ProtectedItem, *, allow_missing: bool = False
+    ) -> common_pb2.ProtectedItem:
         login = self._login()
         item.item_id = item.item_id or str(uuid.uuid4())
         item.owner_device_id = login.device_id
@@ -187,6 +192,14 @@ class Operations:
             raise AgentError("a Protected Item needs a name")
         if item.type == common_pb2.ITEM_TYPE_FILES and not item.includes:
             raise AgentError("a Files and Folders item needs at least one --include path")
+        missing = missing_paths(item.includes) if item.type == common_pb2.ITEM_TYPE_FILES else []
+        if missing and not allow_missing:
+            raise LocalPathError(
+                f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not exist on"
+                " this device; check the path, or add it anyway with --allow-missing (it is"
+                " backed up once it exists)",
+                errno_name="ENOENT",
+            )
         if item.type == common_pb2.ITEM_TYPE_PROGRAM and not item.program_command:
             raise AgentError("a Program Output item needs a --command")
         item.created_at.FromNanoseconds(time.time_ns())

@@ -4,6 +4,7 @@ RFC 3339 UTC times, sizes in bytes) and plain aligned tables."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -59,3 +60,13 @@ def human_size(n: int) -> str:
 def fail(program: str, message: str, code: int = 1) -> int:
     print(f"{program}: error: {message}", file=sys.stderr)
     return code
+
+
+def stdout_reader_gone() -> int:
+    """The exit status after the reader of stdout went away (``comet … | head``):
+    no message, no traceback (stdout is pointed at /dev/null so the interpreter's final
+    flush stays quiet), 141 as for a tool the shell saw killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141

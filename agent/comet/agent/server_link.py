@@ -35,7 +35,7 @@ from comet.agent.credentials import (
     unwrap_secret,
     wrap_secret,
 )
-from comet.agent.errors import AgentError
+from comet.agent.errors import AgentError, LocalPathError
 from comet.agent.state import AgentState, LoginState
 from comet.agent.transport import (
     ServerTrust,
@@ -425,6 +425,9 @@ class LiveConnection:
             reply = await self._handler(command)
         except AgentError as e:
             reply = control_pb2.CommandReply(error=str(e), error_code=e.code)
+        except OSError as e:  # a path or disk problem on this device
+            failure = LocalPathError.from_os_error(e)
+            reply = control_pb2.CommandReply(error=str(failure), error_code=failure.code)
         except Exception as e:  # a bug must not kill the connection
             log.exception("command %s failed", command.WhichOneof("action"))
             reply = control_pb2.CommandReply(error=f"internal error: {e}", error_code="internal")

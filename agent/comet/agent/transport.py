@@ -208,6 +208,8 @@ def rpc_error_message(error: grpc.RpcError) -> str:
     details: str | None = None
     if isinstance(error, grpc.Call | grpc.aio.AioRpcError):
         code, details = error.code(), error.details()
+        if details and _answered_by_comet(error):
+            return details  # the server's own sentence (a device offline is not it)
     if code == grpc.StatusCode.UNAVAILABLE and details and is_certificate_failure(details):
         return (
             "the server's TLS certificate is not the one trusted at login (it changed, or "
@@ -220,3 +222,13 @@ def rpc_error_message(error: grpc.RpcError) -> str:
     if code == grpc.StatusCode.UNAVAILABLE and details and "connect" in details.lower():
         return f"the server is not reachable ({details})"
     return details or str(code or error)
+
+
+def _answered_by_comet(error: grpc.Call | grpc.aio.AioRpcError) -> bool:
+    """Whether a Comet server (not the transport) chose this error: it then names its
+    stable code in the trailing metadata."""
+    try:
+        metadata = error.trailing_metadata() or ()
+    except Exception:  # a call that never reached a server has none to give
+        return False
+    return any(key == "comet-error-code" for key, _ in metadata)

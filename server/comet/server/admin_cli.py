@@ -15,8 +15,8 @@ from comet.agent.certificate_trust import (
     probe_certificate,
 )
 from comet.agent.credentials import KdfParams, derive_login_secrets, require_no_downgrade
-from comet.agent.errors import AgentError
-from comet.agent.output import fail, print_json, print_table, rfc3339
+from comet.agent.errors import AgentError, os_error_sentence
+from comet.agent.output import fail, print_json, print_table, rfc3339, stdout_reader_gone
 from comet.agent.transport import (
     ServerTrust,
     normalise_fingerprint,
@@ -388,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()  # a reader that went away is noticed here, not at exit
+    except BrokenPipeError:
+        return stdout_reader_gone()
     except grpc.RpcError as e:
         if refused_certificate(e) and args.func is not cmd_login:
             session = load_session()
@@ -397,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, rpc_error_message(e))
     except (AdminCliError, AgentError) as e:
         return fail(PROG, str(e))
+    except OSError as e:
+        return fail(PROG, os_error_sentence(e))
     return 0
 
 

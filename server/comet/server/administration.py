@@ -192,13 +192,11 @@ class Administration:
         action = command.WhichOneof("action") or ""
         details = command_facts.details_of(command)
         document: dict[str, Any] = {}
-        if action in command_facts.NEEDS_PROFILE:
-            try:
-                owner = await self._accounts.device_owner(device_id)
-            except NotFoundError:
-                raise DeviceOfflineError(
-                    f"device {device_id} is not connected (no device has this id)"
-                ) from None
+        try:
+            owner = await self._accounts.device_owner(device_id)
+        except NotFoundError:
+            owner = None  # refused below, once the caller's role is known to allow it
+        if owner is not None and action in command_facts.NEEDS_PROFILE:
             document = (await self._profiles.get(owner, reveal_secrets=False)).document
         private = not profile_document.allows_admin_view_files(document)
         try:
@@ -208,6 +206,11 @@ class Administration:
                 authorization.command_action(facts),
                 who=admin.username,
             )
+            if owner is None:
+                raise NotFoundError(
+                    f"no device has the id {device_id!r}; 'comet-admin device list'"
+                    " shows every device with its id"
+                )
             if facts.shows_files and private:
                 # Checked here as well as on the device: the user's privacy setting
                 # must hold even against an agent that would answer.
@@ -230,7 +233,7 @@ class Administration:
             await audited_from(self._accounts, self._router.drop(device_id), **audit)
             return control_pb2.CommandReply(done=control_pb2.Empty())
         if action == "apply_retention":
-            owner = await self._accounts.device_owner(device_id)
+            assert owner is not None
             view = await self._profiles.get(owner, reveal_secrets=False)
             await attach_delete_grant(
                 command, role=admin.role, device_id=device_id,

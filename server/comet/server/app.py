@@ -26,7 +26,8 @@ from comet.server.clock import Clock, SystemClock
 from comet.server.config import ServerConfig
 from comet.server.database_supervisor import ConnectionProbe, DatabaseSupervisor
 from comet.server.embedded_postgres import EmbeddedPostgres
-from comet.server.errors import DatabaseSetupError
+from comet.server.errors import DatabaseSetupError, ListenError
+from comet.server.listen import check_port_free
 from comet.server.maintenance import Maintenance, MaintenancePolicy
 from comet.server.metrics import MetricsInterceptor, MetricsRefresher, ServerMetrics
 from comet.server.notify.stack import Notifications, open_notifications
@@ -96,6 +97,8 @@ GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
     ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
+    # Without this a second server binds the same port and takes half the connections.
+    ("grpc.so_reuseport", 0),
 ]
 # Held-back progress reports are written this often (JobStore.flush_progress).
 PROGRESS_FLUSH_SECONDS = 1.0
@@ -146,15 +149,21 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> str:
     if config.tls and not (cert and key):
         pair = ensure_self_signed(config.data_dir, certificate_names(host))
         cert, key = pair.cert, pair.key
-    if cert and key:
-        credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
-        port = server.add_secure_port(f"{host}:{port_text}", credentials)
-        scheme = "https"
-    else:
-        port = server.add_insecure_port(f"{host}:{port_text}")
-        scheme = "http"
+    try:
+        if cert and key:
+            credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+            port = server.add_secure_port(f"{host}:{port_text}", credentials)
+            scheme = "https"
+        else:
+            port = server.add_insecure_port(f"{host}:{port_text}")
+            scheme = "http"
+    except RuntimeError:  # gRPC says only "Failed to bind": the probe says why
+        port = 0
     if port == 0:
-        raise DatabaseSetupError(f"cannot listen on {config.listen}")
+        check_port_free(config.listen, option="--listen")
+        raise ListenError(
+            f"cannot listen on {config.listen}; run with GRPC_VERBOSITY=debug for the reason"
+        )
     shown = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
     return f"{scheme}://{shown}:{port}/"
 
@@ -181,6 +190,10 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[str], None]) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # A taken port stops the start now, not after the database has started.
+    check_port_free(config.listen, option="--listen")
+    if config.metrics_listen:
+        check_port_free(config.metrics_listen, option="--metrics-listen")
     with data_dir_lock(config.data_dir):
         async with open_database(config) as database:
             await asyncio.to_thread(migrate, database.url)

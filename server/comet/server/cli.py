@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from comet.agent.errors import os_error_sentence
 from comet.agent.transport import certificate_fingerprint
 from comet.server.config import ServerConfig, default_data_dir, secret_key_file_from_env
 from comet.server.errors import ServerError
@@ -335,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"administrator {args.username!r} created")
     except ServerError as e:
         print(f"comet-server: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a data dir, certificate or key file that cannot be used
+        if e.filename is None:
+            raise  # not a path problem: keep the traceback
+        print(f"comet-server: error: {os_error_sentence(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -65,6 +65,20 @@ class DeviceOfflineError(ServerError):
     code = "device_offline"
 
 
+def offline(device_id: str) -> str:
+    """The sentence for a known device with no live connection."""
+    return (
+        f"device {device_id} is not connected (offline, or its agent is not running or"
+        " not logged in); 'comet-admin device list --online' shows the connected devices"
+    )
+
+
+class ListenError(ServerError):
+    """A port the server should listen on is taken, privileged or not on this machine."""
+
+    code = "listen"
+
+
 class DatabaseSetupError(ServerError):
     """The database could not be prepared (embedded PostgreSQL, migrations)."""
 

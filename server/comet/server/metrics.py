@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from comet.server.errors import ServerError
+from comet.server.errors import ListenError, ServerError
+from comet.server.listen import listen_failure
 from comet.server.notify.outbox import PENDING
 from comet.server.store.availability import log_background_failure
 from comet.server.store.jobs import JobClassification, JobStatus
@@ -137,7 +138,9 @@ class ServerMetrics:
             server, _thread = start_http_server(
                 int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry
             )
-        except (OSError, ValueError) as e:
+        except OSError as e:
+            raise ListenError(listen_failure(listen, e, option="--metrics-listen")) from e
+        except ValueError as e:
             raise ServerError(f"cannot serve metrics on {listen}: {e}") from e
         return int(server.server_port)
 

@@ -33,6 +33,11 @@ _ZERO_FILL = bytes(_HOLE_FILL)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
+_MISSING_INCLUDE = (
+    "is included but does not exist on this device; create it, or correct the Protected"
+    " Item's include paths"
+)
+
 # An include trie: name -> sub-trie, or None where a whole include path starts.
 _Trie = dict[str, "_Trie | None"]
 
@@ -276,10 +281,16 @@ class Archiver:
             sub = trie[name]
             pnode = _child(parent, name)
             if sub is None:
+                if not os.path.lexists(path):  # not "vanished": it may never have existed
+                    self.warn(path, _MISSING_INCLUDE)
+                    continue
                 node = self._save_path(path, (*comps, name), name, pnode)
             else:
                 try:
                     st = os.stat(path)
+                except FileNotFoundError:
+                    self.warn(path, _MISSING_INCLUDE)
+                    continue
                 except OSError as e:
                     self.warn(path, f"cannot read include path's parent: {e.strerror}")
                     continue

@@ -8,6 +8,7 @@ handlers take ``(client, args)``. A new group is a new module plus one line in
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,9 @@ from comet.agent.client_cli.jobs import finish_job, job_json, wait_for_job
 from comet.agent.client_cli.schedules import schedule_json
 from comet.agent.client_cli.vaults import vault_json
 from comet.agent.config import default_socket_path
+from comet.agent.errors import AgentError, os_error_sentence
 from comet.agent.mount_commands import add_mount_commands
-from comet.agent.output import fail
-from comet.agent.transport import rpc_error_message
+from comet.agent.output import fail, stdout_reader_gone
 
 __all__ = [
     "GROUPS",
@@ -93,17 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         if precheck is not None:  # refusals that need no agent come first
             precheck(args)
         client = AgentClient(args.socket or default_socket_path())
-        args.func(client, args)
-    except grpc.RpcError as e:
-        return fail(PROG, rpc_error_message(e))
-    except CliError as e:
+        try:
+            args.func(client, args)
+        except grpc.RpcError as e:
+            return fail(PROG, client.failure(e))
+        sys.stdout.flush()  # a reader that went away is noticed here, not at exit
+    except BrokenPipeError:
+        return stdout_reader_gone()
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; jobs already started keep running
+        return 130
+    except (CliError, AgentError) as e:
         return fail(PROG, str(e))
     except OSError as e:
-        return fail(PROG, f"{e.strerror}: {e.filename}" if e.filename else str(e))
-    except Exception as e:
-        from comet.agent.errors import AgentError
-
-        if isinstance(e, AgentError):
-            return fail(PROG, str(e))
-        raise
+        return fail(PROG, os_error_sentence(e))
     return 0

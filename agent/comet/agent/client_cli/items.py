@@ -43,7 +43,10 @@ def cmd_item_add(client: AgentClient, args: argparse.Namespace) -> None:
         item.program_save_as = args.save_as
     item.pre_commands.extend(common_pb2.ProgramCommand(command=c) for c in args.pre or [])
     item.post_commands.extend(common_pb2.ProgramCommand(command=c) for c in args.post or [])
-    saved = client.api.AddItem(agent_api_pb2.AddItemRequest(item=item), timeout=60)
+    saved = client.api.AddItem(
+        agent_api_pb2.AddItemRequest(item=item, allow_missing_includes=args.allow_missing),
+        timeout=60,
+    )
     if args.json:
         print_json({"item_id": saved.item_id})
     else:
@@ -81,6 +84,11 @@ def register(sub: Subcommands) -> None:
     iadd.add_argument("name")
     iadd.add_argument("--type", choices=["files", "program"], required=True)
     iadd.add_argument("--include", action="append")
+    iadd.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="accept --include paths that do not exist yet (refused otherwise)",
+    )
     iadd.add_argument("--exclude", action="append", help="glob")
     iadd.add_argument("--exclude-regex", action="append")
     iadd.add_argument("--command", help="program: the command whose output is saved")

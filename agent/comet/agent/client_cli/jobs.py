@@ -4,13 +4,11 @@ follows its job to the end (``--wait``)."""
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 from comet.agent.client_cli.common import AgentClient, CliError
-from comet.agent.client_cli.progress import ProgressLine
+from comet.agent.client_cli.progress import Progress, ProgressLine, on_terminal
 from comet.agent.output import print_json, print_table, rfc3339
 from comet.v1 import agent_api_pb2, common_pb2
 
@@ -47,28 +45,39 @@ def is_ok(status: int) -> bool:
 
 
 def wait_for_job(client: AgentClient, job: common_pb2.Job, *, show: bool) -> common_pb2.Job:
-    """Follow the job's events until it ends, drawing progress on a terminal."""
+    """Follow the job's events until it ends; with ``show``, its log lines and a
+    progress line (rate, ETA) on stderr. Ctrl-C stops following, not the job."""
     last = job
-    progress = ProgressLine()
-    for event in client.api.WatchJobs(agent_api_pb2.WatchJobsRequest(job_id=job.job_id)):
-        last = event.job
-        if show:
-            for entry in event.log:
-                sys.stderr.write("\r\x1b[K" + entry.message + "\n")
-            width = shutil.get_terminal_size().columns
-            line = progress.render(last.progress, time.monotonic(), width=width)
-            sys.stderr.write("\r\x1b[K" + line)
-            sys.stderr.flush()
-        if event.ended:
-            break
-    if show:
-        sys.stderr.write("\r\x1b[K")
+    line = ProgressLine(sys.stderr) if show else None
+    try:
+        for event in client.api.WatchJobs(agent_api_pb2.WatchJobsRequest(job_id=job.job_id)):
+            last = event.job
+            if line is not None:
+                for entry in event.log:
+                    line.message(entry.message)
+                p = last.progress
+                line.update(
+                    Progress(
+                        p.bytes_done, p.bytes_total, p.items_done, p.items_total, p.current_path
+                    ),
+                    force=event.ended,
+                )
+            if event.ended:
+                break
+    except KeyboardInterrupt:
+        raise CliError(
+            f"stopped waiting; job {job.job_id} keeps running in the agent"
+            f" ('comet job cancel {job.job_id}' stops it)"
+        ) from None
+    finally:
+        if line is not None:
+            line.clear()
     return last
 
 
 def finish_job(client: AgentClient, job: common_pb2.Job, args: argparse.Namespace) -> None:
     if args.wait:
-        job = wait_for_job(client, job, show=sys.stderr.isatty() and not args.json)
+        job = wait_for_job(client, job, show=on_terminal() and not args.json)
     if args.json:
         print_json(job_json(job))
     else:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from comet.agent.client_cli.common import AgentClient, CliError, read_password
 from comet.agent.client_cli.jobs import finish_job, is_ok, job_json, wait_for_job
+from comet.agent.client_cli.progress import on_terminal
 from comet.agent.client_cli.snapshot_tools import cmd_retention_dry_run
 from comet.agent.output import print_json
 from comet.v1 import agent_api_pb2, common_pb2
@@ -65,7 +66,7 @@ def cmd_vault_unlock(client: AgentClient, args: argparse.Namespace) -> None:
         timeout=60,
     )
     if args.wait:
-        job = wait_for_job(client, job, show=sys.stderr.isatty() and not args.json)
+        job = wait_for_job(client, job, show=on_terminal() and not args.json)
     doc = job_json(job)
     removed: list[dict[str, str]] = []
     if args.wait:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from comet.agent import __version__
 from comet.agent.cancel import CancelToken
-from comet.agent.errors import AgentError, CancelledError
+from comet.agent.errors import AgentError, CancelledError, os_error_sentence
 from comet.agent.jobs.codes import Classification, Severity, Status
 from comet.agent.jobs.ending import record_cancelled
 from comet.agent.jobs.record import JobRecord, LogEntry
@@ -279,6 +279,11 @@ class JobRunner:
             if isinstance(e, QuotaExceededError):
                 return JobOutcome(Status.QUOTA_EXCEEDED, error=str(e))
             return JobOutcome(Status.ERROR, error=str(e))
+        except OSError as e:  # a path, permission or disk problem a person can fix
+            log.info("job %s: %s", handle.job.job_id, e, exc_info=True)
+            message = os_error_sentence(e)
+            handle.log(Severity.ERROR, message)
+            return JobOutcome(Status.ERROR, error=message)
         except Exception as e:  # a bug: record it on the job, keep the agent alive
             log.exception("job %s failed unexpectedly", handle.job.job_id)
             handle.log(Severity.ERROR, f"internal error: {e!r}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import AgentError
+from comet.agent.local_paths import check_folder
 from comet.agent.restore.directory import DirectoryTarget, Dropped, Overwrite
 from comet.agent.restore.output import OutputFile
 from comet.agent.restore.program import ProgramArchiveTarget, ProgramPerFileTarget
@@ -93,6 +94,8 @@ class TargetSpec:
         absolute = bool(self.destination) and os.path.isabs(self.destination)
         if self.type is RestoreType.FILES and not self.original_paths and not absolute:
             raise TargetError("restore --to needs an absolute destination directory")
+        if self.type is RestoreType.FILES and self.destination:
+            check_folder(Path(self.destination), option="--to")
         if self.type is RestoreType.ARCHIVE_FILE and not absolute:
             raise TargetError("an archive restore needs an absolute --output file path")
         if self.type is RestoreType.ARCHIVE_FILE:

@@ -18,13 +18,21 @@ byte ranges are zero-filled and every damaged file is reported as a warning.
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from comet.agent.cancel import CancelToken
-from comet.agent.errors import BlobNotFoundError, DamagedDataError, IntegrityError, RestoreError
+from comet.agent.errors import (
+    BlobNotFoundError,
+    DamagedDataError,
+    IntegrityError,
+    LocalPathError,
+    RestoreError,
+    os_error_sentence,
+)
 from comet.agent.reporter import JobWarning, NullRestoreReporter, RestoreReporter
 from comet.agent.repository.format import BlobType
 from comet.agent.repository.index import BlobLocation
@@ -90,6 +98,43 @@ def _parse_selection(paths: Sequence[str] | None) -> list[RestorePath] | None:
         return [parse_path(p) for p in paths]
     except ValueError as e:
         raise RestoreError(f"invalid path to restore: {e}") from None
+
+
+# A full or read-only disk fails every later file as well: the restore stops with one
+# sentence instead of a warning per file.
+_FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _reason(error: Exception, path: Sequence[str]) -> str:
+    """Why the entry at ``path`` was not restored, as a sentence; raises
+    LocalPathError for a cause that stops the whole restore."""
+    if isinstance(error, OSError):
+        if error.errno in _FATAL_ERRNOS:
+            failure = LocalPathError.from_os_error(error, path="")
+            failure.message = f"restore stopped at {show_path(path)}: {failure.message}"
+            raise failure from error
+        return os_error_sentence(error)
+    return str(error)
+
+
+def _require_selection(
+    repo: Repository, root: bytes, snapshot_id: str, selection: list[RestorePath] | None
+) -> None:
+    """RestoreError naming the first selected path the snapshot does not hold, before
+    anything is written (a restore of nothing is not a success)."""
+    for path in selection or ():
+        tree = repo.load_tree(root)
+        for depth, name in enumerate(path):
+            node = next((n for n in tree.nodes if n.name == name), None)
+            last = depth == len(path) - 1
+            if node is None or (not last and (node.type != NodeType.DIR or not node.subtree)):
+                raise RestoreError(
+                    f"{show_path(path)} is not in snapshot {snapshot_id[:8]}; nothing was"
+                    f" restored ('comet ls {snapshot_id[:8]} {show_path(path[:depth]) or '/'}"
+                    " --vault VAULT' lists what is there)"
+                )
+            if node.subtree is not None and not last:
+                tree = repo.load_tree(node.subtree)
 
 
 def _zero_chunks(length: int) -> Iterator[tuple[int, bytes]]:
@@ -166,7 +211,7 @@ class _Restorer:
             try:
                 self._target.finish_directory(path, node)
             except (OSError, TargetRefusedError) as e:
-                self.warn(path, f"cannot set directory metadata: {e}")
+                self.warn(path, f"cannot set directory metadata: {_reason(e, path)}")
 
     # --- walking --------------------------------------------------------------------
 
@@ -195,7 +240,7 @@ class _Restorer:
         try:
             call()
         except (OSError, TargetRefusedError) as e:
-            self.refuse(path, f"not restored: {e}")
+            self.refuse(path, f"not restored: {_reason(e, path)}")
             return False
         return True
 
@@ -448,7 +493,7 @@ class _Restorer:
     def _fail(self, f: _File, error: Exception) -> None:
         f.failed = True
         self._target.abort_file(f.handle)
-        self.refuse(f.path, f"not restored: {error}")
+        self.refuse(f.path, f"not restored: {_reason(error, f.path)}")
 
     def _link(self, path: RestorePath, node: Node, existing: RestorePath) -> None:
         source = self._done.get(existing)
@@ -459,7 +504,7 @@ class _Restorer:
             self._target.hardlink(path, node, existing)
             self.files += 1
         except (OSError, TargetRefusedError) as e:
-            self.refuse(path, f"hard link not restored: {e}")
+            self.refuse(path, f"hard link not restored: {_reason(e, path)}")
 
     # --- pack-order content (random-access targets) ---------------------------------
 
@@ -576,6 +621,7 @@ def run_restore(
             reporter.warning(JobWarning("", lock.warning))
         repo.refresh_index()
         snapshot = repo.load_snapshot(snapshot_id)
+        _require_selection(repo, snapshot.tree, snapshot.id.hex(), selection)
         restorer = _Restorer(repo, target, reporter, cancel, selection, allow_partial)
         try:
             restorer.run(repo.load_tree(snapshot.tree))

@@ -19,7 +19,7 @@ from typing import IO, Protocol, cast
 
 import zstandard
 
-from comet.agent.errors import ArchiveWriteError
+from comet.agent.errors import ArchiveWriteError, os_error_sentence
 from comet.agent.repository.tree import Node, NodeType
 from comet.agent.restore.names import member_name
 from comet.agent.restore.target import RestorePath, TargetRefusedError
@@ -124,7 +124,9 @@ class TarTarget:
             self._write(data)
         except OSError as e:
             self._broken = True
-            raise ArchiveWriteError(f"cannot write the archive stream: {e}") from e
+            raise ArchiveWriteError(
+                f"cannot write the archive stream: {os_error_sentence(e)}"
+            ) from e
         self._offset += len(data)
 
     def _pad(self) -> None:
@@ -212,7 +214,9 @@ class TarTarget:
         try:
             self._flush()
         except OSError as e:
-            raise ArchiveWriteError(f"cannot write the archive stream: {e}") from e
+            raise ArchiveWriteError(
+                f"cannot write the archive stream: {os_error_sentence(e)}"
+            ) from e
         self._finished = True
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, cast
 
-from comet.agent.errors import ArchiveWriteError
+from comet.agent.errors import ArchiveWriteError, os_error_sentence
 from comet.agent.repository.tree import Node, NodeType
 from comet.agent.restore.names import member_name
 from comet.agent.restore.tar import ByteSink
@@ -90,7 +90,7 @@ class ZipTarget:
             # zipfile only writes, flushes and (if it can) tells on a stream it creates.
             self._zip = zipfile.ZipFile(cast("IO[bytes]", out), mode="w", allowZip64=True)
         except OSError as e:
-            raise ArchiveWriteError(f"cannot write the zip archive: {e}") from e
+            raise ArchiveWriteError(f"cannot write the zip archive: {os_error_sentence(e)}") from e
         self._file: _Pending | None = None
         self._next = 1
         self._broken = False
@@ -109,7 +109,7 @@ class ZipTarget:
             self._zip.writestr(info, data)
         except OSError as e:
             self._broken = True
-            raise ArchiveWriteError(f"cannot write the zip archive: {e}") from e
+            raise ArchiveWriteError(f"cannot write the zip archive: {os_error_sentence(e)}") from e
 
     # --- RestoreTarget ---------------------------------------------------------------
 
@@ -150,7 +150,7 @@ class ZipTarget:
             f.stream.write(data)
         except OSError as e:
             self._broken = True
-            raise ArchiveWriteError(f"cannot write the zip archive: {e}") from e
+            raise ArchiveWriteError(f"cannot write the zip archive: {os_error_sentence(e)}") from e
         f.written += len(data)
 
     def end_file(self, handle: int) -> None:
@@ -163,7 +163,7 @@ class ZipTarget:
             f.stream.close()
         except OSError as e:
             self._broken = True
-            raise ArchiveWriteError(f"cannot write the zip archive: {e}") from e
+            raise ArchiveWriteError(f"cannot write the zip archive: {os_error_sentence(e)}") from e
         finally:
             self._file = None
 
@@ -193,7 +193,7 @@ class ZipTarget:
         try:
             self._zip.close()
         except OSError as e:
-            raise ArchiveWriteError(f"cannot write the zip archive: {e}") from e
+            raise ArchiveWriteError(f"cannot write the zip archive: {os_error_sentence(e)}") from e
         self._finished = True
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from stat import S_ISREG
 
+from comet.agent.errors import os_error_sentence
 from comet.agent.storage.base import (
     TEMP_MARKER,
     ObjectInfo,
@@ -93,7 +94,9 @@ class LocalStorage:
             _fsync_dir(path.parent)
         except OSError as e:
             if e.errno in _MISSING:  # e.g. a parent of the key is a file
-                raise StorageError(f"cannot write {key!r}: {e.strerror} ({e.filename})") from e
+                raise StorageError(
+                    f"cannot write {key!r}: {os_error_sentence(e, path=self.root)}"
+                ) from e
             raise _wrap(e, "write", key, path) from e
 
     def _makedirs(self, directory: Path) -> None:

@@ -458,16 +458,20 @@ class AddItemRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEM_FIELD_NUMBER: _builtins.int
+    ALLOW_MISSING_INCLUDES_FIELD_NUMBER: _builtins.int
+    allow_missing_includes: _builtins.bool
+    """Save include paths that do not exist on this device yet (refused otherwise)."""
     @_builtins.property
     def item(self) -> _common_pb2.ProtectedItem: ...
     def __init__(
         self,
         *,
         item: _common_pb2.ProtectedItem | None = ...,
+        allow_missing_includes: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_missing_includes", b"allow_missing_includes", "item", b"item"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

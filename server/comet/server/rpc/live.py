@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 
-from comet.server.errors import DeviceOfflineError
+from comet.server.errors import DeviceOfflineError, offline
 from comet.v1 import control_pb2
 
 
@@ -74,7 +74,7 @@ class LiveRegistry:
     ) -> control_pb2.CommandReply:
         connection = self._connections.get(device_id)
         if connection is None:
-            raise DeviceOfflineError(f"device {device_id} is not connected")
+            raise DeviceOfflineError(offline(device_id))
         request_id = command.request_id or str(uuid.uuid4())
         command.request_id = request_id
         future: asyncio.Future[control_pb2.CommandReply] = (

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from comet.server.clock import Clock, SystemClock
-from comet.server.errors import DeviceOfflineError
+from comet.server.errors import DeviceOfflineError, offline
 from comet.server.routing import (
     ANSWERED,
     CLOSE_PREFIX,
@@ -69,7 +69,7 @@ class CommandRouter:
             self._registry.close_device(device_id)
             return
         if self._queue is None:
-            raise DeviceOfflineError(f"device {device_id} is not connected")
+            raise DeviceOfflineError(offline(device_id))
         await self._remote_holder(device_id)
         await self._queue.announce_close(device_id)
 
@@ -84,7 +84,7 @@ class CommandRouter:
         assert self._queue is not None
         holder = await self._queue.holder(device_id)
         if holder is None or holder == self._instance:
-            raise DeviceOfflineError(f"device {device_id} is not connected")
+            raise DeviceOfflineError(offline(device_id))
         if not await self._queue.instance_running(holder):
             raise DeviceOfflineError(
                 f"device {device_id} is not connected (the server instance that held its "
