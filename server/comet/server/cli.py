@@ -192,6 +192,14 @@ def _parser() -> argparse.ArgumentParser:
         "name are always included)",
     )
 
+    health = sub.add_parser(
+        "health",
+        help="exit 0 when the server at URL answers SERVING on the standard gRPC health"
+        " service (container health checks)",
+    )
+    health.add_argument("--url", default="http://127.0.0.1:8060/", help="the server's URL")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
+
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the newest")
     _add_db_args(migrate)
 
@@ -332,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"certificate {pair.cert}")
             print(f"fingerprint {certificate_fingerprint(pair.cert.read_bytes())}")
+        elif args.command == "health":
+            from comet.server.health_check import check_health
+
+            status = check_health(args.url, args.timeout)
+            print(status)
+            return 0 if status == "SERVING" else 1
         elif args.command == "migrate":
             from comet.server import bootstrap
 
