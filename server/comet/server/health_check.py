@@ -3,6 +3,8 @@ serves (the container image's HEALTHCHECK; Kubernetes probes it natively)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -15,9 +17,9 @@ def check_health(url: str, timeout: float) -> str:
     terminates TLS, probe the instance's own plaintext listener instead."""
     channel = sync_channel(url)
     try:
-        reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=timeout
-        )
+        # The stubs package types HealthStub without its methods.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
     except grpc.RpcError:
         return "UNREACHABLE"
