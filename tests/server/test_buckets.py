@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -522,3 +523,42 @@ def test_listings_and_stats_carry_the_storage_mtime_prune_ages_by(
     [listed] = storage.list("data/")
     assert listed.mtime_ns is not None and before < listed.mtime_ns < time.time_ns() + 5 * 10**9
     assert storage.stat("data/aa/pack").mtime_ns == listed.mtime_ns
+
+
+class DiesAfterPublish:
+    """Fault injection: the object store write happens, then the instance "dies"
+    before the usage commit (an exception in its place)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def publish(self, pending: object, written: object) -> None:
+        self._inner.publish(pending, written)  # type: ignore[attr-defined]
+        raise ConnectionResetError("the instance died before its commit")
+
+
+def test_an_object_stored_without_its_usage_commit_is_recounted(
+    comet_server: CometTestServer,
+) -> None:
+    config = comet_server.new_bucket()
+    storage = CometStorage(config)
+    storage.put("data/aa/1", bytes(100))
+    buckets = comet_server.stores.buckets
+    real = buckets.objects
+    buckets.objects = DiesAfterPublish(real)  # type: ignore[assignment]
+    try:
+        with pytest.raises(StorageError):
+            storage.put("data/aa/2", bytes(300))
+    finally:
+        buckets.objects = real
+    assert comet_server.has_object(config.bucket_id, "data/aa/2")  # landed, uncounted
+    assert comet_server.used_bytes(config.bucket_id) == 100
+    assert comet_server.run(buckets.repair_intents(older_than=timedelta(0))) >= 1
+    assert comet_server.used_bytes(config.bucket_id) == 400
+    # Repaired once; puts that commit leave no intent behind.
+    storage.put("data/aa/3", bytes(10))
+    assert comet_server.run(buckets.repair_intents(older_than=timedelta(0))) == 0
+    assert comet_server.used_bytes(config.bucket_id) == 410

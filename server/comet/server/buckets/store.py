@@ -13,6 +13,7 @@ hold at most the account quota, and an account has at most ``max_buckets`` bucke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -21,7 +22,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -48,7 +50,7 @@ from comet.server.buckets.objects import (
 from comet.server.clock import Clock
 from comet.server.errors import InvalidRequestError, NotFoundError
 from comet.server.secret_box import SecretBox
-from comet.server.store.models import Bucket, Device, ServerSetting, User
+from comet.server.store.models import Bucket, BucketIntent, Device, ServerSetting, User
 from comet.server.store.policies import PolicyRecord, effective_policy
 
 log = logging.getLogger(__name__)
@@ -148,6 +150,7 @@ class BucketStore:
         box: SecretBox,
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._clock = clock
         self.objects = objects
         self._policy = policy
@@ -378,6 +381,7 @@ class BucketStore:
         if account_quota and account_used - old + total_size > account_quota:
             raise _quota_error(account_used, account_quota, key, total_size - old, "the account")
         pending = await asyncio.to_thread(self.objects.begin_put, bucket_id, key)
+        publishing = False
         try:
             async for piece in data:
                 if pending.size + len(piece) > total_size:
@@ -388,6 +392,7 @@ class BucketStore:
                     f"put of {key!r} announced {total_size} bytes but sent {pending.size}"
                 )
             await asyncio.to_thread(pending.finish)
+            await self._intend(bucket_id, key)
             async with self._sessions() as s, s.begin():
                 account_used, account_quota = await self._account_room(s, bucket.user_id, lock=True)
                 row = await self._locked(s, bucket)
@@ -398,16 +403,78 @@ class BucketStore:
                 if account_quota and delta > 0 and account_used + delta > account_quota:
                     raise _quota_error(account_used, account_quota, key, delta, "the account")
                 written = self._clock.now()
+                # From here the object may land even if publishing fails (a PUT whose
+                # answer is lost): keep the intent unless it is counted below.
+                publishing = True
                 if row.immutable_seconds and not is_mutable(key):
                     created = await asyncio.to_thread(self.objects.publish_new, pending, written)
                     delta = total_size if created else 0
                 else:
                     await asyncio.to_thread(self.objects.publish, pending, written)
                 row.used_bytes = max(0, row.used_bytes + delta)
+                await s.execute(
+                    delete(BucketIntent).where(
+                        BucketIntent.bucket_id == bucket_id, BucketIntent.key == key
+                    )
+                )
         except BaseException:
             await asyncio.to_thread(pending.discard)
+            if not publishing:  # nothing can have landed: nothing to recount
+                with contextlib.suppress(Exception):
+                    await self._forget_intent(bucket_id, key)
             raise
         return total_size
+
+    async def _intend(self, bucket_id: str, key: str) -> None:
+        """Note, in its own committed statement, that ``key`` may be stored without
+        its usage counted: if this instance dies between the object store's write
+        and the usage commit, ``repair_intents`` on any instance recounts."""
+        stmt = pg_insert(BucketIntent).values(
+            bucket_id=bucket_id, key=key, started_at=self._clock.now()
+        )
+        async with self._autocommit.connect() as conn:
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["bucket_id", "key"],
+                    set_={"started_at": stmt.excluded.started_at},
+                )
+            )
+
+    async def _forget_intent(self, bucket_id: str, key: str) -> None:
+        async with self._autocommit.connect() as conn:
+            await conn.execute(
+                delete(BucketIntent).where(
+                    BucketIntent.bucket_id == bucket_id, BucketIntent.key == key
+                )
+            )
+
+    async def repair_intents(self, older_than: timedelta = timedelta(minutes=10)) -> int:
+        """Recount the usage of buckets with puts that began over ``older_than`` ago
+        and never committed (their instance died); returns how many buckets. Puts
+        hold the bucket's row lock while they publish, so none is mid-way here."""
+        cutoff = self._clock.now() - older_than
+        async with self._sessions() as s:
+            stale = list(
+                await s.scalars(
+                    select(BucketIntent.bucket_id)
+                    .where(BucketIntent.started_at <= cutoff)
+                    .distinct()
+                )
+            )
+        for bucket_id in stale:
+            async with self._sessions() as s, s.begin():
+                row = await s.get(Bucket, bucket_id, with_for_update=True)
+                if row is not None:
+                    used = await asyncio.to_thread(self.objects.usage, bucket_id)
+                    if used != row.used_bytes:
+                        log.info("bucket %s: usage %d -> %d bytes", bucket_id, row.used_bytes, used)
+                        row.used_bytes = used
+                await s.execute(
+                    delete(BucketIntent).where(
+                        BucketIntent.bucket_id == bucket_id, BucketIntent.started_at <= cutoff
+                    )
+                )
+        return len(stale)
 
     async def read(
         self, bucket: BucketRecord, key: str, offset: int, length: int | None
@@ -584,14 +651,19 @@ class BucketStore:
         return removed
 
     async def purge_trash_forever(self, every_seconds: float = 3600) -> None:
+        """Also recounts buckets left with stale intents, every tenth of the period."""
+        rounds = 0
         while True:
             try:
-                removed = await self.purge_trash()
-                if removed:
-                    log.info("trash: %d objects past their protection removed for good", removed)
+                if rounds % 10 == 0:
+                    removed = await self.purge_trash()
+                    if removed:
+                        log.info("trash: %d objects past their protection removed", removed)
+                await self.repair_intents()
             except Exception:  # the database may be briefly away; try next round
-                log.exception("trash purge failed")
-            await asyncio.sleep(every_seconds)
+                log.exception("bucket upkeep failed")
+            rounds += 1
+            await asyncio.sleep(every_seconds / 10)
 
     async def list_objects(self, bucket: BucketRecord, prefix: str) -> list[ObjectEntry]:
         check_prefix(prefix)
