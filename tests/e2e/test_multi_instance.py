@@ -5,10 +5,6 @@ NOT hold its stream reaches it through PostgreSQL."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,109 +12,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.nginx import NginxProcess
 from tests.fixtures.postgres import PostgresCluster
 from tests.fixtures.processes import (
     AdminCli,
     AgentProcess,
     ServerProcess,
     free_port,
-    run_cli,
     wait_for,
 )
 
 pytestmark = pytest.mark.timeout(120)
 
-CONFIG = Path(__file__).parents[2] / "deploy" / "nginx" / "comet.conf"
 PASSWORD = "alice-password-1"
-
-
-def render_site(upstreams: list[int], port: int, tls_dir: Path, web: tuple[int, ...] = ()) -> str:
-    """deploy/nginx/comet.conf with this test's instances (gRPC, and web consoles),
-    listening port and certificate."""
-    text = CONFIG.read_text()
-    for name, ports in (("comet_servers", upstreams), ("comet_web", web)):
-        if not ports:
-            continue
-        servers = "".join(f"    server 127.0.0.1:{p};\n" for p in ports)
-        text, count = re.subn(
-            rf"(upstream {name} \{{\n(?:\s*#.*\n)*)(?:\s*server \S+;\n)+",
-            rf"\g<1>{servers}",
-            text,
-        )
-        assert count == 1, f"the upstream block {name} of comet.conf changed shape"
-    text, count = re.subn(
-        r"(?m)^    listen 8060 ssl http2;$", f"    listen 127.0.0.1:{port} ssl http2;", text
-    )
-    assert count == 1, "the listen line of comet.conf changed shape"
-    text = text.replace("/etc/comet/tls/", f"{tls_dir}/")
-    assert f"ssl_certificate     {tls_dir}/server.crt;" in text
-    return text
-
-
-class NginxProcess:
-    """A private nginx in the foreground: its own prefix, pid, logs and temp dirs."""
-
-    def __init__(self, root: Path, upstreams: list[int], web: tuple[int, ...] = ()) -> None:
-        self.root = root
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}/"
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        assert Path(binary).exists(), "nginx is missing: run deploy/bootstrap --dev"
-        root.mkdir()
-        made = run_cli("comet-server", "make-certificate", "--dir", str(root / "tls"))
-        self.fingerprint = made.stdout.split("fingerprint ", 1)[1].strip()
-        temp = {}
-        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            path = root / name
-            path.mkdir(mode=0o777)
-            path.chmod(0o777)  # workers run as an unprivileged user
-            temp[name] = path
-        (root / "comet.conf").write_text(render_site(upstreams, self.port, root / "tls", web))
-        (root / "nginx.conf").write_text(
-            f"""daemon off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log info;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {root}/access.log;
-    client_body_temp_path {temp["client_body"]};
-    proxy_temp_path {temp["proxy"]};
-    fastcgi_temp_path {temp["fastcgi"]};
-    uwsgi_temp_path {temp["uwsgi"]};
-    scgi_temp_path {temp["scgi"]};
-    include {root}/comet.conf;
-}}
-"""
-        )
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "-p",
-                str(root),
-                "-c",
-                str(root / "nginx.conf"),
-                "-e",
-                str(root / "error.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        wait_for(self._accepting, timeout=10, what="nginx to listen")
-
-    def _accepting(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"nginx exited: {self.proc.stderr and self.proc.stderr.read()!r}")
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture
@@ -141,7 +47,7 @@ def cluster(
     )
     second.data_dir.mkdir()
     second.start()
-    nginx = NginxProcess(short_tmp / "nginx", [first.port, second.port], (web_port,))
+    nginx = NginxProcess(short_tmp / "nginx", [first.port, second.port], web=(web_port,))
     try:
         yield [first, second], nginx
     finally:

@@ -33,9 +33,6 @@ from comet.agent.repository.repository import Repository
 from comet.agent.storage.object_lock import Protection
 from comet.agent.storage.s3 import S3Config, S3Storage
 from comet.agent.transport import parse_server_url
-from comet.server.buckets import trash
-from comet.server.buckets.errors import ImmutableObjectError
-from comet.server.buckets.files import BucketFiles
 from comet.v1 import common_pb2, control_pb2, control_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tests.fixtures.moto import ACCESS_KEY, SECRET_KEY
 from tests.fixtures.processes import AdminCli, AgentProcess, ServerProcess, wait_for
@@ -390,38 +387,6 @@ def test_admin_retention_waits_for_the_protection_and_the_trash_undeletes(
     ).json()
     assert job["status"] == "success", job
     assert (dest / str(source).lstrip("/") / "sub" / "notes.txt").read_text().startswith("keep")
-
-
-def test_trash_keeps_deleted_objects_for_the_protection_then_purges(tmp_path: Path) -> None:
-    files = BucketFiles(tmp_path)
-    bucket_id = str(uuid.uuid4())
-    files.create(bucket_id)
-
-    def write(key: str, data: bytes) -> bool:
-        pending = files.begin_put(bucket_id, key)
-        pending.write(data)
-        pending.finish()
-        return trash.publish_new(pending)
-
-    assert write("data/ab/pack", b"original")
-    assert not write("data/ab/pack", b"original")  # a retried put of the same bytes
-    with pytest.raises(ImmutableObjectError):
-        write("data/ab/pack", b"tampered")
-    assert files.open(bucket_id, "data/ab/pack").read(100) == b"original"
-    assert [e.key for e in files.list(bucket_id, "")] == ["data/ab/pack"]
-
-    t0 = datetime(2030, 1, 1, tzinfo=UTC)
-    assert trash.move_to_trash(files, bucket_id, "data/ab/pack", t0) == len(b"original")
-    assert [e.key for e in files.list(bucket_id, "")] == []  # the trash is not listed
-    [entry] = trash.entries(files, bucket_id)
-    assert (entry.key, entry.size, entry.deleted_at) == ("data/ab/pack", 8, t0)
-    assert trash.purge(files, bucket_id, deleted_before=t0) == 0  # still protected
-    assert trash.restore(files, bucket_id, "data/ab/pack") == 8
-    assert files.open(bucket_id, "data/ab/pack").read(100) == b"original"
-    trash.move_to_trash(files, bucket_id, "data/ab/pack", t0)
-    assert trash.purge(files, bucket_id, deleted_before=t0 + timedelta(seconds=1)) == 1
-    assert trash.entries(files, bucket_id) == []
-    assert trash.restore(files, bucket_id, "data/ab/pack") == 0
 
 
 def test_retention_extends_the_object_lock_of_what_snapshots_still_need(

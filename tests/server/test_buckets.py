@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -26,13 +27,19 @@ from comet.server.buckets.store import (
 )
 from comet.server.store.policies import PolicyRecord
 from comet.v1 import control_pb2, control_pb2_grpc, storage_pb2, storage_pb2_grpc
-from tests.fixtures.comet_server import TEST_KDF, CometTestServer
+from tests.fixtures.comet_server import BUCKET_STORES, TEST_KDF, CometTestServer, serve_buckets
 from tests.fixtures.devices import DeviceClient
 from tests.fixtures.processes import AdminCli, ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
 MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module", params=BUCKET_STORES)
+def comet_server(request: pytest.FixtureRequest) -> Iterator[CometTestServer]:
+    """Every test here holds for buckets in a directory and in an object store."""
+    yield from serve_buckets(request, request.param)
 
 
 @pytest.fixture
@@ -180,8 +187,7 @@ def test_used_bytes_follow_puts_overwrites_and_deletes(comet_server: CometTestSe
     storage.delete("never/written")
     assert used() == 10
     # A count that drifted (a crash between rename and commit) is recounted.
-    stray = comet_server.bucket_dir(config.bucket_id) / "stray"
-    stray.write_bytes(bytes(77))
+    comet_server.plant_object(config.bucket_id, "stray", bytes(77))
     comet_server.run(comet_server.stores.buckets.reconcile())
     assert used() == 87
 
@@ -478,7 +484,7 @@ def test_an_upload_in_flight_when_its_device_is_revoked_does_not_land(
         comet_server.run(comet_server.stores.accounts.revoke_device(device))
         release.set()
         assert upload.result(timeout=30) == grpc.StatusCode.UNAUTHENTICATED
-    assert not (comet_server.bucket_dir(config.bucket_id) / "late").exists()
+    assert not comet_server.has_object(config.bucket_id, "late")
     assert comet_server.temp_files(config.bucket_id) == []
     assert comet_server.used_bytes(config.bucket_id) == 0
 
@@ -506,3 +512,53 @@ def test_a_download_in_flight_stops_once_its_device_is_revoked(
     assert isinstance(info.value, grpc.Call)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert received < size
+
+
+def test_listings_and_stats_carry_the_storage_mtime_prune_ages_by(
+    comet_server: CometTestServer,
+) -> None:
+    storage = CometStorage(comet_server.new_bucket())
+    before = time.time_ns() - 5 * 10**9
+    storage.put("data/aa/pack", b"p")
+    [listed] = storage.list("data/")
+    assert listed.mtime_ns is not None and before < listed.mtime_ns < time.time_ns() + 5 * 10**9
+    assert storage.stat("data/aa/pack").mtime_ns == listed.mtime_ns
+
+
+class DiesAfterPublish:
+    """Fault injection: the object store write happens, then the instance "dies"
+    before the usage commit (an exception in its place)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def publish(self, pending: object, written: object) -> None:
+        self._inner.publish(pending, written)  # type: ignore[attr-defined]
+        raise ConnectionResetError("the instance died before its commit")
+
+
+def test_an_object_stored_without_its_usage_commit_is_recounted(
+    comet_server: CometTestServer,
+) -> None:
+    config = comet_server.new_bucket()
+    storage = CometStorage(config)
+    storage.put("data/aa/1", bytes(100))
+    buckets = comet_server.stores.buckets
+    real = buckets.objects
+    buckets.objects = DiesAfterPublish(real)  # type: ignore[assignment]
+    try:
+        with pytest.raises(StorageError):
+            storage.put("data/aa/2", bytes(300))
+    finally:
+        buckets.objects = real
+    assert comet_server.has_object(config.bucket_id, "data/aa/2")  # landed, uncounted
+    assert comet_server.used_bytes(config.bucket_id) == 100
+    assert comet_server.run(buckets.repair_intents(older_than=timedelta(0))) >= 1
+    assert comet_server.used_bytes(config.bucket_id) == 400
+    # Repaired once; puts that commit leave no intent behind.
+    storage.put("data/aa/3", bytes(10))
+    assert comet_server.run(buckets.repair_intents(older_than=timedelta(0))) == 0
+    assert comet_server.used_bytes(config.bucket_id) == 410

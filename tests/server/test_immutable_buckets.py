@@ -4,18 +4,39 @@ anyone, grants expire, deletes go to the trash, undelete and purge."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from comet.server.app import Stores, open_stores
 from comet.server.buckets.retention_window import window_end
+from comet.server.secret_box import SecretBox
 from comet.server.store.accounts import Role
 from comet.v1 import admin_pb2, common_pb2, control_pb2, storage_pb2, storage_pb2_grpc
-from tests.server.conftest import FakeClock, RpcServer, auth_key, expect_error
+from tests.fixtures.comet_server import BUCKET_STORES, s3_bucket_config
+from tests.server.conftest import TEST_CONFIG, FakeClock, RpcServer, auth_key, expect_error
 
 pytestmark = pytest.mark.timeout(60)
 HOUR = 3600
+
+
+@pytest.fixture(params=BUCKET_STORES)
+def stores(
+    request: pytest.FixtureRequest,
+    engine: AsyncEngine,
+    clock: FakeClock,
+    secret_box: SecretBox,
+    tmp_path: Path,
+) -> Stores:
+    """Every rule here holds for buckets in a directory and in an object store."""
+    config = dataclasses.replace(TEST_CONFIG, bucket_dir=tmp_path / "buckets")
+    if request.param == "s3":
+        config = s3_bucket_config(tmp_path, request.getfixturevalue("moto_endpoint"))
+    return open_stores(engine, clock, config, secret_box)
 
 
 async def test_an_immutable_bucket_only_deletes_with_a_grant_past_its_protection(

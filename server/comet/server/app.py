@@ -21,6 +21,8 @@ from grpc_health.v1._async import HealthServicer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comet.server.buckets.files import BucketFiles
+from comet.server.buckets.objects import BucketObjects
+from comet.server.buckets.s3 import BucketS3, S3BucketConfig, parse_store_url
 from comet.server.buckets.store import BucketPolicy, BucketStore
 from comet.server.clock import Clock, SystemClock
 from comet.server.config import ServerConfig
@@ -217,6 +219,25 @@ class Stores:
     directory: Directory
 
 
+def bucket_objects(config: ServerConfig) -> BucketObjects:
+    """Where bucket objects live: the object store when one is configured, else the
+    bucket directory."""
+    if not config.bucket_store:
+        return BucketFiles(config.bucket_root)
+    bucket, prefix = parse_store_url(config.bucket_store)
+    keys = config.s3_credentials
+    return BucketS3(
+        S3BucketConfig(
+            config.s3_endpoint,
+            bucket,
+            prefix,
+            keys.access_key if keys else None,
+            keys.secret_key if keys else None,
+            config.s3_region,
+        )
+    )
+
+
 def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: SecretBox) -> Stores:
     accounts = AccountStore(
         engine,
@@ -246,7 +267,7 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
     buckets = BucketStore(
         engine,
         clock,
-        BucketFiles(config.bucket_root),
+        bucket_objects(config),
         BucketPolicy(
             quota_bytes=config.bucket_quota_bytes,
             account_quota_bytes=config.account_quota_bytes,

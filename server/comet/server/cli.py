@@ -12,10 +12,27 @@ from pathlib import Path
 
 from comet.agent.errors import os_error_sentence
 from comet.agent.transport import certificate_fingerprint
-from comet.server.config import ServerConfig, default_data_dir, secret_key_file_from_env
+from comet.server.buckets.s3 import parse_store_url
+from comet.server.config import (
+    S3Credentials,
+    ServerConfig,
+    default_data_dir,
+    s3_credentials,
+    secret_key_file_from_env,
+)
 from comet.server.errors import ServerError
 from comet.server.rpc.client_address import parse_networks
 from comet.server.tls import certificate_names, ensure_self_signed
+
+
+def _s3_credentials(args: argparse.Namespace) -> S3Credentials | None:
+    if not args.bucket_store:
+        return None
+    try:
+        parse_store_url(args.bucket_store)
+        return s3_credentials(args.s3_credentials_file)
+    except ValueError as e:
+        raise ServerError(f"--bucket-store: {e}") from e
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +99,23 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="where Comet Server vault buckets keep their objects (default: DATA_DIR/buckets)",
+    )
+    serve.add_argument(
+        "--bucket-store",
+        default=None,
+        metavar="s3://BUCKET/PREFIX",
+        help="keep bucket objects in an S3-compatible object store shared by every instance"
+        " instead of --bucket-dir; credentials from --s3-credentials-file,"
+        " $COMET_S3_CREDENTIALS_FILE, $COMET_S3_ACCESS_KEY_ID/$COMET_S3_SECRET_ACCESS_KEY,"
+        " or the AWS default chain",
+    )
+    serve.add_argument("--s3-endpoint", default=None, metavar="URL", help="the object store's URL")
+    serve.add_argument("--s3-region", default="us-east-1", help="the object store's region")
+    serve.add_argument(
+        "--s3-credentials-file",
+        type=Path,
+        default=None,
+        help="AWS-style credentials file ([default] aws_access_key_id, aws_secret_access_key)",
     )
     serve.add_argument(
         "--bucket-quota-bytes",
@@ -178,6 +212,14 @@ def _parser() -> argparse.ArgumentParser:
         "name are always included)",
     )
 
+    health = sub.add_parser(
+        "health",
+        help="exit 0 when the server at URL answers SERVING on the standard gRPC health"
+        " service (container health checks)",
+    )
+    health.add_argument("--url", default="http://127.0.0.1:8060/", help="the server's URL")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
+
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the newest")
     _add_db_args(migrate)
 
@@ -273,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                 tls=tls,
                 insecure_plaintext=args.insecure_plaintext,
             )
+            if args.bucket_store and args.bucket_dir:
+                raise ServerError("--bucket-store and --bucket-dir exclude each other")
             config = ServerConfig(
                 data_dir=data_dir,
                 listen=listen,
@@ -285,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
                 job_timeout_seconds=args.job_timeout_seconds,
                 job_log_retention_days=args.job_log_retention_days,
                 bucket_dir=args.bucket_dir.absolute() if args.bucket_dir else None,
+                bucket_store=args.bucket_store,
+                s3_endpoint=args.s3_endpoint,
+                s3_region=args.s3_region,
+                s3_credentials=_s3_credentials(args),
                 bucket_quota_bytes=args.bucket_quota_bytes,
                 trusted_proxies=tuple(args.trusted_proxy),
                 audit_retention_days=args.audit_retention_days,
@@ -323,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"certificate {pair.cert}")
             print(f"fingerprint {certificate_fingerprint(pair.cert.read_bytes())}")
+        elif args.command == "health":
+            from comet.server.health_check import check_health
+
+            status = check_health(args.url, args.timeout)
+            print(status)
+            return 0 if status == "SERVING" else 1
         elif args.command == "migrate":
             from comet.server import bootstrap
 

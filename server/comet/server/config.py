@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import configparser
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key: str
+    secret_key: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,12 @@ class ServerConfig:
     maintenance_seconds: int = 30
     # Where "Comet Server" vault buckets keep their objects; default DATA_DIR/buckets.
     bucket_dir: Path | None = None
+    # Or an S3-compatible object store shared by every instance: s3://BUCKET/PREFIX at
+    # ``s3_endpoint`` (None: AWS). Its credentials come from ``s3_credentials``.
+    bucket_store: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_credentials: S3Credentials | None = None
     # Quota of new buckets, and the most a device may ask for; 0 = unlimited.
     bucket_quota_bytes: int = 0
     # What all of an account's buckets may hold together, unless its policy says
@@ -88,3 +101,29 @@ def default_data_dir() -> Path:
 def secret_key_file_from_env() -> Path | None:
     env = os.environ.get("COMET_SERVER_SECRET_KEY_FILE")
     return Path(env) if env else None
+
+
+def s3_credentials(file: Path | None) -> S3Credentials | None:
+    """The object store's key, never from argv: ``file`` (an AWS-style credentials file,
+    its ``[default]`` section, or ``$COMET_S3_CREDENTIALS_FILE``), else
+    ``$COMET_S3_ACCESS_KEY_ID`` / ``$COMET_S3_SECRET_ACCESS_KEY``, else None (boto3's
+    own chain: ``AWS_*`` variables, instance roles, Kubernetes web identity)."""
+    path = file or (Path(p) if (p := os.environ.get("COMET_S3_CREDENTIALS_FILE")) else None)
+    if path is not None:
+        parser = configparser.ConfigParser()
+        if not parser.read(path):
+            raise ValueError(f"cannot read the S3 credentials file {path}")
+        section = parser["default"] if parser.has_section("default") else parser.defaults()
+        try:
+            return S3Credentials(
+                section["aws_access_key_id"].strip(), section["aws_secret_access_key"].strip()
+            )
+        except KeyError as e:
+            raise ValueError(
+                f"{path}: [default] needs aws_access_key_id and aws_secret_access_key"
+            ) from e
+    access = os.environ.get("COMET_S3_ACCESS_KEY_ID")
+    secret = os.environ.get("COMET_S3_SECRET_ACCESS_KEY")
+    if access and secret:
+        return S3Credentials(access, secret)
+    return None

@@ -81,6 +81,12 @@ def _storage_error(error: grpc.RpcError, action: str, key: str) -> StorageError:
     return StorageError(f"cannot {action} {key!r} on the Comet Server: {message}")
 
 
+def _info(reply: storage_pb2.ObjectStat) -> ObjectInfo:
+    # Servers before the mtime field leave it unset: prune then keeps unindexed packs.
+    mtime = reply.mtime_ns if reply.HasField("mtime_ns") else None
+    return ObjectInfo(reply.key, reply.size, mtime)
+
+
 class CometStorage:
     def __init__(self, config: CometStorageConfig) -> None:
         self._config = config
@@ -145,7 +151,7 @@ class CometStorage:
             )
         except grpc.RpcError as e:
             raise _storage_error(e, "stat", key) from e
-        return ObjectInfo(reply.key, reply.size)
+        return _info(reply)
 
     def protected_until(self, key: str) -> datetime | None:
         """Until when the server keeps the object from deletion (immutable buckets);
@@ -208,7 +214,7 @@ class CometStorage:
         )
         try:
             for reply in replies:
-                yield ObjectInfo(reply.key, reply.size)
+                yield _info(reply)
         except grpc.RpcError as e:
             raise _storage_error(e, "list", prefix or "/") from e
 

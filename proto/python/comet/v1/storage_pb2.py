@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63omet/v1/storage.proto\x12\x08\x63omet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0ePutObjectChunk\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x04\"\x1e\n\x0ePutObjectReply\x12\x0c\n\x04size\x18\x01 \x01(\x04\"O\n\x10GetObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0e\n\x06to_end\x18\x04 \x01(\x08\"\x1b\n\x0bObjectChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\" \n\x11StatObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\\\n\nObjectStat\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x33\n\x0fprotected_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\"\n\x13\x44\x65leteObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteObjectReply\"&\n\x17\x45xtendProtectionRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"$\n\x12ListObjectsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t2\x95\x03\n\x0eStorageService\x12;\n\x03Put\x12\x18.comet.v1.PutObjectChunk\x1a\x18.comet.v1.PutObjectReply(\x01\x12:\n\x03Get\x12\x1a.comet.v1.GetObjectRequest\x1a\x15.comet.v1.ObjectChunk0\x01\x12\x39\n\x04Stat\x12\x1b.comet.v1.StatObjectRequest\x1a\x14.comet.v1.ObjectStat\x12\x44\n\x06\x44\x65lete\x12\x1d.comet.v1.DeleteObjectRequest\x1a\x1b.comet.v1.DeleteObjectReply\x12<\n\x04List\x12\x1c.comet.v1.ListObjectsRequest\x1a\x14.comet.v1.ObjectStat0\x01\x12K\n\x10\x45xtendProtection\x12!.comet.v1.ExtendProtectionRequest\x1a\x14.comet.v1.ObjectStatb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63omet/v1/storage.proto\x12\x08\x63omet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0ePutObjectChunk\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x04\"\x1e\n\x0ePutObjectReply\x12\x0c\n\x04size\x18\x01 \x01(\x04\"O\n\x10GetObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0e\n\x06to_end\x18\x04 \x01(\x08\"\x1b\n\x0bObjectChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\" \n\x11StatObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x80\x01\n\nObjectStat\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x33\n\x0fprotected_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x08mtime_ns\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_mtime_ns\"\"\n\x13\x44\x65leteObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteObjectReply\"&\n\x17\x45xtendProtectionRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"$\n\x12ListObjectsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t2\x95\x03\n\x0eStorageService\x12;\n\x03Put\x12\x18.comet.v1.PutObjectChunk\x1a\x18.comet.v1.PutObjectReply(\x01\x12:\n\x03Get\x12\x1a.comet.v1.GetObjectRequest\x1a\x15.comet.v1.ObjectChunk0\x01\x12\x39\n\x04Stat\x12\x1b.comet.v1.StatObjectRequest\x1a\x14.comet.v1.ObjectStat\x12\x44\n\x06\x44\x65lete\x12\x1d.comet.v1.DeleteObjectRequest\x1a\x1b.comet.v1.DeleteObjectReply\x12<\n\x04List\x12\x1c.comet.v1.ListObjectsRequest\x1a\x14.comet.v1.ObjectStat0\x01\x12K\n\x10\x45xtendProtection\x12!.comet.v1.ExtendProtectionRequest\x1a\x14.comet.v1.ObjectStatb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,16 +42,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OBJECTCHUNK']._serialized_end=274
   _globals['_STATOBJECTREQUEST']._serialized_start=276
   _globals['_STATOBJECTREQUEST']._serialized_end=308
-  _globals['_OBJECTSTAT']._serialized_start=310
-  _globals['_OBJECTSTAT']._serialized_end=402
-  _globals['_DELETEOBJECTREQUEST']._serialized_start=404
-  _globals['_DELETEOBJECTREQUEST']._serialized_end=438
-  _globals['_DELETEOBJECTREPLY']._serialized_start=440
-  _globals['_DELETEOBJECTREPLY']._serialized_end=459
-  _globals['_EXTENDPROTECTIONREQUEST']._serialized_start=461
-  _globals['_EXTENDPROTECTIONREQUEST']._serialized_end=499
-  _globals['_LISTOBJECTSREQUEST']._serialized_start=501
-  _globals['_LISTOBJECTSREQUEST']._serialized_end=537
-  _globals['_STORAGESERVICE']._serialized_start=540
-  _globals['_STORAGESERVICE']._serialized_end=945
+  _globals['_OBJECTSTAT']._serialized_start=311
+  _globals['_OBJECTSTAT']._serialized_end=439
+  _globals['_DELETEOBJECTREQUEST']._serialized_start=441
+  _globals['_DELETEOBJECTREQUEST']._serialized_end=475
+  _globals['_DELETEOBJECTREPLY']._serialized_start=477
+  _globals['_DELETEOBJECTREPLY']._serialized_end=496
+  _globals['_EXTENDPROTECTIONREQUEST']._serialized_start=498
+  _globals['_EXTENDPROTECTIONREQUEST']._serialized_end=536
+  _globals['_LISTOBJECTSREQUEST']._serialized_start=538
+  _globals['_LISTOBJECTSREQUEST']._serialized_end=574
+  _globals['_STORAGESERVICE']._serialized_start=577
+  _globals['_STORAGESERVICE']._serialized_end=982
 # @@protoc_insertion_point(module_scope)

@@ -139,8 +139,14 @@ class ObjectStat(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     PROTECTED_UNTIL_FIELD_NUMBER: _builtins.int
+    MTIME_NS_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     size: _builtins.int
+    mtime_ns: _builtins.int
+    """When the server's storage last wrote the object, by the storage's own clock
+    (ns since the epoch), in listings and stats; prune compares such times only
+    with each other. Unset by servers that do not know it.
+    """
     @_builtins.property
     def protected_until(self) -> _timestamp_pb2.Timestamp:
         """Stat of an object in an immutable bucket: until when nobody can delete it
@@ -153,12 +159,15 @@ class ObjectStat(_message.Message):
         key: _builtins.str = ...,
         size: _builtins.int = ...,
         protected_until: _timestamp_pb2.Timestamp | None = ...,
+        mtime_ns: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["protected_until", b"protected_until"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mtime_ns", b"_mtime_ns", "mtime_ns", b"mtime_ns", "protected_until", b"protected_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "protected_until", b"protected_until", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mtime_ns", b"_mtime_ns", "key", b"key", "mtime_ns", b"mtime_ns", "protected_until", b"protected_until", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__mtime_ns: _TypeAlias = _typing.Literal["mtime_ns"]  # noqa: Y015
+    _WhichOneofArgType__mtime_ns: _TypeAlias = _typing.Literal["_mtime_ns", b"_mtime_ns"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mtime_ns) -> _WhichOneofReturnType__mtime_ns | None: ...
 
 Global___ObjectStat: _TypeAlias = ObjectStat  # noqa: Y015
 

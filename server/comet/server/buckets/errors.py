@@ -79,3 +79,10 @@ class DeleteGrantError(PermissionDeniedError):
     """A delete grant that is missing, expired, forged, or for another bucket."""
 
     code = "bucket.delete_grant"
+
+
+class ObjectStoreUnavailableError(BucketStorageError):
+    """The object store holding the buckets did not answer (or answered 5xx); the
+    call may be retried, through this instance or another."""
+
+    code = "bucket.store_unavailable"

@@ -1,4 +1,5 @@
-"""``BucketFiles``: the objects of every bucket, as files on the server's disk.
+"""``BucketFiles``: the objects of every bucket, as files on the server's disk (the
+embedded default implementation of ``objects.BucketObjects``).
 
 Layout: ``<root>/<bucket_id>/<key path>`` holds each object; ``/`` in keys becomes
 directories. Uploads are written to ``<root>/<bucket_id>/~tmp/`` (no key can contain
@@ -8,37 +9,34 @@ Synchronous: the async store calls it from worker threads.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO
 
+from comet.server.buckets import trash
 from comet.server.buckets.errors import (
     BucketStorageError,
     KeyConflictError,
     ObjectNotFoundError,
-    RangeError,
 )
 from comet.server.buckets.keys import check_key, check_prefix
+from comet.server.buckets.objects import ObjectEntry, PendingObject, TrashEntry, range_length
 
 TEMP_DIR = "~tmp"
 _BUCKET_ID_RE = re.compile(r"^[0-9a-f-]{36}$")
 # errno values meaning "no object at this path": missing, a parent is a file, or the
 # path is a directory (never an object).
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
-
-
-@dataclass(frozen=True)
-class ObjectEntry:
-    key: str
-    size: int
 
 
 def _storage_error(e: OSError, action: str, key: str) -> BucketStorageError:
@@ -55,7 +53,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class PendingObject:
+class PendingFile:
     """An upload in progress: bytes go to a temp file until ``publish`` renames it
     over the object, or ``discard`` removes it."""
 
@@ -120,29 +118,18 @@ class PendingObject:
             self._temp.unlink(missing_ok=True)
 
 
-class ObjectReader:
+class FileReader:
     """An open object; reads continue from where the last one ended."""
 
     def __init__(self, file: BinaryIO, size: int) -> None:
         self._file = file
         self.size = size
 
-    def seek(self, offset: int) -> None:
-        self._file.seek(offset)
-
     def read(self, count: int) -> bytes:
         return self._file.read(count)
 
     def close(self) -> None:
         self._file.close()
-
-
-def range_length(key: str, size: int, offset: int, length: int | None) -> int:
-    """How many bytes ``[offset, offset+length)`` (to the end when None) covers."""
-    end = size if length is None else offset + length
-    if offset > size or end > size:
-        raise RangeError(f"range [{offset}, {end}) is beyond the end of {key!r} ({size} bytes)")
-    return end - offset
 
 
 class BucketFiles:
@@ -163,16 +150,19 @@ class BucketFiles:
         except OSError as e:
             raise _storage_error(e, "create bucket", bucket_id) from e
 
-    def begin_put(self, bucket_id: str, key: str) -> PendingObject:
+    def remove_bucket(self, bucket_id: str) -> None:
+        shutil.rmtree(self.bucket_dir(bucket_id), ignore_errors=True)
+
+    def begin_put(self, bucket_id: str, key: str) -> PendingFile:
         target = self._path(bucket_id, key)
         temp_dir = self.bucket_dir(bucket_id) / TEMP_DIR
         temp = temp_dir / f"{secrets.token_hex(12)}~"
         try:
             try:
-                return PendingObject(temp, target, key)
+                return PendingFile(temp, target, key)
             except FileNotFoundError:
                 temp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                return PendingObject(temp, target, key)
+                return PendingFile(temp, target, key)
         except OSError as e:
             raise _storage_error(e, "write", key) from e
 
@@ -195,9 +185,17 @@ class BucketFiles:
             raise _storage_error(e, "stat", key) from e
         if not S_ISREG(st.st_mode):
             raise ObjectNotFoundError(f"object {key!r} does not exist")
-        return ObjectEntry(key, st.st_size)
+        return ObjectEntry(key, st.st_size, st.st_mtime_ns)
 
-    def open(self, bucket_id: str, key: str) -> ObjectReader:
+    def publish(self, pending: PendingObject, written: datetime) -> None:
+        assert isinstance(pending, PendingFile)
+        pending.publish()
+
+    def publish_new(self, pending: PendingObject, written: datetime) -> bool:
+        assert isinstance(pending, PendingFile)
+        return trash.publish_new(pending)
+
+    def open_range(self, bucket_id: str, key: str, offset: int, length: int | None) -> FileReader:
         path = self._path(bucket_id, key)
         try:
             file = path.open("rb")
@@ -205,7 +203,14 @@ class BucketFiles:
             if e.errno in _MISSING:
                 raise ObjectNotFoundError(f"object {key!r} does not exist") from e
             raise _storage_error(e, "read", key) from e
-        return ObjectReader(file, os.fstat(file.fileno()).st_size)
+        try:
+            count = range_length(key, os.fstat(file.fileno()).st_size, offset, length)
+            if offset:
+                file.seek(offset)
+        except BaseException:
+            file.close()
+            raise
+        return FileReader(file, count)
 
     def delete(self, bucket_id: str, key: str) -> int:
         """Remove the object; return the bytes freed (0 when there was none)."""
@@ -246,7 +251,8 @@ class BucketFiles:
                     if key.startswith(prefix) or prefix.startswith(key + "/"):
                         yield from self._walk(Path(entry.path), key + "/", prefix)
                 elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
-                    yield ObjectEntry(key, entry.stat(follow_symlinks=False).st_size)
+                    st = entry.stat(follow_symlinks=False)
+                    yield ObjectEntry(key, st.st_size, st.st_mtime_ns)
             except FileNotFoundError:
                 continue  # deleted while listing
             except OSError as e:
@@ -263,3 +269,26 @@ class BucketFiles:
                     if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                         os.unlink(entry.path)
         return sum(entry.size for entry in self.list(bucket_id, ""))
+
+    # ------------------------------------------------------------- immutable buckets
+
+    def written_at(self, bucket_id: str, key: str) -> datetime | None:
+        return trash.object_written_at(self._path(bucket_id, key))
+
+    def restamp(self, bucket_id: str, key: str, written: datetime) -> bool:
+        return trash.restamp(self._path(bucket_id, key), key, written)
+
+    def move_to_trash(self, bucket_id: str, key: str, now: datetime) -> int:
+        return trash.move_to_trash(self.bucket_dir(bucket_id), check_key(key), now)
+
+    def trash_entries(self, bucket_id: str) -> builtins.list[TrashEntry]:
+        return [e.entry for e in trash.entries(self.bucket_dir(bucket_id))]
+
+    def purge_trash(self, bucket_id: str, deleted_before: datetime) -> int:
+        return trash.purge(self.bucket_dir(bucket_id), deleted_before)
+
+    def restore(self, bucket_id: str, key: str) -> int:
+        return trash.restore(self.bucket_dir(bucket_id), check_key(key))
+
+    def last_change(self, bucket_id: str) -> datetime | None:
+        return trash.last_change(self.bucket_dir(bucket_id))

@@ -1,7 +1,8 @@
-"""``BucketStore``: bucket records in PostgreSQL and their objects on disk, kept in
-step. Every change to a bucket's objects happens while its row is locked
-(``SELECT … FOR UPDATE``), so the usage count and the quota check agree with the
-disk even with concurrent puts on several server instances. A put also locks the
+"""``BucketStore``: bucket records in PostgreSQL and their objects (on disk or in an
+S3-compatible object store, ``objects.BucketObjects``), kept in step. Every change to
+a bucket's objects happens while its row is locked (``SELECT … FOR UPDATE``), so the
+usage count and the quota check agree with the objects even with concurrent puts on
+several server instances. A put also locks the
 rows of the account's other buckets, so the account quota holds across buckets.
 
 Limits (``BucketPolicy``, overridable per account by its policy's
@@ -12,20 +13,21 @@ hold at most the account quota, and an account has at most ``max_buckets`` bucke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from comet.server.buckets import credentials, grants, retention_window, trash
+from comet.server.buckets import credentials, grants, retention_window
 from comet.server.buckets.errors import (
     BucketAuthError,
     BucketLimitError,
@@ -37,12 +39,18 @@ from comet.server.buckets.errors import (
     QuotaExceededError,
     SizeMismatchError,
 )
-from comet.server.buckets.files import BucketFiles, ObjectEntry, ObjectReader, range_length
 from comet.server.buckets.keys import check_key, check_prefix
+from comet.server.buckets.objects import (
+    BucketObjects,
+    ObjectEntry,
+    ObjectReader,
+    TrashEntry,
+    is_mutable,
+)
 from comet.server.clock import Clock
 from comet.server.errors import InvalidRequestError, NotFoundError
 from comet.server.secret_box import SecretBox
-from comet.server.store.models import Bucket, Device, ServerSetting, User
+from comet.server.store.models import Bucket, BucketIntent, Device, ServerSetting, User
 from comet.server.store.policies import PolicyRecord, effective_policy
 
 log = logging.getLogger(__name__)
@@ -136,14 +144,15 @@ class BucketStore:
         self,
         engine: AsyncEngine,
         clock: Clock,
-        files: BucketFiles,
+        objects: BucketObjects,
         policy: BucketPolicy,
         *,
         box: SecretBox,
     ) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._clock = clock
-        self.files = files
+        self.objects = objects
         self._policy = policy
         self._box = box
         self._secret: bytes | None = None
@@ -191,7 +200,7 @@ class BucketStore:
             former_owner="",
             immutable_seconds=max(0, immutable_seconds),
         )
-        await asyncio.to_thread(self.files.create, bucket_id)
+        await asyncio.to_thread(self.objects.create, bucket_id)
         try:
             async with self._sessions() as s, s.begin():
                 # The user row lock serialises creations, so the count cannot overrun.
@@ -218,7 +227,7 @@ class BucketStore:
                 s.add(row)
                 owner = user.username
         except BaseException as e:
-            await asyncio.to_thread(shutil.rmtree, self.files.bucket_dir(bucket_id), True)
+            await asyncio.to_thread(self.objects.remove_bucket, bucket_id)
             if isinstance(e, IntegrityError):
                 raise NotFoundError("the account no longer exists") from e
             raise
@@ -256,7 +265,7 @@ class BucketStore:
             if row is None:
                 raise NotFoundError(f"no bucket {bucket_id!r}")
             if row.immutable_seconds:
-                changed = await asyncio.to_thread(trash.last_change, self.files, bucket_id)
+                changed = await asyncio.to_thread(self.objects.last_change, bucket_id)
                 if changed is not None:
                     until = changed + timedelta(seconds=row.immutable_seconds)
                     if self._clock.now() < until:
@@ -267,7 +276,7 @@ class BucketStore:
                         )
             used = row.used_bytes
             await s.delete(row)
-        await asyncio.to_thread(shutil.rmtree, self.files.bucket_dir(bucket_id), True)
+        await asyncio.to_thread(self.objects.remove_bucket, bucket_id)
         return used
 
     async def orphan_buckets(self, user_id: str, username: str) -> list[str]:
@@ -362,7 +371,7 @@ class BucketStore:
         check_key(key)
         bucket_id = bucket.bucket_id
         # Refuse early what cannot fit, before reading it all.
-        old = await asyncio.to_thread(self.files.size_of, bucket_id, key)
+        old = await asyncio.to_thread(self.objects.size_of, bucket_id, key)
         if bucket.quota_bytes and bucket.used_bytes - old + total_size > bucket.quota_bytes:
             raise _quota_error(
                 bucket.used_bytes, bucket.quota_bytes, key, total_size - old, "the bucket"
@@ -371,7 +380,8 @@ class BucketStore:
             account_used, account_quota = await self._account_room(s, bucket.user_id, lock=False)
         if account_quota and account_used - old + total_size > account_quota:
             raise _quota_error(account_used, account_quota, key, total_size - old, "the account")
-        pending = await asyncio.to_thread(self.files.begin_put, bucket_id, key)
+        pending = await asyncio.to_thread(self.objects.begin_put, bucket_id, key)
+        publishing = False
         try:
             async for piece in data:
                 if pending.size + len(piece) > total_size:
@@ -382,25 +392,89 @@ class BucketStore:
                     f"put of {key!r} announced {total_size} bytes but sent {pending.size}"
                 )
             await asyncio.to_thread(pending.finish)
+            await self._intend(bucket_id, key)
             async with self._sessions() as s, s.begin():
                 account_used, account_quota = await self._account_room(s, bucket.user_id, lock=True)
                 row = await self._locked(s, bucket)
-                old = await asyncio.to_thread(self.files.size_of, bucket_id, key)
+                old = await asyncio.to_thread(self.objects.size_of, bucket_id, key)
                 delta = total_size - old
                 if row.quota_bytes and delta > 0 and row.used_bytes + delta > row.quota_bytes:
                     raise _quota_error(row.used_bytes, row.quota_bytes, key, delta, "the bucket")
                 if account_quota and delta > 0 and account_used + delta > account_quota:
                     raise _quota_error(account_used, account_quota, key, delta, "the account")
-                if row.immutable_seconds and not trash.is_mutable(key):
-                    created = await asyncio.to_thread(trash.publish_new, pending)
+                written = self._clock.now()
+                # From here the object may land even if publishing fails (a PUT whose
+                # answer is lost): keep the intent unless it is counted below.
+                publishing = True
+                if row.immutable_seconds and not is_mutable(key):
+                    created = await asyncio.to_thread(self.objects.publish_new, pending, written)
                     delta = total_size if created else 0
                 else:
-                    await asyncio.to_thread(pending.publish)
+                    await asyncio.to_thread(self.objects.publish, pending, written)
                 row.used_bytes = max(0, row.used_bytes + delta)
+                await s.execute(
+                    delete(BucketIntent).where(
+                        BucketIntent.bucket_id == bucket_id, BucketIntent.key == key
+                    )
+                )
         except BaseException:
             await asyncio.to_thread(pending.discard)
+            if not publishing:  # nothing can have landed: nothing to recount
+                with contextlib.suppress(Exception):
+                    await self._forget_intent(bucket_id, key)
             raise
         return total_size
+
+    async def _intend(self, bucket_id: str, key: str) -> None:
+        """Note, in its own committed statement, that ``key`` may be stored without
+        its usage counted: if this instance dies between the object store's write
+        and the usage commit, ``repair_intents`` on any instance recounts."""
+        stmt = pg_insert(BucketIntent).values(
+            bucket_id=bucket_id, key=key, started_at=self._clock.now()
+        )
+        async with self._autocommit.connect() as conn:
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["bucket_id", "key"],
+                    set_={"started_at": stmt.excluded.started_at},
+                )
+            )
+
+    async def _forget_intent(self, bucket_id: str, key: str) -> None:
+        async with self._autocommit.connect() as conn:
+            await conn.execute(
+                delete(BucketIntent).where(
+                    BucketIntent.bucket_id == bucket_id, BucketIntent.key == key
+                )
+            )
+
+    async def repair_intents(self, older_than: timedelta = timedelta(minutes=10)) -> int:
+        """Recount the usage of buckets with puts that began over ``older_than`` ago
+        and never committed (their instance died); returns how many buckets. Puts
+        hold the bucket's row lock while they publish, so none is mid-way here."""
+        cutoff = self._clock.now() - older_than
+        async with self._sessions() as s:
+            stale = list(
+                await s.scalars(
+                    select(BucketIntent.bucket_id)
+                    .where(BucketIntent.started_at <= cutoff)
+                    .distinct()
+                )
+            )
+        for bucket_id in stale:
+            async with self._sessions() as s, s.begin():
+                row = await s.get(Bucket, bucket_id, with_for_update=True)
+                if row is not None:
+                    used = await asyncio.to_thread(self.objects.usage, bucket_id)
+                    if used != row.used_bytes:
+                        log.info("bucket %s: usage %d -> %d bytes", bucket_id, row.used_bytes, used)
+                        row.used_bytes = used
+                await s.execute(
+                    delete(BucketIntent).where(
+                        BucketIntent.bucket_id == bucket_id, BucketIntent.started_at <= cutoff
+                    )
+                )
+        return len(stale)
 
     async def read(
         self, bucket: BucketRecord, key: str, offset: int, length: int | None
@@ -408,15 +482,10 @@ class BucketStore:
         """The object's bytes ``[offset, offset+length)`` in pieces of at most
         CHUNK_SIZE. A missing object or a bad range fails here, before any data."""
         check_key(key)
-        reader = await asyncio.to_thread(self.files.open, bucket.bucket_id, key)
-        try:
-            count = range_length(key, reader.size, offset, length)
-            if offset:
-                await asyncio.to_thread(reader.seek, offset)
-        except BaseException:
-            reader.close()
-            raise
-        return self._pieces(reader, key, count)
+        reader = await asyncio.to_thread(
+            self.objects.open_range, bucket.bucket_id, key, offset, length
+        )
+        return self._pieces(reader, key, reader.size)
 
     async def _pieces(self, reader: ObjectReader, key: str, count: int) -> AsyncIterator[bytes]:
         try:
@@ -431,7 +500,7 @@ class BucketStore:
 
     async def stat(self, bucket: BucketRecord, key: str) -> ObjectEntry:
         check_key(key)
-        return await asyncio.to_thread(self.files.stat, bucket.bucket_id, key)
+        return await asyncio.to_thread(self.objects.stat, bucket.bucket_id, key)
 
     async def delete(self, bucket: BucketRecord, key: str, grant: str = "") -> None:
         """Idempotent: deleting a missing object succeeds. In an immutable bucket only
@@ -440,12 +509,10 @@ class BucketStore:
         check_key(key)
         async with self._sessions() as s, s.begin():
             row = await self._locked(s, bucket)
-            if row.immutable_seconds and not trash.is_mutable(key):
+            if row.immutable_seconds and not is_mutable(key):
                 await self._check_grant(bucket, grant, key)
                 now = self._clock.now()
-                written = await asyncio.to_thread(
-                    trash.object_written_at, self.files, bucket.bucket_id, key
-                )
+                written = await asyncio.to_thread(self.objects.written_at, bucket.bucket_id, key)
                 if written is None:
                     return
                 until = written + timedelta(seconds=row.immutable_seconds)
@@ -455,10 +522,10 @@ class BucketStore:
                         " (immutable vault); nobody can delete it before then"
                     )
                 freed = await asyncio.to_thread(
-                    trash.move_to_trash, self.files, bucket.bucket_id, key, now
+                    self.objects.move_to_trash, bucket.bucket_id, key, now
                 )
             else:
-                freed = await asyncio.to_thread(self.files.delete, bucket.bucket_id, key)
+                freed = await asyncio.to_thread(self.objects.delete, bucket.bucket_id, key)
             row.used_bytes = max(0, row.used_bytes - freed)
 
     async def _check_grant(self, bucket: BucketRecord, grant: str, key: str) -> None:
@@ -479,11 +546,9 @@ class BucketStore:
 
     async def protected_until(self, bucket: BucketRecord, key: str) -> datetime | None:
         """Until when the object cannot be deleted; None in an ordinary bucket."""
-        if not bucket.immutable_seconds or trash.is_mutable(key):
+        if not bucket.immutable_seconds or is_mutable(key):
             return None
-        written = await asyncio.to_thread(
-            trash.object_written_at, self.files, bucket.bucket_id, key
-        )
+        written = await asyncio.to_thread(self.objects.written_at, bucket.bucket_id, key)
         return None if written is None else written + timedelta(seconds=bucket.immutable_seconds)
 
     async def extend_protection(self, bucket: BucketRecord, key: str) -> datetime | None:
@@ -492,13 +557,13 @@ class BucketStore:
         Under the bucket's row lock, so a granted delete of the same object waits and
         then sees the new date."""
         check_key(key)
-        if not bucket.immutable_seconds or trash.is_mutable(key):
+        if not bucket.immutable_seconds or is_mutable(key):
             await self.stat(bucket, key)
             return None
         async with self._sessions() as s, s.begin():
             await self._locked(s, bucket)
             now = self._clock.now()
-            found = await asyncio.to_thread(trash.restamp, self.files, bucket.bucket_id, key, now)
+            found = await asyncio.to_thread(self.objects.restamp, bucket.bucket_id, key, now)
         if not found:
             raise ObjectNotFoundError(f"object {key!r} does not exist")
         return await self.protected_until(bucket, key)
@@ -550,9 +615,9 @@ class BucketStore:
                 raise NotFoundError(f"no bucket {bucket_id!r}")
             return _record(row)
 
-    async def trash_entries(self, bucket_id: str) -> list[trash.TrashEntry]:
+    async def trash_entries(self, bucket_id: str) -> list[TrashEntry]:
         await self._row(bucket_id)
-        return await asyncio.to_thread(trash.entries, self.files, bucket_id)
+        return await asyncio.to_thread(self.objects.trash_entries, bucket_id)
 
     async def undelete(self, bucket_id: str, keys: list[str], *, every: bool = False) -> list[str]:
         """Put objects back from the trash (never over an existing object); returns
@@ -567,8 +632,8 @@ class BucketStore:
                 row = await s.get(Bucket, bucket_id, with_for_update=True)
                 if row is None:
                     raise NotFoundError(f"no bucket {bucket_id!r}")
-                size = await asyncio.to_thread(trash.restore, self.files, bucket_id, key)
-                if size or await asyncio.to_thread(self.files.size_of, bucket_id, key):
+                size = await asyncio.to_thread(self.objects.restore, bucket_id, key)
+                if size or await asyncio.to_thread(self.objects.size_of, bucket_id, key):
                     restored.append(key)
                 row.used_bytes += size
         return restored
@@ -582,22 +647,27 @@ class BucketStore:
             if not record.immutable_seconds:
                 continue
             cutoff = now - timedelta(seconds=record.immutable_seconds)
-            removed += await asyncio.to_thread(trash.purge, self.files, record.bucket_id, cutoff)
+            removed += await asyncio.to_thread(self.objects.purge_trash, record.bucket_id, cutoff)
         return removed
 
     async def purge_trash_forever(self, every_seconds: float = 3600) -> None:
+        """Also recounts buckets left with stale intents, every tenth of the period."""
+        rounds = 0
         while True:
             try:
-                removed = await self.purge_trash()
-                if removed:
-                    log.info("trash: %d objects past their protection removed for good", removed)
+                if rounds % 10 == 0:
+                    removed = await self.purge_trash()
+                    if removed:
+                        log.info("trash: %d objects past their protection removed", removed)
+                await self.repair_intents()
             except Exception:  # the database may be briefly away; try next round
-                log.exception("trash purge failed")
-            await asyncio.sleep(every_seconds)
+                log.exception("bucket upkeep failed")
+            rounds += 1
+            await asyncio.sleep(every_seconds / 10)
 
     async def list_objects(self, bucket: BucketRecord, prefix: str) -> list[ObjectEntry]:
         check_prefix(prefix)
-        return await asyncio.to_thread(lambda: list(self.files.list(bucket.bucket_id, prefix)))
+        return await asyncio.to_thread(lambda: list(self.objects.list(bucket.bucket_id, prefix)))
 
     # ------------------------------------------------------------- upkeep
 
@@ -612,7 +682,7 @@ class BucketStore:
                     )
                     if row is None:
                         continue
-                    used = await asyncio.to_thread(self.files.usage, row.id)
+                    used = await asyncio.to_thread(self.objects.usage, row.id)
                     if used != row.used_bytes:
                         log.info("bucket %s: usage %d -> %d bytes", row.id, row.used_bytes, used)
                         row.used_bytes = used

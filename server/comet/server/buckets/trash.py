@@ -1,11 +1,12 @@
-"""The server-side trash of immutable buckets, and their no-overwrite writes.
+"""The trash of immutable buckets on disk, and their no-overwrite writes (the file
+side of ``BucketFiles``).
 
 An object deleted from an immutable bucket (only ever with a delete grant, and only
 once older than the bucket's protection period) is renamed into
 ``<bucket>/~trash/<key path>~<deleted at, ns>``: no key can contain ``~``, so no
 device can list, read, write or delete it. It stays there for another protection
 period, then ``purge`` removes it for good; until then a SUPER admin can put it
-back (``restore``). Synchronous, like ``BucketFiles``: called from worker threads.
+back (``restore``). Synchronous: called from worker threads.
 """
 
 from __future__ import annotations
@@ -16,27 +17,24 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from comet.server.buckets.errors import BucketStorageError, ImmutableObjectError
-from comet.server.buckets.files import BucketFiles, PendingObject
-from comet.server.buckets.keys import check_key
+from comet.server.buckets.objects import TrashEntry, is_mutable
+
+if TYPE_CHECKING:
+    from comet.server.buckets.files import PendingFile
+
+__all__ = ["TrashEntry", "is_mutable"]
 
 TRASH_DIR = "~trash"
-# Lock objects are advisory and must come and go; they live apart from the data, so
-# mutating them can never hide or replace a pack, index or snapshot.
-MUTABLE_PREFIX = "locks/"
 _COMPARE_PIECE = 1 << 20
-
-
-def is_mutable(key: str) -> bool:
-    return key.startswith(MUTABLE_PREFIX)
+_MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 
 
 @dataclass(frozen=True)
-class TrashEntry:
-    key: str
-    size: int
-    deleted_at: datetime
+class TrashFile:
+    entry: TrashEntry
     path: Path
 
 
@@ -52,7 +50,7 @@ def _same_content(a: Path, b: Path) -> bool:
                 return True
 
 
-def publish_new(pending: PendingObject) -> bool:
+def publish_new(pending: PendingFile) -> bool:
     """Publish an upload only where no object exists yet (a hard link, which never
     replaces). An object already there with the very same bytes is left as it is (a
     retried put); different bytes are refused. True when the object was created."""
@@ -76,37 +74,34 @@ def publish_new(pending: PendingObject) -> bool:
     return True
 
 
-def object_written_at(files: BucketFiles, bucket_id: str, key: str) -> datetime | None:
-    path = files.bucket_dir(bucket_id).joinpath(*check_key(key).split("/"))
+def object_written_at(path: Path) -> datetime | None:
     try:
         return datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+        if e.errno in _MISSING:
             return None
-        raise BucketStorageError(f"cannot stat {key!r}: {e.strerror or e}") from e
+        raise BucketStorageError(f"cannot stat {path.name!r}: {e.strerror or e}") from e
 
 
-def restamp(files: BucketFiles, bucket_id: str, key: str, written: datetime) -> bool:
+def restamp(path: Path, key: str, written: datetime) -> bool:
     """Date the object as written at ``written`` when that is later than it is now, so
     its protection (which runs from that date) lasts longer; never earlier. False when
     there is no such object."""
-    path = files.bucket_dir(bucket_id).joinpath(*check_key(key).split("/"))
     stamp = written.timestamp()
     try:
         st = path.stat()
         if stamp > st.st_mtime:
             os.utime(path, (st.st_atime, stamp))
     except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+        if e.errno in _MISSING:
             return False
         raise BucketStorageError(f"cannot protect {key!r}: {e.strerror or e}") from e
     return True
 
 
-def move_to_trash(files: BucketFiles, bucket_id: str, key: str, now: datetime) -> int:
+def move_to_trash(root: Path, key: str, now: datetime) -> int:
     """Move the object into the trash; returns its size (0 when there was none)."""
-    root = files.bucket_dir(bucket_id)
-    source = root.joinpath(*check_key(key).split("/"))
+    source = root.joinpath(*key.split("/"))
     stamp = int(now.timestamp() * 1e9)
     target = root / TRASH_DIR / Path(*key.split("/")).parent / f"{source.name}~{stamp}"
     try:
@@ -120,9 +115,9 @@ def move_to_trash(files: BucketFiles, bucket_id: str, key: str, now: datetime) -
     return size
 
 
-def entries(files: BucketFiles, bucket_id: str) -> list[TrashEntry]:
-    trash = files.bucket_dir(bucket_id) / TRASH_DIR
-    found: list[TrashEntry] = []
+def entries(root: Path) -> list[TrashFile]:
+    trash = root / TRASH_DIR
+    found: list[TrashFile] = []
     for dirpath, _dirs, names in os.walk(trash):
         for name in names:
             base, sep, stamp = name.rpartition("~")
@@ -132,49 +127,42 @@ def entries(files: BucketFiles, bucket_id: str) -> list[TrashEntry]:
             rel = path.parent.relative_to(trash)
             key = base if rel == Path(".") else f"{rel.as_posix()}/{base}"
             with contextlib.suppress(FileNotFoundError):
-                found.append(
-                    TrashEntry(
-                        key,
-                        path.stat().st_size,
-                        datetime.fromtimestamp(int(stamp) / 1e9, UTC),
-                        path,
-                    )
-                )
-    return sorted(found, key=lambda e: (e.key, e.deleted_at))
+                when = datetime.fromtimestamp(int(stamp) / 1e9, UTC)
+                found.append(TrashFile(TrashEntry(key, path.stat().st_size, when), path))
+    return sorted(found, key=lambda e: (e.entry.key, e.entry.deleted_at))
 
 
-def purge(files: BucketFiles, bucket_id: str, deleted_before: datetime) -> int:
+def purge(root: Path, deleted_before: datetime) -> int:
     """Remove for good what was deleted before ``deleted_before``; returns how many."""
     removed = 0
-    for entry in entries(files, bucket_id):
-        if entry.deleted_at < deleted_before:
+    for found in entries(root):
+        if found.entry.deleted_at < deleted_before:
             with contextlib.suppress(FileNotFoundError):
-                entry.path.unlink()
+                found.path.unlink()
                 removed += 1
     return removed
 
 
-def restore(files: BucketFiles, bucket_id: str, key: str) -> int:
+def restore(root: Path, key: str) -> int:
     """Put the most recently deleted ``key`` back; returns its size, 0 when the trash
     has no such object or the key exists again (it is never overwritten)."""
-    candidates = [e for e in entries(files, bucket_id) if e.key == key]
+    candidates = [e for e in entries(root) if e.entry.key == key]
     if not candidates:
         return 0
-    entry = candidates[-1]
-    target = files.bucket_dir(bucket_id).joinpath(*check_key(key).split("/"))
+    found = candidates[-1]
+    target = root.joinpath(*key.split("/"))
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.link(entry.path, target)
+        os.link(found.path, target)
     except FileExistsError:
         return 0
-    entry.path.unlink()
-    return entry.size
+    found.path.unlink()
+    return found.entry.size
 
 
-def last_change(files: BucketFiles, bucket_id: str) -> datetime | None:
+def last_change(root: Path) -> datetime | None:
     """When the bucket's newest object was written or its latest trash entry deleted:
     the bucket as a whole is protected until a protection period after that."""
-    root = files.bucket_dir(bucket_id)
     newest: datetime | None = None
     for dirpath, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if d != "~tmp"]

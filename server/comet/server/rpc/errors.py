@@ -25,6 +25,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from comet.server import errors
+from comet.server.buckets.errors import ObjectStoreUnavailableError
 from comet.server.store.availability import DatabaseFailure, classify_database_failure
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ STATUS: dict[type[errors.ServerError], grpc.StatusCode] = {
     errors.DeviceOfflineError: grpc.StatusCode.UNAVAILABLE,
     errors.DatabaseUnavailableError: grpc.StatusCode.UNAVAILABLE,
     errors.DatabaseSetupError: grpc.StatusCode.INTERNAL,
+    ObjectStoreUnavailableError: grpc.StatusCode.UNAVAILABLE,
 }
 
 ERROR_CODE_KEY = "comet-error-code"

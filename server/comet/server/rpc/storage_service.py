@@ -114,7 +114,7 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.ObjectStat:
         bucket = await self._bucket(context)
         entry = await self._buckets.stat(bucket, request.key)
-        reply = storage_pb2.ObjectStat(key=entry.key, size=entry.size)
+        reply = storage_pb2.ObjectStat(key=entry.key, size=entry.size, mtime_ns=entry.mtime_ns)
         until = await self._buckets.protected_until(bucket, request.key)
         if until is not None:
             reply.protected_until.FromDatetime(until)
@@ -154,4 +154,4 @@ class StorageService(storage_pb2_grpc.StorageServiceServicer):
     ) -> AsyncIterator[storage_pb2.ObjectStat]:
         bucket = await self._bucket(context)
         for entry in await self._buckets.list_objects(bucket, request.prefix):
-            yield storage_pb2.ObjectStat(key=entry.key, size=entry.size)
+            yield storage_pb2.ObjectStat(key=entry.key, size=entry.size, mtime_ns=entry.mtime_ns)

@@ -6,6 +6,7 @@ pruned. Failed attempts are also what login throttling counts (``throttle``)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select
@@ -13,8 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from comet.server import validation
 from comet.server.clock import Clock
+from comet.server.store import partitions
 from comet.server.store.models import AuditEvent
 from comet.server.throttle import FailureCount
+
+log = logging.getLogger(__name__)
 
 # Audit rows keep at most this much of each caller-influenced field.
 AUDIT_FIELD_MAX = 256
@@ -23,6 +27,7 @@ AUDIT_DETAILS_MAX = 2048
 
 class AuditLog:
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Single statements on the hot path (failed logins) need no transaction.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -62,11 +67,16 @@ class AuditLog:
             return list((await s.scalars(query)).all())
 
     async def prune(self, retention: timedelta) -> int:
-        """Deletes events older than ``retention``; returns how many."""
+        """Deletes events older than ``retention``; returns how many rows were deleted
+        one by one. The table is partitioned by month: months ahead are created here,
+        and months wholly past retention are dropped whole (not counted)."""
+        now = self._clock.now()
+        await partitions.ensure_ahead(self._engine, "audit_events", now)
+        dropped = await partitions.drop_before(self._engine, "audit_events", now - retention)
+        if dropped:
+            log.info("audit: partitions past retention dropped: %s", ", ".join(dropped))
         async with self._autocommit.connect() as conn:
-            result = await conn.execute(
-                delete(AuditEvent).where(AuditEvent.time < self._clock.now() - retention)
-            )
+            result = await conn.execute(delete(AuditEvent).where(AuditEvent.time < now - retention))
         return int(result.rowcount)
 
     async def failures(

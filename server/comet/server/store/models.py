@@ -227,6 +227,19 @@ class Bucket(Base):
     immutable_seconds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
+class BucketIntent(Base):
+    """A put that may have stored its object without committing its usage (the
+    instance died in between): written before the object is published, removed in
+    the transaction that counts it. Old ones mark buckets whose usage is recounted.
+    No foreign key: its check would wait on the bucket row the put holds locked."""
+
+    __tablename__ = "bucket_intents"
+
+    bucket_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class EmailRecipient(Base):
     """Who gets which mail: a user's address (their jobs, their summary) or, with no
     user, an administrator's (every user's jobs by rule, the admin summary)."""
