@@ -48,7 +48,6 @@ def test_an_unpinned_sftp_vault_says_what_to_run_and_trust_host_key_pins_it(
     wrong = "SHA256:" + "A" * 43
     mismatch = alice.comet("vault", "trust-host-key", "old net", "--host-key", wrong, check=False)
     assert mismatch.returncode != 0 and "was not changed" in mismatch.stderr
-    assert alice.comet("snapshots", "--vault", "old net", check=False).returncode != 0
 
     pinned = alice.comet(
         "vault", "trust-host-key", "old net", "--host-key", fingerprint, "--json"
@@ -66,9 +65,5 @@ def test_an_unpinned_sftp_vault_says_what_to_run_and_trust_host_key_pins_it(
     asked = alice.comet("vault", "trust-host-key", "old net", check=False)
     assert asked.returncode != 0
     assert fingerprint in asked.stderr and new_fingerprint in asked.stderr
-    old_pin = alice.comet(
-        "vault", "trust-host-key", "old net", "--host-key", fingerprint, check=False
-    )
-    assert old_pin.returncode != 0 and "was not changed" in old_pin.stderr
     alice.comet("vault", "trust-host-key", "old net", "--host-key", new_fingerprint)
     assert alice.comet("snapshots", "--vault", "old net", "--json").json() == []
