@@ -146,9 +146,9 @@ def open_storage(
             # Vaults saved before host keys were pinned land here: say which and how.
             raise VaultError(
                 f"SFTP vault {spec.name!r} has no pinned host key for {settings.host}:"
-                f"{settings.port or 22}{_presented_key(settings)}, so it is not used (it was"
-                " probably saved before Comet pinned SFTP host keys). Check the fingerprint"
-                " with the server's administrator, then run 'comet vault trust-host-key"
+                f"{settings.port or 22}{_presented_key(settings)}, so it is not used (vaults"
+                " saved before Comet pinned SFTP host keys, or imported, have none). Check the"
+                " fingerprint with the server's administrator, then run 'comet vault trust-host-key"
                 f" {shlex.quote(spec.name)}' to pin it"
             )
         key_path = None
