@@ -495,6 +495,30 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
     ) -> common_pb2.StorageVault:
         return await self._agent.ops.attach_vault(request.vault)
 
+    @handles_errors
+    async def SftpHostKey(
+        self, request: agent_api_pb2.SftpHostKeyRequest, context: Ctx
+    ) -> agent_api_pb2.SftpHostKeyReply:
+        # Like ServerCertificate: no login needed, it only reads what a server presents.
+        # paramiko is imported on first use (see vaults.open_storage).
+        from comet.agent.storage.sftp import (
+            fetch_host_key,
+            host_key_fingerprint,
+            host_key_matches,
+            parse_host_key_pin,
+        )
+
+        if not request.host.strip() or request.port > 65535:
+            raise AgentError("an SFTP host key check needs a host name and a port up to 65535")
+        expected = parse_host_key_pin(request.expected) if request.expected.strip() else None
+        seen = await asyncio.to_thread(fetch_host_key, request.host.strip(), request.port or 22)
+        return agent_api_pb2.SftpHostKeyReply(
+            host_key=seen,
+            fingerprint=host_key_fingerprint(seen),
+            key_type=seen.split()[0],
+            matches=expected is not None and host_key_matches(expected, seen),
+        )
+
     # ------------------------------------------------------------ mounts
 
     async def Mount(

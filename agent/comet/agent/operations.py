@@ -150,6 +150,14 @@ class Operations:
         vault.vault_id = vault.vault_id or str(uuid.uuid4())
         if not vault.name:
             raise AgentError("a Storage Vault needs a name")
+        if vault.WhichOneof("settings") == "sftp" and not vault.sftp.host_key:
+            # open_storage refuses it too, but its advice is for vaults already saved.
+            raise AgentError(
+                f"SFTP vault {vault.name!r} has no pinned host key: ask the agent for the key"
+                f" {vault.sftp.host}:{vault.sftp.port or 22} presents (SftpHostKey), confirm"
+                " its fingerprint and send it as the vault's host_key ('comet vault add'"
+                " and the app do this)"
+            )
         current = await self.profile.fetch()
         immutable.check_new_vault(vault, current.policy.force_immutable_days)
         if vault.WhichOneof("settings") == "comet" and not vault.comet.bucket_id:

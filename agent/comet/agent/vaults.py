@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,10 +143,13 @@ def open_storage(
         if not settings.host_key:
             # Accepting whatever key the server presents would hand the vault's data
             # (and the login) to anyone who can intercept the connection.
+            # Vaults saved before host keys were pinned land here: say which and how.
             raise VaultError(
-                f"SFTP vault {spec.name!r} has no pinned host key for {settings.host}"
-                f"{_presented_key(settings)}; check it and set it as the vault's host key"
-                " (its SHA256 fingerprint, or the 'type base64' key) before it can be used"
+                f"SFTP vault {spec.name!r} has no pinned host key for {settings.host}:"
+                f"{settings.port or 22}{_presented_key(settings)}, so it is not used (vaults"
+                " saved before Comet pinned SFTP host keys, or imported, have none). Check the"
+                " fingerprint with the server's administrator, then run 'comet vault trust-host-key"
+                f" {shlex.quote(spec.name)}' to pin it"
             )
         key_path = None
         if settings.private_key:

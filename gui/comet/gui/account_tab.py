@@ -4,6 +4,9 @@ progress of vault jobs and of restores of items unknown to this device."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 from PyQt6.QtCore import QModelIndex, QPoint, Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QHBoxLayout,
@@ -31,11 +34,18 @@ from comet.gui.records import (
     JobEvent,
     PolicyFlags,
     Profile,
+    SftpHostKey,
+    SftpVaultSettings,
     StorageVault,
 )
 from comet.gui.section_header import SectionHeader
 from comet.gui.theme import Tone, record_table, set_tone, title_label
 from comet.gui.totp_dialog import TotpDialog
+
+
+def host_key_question(where: str, shown: str) -> str:
+    return f"The server at {where} presents key {shown} — is this the server you expect?"
+
 
 VAULT_ACTIONS: tuple[tuple[str, Classification, str], ...] = (
     (
@@ -62,6 +72,8 @@ class AccountTab(QWidget):
         self.status = AgentStatus()
         self.profile: Profile | None = None
         self.editor: VaultEditor | None = None
+        # Asks whether to trust an SFTP server's host key (a modal dialog; tests swap it).
+        self.confirm_host_key: Callable[[str, str], bool] = self._ask_to_trust_host_key
         self.account_dialog: AccountDialog | None = None
         self.password_dialog: ChangePasswordDialog | None = None
         self.totp_dialog: TotpDialog | None = None
@@ -274,6 +286,57 @@ class AccountTab(QWidget):
         return editor
 
     def _save_vault(self, vault: StorageVault) -> None:
+        if not vault.vault_id and isinstance(vault.settings, SftpVaultSettings):
+            self._pin_host_key(vault, vault.settings)
+        else:
+            self._send_vault(vault)
+
+    def _pin_host_key(self, vault: StorageVault, settings: SftpVaultSettings) -> None:
+        """A new SFTP vault pins the key its server presents: the one typed in the editor
+        if it is that one, else only once the person confirms its fingerprint."""
+        editor = self.editor
+        where = f"{settings.host}:{settings.port}"
+
+        def presented(key: SftpHostKey) -> None:
+            if editor is None or self.editor is not editor:  # the editor was closed
+                return
+            shown = f"{key.fingerprint} ({key.key_type})"
+            if settings.host_key and not key.matches:
+                editor.show_error(
+                    f"Not saved: the server at {where} presents key {shown}, not the host"
+                    " key entered. If the server's key was replaced, check the new one with"
+                    " its administrator."
+                )
+            elif not settings.host_key and not self.confirm_host_key(where, shown):
+                editor.show_error("Not saved: the server's host key was not confirmed.")
+            else:
+                pinned = dataclasses.replace(settings, host_key=key.host_key)
+                self._send_vault(dataclasses.replace(vault, settings=pinned))
+
+        def failed(error: ApiError) -> None:
+            if editor is not None:
+                editor.show_error(f"Not saved: {error.message}")
+
+        self.client.sftp_host_key(settings.host, settings.port, expected=settings.host_key).then(
+            presented, failed
+        )
+
+    def _ask_to_trust_host_key(self, where: str, shown: str) -> bool:
+        box = QMessageBox(self.editor or self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Trust this SFTP server?")
+        box.setText(host_key_question(where, shown))
+        box.setInformativeText(
+            "Compare it with the fingerprint your server's administrator gives you"
+            " (ssh-keygen -lf on the server's key). The vault will only connect to a"
+            " server presenting this key."
+        )
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        return box.exec() == QMessageBox.StandardButton.Yes
+
+    def _send_vault(self, vault: StorageVault) -> None:
         editor = self.editor
         if vault.vault_id:
             version = editor.property("base_version") if editor is not None else 0

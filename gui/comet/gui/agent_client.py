@@ -421,6 +421,19 @@ class AgentClient(QObject):
 
         return self._submit("AddVault", call)
 
+    def sftp_host_key(self, host: str, port: int, *, expected: str = "") -> Pending:
+        """The host key an SFTP server presents (for the person to confirm before a vault
+        pins it); with ``expected`` (a key or fingerprint typed in), whether it is that."""
+
+        def call() -> r.SftpHostKey:
+            msg = self._stub.SftpHostKey(
+                agent_api_pb2.SftpHostKeyRequest(host=host, port=port, expected=expected),
+                timeout=30,
+            )
+            return r.SftpHostKey(msg.host_key, msg.fingerprint, msg.key_type, msg.matches)
+
+        return self._submit("SftpHostKey", call)
+
     def save_vault(self, vault: r.StorageVault, *, base_version: int) -> Pending:
         """Rename, re-quota or change the default retention of an existing vault."""
 

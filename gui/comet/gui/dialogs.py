@@ -445,7 +445,12 @@ class VaultEditor(_Editor):
         self.sftp_key_file = QLineEdit()
         self.sftp_key_file.setPlaceholderText("private key file (instead of a password)")
         self.sftp_host_key = QLineEdit()
-        self.sftp_host_key.setPlaceholderText("ssh-ed25519 AAAA… (pins the server's key)")
+        self.sftp_host_key.setPlaceholderText("empty: confirm the server's key on Save")
+        self.sftp_host_key.setToolTip(
+            "The server's SSH host key the vault pins: SHA256:<fingerprint>, 'type base64'"
+            " or a known_hosts line. Left empty, Save shows the key the server presents and"
+            " asks you to confirm it."
+        )
         form.addRow("Host:", self.sftp_host)
         form.addRow("Port:", self.sftp_port)
         form.addRow("Username:", self.sftp_user)

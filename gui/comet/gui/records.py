@@ -171,6 +171,16 @@ class ServerCertificate:
     problem: str = ""
 
 
+@dataclass(frozen=True)
+class SftpHostKey:
+    """The host key an SFTP server presents, as the agent sees it before a vault pins it."""
+
+    host_key: str  # "<type> <base64>": the value to pin
+    fingerprint: str  # SHA256:…
+    key_type: str
+    matches: bool = False  # the key the person typed (if any) is this one
+
+
 class RetentionKind(IntEnum):
     """The retention ranges the app edits (Comet's retention range codes)."""
 

@@ -138,6 +138,60 @@ def cmd_vault_delete(client: AgentClient, args: argparse.Namespace) -> None:
     )
 
 
+def cmd_vault_trust_host_key(client: AgentClient, args: argparse.Namespace) -> None:
+    """Pin the host key an SFTP vault's server presents now (a vault saved before
+    Comet pinned host keys, or a server whose key was replaced on purpose)."""
+    from comet.agent.client_cli.vaults import ask_trust
+    from comet.agent.storage.sftp import describe_host_key, host_key_matches
+
+    profile = _profile(client)
+    vault = find_vault(profile, args.vault)
+    if vault.WhichOneof("settings") != "sftp":
+        raise _error(f"Storage Vault {vault.name!r} is not an SFTP vault: it has no host key")
+    host, port = vault.sftp.host, vault.sftp.port or 22
+    where = f"{host}:{port}"
+    reply = client.api.SftpHostKey(
+        agent_api_pb2.SftpHostKeyRequest(host=host, port=port, expected=args.host_key or ""),
+        timeout=60,
+    )
+    shown = f"{reply.fingerprint} ({reply.key_type})"
+    old = vault.sftp.host_key
+    doc = {"vault_id": vault.vault_id, "name": vault.name, "fingerprint": reply.fingerprint}
+    note = ""
+    if old:
+        if host_key_matches(old, reply.host_key):
+            _done(
+                args,
+                {**doc, "changed": False},
+                f"vault {vault.name} already pins the host key {shown} of {where}",
+            )
+            return
+        note = (
+            f"It is NOT the key vault {vault.name!r} pinned ({describe_host_key(old)}): trust"
+            " it only if the server's key was replaced on purpose."
+        )
+    refused = f"host key not trusted; vault {vault.name} was not changed"
+    if args.host_key:
+        if not reply.matches:
+            raise _error(
+                f"the SFTP server {where} presents host key {shown}, not the one given with"
+                f" --host-key ({args.host_key}); vault {vault.name} was not changed"
+            )
+    elif not ask_trust(where, shown, refused=refused, note=note):
+        raise _error(
+            f"the SFTP server {where} presents host key {shown}"
+            + (f" (vault {vault.name!r} pinned {describe_host_key(old)})" if old else "")
+            + f"; check it and run again with --host-key {reply.fingerprint} to trust it"
+        )
+    vault.sftp.host_key = reply.host_key
+    _save(client, profile)
+    _done(
+        args,
+        {**doc, "changed": True},
+        f"vault {vault.name} now pins the host key {shown} of {where}",
+    )
+
+
 # ---------------------------------------------------------------------------- items
 
 
@@ -247,6 +301,19 @@ def add_vault_commands(vault: Subcommands) -> None:
     vdel.add_argument("--yes", action="store_true", help="do not ask to confirm")
     json_flag(vdel)
     vdel.set_defaults(func=cmd_vault_delete)
+    vtrust = vault.add_parser(
+        "trust-host-key",
+        help="show an SFTP vault's server host key and pin it (vaults saved before pinning,"
+        " or a server whose key was replaced)",
+    )
+    vtrust.add_argument("vault", help="vault id or name")
+    vtrust.add_argument(
+        "--host-key",
+        help="the key you expect: SHA256:<fingerprint>, 'type base64' or a known_hosts line"
+        " (without it the fingerprint is shown and confirmed on a terminal)",
+    )
+    json_flag(vtrust)
+    vtrust.set_defaults(func=cmd_vault_trust_host_key)
 
 
 def add_item_commands(item: Subcommands) -> None:

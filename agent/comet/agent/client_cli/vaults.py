@@ -76,18 +76,28 @@ def pin_sftp_host_key(host: str, port: int, given: str | None) -> str:
                 f" {describe_host_key(pin)} given with --host-key; no vault was added"
             )
         return seen
-    if sys.stdin.isatty() and sys.stderr.isatty():
-        print(f"The SFTP server {where} presents host key {shown}.", file=sys.stderr)
-        print("Compare it with the server's own (ssh-keygen -lf on its key).", file=sys.stderr)
-        sys.stderr.write("Trust this host key? [y/N] ")
-        sys.stderr.flush()
-        if sys.stdin.readline().strip().lower() in ("y", "yes"):
-            return seen
-        raise CliError("host key not trusted; no vault was added")
+    if ask_trust(where, shown, refused="host key not trusted; no vault was added"):
+        return seen
     raise CliError(
         f"the SFTP server {where} presents host key {shown}; check it and run again with"
         f" --host-key {host_key_fingerprint(seen)} to trust it"
     )
+
+
+def ask_trust(where: str, shown: str, *, refused: str, note: str = "") -> bool:
+    """On a terminal, show the host key and ask; True if trusted, CliError(``refused``)
+    if not. False when nobody is at a terminal to ask."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    print(f"The SFTP server {where} presents host key {shown}.", file=sys.stderr)
+    if note:
+        print(note, file=sys.stderr)
+    print("Compare it with the server's own (ssh-keygen -lf on its key).", file=sys.stderr)
+    sys.stderr.write("Trust this host key? [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() in ("y", "yes"):
+        return True
+    raise CliError(refused)
 
 
 def cmd_vault_add(client: AgentClient, args: argparse.Namespace) -> None:

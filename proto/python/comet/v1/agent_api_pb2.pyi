@@ -1556,3 +1556,62 @@ class PlanRetentionReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PlanRetentionReply: _TypeAlias = PlanRetentionReply  # noqa: Y015
+
+@_typing.final
+class SftpHostKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    port: _builtins.int
+    """0 = 22"""
+    expected: _builtins.str
+    """A pin a person gave: SHA256:<fingerprint>, "<type> <base64>" or a known_hosts line."""
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        expected: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected", b"expected", "host", b"host", "port", b"port"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SftpHostKeyRequest: _TypeAlias = SftpHostKeyRequest  # noqa: Y015
+
+@_typing.final
+class SftpHostKeyReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_KEY_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    KEY_TYPE_FIELD_NUMBER: _builtins.int
+    MATCHES_FIELD_NUMBER: _builtins.int
+    host_key: _builtins.str
+    """"<type> <base64>": the value to pin"""
+    fingerprint: _builtins.str
+    """SHA256:<base64, unpadded>, as ssh-keygen -lf shows it"""
+    key_type: _builtins.str
+    """e.g. ssh-ed25519"""
+    matches: _builtins.bool
+    """`expected` was given and is this key"""
+    def __init__(
+        self,
+        *,
+        host_key: _builtins.str = ...,
+        fingerprint: _builtins.str = ...,
+        key_type: _builtins.str = ...,
+        matches: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host_key", b"host_key", "key_type", b"key_type", "matches", b"matches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SftpHostKeyReply: _TypeAlias = SftpHostKeyReply  # noqa: Y015

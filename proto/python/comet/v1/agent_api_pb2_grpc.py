@@ -215,6 +215,11 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.AddVaultRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_common__pb2.StorageVault.FromString,
                 _registered_method=True)
+        self.SftpHostKey = channel.unary_unary(
+                '/comet.v1.AgentApi/SftpHostKey',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.SftpHostKeyRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.SftpHostKeyReply.FromString,
+                _registered_method=True)
 
 
 class AgentApiServicer:
@@ -452,6 +457,14 @@ class AgentApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SftpHostKey(self, request, context):
+        """The host key an SFTP server presents (the agent connects, without logging in): what
+        a person confirms before a vault pins it. With `expected`, also whether it matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -634,6 +647,11 @@ def add_AgentApiServicer_to_server(servicer, server):
                     servicer.AttachVault,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.AddVaultRequest.FromString,
                     response_serializer=comet_dot_v1_dot_common__pb2.StorageVault.SerializeToString,
+            ),
+            'SftpHostKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.SftpHostKey,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.SftpHostKeyRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.SftpHostKeyReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1608,6 +1626,33 @@ class AgentApi:
             '/comet.v1.AgentApi/AttachVault',
             comet_dot_v1_dot_agent__api__pb2.AddVaultRequest.SerializeToString,
             comet_dot_v1_dot_common__pb2.StorageVault.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SftpHostKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comet.v1.AgentApi/SftpHostKey',
+            comet_dot_v1_dot_agent__api__pb2.SftpHostKeyRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.SftpHostKeyReply.FromString,
             options,
             channel_credentials,
             insecure,

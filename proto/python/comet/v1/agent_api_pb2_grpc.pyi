@@ -92,6 +92,10 @@ class AgentApiStub:
     """Adopt an existing Comet repository as a new vault of this account: it must open
     with one of the account's vault keys.
     """
+    SftpHostKey: _grpc.UnaryUnaryMultiCallable[_agent_api_pb2.SftpHostKeyRequest, _agent_api_pb2.SftpHostKeyReply]
+    """The host key an SFTP server presents (the agent connects, without logging in): what
+    a person confirms before a vault pins it. With `expected`, also whether it matches.
+    """
 
 @_typing.type_check_only
 class AgentApiAsyncStub(AgentApiStub):
@@ -153,6 +157,10 @@ class AgentApiAsyncStub(AgentApiStub):
     AttachVault: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.AddVaultRequest, _common_pb2.StorageVault]  # type: ignore[assignment]
     """Adopt an existing Comet repository as a new vault of this account: it must open
     with one of the account's vault keys.
+    """
+    SftpHostKey: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.SftpHostKeyRequest, _agent_api_pb2.SftpHostKeyReply]  # type: ignore[assignment]
+    """The host key an SFTP server presents (the agent connects, without logging in): what
+    a person confirms before a vault pins it. With `expected`, also whether it matches.
     """
 
 class AgentApiServicer:
@@ -392,6 +400,15 @@ class AgentApiServicer:
     ) -> _typing.Union[_common_pb2.StorageVault, _abc.Awaitable[_common_pb2.StorageVault]]:
         """Adopt an existing Comet repository as a new vault of this account: it must open
         with one of the account's vault keys.
+        """
+
+    def SftpHostKey(
+        self,
+        request: _agent_api_pb2.SftpHostKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_api_pb2.SftpHostKeyReply, _abc.Awaitable[_agent_api_pb2.SftpHostKeyReply]]:
+        """The host key an SFTP server presents (the agent connects, without logging in): what
+        a person confirms before a vault pins it. With `expected`, also whether it matches.
         """
 
 def add_AgentApiServicer_to_server(servicer: AgentApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
