@@ -161,7 +161,7 @@ def test_mistakes_people_make_first_are_answered_with_a_sentence(
     # Unknown names and devices.
     refused(alice.comet("backup", "nope", "--vault", "v", check=False), "no Protected Item 'nope'")
     err = refused(admin("dispatch", "refetch", "--device", "nope", check=False))
-    assert "no device has the id 'nope'" in err and "comet-admin device list" in err
+    assert "no device named 'nope'" in err and "comet-admin device list" in err
     assert "not reachable" not in err
 
     # A reader that goes away (comet … | head) ends the command quietly.

@@ -67,7 +67,11 @@ def test_admin_adds_user_whose_first_login_registers_the_device(
     assert status["logged_in"] and status["username"] == "alice"
     assert status["server"] == server.url and status["device_id"] == reply["device_id"]
 
-    devices = admin("device", "list", "--json").json()
+    # The agent sees its stream open a moment before the server has recorded it.
+    devices = wait_for(
+        lambda: (d := admin("device", "list", "--json").json()) and d[0]["online"] and d,
+        what="the device listed online",
+    )
     assert len(devices) == 1
     device = devices[0]
     assert device["device_id"] == status["device_id"]

@@ -107,6 +107,7 @@ async def test_jobs_and_job_log(cli: Cli, rpc: RpcServer) -> None:
         "downloaded_bytes": 0,
         "client_version": "",
         "error_message": "",
+        "error": None,
         "abandoned_by": None,
     }
     assert await cli.json("jobs", "--status", "7002") == []
@@ -174,7 +175,7 @@ async def test_reset_password_and_dispatch_to_an_offline_device(cli: Cli, rpc: R
         "--wait",
         "--json",
     )
-    assert code == 1 and "no device has the id 'dev-42'" in err and "device list" in err
+    assert code == 1 and "no device named 'dev-42'" in err and "device list" in err
     code, _, err = await cli(
         "dispatch", "restore", "--device", "dev-42", "--vault", "v", "--snapshot", "latest"
     )
