@@ -87,10 +87,11 @@ def _print_reply(args: argparse.Namespace, reply: control_pb2.CommandReply, acti
 def runner(builder: Builder, action: str) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         wait = bool(getattr(args, "wait", False))
+        command = builder(args)  # the arguments are checked before any server call
         # A device name is as good as its id; items, vaults and snapshots (names,
         # prefixes, 'latest') are resolved by the agent itself.
         args.device = AdminNames(Admin(load_session())).device_id(args.device)
-        reply = send(args.device, builder(args), wait=wait)
+        reply = send(args.device, command, wait=wait)
         _print_reply(args, reply, action)
 
     return run

@@ -246,7 +246,9 @@ def open_stores(engine: AsyncEngine, clock: Clock, config: ServerConfig, box: Se
             session_hours=config.session_hours,
             max_failed_logins=config.max_failed_logins,
             failed_login_window_seconds=config.failed_login_window_seconds,
-            online_after_seconds=config.heartbeat_seconds * 3,
+            # Three missed heartbeats, and never under 10 s: a device on a busy host
+            # must not flicker offline between two heartbeats that arrive late.
+            online_after_seconds=max(config.heartbeat_seconds * 3, 10),
             first_backoff_seconds=config.login_backoff_seconds,
         ),
         box=box,
