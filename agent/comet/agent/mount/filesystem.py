@@ -9,7 +9,7 @@ when they are listed or looked up, so snapshots taken while mounted appear.
 Everything that touches storage runs in a worker thread (``trio.to_thread``), so many
 files are read at once; what is held already (most directories, through ``TreeCache``,
 and cached file data) is answered on the FUSE loop without a thread hop. A snapshot's
-entries get their attributes built once, as their directory is first listed. A blob
+entries get an inode and attributes once, when first looked up or listed. A blob
 that cannot be read fails that read with EIO and a warning in the log; the other ranges
 of the file still read.
 """
@@ -53,6 +53,7 @@ _TYPE_BITS = {
 _CONTENT_TIMEOUT = 300.0  # snapshot contents never change
 _VIRTUAL_TIMEOUT = 1.0
 _READ_AHEAD_BLOBS = 8
+INLINE_READ_BYTES = 1 << 20
 _TREE_READ_AHEAD = 64
 _SPINE_DEPTH = 32
 _BLKSIZE = 128 << 10
@@ -116,16 +117,18 @@ def _raw_attrs(ino: int, raw: dict[str, Any]) -> pyfuse3.EntryAttributes:
 class _Inode:
     """One node of the mount. A snapshot's entries keep their stored form (``raw``) and
     build their ``Node`` only when first needed (opened, read as a link); their
-    attributes are built once, as they are listed."""
+    attributes are built once, when they are first looked up or listed."""
 
     __slots__ = (
         "_node",
         "_raw",
         "attrs",
-        "children",
-        "entries",
+        "index",
         "ino",
+        "inos",
+        "listing",
         "name",
+        "names",
         "parent",
         "snapshot",
         "subtree",
@@ -155,8 +158,13 @@ class _Inode:
         self.subtree = subtree
         self.virtual = virtual  # set for by-item/… directories and their symlinks
         self.snapshot = snapshot
-        self.children: dict[bytes, int] | None = None
-        self.entries: list[tuple[bytes, _Inode]] = []
+        # Set once the directory is listed: its entry names, name → position, and the
+        # entries' inodes (0 until an entry is first looked up or listed; ``listing``
+        # holds the stored entries until then).
+        self.names: list[bytes] | None = None
+        self.index: dict[bytes, int] = {}
+        self.inos: list[int] = []
+        self.listing: Listing = []
         self._node = node
         self._raw = raw
 
@@ -196,8 +204,12 @@ class SnapshotFilesystem(pyfuse3.Operations):
         *,
         all_devices: bool = False,
         list_ttl: float = 5.0,
+        inline_read_bytes: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``inline_read_bytes``: a read missing at most this many bytes of blobs reads
+        them on the FUSE loop itself; for storage quick enough (a local disk) that
+        handing the work to a thread and back costs more than the read."""
         super().__init__()
         self._repo = repo
         self._cache = cache
@@ -205,6 +217,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
         self._source = source
         self._all_devices = all_devices
         self._list_ttl = list_ttl
+        self._inline_read_bytes = inline_read_bytes
         self._clock = clock
         self._listed_at: float | None = None
         self._refresh_lock = trio.Lock()
@@ -346,16 +359,19 @@ class SnapshotFilesystem(pyfuse3.Operations):
                     children[os.fsencode(name)] = self._snapshot_roots[layout.snapshots[child].id]
                 elif child in self._virtual:
                     children[os.fsencode(name)] = self._virtual[child]
-            inode.children = children
-            inode.entries = [(name, self._inodes[children[name]]) for name in sorted(children)]
+            inode.names = sorted(children)
+            inode.index = {name: i for i, name in enumerate(inode.names)}
+            inode.inos = [children[name] for name in inode.names]
 
     # --- snapshot contents ------------------------------------------------------------
 
-    async def _children(self, inode: _Inode) -> dict[bytes, int]:
+    async def _listed(self, inode: _Inode) -> list[bytes]:
+        """The directory's entry names, listing it first if needed (EIO if its tree
+        cannot be read)."""
         if inode.virtual is not None:
             await self._refresh()
-        if inode.children is not None:
-            return inode.children
+        if inode.names is not None:
+            return inode.names
         if inode.type != NodeType.DIR:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         subtree = inode.subtree
@@ -366,58 +382,63 @@ class SnapshotFilesystem(pyfuse3.Operations):
                 # with the spine below a snapshot root; else a worker thread reads it.
                 held = self._trees.cached(subtree)
                 listing = held or await self._in_thread(lambda: self._load_spine(subtree))
-            if inode.children is not None:  # another task loaded it meanwhile
-                return inode.children
-            children, below = self._add_children(inode, listing)
+            if inode.names is not None:  # another task listed it meanwhile
+                return inode.names
+            names = [os.fsencode(raw["name"]) for raw in listing]
+            below = [
+                bytes.fromhex(raw["subtree"])
+                for raw in listing
+                if raw["type"] == "dir" and raw.get("subtree")
+            ]
         except (AgentError, ValueError, KeyError, TypeError) as e:
             log.warning("mount: %s: %s", self._path_of(inode), e)
             raise pyfuse3.FUSEError(errno.EIO) from e
-        inode.children = children
-        inode.entries = [(name, self._inodes[ino]) for name, ino in children.items()]
+        inode.listing = listing
+        inode.index = {name: i for i, name in enumerate(names)}
+        inode.inos = [0] * len(names)
+        inode.names = names
         if below:  # find, ls -R and file managers descend next: read those trees ahead
             self._trees.prefetch(below[:_TREE_READ_AHEAD])
-        return children
+        return names
 
-    def _add_children(
-        self, parent: _Inode, listing: Listing
-    ) -> tuple[dict[bytes, int], list[bytes]]:
-        """Inodes for a directory's entries (hard links of one snapshot share one);
-        returns name → inode and the trees below. ValueError, KeyError or TypeError
-        for a malformed entry."""
-        children: dict[bytes, int] = {}
-        below: list[bytes] = []
-        fsencode, snapshot, parent_ino = os.fsencode, parent.snapshot, parent.ino
-        for raw in listing:
-            name: str = raw["name"]
+    def _child(self, parent: _Inode, i: int) -> _Inode:
+        """The inode of a listed directory's ``i``-th entry, made on first use (hard
+        links of one snapshot share one). EIO for a malformed entry."""
+        ino = parent.inos[i]
+        if ino:
+            return self._inodes[ino]
+        raw = parent.listing[i]
+        try:
             kind = raw["type"]
             subtree = None
-            if kind == "dir":
-                hex_id = raw.get("subtree")
-                if hex_id is not None:
-                    subtree = bytes.fromhex(hex_id)
-                    below.append(subtree)
+            if kind == "dir" and raw.get("subtree") is not None:
+                subtree = bytes.fromhex(raw["subtree"])
             key = None
             if kind == "file" and raw.get("nlink", 1) > 1 and raw.get("inode", 0):
-                key = (snapshot, raw.get("dev", 0), raw["inode"])
+                key = (parent.snapshot, raw.get("dev", 0), raw["inode"])
                 linked = self._hard_links.get(key)
                 if linked is not None:
-                    children[fsencode(name)] = linked
-                    continue
+                    parent.inos[i] = linked
+                    return self._inodes[linked]
             ino = self._new_ino()
-            self._inodes[ino] = _Inode(
+            inode = _Inode(
                 ino,
-                parent_ino,
-                name,
+                parent.ino,
+                raw["name"],
                 _NODE_TYPES[kind],
                 _raw_attrs(ino, raw),
                 raw=raw,
                 subtree=subtree,
-                snapshot=snapshot,
+                snapshot=parent.snapshot,
             )
-            if key is not None:
-                self._hard_links[key] = ino
-            children[fsencode(name)] = ino
-        return children, below
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("mount: %s: malformed entry %d: %s", self._path_of(parent), i, e)
+            raise pyfuse3.FUSEError(errno.EIO) from e
+        self._inodes[ino] = inode
+        if key is not None:
+            self._hard_links[key] = ino
+        parent.inos[i] = ino
+        return inode
 
     def _load_spine(self, tree_id: bytes) -> Listing:
         """Load a tree and, while it holds a single directory, that directory's tree
@@ -449,13 +470,12 @@ class SnapshotFilesystem(pyfuse3.Operations):
         if name == b"..":
             return self._get(parent.parent or pyfuse3.ROOT_INODE).attrs
         # A snapshot's directories answer without awaiting once listed.
-        children = parent.children if parent.virtual is None else None
-        if children is None:
-            children = await self._children(parent)
-        ino = children.get(name)
-        if ino is None:
+        if parent.names is None or parent.virtual is not None:
+            await self._listed(parent)
+        i = parent.index.get(name)
+        if i is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._inodes[ino].attrs
+        return self._child(parent, i).attrs
 
     async def getattr(self, inode: int, ctx: Any = None) -> Any:
         return self._get(inode).attrs
@@ -474,17 +494,17 @@ class SnapshotFilesystem(pyfuse3.Operations):
         return os.fsencode(node.target or "")
 
     async def opendir(self, inode: int, ctx: Any) -> int:
-        await self._children(self._get(inode))
+        await self._listed(self._get(inode))
         return inode
 
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
         inode = self._get(fh)
-        if inode.children is None or inode.virtual is not None:
-            await self._children(inode)
-        entries, reply = inode.entries, pyfuse3.readdir_reply
-        for i in range(start_id, len(entries)):
-            name, child = entries[i]
-            if not reply(token, name, child.attrs, i + 1):
+        names = inode.names
+        if names is None or inode.virtual is not None:
+            names = await self._listed(inode)
+        child, reply = self._child, pyfuse3.readdir_reply
+        for i in range(start_id, len(names)):
+            if not reply(token, names[i], child(inode, i).attrs, i + 1):
                 break
 
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
@@ -509,8 +529,8 @@ class SnapshotFilesystem(pyfuse3.Operations):
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise pyfuse3.FUSEError(errno.EROFS)
         opened = self._locate(node_inode, self._node(node_inode))
-        if opened.blob_ids:  # the first read is coming: start fetching what it needs
-            self._cache.read_ahead(opened.blob_ids[:1])
+        if opened.blob_ids and not self._inline(opened, 0, 0):
+            self._cache.read_ahead(opened.blob_ids[:1])  # the first read is coming
         fh = self._next_fh
         self._next_fh += 1
         self._open[fh] = opened
@@ -553,12 +573,21 @@ class SnapshotFilesystem(pyfuse3.Operations):
         if cached is not None:  # no thread hop: most reads of a sequential stream
             return cached
         try:
+            if self._inline(opened, first, last):
+                return self._read_range(opened, off, end, first, last)
             return await trio.to_thread.run_sync(
                 self._read_range, opened, off, end, first, last, abandon_on_cancel=True
             )
         except (AgentError, StorageError) as e:
             log.warning("mount: %s: bytes %d-%d unreadable: %s", opened.path, off, end, e)
             raise pyfuse3.FUSEError(errno.EIO) from e
+
+    def _inline(self, opened: _OpenFile, first: int, last: int) -> bool:
+        """Whether blobs ``first``..``last`` are small enough to read on the loop."""
+        if last >= len(opened.starts):
+            return False
+        end = opened.starts[last + 1] if last + 1 < len(opened.starts) else opened.readable_until
+        return end - opened.starts[first] <= self._inline_read_bytes
 
     def _read_cached(
         self, opened: _OpenFile, off: int, end: int, first: int, last: int

@@ -7,13 +7,14 @@ import threading
 from collections.abc import Callable
 
 from comet.agent.mount.blob_cache import BlobCache
-from comet.agent.mount.filesystem import SnapshotFilesystem
+from comet.agent.mount.filesystem import INLINE_READ_BYTES, SnapshotFilesystem
 from comet.agent.mount.options import MountOptions
 from comet.agent.mount.session import MountSession
 from comet.agent.mount.snapshot_list import SnapshotFilter, SnapshotList
 from comet.agent.mount.tree_cache import TreeCache
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
+from comet.agent.storage.local import LocalStorage
 
 
 class ServedMount:
@@ -52,6 +53,7 @@ class ServedMount:
             source,
             all_devices=options.all_devices,
             list_ttl=options.list_ttl,
+            inline_read_bytes=INLINE_READ_BYTES if isinstance(repo.storage, LocalStorage) else 0,
         )
         self.session = MountSession(
             self.filesystem,
