@@ -390,7 +390,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
                 for raw in listing
                 if raw["type"] == "dir" and raw.get("subtree")
             ]
-        except (AgentError, ValueError, KeyError, TypeError) as e:
+        except (AgentError, ValueError, KeyError, TypeError, OverflowError) as e:
             log.warning("mount: %s: %s", self._path_of(inode), e)
             raise pyfuse3.FUSEError(errno.EIO) from e
         inode.listing = listing
@@ -431,7 +431,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
                 subtree=subtree,
                 snapshot=parent.snapshot,
             )
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError) as e:
             log.warning("mount: %s: malformed entry %d: %s", self._path_of(parent), i, e)
             raise pyfuse3.FUSEError(errno.EIO) from e
         self._inodes[ino] = inode
