@@ -1,8 +1,8 @@
 """``BlobCache``: opened blobs of one type kept in a bounded LRU, fetched on demand and
 read ahead on a small worker pool, pack by pack (``Repository.read_pack_blobs`` joins
-adjacent blobs into one ranged read, as the restore's prefetcher does). Data blobs are
-kept as bytes; tree blobs as decoded ``Tree`` objects (``opener``), sized by their
-plaintext.
+adjacent blobs into one ranged read, as the restore's prefetcher does), kept as
+``opener`` makes them, sized by their plaintext. A mount keeps file data here; its
+directory trees go through ``TreeCache``.
 
 Thread-safe: FUSE reads call ``get`` from many threads; a blob being fetched is fetched
 once and its readers wait for it. Failed fetches are not cached, so a later read retries.

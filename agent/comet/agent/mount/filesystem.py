@@ -7,8 +7,11 @@ snapshot (same ``dev``/``inode`` with ``nlink`` > 1) share an inode. Virtual dir
 when they are listed or looked up, so snapshots taken while mounted appear.
 
 Everything that touches storage runs in a worker thread (``trio.to_thread``), so many
-files are read at once. A blob that cannot be read fails that read with EIO and a
-warning in the log; the other ranges of the file still read.
+files are read at once; what is held already (most directories, through ``TreeCache``,
+and cached file data) is answered on the FUSE loop without a thread hop. A snapshot's
+entries get an inode and attributes once, when first looked up or listed. A blob
+that cannot be read fails that read with EIO and a warning in the log; the other ranges
+of the file still read.
 """
 
 from __future__ import annotations
@@ -21,18 +24,19 @@ import stat
 import time
 from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyfuse3
 import trio
 
-from comet.agent.errors import AgentError
+from comet.agent.errors import AgentError, IntegrityError
 from comet.agent.mount.blob_cache import BlobCache
 from comet.agent.mount.layout import Layout, Path, build_layout
+from comet.agent.mount.tree_cache import Listing, TreeCache
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
-from comet.agent.repository.tree import Node, NodeType, Tree
+from comet.agent.repository.tree import Node, NodeType
 from comet.agent.storage.base import StorageError
 
 log = logging.getLogger("comet.agent.mount")
@@ -49,50 +53,139 @@ _TYPE_BITS = {
 _CONTENT_TIMEOUT = 300.0  # snapshot contents never change
 _VIRTUAL_TIMEOUT = 1.0
 _READ_AHEAD_BLOBS = 8
+INLINE_READ_BYTES = 1 << 20
 _TREE_READ_AHEAD = 64
 _SPINE_DEPTH = 32
 _BLKSIZE = 128 << 10
-
-
-class LazyTree:
-    """A tree blob's plaintext, decoded on first use: read-ahead fetches many trees
-    that may never be visited, and decoding is pure Python (it holds the GIL that the
-    FUSE loop needs)."""
-
-    __slots__ = ("_raw", "_tree", "_what")
-
-    def __init__(self, tree_id: bytes, raw: bytes) -> None:
-        self._raw = raw
-        self._tree: Tree | None = None
-        self._what = f"tree {tree_id.hex()}"
-
-    @property
-    def tree(self) -> Tree:
-        """Raises IntegrityError or UnsupportedFormatError for a bad tree."""
-        if self._tree is None:
-            self._tree = Tree.decode(self._raw, self._what)
-            self._raw = b""
-        return self._tree
 
 
 SnapshotSource = Callable[[], tuple[list[Snapshot], dict[str, str]]]
 """Returns the snapshots to show and item id → item name; called in a worker thread."""
 
 
-@dataclass
+_NODE_TYPES = {t.value: t for t in NodeType}
+_RAW_TYPE_BITS = {t.value: bits for t, bits in _TYPE_BITS.items()}
+
+
+def _attrs(ino: int, node: Node, timeout: float) -> pyfuse3.EntryAttributes:
+    a = pyfuse3.EntryAttributes()
+    a.st_ino = ino
+    a.entry_timeout = timeout
+    a.attr_timeout = timeout
+    a.st_mode = _TYPE_BITS[node.type] | (node.mode & 0o7777)
+    a.st_nlink = max(node.nlink, 1)
+    a.st_uid = node.uid
+    a.st_gid = node.gid
+    if node.rdev_major or node.rdev_minor:
+        a.st_rdev = os.makedev(node.rdev_major, node.rdev_minor)
+    if node.type == NodeType.FILE:
+        a.st_size = node.size
+    elif node.type == NodeType.SYMLINK:
+        a.st_size = len(os.fsencode(node.target or ""))
+    a.st_blksize = _BLKSIZE
+    a.st_blocks = (a.st_size + 511) // 512
+    a.st_atime_ns = a.st_mtime_ns = node.mtime_ns
+    a.st_ctime_ns = node.ctime_ns or node.mtime_ns
+    return a
+
+
+def _raw_attrs(ino: int, raw: dict[str, Any]) -> pyfuse3.EntryAttributes:
+    """``_attrs`` of a node in its stored form (fields left out are zero, ``nlink`` 1)."""
+    get = raw.get
+    kind = raw["type"]
+    a = pyfuse3.EntryAttributes()
+    a.st_ino = ino
+    a.entry_timeout = a.attr_timeout = _CONTENT_TIMEOUT
+    a.st_mode = _RAW_TYPE_BITS[kind] | (get("mode", 0) & 0o7777)
+    a.st_nlink = max(get("nlink", 1), 1)
+    a.st_uid = get("uid", 0)
+    a.st_gid = get("gid", 0)
+    if "rdev_major" in raw or "rdev_minor" in raw:
+        a.st_rdev = os.makedev(get("rdev_major", 0), get("rdev_minor", 0))
+    if kind == "file":
+        a.st_size = get("size", 0)
+    elif kind == "symlink":
+        a.st_size = len(os.fsencode(get("target") or ""))
+    a.st_blksize = _BLKSIZE
+    a.st_blocks = (a.st_size + 511) // 512
+    mtime = get("mtime_ns", 0)
+    a.st_atime_ns = a.st_mtime_ns = mtime
+    a.st_ctime_ns = get("ctime_ns", 0) or mtime
+    return a
+
+
 class _Inode:
-    ino: int
-    node: Node
-    parent: int
-    virtual: Path | None = None  # set for by-item/… directories and their symlinks
-    snapshot: bytes = b""
-    children: dict[bytes, int] | None = None
-    names: list[bytes] = field(default_factory=list)
+    """One node of the mount. A snapshot's entries keep their stored form (``raw``) and
+    build their ``Node`` only when first needed (opened, read as a link); their
+    attributes are built once, when they are first looked up or listed."""
+
+    __slots__ = (
+        "_node",
+        "_raw",
+        "attrs",
+        "index",
+        "ino",
+        "inos",
+        "listing",
+        "name",
+        "names",
+        "parent",
+        "snapshot",
+        "subtree",
+        "type",
+        "virtual",
+    )
+
+    def __init__(
+        self,
+        ino: int,
+        parent: int,
+        name: str,
+        kind: NodeType,
+        attrs: pyfuse3.EntryAttributes,
+        *,
+        node: Node | None = None,
+        raw: dict[str, Any] | None = None,
+        subtree: bytes | None = None,
+        virtual: Path | None = None,
+        snapshot: bytes = b"",
+    ) -> None:
+        self.ino = ino
+        self.parent = parent
+        self.name = name
+        self.type = kind
+        self.attrs = attrs
+        self.subtree = subtree
+        self.virtual = virtual  # set for by-item/… directories and their symlinks
+        self.snapshot = snapshot
+        # Set once the directory is listed: its entry names, name → position, and the
+        # entries' inodes (0 until an entry is first looked up or listed; ``listing``
+        # holds the stored entries until then).
+        self.names: list[bytes] | None = None
+        self.index: dict[bytes, int] = {}
+        self.inos: list[int] = []
+        self.listing: Listing = []
+        self._node = node
+        self._raw = raw
+
+    def relink(self, node: Node, attrs: pyfuse3.EntryAttributes) -> None:
+        """A virtual symlink now pointing elsewhere."""
+        self._node, self.attrs = node, attrs
+
+    @property
+    def node(self) -> Node:
+        """Raises IntegrityError for a malformed stored node."""
+        if self._node is None:
+            try:
+                self._node = Node.from_json(self._raw)
+            except (ValueError, KeyError, TypeError) as e:
+                raise IntegrityError(f"malformed node {self.name!r} ({e})") from e
+        return self._node
 
 
 @dataclass
 class _OpenFile:
-    inode: _Inode
+    size: int
     path: str
     blob_ids: list[bytes]
     starts: list[int]
@@ -106,13 +199,17 @@ class SnapshotFilesystem(pyfuse3.Operations):
         self,
         repo: Repository,
         cache: BlobCache[bytes],
-        trees: BlobCache[LazyTree],
+        trees: TreeCache,
         source: SnapshotSource,
         *,
         all_devices: bool = False,
         list_ttl: float = 5.0,
+        inline_read_bytes: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``inline_read_bytes``: a read missing at most this many bytes of blobs reads
+        them on the FUSE loop itself; for storage quick enough (a local disk) that
+        handing the work to a thread and back costs more than the read."""
         super().__init__()
         self._repo = repo
         self._cache = cache
@@ -120,6 +217,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
         self._source = source
         self._all_devices = all_devices
         self._list_ttl = list_ttl
+        self._inline_read_bytes = inline_read_bytes
         self._clock = clock
         self._listed_at: float | None = None
         self._refresh_lock = trio.Lock()
@@ -160,9 +258,31 @@ class SnapshotFilesystem(pyfuse3.Operations):
                 nlink=2 if kind == NodeType.DIR else 1,
             )
             ino = self._new_ino()
-            self._add(_Inode(ino, node, parent, virtual=path))
+            self._add(self._node_inode(ino, parent, node, virtual=path))
             self._virtual[path] = ino
         return ino
+
+    def _node_inode(
+        self,
+        ino: int,
+        parent: int,
+        node: Node,
+        *,
+        virtual: Path | None = None,
+        snapshot: bytes = b"",
+    ) -> _Inode:
+        attrs = _attrs(ino, node, _VIRTUAL_TIMEOUT if virtual is not None else _CONTENT_TIMEOUT)
+        return _Inode(
+            ino,
+            parent,
+            node.name,
+            node.type,
+            attrs,
+            node=node,
+            subtree=node.subtree,
+            virtual=virtual,
+            snapshot=snapshot,
+        )
 
     def _get(self, ino: int) -> _Inode:
         inode = self._inodes.get(ino)
@@ -173,7 +293,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
     def _path_of(self, inode: _Inode) -> str:
         parts: list[str] = []
         while inode.ino != pyfuse3.ROOT_INODE and inode.parent:
-            parts.append(inode.node.name)
+            parts.append(inode.name)
             inode = self._inodes[inode.parent]
         return "/" + "/".join(reversed(parts))
 
@@ -207,7 +327,8 @@ class SnapshotFilesystem(pyfuse3.Operations):
                     subtree=snapshot.tree,
                 )
                 ino = self._new_ino()
-                self._add(_Inode(ino, node, self._virtual[path[:-1]], snapshot=snapshot.id))
+                parent = self._virtual[path[:-1]]
+                self._add(self._node_inode(ino, parent, node, snapshot=snapshot.id))
                 self._snapshot_roots[snapshot.id] = ino
         for path, target in layout.links.items():
             latest = layout.snapshots.get((*path[:-1], target))
@@ -218,7 +339,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
             ino = self._virtual_inode(path, NodeType.SYMLINK, now, parent=self._virtual[path[:-1]])
             inode = self._inodes[ino]
             if inode.node.target != target:
-                inode.node = Node(
+                node = Node(
                     path[-1],
                     NodeType.SYMLINK,
                     mode=0o777,
@@ -228,6 +349,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
                     ctime_ns=now,
                     target=target,
                 )
+                inode.relink(node, _attrs(ino, node, _VIRTUAL_TIMEOUT))
         for path, names in layout.dirs.items():
             inode = self._inodes[self._virtual[path]]
             children: dict[bytes, int] = {}
@@ -237,95 +359,99 @@ class SnapshotFilesystem(pyfuse3.Operations):
                     children[os.fsencode(name)] = self._snapshot_roots[layout.snapshots[child].id]
                 elif child in self._virtual:
                     children[os.fsencode(name)] = self._virtual[child]
-            inode.children = children
             inode.names = sorted(children)
+            inode.index = {name: i for i, name in enumerate(inode.names)}
+            inode.inos = [children[name] for name in inode.names]
 
     # --- snapshot contents ------------------------------------------------------------
 
-    async def _children(self, inode: _Inode) -> dict[bytes, int]:
+    async def _listed(self, inode: _Inode) -> list[bytes]:
+        """The directory's entry names, listing it first if needed (EIO if its tree
+        cannot be read)."""
         if inode.virtual is not None:
             await self._refresh()
-        if inode.children is not None:
-            return inode.children
-        if inode.node.type != NodeType.DIR:
+        if inode.names is not None:
+            return inode.names
+        if inode.type != NodeType.DIR:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        subtree = inode.node.subtree
-        tree = Tree()
-        if subtree:
-            # Usually loaded already, by the read-ahead of the parent's listing or with
-            # the spine below a snapshot root; else a worker thread reads it.
-            lazy = self._trees.peek(subtree) or await self._in_thread(
-                lambda: self._load_spine(subtree)
-            )
-            try:
-                tree = lazy.tree
-            except AgentError as e:
-                log.warning("mount: %s: %s", self._path_of(inode), e)
-                raise pyfuse3.FUSEError(errno.EIO) from e
-        if inode.children is not None:  # another task loaded it meanwhile
-            return inode.children
-        children: dict[bytes, int] = {}
-        below: list[bytes] = []
-        for node in tree.nodes:
-            children[os.fsencode(node.name)] = self._content_inode(inode, node)
-            if node.subtree is not None:
-                below.append(node.subtree)
-        inode.children = children
-        inode.names = sorted(children)
+        subtree = inode.subtree
+        listing: Listing = []
+        try:
+            if subtree:
+                # Usually held already, read with the window of a directory above or
+                # with the spine below a snapshot root; else a worker thread reads it.
+                held = self._trees.cached(subtree)
+                listing = held or await self._in_thread(lambda: self._load_spine(subtree))
+            if inode.names is not None:  # another task listed it meanwhile
+                return inode.names
+            names = [os.fsencode(raw["name"]) for raw in listing]
+            below = [
+                bytes.fromhex(raw["subtree"])
+                for raw in listing
+                if raw["type"] == "dir" and raw.get("subtree")
+            ]
+        except (AgentError, ValueError, KeyError, TypeError, OverflowError) as e:
+            log.warning("mount: %s: %s", self._path_of(inode), e)
+            raise pyfuse3.FUSEError(errno.EIO) from e
+        inode.listing = listing
+        inode.index = {name: i for i, name in enumerate(names)}
+        inode.inos = [0] * len(names)
+        inode.names = names
         if below:  # find, ls -R and file managers descend next: read those trees ahead
-            self._trees.read_ahead(below[:_TREE_READ_AHEAD])
-        return children
+            self._trees.prefetch(below[:_TREE_READ_AHEAD])
+        return names
 
-    def _load_spine(self, tree_id: bytes) -> LazyTree:
+    def _child(self, parent: _Inode, i: int) -> _Inode:
+        """The inode of a listed directory's ``i``-th entry, made on first use (hard
+        links of one snapshot share one). EIO for a malformed entry."""
+        ino = parent.inos[i]
+        if ino:
+            return self._inodes[ino]
+        raw = parent.listing[i]
+        try:
+            kind = raw["type"]
+            subtree = None
+            if kind == "dir" and raw.get("subtree") is not None:
+                subtree = bytes.fromhex(raw["subtree"])
+            key = None
+            if kind == "file" and raw.get("nlink", 1) > 1 and raw.get("inode", 0):
+                key = (parent.snapshot, raw.get("dev", 0), raw["inode"])
+                linked = self._hard_links.get(key)
+                if linked is not None:
+                    parent.inos[i] = linked
+                    return self._inodes[linked]
+            ino = self._new_ino()
+            inode = _Inode(
+                ino,
+                parent.ino,
+                raw["name"],
+                _NODE_TYPES[kind],
+                _raw_attrs(ino, raw),
+                raw=raw,
+                subtree=subtree,
+                snapshot=parent.snapshot,
+            )
+        except (ValueError, KeyError, TypeError, OverflowError) as e:
+            log.warning("mount: %s: malformed entry %d: %s", self._path_of(parent), i, e)
+            raise pyfuse3.FUSEError(errno.EIO) from e
+        self._inodes[ino] = inode
+        if key is not None:
+            self._hard_links[key] = ino
+        parent.inos[i] = ino
+        return inode
+
+    def _load_spine(self, tree_id: bytes) -> Listing:
         """Load a tree and, while it holds a single directory, that directory's tree
         too: a snapshot mirrors absolute paths (``/home/u/docs``), so the way down to
         the backed-up folders is a chain that every visit walks, one lookup at a time."""
-        first = self._trees.get(tree_id)
-        tree = first.tree
+        first = listing = self._trees.load(tree_id)
         for _ in range(_SPINE_DEPTH):
-            below = [n.subtree for n in tree.nodes if n.type == NodeType.DIR and n.subtree]
+            below = [n["subtree"] for n in listing if n["type"] == "dir" and n.get("subtree")]
             if len(below) != 1:
-                self._trees.read_ahead(below[:_TREE_READ_AHEAD])  # where the spine forks
+                self._trees.prefetch(bytes.fromhex(b) for b in below[:_TREE_READ_AHEAD])
                 break
-            tree = self._trees.get(below[0]).tree
+            listing = self._trees.load(bytes.fromhex(below[0]))
         return first
-
-    def _content_inode(self, parent: _Inode, node: Node) -> int:
-        key = (parent.snapshot, node.dev, node.inode)
-        linked = node.type == NodeType.FILE and node.nlink > 1 and node.inode != 0
-        if linked and key in self._hard_links:
-            return self._hard_links[key]
-        ino = self._new_ino()
-        self._add(_Inode(ino, node, parent.ino, snapshot=parent.snapshot))
-        if linked:
-            self._hard_links[key] = ino
-        return ino
-
-    def _attrs(self, inode: _Inode) -> pyfuse3.EntryAttributes:
-        node = inode.node
-        a = pyfuse3.EntryAttributes()
-        a.st_ino = inode.ino
-        a.generation = 0
-        timeout = _VIRTUAL_TIMEOUT if inode.virtual is not None else _CONTENT_TIMEOUT
-        a.entry_timeout = timeout
-        a.attr_timeout = timeout
-        a.st_mode = _TYPE_BITS[node.type] | (node.mode & 0o7777)
-        a.st_nlink = max(node.nlink, 1)
-        a.st_uid = node.uid
-        a.st_gid = node.gid
-        a.st_rdev = os.makedev(node.rdev_major, node.rdev_minor)
-        if node.type == NodeType.FILE:
-            a.st_size = node.size
-        elif node.type == NodeType.SYMLINK:
-            a.st_size = len(os.fsencode(node.target or ""))
-        else:
-            a.st_size = 0
-        a.st_blksize = _BLKSIZE
-        a.st_blocks = (a.st_size + 511) // 512
-        a.st_atime_ns = node.mtime_ns
-        a.st_mtime_ns = node.mtime_ns
-        a.st_ctime_ns = node.ctime_ns or node.mtime_ns
-        return a
 
     @staticmethod
     async def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -340,44 +466,55 @@ class SnapshotFilesystem(pyfuse3.Operations):
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
         parent = self._get(parent_inode)
         if name == b".":
-            return self._attrs(parent)
+            return parent.attrs
         if name == b"..":
-            return self._attrs(self._get(parent.parent or pyfuse3.ROOT_INODE))
-        ino = (await self._children(parent)).get(name)
-        if ino is None:
+            return self._get(parent.parent or pyfuse3.ROOT_INODE).attrs
+        # A snapshot's directories answer without awaiting once listed.
+        if parent.names is None or parent.virtual is not None:
+            await self._listed(parent)
+        i = parent.index.get(name)
+        if i is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._attrs(self._inodes[ino])
+        return self._child(parent, i).attrs
 
     async def getattr(self, inode: int, ctx: Any = None) -> Any:
-        return self._attrs(self._get(inode))
+        return self._get(inode).attrs
+
+    def _node(self, inode: _Inode) -> Node:
+        try:
+            return inode.node
+        except AgentError as e:
+            log.warning("mount: %s: %s", self._path_of(inode), e)
+            raise pyfuse3.FUSEError(errno.EIO) from e
 
     async def readlink(self, inode: int, ctx: Any) -> bytes:
-        node = self._get(inode).node
+        node = self._node(self._get(inode))
         if node.type != NodeType.SYMLINK:
             raise pyfuse3.FUSEError(errno.EINVAL)
         return os.fsencode(node.target or "")
 
     async def opendir(self, inode: int, ctx: Any) -> int:
-        await self._children(self._get(inode))
+        await self._listed(self._get(inode))
         return inode
 
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
         inode = self._get(fh)
-        children = await self._children(inode)
         names = inode.names
+        if names is None or inode.virtual is not None:
+            names = await self._listed(inode)
+        child, reply = self._child, pyfuse3.readdir_reply
         for i in range(start_id, len(names)):
-            child = self._inodes[children[names[i]]]
-            if not pyfuse3.readdir_reply(token, names[i], self._attrs(child), i + 1):
+            if not reply(token, names[i], child(inode, i).attrs, i + 1):
                 break
 
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
-        for key, value in self._get(inode).node.xattrs:
+        for key, value in self._node(self._get(inode)).xattrs:
             if os.fsencode(key) == name:
                 return value
         raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
 
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
-        return [os.fsencode(k) for k, _ in self._get(inode).node.xattrs]
+        return [os.fsencode(k) for k, _ in self._node(self._get(inode)).xattrs]
 
     async def statfs(self, ctx: Any) -> Any:
         s = pyfuse3.StatvfsData()
@@ -387,22 +524,20 @@ class SnapshotFilesystem(pyfuse3.Operations):
 
     async def open(self, inode: int, flags: int, ctx: Any) -> Any:
         node_inode = self._get(inode)
-        if node_inode.node.type != NodeType.FILE:
-            raise pyfuse3.FUSEError(
-                errno.EISDIR if node_inode.node.type == NodeType.DIR else errno.EIO
-            )
+        if node_inode.type != NodeType.FILE:
+            raise pyfuse3.FUSEError(errno.EISDIR if node_inode.type == NodeType.DIR else errno.EIO)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise pyfuse3.FUSEError(errno.EROFS)
-        opened = self._locate(node_inode)
-        if opened.blob_ids:  # the first read is coming: start fetching what it needs
-            self._cache.read_ahead(opened.blob_ids[:1])
+        opened = self._locate(node_inode, self._node(node_inode))
+        if opened.blob_ids and not self._inline(opened, 0, 0):
+            self._cache.read_ahead(opened.blob_ids[:1])  # the first read is coming
         fh = self._next_fh
         self._next_fh += 1
         self._open[fh] = opened
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
-    def _locate(self, inode: _Inode) -> _OpenFile:
-        blob_ids = list(inode.node.content)
+    def _locate(self, inode: _Inode, node: Node) -> _OpenFile:
+        blob_ids = list(node.content)
         starts: list[int] = []
         pos = 0
         for i, blob_id in enumerate(blob_ids):
@@ -415,16 +550,16 @@ class SnapshotFilesystem(pyfuse3.Operations):
                     blob_id.hex(),
                     pos,
                 )
-                return _OpenFile(inode, path, blob_ids[:i], starts, pos)
+                return _OpenFile(node.size, path, blob_ids[:i], starts, pos)
             starts.append(pos)
             pos += loc.raw_length
-        return _OpenFile(inode, self._path_of(inode), blob_ids, starts, max(pos, inode.node.size))
+        return _OpenFile(node.size, self._path_of(inode), blob_ids, starts, max(pos, node.size))
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         opened = self._open.get(fh)
         if opened is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        end = min(off + size, opened.inode.node.size)
+        end = min(off + size, opened.size)
         if off >= end:
             return b""
         if end > opened.readable_until:
@@ -438,12 +573,21 @@ class SnapshotFilesystem(pyfuse3.Operations):
         if cached is not None:  # no thread hop: most reads of a sequential stream
             return cached
         try:
+            if self._inline(opened, first, last):
+                return self._read_range(opened, off, end, first, last)
             return await trio.to_thread.run_sync(
                 self._read_range, opened, off, end, first, last, abandon_on_cancel=True
             )
         except (AgentError, StorageError) as e:
             log.warning("mount: %s: bytes %d-%d unreadable: %s", opened.path, off, end, e)
             raise pyfuse3.FUSEError(errno.EIO) from e
+
+    def _inline(self, opened: _OpenFile, first: int, last: int) -> bool:
+        """Whether blobs ``first``..``last`` are small enough to read on the loop."""
+        if last >= len(opened.starts):
+            return False
+        end = opened.starts[last + 1] if last + 1 < len(opened.starts) else opened.readable_until
+        return end - opened.starts[first] <= self._inline_read_bytes
 
     def _read_cached(
         self, opened: _OpenFile, off: int, end: int, first: int, last: int

@@ -7,15 +7,14 @@ import threading
 from collections.abc import Callable
 
 from comet.agent.mount.blob_cache import BlobCache
-from comet.agent.mount.filesystem import LazyTree, SnapshotFilesystem
+from comet.agent.mount.filesystem import INLINE_READ_BYTES, SnapshotFilesystem
 from comet.agent.mount.options import MountOptions
 from comet.agent.mount.session import MountSession
 from comet.agent.mount.snapshot_list import SnapshotFilter, SnapshotList
-from comet.agent.repository.format import BlobType
+from comet.agent.mount.tree_cache import TreeCache
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
-
-TREE_CACHE_BYTES = 8 << 20  # plaintext; decoded trees take several times that
+from comet.agent.storage.local import LocalStorage
 
 
 class ServedMount:
@@ -34,9 +33,7 @@ class ServedMount:
         self._repo = repo
         self._on_end = on_end
         self.cache: BlobCache[bytes] = BlobCache(repo, max_bytes=options.cache_bytes)
-        self.trees: BlobCache[LazyTree] = BlobCache(
-            repo, max_bytes=TREE_CACHE_BYTES, blob_type=BlobType.TREE, opener=LazyTree
-        )
+        self.trees = TreeCache(repo)
         snapshots = SnapshotList(
             repo,
             SnapshotFilter(
@@ -56,6 +53,7 @@ class ServedMount:
             source,
             all_devices=options.all_devices,
             list_ttl=options.list_ttl,
+            inline_read_bytes=INLINE_READ_BYTES if isinstance(repo.storage, LocalStorage) else 0,
         )
         self.session = MountSession(
             self.filesystem,

@@ -26,6 +26,7 @@ from comet.agent.mount.options import MountError
 log = logging.getLogger("comet.agent.mount")
 
 _ONE_PER_PROCESS = threading.Lock()
+READ_AHEAD_KB = 4096
 
 
 def fuse_options(*, allow_other: bool) -> set[str]:
@@ -44,6 +45,20 @@ def _fuse_conf_allows_other() -> bool:
             return any(line.strip() == "user_allow_other" for line in f)
     except OSError:
         return False
+
+
+def raise_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> bool:
+    """Let the kernel read ahead ``kb`` on sequential reads of this mount (its default,
+    128 KiB, also caps each read request at 128 KiB: eight times the requests of 1 MiB
+    ones). Needs root (the knob is in sysfs); returns whether it was set."""
+    try:
+        dev = os.stat(mountpoint).st_dev
+        with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb", "w") as f:
+            f.write(str(kb))
+    except OSError as e:
+        log.debug("mount %s: read-ahead left as it is: %s", mountpoint, e)
+        return False
+    return True
 
 
 class MountSession:
@@ -94,6 +109,7 @@ class MountSession:
             raise MountError(f"mounting {self.mountpoint} did not finish in {timeout:.0f} s")
         if self._error is not None:
             raise MountError(f"cannot mount {self.mountpoint}: {self._error}") from self._error
+        raise_read_ahead(self.mountpoint)
 
     def _run(self) -> None:
         initialised = False
