@@ -56,6 +56,9 @@ class BlobWriter:
         self._uploads = uploads
         self._lock = threading.Lock()
         self._index_lock = threading.Lock()
+        # Packs being filled: a write and a hash update per blob, so not under ``_lock``,
+        # which ``has`` and ``add`` take for every chunk.
+        self._pack_lock = threading.Lock()
         self._packs: dict[BlobType, PackWriter] = {}
         self._queued: set[bytes] = set()
         self._futures: set[Future[None]] = set()
@@ -139,8 +142,10 @@ class BlobWriter:
         try:
             stored = self._repo.sealer.seal_blob(blob_type, blob_id, data)
             full = None
-            with self._lock:
-                pack = self._packs.setdefault(blob_type, PackWriter())
+            with self._pack_lock:
+                pack = self._packs.get(blob_type)
+                if pack is None:  # a pack opens a temporary file: only when needed
+                    pack = self._packs[blob_type] = PackWriter()
                 pack.add(blob_id, blob_type, stored, len(data))
                 if pack.size >= self._pack_size:
                     full = self._packs.pop(blob_type)
@@ -210,7 +215,7 @@ class BlobWriter:
                 break
             wait(pending)
         self._raise_failure()
-        with self._lock:
+        with self._pack_lock:
             packs = list(self._packs.values())
             self._packs.clear()
         for pack in packs:

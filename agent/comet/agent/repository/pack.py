@@ -8,6 +8,7 @@ bytes are read back only to be stored. ``PackReader`` reads a stored pack's trai
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tempfile
@@ -79,11 +80,13 @@ class PackWriter:
     packs being stored are held in memory."""
 
     def __init__(self, spool_dir: str | None = None) -> None:
-        self._file = tempfile.TemporaryFile(dir=spool_dir, buffering=0)  # noqa: SIM115 (closed by read/close)
-        self._hash = blake3()
-        self._size = 0
+        # The file is opened by the first write past the header: making a writer that
+        # stays empty (``dict.setdefault(key, PackWriter())``) costs no system call.
+        self._spool_dir = spool_dir
+        self._file: io.FileIO | None = None
+        self._hash = blake3(PACK_HEADER)
+        self._size = len(PACK_HEADER)
         self.entries: list[PackEntry] = []
-        self._write(PACK_HEADER)
 
     @property
     def size(self) -> int:
@@ -93,6 +96,9 @@ class PackWriter:
         return len(self.entries)
 
     def _write(self, data: bytes) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self._spool_dir, buffering=0)  # noqa: SIM115 (closed by read/close)
+            self._file.write(PACK_HEADER)
         view = memoryview(data)
         while view:
             view = view[self._file.write(view) or 0 :]
@@ -114,6 +120,7 @@ class PackWriter:
 
     def read(self) -> bytes:
         """The sealed pack's bytes (one buffer; the spool file is then closed)."""
+        assert self._file is not None  # sealed: the trailer was written
         fd = self._file.fileno()
         data = os.pread(fd, self._size, 0)
         parts = [data]
@@ -133,7 +140,8 @@ class PackWriter:
         return pack_id, self.read()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 class PackReader:
