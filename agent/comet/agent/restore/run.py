@@ -37,10 +37,11 @@ from comet.agent.restore.target import RestorePath, RestoreTarget, TargetRefused
 
 _ZEROS = bytes(4 << 20)
 # Random-access targets: files are begun and filled in windows of this many files (or
-# pieces), so a restore's layout state stays bounded however many files a snapshot
-# holds; a pack whose blobs straddle two windows is read once per window.
-_WINDOW_FILES = 50_000
-_WINDOW_PIECES = 200_000
+# pieces), so a restore's layout state (~2 KiB a file with the target's own) stays
+# bounded however many files a snapshot holds; a pack whose blobs straddle two windows
+# is read once per window.
+_WINDOW_FILES = 16_384
+_WINDOW_PIECES = 65_536
 # Errors that mean "this data cannot be read" (as opposed to storage being unreachable).
 _UNREADABLE = (IntegrityError, BlobNotFoundError)
 
