@@ -134,6 +134,17 @@ class CometClient:
         )
         return measurement
 
+    def find(self, case: Case, pattern: str) -> Measurement:
+        """``comet find PATTERN`` over the case's latest snapshot (a walk of every tree),
+        the agent restarted first so its VmHWM covers only this search."""
+        key = (case.corpus.name, case.run)
+        self._agent.restart()
+        args = ["find", pattern, "--vault", self._vaults[key], "--snapshot", self._snapshots[key]]
+        start = time.perf_counter()
+        self._agent.comet(*args, "--limit", "1000000", "--json")
+        seconds = time.perf_counter() - start
+        return Measurement(seconds=seconds, peak_rss_bytes=peak_rss_of(self._agent.pid))
+
     @contextmanager
     def mount(self, case: Case) -> Iterator[Path]:
         """``comet mount`` (served by the agent) of the case's vault, this corpus's item;

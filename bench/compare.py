@@ -23,6 +23,7 @@ from bench.comet_client import CometClient
 from bench.corpus import (
     Corpus,
     build_large,
+    build_many_files,
     build_source,
     directory_bytes,
     summarize,
@@ -30,10 +31,10 @@ from bench.corpus import (
 )
 from bench.measure import BenchError
 from bench.mount_rows import MountingTool, measure_mount
-from bench.options import BenchOptions, parse_options
+from bench.options import MANY_FILES, BenchOptions, parse_options
 from bench.report import Results
 from bench.restic_client import ResticClient
-from bench.tool import Case, ToolClient
+from bench.tool import Case, FindingTool, ToolClient
 
 NOTES = (
     "Times are wall-clock seconds of the tool's command (comet: the `comet` CLI with --wait).",
@@ -66,7 +67,12 @@ def build_corpora(options: BenchOptions, workdir: Path) -> list[Corpus]:
             shutil.rmtree(root)
         root.mkdir(parents=True)
         started = time.perf_counter()
-        corpus = (build_source if name == "source" else build_large)(root, options.scale)
+        if name.startswith(MANY_FILES):
+            corpus = build_many_files(root, int(name.rsplit("-", 1)[1]), name)
+        elif name == "source":
+            corpus = build_source(root, options.scale)
+        else:
+            corpus = build_large(root, options.scale)
         summary = summarize(root)
         log(
             f"built corpus {name}: {summary.files} files, {summary.bytes / 1e6:.1f} MB "
@@ -149,6 +155,38 @@ def measure_case(
     log(f"run {case.run} {corpus.name:6} {tool:6}: {times}")
 
 
+# Matches one file name in a thousand of a many-files corpus (f777.bin, f1777.bin, ...):
+# every tree is walked, the output stays small.
+FIND_PATTERN = "f*777.bin"
+
+
+def measure_growth_case(
+    client: ToolClient, case: Case, results: Results, restore_root: Path
+) -> None:
+    """A many-files corpus: first backup, unchanged re-run, full restore (checked by
+    count and bytes), and a find over the snapshot."""
+    corpus, tool = case.corpus, client.name
+    client.init(case)
+    warm_up(corpus)
+    steps = [("first_backup", client.backup(case)), ("unchanged_backup", client.backup(case))]
+    expected = summarize(corpus.root)
+    dest = restore_root / f"{tool}-{corpus.name}-run{case.run}"
+    dest.mkdir()
+    try:
+        steps.append(("restore", client.restore(case, dest)))
+        _verify_restore(tool, dest / corpus.root.relative_to("/"), expected, {})
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+    if isinstance(client, FindingTool):
+        steps.append(("find", client.find(case, FIND_PATTERN)))
+    for key, m in steps:
+        results.add(corpus.name, key, tool, m.seconds)
+        results.add_rss(corpus.name, f"rss_{key}", tool, m.peak_rss_bytes)
+    results.add(corpus.name, "size_first", tool, directory_bytes(case.repo_dir))
+    times = ", ".join(f"{key} {m.seconds:.2f} s" for key, m in steps)
+    log(f"run {case.run} {corpus.name} {tool:6}: {times}")
+
+
 def _verify_restore(tool: str, root: Path, expected: Any, digests: dict[str, str]) -> None:
     got = summarize(root)
     if got != expected:
@@ -185,7 +223,10 @@ def run(options: BenchOptions) -> Results:
                     case = Case(corpus, run_no, case_dir / "repository", home)
                     # Repositories stay until the end: deleting many files makes the
                     # next file creations on this disk slow, which would skew the timings.
-                    measure_case(client, case, results, restore_root, options)
+                    if options.file_counts:
+                        measure_growth_case(client, case, results, restore_root)
+                    else:
+                        measure_case(client, case, results, restore_root, options)
 
         meta = {
             "started_at": started_at,
@@ -205,24 +246,41 @@ def run(options: BenchOptions) -> Results:
             "comet_jobs": next((c.jobs for c in clients if isinstance(c, CometClient)), []),
         }
         table = results.table()
-        print(f"\nscale {options.scale}, median of {options.runs} run(s)\n")
+        size = (
+            f"{', '.join(f'{n:,}' for n in options.file_counts)} files"
+            if options.file_counts
+            else f"scale {options.scale}"
+        )
+        print(f"\n{size}, median of {options.runs} run(s)\n")
         print(table)
         print()
+        if len(options.file_counts) >= 2:
+            counts = (options.file_counts[0], options.file_counts[-1])
+            names = (corpora[0].name, corpora[-1].name)
+            growth = results.growth_table(names, counts)
+            print(f"peak RSS growth, {counts[0]:,} -> {counts[1]:,} files\n")
+            print(growth)
+            print()
+            meta_growth = growth
+        else:
+            meta_growth = ""
         for client in clients:
             print(f"{client.name} {client.version()}: {client.settings()}")
-        results.write_json(options.json_path, {**meta, "table": table})
+        results.write_json(options.json_path, {**meta, "table": table, "growth": meta_growth})
         print(f"\nresults: {options.json_path}")
         return results
 
 
 def _describe(corpus: Corpus) -> dict[str, Any]:
     summary = summarize(corpus.root)
-    return {
+    described: dict[str, Any] = {
         "files": summary.files,
         "symlinks": summary.symlinks,
         "bytes": summary.bytes,
-        "changed_files": FileChange(corpus).files,
     }
+    if not corpus.name.startswith(MANY_FILES):
+        described["changed_files"] = FileChange(corpus).files
+    return described
 
 
 def _interrupted(signum: int, _frame: object) -> None:

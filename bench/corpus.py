@@ -184,6 +184,42 @@ def write_disk_image(path: Path, size: int) -> None:
         f.truncate(size)
 
 
+MANY_FILES_PER_DIR = 64
+MANY_FILES_FANOUT = 16
+MANY_FILES_MAX_SIZE = 4096
+
+
+def build_many_files(root: Path, count: int, name: str) -> Corpus:
+    """``count`` small files (0-4 KiB of random bytes each), ``MANY_FILES_PER_DIR`` per
+    leaf directory, leaves spread over a tree ``MANY_FILES_FANOUT`` wide and as deep as
+    the count needs (1,000,000 files: 15,625 leaves, four levels). Seeded: the same
+    count always gives the same tree."""
+    rng = random.Random(count)
+    leaves = -(-count // MANY_FILES_PER_DIR)
+    depth = 1
+    while MANY_FILES_FANOUT**depth < leaves:
+        depth += 1
+    files: list[str] = []
+    for leaf in range(leaves):
+        digits = []
+        n = leaf
+        for _ in range(depth):
+            n, digit = divmod(n, MANY_FILES_FANOUT)
+            digits.append(f"d{digit:x}")
+        directory = "/".join(reversed(digits))
+        (root / directory).mkdir(parents=True, exist_ok=True)
+        first = leaf * MANY_FILES_PER_DIR
+        for i in range(first, min(first + MANY_FILES_PER_DIR, count)):
+            rel = f"{directory}/f{i}.bin"
+            fd = os.open(root / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, rng.randbytes(rng.randrange(MANY_FILES_MAX_SIZE + 1)))
+            finally:
+                os.close(fd)
+            files.append(rel)
+    return Corpus(name=name, root=root, files=tuple(sorted(files)))
+
+
 def _finish(name: str, root: Path) -> Corpus:
     files: list[str] = []
     for dirpath, _dirs, filenames in os.walk(root):

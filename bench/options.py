@@ -10,6 +10,7 @@ from pathlib import Path
 
 TOOLS = ("comet", "restic", "borg")
 CORPORA = ("source", "large")
+MANY_FILES = "many-files"
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
 
@@ -25,6 +26,8 @@ class BenchOptions:
     profile_dir: Path | None
     mount: bool = True  # take the mount rows (comet mount vs restic mount)
     mount_only: bool = False  # only the first backup and the mount rows
+    # File counts of the many-files corpora (one corpus per count), growth rows only.
+    file_counts: tuple[int, ...] = ()
 
 
 def _tools(value: str) -> tuple[str, ...]:
@@ -51,6 +54,16 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _counts(value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(n.replace("_", "")) for n in value.split(",") if n.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("a comma-separated list of file counts") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("file counts must be at least 1")
+    return tuple(sorted(set(counts)))
+
+
 def parse_options(argv: list[str] | None = None) -> BenchOptions:
     parser = argparse.ArgumentParser(
         prog="bench/run",
@@ -63,7 +76,21 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         help="size factor: 1 is ~0.5 GB of source tree and ~1.5 GB of large files",
     )
     parser.add_argument("--runs", type=_positive_int, default=3, help="runs per tool (median)")
-    parser.add_argument("--corpus", choices=("source", "large", "both"), default="both")
+    parser.add_argument(
+        "--corpus",
+        choices=("source", "large", "both", MANY_FILES),
+        default="both",
+        help=f"{MANY_FILES}: generated small files (0-4 KiB, deep and wide directories), "
+        "one corpus per --files count: first backup, unchanged re-run, restore and find, "
+        "with a growth table (peak RSS at the largest count vs the smallest)",
+    )
+    parser.add_argument(
+        "--files",
+        type=_counts,
+        default=(100_000, 1_000_000),
+        metavar="N[,N...]",
+        help=f"file counts of the {MANY_FILES} corpora (default 100000,1000000)",
+    )
     parser.add_argument(
         "--tools", type=_tools, default=TOOLS, help="comma-separated: comet,restic,borg"
     )
@@ -98,7 +125,10 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         "and the mount rows, nothing else)",
     )
     args = parser.parse_args(argv)
-    corpora = CORPORA if args.corpus == "both" else (args.corpus,)
+    if args.corpus == MANY_FILES:
+        corpora: tuple[str, ...] = tuple(f"{MANY_FILES}-{n}" for n in args.files)
+    else:
+        corpora = CORPORA if args.corpus == "both" else (args.corpus,)
     json_path = args.json or OUT_DIR / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
     return BenchOptions(
         scale=args.scale,
@@ -111,4 +141,5 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         profile_dir=args.profile_comet,
         mount=args.mount != "no",
         mount_only=args.mount == "only",
+        file_counts=args.files if args.corpus == MANY_FILES else (),
     )

@@ -31,6 +31,8 @@ OPERATIONS = (
     Operation("rss_unchanged_backup", "peak RSS unchanged re-run", "MB"),
     Operation("rss_changed_backup", "peak RSS 1% changed re-run", "MB"),
     Operation("rss_restore", "peak RSS full restore", "MB"),
+    Operation("find", "find a name in the snapshot", "s"),
+    Operation("rss_find", "peak RSS find", "MB"),
     # Object reads (storage GETs) of a full restore into each target; every target reads
     # through the same batched, pack-ordered path, so these stay close to the first.
     *(
@@ -119,6 +121,37 @@ class Results:
             if n == 0:
                 out.append("  ".join("-" * w for w in widths))
         return "\n".join(out)
+
+    def growth_table(self, corpora: tuple[str, str], counts: tuple[int, int]) -> str:
+        """Peak RSS of every measured operation at the smallest and the largest
+        many-files corpus, per tool, and how many times it grew."""
+        small, large = corpora
+        header = ["operation", "tool", f"{counts[0]:,} files MB", f"{counts[1]:,} files MB"]
+        lines = [[*header, "growth"]]
+        for op in OPERATIONS:
+            if not op.key.startswith("rss_"):
+                continue
+            for tool in self.tools:
+                a = self._median(small, op.key, tool)
+                b = self._median(large, op.key, tool)
+                if a is None and b is None:
+                    continue
+                cells = [op.label.removeprefix("peak RSS "), tool, _value(a, "MB")]
+                lines.append([*cells, _value(b, "MB"), _times(_ratio(b, a))])
+        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+        out = [
+            "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+            for line in lines
+        ]
+        out.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(out)
+
+    def _median(self, corpus: str, operation: str, tool: str) -> float | None:
+        values = self._samples.get((corpus, operation, tool))
+        return statistics.median(values) if values else None
 
     def write_json(self, path: Path, meta: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,11 @@ class ResticClient:
         argv = [self._binary, "restore", "latest", "--target", str(dest)]
         return run_measured(argv, env=self._env(case), log=case.log)
 
+    def find(self, case: Case, pattern: str) -> Measurement:
+        """``restic find PATTERN`` in the latest snapshot (a walk of every tree)."""
+        argv = [self._binary, "find", "--snapshot", "latest", pattern]
+        return run_measured(argv, env=self._env(case), log=case.log)
+
     @contextmanager
     def mount(self, case: Case) -> Iterator[Path]:
         """``restic mount``; the corpus is under ``snapshots/latest/<absolute path>``."""

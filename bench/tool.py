@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bench.corpus import Corpus
 from bench.measure import Measurement
@@ -57,4 +57,16 @@ class ToolClient(Protocol):
 
     def close(self) -> None:
         """Stop whatever the client started. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class FindingTool(Protocol):
+    """A tool that can search a snapshot by file name (the many-files rows)."""
+
+    name: str
+
+    def find(self, case: Case, pattern: str) -> Measurement:
+        """Search the case's latest snapshot for names matching the glob ``pattern``,
+        walking all of it; time it and take the peak RSS of the process doing it."""
         ...

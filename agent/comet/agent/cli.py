@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if len(str(config.socket_path)) > 107:
         return fail("comet-agent", f"socket path too long for a unix socket: {config.socket_path}")
+    from comet.agent.memory import tune_malloc
     from comet.agent.service import Agent
 
+    tune_malloc()
     try:
         asyncio.run(Agent(config).run())
     except AgentError as e:

@@ -16,12 +16,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
 from comet.agent.errors import AgentError
+
+# ``cryptography`` (~10 MiB resident) is imported by the functions that use it: an idle
+# agent never derives or unwraps a key.
 
 KDF_SCRYPT = 1
 
@@ -130,6 +128,8 @@ def derive_login_secrets(password: str, params: KdfParams) -> LoginSecrets:
         or not 1 <= params.p <= MAX_P
     ):
         raise AgentError("the server sent KDF parameters outside the accepted range")
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     master = Scrypt(salt=params.salt, length=32, n=1 << params.log2_n, r=params.r, p=params.p)
     seed = master.derive(password.encode("utf-8"))
     return LoginSecrets(auth_key=_expand(seed, _AUTH_INFO), wrap_key=_expand(seed, _WRAP_INFO))
@@ -137,6 +137,8 @@ def derive_login_secrets(password: str, params: KdfParams) -> LoginSecrets:
 
 def wrap_secret(wrap_key: bytes, secret: bytes) -> bytes:
     """Encrypt ``secret`` (a vault key) under the wrapping key: nonce || ciphertext."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     nonce = os.urandom(12)
     return nonce + AESGCM(wrap_key).encrypt(nonce, secret, _WRAP_AAD)
 
@@ -144,6 +146,7 @@ def wrap_secret(wrap_key: bytes, secret: bytes) -> bytes:
 def unwrap_secret(wrap_key: bytes, wrapped: bytes) -> bytes:
     """Open a secret made by :func:`wrap_secret`; WrongPasswordError if it will not."""
     from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     try:
         return AESGCM(wrap_key).decrypt(wrapped[:12], wrapped[12:], _WRAP_AAD)
@@ -155,4 +158,7 @@ def unwrap_secret(wrap_key: bytes, wrapped: bytes) -> bytes:
 
 
 def _expand(seed: bytes, info: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(seed)

@@ -7,13 +7,15 @@ import functools
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    # Imported where used: pinning a certificate is rare, and an idle agent should not
+    # carry ``cryptography`` (~10 MiB resident).
+    from cryptography import x509
 
 from comet.agent.errors import AgentError
 
@@ -142,6 +144,8 @@ def pin_certificate(url: str, pem: bytes) -> ServerTrust:
     """Trust exactly this certificate for ``url``. When the URL's host is not among
     its names (a self-signed certificate made for another name), the check uses a
     name it does carry; the pinned key is what is verified."""
+    from cryptography import x509
+
     host = parse_server_url(url).target.rpartition(":")[0].strip("[]")
     try:
         cert = x509.load_pem_x509_certificate(pem)
@@ -153,6 +157,9 @@ def pin_certificate(url: str, pem: bytes) -> ServerTrust:
 
 
 def _certificate_names(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     names: list[str] = []
     try:
         alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -171,6 +178,9 @@ FINGERPRINT_PREFIX = "SHA256:"
 
 def certificate_fingerprint(pem: bytes) -> str:
     """``SHA256:AB:CD:…``, the form ``openssl x509 -noout -fingerprint -sha256`` shows."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     cert = x509.load_pem_x509_certificate(pem)
     return FINGERPRINT_PREFIX + cert.fingerprint(hashes.SHA256()).hex(":").upper()
 

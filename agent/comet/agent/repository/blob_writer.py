@@ -1,5 +1,10 @@
 """The write pipeline: seal blobs on a small thread pool, fill packs, upload them in
-parallel, then record them in index files. Memory is bounded by semaphores.
+parallel, then record them in index files.
+
+Memory is bounded in bytes, not in items: blobs queued for sealing hold at most
+``SEAL_QUEUE_BYTES`` of plaintext (one blob of any size is always let through), packs
+being filled live in temporary files (``PackWriter``), and a pack is read back into
+memory only by the upload that stores it, at most ``uploads`` at a time.
 
 Order guarantees (docs/format.md, "Write order"): a blob enters the in-memory index only
 after its pack is stored, and ``flush`` returns only after an index file covering every
@@ -8,6 +13,7 @@ pack written so far is stored.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -22,6 +28,9 @@ if TYPE_CHECKING:
 INDEX_EVERY_PACKS = 64
 BATCH_BYTES = 256 * 1024
 BATCH_BLOBS = 64
+# Plaintext waiting for or being sealed: keeps both workers fed with typical 1 MiB
+# chunks while capping what a run of 4 MiB chunks can hold.
+SEAL_QUEUE_BYTES = 8 << 20
 
 
 class BlobWriter:
@@ -41,11 +50,15 @@ class BlobWriter:
         self._pack_size = pack_size
         self._seal_pool = ThreadPoolExecutor(workers, thread_name_prefix="comet-seal")
         self._upload_pool = ThreadPoolExecutor(uploads, thread_name_prefix="comet-upload")
-        self._seal_slots = threading.BoundedSemaphore(workers * 2)
+        self._seal_bytes = 0  # plaintext bytes queued or being sealed
+        self._seal_room = threading.Condition()
         self._upload_slots = threading.BoundedSemaphore(uploads)
         self._uploads = uploads
         self._lock = threading.Lock()
         self._index_lock = threading.Lock()
+        # Packs being filled: a write and a hash update per blob, so not under ``_lock``,
+        # which ``has`` and ``add`` take for every chunk.
+        self._pack_lock = threading.Lock()
         self._packs: dict[BlobType, PackWriter] = {}
         self._queued: set[bytes] = set()
         self._futures: set[Future[None]] = set()
@@ -93,34 +106,46 @@ class BlobWriter:
         return True
 
     def _submit_batch(self) -> None:
-        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        batch, self._batch, size = self._batch, [], self._batch_bytes
+        self._batch_bytes = 0
         if not batch:
             return
-        self._seal_slots.acquire()
+        with self._seal_room:
+            # Wait for room; a batch bigger than the whole budget goes alone.
+            while self._seal_bytes and self._seal_bytes + size > SEAL_QUEUE_BYTES:
+                self._seal_room.wait()
+            self._seal_bytes += size
         try:
             future = self._seal_pool.submit(self._seal_all, batch)
         except BaseException:
-            self._seal_slots.release()
+            self._release_seal_bytes(size)
             raise
         with self._lock:
             self._futures.add(future)
-        future.add_done_callback(self._seal_done)
+        future.add_done_callback(functools.partial(self._seal_done, size))
+
+    def _release_seal_bytes(self, size: int) -> None:
+        with self._seal_room:
+            self._seal_bytes -= size
+            self._seal_room.notify_all()
 
     def _seal_all(self, batch: list[tuple[BlobType, bytes, bytes]]) -> None:
         for blob_type, blob_id, data in batch:
             self._seal(blob_type, blob_id, data)
 
-    def _seal_done(self, future: Future[None]) -> None:
+    def _seal_done(self, size: int, future: Future[None]) -> None:
         with self._lock:
             self._futures.discard(future)
-        self._seal_slots.release()
+        self._release_seal_bytes(size)
 
     def _seal(self, blob_type: BlobType, blob_id: bytes, data: bytes) -> None:
         try:
             stored = self._repo.sealer.seal_blob(blob_type, blob_id, data)
             full = None
-            with self._lock:
-                pack = self._packs.setdefault(blob_type, PackWriter())
+            with self._pack_lock:
+                pack = self._packs.get(blob_type)
+                if pack is None:  # a pack opens a temporary file: only when needed
+                    pack = self._packs[blob_type] = PackWriter()
                 pack.add(blob_id, blob_type, stored, len(data))
                 if pack.size >= self._pack_size:
                     full = self._packs.pop(blob_type)
@@ -132,18 +157,23 @@ class BlobWriter:
     def _upload(self, pack: PackWriter) -> None:
         self._upload_slots.acquire()
         try:
-            pack_id, data = pack.finish(self._repo.sealer)
-            self._upload_pool.submit(self._store_pack, pack_id, data, pack.entries)
+            pack_id = pack.seal(self._repo.sealer)
+            self._upload_pool.submit(self._store_pack, pack_id, pack)
         except BaseException:
+            pack.close()
             self._upload_slots.release()
             raise
 
-    def _store_pack(self, pack_id: bytes, data: bytes, entries: list[PackEntry]) -> None:
+    def _store_pack(self, pack_id: bytes, pack: PackWriter) -> None:
+        entries = pack.entries
         try:
+            size = pack.size
+            data = pack.read()
             self._repo.storage.put(pack_key(pack_id), data)
+            del data  # the pack is stored: free its buffer before the bookkeeping
             self._repo.index.add_pack(pack_id, entries)
             with self._lock:
-                self.uploaded_bytes += len(data)
+                self.uploaded_bytes += size
                 self.relied_packs.add(pack_id)
                 self._unindexed.append((pack_id, entries))
                 for e in entries:
@@ -152,10 +182,11 @@ class BlobWriter:
             if write_index:
                 self._write_index()
             if self._on_pack_stored is not None:
-                self._on_pack_stored(len(data))
+                self._on_pack_stored(size)
         except BaseException as e:
             self._fail(e)
         finally:
+            pack.close()
             self._upload_slots.release()
 
     def _write_index(self) -> None:
@@ -184,7 +215,7 @@ class BlobWriter:
                 break
             wait(pending)
         self._raise_failure()
-        with self._lock:
+        with self._pack_lock:
             packs = list(self._packs.values())
             self._packs.clear()
         for pack in packs:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import zstandard
 from blake3 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from comet.agent.errors import IntegrityError, UnsupportedFormatError, WrongVaultKeyError
 from comet.agent.repository.format import (
@@ -29,6 +28,9 @@ from comet.agent.repository.format import (
     check_header,
     header,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 BLOB_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
 
@@ -59,6 +61,15 @@ class MasterKeys:
         return (int.from_bytes(self.chunker[:8], "little") & ((1 << 63) - 1)) or 1
 
 
+def _aead_api() -> tuple[type[AESGCM], type[Exception]]:
+    """AES-GCM and its authentication error, imported on first use: the agent imports
+    this module at start-up, and ``cryptography`` costs ~10 MiB resident while idle."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM, InvalidTag
+
+
 def _check_vault_key(vault_key: bytes) -> None:
     if len(vault_key) != KEY_SIZE:
         raise WrongVaultKeyError(f"a vault key must be {KEY_SIZE} bytes, got {len(vault_key)}")
@@ -70,7 +81,8 @@ def wrap_keys(keys: MasterKeys, vault_key: bytes, repository_id: bytes) -> bytes
     prefix = header(MAGIC_KEY) + bytes([KeyWrapAlgorithm.AES_256_GCM])
     nonce = os.urandom(NONCE_SIZE)
     body = keys.encryption + keys.blob_id + keys.chunker
-    sealed = AESGCM(vault_key).encrypt(nonce, body, prefix + repository_id)
+    aesgcm, _invalid = _aead_api()
+    sealed = aesgcm(vault_key).encrypt(nonce, body, prefix + repository_id)
     return prefix + nonce + sealed
 
 
@@ -82,9 +94,10 @@ def unwrap_keys(data: bytes, vault_key: bytes, repository_id: bytes, what: str) 
         raise UnsupportedFormatError(f"{what}: unknown key wrap algorithm")
     prefix = data[:6]
     nonce = data[6 : 6 + NONCE_SIZE]
+    aesgcm, invalid_tag = _aead_api()
     try:
-        body = AESGCM(vault_key).decrypt(nonce, data[6 + NONCE_SIZE :], prefix + repository_id)
-    except InvalidTag:
+        body = aesgcm(vault_key).decrypt(nonce, data[6 + NONCE_SIZE :], prefix + repository_id)
+    except invalid_tag:
         raise WrongVaultKeyError(
             "the vault key does not open this repository (wrong key, or a damaged key file)"
         ) from None
@@ -105,7 +118,8 @@ class Sealer:
 
     def __init__(self, keys: MasterKeys) -> None:
         self._keys = keys
-        self._aead = AESGCM(keys.encryption)
+        aesgcm, self._invalid_tag = _aead_api()
+        self._aead = aesgcm(keys.encryption)
         self._zstd = _ZstdContexts()
 
     def blob_id(self, blob_type: BlobType, data: bytes | memoryview) -> bytes:
@@ -148,7 +162,7 @@ class Sealer:
         aad = bytes([BLOB_AAD_VERSION, blob_type, comp]) + blob_id
         try:
             body = self._aead.decrypt(stored[1 : 1 + NONCE_SIZE], stored[1 + NONCE_SIZE :], aad)
-        except InvalidTag:
+        except self._invalid_tag:
             raise IntegrityError(f"{name} is damaged (authentication failed)") from None
         if comp == Compression.ZSTD:
             try:
@@ -175,7 +189,7 @@ class Sealer:
         nonce = data[prefix_len : prefix_len + NONCE_SIZE]
         try:
             return self._aead.decrypt(nonce, data[prefix_len + NONCE_SIZE :], data[:prefix_len])
-        except InvalidTag:
+        except self._invalid_tag:
             raise IntegrityError(f"{what} is damaged (authentication failed)") from None
 
 

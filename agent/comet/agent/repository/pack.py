@@ -1,16 +1,23 @@
 """Pack files: sealed blobs back to back, then an encrypted trailer naming them.
 
-``PackWriter`` assembles one pack in memory; ``PackReader`` reads a stored pack's trailer
+``PackWriter`` assembles one pack in an unnamed temporary file (as restic's packer
+does), hashing it as it grows, so a pack being filled costs no resident memory; its
+bytes are read back only to be stored. ``PackReader`` reads a stored pack's trailer
 (which is what rebuilding an index needs) and its blobs.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import struct
+import tempfile
 from typing import NamedTuple
 
+from blake3 import blake3
+
 from comet.agent.errors import IntegrityError, RepositoryError
-from comet.agent.repository.crypto import Sealer, object_id
+from comet.agent.repository.crypto import Sealer
 from comet.agent.repository.format import (
     MAGIC_PACK,
     MAGIC_PACK_TRAILER,
@@ -65,10 +72,19 @@ def decode_entries(body: bytes | memoryview, pos: int, what: str) -> tuple[list[
 
 
 class PackWriter:
-    """Collects sealed blobs into one pack. Not thread-safe; the caller serializes."""
+    """Collects sealed blobs into one pack, spooled to an unnamed temporary file (gone
+    when closed, or when the process dies). Not thread-safe; the caller serializes.
 
-    def __init__(self) -> None:
-        self._parts: list[bytes] = [PACK_HEADER]
+    ``finish`` returns the whole pack; a pipeline that stores packs on other threads
+    calls ``seal`` when the pack is full and ``read`` just before storing it, so only
+    packs being stored are held in memory."""
+
+    def __init__(self, spool_dir: str | None = None) -> None:
+        # The file is opened by the first write past the header: making a writer that
+        # stays empty (``dict.setdefault(key, PackWriter())``) costs no system call.
+        self._spool_dir = spool_dir
+        self._file: io.FileIO | None = None
+        self._hash = blake3(PACK_HEADER)
         self._size = len(PACK_HEADER)
         self.entries: list[PackEntry] = []
 
@@ -79,21 +95,53 @@ class PackWriter:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def _write(self, data: bytes) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self._spool_dir, buffering=0)  # noqa: SIM115 (closed by read/close)
+            self._file.write(PACK_HEADER)
+        view = memoryview(data)
+        while view:
+            view = view[self._file.write(view) or 0 :]
+        self._hash.update(data)
+        self._size += len(data)
+
     def add(self, blob_id: bytes, blob_type: BlobType, stored: bytes, raw_length: int) -> None:
         self.entries.append(PackEntry(blob_id, blob_type, self._size, len(stored), raw_length))
-        self._parts.append(stored)
-        self._size += len(stored)
+        self._write(stored)
 
-    def finish(self, sealer: Sealer) -> tuple[bytes, bytes]:
-        """Append the trailer; return ``(pack id, pack bytes)``."""
+    def seal(self, sealer: Sealer) -> bytes:
+        """Append the trailer; return the pack id (the BLAKE3 hash of its bytes)."""
         trailer_plain = header(MAGIC_PACK_TRAILER) + encode_entries(self.entries)
         # The AAD of the trailer is the pack header (see docs/format.md): seal it that way.
         trailer = sealer.seal(PACK_HEADER, trailer_plain)[len(PACK_HEADER) :]
-        self._parts.append(trailer)
-        self._parts.append(_COUNT.pack(len(trailer)))
-        data = b"".join(self._parts)
-        self._parts = []
-        return object_id(data), data
+        self._write(trailer)
+        self._write(_COUNT.pack(len(trailer)))
+        return bytes(self._hash.digest())
+
+    def read(self) -> bytes:
+        """The sealed pack's bytes (one buffer; the spool file is then closed)."""
+        assert self._file is not None  # sealed: the trailer was written
+        fd = self._file.fileno()
+        data = os.pread(fd, self._size, 0)
+        parts = [data]
+        got = len(data)
+        while got < self._size:  # a short read: ask for the rest
+            more = os.pread(fd, self._size - got, got)
+            if not more:
+                raise RepositoryError("a pack's temporary file came up short")
+            parts.append(more)
+            got += len(more)
+        self.close()
+        return data if len(parts) == 1 else b"".join(parts)
+
+    def finish(self, sealer: Sealer) -> tuple[bytes, bytes]:
+        """Append the trailer; return ``(pack id, pack bytes)``."""
+        pack_id = self.seal(sealer)
+        return pack_id, self.read()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 class PackReader:

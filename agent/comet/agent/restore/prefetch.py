@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from comet.agent.repository.index import BlobLocation
 from comet.agent.repository.repository import Repository
 
-_BUDGET = 16 << 20
+_BUDGET = 8 << 20
 _BATCH_BYTES = 2 << 20
 _BATCH_BLOBS = 256
 

@@ -44,6 +44,12 @@ from comet.agent.restore.prefetch import Blobs, PackPrefetcher, PackWork
 from comet.agent.restore.target import RestorePath, RestoreTarget, TargetRefusedError
 
 _ZEROS = bytes(4 << 20)
+# Random-access targets: files are begun and filled in windows of this many files (or
+# pieces), so a restore's layout state (~2 KiB a file with the target's own) stays
+# bounded however many files a snapshot holds; a pack whose blobs straddle two windows
+# is read once per window.
+_WINDOW_FILES = 16_384
+_WINDOW_PIECES = 65_536
 # Errors that mean "this data cannot be read" (as opposed to storage being unreachable).
 _UNREADABLE = (IntegrityError, BlobNotFoundError)
 
@@ -69,7 +75,7 @@ class RestoreResult:
     refused: int = 0  # entries the target could not take, each with a warning
 
 
-@dataclass
+@dataclass(slots=True)
 class _Piece:
     """One range of a file: a blob's content, or a zero-filled range of missing data."""
 
@@ -79,7 +85,7 @@ class _Piece:
     location: BlobLocation | None  # None: the data is missing and is zero-filled
 
 
-@dataclass
+@dataclass(slots=True)
 class _File:
     path: RestorePath
     handle: int
@@ -165,7 +171,9 @@ class _Restorer:
         # Optional target attribute: targets that cannot store hard links (zip, programs)
         # get every linked name as a full file.
         self._hard_links = bool(getattr(target, "hard_links", True))
-        self._files: list[_File] = []
+        self._files: list[_File] = []  # random-access targets: the current window
+        self._window_pieces = 0
+        # Files that other names may hard-link to (link count above one), by path.
         self._done: dict[RestorePath, _File] = {}
         self._links: list[tuple[RestorePath, Node, RestorePath]] = []
         self._dirs: list[tuple[RestorePath, Node]] = []
@@ -200,9 +208,7 @@ class _Restorer:
         self._target.directory((), None)
         self._walk((), root, self._selection is None)
         if self._random:
-            self._fill_from_packs()
-            for f in self._files:
-                self._end(f)  # only files whose pieces never all arrived remain
+            self._fill_window()
         else:
             self._replay()
         for path, node, existing in self._links:
@@ -324,8 +330,20 @@ class _Restorer:
                 return
             pieces, missing, why = self._layout(path, node)
             self._begin(path, node, pieces, missing, why)
+            self._window_pieces += len(pieces)
+            if len(self._files) >= _WINDOW_FILES or self._window_pieces >= _WINDOW_PIECES:
+                self._fill_window()
         else:
             self._other(path, node)
+
+    def _fill_window(self) -> None:
+        """Write the content of every file begun since the last window, then forget
+        their layouts."""
+        self._fill_from_packs()
+        for f in self._files:
+            self._end(f)  # only files whose pieces never all arrived remain
+        self._files = []
+        self._window_pieces = 0
 
     def _other(self, path: RestorePath, node: Node) -> None:
         self._reporter.file_started(show_path(path), node.size)
@@ -412,7 +430,8 @@ class _Restorer:
             self.kept += 1
             return None
         f = _File(path, handle, pieces, damaged=missing, damage=why)
-        self._done[path] = f
+        if node.nlink > 1:
+            self._done[path] = f
         if self._random:
             self._files.append(f)
         return f
@@ -482,6 +501,7 @@ class _Restorer:
         if f.failed or f.ended:
             return
         f.ended = True
+        f.pieces = []  # written: its layout is no longer needed
         try:
             self._target.end_file(f.handle)
             self.files += 1

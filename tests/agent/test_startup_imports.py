@@ -1,0 +1,26 @@
+"""What an idle agent carries: the service imports no ``cryptography`` (~10 MiB
+resident); a job imports it when it first derives a key or seals a blob."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHECK = """
+import sys
+import comet.agent.service
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "cryptography")
+print(",".join(loaded))
+from comet.agent.repository.crypto import MasterKeys, Sealer
+Sealer(MasterKeys.generate()).seal(b"p", b"body")
+print("cryptography" in sys.modules)
+"""
+
+
+def test_agent_service_starts_without_cryptography() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=60, check=True
+    )
+    idle, after_job = result.stdout.splitlines()
+    assert idle == ""
+    assert after_job == "True"

@@ -1,0 +1,46 @@
+"""The many-files corpus and its growth table (the end-to-end run is ``bench/run
+--corpus many-files``; too slow for the test suite)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.corpus import MANY_FILES_MAX_SIZE, MANY_FILES_PER_DIR, build_many_files, summarize
+from bench.options import parse_options
+from bench.report import Results
+
+
+def test_many_files_corpus_is_deep_wide_small_and_repeatable(tmp_path: Path) -> None:
+    count = 40 * MANY_FILES_PER_DIR + 7  # 41 leaves: two levels of directories
+    corpus = build_many_files(tmp_path / "a", count, "many-files-x")
+    assert len(corpus.files) == count
+    assert summarize(corpus.root).files == count
+    assert {rel.count("/") for rel in corpus.files} == {2}
+    sizes = [os.path.getsize(corpus.root / rel) for rel in corpus.files]
+    assert max(sizes) <= MANY_FILES_MAX_SIZE and 0 <= min(sizes) < 100
+    again = build_many_files(tmp_path / "b", count, "many-files-x")
+    assert again.files == corpus.files
+    assert all(
+        (corpus.root / rel).read_bytes() == (again.root / rel).read_bytes()
+        for rel in corpus.files[:: MANY_FILES_PER_DIR // 2]
+    )
+
+
+def test_options_name_one_corpus_per_count_and_the_growth_table_compares_them() -> None:
+    options = parse_options(["--corpus", "many-files", "--files", "300000,100_000"])
+    assert options.file_counts == (100_000, 300_000)
+    assert options.corpora == ("many-files-100000", "many-files-300000")
+    assert parse_options([]).file_counts == ()
+    results = Results(options.corpora, ("comet", "restic"))
+    for corpus, comet, restic in (
+        (options.corpora[0], 50e6, 40e6),
+        (options.corpora[1], 80e6, 100e6),
+    ):
+        results.add_rss(corpus, "rss_first_backup", "comet", int(comet))
+        results.add_rss(corpus, "rss_first_backup", "restic", int(restic))
+    table = results.growth_table(options.corpora, options.file_counts)
+    lines = table.splitlines()
+    assert "100,000 files MB" in lines[0] and "300,000 files MB" in lines[0]
+    assert lines[2].split() == ["first", "backup", "comet", "50.0", "80.0", "1.60x"]
+    assert lines[3].split() == ["first", "backup", "restic", "40.0", "100.0", "2.50x"]
