@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from comet.agent.cancel import CancelToken
+from comet.agent.repository.index import BlobIndex
 from comet.agent.repository.repository import Repository
 
 
-def mark_reachable(repo: Repository, root: bytes, used: set[bytes], cancel: CancelToken) -> int:
+class BlobSet:
+    """A set of blob ids as one bit per blob of an index (by ``BlobIndex.ordinal``),
+    plus a plain set for ids the index does not know (missing blobs, normally none).
+    Marking a 10-million-blob vault takes 1.25 MB instead of a gigabyte of ``bytes``
+    in a ``set``. Blobs the index gains later get bits as they come."""
+
+    def __init__(self, index: BlobIndex) -> None:
+        self._index = index
+        self._bits = bytearray((len(index) + 7) // 8)
+        self._unindexed: set[bytes] = set()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, blob_id: object) -> bool:
+        if not isinstance(blob_id, bytes):
+            return False
+        n = self._index.ordinal(blob_id)
+        if n is None:
+            return blob_id in self._unindexed
+        return n >> 3 < len(self._bits) and bool(self._bits[n >> 3] & (1 << (n & 7)))
+
+    def add(self, blob_id: bytes) -> None:
+        n = self._index.ordinal(blob_id)
+        if n is None:
+            if blob_id not in self._unindexed:
+                self._unindexed.add(blob_id)
+                self._count += 1
+            return
+        byte, bit = n >> 3, 1 << (n & 7)
+        if byte >= len(self._bits):
+            self._bits.extend(bytes(byte + 1 - len(self._bits)))
+        if not self._bits[byte] & bit:
+            self._bits[byte] |= bit
+            self._count += 1
+
+    def update(self, blob_ids: Iterable[bytes]) -> None:
+        for blob_id in blob_ids:
+            self.add(blob_id)
+
+
+def mark_reachable(repo: Repository, root: bytes, used: BlobSet, cancel: CancelToken) -> int:
     """Add ``root`` and every tree and data blob below it to ``used``; return how many
     trees were read. Trees already in ``used`` are not read again, so marking many
     snapshots that share directories reads each directory once. Only one tree is held
