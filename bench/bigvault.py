@@ -39,7 +39,8 @@ from typing import Any
 
 VAULT_KEY = bytes(range(32))
 PACKS_PER_INDEX_FILE = 256
-FILES_PER_DIR = 1000
+FANOUT = 100  # entries of a synthetic directory
+BLOBS_PER_FILE = 4  # blobs of a synthetic file
 STEPS = ("open", "backup", "verify", "prune")
 
 
@@ -82,17 +83,34 @@ def build(vault: Path, source: Path, blobs: int, blobs_per_pack: int) -> dict[st
     run_backup(repo, FilesSource([str(source)]), BackupOptions("small", "bench"))
 
     length, raw_length = 400_000, 1 << 20
-    files: list[Node] = []  # one file node per synthetic pack
-    dirs: list[Node] = []
+    # The synthetic snapshot: files of BLOBS_PER_FILE blobs, FANOUT files a directory,
+    # FANOUT directories a parent directory, and so on up to one root.
+    parents: list[list[Node]] = [[]]  # pending nodes per level above files
     batch: list[tuple[bytes, list[PackEntry]]] = []
     writer = repo.blob_writer()
 
-    def flush_dir() -> None:
-        data = Tree(tuple(files)).encode()
+    def store_dir(depth: int) -> None:
+        """Close the pending directory at ``depth`` into a node one level up."""
+        nodes = parents[depth]
+        data = Tree(tuple(nodes)).encode()
         tree_id = repo.sealer.blob_id(BlobType.TREE, data)
         writer.add(BlobType.TREE, tree_id, data)
-        dirs.append(Node(f"dir{len(dirs):06d}", NodeType.DIR, mode=0o755, subtree=tree_id))
-        files.clear()
+        if depth + 1 == len(parents):
+            parents.append([])
+        up = parents[depth + 1]
+        up.append(Node(f"d{len(up):03d}", NodeType.DIR, mode=0o755, subtree=tree_id))
+        parents[depth] = []
+        if len(up) == FANOUT:
+            store_dir(depth + 1)
+
+    def add_file(content: tuple[bytes, ...]) -> None:
+        files = parents[0]
+        size = raw_length * len(content)
+        files.append(
+            Node(f"f{len(files):03d}", NodeType.FILE, mode=0o644, size=size, content=content)
+        )
+        if len(files) == FANOUT:
+            store_dir(0)
 
     done = 0
     while done < blobs:
@@ -117,25 +135,22 @@ def build(vault: Path, source: Path, blobs: int, blobs_per_pack: int) -> dict[st
         if len(batch) == PACKS_PER_INDEX_FILE:
             repo.save_index(batch)
             batch = []
-        files.append(
-            Node(
-                f"f{len(files):04d}",
-                NodeType.FILE,
-                mode=0o644,
-                size=raw_length * count,
-                content=tuple(e.blob_id for e in entries),
-            )
-        )
-        if len(files) == FILES_PER_DIR:
-            flush_dir()
+        for i in range(0, count, BLOBS_PER_FILE):
+            add_file(tuple(e.blob_id for e in entries[i : i + BLOBS_PER_FILE]))
         done += count
     if batch:
         repo.save_index(batch)
-    if files:
-        flush_dir()
-    data = Tree(tuple(dirs)).encode()
-    root = repo.sealer.blob_id(BlobType.TREE, data)
-    writer.add(BlobType.TREE, root, data)
+    # Close the pending directories bottom-up; the single node left on top is the root.
+    depth = 0
+    while depth < len(parents):
+        if depth and depth == len(parents) - 1 and len(parents[depth]) == 1:
+            break
+        if parents[depth] or len(parents) == 1:
+            store_dir(depth)
+        depth += 1
+    (top,) = parents[-1]
+    assert top.subtree is not None
+    root = top.subtree
     writer.flush()
     writer.close()
     now = repo.now_ns()
@@ -173,12 +188,16 @@ def step(name: str, vault: Path, source: Path) -> dict[str, Any]:
     return out
 
 
-def _child(name: str, vault: Path, source: Path) -> dict[str, Any]:
+def _child(name: str, vault: Path, source: Path, agent_path: Path | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if agent_path is not None:  # another version of the agent, e.g. an older checkout
+        env["PYTHONPATH"] = os.pathsep.join([str(agent_path), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-m", "bench.bigvault", "--step", name, str(vault), str(source)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if proc.returncode:
         raise RuntimeError(f"step {name} failed:\n{proc.stderr[-4000:]}")
@@ -197,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", default=",".join(STEPS), help="of " + ",".join(STEPS))
     p.add_argument("--keep", type=Path, help="keep (and reuse) the vaults under this dir")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--agent-path",
+        type=Path,
+        help="run the steps with the agent package under this dir (e.g. the 'agent' dir "
+        "of an older checkout: before/after figures on the same vaults)",
+    )
     p.add_argument("--step", nargs=3, metavar=("NAME", "VAULT", "SOURCE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.step:
@@ -219,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 marker.write_text(json.dumps(info))
                 print(f"built {n:,} blobs in {info['build_seconds']} s", file=sys.stderr)
             for name in steps:
-                figures = _child(name, vault, source)
+                figures = _child(name, vault, source, args.agent_path)
                 figures.update(blobs=n, step=name)
                 results.append(figures)
                 print(json.dumps(figures), file=sys.stderr)

@@ -2,13 +2,15 @@
 
 Unlike the in-memory ``BlobIndex`` (one location per blob), a ``PackTable`` keeps every
 pack's full entry list, so duplicates and unused blobs are visible. The lists are kept
-as the index files' raw entry tables (45 bytes a blob) and decoded when a pack is looked
-at, so a 10-million-blob vault's table is ~0.5 GB rather than a few of namedtuples.
+on disk as the index files' raw entry tables and decoded when a pack is looked at, so a
+10-million-blob vault's table takes ~40 MB of memory rather than gigabytes of tuples.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -33,29 +35,41 @@ _U32_SIZE = 4
 
 
 class PackEntries(Mapping[bytes, list[PackEntry]]):
-    """Pack id -> its entries (first listing wins), decoded from a raw entry table on
-    each access."""
+    """Pack id -> its entries (first listing wins). The raw entry tables go to an
+    unlinked temporary file (``TMPDIR``), read back and decoded on each access: memory
+    holds only pack id -> position, ~4 bytes a blob instead of 45."""
 
     def __init__(self) -> None:
-        self._tables: dict[bytes, bytes] = {}
+        self._where: dict[bytes, int] = {}  # position << 32 | length in the file
+        # Closed with the table (its finalizer): it lives as long as the table does.
+        self._file = tempfile.TemporaryFile(prefix="comet-packs-")  # noqa: SIM115
+        self._size = 0
 
     def add(self, pack_id: bytes, table: bytes) -> None:
         """Record a pack's ``count || entries`` table unless the pack is listed already."""
-        self._tables.setdefault(pack_id, table)
+        if pack_id in self._where:
+            return
+        fd = self._file.fileno()
+        done = 0
+        while done < len(table):
+            done += os.pwrite(fd, table[done:], self._size + done)
+        self._where[pack_id] = self._size << 32 | len(table)
+        self._size += len(table)
 
     def __getitem__(self, pack_id: bytes) -> list[PackEntry]:
-        what = f"index entries of pack {pack_id.hex()}"
-        entries, _ = decode_entries(self._tables[pack_id], 0, what)
+        where = self._where[pack_id]
+        table = os.pread(self._file.fileno(), where & 0xFFFFFFFF, where >> 32)
+        entries, _ = decode_entries(table, 0, f"index entries of pack {pack_id.hex()}")
         return entries
 
     def __contains__(self, pack_id: object) -> bool:
-        return pack_id in self._tables
+        return pack_id in self._where
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._tables)
+        return iter(self._where)
 
     def __len__(self) -> int:
-        return len(self._tables)
+        return len(self._where)
 
 
 @dataclass

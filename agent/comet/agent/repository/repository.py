@@ -208,12 +208,15 @@ class Repository:
         """Forget the in-memory index and load every index file again (maintenance
         deletes packs and index files, which ``refresh_index`` never notices).
 
-        A damaged index file raises its RepositoryError, or with ``skip_damaged`` is
-        left out and returned as ``(key, error)``."""
+        A damaged index file raises its RepositoryError (the index then holds only
+        what was loaded before it), or with ``skip_damaged`` is left out and returned
+        as ``(key, error)``."""
         damaged: list[tuple[str, RepositoryError]] = []
         with self._index_lock:
             keys = [o.key for o in self.storage.list("index/")]
-            index = BlobIndex()
+            # The old index goes first, so a big vault's is never held twice; until the
+            # new one is complete, lookups see part of it (maintenance holds the lock).
+            self.index = index = BlobIndex()
             for key in keys:
                 try:
                     data = self.storage.get(key)
@@ -226,7 +229,6 @@ class Repository:
                         raise
                     damaged.append((key, e))
                     self.damaged[key] = str(e)
-            self.index = index
             self._known_indexes = set(keys)
         with self._trees_lock:
             self._trees.clear()
