@@ -1,5 +1,5 @@
-"""The compact blob index answers as the old in-memory one did, and a vault written
-before it opens, verifies and restores after it."""
+"""The compact blob index answers as the old in-memory one did, bitmaps over it answer
+as sets, and a vault written before it opens, verifies and restores after it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comet.agent.maintenance.check import check
+from comet.agent.maintenance.walk import BlobSet
 from comet.agent.repository import Repository, index
 from comet.agent.repository.format import BlobType
 from comet.agent.repository.index import BlobIndex
@@ -77,6 +78,30 @@ def test_compact_index_answers_as_the_old_one(
         assert sorted(new.items()) == sorted(old.items())
         ordinals = sorted(n for n in map(new.ordinal, set(known)) if n is not None)
         assert ordinals == list(range(len(new)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    indexed=st.lists(_ids, max_size=40), added=st.lists(_ids, max_size=40), probes=st.lists(_ids)
+)
+def test_a_blob_set_over_the_index_answers_as_a_set(
+    indexed: list[bytes], added: list[bytes], probes: list[bytes]
+) -> None:
+    blob_index = BlobIndex()
+    entries = [PackEntry(b, BlobType.DATA, 0, 1, 1) for b in indexed]
+    blob_index.add_pack(b"p" * 32, entries[: len(entries) // 2])
+    marks = BlobSet(blob_index)
+    blob_index.add_pack(b"q" * 32, entries[len(entries) // 2 :])  # grows after the set
+    plain: set[bytes] = set()
+    for i, blob_id in enumerate(added + indexed[::2]):
+        if i % 2:
+            marks.add(blob_id)
+        else:
+            marks.update([blob_id])
+        plain.add(blob_id)
+        assert len(marks) == len(plain)
+    for blob_id in indexed + added + probes:
+        assert (blob_id in marks) == (blob_id in plain)
 
 
 def test_the_index_keeps_under_20_bytes_per_blob_in_memory() -> None:
