@@ -95,13 +95,19 @@ def test_a_blob_set_over_the_index_answers_as_a_set(
     plain: set[bytes] = set()
     for i, blob_id in enumerate(added + indexed[::2]):
         if i % 2:
-            marks.add(blob_id)
+            assert marks.add(blob_id) == (blob_id not in plain)
         else:
             marks.update([blob_id])
         plain.add(blob_id)
         assert len(marks) == len(plain)
+    claimed, plain_claimed = BlobSet(blob_index), set()
     for blob_id in indexed + added + probes:
         assert (blob_id in marks) == (blob_id in plain)
+        assert marks.is_unindexed(blob_id) == (blob_id in plain and blob_id not in blob_index)
+        expected = blob_id in plain and blob_id not in plain_claimed
+        assert marks.claim(blob_id, claimed) == expected
+        plain_claimed.update([blob_id] if expected else [])
+    assert len(claimed) == len(plain_claimed)
 
 
 def test_the_index_keeps_under_20_bytes_per_blob_in_memory() -> None:

@@ -250,9 +250,8 @@ def _walk_structure(
 ) -> None:
     """Read every tree below ``root`` not seen yet; record unreadable trees and data
     blobs that are in no index. ``seen`` holds only blob ids."""
-    if root in seen:
+    if not seen.add(root):
         return
-    seen.add(root)
     stack = [root]
     while stack:
         cancel.check()
@@ -268,19 +267,17 @@ def _walk_structure(
         st.trees += 1
         for node in tree.nodes:
             for blob_id in node.content:
-                if blob_id in seen:
+                if not seen.add(blob_id):
                     continue
-                seen.add(blob_id)
                 st.data_blobs += 1
-                if blob_id not in repo.index:
+                if seen.is_unindexed(blob_id):
                     st.damaged_blobs.add(blob_id)
                     st.add(
                         ProblemKind.BLOB_MISSING,
                         blob_id.hex(),
                         f"data blob {blob_id.hex()} is in no index",
                     )
-            if node.subtree is not None and node.subtree not in seen:
-                seen.add(node.subtree)
+            if node.subtree is not None and seen.add(node.subtree):
                 stack.append(node.subtree)
 
 

@@ -124,8 +124,7 @@ def prune_locked(
         if pack_id not in stored:
             continue  # lost; if a used blob lived only there, the check below refuses
         entries = table.packs[pack_id]
-        live = [e for e in entries if e.blob_id in used and e.blob_id not in assigned]
-        assigned.update(e.blob_id for e in live)
+        live = [e for e in entries if used.claim(e.blob_id, assigned)]
         used_bytes = sum(e.length for e in live)
         if not live:
             delete.append(pack_id)
