@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,8 @@ from comet.agent.errors import (
 from comet.agent.repository import Repository
 from comet.agent.repository import chunker as chunker_module
 from comet.agent.repository.format import BlobType
-from comet.agent.repository.index import BlobIndex
 from comet.agent.repository.lock import STALE_AFTER_NS
-from comet.agent.repository.pack import PackEntry, PackReader, pack_key
+from comet.agent.repository.pack import PackReader, pack_key
 from comet.agent.repository.snapshot import Snapshot
 from comet.agent.repository.tree import Node, NodeType, Tree
 from comet.agent.storage.local import LocalStorage
@@ -198,27 +196,6 @@ def test_missing_native_chunker_is_a_hard_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ChunkerUnavailableError):
         chunker_module.Chunker(1)
-
-
-def test_index_costs_under_100_bytes_per_blob() -> None:
-    n = 40_000
-    packs = [
-        (os.urandom(32), [PackEntry(os.urandom(32), BlobType.DATA, 8, 100, 100) for _ in range(16)])
-        for _ in range(n // 16)
-    ]
-    tracemalloc.start()
-    try:
-        index = BlobIndex()
-        index.add_many(packs)
-        used = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert len(index) == n
-    assert used / n < 100, used / n
-    blob = packs[7][1][3]
-    loc = index.lookup(blob.blob_id)
-    assert loc is not None and loc.pack_id == packs[7][0]
-    assert index.lookup(os.urandom(32)) is None
 
 
 def test_a_damaged_index_file_is_set_aside_not_fatal() -> None:

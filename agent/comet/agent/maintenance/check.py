@@ -20,15 +20,17 @@ from dataclasses import dataclass, field
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import RepositoryError
 from comet.agent.maintenance.packs import (
+    PackEntries,
     expected_pack_size,
     load_pack_table,
     parse_pack,
     stored_packs,
 )
 from comet.agent.maintenance.reporter import MaintenanceReporter, NullMaintenanceReporter
+from comet.agent.maintenance.walk import BlobSet
 from comet.agent.repository.crypto import object_id
 from comet.agent.repository.format import MAGIC_CONFIG, MAGIC_KEY, check_header
-from comet.agent.repository.pack import PackEntry, pack_key
+from comet.agent.repository.pack import pack_key
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
 from comet.agent.repository.tree import NodeType
@@ -189,7 +191,7 @@ def _check_config_and_keys(repo: Repository, st: _State) -> None:
             st.add(ProblemKind.KEY, key, f"key file {key} is unreadable: {e}")
 
 
-def _check_packs(packs: dict[bytes, list[PackEntry]], stored: dict[bytes, int], st: _State) -> None:
+def _check_packs(packs: PackEntries, stored: dict[bytes, int], st: _State) -> None:
     for pack_id, entries in packs.items():
         key = pack_key(pack_id)
         if pack_id not in stored:
@@ -226,7 +228,7 @@ def _check_snapshots(
 ) -> None:
     keys = [o.key for o in repo.storage.list("snapshots/")]
     reporter.phase("check snapshots", len(keys))
-    seen: set[bytes] = set()
+    seen = BlobSet(repo.index)
     for key in sorted(keys):
         cancel.check()
         snapshot_id = key.rsplit("/", 1)[-1]
@@ -244,13 +246,12 @@ def _check_snapshots(
 
 
 def _walk_structure(
-    repo: Repository, root: bytes, seen: set[bytes], st: _State, cancel: CancelToken
+    repo: Repository, root: bytes, seen: BlobSet, st: _State, cancel: CancelToken
 ) -> None:
     """Read every tree below ``root`` not seen yet; record unreadable trees and data
     blobs that are in no index. ``seen`` holds only blob ids."""
-    if root in seen:
+    if not seen.add(root):
         return
-    seen.add(root)
     stack = [root]
     while stack:
         cancel.check()
@@ -266,25 +267,23 @@ def _walk_structure(
         st.trees += 1
         for node in tree.nodes:
             for blob_id in node.content:
-                if blob_id in seen:
+                if not seen.add(blob_id):
                     continue
-                seen.add(blob_id)
                 st.data_blobs += 1
-                if blob_id not in repo.index:
+                if seen.is_unindexed(blob_id):
                     st.damaged_blobs.add(blob_id)
                     st.add(
                         ProblemKind.BLOB_MISSING,
                         blob_id.hex(),
                         f"data blob {blob_id.hex()} is in no index",
                     )
-            if node.subtree is not None and node.subtree not in seen:
-                seen.add(node.subtree)
+            if node.subtree is not None and seen.add(node.subtree):
                 stack.append(node.subtree)
 
 
 def _read_packs(
     repo: Repository,
-    packs: dict[bytes, list[PackEntry]],
+    packs: PackEntries,
     stored: dict[bytes, int],
     st: _State,
     reporter: MaintenanceReporter,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from comet.agent.cancel import CancelToken
 from comet.agent.maintenance.packs import stored_packs
 from comet.agent.maintenance.reporter import MaintenanceReporter, NullMaintenanceReporter
-from comet.agent.maintenance.walk import mark_reachable
+from comet.agent.maintenance.walk import BlobSet, mark_reachable
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
 
@@ -66,11 +66,11 @@ def measure(
             newest[(s.item_id, s.device_id)] = s
         newest_ids = {s.id for s in newest.values()}
         reporter.phase("mark", len(snapshots))
-        new_used: set[bytes] = set()
+        new_used = BlobSet(repo.index)
         for s in newest.values():
             mark_reachable(repo, s.tree, new_used, cancel)
             reporter.advance(1)
-        old_used: set[bytes] = set()
+        old_used = BlobSet(repo.index)
         for s in snapshots:
             if s.id not in newest_ids:
                 mark_reachable(repo, s.tree, old_used, cancel)

@@ -1,12 +1,17 @@
 """What the index files and the storage say about packs, as maintenance needs it.
 
 Unlike the in-memory ``BlobIndex`` (one location per blob), a ``PackTable`` keeps every
-pack's full entry list, so duplicates and unused blobs are visible.
+pack's full entry list, so duplicates and unused blobs are visible. The lists are kept
+on disk as the index files' raw entry tables and decoded when a pack is looked at, so a
+10-million-blob vault's table takes ~40 MB of memory rather than gigabytes of tuples.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from comet.agent.errors import IntegrityError, RepositoryError
@@ -19,7 +24,7 @@ from comet.agent.repository.format import (
     TAG_SIZE,
     check_header,
 )
-from comet.agent.repository.index import decode_index_file
+from comet.agent.repository.index import read_index_file
 from comet.agent.repository.pack import PACK_HEADER, PackEntry, decode_entries
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import ObjectInfo, ObjectNotFoundError, Storage
@@ -29,11 +34,49 @@ _ENTRY_SIZE = ID_SIZE + 1 + 4 + 4 + 4  # docs/format.md, "Packs": id, type, offs
 _U32_SIZE = 4
 
 
+class PackEntries(Mapping[bytes, list[PackEntry]]):
+    """Pack id -> its entries (first listing wins). The raw entry tables go to an
+    unlinked temporary file (``TMPDIR``), read back and decoded on each access: memory
+    holds only pack id -> position, ~4 bytes a blob instead of 45."""
+
+    def __init__(self) -> None:
+        self._where: dict[bytes, int] = {}  # position << 32 | length in the file
+        # Closed with the table (its finalizer): it lives as long as the table does.
+        self._file = tempfile.TemporaryFile(prefix="comet-packs-")  # noqa: SIM115
+        self._size = 0
+
+    def add(self, pack_id: bytes, table: bytes) -> None:
+        """Record a pack's ``count || entries`` table unless the pack is listed already."""
+        if pack_id in self._where:
+            return
+        fd = self._file.fileno()
+        done = 0
+        while done < len(table):
+            done += os.pwrite(fd, table[done:], self._size + done)
+        self._where[pack_id] = self._size << 32 | len(table)
+        self._size += len(table)
+
+    def __getitem__(self, pack_id: bytes) -> list[PackEntry]:
+        where = self._where[pack_id]
+        table = os.pread(self._file.fileno(), where & 0xFFFFFFFF, where >> 32)
+        entries, _ = decode_entries(table, 0, f"index entries of pack {pack_id.hex()}")
+        return entries
+
+    def __contains__(self, pack_id: object) -> bool:
+        return pack_id in self._where
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
 @dataclass
 class PackTable:
     """Every pack named by the index files, with its entries (first listing wins)."""
 
-    packs: dict[bytes, list[PackEntry]] = field(default_factory=dict)
+    packs: PackEntries = field(default_factory=PackEntries)
     index_keys: list[str] = field(default_factory=list)
     index_bytes: int = 0
     damaged: list[tuple[str, str]] = field(default_factory=list)  # (index key, message)
@@ -51,7 +94,7 @@ def load_pack_table(repo: Repository, *, tolerant: bool = False) -> PackTable:
         try:
             if object_id(data).hex() != obj.key.rsplit("/", 1)[-1]:
                 raise IntegrityError(f"{obj.key} does not match its name (damaged object)")
-            packs = decode_index_file(repo.sealer, data, obj.key)
+            packs = read_index_file(repo.sealer, data, obj.key)
         except RepositoryError as e:
             if not tolerant:
                 raise
@@ -60,7 +103,7 @@ def load_pack_table(repo: Repository, *, tolerant: bool = False) -> PackTable:
         table.index_keys.append(obj.key)
         table.index_bytes += len(data)
         for pack_id, entries in packs:
-            table.packs.setdefault(pack_id, entries)
+            table.packs.add(pack_id, entries)
     return table
 
 

@@ -32,7 +32,7 @@ from comet.agent.cancel import CancelToken
 from comet.agent.errors import PruneRefusedError, RepositoryError
 from comet.agent.maintenance.packs import load_pack_table, stored_pack_objects, stored_packs
 from comet.agent.maintenance.reporter import MaintenanceReporter, NullMaintenanceReporter
-from comet.agent.maintenance.walk import mark_reachable
+from comet.agent.maintenance.walk import BlobSet, mark_reachable
 from comet.agent.repository.format import PACK_TARGET_SIZE, BlobType
 from comet.agent.repository.lock import RepositoryLock
 from comet.agent.repository.pack import PackEntry, PackWriter, pack_key
@@ -108,7 +108,7 @@ def prune_locked(
     objects = stored_pack_objects(repo.storage)
     stored = {pack_id: obj.size for pack_id, obj in objects.items()}
     bytes_before = sum(stored.values()) + table.index_bytes
-    keep: dict[bytes, list[PackEntry]] = {}
+    keep: list[bytes] = []  # entries stay in the table, decoded again when indexed
     repack: dict[bytes, list[PackEntry]] = {}
     # Left by crashed writers, or uploaded by a live one that has not indexed them yet.
     unindexed = [p for p in stored if p not in table.packs]
@@ -119,20 +119,19 @@ def prune_locked(
     if storage_now is not None and grace:
         for name in repo.storage.remove_temporary(storage_now - grace):
             reporter.note(f"removed the leftover upload {name}")
-    assigned: set[bytes] = set()
+    assigned = BlobSet(repo.index)
     for pack_id in sorted(table.packs):
         if pack_id not in stored:
             continue  # lost; if a used blob lived only there, the check below refuses
         entries = table.packs[pack_id]
-        live = [e for e in entries if e.blob_id in used and e.blob_id not in assigned]
-        assigned.update(e.blob_id for e in live)
+        live = [e for e in entries if used.claim(e.blob_id, assigned)]
         used_bytes = sum(e.length for e in live)
         if not live:
             delete.append(pack_id)
         elif used_bytes < repack_below * stored[pack_id]:
             repack[pack_id] = live
         else:
-            keep[pack_id] = entries
+            keep.append(pack_id)
     lost = len(used) - len(assigned)
     if lost:
         raise PruneRefusedError(
@@ -145,10 +144,14 @@ def prune_locked(
 
     lock.check()
     reporter.phase("write index", 0)
-    remaining = sorted(keep.items()) + new_packs
+    remaining: list[bytes | tuple[bytes, list[PackEntry]]] = [*keep, *new_packs]
     written = 0
     for i in range(0, len(remaining), INDEX_PACKS_PER_FILE):
-        repo.save_index(remaining[i : i + INDEX_PACKS_PER_FILE])
+        batch = [
+            (p, table.packs[p]) if isinstance(p, bytes) else p
+            for p in remaining[i : i + INDEX_PACKS_PER_FILE]
+        ]
+        repo.save_index(batch)
         written += 1
     # From here on the job finishes rather than stopping half-way on cancel: every
     # remaining step only deletes objects the new index no longer needs.
@@ -193,10 +196,10 @@ def _older(mtime_ns: int | None, storage_now: int | None, grace_ns: int) -> bool
 
 def _mark(
     repo: Repository, lock: RepositoryLock, reporter: MaintenanceReporter, cancel: CancelToken
-) -> tuple[set[bytes], int]:
+) -> tuple[BlobSet, int]:
     snapshot_keys = [o.key for o in repo.storage.list("snapshots/")]
     reporter.phase("mark", len(snapshot_keys))
-    used: set[bytes] = set()
+    used = BlobSet(repo.index)
     for key in snapshot_keys:
         cancel.check()
         snapshot_id = key.rsplit("/", 1)[-1]

@@ -44,8 +44,8 @@ from comet.agent.repository.format import (
 from comet.agent.repository.index import (
     BlobIndex,
     BlobLocation,
-    decode_index_file,
     encode_index_file,
+    read_index_file,
 )
 from comet.agent.repository.lock import LockPolicy, RepositoryLock
 from comet.agent.repository.pack import PackEntry, pack_key
@@ -189,18 +189,18 @@ class Repository:
         return how many were loaded."""
         with self._index_lock:
             new = [o.key for o in self.storage.list("index/") if o.key not in self._known_indexes]
-            packs: list[tuple[bytes, list[PackEntry]]] = []
+            # One index file's entries at a time: a big vault's would not fit decoded.
             for key in new:
                 try:
                     data = self.storage.get(key)
                     self._check_object_id(key, data)
-                    packs.extend(decode_index_file(self.sealer, data, key))
+                    packs = read_index_file(self.sealer, data, key)
                 except ObjectNotFoundError:
                     continue  # replaced by a prune meanwhile
                 except IntegrityError as e:
                     self.damaged[key] = str(e)  # 'reindex' rebuilds what it listed
-            if packs:
-                self.index.add_many(packs)
+                    continue
+                self.index.add_tables(packs)
             self._known_indexes.update(new)
             return len(new)
 
@@ -208,17 +208,20 @@ class Repository:
         """Forget the in-memory index and load every index file again (maintenance
         deletes packs and index files, which ``refresh_index`` never notices).
 
-        A damaged index file raises its RepositoryError, or with ``skip_damaged`` is
-        left out and returned as ``(key, error)``."""
+        A damaged index file raises its RepositoryError (the index then holds only
+        what was loaded before it), or with ``skip_damaged`` is left out and returned
+        as ``(key, error)``."""
         damaged: list[tuple[str, RepositoryError]] = []
         with self._index_lock:
             keys = [o.key for o in self.storage.list("index/")]
-            packs: list[tuple[bytes, list[PackEntry]]] = []
+            # The old index goes first, so a big vault's is never held twice; until the
+            # new one is complete, lookups see part of it (maintenance holds the lock).
+            self.index = index = BlobIndex()
             for key in keys:
                 try:
                     data = self.storage.get(key)
                     self._check_object_id(key, data)
-                    packs.extend(decode_index_file(self.sealer, data, key))
+                    index.add_tables(read_index_file(self.sealer, data, key))
                 except ObjectNotFoundError:
                     continue  # removed while listing
                 except RepositoryError as e:
@@ -226,8 +229,6 @@ class Repository:
                         raise
                     damaged.append((key, e))
                     self.damaged[key] = str(e)
-            self.index = BlobIndex()
-            self.index.add_many(packs)
             self._known_indexes = set(keys)
         with self._trees_lock:
             self._trees.clear()
