@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from comet.agent.cancel import CancelToken
-from comet.agent.maintenance.walk import mark_reachable
+from comet.agent.maintenance.walk import BlobSet, mark_reachable
 from comet.agent.repository.format import BlobType
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
@@ -54,11 +54,10 @@ class SnapshotStats:
     groups: tuple[GroupUsage, ...]
 
 
-def _totals(repo: Repository, snapshots: Sequence[Snapshot], used: set[bytes]) -> UsageTotals:
+def _totals(repo: Repository, snapshots: Sequence[Snapshot], used: BlobSet) -> UsageTotals:
     raw = stored = 0
-    for blob_id in used:
-        loc = repo.index.lookup(blob_id)
-        if loc is not None:
+    for blob_id, loc in repo.index.items():  # blobs the index lacks have no size to add
+        if blob_id in used:
             stored += loc.length
             if loc.blob_type == BlobType.DATA:  # trees are not file content
                 raw += loc.raw_length
@@ -81,12 +80,12 @@ def snapshot_stats(
     groups: dict[tuple[str, str], list[Snapshot]] = {}
     for s in snapshots:
         groups.setdefault((s.device_id, s.item_id), []).append(s)
-    everything: set[bytes] = set()
+    everything = BlobSet(repo.index)
     out = []
     for (device_id, item_id), group in groups.items():
-        used: set[bytes] = set()
+        used = BlobSet(repo.index)
         for s in group:
             mark_reachable(repo, s.tree, used, cancel)
-        everything |= used
+        everything.merge(used)
         out.append(GroupUsage(device_id, item_id, _totals(repo, group, used)))
     return SnapshotStats(_totals(repo, snapshots, everything), tuple(out))

@@ -61,6 +61,15 @@ class BlobSet:
         for blob_id in blob_ids:
             self.add(blob_id)
 
+    def merge(self, other: BlobSet) -> None:
+        """Add every blob of ``other`` (a set over the same index)."""
+        if len(other._bits) > len(self._bits):
+            self._bits.extend(bytes(len(other._bits) - len(self._bits)))
+        for i, byte in enumerate(other._bits):
+            self._bits[i] |= byte
+        self._unindexed |= other._unindexed
+        self._count = sum(b.bit_count() for b in self._bits) + len(self._unindexed)
+
     def is_unindexed(self, blob_id: bytes) -> bool:
         """Whether the blob was added while the index did not know it."""
         return blob_id in self._unindexed
