@@ -55,6 +55,10 @@ SEED = [
               '0.1.0', now() - interval '30 days', now() - (random() * interval '2 days'),
               md5(random()::text) || md5(random()::text)
        FROM users u, generate_series(1, :devices) d""",
+    # Job ids are unique through job_ids, which the partitioned jobs rows refer to.
+    """INSERT INTO job_ids (job_id, user_id)
+       SELECT 'job-' || n, d.user_id FROM generate_series(1, :jobs) n
+       JOIN numbered d ON d.k = n % :device_count""",
     """INSERT INTO jobs (job_id, user_id, device_id, item_id, vault_id, classification,
            status, started_at, ended_at, files, directories, bytes, chunks, uploaded_bytes,
            downloaded_bytes, progress_counter, progress_bytes_done, progress_items_done,
@@ -90,7 +94,8 @@ async def _seed(url: str, users: int, devices: int, jobs: int) -> None:
             )
         )
         count = users * devices
-        await conn.execute(text(SEED[2]), {"jobs": jobs, "device_count": count})
+        for statement in SEED[2:]:
+            await conn.execute(text(statement), {"jobs": jobs, "device_count": count})
         await conn.execute(text("ANALYZE"))
     await engine.dispose()
 

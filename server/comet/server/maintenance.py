@@ -1,4 +1,5 @@
-"""The server's periodic bookkeeping: abandoned jobs, log pruning, missed runs.
+"""The server's periodic bookkeeping: abandoned jobs, log pruning, missed runs,
+the months ahead of the partitioned jobs table.
 
 Every step is idempotent and safe to run on several instances at once."""
 
@@ -40,6 +41,7 @@ class Maintenance:
         abandoned = await self._jobs.abandon_silent(self._policy.job_timeout)
         missed = await self._missed.sweep()
         pruned = await self._jobs.prune_logs(self._policy.log_retention)
+        await self._jobs.ensure_partitions()
         if abandoned or missed:
             log.info("jobs: %d abandoned, %d missed runs recorded", len(abandoned), len(missed))
         return MaintenanceReport(abandoned, missed, pruned)

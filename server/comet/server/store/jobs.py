@@ -23,6 +23,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    literal,
     select,
     tuple_,
     update,
@@ -36,8 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from comet.server.clock import Clock
 from comet.server.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from comet.server.progress import PendingProgress, ProgressBuffer
+from comet.server.store import partitions
 from comet.server.store.availability import is_database_unavailable
-from comet.server.store.models import Job, JobLogEntry, User
+from comet.server.store.models import Job, JobId, JobLogEntry, User
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +323,30 @@ def _report_values(job: JobRecord, status: JobStatus) -> dict[str, object]:
     }
 
 
+def _create(values: dict[str, Any]) -> Any:
+    """INSERT of a new job, returning its id, or nothing when the id exists already.
+
+    The id is claimed in ``job_ids`` (``jobs`` is partitioned on ``started_at``, so
+    its own key cannot keep ids unique) and the row goes in only if the claim was new;
+    one statement, so the first report of a job needs no transaction."""
+    claimed = (
+        insert(JobId)
+        .values(job_id=values["job_id"], user_id=values["user_id"])
+        .on_conflict_do_nothing(index_elements=["job_id"])
+        .returning(JobId.job_id)
+        .cte("claimed")
+    )
+    names = list(values)
+    columns = Job.__table__.c
+    row = select(*(literal(values[n], columns[n].type) for n in names)).select_from(claimed)
+    return (
+        insert(Job)
+        .from_select(names, row, include_defaults=False)
+        .add_cte(claimed)
+        .returning(Job.job_id)
+    )
+
+
 def _array(name: str, item: Any) -> Any:
     return cast(bindparam(name), ARRAY(item))
 
@@ -463,20 +489,17 @@ class JobStore:
         pending: PendingProgress | None,
     ) -> int:
         progress = _newest(job.progress, pending)
-        create = (
-            insert(Job)
-            .values(
-                job_id=job.job_id,
-                user_id=user_id,
-                device_id=device_id,
-                started_at=job.started_at or now,
-                ended_at=None if job.status.is_running else (job.ended_at or now),
-                last_report_at=now,
+        create = _create(
+            {
+                "job_id": job.job_id,
+                "user_id": user_id,
+                "device_id": device_id,
+                "started_at": job.started_at or now,
+                "ended_at": None if job.status.is_running else (job.ended_at or now),
+                "last_report_at": now,
                 **_report_values(job, job.status),
                 **_progress_values(progress if progress.counter > 0 else JobProgress()),
-            )
-            .on_conflict_do_nothing(index_elements=["job_id"])
-            .returning(Job.job_id)
+            }
         )
         if job.job_id not in self._known:
             # Likely the job's first report: one statement, no transaction around it.
@@ -733,6 +756,12 @@ class JobStore:
                 )
         return ids
 
+    async def ensure_partitions(self) -> int:
+        """Creates the monthly partitions of ``jobs`` for this month and the next
+        three; how many were new. Job months are never dropped: there is no job
+        retention (only log lines are pruned, by ``prune_logs``)."""
+        return await partitions.ensure_ahead(self._engine, "jobs", self._clock.now())
+
     async def prune_logs(self, older_than: timedelta) -> int:
         """Deletes log lines older than ``older_than``; returns how many."""
         async with self._sessions() as s, s.begin():
@@ -759,21 +788,20 @@ class JobStore:
         now = self._clock.now()
         async with self._sessions() as s, s.begin():
             result = await s.execute(
-                insert(Job)
-                .values(
-                    job_id=job_id,
-                    user_id=user_id,
-                    device_id=device_id,
-                    item_id=item_id,
-                    vault_id=vault_id,
-                    classification=int(JobClassification.BACKUP),
-                    status=int(JobStatus.MISSED),
-                    started_at=expected,
-                    ended_at=expected,
-                    last_report_at=now,
+                _create(
+                    {
+                        "job_id": job_id,
+                        "user_id": user_id,
+                        "device_id": device_id,
+                        "item_id": item_id,
+                        "vault_id": vault_id,
+                        "classification": int(JobClassification.BACKUP),
+                        "status": int(JobStatus.MISSED),
+                        "started_at": expected,
+                        "ended_at": expected,
+                        "last_report_at": now,
+                    }
                 )
-                .on_conflict_do_nothing(index_elements=["job_id"])
-                .returning(Job.job_id)
             )
             if result.scalar() is None:
                 return None

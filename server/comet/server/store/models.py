@@ -126,7 +126,22 @@ class Policy(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class JobId(Base):
+    """Every job id once: what makes a job id unique (``jobs`` is partitioned by
+    ``started_at``, which a later report may change, so its key holds that too) and
+    what the job's row and log lines hang off (migration 0016)."""
+
+    __tablename__ = "job_ids"
+    __table_args__ = (Index("ix_job_ids_user", "user_id"),)
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+
+
 class Job(Base):
+    """Partitioned by month on ``started_at``; the table's key is (job_id,
+    started_at), job ids are unique through ``job_ids``."""
+
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_user_started", "user_id", "started_at"),
@@ -138,7 +153,9 @@ class Job(Base):
         Index("ix_jobs_last_report", "last_report_at"),
     )
 
-    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("job_ids.job_id", ondelete="CASCADE"), primary_key=True
+    )
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     device_id: Mapped[str] = mapped_column(String(36))
     item_id: Mapped[str] = mapped_column(String(64), default="")
@@ -175,7 +192,7 @@ class JobLogEntry(Base):
     __table_args__ = (Index("ix_job_log_time", "time"),)
 
     job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True
+        ForeignKey("job_ids.job_id", ondelete="CASCADE"), primary_key=True
     )
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))

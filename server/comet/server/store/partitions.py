@@ -1,6 +1,8 @@
 """Monthly partitions of the tables partitioned by time (``audit_events`` by
-``time``): created a few months ahead, and whole months past retention detached and
-dropped, which costs nothing like a DELETE of millions of rows and leaves no bloat.
+``time``, ``jobs`` by ``started_at``): created a few months ahead, and whole months
+past retention detached and dropped, which costs nothing like a DELETE of millions
+of rows and leaves no bloat. (Jobs have no retention, so their months are only
+created, by the job maintenance task.)
 
 Month bounds are UTC. Partitions are named ``<table>_pYYYYMM``; the partition an
 existing database was converted with (``<table>_legacy``, everything before the
@@ -21,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
-PARTITIONED = ("audit_events",)
+PARTITIONED = ("audit_events", "jobs")
 _UPPER = re.compile(r"TO \('([^']+)'\)")
 
 
@@ -29,6 +31,43 @@ _UPPER = re.compile(r"TO \('([^']+)'\)")
 class Partition:
     name: str
     upper: datetime | None  # None: the DEFAULT partition or an unbounded one
+
+
+def attach_legacy_sql(table: str, column: str, key: str, months_ahead: int) -> str:
+    """The migrations' conversion of an existing ``<table>_legacy`` (the old table,
+    renamed) into the partition of everything before next month of the partitioned
+    ``table`` (by ``column``, keyed on (``key``, ``column``)), plus ``months_ahead``
+    months after it. Run with the time zone set to UTC. Migrations 0013 and 0016 use
+    it: its output must not change."""
+    legacy = f"{table}_legacy"
+    return f"""
+        DO $$
+        DECLARE
+            bound timestamptz := date_trunc('month', greatest(
+                coalesce((SELECT max({column}) FROM {legacy}), now()), now()
+            )) + interval '1 month';
+            m timestamptz;
+        BEGIN
+            EXECUTE format(
+                'ALTER TABLE {legacy} ADD CONSTRAINT {legacy}_range'
+                ' CHECK ({column} < %L) NOT VALID', bound);
+            ALTER TABLE {legacy} VALIDATE CONSTRAINT {legacy}_range;
+            -- The partitions' key is ({key}, {column}): the old key on {key} alone goes.
+            CREATE UNIQUE INDEX {legacy}_{key}_{column} ON {legacy} ({key}, {column});
+            ALTER TABLE {legacy} DROP CONSTRAINT {legacy}_pkey;
+            ALTER TABLE {legacy} ADD CONSTRAINT {legacy}_pkey
+                PRIMARY KEY USING INDEX {legacy}_{key}_{column};
+            EXECUTE format(
+                'ALTER TABLE {table} ATTACH PARTITION {legacy}'
+                ' FOR VALUES FROM (MINVALUE) TO (%L)', bound);
+            FOR i IN 0..{months_ahead} - 1 LOOP
+                m := bound + make_interval(months => i);
+                EXECUTE format(
+                    'CREATE TABLE %I PARTITION OF {table} FOR VALUES FROM (%L) TO (%L)',
+                    '{table}_p' || to_char(m, 'YYYYMM'), m, m + interval '1 month');
+            END LOOP;
+        END $$
+        """
 
 
 def month_start(when: datetime, months: int = 0) -> datetime:

@@ -15,6 +15,8 @@ Revises: 0012
 
 from alembic import op
 
+from comet.server.store import partitions
+
 revision = "0013"
 down_revision = "0012"
 branch_labels = None
@@ -54,36 +56,7 @@ def upgrade() -> None:
     # Month bounds are UTC months.
     op.execute("SET LOCAL TIME ZONE 'UTC'")
     # Everything up to the start of next month stays where it is.
-    op.execute(
-        """
-        DO $$
-        DECLARE
-            bound timestamptz := date_trunc('month', greatest(
-                coalesce((SELECT max(time) FROM audit_events_legacy), now()), now()
-            )) + interval '1 month';
-            m timestamptz;
-        BEGIN
-            EXECUTE format(
-                'ALTER TABLE audit_events_legacy ADD CONSTRAINT audit_events_legacy_range'
-                ' CHECK (time < %L) NOT VALID', bound);
-            ALTER TABLE audit_events_legacy VALIDATE CONSTRAINT audit_events_legacy_range;
-            -- The partitions' key is (id, time): the old key on id alone goes.
-            CREATE UNIQUE INDEX audit_events_legacy_id_time ON audit_events_legacy (id, time);
-            ALTER TABLE audit_events_legacy DROP CONSTRAINT audit_events_legacy_pkey;
-            ALTER TABLE audit_events_legacy ADD CONSTRAINT audit_events_legacy_pkey
-                PRIMARY KEY USING INDEX audit_events_legacy_id_time;
-            EXECUTE format(
-                'ALTER TABLE audit_events ATTACH PARTITION audit_events_legacy'
-                ' FOR VALUES FROM (MINVALUE) TO (%L)', bound);
-            FOR i IN 0..%(ahead)s - 1 LOOP
-                m := bound + make_interval(months => i);
-                EXECUTE format(
-                    'CREATE TABLE %%I PARTITION OF audit_events FOR VALUES FROM (%%L) TO (%%L)',
-                    'audit_events_p' || to_char(m, 'YYYYMM'), m, m + interval '1 month');
-            END LOOP;
-        END $$
-        """.replace("%(ahead)s", str(MONTHS_AHEAD)).replace("%%", "%")
-    )
+    op.execute(partitions.attach_legacy_sql("audit_events", "time", "id", MONTHS_AHEAD))
     op.execute("CREATE TABLE audit_events_default PARTITION OF audit_events DEFAULT")
     for name, columns in INDEXES.items():
         # Built on the new partitions; the legacy partition's equal index is attached.
