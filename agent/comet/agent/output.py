@@ -47,7 +47,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def human_size(n: int) -> str:
+def human_size(n: float) -> str:
     """Bytes for people: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

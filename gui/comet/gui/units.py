@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from comet.agent.output import human_size as size
 from comet.gui.records import Job
-
-
-def size(n: float) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def when(moment: datetime | None) -> str:

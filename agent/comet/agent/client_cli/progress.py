@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from comet.agent.output import human_size
+
 # The rate is measured over the last few seconds, so a slow start or a burst of
 # unchanged files does not skew the ETA for long.
 RATE_WINDOW_SECONDS = 10.0
@@ -28,15 +30,6 @@ class Progress:
     items_done: int = 0
     items_total: int = 0
     current: str = ""  # a path, or a maintenance job's phase
-
-
-def human_size(n: float) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def duration(seconds: float) -> str:
