@@ -320,19 +320,14 @@ class Administration:
             reply.job_started.job.CopyFrom(convert.job_to_proto(job))
         return command_facts.redact_private(reply) if private else reply
 
-    async def dispatch_own(
-        self, user: Principal, device_id: str, command: control_pb2.Command, *, source: str
-    ) -> control_pb2.CommandReply:
-        """A user's own command to one of their own devices (the customer portal's
-        "back up now"). Only the kinds in ``OWN_COMMANDS``; a backup of any item,
-        Program items included, since the user's own profile defines what it runs,
-        exactly as when they start it on the device. Another account's device, or
-        one that does not exist, is "not found" alike. Audited as ``own.<command>``."""
-        action = command.WhichOneof("action") or ""
-        validation.device_id(device_id)
-        document_bounds.check(command, what="the command")
-        details = command_facts.details_of(command)
+    async def check_own_device(
+        self, user: Principal, device_id: str, *, action: str, source: str, details: str = ""
+    ) -> None:
+        """Refuses (and audits) unless ``device_id`` is one of ``user``'s own devices
+        and ``action`` a command a user may start on it (``OWN_COMMANDS``). Another
+        account's device, or one that does not exist, is "not found" alike."""
         try:
+            validation.device_id(device_id)
             if action not in OWN_COMMANDS:
                 raise PermissionDeniedError(
                     f"a user may not send a {action or 'empty'} command from the portal"
@@ -344,11 +339,25 @@ class Administration:
             if owner != user.user_id:
                 raise NotFoundError(f"no device {device_id!r}")
         except ServerError as e:
+            reason = f"{details} refused: {e.message}" if details else f"refused: {e.message}"
             await self._accounts.audit(
                 user.username, f"own.{action}", device_id, source=source,
-                success=False, details=f"{details} refused: {e.message}",
+                success=False, details=reason,
             )  # fmt: skip
             raise
+
+    async def dispatch_own(
+        self, user: Principal, device_id: str, command: control_pb2.Command, *, source: str
+    ) -> control_pb2.CommandReply:
+        """A user's own command to one of their own devices (the customer portal's
+        "back up now"). Only the kinds in ``OWN_COMMANDS``; a backup of any item,
+        Program items included, since the user's own profile defines what it runs,
+        exactly as when they start it on the device (whose own policy still applies
+        there). Audited as ``own.<command>``."""
+        action = command.WhichOneof("action") or ""
+        document_bounds.check(command, what="the command")
+        details = command_facts.details_of(command)
+        await self.check_own_device(user, device_id, action=action, source=source, details=details)
         return await audited_from(
             self._accounts,
             self._router.send(device_id, command, timeout=30),

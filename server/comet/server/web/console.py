@@ -18,7 +18,7 @@ from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.server import validation
 from comet.server.administration import Administration
 from comet.server.buckets.store import BucketRecord, BucketStore
-from comet.server.errors import InvalidRequestError, NotFoundError
+from comet.server.errors import InvalidRequestError
 from comet.server.rpc import convert
 from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, DeviceRecord, Principal, Role, UserRecord
@@ -317,7 +317,7 @@ class Console:
         Items (the first one, if there are several); returns the job id. ``own``: the
         caller is the device's owner in the customer portal (any item of theirs, only
         their own devices: ``Administration.dispatch_own``)."""
-        owner = await self._owner(caller, device_id, own=own)
+        owner = await self._owner(caller, device_id, own=own, source=source)
         doc = await self._document(owner)
         owned = {i.get("item_id") for i in doc["items"] if i.get("owner_device_id") == device_id}
         schedule = next((s for s in doc["schedules"] if s.get("item_id") in owned), None)
@@ -374,12 +374,12 @@ class Console:
             raise InvalidRequestError(f"the device refused: {reply.error}")
         return job_id
 
-    async def _owner(self, caller: Principal, device_id: str, *, own: bool) -> str:
+    async def _owner(self, caller: Principal, device_id: str, *, own: bool, source: str) -> str:
+        if own:  # another account's device: as if there were none (and audited)
+            await self.admin.check_own_device(caller, device_id, action="run_backup", source=source)
+            return caller.user_id
         validation.device_id(device_id)
-        owner = await self.accounts.device_owner(device_id)
-        if own and owner != caller.user_id:
-            raise NotFoundError(f"no device {device_id!r}")  # another's: as if none
-        return owner
+        return await self.accounts.device_owner(device_id)
 
     async def _document(self, owner: str) -> dict[str, Any]:
         view = await self._profiles.get(owner, reveal_secrets=False)
