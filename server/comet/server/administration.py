@@ -207,10 +207,11 @@ class Administration:
     ) -> PolicyRecord:
         """Creates (no id) or replaces a policy, after the checks every front end
         shares: the bounds of its fields, a name, a unique name, the version read.
-        Refusals are audited too."""
+        Refusals past the bounds are audited too."""
         action = "policy.edit" if policy.policy_id else "policy.create"
+        # Out-of-bounds input is refused before anything is recorded, the audit included.
+        document_bounds.check(policy, what="the policy")
         try:
-            document_bounds.check(policy, what="the policy")
             stored = await self._policies.put(convert.policy_from_proto(policy))
         except ServerError as e:
             await self._accounts.audit(
