@@ -361,6 +361,7 @@ class Console:
     async def cancel(self, admin: Principal, device_id: str, job_id: str, *, source: str) -> str:
         """Cancels ``job_id`` on the device, or (none given) its latest running job;
         returns the job id."""
+        validation.device_id(device_id)
         if not job_id:
             running = await self._jobs.find(
                 JobQuery(device_id=device_id, statuses=RUNNING, page_size=1)
@@ -391,6 +392,7 @@ class Console:
         validation.device_id(device_id)
         doc = await self._document(await self.accounts.device_owner(device_id))
         vaults = [str(v.get("vault_id", "")) for v in doc["vaults"]]
+        validation.text(vault_id, field="the vault id", max_len=validation.NAME_MAX)
         if vault_id:
             if vault_id not in vaults:
                 raise InvalidRequestError(f"the device's account has no Storage Vault {vault_id!r}")
