@@ -21,6 +21,8 @@ from google.protobuf import json_format
 
 from comet.agent.output import print_json, print_table
 from comet.server.admin_session import Admin, AdminCliError, load_session
+from comet.server.errors import InvalidRequestError
+from comet.server.rpc import convert
 from comet.v1 import admin_pb2, common_pb2
 
 
@@ -29,12 +31,10 @@ def read_policy_file(path: Path) -> common_pb2.Policy:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise AdminCliError(f"cannot read policy file {path}: {e}") from e
-    policy = common_pb2.Policy()
     try:
-        json_format.ParseDict(data, policy)
-    except json_format.ParseError as e:
-        raise AdminCliError(f"{path}: not a policy: {e}") from e
-    return policy
+        return convert.policy_message(data)  # the console and the API parse the same way
+    except InvalidRequestError as e:
+        raise AdminCliError(f"{path}: {e.message}") from e
 
 
 def policy_json(policy: common_pb2.Policy) -> dict[str, Any]:

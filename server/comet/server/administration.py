@@ -29,11 +29,13 @@ from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, PasswordReset, Principal, Role, UserRecord
 from comet.server.store.api_keys import ApiKeyRecord, ApiKeyStore, NewApiKey
 from comet.server.store.jobs import JobRecord, JobStore
-from comet.server.store.policies import PolicyStore
+from comet.server.store.policies import PolicyRecord, PolicyStore
 from comet.server.store.profiles import ProfileStore
-from comet.v1 import control_pb2
+from comet.v1 import common_pb2, control_pb2
 
 T = TypeVar("T")
+# What a user may start on their own device from the portal.
+OWN_COMMANDS = frozenset({"run_backup"})
 
 
 class Administration:
@@ -164,6 +166,75 @@ class Administration:
             details=policy_id or "none (default policy applies)",
         )  # fmt: skip
 
+    async def set_role(self, admin: Principal, username: str, role: Role, *, source: str) -> Role:
+        """Gives an account another role (never one's own, never away from the last
+        SUPER admin); returns the previous role. Audited with the real outcome."""
+        try:
+            validation.username(username)
+            if username == admin.username:
+                raise InvalidRequestError(
+                    "an administrator cannot change their own role: ask another SUPER admin"
+                )
+            previous = await self._accounts.set_role(username, role)
+        except ServerError as e:
+            await self._accounts.audit(
+                admin.username, "user.set_role", username, source=source,
+                success=False, details=f"to {role.name.lower()} refused: {e.message}",
+            )  # fmt: skip
+            raise
+        await self._accounts.audit(
+            admin.username, "user.set_role", username, source=source,
+            details=f"{previous.name.lower()} -> {role.name.lower()}",
+        )  # fmt: skip
+        return previous
+
+    async def set_max_devices(
+        self, admin: Principal, username: str, max_devices: int, *, source: str
+    ) -> UserRecord:
+        """The account's device limit (0: unlimited)."""
+        validation.username(username)
+        user = await self._accounts.set_max_devices(username, max_devices)
+        await self._accounts.audit(
+            admin.username, "user.edit", username, source=source,
+            details=f"device limit {max_devices or 'unlimited'}",
+        )  # fmt: skip
+        return user
+
+    # ------------------------------------------------------------------ policies
+
+    async def put_policy(
+        self, admin: Principal, policy: common_pb2.Policy, *, source: str
+    ) -> PolicyRecord:
+        """Creates (no id) or replaces a policy, after the checks every front end
+        shares: the bounds of its fields, a name, a unique name, the version read.
+        Refusals past the bounds are audited too."""
+        action = "policy.edit" if policy.policy_id else "policy.create"
+        # Out-of-bounds input is refused before anything is recorded, the audit included.
+        document_bounds.check(policy, what="the policy")
+        try:
+            stored = await self._policies.put(convert.policy_from_proto(policy))
+        except ServerError as e:
+            await self._accounts.audit(
+                admin.username, action, policy.policy_id or policy.name[:100], source=source,
+                success=False, details=e.message,
+            )  # fmt: skip
+            raise
+        default = " (default)" if stored.is_default else ""
+        await self._accounts.audit(
+            admin.username, action, stored.policy_id, source=source,
+            details=f"{stored.name} v{stored.version}{default}",
+        )  # fmt: skip
+        return stored
+
+    async def delete_policy(self, admin: Principal, policy_id: str, *, source: str) -> PolicyRecord:
+        """Deletes a policy; its users fall back to the default policy."""
+        validation.text(policy_id, field="the policy id", max_len=validation.NAME_MAX)
+        policy = await self._policies.delete(policy_id)
+        await self._accounts.audit(
+            admin.username, "policy.delete", policy_id, source=source, details=policy.name
+        )
+        return policy
+
     # ------------------------------------------------------------------ devices
 
     async def revoke_device(self, admin: Principal, device_id: str, *, source: str) -> None:
@@ -249,6 +320,52 @@ class Administration:
             job = await self.wait_for_job(reply.job_started.job_id, timeout)
             reply.job_started.job.CopyFrom(convert.job_to_proto(job))
         return command_facts.redact_private(reply) if private else reply
+
+    async def check_own_device(
+        self, user: Principal, device_id: str, *, action: str, source: str, details: str = ""
+    ) -> None:
+        """Refuses (and audits) unless ``device_id`` is one of ``user``'s own devices
+        and ``action`` a command a user may start on it (``OWN_COMMANDS``). Another
+        account's device, or one that does not exist, is "not found" alike."""
+        try:
+            validation.device_id(device_id)
+            if action not in OWN_COMMANDS:
+                raise PermissionDeniedError(
+                    f"a user may not send a {action or 'empty'} command from the portal"
+                )
+            try:
+                owner = await self._accounts.device_owner(device_id)
+            except NotFoundError:
+                owner = ""
+            if owner != user.user_id:
+                raise NotFoundError(f"no device {device_id!r}")
+        except ServerError as e:
+            reason = f"{details} refused: {e.message}" if details else f"refused: {e.message}"
+            await self._accounts.audit(
+                user.username, f"own.{action}", device_id, source=source,
+                success=False, details=reason,
+            )  # fmt: skip
+            raise
+
+    async def dispatch_own(
+        self, user: Principal, device_id: str, command: control_pb2.Command, *, source: str
+    ) -> control_pb2.CommandReply:
+        """A user's own command to one of their own devices (the customer portal's
+        "back up now"). Only the kinds in ``OWN_COMMANDS``; a backup of any item,
+        Program items included, since the user's own profile defines what it runs,
+        exactly as when they start it on the device (whose own policy still applies
+        there). Audited as ``own.<command>``."""
+        action = command.WhichOneof("action") or ""
+        document_bounds.check(command, what="the command")
+        details = command_facts.details_of(command)
+        await self.check_own_device(user, device_id, action=action, source=source, details=details)
+        return await audited_from(
+            self._accounts,
+            self._router.send(device_id, command, timeout=30),
+            refused=lambda r: f"the device answered: {r.error}" if r.error else "",
+            actor=user.username, action=f"own.{action}", target=device_id, source=source,
+            details=details,
+        )  # fmt: skip
 
     async def wait_for_job(self, job_id: str, timeout: float) -> JobRecord:
         """Follow a dispatched job through the device's reports until it ends. The

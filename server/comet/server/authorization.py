@@ -81,6 +81,7 @@ class Action(StrEnum):
     SERVER_READ = "admin.server.read"  # dashboard figures, server instances, schema revision
     PORTAL_READ_OWN = "portal.read_own"  # a user's own devices, jobs and logs in the portal
     PORTAL_BACKUP_OWN = "portal.backup_own"  # "back up now" on one of the user's own devices
+    USER_EDIT = "admin.user.edit"  # an account's role and device limit
 
 
 _ADMINS = frozenset({Caller.SUPER, Caller.OPERATOR, Caller.AUDITOR})
@@ -134,6 +135,7 @@ PERMISSIONS: dict[Action, frozenset[Caller]] = {
     Action.SERVER_READ: _ADMINS,
     Action.PORTAL_READ_OWN: frozenset({Caller.USER}),
     Action.PORTAL_BACKUP_OWN: frozenset({Caller.USER}),
+    Action.USER_EDIT: _SUPER,
 }
 
 # Every RPC of every service, "Service/Method" -> the action it performs. A method
@@ -227,6 +229,14 @@ HTTP_ACTIONS: dict[str, Action] = {
     "GET /api/v1/me/jobs": Action.PORTAL_READ_OWN,
     "GET /api/v1/me/jobs/{job_id}": Action.PORTAL_READ_OWN,
     "POST /api/v1/me/devices/{device_id}/backup": Action.PORTAL_BACKUP_OWN,
+    "POST /api/v1/policies": Action.POLICY_EDIT,
+    "PUT /api/v1/policies/{policy_id}": Action.POLICY_EDIT,
+    "DELETE /api/v1/policies/{policy_id}": Action.POLICY_EDIT,
+    "GET /api/v1/admins": Action.USER_LIST,
+    "PUT /api/v1/users/{username}/role": Action.USER_EDIT,
+    "PUT /api/v1/users/{username}/max-devices": Action.USER_EDIT,
+    "POST /api/v1/devices/{device_id}/retention": Action.DISPATCH,
+    "POST /api/v1/devices/{device_id}/verify": Action.DISPATCH,
     # The console's pages (server-rendered; forms post back with a CSRF token).
     "GET /": Action.LOGIN,  # sends each caller to its home page
     "GET /signin": Action.LOGIN,
@@ -258,6 +268,16 @@ HTTP_ACTIONS: dict[str, Action] = {
     "GET /portal/jobs/{job_id}": Action.PORTAL_READ_OWN,
     "GET /portal/jobs/{job_id}/events": Action.PORTAL_READ_OWN,
     "POST /portal/devices/{device_id}/backup": Action.PORTAL_BACKUP_OWN,
+    "POST /policies": Action.POLICY_EDIT,
+    "GET /policies/{policy_id}": Action.POLICY_READ,
+    "POST /policies/{policy_id}": Action.POLICY_EDIT,
+    "POST /policies/{policy_id}/delete": Action.POLICY_EDIT,
+    "GET /admins": Action.USER_LIST,
+    "POST /admins": Action.USER_ADD,
+    "POST /users/{username}/role": Action.USER_EDIT,
+    "POST /users/{username}/edit": Action.USER_EDIT,
+    "POST /devices/{device_id}/retention": Action.DISPATCH,
+    "POST /devices/{device_id}/verify": Action.DISPATCH,
 }
 
 _ROLE_CALLERS = {

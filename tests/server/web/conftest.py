@@ -31,6 +31,8 @@ class Web:
     stores: Stores
     clock: FakeClock
     transport: httpx.ASGITransport
+    # The router's registry: a test connects a device's stream (an agent at the edge).
+    registry: LiveRegistry | None = None
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=self.transport, base_url="http://console.test")
@@ -72,7 +74,8 @@ async def csrf_of(client: httpx.AsyncClient, path: str = "/") -> str:
 
 @pytest.fixture
 async def web(stores: Stores, clock: FakeClock) -> AsyncIterator[Web]:
-    router = CommandRouter(LiveRegistry(), instance_id="test")
+    registry = LiveRegistry()
+    router = CommandRouter(registry, instance_id="test")
     administration = Administration(
         stores.accounts, stores.profiles, stores.policies, stores.jobs, router,
         stores.buckets, api_keys=stores.api_keys,
@@ -88,4 +91,4 @@ async def web(stores: Stores, clock: FakeClock) -> AsyncIterator[Web]:
         idle=timedelta(minutes=30), addresses=ClientAddresses(),
     )  # fmt: skip
     app = build_app(console, access, WebOptions(live_every=0.05))
-    yield Web(stores, clock, httpx.ASGITransport(app=app))
+    yield Web(stores, clock, httpx.ASGITransport(app=app), registry)

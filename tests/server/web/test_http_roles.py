@@ -21,7 +21,10 @@ from tests.server.web.conftest import Web, csrf_of
 pytestmark = pytest.mark.timeout(120)
 
 NOBODY = "00000000-0000-0000-0000-000000000000"
-PARAMS = {"username": "nobody-here", "device_id": NOBODY, "job_id": NOBODY, "key_id": NOBODY}
+PARAMS = {
+    "username": "nobody-here", "device_id": NOBODY, "job_id": NOBODY, "key_id": NOBODY,
+    "policy_id": NOBODY,
+}  # fmt: skip
 # Bodies an allowed caller gets past the table with, changing nothing that matters.
 BODIES = {
     "POST /api/v1/users": {"username": "bad name!", "password": "long enough"},
@@ -29,6 +32,10 @@ BODIES = {
     "PUT /api/v1/users/{username}/policy": {"policy_id": ""},
     "POST /api/v1/devices/{device_id}/cancel": {"job_id": NOBODY},
     "POST /api/v1/api-keys": {"name": "matrix"},
+    "POST /api/v1/policies": {"name": ""},  # refused for its empty name: nothing saved
+    "PUT /api/v1/policies/{policy_id}": {"name": "matrix"},
+    "PUT /api/v1/users/{username}/role": {"role": "user"},
+    "PUT /api/v1/users/{username}/max-devices": {"max_devices": 1},
 }
 CALLERS: dict[str, Caller | None] = {
     "anonymous": Caller.ANONYMOUS,

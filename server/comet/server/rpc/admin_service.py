@@ -8,7 +8,6 @@ from typing import Any
 
 import grpc
 
-from comet.server import document_bounds, validation
 from comet.server.administration import Administration
 from comet.server.buckets.store import BucketRecord, BucketStore
 from comet.server.errors import (
@@ -164,17 +163,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     @handles_errors
     async def PutPolicy(self, request: common_pb2.Policy, context: Ctx) -> common_pb2.Policy:
         admin = await self._auth.admin(context)
-        document_bounds.check(request, what="the policy")
-        policy = await self._policies.put(convert.policy_from_proto(request))
-        action = "policy.edit" if request.policy_id else "policy.create"
-        await self._accounts.audit(
-            admin.username,
-            action,
-            policy.policy_id,
-            source=peer_address(context),
-            details=f"{policy.name} v{policy.version}"
-            + (" (default)" if policy.is_default else ""),
-        )
+        policy = await self._admin.put_policy(admin, request, source=peer_address(context))
         return convert.policy_to_proto(policy)
 
     @handles_errors
@@ -190,15 +179,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.DeletePolicyRequest, context: Ctx
     ) -> admin_pb2.DeletePolicyReply:
         admin = await self._auth.admin(context)
-        validation.text(request.policy_id, field="the policy id", max_len=validation.NAME_MAX)
-        policy = await self._policies.delete(request.policy_id)
-        await self._accounts.audit(
-            admin.username,
-            "policy.delete",
-            request.policy_id,
-            source=peer_address(context),
-            details=policy.name,
-        )
+        await self._admin.delete_policy(admin, request.policy_id, source=peer_address(context))
         return admin_pb2.DeletePolicyReply()
 
     @handles_errors

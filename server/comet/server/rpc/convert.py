@@ -170,6 +170,20 @@ def policy_from_proto(msg: common_pb2.Policy) -> PolicyRecord:
     return PolicyRecord(msg.policy_id, msg.name, body, msg.is_default, msg.version)
 
 
+def policy_message(data: object) -> common_pb2.Policy:
+    """A Policy message from its JSON form (a ``comet-admin policy`` file, a console
+    form, an API body): field names as in the proto, enums by name or number.
+    Unknown fields are refused, so a typo is not silently dropped."""
+    if not isinstance(data, dict):
+        raise InvalidRequestError("a policy is a JSON object")
+    policy = common_pb2.Policy()
+    try:
+        json_format.ParseDict(data, policy)
+    except json_format.ParseError as e:
+        raise InvalidRequestError(f"not a policy: {e}") from e
+    return policy
+
+
 def policy_to_proto(policy: PolicyRecord) -> common_pb2.Policy:
     msg = common_pb2.Policy()
     _from_json(policy.body, msg)

@@ -249,14 +249,48 @@ class AccountStore:
             return [user_record(user, int(n)) for user, n in rows.all()]
 
     async def delete_user(self, username: str) -> None:
+        """Deletes the account; never the last SUPER admin (someone must be able to
+        administer the server)."""
         check_username(username)
         async with self._sessions() as s:
+            await _keep_a_super(s, username, Role.USER)
             result = await s.execute(delete(User).where(User.username == username))
             await _announce_revoked(s, user_revoked(username))
             await s.commit()
         self._credentials.forget_user(username)
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise NotFoundError(f"no user named {username!r}")
+
+    async def set_role(self, username: str, role: Role) -> Role:
+        """Gives the account another role; returns the one it had. Never takes the
+        role from the last SUPER admin. Its sessions end: the next sign-in gets the
+        new role everywhere (an open session would otherwise keep its kind)."""
+        check_username(username)
+        async with self._sessions() as s, s.begin():
+            previous = await _keep_a_super(s, username, role)
+            user = await s.scalar(select(User).where(User.username == username))
+            assert user is not None  # _keep_a_super found it
+            user.role = int(role)
+            if previous is not role:
+                await self._end_sessions(s, user.id)
+        return previous
+
+    async def set_max_devices(self, username: str, max_devices: int) -> UserRecord:
+        """The account's device limit (0: unlimited). Devices already registered stay."""
+        check_username(username)
+        if not 0 <= max_devices <= 1_000_000:
+            raise InvalidRequestError("the device limit is a whole number from 0 to 1000000")
+        async with self._sessions() as s, s.begin():
+            user = await s.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise NotFoundError(f"no user named {username!r}")
+            user.max_devices = max_devices
+            count = await s.scalar(
+                select(func.count())
+                .select_from(Device)
+                .where(Device.user_id == user.id, Device.revoked_at.is_(None))
+            )
+            return user_record(user, int(count or 0))
 
     async def user_id(self, username: str) -> str:
         check_username(username)
@@ -905,6 +939,28 @@ class AccountStore:
 async def _announce_revoked(s: AsyncSession, payload: str) -> None:
     """Tell every server instance (on commit) to forget a revoked credential now."""
     await s.execute(select(func.pg_notify(REVOCATIONS_CHANNEL, payload)))
+
+
+async def _keep_a_super(s: AsyncSession, username: str, new_role: Role) -> Role:
+    """The account's current role, once making it ``new_role`` (USER for a deletion)
+    would leave at least one SUPER admin. Locks every SUPER admin's row, so two
+    admins demoting each other at once cannot both succeed."""
+    supers = list(
+        await s.scalars(
+            select(User.username)
+            .where(User.role == int(Role.SUPER_ADMIN))
+            .order_by(User.id)
+            .with_for_update()
+        )
+    )
+    role = await s.scalar(select(User.role).where(User.username == username))
+    if role is None:
+        raise NotFoundError(f"no user named {username!r}")
+    if supers == [username] and new_role is not Role.SUPER_ADMIN:
+        raise ConflictError(
+            f"{username!r} is the last SUPER admin: make another account SUPER first"
+        )
+    return Role(role)
 
 
 def user_record(user: User, device_count: int) -> UserRecord:

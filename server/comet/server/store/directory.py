@@ -7,7 +7,13 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from comet.server.errors import NotFoundError
-from comet.server.store.accounts import AccountStore, DeviceRecord, UserRecord, user_record
+from comet.server.store.accounts import (
+    AccountStore,
+    DeviceRecord,
+    Role,
+    UserRecord,
+    user_record,
+)
 from comet.server.store.models import Device, User
 
 
@@ -31,6 +37,11 @@ class Directory:
         if search:
             where.append(User.username.ilike(_like(search), escape="\\"))
         return await self._users(*where, offset=offset, limit=limit)
+
+    async def admins(self, *, limit: int = 500) -> list[UserRecord]:
+        """The administrators (every role but USER), by name."""
+        admins, _ = await self._users(User.role != int(Role.USER), offset=0, limit=limit)
+        return admins
 
     async def _users(
         self, *where: ColumnElement[bool], offset: int, limit: int

@@ -13,14 +13,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from comet.server.errors import InvalidRequestError
+from comet.server.rpc import convert
 from comet.server.store.accounts import Principal
 from comet.server.web.access import Visitor
 from comet.server.web.console import (
     PAGE_SIZE,
     Console,
+    chosen_role,
     job_query,
     parse_role,
-    portal_principal,
 )
 from comet.server.web.json_view import jsonable
 from comet.server.web.routes import Route
@@ -105,6 +106,14 @@ class Api:
             ("GET", "/me/jobs", self.my_jobs),
             ("GET", "/me/jobs/{job_id}", self.my_job),
             ("POST", "/me/devices/{device_id}/backup", self.my_backup),
+            ("POST", "/policies", self.create_policy),
+            ("PUT", "/policies/{policy_id}", self.put_policy),
+            ("DELETE", "/policies/{policy_id}", self.delete_policy),
+            ("GET", "/admins", self.admins),
+            ("PUT", "/users/{username}/role", self.set_role),
+            ("PUT", "/users/{username}/max-devices", self.set_max_devices),
+            ("POST", "/devices/{device_id}/retention", self.retention),
+            ("POST", "/devices/{device_id}/verify", self.verify),
         ]
         return [Route(m, PREFIX + p, h, api=True) for m, p, h in table]
 
@@ -202,12 +211,33 @@ class Api:
         return _ok({"job_id": job_id}, 202)
 
     async def cancel(self, request: Request, v: Visitor) -> Response:
-        """Cancels a running job on the device: ``job_id``."""
+        """Cancels a running job on the device: ``job_id`` (none: the device's latest
+        running job); returns the job id."""
         data = await _body(request)
-        await self._c.cancel(
+        job_id = await self._c.cancel(
             _admin(v), request.path_params["device_id"], _str(data, "job_id"), source=v.source
         )
-        return _ok({})
+        return _ok({"job_id": job_id})
+
+    async def retention(self, request: Request, v: Visitor) -> Response:
+        """Runs retention on the device: ``vault_id`` (none: the vault of the device's
+        first schedule, or the account's only vault); returns the job id."""
+        data = await _body(request)
+        job_id = await self._c.retention(
+            _admin(v), request.path_params["device_id"], vault_id=_str(data, "vault_id"),
+            source=v.source,
+        )  # fmt: skip
+        return _ok({"job_id": job_id}, 202)
+
+    async def verify(self, request: Request, v: Visitor) -> Response:
+        """Verifies a Storage Vault from the device: ``vault_id`` (as for retention),
+        ``read_data`` (read every chunk too); returns the job id."""
+        data = await _body(request)
+        job_id = await self._c.verify(
+            _admin(v), request.path_params["device_id"], vault_id=_str(data, "vault_id"),
+            read_data=bool(data.get("read_data")), source=v.source,
+        )  # fmt: skip
+        return _ok({"job_id": job_id}, 202)
 
     async def revoke(self, request: Request, v: Visitor) -> Response:
         """Revokes a device: its credential stops working and its connection ends."""
@@ -308,10 +338,56 @@ class Api:
         return _ok({"job": job, "log": lines})
 
     async def my_backup(self, request: Request, v: Visitor) -> Response:
-        """Back up now on one of the user's own devices."""
-        user = _admin(v)
+        """Back up now on one of the user's own devices (any of their items)."""
         job_id = await self._c.backup_now(
-            portal_principal(user), request.path_params["device_id"], source=v.source,
-            owner_id=user.user_id,
-        )  # fmt: skip
+            _admin(v), request.path_params["device_id"], source=v.source, own=True
+        )
         return _ok({"job_id": job_id}, 202)
+
+    # ------------------------------------------------------------------ policies
+
+    async def create_policy(self, request: Request, v: Visitor) -> Response:
+        """Creates a policy: the body is the Policy message as JSON (as in a
+        ``comet-admin policy create --file``), with its ``name``."""
+        policy = convert.policy_message(await _body(request))
+        policy.policy_id, policy.version = "", 0
+        return _ok(await self._c.admin.put_policy(_admin(v), policy, source=v.source), 201)
+
+    async def put_policy(self, request: Request, v: Visitor) -> Response:
+        """Replaces a policy whole (the same body); a ``version`` other than 0 must be
+        the stored one, so an edit racing another is refused (409), not merged."""
+        policy = convert.policy_message(await _body(request))
+        policy.policy_id = request.path_params["policy_id"]
+        return _ok(await self._c.admin.put_policy(_admin(v), policy, source=v.source))
+
+    async def delete_policy(self, request: Request, v: Visitor) -> Response:
+        """Deletes a policy; its users fall back to the default policy."""
+        deleted = await self._c.admin.delete_policy(
+            _admin(v), request.path_params["policy_id"], source=v.source
+        )
+        return _ok(deleted)
+
+    # ------------------------------------------------------------------ admins
+
+    async def admins(self, request: Request, v: Visitor) -> Response:
+        """The administrators with their role and two-factor state."""
+        return _ok(await self._c.admins())
+
+    async def set_role(self, request: Request, v: Visitor) -> Response:
+        """Gives an account another ``role`` (user, super, operator, auditor); never
+        one's own, never away from the last SUPER admin. Its sessions end."""
+        data = await _body(request)
+        previous = await self._c.admin.set_role(
+            _admin(v), request.path_params["username"], chosen_role(_str(data, "role")),
+            source=v.source,
+        )  # fmt: skip
+        return _ok({"previous_role": previous})
+
+    async def set_max_devices(self, request: Request, v: Visitor) -> Response:
+        """Sets the account's device limit: ``max_devices`` (0: unlimited)."""
+        data = await _body(request)
+        user = await self._c.admin.set_max_devices(
+            _admin(v), request.path_params["username"], _int(data, "max_devices"),
+            source=v.source,
+        )  # fmt: skip
+        return _ok(user)

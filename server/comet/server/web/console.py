@@ -8,6 +8,7 @@ account's own KDF, exactly as a device or ``comet-admin`` does before sending it
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +18,8 @@ from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.server import validation
 from comet.server.administration import Administration
 from comet.server.buckets.store import BucketRecord, BucketStore
-from comet.server.errors import InvalidRequestError, NotFoundError
+from comet.server.errors import InvalidRequestError
+from comet.server.rpc import convert
 from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, DeviceRecord, Principal, Role, UserRecord
 from comet.server.store.directory import Directory
@@ -39,7 +41,7 @@ from comet.server.store.overview import (
 )
 from comet.server.store.policies import PolicyRecord, PolicyStore
 from comet.server.store.profiles import ProfileStore
-from comet.v1 import control_pb2
+from comet.v1 import common_pb2, control_pb2
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -63,6 +65,21 @@ def parse_role(value: str) -> Role:
         raise InvalidRequestError(
             f"unknown role {value!r}: one of {', '.join(ROLE_NAMES)}"
         ) from None
+
+
+def chosen_role(value: str) -> Role:
+    """A role the caller must name (changing one: no default to fall back on)."""
+    if not value:
+        raise InvalidRequestError(f"choose a role: one of {', '.join(ROLE_NAMES)}")
+    return parse_role(value)
+
+
+def admin_role(value: str) -> Role:
+    """An administrator's role (the admins page adds no plain users)."""
+    role = chosen_role(value)
+    if not role.is_admin:
+        raise InvalidRequestError("an administrator's role is super, operator or auditor")
+    return role
 
 
 @dataclass(frozen=True)
@@ -294,16 +311,14 @@ class Console:
         return len(reset.revoked_devices)
 
     async def backup_now(
-        self, admin: Principal, device_id: str, *, source: str, owner_id: str = ""
+        self, caller: Principal, device_id: str, *, source: str, own: bool = False
     ) -> str:
         """Starts a backup of every schedule's item x vault of the device's own Protected
-        Items (the first one, if there are several); returns the job id. With
-        ``owner_id``, only a device of that account (the customer portal)."""
-        owner = await self.accounts.device_owner(device_id)
-        if owner_id and owner != owner_id:
-            raise NotFoundError(f"no device {device_id!r}")
-        view = await self._profiles.get(owner, reveal_secrets=False)
-        doc = profile_document.normalised(view.document)
+        Items (the first one, if there are several); returns the job id. ``own``: the
+        caller is the device's owner in the customer portal (any item of theirs, only
+        their own devices: ``Administration.dispatch_own``)."""
+        owner = await self._owner(caller, device_id, own=own, source=source)
+        doc = await self._document(owner)
         owned = {i.get("item_id") for i in doc["items"] if i.get("owner_device_id") == device_id}
         schedule = next((s for s in doc["schedules"] if s.get("item_id") in owned), None)
         if schedule is None:
@@ -316,16 +331,157 @@ class Console:
                 item_id=str(schedule.get("item_id", "")), vault_id=str(schedule.get("vault_id", ""))
             )
         )
-        reply = await self.admin.dispatch(admin, device_id, command, source=source, timeout=30)
-        if reply.error:
-            raise InvalidRequestError(f"the device refused: {reply.error}")
-        return reply.job_started.job_id if reply.HasField("job_started") else ""
+        if own:
+            reply = await self.admin.dispatch_own(caller, device_id, command, source=source)
+        else:
+            reply = await self.admin.dispatch(caller, device_id, command, source=source, timeout=30)
+        return _started(reply)
 
-    async def cancel(self, admin: Principal, device_id: str, job_id: str, *, source: str) -> None:
+    async def retention(
+        self, admin: Principal, device_id: str, *, vault_id: str, source: str
+    ) -> str:
+        """Runs the retention rules of a Storage Vault on the device (the vault of the
+        device's first schedule unless ``vault_id``); returns the job id."""
+        vault = await self._vault(device_id, vault_id)
+        command = control_pb2.Command(apply_retention=control_pb2.VaultJobCommand(vault_id=vault))
+        reply = await self.admin.dispatch(admin, device_id, command, source=source, timeout=30)
+        return _started(reply)
+
+    async def verify(
+        self, admin: Principal, device_id: str, *, vault_id: str, read_data: bool, source: str
+    ) -> str:
+        """Verifies a Storage Vault from the device (``read_data``: every chunk too)."""
+        vault = await self._vault(device_id, vault_id)
+        command = control_pb2.Command(
+            verify=control_pb2.VerifyCommand(vault_id=vault, read_data=read_data)
+        )
+        reply = await self.admin.dispatch(admin, device_id, command, source=source, timeout=30)
+        return _started(reply)
+
+    async def cancel(self, admin: Principal, device_id: str, job_id: str, *, source: str) -> str:
+        """Cancels ``job_id`` on the device, or (none given) its latest running job;
+        returns the job id."""
+        validation.device_id(device_id)
+        if not job_id:
+            running = await self._jobs.find(
+                JobQuery(device_id=device_id, statuses=RUNNING, page_size=1)
+            )
+            if not running.jobs:
+                raise InvalidRequestError("no job is running on this device")
+            job_id = running.jobs[0].job_id
         command = control_pb2.Command(cancel_job=control_pb2.CancelJobCommand(job_id=job_id))
         reply = await self.admin.dispatch(admin, device_id, command, source=source, timeout=30)
         if reply.error:
             raise InvalidRequestError(f"the device refused: {reply.error}")
+        return job_id
+
+    async def _owner(self, caller: Principal, device_id: str, *, own: bool, source: str) -> str:
+        if own:  # another account's device: as if there were none (and audited)
+            await self.admin.check_own_device(caller, device_id, action="run_backup", source=source)
+            return caller.user_id
+        validation.device_id(device_id)
+        return await self.accounts.device_owner(device_id)
+
+    async def _document(self, owner: str) -> dict[str, Any]:
+        view = await self._profiles.get(owner, reveal_secrets=False)
+        return profile_document.normalised(view.document)
+
+    async def _vault(self, device_id: str, vault_id: str) -> str:
+        """``vault_id`` if the device's account has it; none given: the vault of the
+        device's first schedule, else the account's only vault."""
+        validation.device_id(device_id)
+        doc = await self._document(await self.accounts.device_owner(device_id))
+        vaults = [str(v.get("vault_id", "")) for v in doc["vaults"]]
+        validation.text(vault_id, field="the vault id", max_len=validation.NAME_MAX)
+        if vault_id:
+            if vault_id not in vaults:
+                raise InvalidRequestError(f"the device's account has no Storage Vault {vault_id!r}")
+            return vault_id
+        owned = {i.get("item_id") for i in doc["items"] if i.get("owner_device_id") == device_id}
+        scheduled = [
+            str(s.get("vault_id", "")) for s in doc["schedules"] if s.get("item_id") in owned
+        ]
+        if scheduled and scheduled[0] in vaults:
+            return scheduled[0]
+        if len(vaults) == 1:
+            return vaults[0]
+        raise InvalidRequestError(
+            "choose a Storage Vault: the device has no schedule"
+            + (" and its account has several vaults" if vaults else " and its account no vault")
+        )
+
+    # ------------------------------------------------------------------ policies
+
+    def policy_input(
+        self,
+        *,
+        policy_id: str = "",
+        name: str,
+        is_default: bool,
+        version: str = "",
+        body_json: str = "",
+        flags: list[str] | None = None,
+        numbers: dict[str, str] | None = None,
+    ) -> common_pb2.Policy:
+        """A Policy message from the console's form: the JSON of the rest of the policy
+        (as in a ``comet-admin policy`` file), with the form's own fields over it. Parsed
+        by the same ``convert.policy_message`` as the CLI's file."""
+        try:
+            body = json.loads(body_json) if body_json.strip() else {}
+        except ValueError as e:
+            raise InvalidRequestError(f"the policy JSON is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise InvalidRequestError("the policy JSON must be an object ({...})")
+        for key in (*FORM_NUMBERS, "flags", "policy_id", "name", "is_default", "version"):
+            body.pop(key, None)
+        body["flags"] = {flag: True for flag in flags or ()}
+        for key, value in (numbers or {}).items():
+            if key in FORM_NUMBERS and value.strip():
+                body[key] = value.strip()
+        body.update(name=name, is_default=is_default)
+        if version.strip():
+            body["version"] = version.strip()
+        policy = convert.policy_message(body)
+        policy.policy_id = policy_id
+        return policy
+
+    async def policy(self, policy_id: str) -> PolicyRecord:
+        validation.text(policy_id, field="the policy id", max_len=validation.NAME_MAX)
+        return await self._policies.get(policy_id)
+
+    # ------------------------------------------------------------------ admins
+
+    async def admins(self) -> list[UserRecord]:
+        return await self._directory.admins()
+
+
+# The policy form's own fields (besides name, default and the flags).
+FORM_NUMBERS = ("storage_quota_bytes", "max_buckets", "force_immutable_days")
+POLICY_FLAGS = tuple(f.name for f in common_pb2.PolicyFlags.DESCRIPTOR.fields)
+RUNNING = tuple(s for s in JobStatus if s.is_running)
+
+
+def policy_form_values(policy: PolicyRecord | None) -> dict[str, Any]:
+    """What the policy form shows for a stored policy (empty for a new one)."""
+    body = dict(policy.body) if policy else {}
+    flags = body.pop("flags", {}) or {}
+    numbers = {k: str(body.pop(k, "") or "") for k in FORM_NUMBERS}
+    return {
+        "policy_id": policy.policy_id if policy else "",
+        "name": policy.name if policy else "",
+        "is_default": policy.is_default if policy else False,
+        "version": str(policy.version) if policy else "",
+        "flags": [f for f, on in flags.items() if on],
+        "numbers": numbers,
+        "body_json": json.dumps(body, indent=2, sort_keys=True) if body else "",
+    }
+
+
+def _started(reply: control_pb2.CommandReply) -> str:
+    """The job a command started; the device's refusal as an error."""
+    if reply.error:
+        raise InvalidRequestError(f"the device refused: {reply.error}")
+    return reply.job_started.job_id if reply.HasField("job_started") else ""
 
 
 def job_query(params: dict[str, str], *, user_id: str = "") -> JobQuery:
@@ -364,10 +520,3 @@ def job_query(params: dict[str, str], *, user_id: str = "") -> JobQuery:
         page_size=int(limit) if limit.isdigit() else 0,
         page_token=params.get("page", ""),
     )
-
-
-def portal_principal(user: Principal) -> Principal:
-    """The account owner starting a backup of their own device: judged as an
-    OPERATOR would be for the command (a plain backup; never a program), since the
-    portal's own row (portal.backup_own) has already allowed the request."""
-    return Principal(user.user_id, user.username, Role.OPERATOR, admin_session=True)

@@ -20,11 +20,15 @@ from comet.server.authorization import Caller
 from comet.server.errors import InvalidRequestError, ServerError
 from comet.server.web.access import Access, Visitor
 from comet.server.web.console import (
+    FORM_NUMBERS,
+    POLICY_FLAGS,
     Console,
+    admin_role,
+    chosen_role,
     job_query,
     login_secret,
     parse_role,
-    portal_principal,
+    policy_form_values,
     role_name,
 )
 from comet.server.web.json_view import jsonable
@@ -98,6 +102,16 @@ class Pages:
             ("GET", "/portal/jobs/{job_id}", self.portal_job),
             ("GET", "/portal/jobs/{job_id}/events", self.portal_job_events),
             ("POST", "/portal/devices/{device_id}/backup", self.portal_backup),
+            ("POST", "/policies", self.create_policy),
+            ("GET", "/policies/{policy_id}", self.policy),
+            ("POST", "/policies/{policy_id}", self.save_policy),
+            ("POST", "/policies/{policy_id}/delete", self.delete_policy),
+            ("GET", "/admins", self.admins),
+            ("POST", "/admins", self.add_admin),
+            ("POST", "/users/{username}/role", self.set_role),
+            ("POST", "/users/{username}/edit", self.edit_user),
+            ("POST", "/devices/{device_id}/retention", self.retention),
+            ("POST", "/devices/{device_id}/verify", self.verify),
         ]
         return [Route(m, p, h, api=False) for m, p, h in table]
 
@@ -238,7 +252,7 @@ class Pages:
         await self._c.admin.delete_user(
             v.principal, name, keep_data=_text(form, "keep_data") == "on", source=v.source
         )
-        return _back("/users", message=f"user {name} deleted")
+        return _back(_form_back(form, "/users"), message=f"user {name} deleted")
 
     async def reset_password(self, request: Request, v: Visitor) -> Response:
         form = await request.form()
@@ -250,7 +264,8 @@ class Pages:
             revoke_devices=_text(form, "revoke_devices") == "on", source=v.source,
         )  # fmt: skip
         return _back(
-            f"/users/{quote(name)}", message=f"password reset; {revoked} device(s) revoked"
+            _form_back(form, f"/users/{quote(name)}"),
+            message=f"password reset; {revoked} device(s) revoked",
         )
 
     async def reset_totp(self, request: Request, v: Visitor) -> Response:
@@ -291,10 +306,28 @@ class Pages:
     async def cancel(self, request: Request, v: Visitor) -> Response:
         form = await request.form()
         assert v.principal is not None
-        await self._c.cancel(
+        job_id = await self._c.cancel(
             v.principal, request.path_params["device_id"], _text(form, "job_id"), source=v.source
         )
-        return _back(_referer_path(request), message="cancel sent")
+        return _back(_referer_path(request), message=f"cancel sent to job {job_id}")
+
+    async def retention(self, request: Request, v: Visitor) -> Response:
+        form = await request.form()
+        assert v.principal is not None
+        job_id = await self._c.retention(
+            v.principal, request.path_params["device_id"], vault_id=_text(form, "vault_id"),
+            source=v.source,
+        )  # fmt: skip
+        return _back(f"/jobs/{job_id}" if job_id else "/devices", message="retention started")
+
+    async def verify(self, request: Request, v: Visitor) -> Response:
+        form = await request.form()
+        assert v.principal is not None
+        job_id = await self._c.verify(
+            v.principal, request.path_params["device_id"], vault_id=_text(form, "vault_id"),
+            read_data=_text(form, "read_data") == "on", source=v.source,
+        )  # fmt: skip
+        return _back(f"/jobs/{job_id}" if job_id else "/devices", message="verify started")
 
     async def revoke(self, request: Request, v: Visitor) -> Response:
         assert v.principal is not None
@@ -345,9 +378,94 @@ class Pages:
         events = await self._c.audit(action=action)
         return self.render(request, v, "audit.html", events=events, action=action)
 
-    async def policies(self, request: Request, v: Visitor) -> Response:
+    async def policies(
+        self, request: Request, v: Visitor, form: dict[str, Any] | None = None, error: str = ""
+    ) -> Response:
         policies, counts = await self._c.policies_in_use()
-        return self.render(request, v, "policies.html", policies=policies, counts=counts)
+        return self.render(
+            request, v, "policies.html", 400 if error else 200, policies=policies,
+            counts=counts, form=form or policy_form_values(None), flags=POLICY_FLAGS,
+            form_error=error,
+        )  # fmt: skip
+
+    async def create_policy(self, request: Request, v: Visitor) -> Response:
+        values = _policy_form(await request.form())
+        assert v.principal is not None
+        try:
+            policy = self._c.policy_input(**values)
+            stored = await self._c.admin.put_policy(v.principal, policy, source=v.source)
+        except ServerError as e:  # the form again, as typed, with the reason
+            return await self.policies(request, v, form=values, error=e.message)
+        return _back(f"/policies/{stored.policy_id}", message=f"policy {stored.name} created")
+
+    async def policy(
+        self, request: Request, v: Visitor, form: dict[str, Any] | None = None, error: str = ""
+    ) -> Response:
+        stored = await self._c.policy(request.path_params["policy_id"])
+        _, counts = await self._c.policies_in_use()
+        return self.render(
+            request, v, "policy.html", 400 if error else 200, policy=stored,
+            users=counts.get(stored.policy_id, 0), form=form or policy_form_values(stored),
+            flags=POLICY_FLAGS, form_error=error,
+        )  # fmt: skip
+
+    async def save_policy(self, request: Request, v: Visitor) -> Response:
+        policy_id = request.path_params["policy_id"]
+        values = _policy_form(await request.form())
+        assert v.principal is not None
+        try:
+            policy = self._c.policy_input(policy_id=policy_id, **values)
+            stored = await self._c.admin.put_policy(v.principal, policy, source=v.source)
+        except ServerError as e:
+            return await self.policy(request, v, form={"policy_id": policy_id, **values},
+                                     error=e.message)  # fmt: skip
+        return _back(f"/policies/{stored.policy_id}", message=f"saved (version {stored.version})")
+
+    async def delete_policy(self, request: Request, v: Visitor) -> Response:
+        assert v.principal is not None
+        deleted = await self._c.admin.delete_policy(
+            v.principal, request.path_params["policy_id"], source=v.source
+        )
+        return _back("/policies", message=f"policy {deleted.name} deleted")
+
+    # ------------------------------------------------------------------ admins
+
+    async def admins(self, request: Request, v: Visitor) -> Response:
+        return self.render(request, v, "admins.html", admins=await self._c.admins())
+
+    async def add_admin(self, request: Request, v: Visitor) -> Response:
+        form = await request.form()
+        assert v.principal is not None
+        user = await self._c.add_user(
+            v.principal,
+            username=_text(form, "username").strip(),
+            password=_text(form, "password"),
+            role=admin_role(_text(form, "role")),
+            max_devices=0,
+            source=v.source,
+        )
+        return _back("/admins", message=f"administrator {user.username} added")
+
+    async def set_role(self, request: Request, v: Visitor) -> Response:
+        form = await request.form()
+        assert v.principal is not None
+        name = request.path_params["username"]
+        role = chosen_role(_text(form, "role"))
+        await self._c.admin.set_role(v.principal, name, role, source=v.source)
+        return _back(
+            _form_back(form, f"/users/{quote(name)}"),
+            message=f"{name} is now {role_name(role)}",
+        )
+
+    async def edit_user(self, request: Request, v: Visitor) -> Response:
+        form = await request.form()
+        assert v.principal is not None
+        name = request.path_params["username"]
+        max_devices = _text(form, "max_devices").strip() or "0"
+        if not max_devices.isdigit():
+            raise InvalidRequestError("the device limit is a whole number (0: unlimited)")
+        await self._c.admin.set_max_devices(v.principal, name, int(max_devices), source=v.source)
+        return _back(f"/users/{quote(name)}", message="device limit saved")
 
     async def buckets(self, request: Request, v: Visitor) -> Response:
         return self.render(request, v, "buckets.html", buckets=await self._c.buckets())
@@ -401,10 +519,27 @@ class Pages:
     async def portal_backup(self, request: Request, v: Visitor) -> Response:
         assert v.principal is not None
         job_id = await self._c.backup_now(
-            portal_principal(v.principal), request.path_params["device_id"], source=v.source,
-            owner_id=v.principal.user_id,
-        )  # fmt: skip
+            v.principal, request.path_params["device_id"], source=v.source, own=True
+        )
         return _back(f"/portal/jobs/{job_id}" if job_id else "/portal", message="backup started")
+
+
+def _policy_form(form: FormData) -> dict[str, Any]:
+    """The policy form's fields, as ``Console.policy_input`` takes them."""
+    return {
+        "name": _text(form, "name").strip(),
+        "is_default": _text(form, "is_default") == "on",
+        "version": _text(form, "version"),
+        "body_json": _text(form, "body_json"),
+        "flags": [f for f in POLICY_FLAGS if _text(form, f"flag_{f}") == "on"],
+        "numbers": {k: _text(form, k) for k in FORM_NUMBERS},
+    }
+
+
+def _form_back(form: FormData, default: str) -> str:
+    """The page a form asks to return to (a path of this site), else ``default``."""
+    back = _text(form, "back")
+    return back if back.startswith("/") and not back.startswith("//") else default
 
 
 def _referer_path(request: Request) -> str:
