@@ -39,7 +39,7 @@ from comet.server.store.overview import (
 )
 from comet.server.store.policies import PolicyRecord, PolicyStore
 from comet.server.store.profiles import ProfileStore
-from comet.v1 import control_pb2
+from comet.v1 import common_pb2, control_pb2
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -311,15 +311,38 @@ class Console:
                 "this device has no schedule for its Protected Items yet: add one on the "
                 "device (Comet Backup app or 'comet schedule add') first"
             )
+        # The schedule's own bandwidth limit holds for a run started from here too.
+        options = common_pb2.BackupOptions(
+            bandwidth_limit_bps=int(schedule.get("bandwidth_limit_bps") or 0)
+        )
         command = control_pb2.Command(
             run_backup=control_pb2.RunBackupCommand(
-                item_id=str(schedule.get("item_id", "")), vault_id=str(schedule.get("vault_id", ""))
+                item_id=str(schedule.get("item_id", "")),
+                vault_id=str(schedule.get("vault_id", "")),
+                options=options,
             )
         )
         reply = await self.admin.dispatch(admin, device_id, command, source=source, timeout=30)
         if reply.error:
             raise InvalidRequestError(f"the device refused: {reply.error}")
-        return reply.job_started.job_id if reply.HasField("job_started") else ""
+        job_id = reply.job_started.job_id if reply.HasField("job_started") else ""
+        if job_id:
+            await self._recorded(job_id)
+        return job_id
+
+    async def _recorded(self, job_id: str, *, timeout: float = 10.0) -> None:
+        """Waits (briefly) for the device's first report of a job it just started, so
+        the job's page, shown next, finds it instead of answering 404."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await self._jobs.log(job_id)
+                return
+            except NotFoundError:
+                if loop.time() > deadline:
+                    return
+                await asyncio.sleep(0.2)
 
     async def cancel(self, admin: Principal, device_id: str, job_id: str, *, source: str) -> None:
         command = control_pb2.Command(cancel_job=control_pb2.CancelJobCommand(job_id=job_id))
