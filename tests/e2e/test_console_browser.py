@@ -101,9 +101,11 @@ def _shot(page: Any, name: str, *, phone: bool = False) -> None:
     if phone:
         page.set_viewport_size(PHONE)
         page.screenshot(path=str(Path(folder) / f"console-{name}-phone.png"), full_page=True)
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], (
-            f"{name} overflows a phone's width"
+        wide = page.evaluate(
+            """() => [document.documentElement, ...document.querySelectorAll(".card")]
+                .filter((e) => e.scrollWidth > e.clientWidth).map((e) => e.className)"""
         )
+        assert not wide, f"{name} overflows a phone's width: {wide}"
         page.set_viewport_size(DESKTOP)
 
 
@@ -317,6 +319,7 @@ def test_console_flow_with_real_devices(console: Console, short_tmp: Path) -> No
             _shot(page, "portal")
             page.click(f"a[href='/portal/jobs/{alice_job}']")
             expect(page.locator("pre.log")).to_be_visible()
+            _shot(page, "portal-job")
             page.goto(f"{base}/portal/jobs/{bob_job}")
             expect(page.locator("h1")).to_have_text("Not found")
             page.goto(base + "/devices")
