@@ -79,18 +79,15 @@ def console(postgres_cluster: PostgresCluster, short_tmp: Path) -> Iterator[Cons
         server.kill()
 
 
-def _device(root: Path, server: ServerProcess, user: str, password: str) -> AgentProcess:
-    """A started agent, logged in as ``user`` on a device named ``<user>-laptop``,
-    with a local vault 'v' and a Protected Item 'docs' of ``root/data``."""
-    agent = AgentProcess(root)
-    agent.start()
+def _log_in(agent: AgentProcess, server: ServerProcess, user: str, password: str) -> None:
+    """Logs the agent in as ``user`` on a device named ``<user>-laptop``, with a local
+    vault 'v' and a Protected Item 'docs' of ``<agent root>/data``."""
     agent.comet(
         "login", "--server", server.url, "--username", user, "--password-stdin",
         "--device-name", f"{user}-laptop", stdin=password + "\n",
     )  # fmt: skip
-    agent.comet("vault", "add", "v", "--type", "local", "--path", str(root / "vault"))
-    agent.comet("item", "add", "docs", "--type", "files", "--include", str(root / "data"))
-    return agent
+    agent.comet("vault", "add", "v", "--type", "local", "--path", str(agent.root / "vault"))
+    agent.comet("item", "add", "docs", "--type", "files", "--include", str(agent.root / "data"))
 
 
 def _shot(page: Any, name: str, *, phone: bool = False) -> None:
@@ -155,14 +152,18 @@ def test_console_flow_with_real_devices(console: Console, short_tmp: Path) -> No
         (short_tmp / user / "data").mkdir(parents=True)
     (short_tmp / "alice" / "data" / "photos.bin").write_bytes(os.urandom(DATA_BYTES))
     (short_tmp / "bob" / "data" / "bob-notes.txt").write_text("bob's notes\n")
-    agents: list[AgentProcess] = []
+    # Both agents start while the browser does (each start is a Python process).
+    alice, bob = AgentProcess(short_tmp / "alice"), AgentProcess(short_tmp / "bob")
+    starting = [threading.Thread(target=agent.start) for agent in (alice, bob)]
+    for thread in starting:
+        thread.start()
     bob_done: dict[str, Any] = {}
 
     def bob_backs_up() -> None:
         # Meanwhile, bob's device backs up on its own: data alice must never see.
         try:
-            bob = _device(short_tmp / "bob", console.server, "bob", "bob-password")
-            agents.append(bob)
+            starting[1].join()
+            _log_in(bob, console.server, "bob", "bob-password")
             bob_done["job"] = bob.comet("backup", "docs", "--vault", "v", "--wait", "--json")
             bob_done["device"] = bob_done["job"].json()["device_id"]
         except BaseException as e:  # reported in the test's thread
@@ -193,19 +194,19 @@ def test_console_flow_with_real_devices(console: Console, short_tmp: Path) -> No
             expect(page).to_have_url(base + "/dashboard")
             expect(page.locator("h1")).to_have_text("Dashboard")
             expect(page.locator(".tile").first).to_contain_text("devices online")
-            _add_user(page, "alice", "alice-password")
-            expect(page.locator("h1")).to_contain_text("alice")
             _add_user(page, "bob", "bob-password")
-            _add_user(page, "oscar", "oscar-password", role="operator")
             bob_thread = threading.Thread(target=bob_backs_up)
             bob_thread.start()
+            _add_user(page, "alice", "alice-password")
+            expect(page.locator("h1")).to_contain_text("alice")
+            _add_user(page, "oscar", "oscar-password", role="operator")
 
             # --- alice's device comes online while the admin looks at the devices page
             page.click("nav >> text=Devices")
             expect(page.locator("h1")).to_have_text("Devices")
             _mark(page)
-            alice = _device(short_tmp / "alice", console.server, "alice", "alice-password")
-            agents.append(alice)
+            starting[0].join()
+            _log_in(alice, console.server, "alice", "alice-password")
             alice_row = page.locator("#device-list tr", has_text="alice-laptop")
             expect(alice_row.locator(".status")).to_have_text("Online", timeout=40_000)
             assert _not_reloaded(page), "the devices page reloaded to show the device"
@@ -362,6 +363,8 @@ def test_console_flow_with_real_devices(console: Console, short_tmp: Path) -> No
             assert not [e for e in errors if "Content Security Policy" in e], errors
             browser.close()
     finally:
-        for agent in agents:
+        for thread in starting:
+            thread.join(timeout=30)
+        for agent in (alice, bob):
             agent.kill()
         shutil.rmtree(profile, ignore_errors=True)
