@@ -32,6 +32,9 @@ from comet.server.web.session_cookie import (
 DENIED_AUDIT_ACTION = "authorization.denied"
 # A cookie's idle time is renewed at most this often (each renewal is a Set-Cookie).
 RENEW_EVERY = timedelta(seconds=30)
+# Sent by a page's own periodic re-read (the devices list): not the admin's activity,
+# so it does not renew the idle time, or a page left open would never sign out.
+REFRESH_HEADER = "x-comet-refresh"
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ class Access:
             await self._accounts.revoke_session(cookie.token)
             raise AuthenticationError("the session was idle too long: sign in again")
         principal = await self._accounts.authenticate_session(cookie.token, admin=False)
-        renew = self.codec.seal(cookie.token, now) if now - cookie.last_active > RENEW_EVERY else ""
+        due = now - cookie.last_active > RENEW_EVERY and not request.headers.get(REFRESH_HEADER)
+        renew = self.codec.seal(cookie.token, now) if due else ""
         return Visitor(
             principal,
             authorization.caller_of(principal),

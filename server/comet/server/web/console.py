@@ -326,16 +326,46 @@ class Console:
                 "this device has no schedule for its Protected Items yet: add one on the "
                 "device (Comet Backup app or 'comet schedule add') first"
             )
+        # The schedule's own bandwidth limit holds for a run started from here too.
+        options = common_pb2.BackupOptions(
+            bandwidth_limit_bps=int(schedule.get("bandwidth_limit_bps") or 0)
+        )
         command = control_pb2.Command(
             run_backup=control_pb2.RunBackupCommand(
-                item_id=str(schedule.get("item_id", "")), vault_id=str(schedule.get("vault_id", ""))
+                item_id=str(schedule.get("item_id", "")),
+                vault_id=str(schedule.get("vault_id", "")),
+                options=options,
             )
         )
+<<<<<<< HEAD
         if own:
             reply = await self.admin.dispatch_own(caller, device_id, command, source=source)
         else:
             reply = await self.admin.dispatch(caller, device_id, command, source=source, timeout=30)
         return _started(reply)
+=======
+        reply = await self.admin.dispatch(admin, device_id, command, source=source, timeout=30)
+        if reply.error:
+            raise InvalidRequestError(f"the device refused: {reply.error}")
+        job_id = reply.job_started.job_id if reply.HasField("job_started") else ""
+        if job_id:
+            await self._recorded(job_id)
+        return job_id
+
+    async def _recorded(self, job_id: str, *, timeout: float = 10.0) -> None:
+        """Waits (briefly) for the device's first report of a job it just started, so
+        the job's page, shown next, finds it instead of answering 404."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await self._jobs.log(job_id)
+                return
+            except NotFoundError:
+                if loop.time() > deadline:
+                    return
+                await asyncio.sleep(0.2)
+>>>>>>> consolebrowser
 
     async def retention(
         self, admin: Principal, device_id: str, *, vault_id: str, source: str

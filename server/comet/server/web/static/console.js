@@ -1,6 +1,7 @@
 // Live job progress: a job page that shows a running job follows its Server-Sent
-// Events and reloads once the job ended (for the final status and log). No inline
-// script anywhere: the Content-Security-Policy allows only files from /static.
+// Events (status and progress) and, once the job ended, swaps in the page's final
+// status, counters and log without reloading. No inline script anywhere: the
+// Content-Security-Policy allows only files from /static.
 "use strict";
 
 function cometSize(n) {
@@ -22,11 +23,32 @@ function cometFollowJob(root) {
     field("progress").textContent = `${cometSize(p.bytes_done)} of ${cometSize(p.bytes_total)}`;
     field("path").textContent = p.current_path;
     field("bar").value = p.bytes_total ? Math.round((100 * p.bytes_done) / p.bytes_total) : 0;
+    const status = document.querySelector("h1 [data-field=status]");
+    if (status) status.replaceChildren(cometStatus(job.status));
   });
   source.addEventListener("end", () => {
     source.close();
-    window.location.reload();
+    cometRefreshMain().catch(() => window.location.reload());
   });
+}
+
+function cometStatus(name) {
+  // As the status macro in macros.html renders it.
+  const span = document.createElement("span");
+  span.className = `status s-${name.toLowerCase()}`;
+  span.textContent = name.toLowerCase().split("_")
+    .map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join(" ");
+  return span;
+}
+
+async function cometRefreshMain() {
+  const response = await fetch(window.location.href, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  const main = fresh.querySelector("main");
+  if (!main) throw new Error("no main element");
+  document.querySelector("main").replaceWith(main);
+  if (window.htmx) window.htmx.process(main);
 }
 
 document.addEventListener("DOMContentLoaded", () => cometFollowJob(document));
