@@ -18,7 +18,7 @@ from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.server import validation
 from comet.server.administration import Administration
 from comet.server.buckets.store import BucketRecord, BucketStore
-from comet.server.errors import InvalidRequestError
+from comet.server.errors import InvalidRequestError, NotFoundError
 from comet.server.rpc import convert
 from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, DeviceRecord, Principal, Role, UserRecord
@@ -337,17 +337,11 @@ class Console:
                 options=options,
             )
         )
-<<<<<<< HEAD
         if own:
             reply = await self.admin.dispatch_own(caller, device_id, command, source=source)
         else:
             reply = await self.admin.dispatch(caller, device_id, command, source=source, timeout=30)
-        return _started(reply)
-=======
-        reply = await self.admin.dispatch(admin, device_id, command, source=source, timeout=30)
-        if reply.error:
-            raise InvalidRequestError(f"the device refused: {reply.error}")
-        job_id = reply.job_started.job_id if reply.HasField("job_started") else ""
+        job_id = _started(reply)
         if job_id:
             await self._recorded(job_id)
         return job_id
@@ -365,7 +359,6 @@ class Console:
                 if loop.time() > deadline:
                     return
                 await asyncio.sleep(0.2)
->>>>>>> consolebrowser
 
     async def retention(
         self, admin: Principal, device_id: str, *, vault_id: str, source: str

@@ -143,10 +143,12 @@ class Pages:
         if status == 401 and v is not None and v.principal is not None:
             status = 403  # signed in, but this page needs another kind of account
         if status == 401:
-            return RedirectResponse(
-                "/signin?next=" + quote(request.url.path) + "&err=" + quote(error.message),
-                status_code=303,
-            )
+            target = "/signin?next=" + quote(request.url.path) + "&err=" + quote(error.message)
+            if request.headers.get("HX-Request"):
+                # An htmx swap (the devices list's refresh) would follow a 303 and swap the
+                # sign-in page into the list: have htmx move the whole window instead.
+                return Response(status_code=200, headers={"HX-Redirect": target})
+            return RedirectResponse(target, status_code=303)
         if request.method == "POST" and status < 500:
             # A refused form: back to the page it came from, with the reason.
             return _back(_referer_path(request), error=error.message)
