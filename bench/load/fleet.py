@@ -15,7 +15,8 @@ At each step, once every agent of the step is accepted and the streams idle:
   instance, PostgreSQL client connections;
 * CPU per component (instances, nginx, PostgreSQL, this bench process, and the
   whole machine, which other work shares) while the streams only heartbeat, and
-  again while dispatching and reporting;
+  again while dispatching and while reporting (giving server CPU per report and per
+  1,000 idle agents, the figures that carry over to cores not shared with other work);
 * remote commands (AdminService.Dispatch through nginx to whichever instance,
   routed to the one holding the agent's stream): dispatch → agent receives, and the
   whole round trip, p50 / p99;
@@ -83,7 +84,12 @@ class Step:
     reports_per_second: float = 0.0
     report_errors: int = 0
     reports_per_second_per_instance: list[float] = field(default_factory=list)
-    busy_cpu_percent: dict[str, float] = field(default_factory=dict)
+    dispatch_cpu_percent: dict[str, float] = field(default_factory=dict)
+    report_cpu_percent: dict[str, float] = field(default_factory=dict)
+    # Server side (instances + nginx + PostgreSQL) CPU per job report (starts and
+    # progress), and per 1,000 idle agents: what carries over to dedicated cores.
+    server_cpu_ms_per_report: float = 0.0
+    idle_server_cpu_percent_per_1000: float = 0.0
     load_average: str = ""
 
 
@@ -367,6 +373,9 @@ async def run_fleet(fleet: Fleet, options: LoadOptions, ramp: list[int]) -> list
             await asyncio.sleep(10)  # only heartbeats flow
             step.idle_cpu_percent = meter.stop()
 
+            step.idle_server_cpu_percent_per_1000 = round(
+                server_side(step.idle_cpu_percent) * 1000 / max(step.agents_held, 1), 1
+            )
             meter.start()
             received: list[float] = []
             errors, latencies = await dispatch_round_trips(
@@ -379,11 +388,19 @@ async def run_fleet(fleet: Fleet, options: LoadOptions, ramp: list[int]) -> list
             if received:
                 step.receive_p50_ms = round(statistics.median(received), 1)
                 step.receive_p99_ms = round(percentile(received, 0.99), 1)
+            step.dispatch_cpu_percent = meter.stop()
             offset = fleet.nginx.log_size()
             figures = Figures()
+            meter.start()
+            began = time.monotonic()
             await measure_reports(report_stub, devices[:count], options, figures, new)
+            elapsed = time.monotonic() - began
             per_port = fleet.nginx.calls_since(offset, "ReportJob")
-            step.busy_cpu_percent = meter.stop()
+            step.report_cpu_percent = meter.stop()
+            reports = figures.job_starts + figures.reports
+            step.server_cpu_ms_per_report = round(
+                server_side(step.report_cpu_percent) * 10 * elapsed / max(reports, 1), 2
+            )
             step.job_starts_per_second = figures.job_starts_per_second
             step.reports_per_second, step.report_errors = (
                 figures.reports_per_second,
@@ -408,6 +425,15 @@ async def run_fleet(fleet: Fleet, options: LoadOptions, ramp: list[int]) -> list
         for channel in [*channels, control, reporting]:
             await channel.close()
     return steps
+
+
+def server_side(cpu_percent: dict[str, float]) -> float:
+    """CPU percent of the server tier: instances, nginx and PostgreSQL."""
+    return (
+        sum(v for k, v in cpu_percent.items() if k.startswith("instance "))
+        + cpu_percent.get("nginx", 0.0)
+        + cpu_percent.get("postgresql", 0.0)
+    )
 
 
 async def held_figures(fleet: Fleet, step: Step, rss_idle: list[int]) -> None:
@@ -457,7 +483,19 @@ def table(steps: list[Step]) -> str:
             [" / ".join(map(str, s.reports_per_second_per_instance)) for s in steps],
         ),
     ]
-    for phase, attr in (("idle", "idle_cpu_percent"), ("busy", "busy_cpu_percent")):
+    rows += [
+        ("server CPU ms per job report", [str(s.server_cpu_ms_per_report) for s in steps]),
+        (
+            "server CPU % per 1,000 idle agents",
+            [str(s.idle_server_cpu_percent_per_1000) for s in steps],
+        ),
+    ]
+    phases = (
+        ("idle", "idle_cpu_percent"),
+        ("dispatching", "dispatch_cpu_percent"),
+        ("reporting", "report_cpu_percent"),
+    )
+    for phase, attr in phases:
         names = list(getattr(steps[0], attr))
         for name in names:
             rows.append(

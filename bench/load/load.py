@@ -310,6 +310,7 @@ class SimulatedAgent:
             async for message in call:
                 body = message.WhichOneof("body")
                 if body == "accepted":
+                    self.failed = ""  # held again
                     self.accepted_at = time.monotonic()
                     self.accepted.set()
                 elif body == "command":
