@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -213,3 +214,19 @@ def test_k8s_ingress_routes_grpc_by_service_and_the_rest_to_the_console() -> Non
     )
     assert routes["/"] == ("HTTP", "web")
     assert set(routes) == {*services, "/"}
+
+
+def test_k8s_objects_validate_against_the_kubernetes_schemas() -> None:
+    """kubeconform's check, offline: every object against the OpenAPI schemas of the
+    Kubernetes versions the manifests target (strict: unknown fields are errors)."""
+    for version in K8S_VERSIONS:
+        for obj in k8s_objects():
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                name = f"{obj['kind']}/{obj['metadata']['name']}"
+                raise AssertionError(f"{name} on Kubernetes {version}: {e}") from None
+
+
+# Native gRPC probes need 1.24 or later; one recent version (each takes seconds).
+K8S_VERSIONS = ("1.33.0",)
