@@ -101,7 +101,8 @@ def proc_cpu_seconds(pid: int) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    # utime + stime, plus the children it reaped (PostgreSQL backends that ended).
+    return sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
 
 
 def proc_rss_kb(pid: int) -> int:
