@@ -5,8 +5,9 @@ Starts a private PostgreSQL (or uses ``--database-url``, which must be empty),
 migrates it to 0012, fills ``--rows`` job rows and as many audit events spread over
 ``--months`` months (server-side ``generate_series``, so filling is quick), then
 prints EXPLAIN (ANALYZE, BUFFERS) of the job history and audit queries, times
-``alembic upgrade`` to 0015 (0013 partitions the audit table in place) and then to
-head (0016 partitions the jobs table in place), and prints the plans again.
+``alembic upgrade`` to 0015 (0013 partitions the audit table in place), to 0016
+(partitions the jobs table in place) and to head (0018 gives ``job_ids`` each job's
+month, so lookups by id prune), and prints the plans after 0016 and at head.
 Output: one JSON document (timings) after the plans.
 
 Usage: bench/partitions.py [--rows 1000000] [--months 24] [--database-url URL]
@@ -73,6 +74,12 @@ QUERIES = {
     ),
     # comet-admin job-log / a report's update: one job by id (every month's key probed).
     "a job by id": "SELECT * FROM jobs WHERE job_id = md5('4242')",
+    # The same as the server asks it from 0018 on: its month from job_ids (an InitPlan),
+    # so only that month's partition is probed (jobs._by_id).
+    "a job by id, its month from job_ids": (
+        "SELECT * FROM jobs WHERE job_id = md5('4242')"
+        " AND started_at = (SELECT started_at FROM job_ids WHERE job_id = md5('4242'))"
+    ),
     # comet-admin audit --action login: newest events.
     "audit of an action, newest first": (
         "SELECT * FROM audit_events WHERE action = 'login' ORDER BY id DESC LIMIT 100"
@@ -105,10 +112,15 @@ def database(url: str | None) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def plans(url: str) -> dict[str, str]:
-    out = {}
+NEEDS_0018 = {"a job by id, its month from job_ids"}
+
+
+def plans(url: str, *, skip: set[str] | None = None) -> dict[str, str]:
+    out = dict.fromkeys(skip or (), "(needs migration 0018)")
     with psycopg.connect(url) as conn:
         for name, sql in QUERIES.items():
+            if name in out:
+                continue
             rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}").fetchall()
             out[name] = "\n".join(r[0] for r in rows)
     return out
@@ -133,13 +145,19 @@ def main(argv: list[str] | None = None) -> int:
             }
             conn.execute(sql.encode())
         fill_seconds = time.monotonic() - started
-        before = plans(url)
+        before = plans(url, skip=NEEDS_0018)
         started = time.monotonic()
         migrate(url, "0015")
         migrate_seconds = time.monotonic() - started
         started = time.monotonic()
-        migrate(url)
+        migrate(url, "0016")
         jobs_migrate_seconds = time.monotonic() - started
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+        partitioned = plans(url, skip=NEEDS_0018)
+        started = time.monotonic()
+        migrate(url)
+        lookup_migrate_seconds = time.monotonic() - started
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE")
             counts = conn.execute(
@@ -147,13 +165,17 @@ def main(argv: list[str] | None = None) -> int:
             ).fetchone()
         after = plans(url)
     for name in QUERIES:
-        print(f"== {name}\n-- before (0012)\n{before[name]}\n-- after (head)\n{after[name]}\n")
+        print(
+            f"== {name}\n-- before (0012)\n{before[name]}\n-- partitioned (0016)\n"
+            f"{partitioned[name]}\n-- head\n{after[name]}\n"
+        )
     summary = {
         "rows": args.rows,
         "months": args.months,
         "fill_seconds": round(fill_seconds, 1),
         "migrate_seconds": round(migrate_seconds, 2),  # 0012 → 0015 (audit)
-        "jobs_migrate_seconds": round(jobs_migrate_seconds, 2),  # 0015 → head (jobs)
+        "jobs_migrate_seconds": round(jobs_migrate_seconds, 2),  # 0015 → 0016 (jobs)
+        "lookup_migrate_seconds": round(lookup_migrate_seconds, 2),  # 0016 → head (job_ids)
         "jobs_after": counts[0] if counts else None,
         "audit_events_after": counts[1] if counts else None,
     }

@@ -18,6 +18,7 @@ measures, each phase bounded in time:
   Connect calls per second it took, and the dispatch p50 / p99 right after.
 
 Usage: bench/load/run [--agents 2000] [--report-seconds 10] [--dispatches 400] [--restart]
+       bench/load/run --instances 3 --ramp 1000,3000,6000   (behind nginx: bench/load/fleet.py)
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class ServerUnderLoad:
         self.database_url = ""
         self.proc: subprocess.Popen[str] | None = None
         self.target = ""
+        self.extra_args: list[str] = []  # e.g. a shared --secret-key-file
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True)
@@ -143,7 +145,7 @@ class ServerUnderLoad:
         log = (self.root / "server.log").open("a")
         self.proc = subprocess.Popen(
             [str(BIN / "comet-server"), "serve", *self._db(),
-             "--listen", listen, "--heartbeat-seconds", "15"],
+             "--listen", listen, "--heartbeat-seconds", "15", *self.extra_args],
             stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -273,6 +275,7 @@ class SimulatedAgent:
         self.accepted_at = 0.0  # monotonic time of the latest acceptance
         self.failed = ""
         self.commands = 0
+        self.command_at = 0.0  # monotonic time the latest command arrived
         self.attempts: list[float] = []  # monotonic times of Connect calls
 
     async def run_forever(self) -> None:
@@ -307,9 +310,11 @@ class SimulatedAgent:
             async for message in call:
                 body = message.WhichOneof("body")
                 if body == "accepted":
+                    self.failed = ""  # held again
                     self.accepted_at = time.monotonic()
                     self.accepted.set()
                 elif body == "command":
+                    self.command_at = time.monotonic()
                     self.commands += 1
                     reply = control_pb2.CommandReply(
                         request_id=message.command.request_id, done=control_pb2.Empty()
@@ -349,14 +354,19 @@ async def dispatch_round_trips(
     admin_md: Metadata,
     devices: list[Device],
     options: LoadOptions,
+    agents: dict[str, SimulatedAgent] | None = None,
+    received: list[float] | None = None,
 ) -> tuple[int, list[float]]:
-    """(errors, latencies in ms) of ``options.dispatches`` remote-command round trips."""
+    """(errors, latencies in ms) of ``options.dispatches`` remote-command round trips;
+    given the agents by device id, also the time from the dispatch to the agent
+    receiving the command, appended to ``received`` (ms)."""
     latencies: list[float] = []
     errors = 0
 
     async def one(i: int) -> None:
         device = devices[(i * 7919) % len(devices)]
         started = time.perf_counter()
+        sent_at = time.monotonic()
         try:
             await admin.Dispatch(
                 admin_pb2.DispatchRequest(
@@ -372,6 +382,9 @@ async def dispatch_round_trips(
             errors += 1
             return
         latencies.append((time.perf_counter() - started) * 1000)
+        agent = agents.get(device.device_id) if agents else None
+        if agent is not None and received is not None and agent.command_at >= sent_at:
+            received.append((agent.command_at - sent_at) * 1000)
 
     await bounded(
         options.dispatch_concurrency, [functools.partial(one, i) for i in range(options.dispatches)]
@@ -427,12 +440,15 @@ async def measure_reports(
     devices: list[Device],
     options: LoadOptions,
     figures: Figures,
+    starting: list[Device] | None = None,
 ) -> None:
     """Progress reports of running backups, as agents send them while working (each
-    agent's job is started first, see ``start_jobs``)."""
+    agent's job is started first, see ``start_jobs``; only ``starting``'s if given)."""
     started = Timestamp()
     started.GetCurrentTime()
-    await start_jobs(agent_stub, devices, started, options, figures)
+    await start_jobs(
+        agent_stub, devices if starting is None else starting, started, options, figures
+    )
     deadline = time.monotonic() + options.report_seconds
     sent = 0
     errors = 0
@@ -615,6 +631,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--restart", action="store_true", help="also restart the server under the fleet"
     )
+    parser.add_argument(
+        "--instances", type=int, default=1, help="more than one: instances behind nginx (TLS)"
+    )
+    parser.add_argument(
+        "--ramp", help="with --instances: agent counts to step through, e.g. 1000,3000,6000"
+    )
     args = parser.parse_args(argv)
     options = LoadOptions(
         agents=args.agents,
@@ -626,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     root = Path(tempfile.mkdtemp(prefix="comet-load-", dir="/tmp"))
     os.chmod(root, 0o755)  # the embedded PostgreSQL runs as another OS user when root
+    if args.instances > 1:
+        return run_fleet(root, args, options)
     server = ServerUnderLoad(root)
     try:
         server.start()
@@ -644,6 +668,25 @@ def main(argv: list[str] | None = None) -> int:
         "run_id": uuid.uuid4().hex[:8],
     }
     print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def run_fleet(root: Path, args: argparse.Namespace, options: LoadOptions) -> int:
+    from bench.load import fleet
+
+    ramp = fleet.parse_ramp(args.ramp or str(options.agents))
+    try:
+        steps = fleet.run(root, args.instances, ramp, options)
+    finally:
+        if not options.keep_dir:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"kept {root}")
+    result = {"instances": args.instances, "steps": [asdict(s) for s in steps]}
+    print(json.dumps(result, indent=2))
+    print(fleet.table(steps))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -9,9 +9,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from comet.server.app import HEALTH_NAMES, HEALTH_SERVICE
 from comet.server.cli import _parser
 
 pytestmark = pytest.mark.timeout(30)
@@ -158,14 +160,73 @@ def test_k8s_server_pods_are_probed_sized_and_guarded() -> None:
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     [container] = pod["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == ports["grpc"], probe
+    startup = container["startupProbe"]["httpGet"]  # the console, up after gRPC
+    assert startup["port"] in ("web", ports["web"])
+    assert ("GET", startup["path"]) in {(r.method, r.path) for r in console_routes()}
     requests = container["resources"]["requests"]
     assert requests["cpu"] and requests["memory"] and container["resources"]["limits"]["memory"]
     args = [re.sub(r"\$\(([A-Z_]+)\)", "x", a) for a in container["args"]]
     parsed = _parser().parse_args(args)
     assert parsed.command == "serve" and parsed.insecure_plaintext
+    assert parsed.listen.endswith(f":{ports['grpc']}")
+    assert parsed.web_listen.endswith(f":{ports['web']}") and parsed.web_secure_cookies
+    assert parsed.metrics_listen.endswith(f":{ports['metrics']}")
+    served = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert {"grpc", "web"} <= set(served) and set(served.values()) <= set(ports)
     env = {e["name"] for e in container["env"]}
     assert {"COMET_S3_ACCESS_KEY_ID", "COMET_S3_SECRET_ACCESS_KEY", "DATABASE_URL"} <= env
     mounts = {m["name"] for m in container["volumeMounts"]}
     assert mounts == {v["name"] for v in pod["spec"]["volumes"]}
+
+
+def console_routes() -> list[Any]:
+    """The web console's pages (method and path), as the server routes them."""
+    from comet.server.web.pages import Pages
+
+    return Pages.__new__(Pages).routes()  # the table only names the handlers
+
+
+def test_k8s_ingress_routes_grpc_by_service_and_the_rest_to_the_console() -> None:
+    """Like the nginx configs' Content-Type split: every gRPC service the server offers
+    has its path on the gRPC port (backend protocol GRPC), "/" goes to the console
+    (plain HTTP), on one host with the same certificate."""
+    ingresses = [o for o in k8s_objects() if o["kind"] == "Ingress"]
+    routes: dict[str, tuple[str, str]] = {}
+    hosts = set()
+    for ingress in ingresses:
+        protocol = ingress["metadata"]["annotations"][
+            "nginx.ingress.kubernetes.io/backend-protocol"
+        ]
+        assert ingress["spec"]["tls"][0]["secretName"] == "comet-tls"
+        for rule in ingress["spec"]["rules"]:
+            hosts.add(rule["host"])
+            for path in rule["http"]["paths"]:
+                assert path["pathType"] == "Prefix" and path["path"] not in routes
+                backend = path["backend"]["service"]
+                assert backend["name"] == "comet-server"
+                routes[path["path"]] = (protocol, backend["port"]["name"])
+    assert len(hosts) == 1
+    services = [f"/{name}" for name in HEALTH_NAMES if name] + [f"/{HEALTH_SERVICE}"]
+    assert {path: routes.get(path) for path in services} == dict.fromkeys(
+        services, ("GRPC", "grpc")
+    )
+    assert routes["/"] == ("HTTP", "web")
+    assert set(routes) == {*services, "/"}
+
+
+def test_k8s_objects_validate_against_the_kubernetes_schemas() -> None:
+    """kubeconform's check, offline: every object against the OpenAPI schemas of the
+    Kubernetes versions the manifests target (strict: unknown fields are errors)."""
+    for version in K8S_VERSIONS:
+        for obj in k8s_objects():
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                name = f"{obj['kind']}/{obj['metadata']['name']}"
+                raise AssertionError(f"{name} on Kubernetes {version}: {e}") from None
+
+
+# Native gRPC probes need 1.24 or later; one recent version (each takes seconds).
+K8S_VERSIONS = ("1.33.0",)

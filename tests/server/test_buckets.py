@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import grpc
+import psycopg
 import pytest
 
 from comet.agent.credentials import derive_login_secrets
@@ -562,3 +563,125 @@ def test_an_object_stored_without_its_usage_commit_is_recounted(
     storage.put("data/aa/3", bytes(10))
     assert comet_server.run(buckets.repair_intents(older_than=timedelta(0))) == 0
     assert comet_server.used_bytes(config.bucket_id) == 410
+
+
+class HeldInPublish:
+    """Fault injection: the object store's write of ``key`` waits until released
+    (after storing it, with ``landed``), as a slow PUT of a big pack would."""
+
+    def __init__(self, inner: object, key: str, *, landed: bool = False) -> None:
+        self._inner = inner
+        self._key = key
+        self._landed = landed
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def publish(self, pending: object, written: object) -> None:
+        held = getattr(pending, "key", None) == self._key
+        if held and not self._landed:
+            self.entered.set()
+            assert self.release.wait(30)
+        self._inner.publish(pending, written)  # type: ignore[attr-defined]
+        if held and self._landed:
+            self.entered.set()
+            assert self.release.wait(30)
+
+
+def held_put(
+    comet_server: CometTestServer, storage: CometStorage, key: str, data: bytes, *, landed: bool
+) -> tuple[HeldInPublish, threading.Thread, list[BaseException]]:
+    """Start ``storage.put(key, data)`` in a thread and wait until its object store
+    write is held; returns the hold, the thread and where its failure goes."""
+    buckets = comet_server.stores.buckets
+    hold = HeldInPublish(buckets.objects, key, landed=landed)
+    buckets.objects = hold  # type: ignore[assignment]
+    failures: list[BaseException] = []
+
+    def put() -> None:
+        try:
+            storage.put(key, data)
+        except BaseException as e:
+            failures.append(e)
+
+    thread = threading.Thread(target=put)
+    thread.start()
+    assert hold.entered.wait(30), failures
+    return hold, thread, failures
+
+
+def test_a_put_holds_no_lock_while_the_store_writes_yet_its_bytes_are_reserved(
+    comet_server: CometTestServer,
+) -> None:
+    config = comet_server.new_bucket(quota_bytes=1000)
+    storage = CometStorage(config)
+    storage.put("data/aa/small", bytes(100))
+    buckets = comet_server.stores.buckets
+    real = buckets.objects
+    try:
+        hold, thread, failures = held_put(
+            comet_server, storage, "data/aa/slow", bytes(600), landed=False
+        )
+        # Another put and a delete in the same bucket go through meanwhile (the row
+        # is not locked), but the slow put's 600 bytes are reserved against the quota.
+        started = time.monotonic()
+        storage.put("data/aa/other", bytes(250))
+        storage.delete("data/aa/small")
+        assert time.monotonic() - started < 10
+        with pytest.raises(StorageError, match="quota"):
+            storage.put("data/aa/too-much", bytes(200))
+        assert comet_server.used_bytes(config.bucket_id) == 250
+        hold.release.set()
+        thread.join(30)
+    finally:
+        buckets.objects = real
+    assert not failures
+    assert comet_server.used_bytes(config.bucket_id) == 850
+    assert sorted(e.key for e in storage.list("data/")) == ["data/aa/other", "data/aa/slow"]
+    storage.put("data/aa/last", bytes(150))  # the reservation went with the commit
+    with pytest.raises(StorageError, match="quota"):
+        storage.put("data/aa/over", bytes(1))
+
+
+def test_a_recount_claims_its_bucket_and_counts_puts_under_way_once(
+    comet_server: CometTestServer,
+) -> None:
+    config = comet_server.new_bucket()
+    storage = CometStorage(config)
+    storage.put("data/aa/1", bytes(100))
+    storage.put("data/aa/2", bytes(40))
+    buckets = comet_server.stores.buckets
+    real = buckets.objects
+    buckets.objects = DiesAfterPublish(real)  # type: ignore[assignment]
+    try:
+        with pytest.raises(StorageError):
+            storage.put("data/aa/dead", bytes(300))  # landed, never counted
+    finally:
+        buckets.objects = real
+    # Its instance "died" an hour ago; a start's recount leaves fresh intents alone.
+    with psycopg.connect(comet_server.database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE bucket_intents SET started_at = now() - interval '1 hour' WHERE bucket_id = %s",
+            (config.bucket_id,),
+        )
+        # Another instance is recounting it (holds its row): skipped, not waited on.
+        with conn.transaction():
+            conn.execute("SELECT 1 FROM buckets WHERE id = %s FOR UPDATE", (config.bucket_id,))
+            assert comet_server.run(buckets.repair_intents()) == 0
+    try:
+        # A put under way when the recount runs: an overwrite that landed, not yet counted.
+        hold, thread, failures = held_put(
+            comet_server, storage, "data/aa/2", bytes(70), landed=True
+        )
+        assert comet_server.run(buckets.repair_intents()) == 1
+        assert comet_server.used_bytes(config.bucket_id) == 100 + 40 + 300
+        assert comet_server.run(buckets.repair_intents()) == 0  # the fresh one stays
+        hold.release.set()
+        thread.join(30)
+    finally:
+        buckets.objects = real
+    assert not failures
+    assert comet_server.used_bytes(config.bucket_id) == 100 + 70 + 300
+    assert comet_server.run(buckets.repair_intents(older_than=timedelta(0))) == 0

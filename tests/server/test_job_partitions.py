@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from alembic import command
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
 
 from comet.server.store.database import alembic_config, create_engine, migrate
 from comet.server.store.jobs import (
@@ -21,7 +23,9 @@ from comet.server.store.jobs import (
     JobStore,
     LogLine,
     Severity,
+    _by_id,
 )
+from comet.server.store.models import Job
 from comet.server.store.partitions import month_start, partitions
 from tests.fixtures.postgres import PostgresCluster
 from tests.server.conftest import FakeClock
@@ -38,8 +42,11 @@ QUERIES = (
 )
 
 
-async def history(store: JobStore) -> list[list[tuple[object, ...]]]:
-    """Every page of every query, and each job's log."""
+LOGGED = ("j0", "j17", "j59")
+
+
+async def history(store: JobStore, *, logs: bool = True) -> list[list[tuple[object, ...]]]:
+    """Every page of every query, and (unless not ``logs``) each job's log."""
     results = []
     for query in QUERIES:
         rows: list[tuple[object, ...]] = []
@@ -51,7 +58,7 @@ async def history(store: JobStore) -> list[list[tuple[object, ...]]]:
             if not token:
                 break
         results.append(rows)
-    for job_id in ("j0", "j17", "j59"):
+    for job_id in LOGGED if logs else ():
         job, log = await store.log(job_id)
         results.append([(job.job_id, job.started_at)] + [(x.seq, x.message) for x in log])
     return results
@@ -91,10 +98,20 @@ async def test_existing_jobs_are_partitioned_in_place(postgres_cluster: Postgres
                 )
     engine = create_engine(url, pool_size=2)
     try:
-        before = await history(JobStore(engine, FakeClock(now)))
+        # Lookups by id need 0018's job_ids; the logs as the store orders them.
+        before = await history(JobStore(engine, FakeClock(now)), logs=False)
         assert all(before)
     finally:
         await engine.dispose()
+    with psycopg.connect(url) as conn:
+        for job_id in LOGGED:
+            [started] = conn.execute("SELECT started_at FROM jobs WHERE job_id = %s", (job_id,))
+            lines = conn.execute(
+                "SELECT seq, message FROM job_log WHERE job_id = %s"
+                " ORDER BY time, seq >= 0, abs(seq)",
+                (job_id,),
+            ).fetchall()
+            before.append([(job_id, started[0]), *lines])
 
     migrate(url)
     with psycopg.connect(url) as conn:
@@ -154,6 +171,23 @@ async def test_existing_jobs_are_partitioned_in_place(postgres_cluster: Postgres
             assert status == (int(JobStatus.SUCCESS),)
         job, log = await store.log("new")
         assert job.started_at == ahead and [x.message for x in log] == ["started"]
+        with psycopg.connect(url) as conn:
+            # job_ids follows each job's month (0018), so a lookup by id reads one.
+            drift = conn.execute(
+                "SELECT count(*) FROM job_ids i JOIN jobs j USING (job_id)"
+                " WHERE i.started_at <> j.started_at"
+            )
+            assert drift.fetchone() == (0,)
+            query = (
+                select(Job)
+                .where(_by_id("new"))
+                .compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+            )
+            plan = [r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {query}")]
+            scans = [line for line in plan if " on jobs_" in line]
+            executed = [line for line in scans if "never executed" not in line]
+            assert len(scans) > 3 and len(executed) == 1, plan
+            assert f"jobs_p{ahead:%Y%m}" in executed[0], plan
 
         # Months ahead: the migration made three; the maintenance task makes the rest.
         async with engine.connect() as conn:

@@ -69,7 +69,8 @@ def test_upgrade_from_0001_with_data_to_head_and_back(postgres_cluster: Postgres
         assert row == ("alice", 3, '{"items": [{"item_id": "i1"}]}', None, None)
         conn.execute("INSERT INTO policies VALUES ('p1', 'base', '{}', true, 1, now())")
         conn.execute("UPDATE users SET policy_id = 'p1'")
-        conn.execute("INSERT INTO job_ids VALUES ('j1', 'u1')")  # job ids are unique there
+        # Job ids are unique there, and it knows each job's month.
+        conn.execute("INSERT INTO job_ids VALUES ('j1', 'u1', now())")
         conn.execute(
             "INSERT INTO jobs (job_id, user_id, device_id, classification, status, started_at,"
             " last_report_at) VALUES ('j1', 'u1', 'd1', 4001, 5000, now(), now())"

@@ -478,7 +478,6 @@ async def _run_services(
         asyncio.create_task(_flush_seen(stores.accounts, registry, config.heartbeat_seconds)),
         asyncio.create_task(stores.jobs.run_progress_flusher(PROGRESS_FLUSH_SECONDS)),
         asyncio.create_task(stores.maintenance.run_forever()),
-        asyncio.create_task(stores.buckets.reconcile()),
         asyncio.create_task(stores.buckets.purge_trash_forever()),
         asyncio.create_task(_prune_commands(router)),
         asyncio.create_task(supervisor.run_forever()),

@@ -1,9 +1,10 @@
 """``BucketStore``: bucket records in PostgreSQL and their objects (on disk or in an
-S3-compatible object store, ``objects.BucketObjects``), kept in step. Every change to
-a bucket's objects happens while its row is locked (``SELECT … FOR UPDATE``), so the
-usage count and the quota check agree with the objects even with concurrent puts on
-several server instances. A put also locks the
-rows of the account's other buckets, so the account quota holds across buckets.
+S3-compatible object store, ``objects.BucketObjects``), kept in step. A put reserves
+its bytes under the account's bucket row locks (``SELECT … FOR UPDATE``) in a short
+transaction that records its intent, writes the object with no lock held, then
+counts it, so the quota holds exactly across concurrent puts on several server
+instances without serialising their uploads; deletes and the other changes happen
+while the bucket's row is locked.
 
 Limits (``BucketPolicy``, overridable per account by its policy's
 ``storage_quota_bytes`` and ``max_buckets``; 0 there means "the server's default",
@@ -13,7 +14,6 @@ hold at most the account quota, and an account has at most ``max_buckets`` bucke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -367,7 +366,14 @@ class BucketStore:
         self, bucket: BucketRecord, key: str, total_size: int, data: AsyncIterator[bytes]
     ) -> int:
         """Store ``data`` (exactly ``total_size`` bytes) as ``key``, atomically. Nothing
-        of the upload remains when it fails (size mismatch, quota, disconnect)."""
+        of the upload remains when it fails (size mismatch, quota, disconnect).
+
+        No row lock is held while the object store writes: a short transaction under
+        the account's bucket row locks checks the quota against the usage plus what
+        puts under way have reserved, and records this put's intent (its reservation);
+        the object is then published; a second short transaction counts it and drops
+        the intent. An instance that dies in between leaves the intent, and
+        ``repair_intents`` recounts the bucket."""
         check_key(key)
         bucket_id = bucket.bucket_id
         # Refuse early what cannot fit, before reading it all.
@@ -381,7 +387,6 @@ class BucketStore:
         if account_quota and account_used - old + total_size > account_quota:
             raise _quota_error(account_used, account_quota, key, total_size - old, "the account")
         pending = await asyncio.to_thread(self.objects.begin_put, bucket_id, key)
-        publishing = False
         try:
             async for piece in data:
                 if pending.size + len(piece) > total_size:
@@ -392,66 +397,82 @@ class BucketStore:
                     f"put of {key!r} announced {total_size} bytes but sent {pending.size}"
                 )
             await asyncio.to_thread(pending.finish)
-            await self._intend(bucket_id, key)
+            delta = total_size - old
+            # From here the object may land even if publishing fails (a PUT whose
+            # answer is lost): the intent stays unless it is counted below.
+            write_once, intent = await self._reserve(bucket, key, old, total_size)
+            written = self._clock.now()
+            if write_once:
+                created = await asyncio.to_thread(self.objects.publish_new, pending, written)
+                delta = delta if created else 0
+            else:
+                await asyncio.to_thread(self.objects.publish, pending, written)
             async with self._sessions() as s, s.begin():
-                account_used, account_quota = await self._account_room(s, bucket.user_id, lock=True)
-                row = await self._locked(s, bucket)
-                old = await asyncio.to_thread(self.objects.size_of, bucket_id, key)
-                delta = total_size - old
-                if row.quota_bytes and delta > 0 and row.used_bytes + delta > row.quota_bytes:
-                    raise _quota_error(row.used_bytes, row.quota_bytes, key, delta, "the bucket")
-                if account_quota and delta > 0 and account_used + delta > account_quota:
-                    raise _quota_error(account_used, account_quota, key, delta, "the account")
-                written = self._clock.now()
-                # From here the object may land even if publishing fails (a PUT whose
-                # answer is lost): keep the intent unless it is counted below.
-                publishing = True
-                if row.immutable_seconds and not is_mutable(key):
-                    created = await asyncio.to_thread(self.objects.publish_new, pending, written)
-                    delta = total_size if created else 0
-                else:
-                    await asyncio.to_thread(self.objects.publish, pending, written)
-                row.used_bytes = max(0, row.used_bytes + delta)
                 await s.execute(
-                    delete(BucketIntent).where(
-                        BucketIntent.bucket_id == bucket_id, BucketIntent.key == key
-                    )
+                    update(Bucket)
+                    .where(Bucket.id == bucket_id)
+                    .values(used_bytes=func.greatest(0, Bucket.used_bytes + delta))
                 )
+                await s.execute(delete(BucketIntent).where(BucketIntent.id == intent))
         except BaseException:
             await asyncio.to_thread(pending.discard)
-            if not publishing:  # nothing can have landed: nothing to recount
-                with contextlib.suppress(Exception):
-                    await self._forget_intent(bucket_id, key)
             raise
         return total_size
 
-    async def _intend(self, bucket_id: str, key: str) -> None:
-        """Note, in its own committed statement, that ``key`` may be stored without
-        its usage counted: if this instance dies between the object store's write
-        and the usage commit, ``repair_intents`` on any instance recounts."""
-        stmt = pg_insert(BucketIntent).values(
-            bucket_id=bucket_id, key=key, started_at=self._clock.now()
-        )
-        async with self._autocommit.connect() as conn:
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["bucket_id", "key"],
-                    set_={"started_at": stmt.excluded.started_at},
+    async def _reserve(
+        self, bucket: BucketRecord, key: str, old: int, total_size: int
+    ) -> tuple[bool, str]:
+        """Check the quotas against usage plus the reservations of puts under way and
+        record this put's intent, in one short transaction holding the account's
+        bucket rows; returns (whether the bucket is immutable for ``key``, intent id)."""
+        delta = total_size - old
+        async with self._sessions() as s, s.begin():
+            account_used, account_quota = await self._account_room(s, bucket.user_id, lock=True)
+            row = await self._locked(s, bucket)
+            if delta > 0 and (row.quota_bytes or account_quota):
+                reserved = func.coalesce(
+                    func.sum(func.greatest(BucketIntent.size_bytes - BucketIntent.old_bytes, 0)),
+                    0,
+                )
+                in_bucket = await s.scalar(
+                    select(reserved).where(BucketIntent.bucket_id == bucket.bucket_id)
+                )
+                used = row.used_bytes + int(in_bucket or 0)
+                if row.quota_bytes and used + delta > row.quota_bytes:
+                    raise _quota_error(used, row.quota_bytes, key, delta, "the bucket")
+                if account_quota:
+                    in_account = await s.scalar(
+                        select(reserved)
+                        .join(Bucket, Bucket.id == BucketIntent.bucket_id)
+                        .where(Bucket.user_id == bucket.user_id)
+                    )
+                    used = account_used + int(in_account or 0)
+                    if used + delta > account_quota:
+                        raise _quota_error(used, account_quota, key, delta, "the account")
+            intent = str(uuid.uuid4())
+            s.add(
+                BucketIntent(
+                    id=intent,
+                    bucket_id=bucket.bucket_id,
+                    key=key,
+                    started_at=self._clock.now(),
+                    old_bytes=old,
+                    size_bytes=total_size,
                 )
             )
-
-    async def _forget_intent(self, bucket_id: str, key: str) -> None:
-        async with self._autocommit.connect() as conn:
-            await conn.execute(
-                delete(BucketIntent).where(
-                    BucketIntent.bucket_id == bucket_id, BucketIntent.key == key
-                )
-            )
+            return bool(row.immutable_seconds) and not is_mutable(key), intent
 
     async def repair_intents(self, older_than: timedelta = timedelta(minutes=10)) -> int:
         """Recount the usage of buckets with puts that began over ``older_than`` ago
-        and never committed (their instance died); returns how many buckets. Puts
-        hold the bucket's row lock while they publish, so none is mid-way here."""
+        and never committed (their instance died); returns how many buckets.
+
+        Any instance may run it at any time (each start does, and the bucket upkeep
+        loop): a bucket is claimed with ``FOR UPDATE SKIP LOCKED``, so a bucket
+        another instance is recounting (or a put is reserving in) is left for the
+        next round, and its stale intents are read again once claimed. Puts still
+        under way there (fresh intents) may or may not have landed yet: their keys
+        count as the size they had before (``old_bytes``), as their own commit then
+        adds the difference."""
         cutoff = self._clock.now() - older_than
         async with self._sessions() as s:
             stale = list(
@@ -461,20 +482,41 @@ class BucketStore:
                     .distinct()
                 )
             )
+        repaired = 0
         for bucket_id in stale:
             async with self._sessions() as s, s.begin():
-                row = await s.get(Bucket, bucket_id, with_for_update=True)
-                if row is not None:
-                    used = await asyncio.to_thread(self.objects.usage, bucket_id)
-                    if used != row.used_bytes:
-                        log.info("bucket %s: usage %d -> %d bytes", bucket_id, row.used_bytes, used)
-                        row.used_bytes = used
-                await s.execute(
-                    delete(BucketIntent).where(
-                        BucketIntent.bucket_id == bucket_id, BucketIntent.started_at <= cutoff
-                    )
+                row = await s.scalar(
+                    select(Bucket).where(Bucket.id == bucket_id).with_for_update(skip_locked=True)
                 )
-        return len(stale)
+                if row is None:
+                    if await s.get(Bucket, bucket_id) is None:  # deleted: nothing to count
+                        await s.execute(
+                            delete(BucketIntent).where(BucketIntent.bucket_id == bucket_id)
+                        )
+                    continue
+                intents = list(
+                    await s.scalars(select(BucketIntent).where(BucketIntent.bucket_id == bucket_id))
+                )
+                old = [i for i in intents if i.started_at <= cutoff]
+                if not old:
+                    continue  # another instance recounted it first
+                used = await self._count(bucket_id, [i for i in intents if i.started_at > cutoff])
+                if used != row.used_bytes:
+                    log.info("bucket %s: usage %d -> %d bytes", bucket_id, row.used_bytes, used)
+                    row.used_bytes = used
+                await s.execute(
+                    delete(BucketIntent).where(BucketIntent.id.in_([i.id for i in old]))
+                )
+                repaired += 1
+        return repaired
+
+    async def _count(self, bucket_id: str, under_way: list[BucketIntent]) -> int:
+        """What the bucket's usage must be, its row locked: the store's total, with the
+        keys of puts ``under_way`` at their size before (their commit adds the rest)."""
+        used = await asyncio.to_thread(self.objects.usage, bucket_id)
+        for key, before in {i.key: i.old_bytes for i in under_way}.items():
+            used += before - await asyncio.to_thread(self.objects.size_of, bucket_id, key)
+        return max(0, used)
 
     async def read(
         self, bucket: BucketRecord, key: str, offset: int, length: int | None
@@ -651,7 +693,9 @@ class BucketStore:
         return removed
 
     async def purge_trash_forever(self, every_seconds: float = 3600) -> None:
-        """Also recounts buckets left with stale intents, every tenth of the period."""
+        """Also recounts buckets left with stale intents (``repair_intents``), at
+        start and every tenth of the period: all an instance recounts on its own, so
+        a rollout restarting many instances does not list the whole store each."""
         rounds = 0
         while True:
             try:
@@ -672,8 +716,10 @@ class BucketStore:
     # ------------------------------------------------------------- upkeep
 
     async def reconcile(self) -> None:
-        """Recount every bucket's usage from its files (a server that died between a
-        rename and its commit leaves the count off) and drop stale upload debris."""
+        """Recount every bucket's usage from its objects (puts under way counted as
+        their commit will). Not run at start: it lists the whole store, and the
+        intents of puts an instance died in already mark the buckets that need it
+        (``repair_intents``); this is for a count that drifted some other way."""
         for record in await self.list_buckets():
             try:
                 async with self._sessions() as s, s.begin():
@@ -682,7 +728,10 @@ class BucketStore:
                     )
                     if row is None:
                         continue
-                    used = await asyncio.to_thread(self.objects.usage, row.id)
+                    under_way = await s.scalars(
+                        select(BucketIntent).where(BucketIntent.bucket_id == row.id)
+                    )
+                    used = await self._count(row.id, list(under_way))
                     if used != row.used_bytes:
                         log.info("bucket %s: usage %d -> %d bytes", row.id, row.used_bytes, used)
                         row.used_bytes = used

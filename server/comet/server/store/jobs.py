@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     String,
     Text,
+    and_,
     bindparam,
     case,
     cast,
@@ -331,7 +332,7 @@ def _create(values: dict[str, Any]) -> Any:
     one statement, so the first report of a job needs no transaction."""
     claimed = (
         insert(JobId)
-        .values(job_id=values["job_id"], user_id=values["user_id"])
+        .values(job_id=values["job_id"], user_id=values["user_id"], started_at=values["started_at"])
         .on_conflict_do_nothing(index_elements=["job_id"])
         .returning(JobId.job_id)
         .cte("claimed")
@@ -345,6 +346,14 @@ def _create(values: dict[str, Any]) -> Any:
         .add_cte(claimed)
         .returning(Job.job_id)
     )
+
+
+def _by_id(job_id: str) -> Any:
+    """The job ``job_id``, found in its own month: its ``started_at`` comes from
+    ``job_ids`` in an uncorrelated subquery (an InitPlan), so PostgreSQL prunes every
+    other month's partition when the statement runs instead of probing them all."""
+    month = select(JobId.started_at).where(JobId.job_id == job_id).scalar_subquery()
+    return and_(Job.job_id == job_id, Job.started_at == month)
 
 
 def _array(name: str, item: Any) -> Any:
@@ -543,7 +552,7 @@ class JobStore:
         row = (
             await conn.execute(
                 select(Job.user_id, Job.device_id, Job.status, Job.ended_at, Job.progress_counter)
-                .where(Job.job_id == job.job_id)
+                .where(_by_id(job.job_id))
                 .with_for_update()
             )
         ).one()
@@ -564,7 +573,13 @@ class JobStore:
         if progress.counter > row.progress_counter:
             values.update(_progress_values(progress))
         values["last_report_at"] = now
-        await conn.execute(update(Job).where(Job.job_id == job.job_id).values(**values))
+        await conn.execute(update(Job).where(_by_id(job.job_id)).values(**values))
+        if job.started_at is not None:  # the job may move to another month: follow it
+            await conn.execute(
+                update(JobId)
+                .where(JobId.job_id == job.job_id, JobId.started_at != job.started_at)
+                .values(started_at=job.started_at)
+            )
         return status
 
     def _remember(
@@ -705,7 +720,7 @@ class JobStore:
                 await s.execute(
                     select(Job, User.username)
                     .join(User, User.id == Job.user_id)
-                    .where(Job.job_id == job_id)
+                    .where(_by_id(job_id))
                 )
             ).first()
             if row is None or (user_id and row[0].user_id != user_id):

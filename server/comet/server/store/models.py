@@ -129,13 +129,16 @@ class Policy(Base):
 class JobId(Base):
     """Every job id once: what makes a job id unique (``jobs`` is partitioned by
     ``started_at``, which a later report may change, so its key holds that too) and
-    what the job's row and log lines hang off (migration 0016)."""
+    what the job's row and log lines hang off (migration 0016). It also holds the
+    job's ``started_at``, kept equal to the job row's, so a lookup by id reaches the
+    job's own month only (migration 0018)."""
 
     __tablename__ = "job_ids"
     __table_args__ = (Index("ix_job_ids_user", "user_id"),)
 
     job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Job(Base):
@@ -245,16 +248,21 @@ class Bucket(Base):
 
 
 class BucketIntent(Base):
-    """A put that may have stored its object without committing its usage (the
-    instance died in between): written before the object is published, removed in
-    the transaction that counts it. Old ones mark buckets whose usage is recounted.
-    No foreign key: its check would wait on the bucket row the put holds locked."""
+    """A put under way, or one that may have stored its object without committing
+    its usage (the instance died in between): written, with the bytes it reserves
+    against the quotas (``size_bytes - old_bytes``), before the object is published,
+    removed in the transaction that counts it. Old ones mark buckets whose usage is
+    recounted (migrations 0014, 0018). No foreign key: its check would wait on the
+    bucket row a reserving put holds locked."""
 
     __tablename__ = "bucket_intents"
 
-    bucket_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    bucket_id: Mapped[str] = mapped_column(String(36), index=True)
+    key: Mapped[str] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    old_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # the key's size before
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # the object's size
 
 
 class EmailRecipient(Base):
