@@ -205,11 +205,16 @@ class SnapshotFilesystem(pyfuse3.Operations):
         all_devices: bool = False,
         list_ttl: float = 5.0,
         inline_read_bytes: int = 0,
+        inline_trees: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``inline_read_bytes``: a read missing at most this many bytes of blobs reads
-        them on the FUSE loop itself; for storage quick enough (a local disk) that
-        handing the work to a thread and back costs more than the read."""
+        them on the FUSE loop itself; ``inline_trees``: directories are read on the FUSE
+        loop too, reading ahead in the background only the way down from each item's
+        latest snapshot (a mount's first visit). Both for storage quick enough
+        (a local disk) that handing the work to a thread and back costs more than the
+        read: on a busy machine each hop waits for a thread to be scheduled, and the
+        threads reading ahead compete with the loop for the interpreter."""
         super().__init__()
         self._repo = repo
         self._cache = cache
@@ -218,6 +223,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
         self._all_devices = all_devices
         self._list_ttl = list_ttl
         self._inline_read_bytes = inline_read_bytes
+        self._inline_trees = inline_trees
         self._clock = clock
         self._listed_at: float | None = None
         self._refresh_lock = trio.Lock()
@@ -379,15 +385,21 @@ class SnapshotFilesystem(pyfuse3.Operations):
         try:
             if subtree:
                 # Usually held already, read with the window of a directory above or
-                # with the spine below a snapshot root; else a worker thread reads it.
+                # with the spine below a snapshot root; else read here (local storage)
+                # or in a worker thread.
                 held = self._trees.cached(subtree)
-                listing = held or await self._in_thread(lambda: self._load_spine(subtree))
+                if held is not None:
+                    listing = held
+                elif self._inline_trees:
+                    listing = self._trees.load(subtree)
+                else:
+                    listing = await self._in_thread(lambda: self._load_spine(subtree))
             if inode.names is not None:  # another task listed it meanwhile
                 return inode.names
             names = [os.fsencode(raw["name"]) for raw in listing]
             below = [
                 bytes.fromhex(raw["subtree"])
-                for raw in listing
+                for raw in ([] if self._inline_trees else listing)
                 if raw["type"] == "dir" and raw.get("subtree")
             ]
         except (AgentError, ValueError, KeyError, TypeError, OverflowError) as e:
