@@ -50,7 +50,13 @@ _TYPE_BITS = {
     NodeType.BLOCKDEV: stat.S_IFBLK,
     NodeType.SOCKET: stat.S_IFSOCK,
 }
-_CONTENT_TIMEOUT = 300.0  # snapshot contents never change
+# How long the kernel may keep names and attributes without asking again. A snapshot's
+# contents never change: the kernel keeps them, and the names missing from them, for an
+# hour. The directories above (by-item/…) keep their inodes but gain snapshots, so only
+# their names are kept for a while (listings and names not found always reach the
+# mount); 'latest' changes target, so it is asked again after a second.
+_CONTENT_TIMEOUT = 3600.0
+_VIRTUAL_DIR_TIMEOUT = 30.0
 _VIRTUAL_TIMEOUT = 1.0
 _READ_AHEAD_BLOBS = 8
 INLINE_READ_BYTES = 1 << 20
@@ -93,25 +99,39 @@ def _raw_attrs(ino: int, raw: dict[str, Any]) -> pyfuse3.EntryAttributes:
     """``_attrs`` of a node in its stored form (fields left out are zero, ``nlink`` 1)."""
     get = raw.get
     kind = raw["type"]
-    a = pyfuse3.EntryAttributes()
+    a = pyfuse3.EntryAttributes()  # every field starts at zero: set only the others
     a.st_ino = ino
     a.entry_timeout = a.attr_timeout = _CONTENT_TIMEOUT
     a.st_mode = _RAW_TYPE_BITS[kind] | (get("mode", 0) & 0o7777)
     a.st_nlink = max(get("nlink", 1), 1)
-    a.st_uid = get("uid", 0)
-    a.st_gid = get("gid", 0)
+    uid, gid = get("uid"), get("gid")
+    if uid:
+        a.st_uid = uid
+    if gid:
+        a.st_gid = gid
     if "rdev_major" in raw or "rdev_minor" in raw:
         a.st_rdev = os.makedev(get("rdev_major", 0), get("rdev_minor", 0))
+    size = 0
     if kind == "file":
-        a.st_size = get("size", 0)
+        size = get("size", 0)
     elif kind == "symlink":
-        a.st_size = len(os.fsencode(get("target") or ""))
+        size = len(os.fsencode(get("target") or ""))
+    if size:
+        a.st_size = size
+        a.st_blocks = (size + 511) // 512
     a.st_blksize = _BLKSIZE
-    a.st_blocks = (a.st_size + 511) // 512
     mtime = get("mtime_ns", 0)
-    a.st_atime_ns = a.st_mtime_ns = mtime
-    a.st_ctime_ns = get("ctime_ns", 0) or mtime
+    if mtime:
+        a.st_atime_ns = a.st_mtime_ns = mtime
+    ctime = get("ctime_ns") or mtime
+    if ctime:
+        a.st_ctime_ns = ctime
     return a
+
+
+_MISSING = pyfuse3.EntryAttributes()
+_MISSING.st_ino = 0  # a name missing from a snapshot: cached like its other names
+_MISSING.entry_timeout = _CONTENT_TIMEOUT
 
 
 class _Inode:
@@ -158,8 +178,8 @@ class _Inode:
         self.subtree = subtree
         self.virtual = virtual  # set for by-item/… directories and their symlinks
         self.snapshot = snapshot
-        # Set once the directory is listed: its entry names, name → position, and the
-        # entries' inodes (0 until an entry is first looked up or listed; ``listing``
+        # Set once the directory is listed: its entry names, name → position (built on
+        # the first lookup), and the entries' inodes (0 until an entry is first looked up or listed; ``listing``
         # holds the stored entries until then).
         self.names: list[bytes] | None = None
         self.index: dict[bytes, int] = {}
@@ -277,7 +297,13 @@ class SnapshotFilesystem(pyfuse3.Operations):
         virtual: Path | None = None,
         snapshot: bytes = b"",
     ) -> _Inode:
-        attrs = _attrs(ino, node, _VIRTUAL_TIMEOUT if virtual is not None else _CONTENT_TIMEOUT)
+        if virtual is None:
+            timeout = _CONTENT_TIMEOUT
+        elif node.type == NodeType.DIR:
+            timeout = _VIRTUAL_DIR_TIMEOUT
+        else:
+            timeout = _VIRTUAL_TIMEOUT
+        attrs = _attrs(ino, node, timeout)
         return _Inode(
             ino,
             parent,
@@ -406,7 +432,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
             log.warning("mount: %s: %s", self._path_of(inode), e)
             raise pyfuse3.FUSEError(errno.EIO) from e
         inode.listing = listing
-        inode.index = {name: i for i, name in enumerate(names)}
+        inode.index = {}  # built on the first lookup: find and ls only list
         inode.inos = [0] * len(names)
         inode.names = names
         if below:  # find, ls -R and file managers descend next: read those trees ahead
@@ -484,9 +510,14 @@ class SnapshotFilesystem(pyfuse3.Operations):
         # A snapshot's directories answer without awaiting once listed.
         if parent.names is None or parent.virtual is not None:
             await self._listed(parent)
-        i = parent.index.get(name)
+        index = parent.index
+        if not index and parent.names:
+            index = parent.index = {n: i for i, n in enumerate(parent.names)}
+        i = index.get(name)
         if i is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
+            if parent.virtual is not None:  # may appear with the next snapshot
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            return _MISSING  # the kernel remembers it is missing (file managers ask a lot)
         return self._child(parent, i).attrs
 
     async def getattr(self, inode: int, ctx: Any = None) -> Any:
@@ -500,7 +531,10 @@ class SnapshotFilesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EIO) from e
 
     async def readlink(self, inode: int, ctx: Any) -> bytes:
-        node = self._node(self._get(inode))
+        link = self._get(inode)
+        if link.virtual is not None:  # 'latest' follows the snapshots taken meanwhile
+            await self._refresh()
+        node = self._node(link)
         if node.type != NodeType.SYMLINK:
             raise pyfuse3.FUSEError(errno.EINVAL)
         return os.fsencode(node.target or "")

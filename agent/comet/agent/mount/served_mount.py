@@ -61,6 +61,7 @@ class ServedMount:
             self.filesystem,
             options.mountpoint,
             allow_other=options.allow_other,
+            serial=local,
             on_end=self._ended,
         )
         self._closed = False

@@ -27,6 +27,7 @@ log = logging.getLogger("comet.agent.mount")
 
 _ONE_PER_PROCESS = threading.Lock()
 READ_AHEAD_KB = 4096
+MAX_TASKS = 99  # pyfuse3's default: requests that wait do not hold up the others
 
 
 def fuse_options(*, allow_other: bool) -> set[str]:
@@ -68,12 +69,19 @@ class MountSession:
         mountpoint: str,
         *,
         allow_other: bool = True,
+        serial: bool = False,
         on_end: Callable[[], None] = lambda: None,
     ) -> None:
+        """``serial``: one task takes every request in turn, for operations that rarely
+        wait (a local vault: they read on the loop). pyfuse3 otherwise keeps a second
+        task waiting for the next request, and handing the FUSE device from one task to
+        the other costs about as much again as answering a ``find``'s request; with one
+        task, a request that waits holds up the others."""
         self.mountpoint = os.path.abspath(mountpoint)
         self._operations = operations
         self._options = fuse_options(allow_other=allow_other)
         self._on_end = on_end
+        self._max_tasks = 1 if serial else MAX_TASKS
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
         self._ended = threading.Event()
@@ -137,7 +145,7 @@ class MountSession:
         self._token = trio.lowlevel.current_trio_token()
         self._ready.set()
         log.info("mounted %s", self.mountpoint)
-        await pyfuse3.main()
+        await pyfuse3.main(max_tasks=self._max_tasks)
 
     @property
     def running(self) -> bool:
