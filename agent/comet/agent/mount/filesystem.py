@@ -179,8 +179,8 @@ class _Inode:
         self.virtual = virtual  # set for by-item/… directories and their symlinks
         self.snapshot = snapshot
         # Set once the directory is listed: its entry names, name → position (built on
-        # the first lookup), and the entries' inodes (0 until an entry is first looked up or listed; ``listing``
-        # holds the stored entries until then).
+        # the first lookup), and the entries' inodes (0 until an entry is first looked
+        # up or listed; ``listing`` holds the stored entries until then).
         self.names: list[bytes] | None = None
         self.index: dict[bytes, int] = {}
         self.inos: list[int] = []
@@ -601,7 +601,8 @@ class SnapshotFilesystem(pyfuse3.Operations):
             pos += loc.raw_length
         return _OpenFile(node.size, self._path_of(inode), blob_ids, starts, max(pos, node.size))
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    # pyfuse3 takes any contiguous buffer (it replies through the buffer protocol).
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
         opened = self._open.get(fh)
         if opened is None:
             raise pyfuse3.FUSEError(errno.EBADF)
@@ -637,15 +638,15 @@ class SnapshotFilesystem(pyfuse3.Operations):
 
     def _read_cached(
         self, opened: _OpenFile, off: int, end: int, first: int, last: int
-    ) -> bytes | None:
-        parts: list[bytes] = []
+    ) -> bytes | memoryview | None:
+        parts: list[memoryview] = []
         for i in range(first, min(last + 1, len(opened.blob_ids))):
             data = self._cache.peek(opened.blob_ids[i])
             if data is None:
                 return None
             start = opened.starts[i]
-            parts.append(data[max(off - start, 0) : end - start])
-        return _fill(b"".join(parts), end - off)
+            parts.append(memoryview(data)[max(off - start, 0) : end - start])
+        return _joined(parts, end - off)
 
     def _read_ahead(self, opened: _OpenFile, last: int) -> None:
         want = min(last + 1 + _READ_AHEAD_BLOBS, len(opened.blob_ids))
@@ -653,13 +654,15 @@ class SnapshotFilesystem(pyfuse3.Operations):
             self._cache.read_ahead(opened.blob_ids[max(opened.ahead_until, last + 1) : want])
             opened.ahead_until = want
 
-    def _read_range(self, opened: _OpenFile, off: int, end: int, first: int, last: int) -> bytes:
-        parts: list[bytes] = []
+    def _read_range(
+        self, opened: _OpenFile, off: int, end: int, first: int, last: int
+    ) -> bytes | memoryview:
+        parts: list[memoryview] = []
         for i in range(first, min(last + 1, len(opened.blob_ids))):
             data = self._cache.get(opened.blob_ids[i])
             start = opened.starts[i]
-            parts.append(data[max(off - start, 0) : end - start])
-        return _fill(b"".join(parts), end - off)
+            parts.append(memoryview(data)[max(off - start, 0) : end - start])
+        return _joined(parts, end - off)
 
     async def release(self, fh: int) -> None:
         self._open.pop(fh, None)
@@ -671,6 +674,11 @@ class SnapshotFilesystem(pyfuse3.Operations):
         return None  # inodes live as long as the mount
 
 
-def _fill(data: bytes, size: int) -> bytes:
-    """Zeros past the last blob, where a node says the file is longer than its blobs."""
+def _joined(parts: list[memoryview], size: int) -> bytes | memoryview:
+    """The parts as one buffer of ``size`` bytes, zeros past the last blob (where a node
+    says the file is longer than its blobs). A read within one blob is a view of the
+    cached blob: pyfuse3 copies it to the kernel, no copy is made before."""
+    if len(parts) == 1 and len(parts[0]) == size:
+        return parts[0]
+    data = b"".join(parts)
     return data if len(data) >= size else data + bytes(size - len(data))

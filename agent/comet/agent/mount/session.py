@@ -96,14 +96,16 @@ class MountSession:
             is_dir = False
         except OSError as e:
             if e.errno == errno.ENOTCONN:
-                raise MountError(
-                    f"{self.mountpoint} holds a dead mount (of an agent that stopped): "
-                    f"clear it with 'fusermount3 -u {self.mountpoint}'"
-                ) from None
+                raise self._dead() from None
             raise MountError(f"cannot use {self.mountpoint}: {e.strerror}") from None
         if not is_dir:
             raise MountError(f"{self.mountpoint} is not a directory: create it first")
         if os.path.ismount(self.mountpoint):
+            try:  # the kernel may answer stat from its cache: a listing asks the server
+                os.listdir(self.mountpoint)
+            except OSError as e:
+                if e.errno == errno.ENOTCONN:
+                    raise self._dead() from None
             raise MountError(f"{self.mountpoint} is already a mount point")
         if os.listdir(self.mountpoint):
             raise MountError(f"{self.mountpoint} is not empty: mount on an empty directory")
@@ -118,6 +120,12 @@ class MountSession:
         if self._error is not None:
             raise MountError(f"cannot mount {self.mountpoint}: {self._error}") from self._error
         raise_read_ahead(self.mountpoint)
+
+    def _dead(self) -> MountError:
+        return MountError(
+            f"{self.mountpoint} holds a dead mount (of an agent that stopped): "
+            f"clear it with 'fusermount3 -u {self.mountpoint}'"
+        )
 
     def _run(self) -> None:
         initialised = False
