@@ -54,7 +54,8 @@ _TYPE_BITS = {
 # contents never change: the kernel keeps them, and the names missing from them, for an
 # hour. The directories above (by-item/…) keep their inodes but gain snapshots, so only
 # their names are kept for a while (listings and names not found always reach the
-# mount); 'latest' changes target, so it is asked again after a second.
+# mount); so is 'latest', whose target is asked for every time (the kernel does not
+# keep it) and whose attributes after a second.
 _CONTENT_TIMEOUT = 3600.0
 _VIRTUAL_DIR_TIMEOUT = 30.0
 _VIRTUAL_TIMEOUT = 1.0
@@ -73,10 +74,12 @@ _NODE_TYPES = {t.value: t for t in NodeType}
 _RAW_TYPE_BITS = {t.value: bits for t, bits in _TYPE_BITS.items()}
 
 
-def _attrs(ino: int, node: Node, timeout: float) -> pyfuse3.EntryAttributes:
+def _attrs(
+    ino: int, node: Node, timeout: float, entry_timeout: float | None = None
+) -> pyfuse3.EntryAttributes:
     a = pyfuse3.EntryAttributes()
     a.st_ino = ino
-    a.entry_timeout = timeout
+    a.entry_timeout = timeout if entry_timeout is None else entry_timeout
     a.attr_timeout = timeout
     a.st_mode = _TYPE_BITS[node.type] | (node.mode & 0o7777)
     a.st_nlink = max(node.nlink, 1)
@@ -298,12 +301,11 @@ class SnapshotFilesystem(pyfuse3.Operations):
         snapshot: bytes = b"",
     ) -> _Inode:
         if virtual is None:
-            timeout = _CONTENT_TIMEOUT
+            attrs = _attrs(ino, node, _CONTENT_TIMEOUT)
         elif node.type == NodeType.DIR:
-            timeout = _VIRTUAL_DIR_TIMEOUT
+            attrs = _attrs(ino, node, _VIRTUAL_DIR_TIMEOUT)
         else:
-            timeout = _VIRTUAL_TIMEOUT
-        attrs = _attrs(ino, node, timeout)
+            attrs = _attrs(ino, node, _VIRTUAL_TIMEOUT, _VIRTUAL_DIR_TIMEOUT)
         return _Inode(
             ino,
             parent,
@@ -381,7 +383,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
                     ctime_ns=now,
                     target=target,
                 )
-                inode.relink(node, _attrs(ino, node, _VIRTUAL_TIMEOUT))
+                inode.relink(node, _attrs(ino, node, _VIRTUAL_TIMEOUT, _VIRTUAL_DIR_TIMEOUT))
         for path, names in layout.dirs.items():
             inode = self._inodes[self._virtual[path]]
             children: dict[bytes, int] = {}
