@@ -29,8 +29,8 @@ from bench.corpus import (
     summarize,
     warm_up,
 )
-from bench.measure import BenchError
-from bench.mount_rows import MountingTool, measure_mount
+from bench.measure import BenchError, Measurement
+from bench.mount_rows import MountingTool, measure_mounts
 from bench.options import MANY_FILES, BenchOptions, parse_options
 from bench.report import Results
 from bench.restic_client import ResticClient
@@ -46,7 +46,9 @@ NOTES = (
     "Peak RSS: restic and borg from wait4 ru_maxrss; Comet is the agent's VmHWM, the agent "
     "restarted before each timed operation (includes its ~start-up footprint).",
     "Repository size: apparent bytes of all files in the vault/repository directory.",
-    "Mount rows: a fresh mount after the first backup; time to first byte opens and reads "
+    "Mount rows: after every tool's first backup, --mount-samples fresh mounts per tool, "
+    "the tools taking turns (order reversed every sample), each after an untimed read of "
+    "its repository; time to first byte opens and reads "
     "1 byte of a file not read before (median of 5 files spread through the corpus); "
     "comet mount is served by the agent (256 MiB blob cache), restic mount by restic 0.14; "
     "borg has no mount rows.",
@@ -99,20 +101,25 @@ def make_clients(options: BenchOptions, workdir: Path, stack: ExitStack) -> list
     return clients
 
 
+def start_case(client: ToolClient, case: Case) -> tuple[Measurement, int]:
+    """Create the case's repository and take its first backup: (timing, repo size)."""
+    client.init(case)
+    warm_up(case.corpus)
+    first = client.backup(case)
+    return first, directory_bytes(case.repo_dir)
+
+
 def measure_case(
     client: ToolClient,
     case: Case,
     results: Results,
     restore_root: Path,
     options: BenchOptions,
+    started: tuple[Measurement, int],
 ) -> None:
+    """The rest of a case after ``start_case``: re-runs, restore, sizes."""
     corpus, tool = case.corpus, client.name
-    client.init(case)
-    warm_up(corpus)
-    first = client.backup(case)
-    size_first = directory_bytes(case.repo_dir)
-    if options.mount and isinstance(client, MountingTool):
-        log(f"run {case.run} {corpus.name:6} {tool:6}: {measure_mount(client, case, results)}")
+    first, size_first = started
     if options.mount_only:
         results.add(corpus.name, "first_backup", tool, first.seconds)
         results.add(corpus.name, "size_first", tool, size_first)
@@ -216,17 +223,28 @@ def run(options: BenchOptions) -> Results:
         results = Results(tuple(c.name for c in corpora), tuple(c.name for c in clients))
         for run_no in range(1, options.runs + 1):
             for corpus in corpora:
+                cases = []
                 for client in clients:
                     case_dir = workdir / f"run{run_no}" / corpus.name / client.name
                     home = case_dir / "home"
                     home.mkdir(parents=True)
-                    case = Case(corpus, run_no, case_dir / "repository", home)
                     # Repositories stay until the end: deleting many files makes the
                     # next file creations on this disk slow, which would skew the timings.
-                    if options.file_counts:
+                    cases.append((client, Case(corpus, run_no, case_dir / "repository", home)))
+                if options.file_counts:
+                    for client, case in cases:
                         measure_growth_case(client, case, results, restore_root)
-                    else:
-                        measure_case(client, case, results, restore_root, options)
+                    continue
+                # Every tool's first backup, then the mount rows with the tools taking
+                # turns on the same load, then the rest of each tool's series.
+                started = [start_case(client, case) for client, case in cases]
+                if options.mount:
+                    mounting: list[tuple[MountingTool, Case]] = [
+                        (c, case) for c, case in cases if isinstance(c, MountingTool)
+                    ]
+                    measure_mounts(mounting, results, options.mount_samples, log)
+                for (client, case), first in zip(cases, started, strict=True):
+                    measure_case(client, case, results, restore_root, options, first)
 
         meta = {
             "started_at": started_at,
@@ -251,7 +269,10 @@ def run(options: BenchOptions) -> Results:
             if options.file_counts
             else f"scale {options.scale}"
         )
-        print(f"\n{size}, median of {options.runs} run(s)\n")
+        load = " / ".join(
+            " ".join(f"{x:.2f}" for x in avg) for avg in (load_at_start, os.getloadavg())
+        )
+        print(f"\n{size}, median of {options.runs} run(s), load average {load} (start / end)\n")
         print(table)
         print()
         if len(options.file_counts) >= 2:

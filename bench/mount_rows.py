@@ -1,5 +1,7 @@
 """Mount rows: each tool's FUSE mount of the latest snapshot (``comet mount``,
-``restic mount``), measured on a fresh mount right after the first backup:
+``restic mount``), measured after the first backup, several times (median) on a fresh
+mount each time, the tools taking turns, each sample after an untimed read of the
+tool's repository (so both see a warm page cache; each mount starts empty):
 
 - time to first byte: open and read 1 byte of a file never read before (median of 5
   files spread through the corpus);
@@ -15,7 +17,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -89,13 +91,33 @@ def _entries(root: Path) -> int:
     return count
 
 
-def measure_mount(client: MountingTool, case: Case, results: Results) -> str:
-    """Take the mount rows of one case; return a one-line summary for the log."""
+def _warm(root: Path) -> None:
+    """Read every file under ``root`` once (untimed), so each sample starts from a warm
+    page cache whichever tool ran before it."""
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb", buffering=0) as f:
+                    while f.readinto(view):
+                        pass
+
+
+def _load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def measure_sample(client: MountingTool, case: Case, results: Results) -> str:
+    """One sample of the mount rows on a fresh mount of the case; return a one-line
+    summary for the log."""
     corpus, tool = case.corpus, client.name
+    _warm(case.repo_dir)
     with client.mount(case) as root:
         first = _first_byte(root, corpus)
         results.add(corpus.name, "mount_first_byte", tool, first * 1000)
-        summary = f"mount first byte {first * 1000:.0f} ms"
+        summary = f"mount first byte {first * 1000:.1f} ms"
         if corpus.name == "large":
             seconds, total = _read_all(root, corpus)
             expected = sum((corpus.root / r).stat().st_size for r in corpus.files)
@@ -113,7 +135,22 @@ def measure_mount(client: MountingTool, case: Case, results: Results) -> str:
                 )
             results.add(corpus.name, "mount_find", tool, seconds)
             summary += f", find | wc -l {count} in {seconds:.2f} s"
-    return summary
+    return f"{summary} ({_load()})"
+
+
+def measure_mounts(
+    cases: list[tuple[MountingTool, Case]],
+    results: Results,
+    samples: int,
+    log: Callable[[str], None],
+) -> None:
+    """``samples`` samples of every tool's mount rows, the tools taking turns (ABBA:
+    the order reverses every sample, so neither tool always follows the other), each
+    on a fresh mount after the same untimed read of its repository."""
+    for n in range(samples):
+        for client, case in cases if n % 2 == 0 else cases[::-1]:
+            summary = measure_sample(client, case, results)
+            log(f"run {case.run} {case.corpus.name:6} {client.name:6} mount {n + 1}: {summary}")
 
 
 @contextmanager

@@ -26,6 +26,7 @@ class BenchOptions:
     profile_dir: Path | None
     mount: bool = True  # take the mount rows (comet mount vs restic mount)
     mount_only: bool = False  # only the first backup and the mount rows
+    mount_samples: int = 3  # fresh mounts per tool and run, interleaved across tools
     # File counts of the many-files corpora (one corpus per count), growth rows only.
     file_counts: tuple[int, ...] = ()
 
@@ -124,6 +125,14 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         help="mount rows (comet mount vs restic mount): yes, no, or only (first backup "
         "and the mount rows, nothing else)",
     )
+    parser.add_argument(
+        "--mount-samples",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="fresh mounts per tool, corpus and run for the mount rows, the tools taking "
+        "turns (median; default 3)",
+    )
     args = parser.parse_args(argv)
     if args.corpus == MANY_FILES:
         corpora: tuple[str, ...] = tuple(f"{MANY_FILES}-{n}" for n in args.files)
@@ -141,5 +150,6 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         profile_dir=args.profile_comet,
         mount=args.mount != "no",
         mount_only=args.mount == "only",
+        mount_samples=args.mount_samples,
         file_counts=args.files if args.corpus == MANY_FILES else (),
     )

@@ -19,7 +19,17 @@ RATIOS = ("comet/restic", "comet/borg")
 def test_tiny_benchmark_fills_every_row(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
-        [str(ROOT / "bench" / "run"), "--scale", "0.002", "--runs", "1", "--json", str(out)],
+        [
+            str(ROOT / "bench" / "run"),
+            "--scale",
+            "0.002",
+            "--runs",
+            "1",
+            "--mount-samples",
+            "1",
+            "--json",
+            str(out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

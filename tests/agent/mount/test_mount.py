@@ -7,9 +7,14 @@ import os
 import stat
 import subprocess
 import threading
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
+from comet.agent.mount import MountOptions
+from comet.agent.mount.served_mount import ServedMount
 from comet.agent.mount.session import READ_AHEAD_KB
+from tests.agent.mount.conftest import ITEM, fusermount_u, open_repo
 
 
 def snapshot_dir(mnt: Path, src: Path) -> Path:
@@ -141,3 +146,43 @@ def test_permissions_follow_the_original_owner(mounted: tuple[Path, Path]) -> No
         text=True,
     )
     assert as_other.returncode != 0 and "Permission denied" in as_other.stderr
+
+
+def test_a_second_walk_stays_in_the_kernel(backed_up: tuple[Path, Path], tmp_path: Path) -> None:
+    """A snapshot never changes, so the kernel keeps its names and attributes: after one
+    walk, a second ``find -ls`` (every entry's name and attributes) asks the mount only
+    for listings, and a name missing from the snapshot is remembered as missing."""
+    src, vault = backed_up
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    options = MountOptions(mountpoint=str(mnt))
+    served = ServedMount(open_repo(vault), options, lambda: {ITEM: "docs"})
+    try:
+        fs = served.filesystem
+        calls: Counter[str] = Counter()
+        for name in ("lookup", "getattr"):
+            handler = getattr(fs, name)
+
+            async def counted(*args: Any, _handler: Any = handler, _name: str = name) -> Any:
+                calls[_name] += 1
+                return await _handler(*args)
+
+            setattr(fs, name, counted)
+        root = snapshot_dir(mnt, src)
+
+        def find() -> list[str]:
+            out = subprocess.run(
+                ["find", ".", "-ls"], cwd=root, capture_output=True, check=True, text=True
+            )
+            return sorted(out.stdout.splitlines())
+
+        first = find()
+        assert not (root / "docs" / "no-such-file").exists()
+        calls.clear()
+        assert find() == first and len(first) == len(walk(src)) + 1
+        assert not (root / "docs" / "no-such-file").exists()
+        assert calls == Counter()
+    finally:
+        served.stop()
+        if not served.wait(10):
+            fusermount_u(mnt)

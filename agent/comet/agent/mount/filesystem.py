@@ -50,7 +50,14 @@ _TYPE_BITS = {
     NodeType.BLOCKDEV: stat.S_IFBLK,
     NodeType.SOCKET: stat.S_IFSOCK,
 }
-_CONTENT_TIMEOUT = 300.0  # snapshot contents never change
+# How long the kernel may keep names and attributes without asking again. A snapshot's
+# contents never change: the kernel keeps them, and the names missing from them, for an
+# hour. The directories above (by-item/…) keep their inodes but gain snapshots, so only
+# their names are kept for a while (listings and names not found always reach the
+# mount); so is 'latest', whose target is asked for every time (the kernel does not
+# keep it) and whose attributes after a second.
+_CONTENT_TIMEOUT = 3600.0
+_VIRTUAL_DIR_TIMEOUT = 30.0
 _VIRTUAL_TIMEOUT = 1.0
 _READ_AHEAD_BLOBS = 8
 INLINE_READ_BYTES = 1 << 20
@@ -67,10 +74,12 @@ _NODE_TYPES = {t.value: t for t in NodeType}
 _RAW_TYPE_BITS = {t.value: bits for t, bits in _TYPE_BITS.items()}
 
 
-def _attrs(ino: int, node: Node, timeout: float) -> pyfuse3.EntryAttributes:
+def _attrs(
+    ino: int, node: Node, timeout: float, entry_timeout: float | None = None
+) -> pyfuse3.EntryAttributes:
     a = pyfuse3.EntryAttributes()
     a.st_ino = ino
-    a.entry_timeout = timeout
+    a.entry_timeout = timeout if entry_timeout is None else entry_timeout
     a.attr_timeout = timeout
     a.st_mode = _TYPE_BITS[node.type] | (node.mode & 0o7777)
     a.st_nlink = max(node.nlink, 1)
@@ -93,25 +102,39 @@ def _raw_attrs(ino: int, raw: dict[str, Any]) -> pyfuse3.EntryAttributes:
     """``_attrs`` of a node in its stored form (fields left out are zero, ``nlink`` 1)."""
     get = raw.get
     kind = raw["type"]
-    a = pyfuse3.EntryAttributes()
+    a = pyfuse3.EntryAttributes()  # every field starts at zero: set only the others
     a.st_ino = ino
     a.entry_timeout = a.attr_timeout = _CONTENT_TIMEOUT
     a.st_mode = _RAW_TYPE_BITS[kind] | (get("mode", 0) & 0o7777)
     a.st_nlink = max(get("nlink", 1), 1)
-    a.st_uid = get("uid", 0)
-    a.st_gid = get("gid", 0)
+    uid, gid = get("uid"), get("gid")
+    if uid:
+        a.st_uid = uid
+    if gid:
+        a.st_gid = gid
     if "rdev_major" in raw or "rdev_minor" in raw:
         a.st_rdev = os.makedev(get("rdev_major", 0), get("rdev_minor", 0))
+    size = 0
     if kind == "file":
-        a.st_size = get("size", 0)
+        size = get("size", 0)
     elif kind == "symlink":
-        a.st_size = len(os.fsencode(get("target") or ""))
+        size = len(os.fsencode(get("target") or ""))
+    if size:
+        a.st_size = size
+        a.st_blocks = (size + 511) // 512
     a.st_blksize = _BLKSIZE
-    a.st_blocks = (a.st_size + 511) // 512
     mtime = get("mtime_ns", 0)
-    a.st_atime_ns = a.st_mtime_ns = mtime
-    a.st_ctime_ns = get("ctime_ns", 0) or mtime
+    if mtime:
+        a.st_atime_ns = a.st_mtime_ns = mtime
+    ctime = get("ctime_ns") or mtime
+    if ctime:
+        a.st_ctime_ns = ctime
     return a
+
+
+_MISSING = pyfuse3.EntryAttributes()
+_MISSING.st_ino = 0  # a name missing from a snapshot: cached like its other names
+_MISSING.entry_timeout = _CONTENT_TIMEOUT
 
 
 class _Inode:
@@ -158,9 +181,9 @@ class _Inode:
         self.subtree = subtree
         self.virtual = virtual  # set for by-item/… directories and their symlinks
         self.snapshot = snapshot
-        # Set once the directory is listed: its entry names, name → position, and the
-        # entries' inodes (0 until an entry is first looked up or listed; ``listing``
-        # holds the stored entries until then).
+        # Set once the directory is listed: its entry names, name → position (built on
+        # the first lookup), and the entries' inodes (0 until an entry is first looked
+        # up or listed; ``listing`` holds the stored entries until then).
         self.names: list[bytes] | None = None
         self.index: dict[bytes, int] = {}
         self.inos: list[int] = []
@@ -205,11 +228,16 @@ class SnapshotFilesystem(pyfuse3.Operations):
         all_devices: bool = False,
         list_ttl: float = 5.0,
         inline_read_bytes: int = 0,
+        inline_trees: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``inline_read_bytes``: a read missing at most this many bytes of blobs reads
-        them on the FUSE loop itself; for storage quick enough (a local disk) that
-        handing the work to a thread and back costs more than the read."""
+        them on the FUSE loop itself; ``inline_trees``: directories are read on the FUSE
+        loop too, reading ahead in the background only the way down from each item's
+        latest snapshot (a mount's first visit). Both for storage quick enough
+        (a local disk) that handing the work to a thread and back costs more than the
+        read: on a busy machine each hop waits for a thread to be scheduled, and the
+        threads reading ahead compete with the loop for the interpreter."""
         super().__init__()
         self._repo = repo
         self._cache = cache
@@ -218,6 +246,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
         self._all_devices = all_devices
         self._list_ttl = list_ttl
         self._inline_read_bytes = inline_read_bytes
+        self._inline_trees = inline_trees
         self._clock = clock
         self._listed_at: float | None = None
         self._refresh_lock = trio.Lock()
@@ -271,7 +300,12 @@ class SnapshotFilesystem(pyfuse3.Operations):
         virtual: Path | None = None,
         snapshot: bytes = b"",
     ) -> _Inode:
-        attrs = _attrs(ino, node, _VIRTUAL_TIMEOUT if virtual is not None else _CONTENT_TIMEOUT)
+        if virtual is None:
+            attrs = _attrs(ino, node, _CONTENT_TIMEOUT)
+        elif node.type == NodeType.DIR:
+            attrs = _attrs(ino, node, _VIRTUAL_DIR_TIMEOUT)
+        else:
+            attrs = _attrs(ino, node, _VIRTUAL_TIMEOUT, _VIRTUAL_DIR_TIMEOUT)
         return _Inode(
             ino,
             parent,
@@ -349,7 +383,7 @@ class SnapshotFilesystem(pyfuse3.Operations):
                     ctime_ns=now,
                     target=target,
                 )
-                inode.relink(node, _attrs(ino, node, _VIRTUAL_TIMEOUT))
+                inode.relink(node, _attrs(ino, node, _VIRTUAL_TIMEOUT, _VIRTUAL_DIR_TIMEOUT))
         for path, names in layout.dirs.items():
             inode = self._inodes[self._virtual[path]]
             children: dict[bytes, int] = {}
@@ -379,22 +413,28 @@ class SnapshotFilesystem(pyfuse3.Operations):
         try:
             if subtree:
                 # Usually held already, read with the window of a directory above or
-                # with the spine below a snapshot root; else a worker thread reads it.
+                # with the spine below a snapshot root; else read here (local storage)
+                # or in a worker thread.
                 held = self._trees.cached(subtree)
-                listing = held or await self._in_thread(lambda: self._load_spine(subtree))
+                if held is not None:
+                    listing = held
+                elif self._inline_trees:
+                    listing = self._trees.load(subtree)
+                else:
+                    listing = await self._in_thread(lambda: self._load_spine(subtree))
             if inode.names is not None:  # another task listed it meanwhile
                 return inode.names
             names = [os.fsencode(raw["name"]) for raw in listing]
             below = [
                 bytes.fromhex(raw["subtree"])
-                for raw in listing
+                for raw in ([] if self._inline_trees else listing)
                 if raw["type"] == "dir" and raw.get("subtree")
             ]
         except (AgentError, ValueError, KeyError, TypeError, OverflowError) as e:
             log.warning("mount: %s: %s", self._path_of(inode), e)
             raise pyfuse3.FUSEError(errno.EIO) from e
         inode.listing = listing
-        inode.index = {name: i for i, name in enumerate(names)}
+        inode.index = {}  # built on the first lookup: find and ls only list
         inode.inos = [0] * len(names)
         inode.names = names
         if below:  # find, ls -R and file managers descend next: read those trees ahead
@@ -472,9 +512,14 @@ class SnapshotFilesystem(pyfuse3.Operations):
         # A snapshot's directories answer without awaiting once listed.
         if parent.names is None or parent.virtual is not None:
             await self._listed(parent)
-        i = parent.index.get(name)
+        index = parent.index
+        if not index and parent.names:
+            index = parent.index = {n: i for i, n in enumerate(parent.names)}
+        i = index.get(name)
         if i is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
+            if parent.virtual is not None:  # may appear with the next snapshot
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            return _MISSING  # the kernel remembers it is missing (file managers ask a lot)
         return self._child(parent, i).attrs
 
     async def getattr(self, inode: int, ctx: Any = None) -> Any:
@@ -488,7 +533,10 @@ class SnapshotFilesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EIO) from e
 
     async def readlink(self, inode: int, ctx: Any) -> bytes:
-        node = self._node(self._get(inode))
+        link = self._get(inode)
+        if link.virtual is not None:  # 'latest' follows the snapshots taken meanwhile
+            await self._refresh()
+        node = self._node(link)
         if node.type != NodeType.SYMLINK:
             raise pyfuse3.FUSEError(errno.EINVAL)
         return os.fsencode(node.target or "")
@@ -555,7 +603,8 @@ class SnapshotFilesystem(pyfuse3.Operations):
             pos += loc.raw_length
         return _OpenFile(node.size, self._path_of(inode), blob_ids, starts, max(pos, node.size))
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    # pyfuse3 takes any contiguous buffer (it replies through the buffer protocol).
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
         opened = self._open.get(fh)
         if opened is None:
             raise pyfuse3.FUSEError(errno.EBADF)
@@ -591,15 +640,15 @@ class SnapshotFilesystem(pyfuse3.Operations):
 
     def _read_cached(
         self, opened: _OpenFile, off: int, end: int, first: int, last: int
-    ) -> bytes | None:
-        parts: list[bytes] = []
+    ) -> bytes | memoryview | None:
+        parts: list[memoryview] = []
         for i in range(first, min(last + 1, len(opened.blob_ids))):
             data = self._cache.peek(opened.blob_ids[i])
             if data is None:
                 return None
             start = opened.starts[i]
-            parts.append(data[max(off - start, 0) : end - start])
-        return _fill(b"".join(parts), end - off)
+            parts.append(memoryview(data)[max(off - start, 0) : end - start])
+        return _joined(parts, end - off)
 
     def _read_ahead(self, opened: _OpenFile, last: int) -> None:
         want = min(last + 1 + _READ_AHEAD_BLOBS, len(opened.blob_ids))
@@ -607,13 +656,15 @@ class SnapshotFilesystem(pyfuse3.Operations):
             self._cache.read_ahead(opened.blob_ids[max(opened.ahead_until, last + 1) : want])
             opened.ahead_until = want
 
-    def _read_range(self, opened: _OpenFile, off: int, end: int, first: int, last: int) -> bytes:
-        parts: list[bytes] = []
+    def _read_range(
+        self, opened: _OpenFile, off: int, end: int, first: int, last: int
+    ) -> bytes | memoryview:
+        parts: list[memoryview] = []
         for i in range(first, min(last + 1, len(opened.blob_ids))):
             data = self._cache.get(opened.blob_ids[i])
             start = opened.starts[i]
-            parts.append(data[max(off - start, 0) : end - start])
-        return _fill(b"".join(parts), end - off)
+            parts.append(memoryview(data)[max(off - start, 0) : end - start])
+        return _joined(parts, end - off)
 
     async def release(self, fh: int) -> None:
         self._open.pop(fh, None)
@@ -625,6 +676,11 @@ class SnapshotFilesystem(pyfuse3.Operations):
         return None  # inodes live as long as the mount
 
 
-def _fill(data: bytes, size: int) -> bytes:
-    """Zeros past the last blob, where a node says the file is longer than its blobs."""
+def _joined(parts: list[memoryview], size: int) -> bytes | memoryview:
+    """The parts as one buffer of ``size`` bytes, zeros past the last blob (where a node
+    says the file is longer than its blobs). A read within one blob is a view of the
+    cached blob: pyfuse3 copies it to the kernel, no copy is made before."""
+    if len(parts) == 1 and len(parts[0]) == size:
+        return parts[0]
+    data = b"".join(parts)
     return data if len(data) >= size else data + bytes(size - len(data))

@@ -46,6 +46,7 @@ class ServedMount:
         def source() -> tuple[list[Snapshot], dict[str, str]]:
             return snapshots.current(), item_names()
 
+        local = isinstance(repo.storage, LocalStorage)
         self.filesystem = SnapshotFilesystem(
             repo,
             self.cache,
@@ -53,12 +54,14 @@ class ServedMount:
             source,
             all_devices=options.all_devices,
             list_ttl=options.list_ttl,
-            inline_read_bytes=INLINE_READ_BYTES if isinstance(repo.storage, LocalStorage) else 0,
+            inline_read_bytes=INLINE_READ_BYTES if local else 0,
+            inline_trees=local,
         )
         self.session = MountSession(
             self.filesystem,
             options.mountpoint,
             allow_other=options.allow_other,
+            serial=local,
             on_end=self._ended,
         )
         self._closed = False

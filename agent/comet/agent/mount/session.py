@@ -27,6 +27,7 @@ log = logging.getLogger("comet.agent.mount")
 
 _ONE_PER_PROCESS = threading.Lock()
 READ_AHEAD_KB = 4096
+MAX_TASKS = 99  # pyfuse3's default: requests that wait do not hold up the others
 
 
 def fuse_options(*, allow_other: bool) -> set[str]:
@@ -68,12 +69,19 @@ class MountSession:
         mountpoint: str,
         *,
         allow_other: bool = True,
+        serial: bool = False,
         on_end: Callable[[], None] = lambda: None,
     ) -> None:
+        """``serial``: one task takes every request in turn, for operations that rarely
+        wait (a local vault: they read on the loop). pyfuse3 otherwise keeps a second
+        task waiting for the next request, and handing the FUSE device from one task to
+        the other costs about as much again as answering a ``find``'s request; with one
+        task, a request that waits holds up the others."""
         self.mountpoint = os.path.abspath(mountpoint)
         self._operations = operations
         self._options = fuse_options(allow_other=allow_other)
         self._on_end = on_end
+        self._max_tasks = 1 if serial else MAX_TASKS
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
         self._ended = threading.Event()
@@ -88,14 +96,16 @@ class MountSession:
             is_dir = False
         except OSError as e:
             if e.errno == errno.ENOTCONN:
-                raise MountError(
-                    f"{self.mountpoint} holds a dead mount (of an agent that stopped): "
-                    f"clear it with 'fusermount3 -u {self.mountpoint}'"
-                ) from None
+                raise self._dead() from None
             raise MountError(f"cannot use {self.mountpoint}: {e.strerror}") from None
         if not is_dir:
             raise MountError(f"{self.mountpoint} is not a directory: create it first")
         if os.path.ismount(self.mountpoint):
+            try:  # the kernel may answer stat from its cache: a listing asks the server
+                os.listdir(self.mountpoint)
+            except OSError as e:
+                if e.errno == errno.ENOTCONN:
+                    raise self._dead() from None
             raise MountError(f"{self.mountpoint} is already a mount point")
         if os.listdir(self.mountpoint):
             raise MountError(f"{self.mountpoint} is not empty: mount on an empty directory")
@@ -110,6 +120,12 @@ class MountSession:
         if self._error is not None:
             raise MountError(f"cannot mount {self.mountpoint}: {self._error}") from self._error
         raise_read_ahead(self.mountpoint)
+
+    def _dead(self) -> MountError:
+        return MountError(
+            f"{self.mountpoint} holds a dead mount (of an agent that stopped): "
+            f"clear it with 'fusermount3 -u {self.mountpoint}'"
+        )
 
     def _run(self) -> None:
         initialised = False
@@ -137,7 +153,7 @@ class MountSession:
         self._token = trio.lowlevel.current_trio_token()
         self._ready.set()
         log.info("mounted %s", self.mountpoint)
-        await pyfuse3.main()
+        await pyfuse3.main(max_tasks=self._max_tasks)
 
     @property
     def running(self) -> bool:
