@@ -59,6 +59,8 @@ from comet.agent.storage.base import (
 )
 
 _TREE_CACHE = 256
+# Adjacent blobs read with one ranged read, up to about this many bytes a read.
+_RUN_BYTES = 4 << 20
 
 
 class Repository:
@@ -284,16 +286,17 @@ class Repository:
             j = i + 1
             start = blobs[i][1].offset
             end = start + blobs[i][1].length
-            while j < len(blobs) and blobs[j][1].offset == end and end - start < 8 << 20:
+            while j < len(blobs) and blobs[j][1].offset == end and end - start < _RUN_BYTES:
                 end += blobs[j][1].length
                 j += 1
-            data = self._get_range(pack_id, start, end - start, blobs[i][0])
-            for blob_id, loc in blobs[i:j]:
-                stored = data[loc.offset - start : loc.offset - start + loc.length]
-                yield (
-                    blob_id,
-                    self.sealer.open_blob(loc.blob_type, blob_id, stored, f"pack {pack_id.hex()}"),
-                )
+            # Blobs are opened through views of the run: no stored copy per blob.
+            with memoryview(self._get_range(pack_id, start, end - start, blobs[i][0])) as data:
+                for blob_id, loc in blobs[i:j]:
+                    with data[loc.offset - start : loc.offset - start + loc.length] as stored:
+                        plain = self.sealer.open_blob(
+                            loc.blob_type, blob_id, stored, f"pack {pack_id.hex()}"
+                        )
+                    yield blob_id, plain
             i = j
 
     def _get_range(self, pack_id: bytes, offset: int, length: int, blob_id: bytes) -> bytes:
