@@ -14,6 +14,7 @@ from comet.agent.backup import archiver as archiver_module
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import CancelledError, ProgramFailedError, SourceError
 from comet.agent.repository import Repository
+from comet.agent.repository.format import BlobType
 from comet.agent.repository.tree import NodeType, Tree
 from comet.agent.restore import SimulateTarget, run_restore
 from comet.agent.storage.local import LocalStorage
@@ -139,6 +140,41 @@ def test_file_changing_while_read_is_a_warning(tmp_path: Path, repo: Repository)
     result = run_backup(repo, FilesSource([str(src)]), OPTIONS, reporter=Appender())
     assert any("changed while being read" in w.message for w in result.warnings)
     assert repo.list_snapshots()
+
+
+def test_small_files_that_grow_before_they_are_read_are_stored_whole(
+    tmp_path: Path, repo: Repository
+) -> None:
+    """A file below one chunk is read with a buffer of its fstat size: one that grows a
+    little, or past a chunk, between that fstat and the read is still stored whole."""
+    src = tmp_path / "src"
+    src.mkdir()
+    grown = {"little.bin": os.urandom(100), "past.bin": os.urandom(300 << 10)}
+    for name in grown:
+        (src / name).write_bytes(b"start")
+    (src / "empty").write_bytes(b"")
+
+    class Grower(CountingReporter):
+        def file_started(self, path: str, size: int) -> None:
+            super().file_started(path, size)
+            name = os.path.basename(path)
+            if name in grown:
+                with open(path, "ab") as f:
+                    f.write(grown[name])
+
+    result = run_backup(repo, FilesSource([str(src)]), OPTIONS, reporter=Grower())
+    root = repo.load_tree(repo.load_snapshot(result.snapshot_id).tree)
+    for name in str(src).strip("/").split("/"):
+        node = next(n for n in root.nodes if n.name == name)
+        assert node.subtree is not None
+        root = repo.load_tree(node.subtree)
+    stored = {
+        n.name: b"".join(repo.read_blob(BlobType.DATA, b) for b in n.content) for n in root.nodes
+    }
+    assert stored == {
+        name: (src / name).read_bytes() for name in ("little.bin", "past.bin", "empty")
+    }
+    assert stored["past.bin"] == b"start" + grown["past.bin"]
 
 
 def test_program_source(repo: Repository) -> None:

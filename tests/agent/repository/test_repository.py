@@ -275,3 +275,43 @@ def test_a_damaged_snapshot_is_left_out_of_listings_and_recorded() -> None:
     storage.put(key, bytes(data))
     assert [s.id for s in repo.list_snapshots()] == [ids[1]]
     assert key in repo.damaged
+
+
+def test_trees_are_read_in_spans_and_damage_is_still_named() -> None:
+    """Walking many small trees asks storage for a span of their pack, not one read a
+    tree; a damaged or truncated tree pack still fails with the tree's own error."""
+
+    class Counting(MemoryStorage):
+        gets = 0
+
+        def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+            self.gets += 1
+            return super().get(key, offset, length)
+
+    storage = Counting()
+    repo = Repository.init(storage, VAULT_KEY)
+    trees = [Tree((Node(name=f"f{i}", type=NodeType.FILE, size=i),)) for i in range(200)]
+    with repo.blob_writer() as writer:
+        ids = []
+        for tree in trees:
+            data = tree.encode()
+            tree_id = repo.sealer.blob_id(BlobType.TREE, data)
+            writer.add(BlobType.TREE, tree_id, data)
+            ids.append(tree_id)
+        writer.flush()
+    reader = Repository.open(storage, VAULT_KEY)
+    storage.gets = 0
+    assert [reader.load_tree(i) for i in ids] == trees
+    assert storage.gets <= 3  # one span (the pack is smaller than one)
+    key = _only_pack(storage)
+    data = bytearray(storage.get(key))
+    loc = reader.locate(ids[-1])
+    data[loc.offset + 20] ^= 0x01
+    storage.put(key, bytes(data))
+    damaged = Repository.open(storage, VAULT_KEY)
+    with pytest.raises(IntegrityError, match=ids[-1].hex()):
+        damaged.load_tree(ids[-1])
+    storage.put(key, bytes(data[: loc.offset + 5]))
+    truncated = Repository.open(storage, VAULT_KEY)
+    with pytest.raises(IntegrityError, match="truncated"):
+        truncated.load_tree(ids[-1])

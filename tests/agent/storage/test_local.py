@@ -93,3 +93,28 @@ def test_key_below_an_object_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ObjectNotFoundError):
         storage.get("a/b")
     storage.delete("a/b")
+
+
+def test_put_file_stores_the_first_bytes_of_a_file_with_or_without_sendfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalStorage(tmp_path / "vault")
+    content = os.urandom(3 << 20) + b"tail not stored"
+    source = tmp_path / "spool"
+    source.write_bytes(content)
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        storage.put_file("data/aa/kernel", fd, 3 << 20)
+
+        def no_sendfile(*args: object) -> int:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+        monkeypatch.setattr(os, "sendfile", no_sendfile)
+        storage.put_file("data/aa/blocks", fd, 3 << 20)
+        with pytest.raises(StorageError, match="came up short"):
+            storage.put_file("data/aa/short", fd, len(content) + 1)
+    finally:
+        os.close(fd)
+    assert storage.get("data/aa/kernel") == content[: 3 << 20]
+    assert storage.get("data/aa/blocks") == content[: 3 << 20]
+    assert sorted(os.listdir(tmp_path / "vault" / "data" / "aa")) == ["blocks", "kernel"]

@@ -497,10 +497,13 @@ class Archiver:
         """Read a file that fits in one chunk with plain reads, skipping the chunker and
         its buffer copy. None if it turns out to hold a chunk's worth or more."""
         limit = self._small
-        data = os.read(fd, limit)
+        # Asking for the size fstat gave, plus one byte to notice a file that grew: a
+        # read of ``limit`` would allocate a chunk-sized buffer per file and shrink it,
+        # leaving the heap fragmented by thousands of small files.
+        data = os.read(fd, min(limit, expected + 1))
         # A short read ends at the size fstat gave; a later change shows in the fstat
         # after reading, so no extra read is spent looking for the end.
-        while len(data) < expected:
+        while len(data) < expected or (len(data) > expected and len(data) < limit):
             more = os.read(fd, limit - len(data))
             if not more:
                 break

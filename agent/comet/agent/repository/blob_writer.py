@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from comet.agent.repository.format import PACK_TARGET_SIZE, BlobType
 from comet.agent.repository.pack import PackEntry, PackWriter, pack_key
+from comet.agent.storage.base import put_file
 
 if TYPE_CHECKING:
     from comet.agent.repository.repository import Repository
@@ -168,9 +169,9 @@ class BlobWriter:
         entries = pack.entries
         try:
             size = pack.size
-            data = pack.read()
-            self._repo.storage.put(pack_key(pack_id), data)
-            del data  # the pack is stored: free its buffer before the bookkeeping
+            # Streamed from the spool file where the storage can (a local vault copies
+            # it in the kernel), else read into one buffer for the upload.
+            put_file(self._repo.storage, pack_key(pack_id), pack.fileno(), size)
             self._repo.index.add_pack(pack_id, entries)
             with self._lock:
                 self.uploaded_bytes += size

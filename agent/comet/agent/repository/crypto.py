@@ -153,7 +153,9 @@ class Sealer:
                 return True
         return False
 
-    def open_blob(self, blob_type: BlobType, blob_id: bytes, stored: bytes, where: str) -> bytes:
+    def open_blob(
+        self, blob_type: BlobType, blob_id: bytes, stored: bytes | memoryview, where: str
+    ) -> bytes:
         """Decrypt, decompress and verify a stored blob; IntegrityError names it."""
         name = f"blob {blob_id.hex()} in {where}"
         if len(stored) < BLOB_OVERHEAD:

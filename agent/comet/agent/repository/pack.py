@@ -9,7 +9,6 @@ bytes are read back only to be stored. ``PackReader`` reads a stored pack's trai
 from __future__ import annotations
 
 import io
-import os
 import struct
 import tempfile
 from typing import NamedTuple
@@ -27,7 +26,7 @@ from comet.agent.repository.format import (
     check_header,
     header,
 )
-from comet.agent.storage.base import ObjectNotFoundError, Storage
+from comet.agent.storage.base import ObjectNotFoundError, Storage, StorageError, read_file
 
 PACK_HEADER = header(MAGIC_PACK) + b"\0\0\0"
 _ENTRY = struct.Struct("<32sBIII")
@@ -120,19 +119,18 @@ class PackWriter:
 
     def read(self) -> bytes:
         """The sealed pack's bytes (one buffer; the spool file is then closed)."""
-        assert self._file is not None  # sealed: the trailer was written
-        fd = self._file.fileno()
-        data = os.pread(fd, self._size, 0)
-        parts = [data]
-        got = len(data)
-        while got < self._size:  # a short read: ask for the rest
-            more = os.pread(fd, self._size - got, got)
-            if not more:
-                raise RepositoryError("a pack's temporary file came up short")
-            parts.append(more)
-            got += len(more)
+        try:
+            data = read_file(self.fileno(), self._size)
+        except StorageError as e:
+            raise RepositoryError("a pack's temporary file came up short") from e
         self.close()
-        return data if len(parts) == 1 else b"".join(parts)
+        return data
+
+    def fileno(self) -> int:
+        """The spool file holding the sealed pack's ``size`` bytes from offset 0 (valid
+        until ``close``): a storage streams it from there (``put_file``)."""
+        assert self._file is not None  # sealed: the trailer was written
+        return self._file.fileno()
 
     def finish(self, sealer: Sealer) -> tuple[bytes, bytes]:
         """Append the trailer; return ``(pack id, pack bytes)``."""

@@ -59,6 +59,13 @@ from comet.agent.storage.base import (
 )
 
 _TREE_CACHE = 256
+# Adjacent blobs read with one ranged read, up to about this many bytes a read.
+_RUN_BYTES = 4 << 20
+# Tree blobs are read in spans of their pack: a snapshot's trees were written together
+# in walk order, so a walk finds most of the next trees in the span it just read
+# instead of asking storage once per directory.
+_TREE_SPAN = 512 << 10
+_TREE_SPANS = 4
 
 
 class Repository:
@@ -90,6 +97,9 @@ class Repository:
         self._index_lock = threading.Lock()
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._trees_lock = threading.Lock()
+        # Recently read spans of tree packs: (pack id, offset) -> bytes; pack sizes.
+        self._spans: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self._pack_sizes: dict[bytes, int] = {}
 
     # --- creating and opening -------------------------------------------------------
 
@@ -232,6 +242,8 @@ class Repository:
             self._known_indexes = set(keys)
         with self._trees_lock:
             self._trees.clear()
+            self._spans.clear()
+            self._pack_sizes.clear()
         return damaged
 
     def save_index(self, packs: list[tuple[bytes, list[PackEntry]]]) -> bytes:
@@ -270,8 +282,43 @@ class Repository:
             raise IntegrityError(
                 f"blob {blob_id.hex()} is indexed as {loc.blob_type.name}, not {blob_type.name}"
             )
-        stored = self._get_range(loc.pack_id, loc.offset, loc.length, blob_id)
+        stored: bytes | memoryview | None = None
+        if blob_type == BlobType.TREE and loc.length <= _TREE_SPAN:
+            stored = self._tree_span(loc)
+        if stored is None:
+            stored = self._get_range(loc.pack_id, loc.offset, loc.length, blob_id)
         return self.sealer.open_blob(blob_type, blob_id, stored, f"pack {loc.pack_id.hex()}")
+
+    def _tree_span(self, loc: BlobLocation) -> memoryview | None:
+        """A tree blob's stored bytes from a cached span of its pack, reading a new
+        span when none holds it; None if the span cannot be read (the caller then reads
+        the blob alone, which reports the problem). What a span holds is checked like
+        any read: ``open_blob`` authenticates every blob taken from it."""
+        end = loc.offset + loc.length
+        with self._trees_lock:
+            for (pack_id, start), data in reversed(self._spans.items()):
+                if pack_id == loc.pack_id and start <= loc.offset and end <= start + len(data):
+                    return memoryview(data)[loc.offset - start : end - start]
+            size = self._pack_sizes.get(loc.pack_id)
+        try:
+            if size is None:
+                size = self.storage.stat(pack_key(loc.pack_id)).size
+            length = min(max(_TREE_SPAN, loc.length), size - loc.offset)
+            if length < loc.length:
+                return None
+            data = self.storage.get(pack_key(loc.pack_id), loc.offset, length)
+        except TransientStorageError:
+            raise
+        except StorageError:
+            return None
+        if len(data) != length:
+            return None
+        with self._trees_lock:
+            self._pack_sizes[loc.pack_id] = size
+            self._spans[(loc.pack_id, loc.offset)] = data
+            while len(self._spans) > _TREE_SPANS:
+                self._spans.popitem(last=False)
+        return memoryview(data)[: loc.length]
 
     def read_pack_blobs(
         self, pack_id: bytes, blobs: list[tuple[bytes, BlobLocation]]
@@ -284,16 +331,17 @@ class Repository:
             j = i + 1
             start = blobs[i][1].offset
             end = start + blobs[i][1].length
-            while j < len(blobs) and blobs[j][1].offset == end and end - start < 8 << 20:
+            while j < len(blobs) and blobs[j][1].offset == end and end - start < _RUN_BYTES:
                 end += blobs[j][1].length
                 j += 1
-            data = self._get_range(pack_id, start, end - start, blobs[i][0])
-            for blob_id, loc in blobs[i:j]:
-                stored = data[loc.offset - start : loc.offset - start + loc.length]
-                yield (
-                    blob_id,
-                    self.sealer.open_blob(loc.blob_type, blob_id, stored, f"pack {pack_id.hex()}"),
-                )
+            # Blobs are opened through views of the run: no stored copy per blob.
+            with memoryview(self._get_range(pack_id, start, end - start, blobs[i][0])) as data:
+                for blob_id, loc in blobs[i:j]:
+                    with data[loc.offset - start : loc.offset - start + loc.length] as stored:
+                        plain = self.sealer.open_blob(
+                            loc.blob_type, blob_id, stored, f"pack {pack_id.hex()}"
+                        )
+                    yield blob_id, plain
             i = j
 
     def _get_range(self, pack_id: bytes, offset: int, length: int, blob_id: bytes) -> bytes:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from comet.agent.repository.index import BlobLocation
 from comet.agent.repository.repository import Repository
 
-_BUDGET = 8 << 20
-_BATCH_BYTES = 2 << 20
+_BUDGET = 4 << 20
+_BATCH_BYTES = 1 << 20
 _BATCH_BLOBS = 256
 
 PackWork = tuple[bytes, list[tuple[bytes, BlobLocation]]]

@@ -48,7 +48,7 @@ _ZEROS = bytes(4 << 20)
 # pieces), so a restore's layout state (~2 KiB a file with the target's own) stays
 # bounded however many files a snapshot holds; a pack whose blobs straddle two windows
 # is read once per window.
-_WINDOW_FILES = 16_384
+_WINDOW_FILES = 4_096
 _WINDOW_PIECES = 65_536
 # Errors that mean "this data cannot be read" (as opposed to storage being unreachable).
 _UNREADABLE = (IntegrityError, BlobNotFoundError)

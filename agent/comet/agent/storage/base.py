@@ -7,6 +7,7 @@ prefix, an SFTP path). Objects are immutable once written, apart from lock files
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,3 +143,28 @@ class Storage(Protocol):
     def close(self) -> None:
         """Release connections. Idempotent."""
         ...
+
+
+def read_file(fd: int, size: int) -> bytes:
+    """The first ``size`` bytes of the open file ``fd`` (StorageError if it is shorter)."""
+    parts = []
+    got = 0
+    while got < size:
+        more = os.pread(fd, size - got, got)
+        if not more:
+            raise StorageError(f"a file to upload came up short ({got} of {size} bytes)")
+        parts.append(more)
+        got += len(more)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def put_file(storage: Storage, key: str, fd: int, size: int) -> None:
+    """Store the first ``size`` bytes of the open file ``fd`` under ``key``, as ``put``
+    would. A backend (or wrapper) with a ``put_file(key, fd, size)`` method of its own
+    streams the file without holding it in memory (``LocalStorage`` copies it in the
+    kernel); any other gets it read into one buffer and ``put``."""
+    streamed = getattr(storage, "put_file", None)
+    if streamed is not None:
+        streamed(key, fd, size)
+    else:
+        storage.put(key, read_file(fd, size))

@@ -7,11 +7,12 @@ does inside ``CancelToken.shielded`` (writing a checkpoint index)."""
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from comet.agent.cancel import CancelToken
-from comet.agent.storage.base import ObjectInfo, Storage
+from comet.agent.storage.base import ObjectInfo, Storage, put_file
 
 WATCHED_PUT = 1 << 20  # objects larger than this are uploaded on a watched thread
 POLL = 0.25  # seconds between looks at the token while such an upload runs
@@ -29,12 +30,31 @@ class CancellableStorage:
         if len(data) <= WATCHED_PUT:
             self.inner.put(key, data)
             return
+        self._watched(lambda: self.inner.put(key, data))
+
+    def put_file(self, key: str, fd: int, size: int) -> None:
+        self._cancel.check()
+        # The upload may outlive this call (a cancel abandons it) and the caller then
+        # closes ``fd``: the thread copies from a descriptor of its own.
+        own = os.dup(fd)
+
+        def upload() -> None:
+            try:
+                put_file(self.inner, key, own, size)
+            finally:
+                os.close(own)
+
+        self._watched(upload)
+
+    def _watched(self, call: Callable[[], None]) -> None:
+        """Run an upload on a thread of its own, raising CancelledError as soon as the
+        token fires (the upload is abandoned, not waited for)."""
         done = threading.Event()
         failure: list[BaseException] = []
 
         def upload() -> None:
             try:
-                self.inner.put(key, data)
+                call()
             except BaseException as e:
                 failure.append(e)
             finally:

@@ -10,7 +10,7 @@ import contextlib
 import errno
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from stat import S_ISREG
 
@@ -60,6 +60,32 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_COPY_BLOCK = 1 << 20
+
+
+def copy_file(src: int, dst: int, size: int) -> None:
+    """Copy the first ``size`` bytes of ``src`` to ``dst``'s current position: in the
+    kernel where ``sendfile`` to a file works, else in blocks of ``_COPY_BLOCK``."""
+    done = 0
+    try:
+        while done < size:
+            n = os.sendfile(dst, src, done, size - done)
+            if n == 0:
+                break
+            done += n
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) or done:
+            raise
+    while done < size:
+        block = os.pread(src, min(_COPY_BLOCK, size - done), done)
+        if not block:
+            raise OSError(errno.EIO, f"the file to store came up short ({done} of {size} bytes)")
+        view = memoryview(block)
+        while view:
+            view = view[os.write(dst, view) :]
+        done += len(block)
+
+
 class LocalStorage:
     """Objects as files below ``root``. Puts are atomic and durable (fsync of the file
     and of its directory, and of the parent of every directory it creates); deletes are
@@ -73,6 +99,23 @@ class LocalStorage:
         return self.root.joinpath(*check_key(key).split("/"))
 
     def put(self, key: str, data: bytes) -> None:
+        def write(fd: int) -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+
+        self._put(key, write)
+
+    def put_file(self, key: str, fd: int, size: int) -> None:
+        """``put`` of the first ``size`` bytes of the open file ``fd``, copied by the
+        kernel (``sendfile``): a pack is stored without a buffer of its size."""
+
+        def write(out: int) -> None:
+            copy_file(fd, out, size)
+
+        self._put(key, write)
+
+    def _put(self, key: str, write: Callable[[int], None]) -> None:
         path = self._path(key)
         tmp = path.with_name(f"{path.name}{TEMP_MARKER}{secrets.token_hex(8)}")
         try:
@@ -82,10 +125,11 @@ class LocalStorage:
                 self._makedirs(path.parent)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                try:
+                    write(fd)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(OSError):  # keep the original error
