@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from comet.agent.output import human_size as size
+from comet.agent.output import human_size
 from comet.gui.records import Job
+
+
+size = human_size  # the one byte-size formatter, shared with the command line
 
 
 def when(moment: datetime | None) -> str:
