@@ -7,7 +7,6 @@ from datetime import datetime
 from comet.agent.output import human_size
 from comet.gui.records import Job
 
-
 size = human_size  # the one byte-size formatter, shared with the command line
 
 
