@@ -35,23 +35,27 @@ class Directory:
     async def _users(
         self, *where: ColumnElement[bool], offset: int, limit: int
     ) -> tuple[list[UserRecord], int]:
-        counts = (
-            select(Device.user_id, func.count().label("n"))
-            .where(Device.revoked_at.is_(None))
-            .group_by(Device.user_id)
-            .subquery()
-        )
         async with self._sessions() as s:
             total = await s.scalar(select(func.count()).select_from(User).where(*where))
-            rows = await s.execute(
-                select(User, func.coalesce(counts.c.n, 0))
-                .outerjoin(counts, counts.c.user_id == User.id)
-                .where(*where)
-                .order_by(User.username)
-                .offset(offset)
-                .limit(limit)
+            users = list(
+                await s.scalars(
+                    select(User).where(*where).order_by(User.username).offset(offset).limit(limit)
+                )
             )
-            return [user_record(u, int(n)) for u, n in rows.all()], int(total or 0)
+            # Devices of this page's users only (not a count over every device).
+            counts = dict(
+                (
+                    await s.execute(
+                        select(Device.user_id, func.count())
+                        .where(
+                            Device.user_id.in_([u.id for u in users]),
+                            Device.revoked_at.is_(None),
+                        )
+                        .group_by(Device.user_id)
+                    )
+                ).all()
+            )
+        return [user_record(u, int(counts.get(u.id, 0))) for u in users], int(total or 0)
 
     async def user(self, username: str) -> UserRecord:
         """One user by name; NotFoundError if there is none."""

@@ -254,8 +254,8 @@ class Api:
         return _ok(await self._c.policies())
 
     async def buckets(self, request: Request, v: Visitor) -> Response:
-        """Every "Comet Server" bucket with its usage and quota."""
-        return _ok(await self._c.buckets())
+        """ "Comet Server" buckets with their usage and quota, 50 a page (``page``)."""
+        return _ok(await self._c.buckets(page=_page(request)))
 
     async def audit(self, request: Request, v: Visitor) -> Response:
         """The audit log, newest first; ``action`` filters, ``limit`` (at most 1000)."""

@@ -42,6 +42,7 @@ from comet.server.store.profiles import ProfileStore
 from comet.v1 import control_pb2
 
 PAGE_SIZE = 50
+DASHBOARD_BUCKETS = 10
 MAX_PAGE_SIZE = 500
 T = TypeVar("T")
 ROLE_NAMES = {
@@ -86,8 +87,10 @@ class Dashboard:
     devices_online: int
     devices_offline: int
     jobs_24h: dict[str, int]
-    attention: list[AttentionDevice]
-    buckets: list[BucketRecord]
+    attention: list[AttentionDevice]  # the first ATTENTION_SHOWN
+    attention_total: int
+    buckets: list[BucketRecord]  # the DASHBOARD_BUCKETS largest
+    buckets_total: int
     instances: list[ServerInstance]
 
 
@@ -152,12 +155,18 @@ class Console:
     async def dashboard(self) -> Dashboard:
         online, offline = await self._directory.device_counts()
         by_status = await self._overview.jobs_by_status(timedelta(hours=24))
+        attention = await self._overview.needing_attention()
+        buckets, buckets_total = await self._buckets.page_buckets(
+            offset=0, limit=DASHBOARD_BUCKETS, largest_first=True
+        )
         return Dashboard(
             devices_online=online,
             devices_offline=offline,
             jobs_24h={s.name: n for s, n in sorted(by_status.items())},
-            attention=await self._overview.needing_attention(),
-            buckets=await self._buckets.list_buckets(),
+            attention=attention.devices,
+            attention_total=attention.total,
+            buckets=buckets,
+            buckets_total=buckets_total,
             instances=await self._overview.instances(self._instance_id),
         )
 
@@ -243,8 +252,11 @@ class Console:
         """Every policy, and how many users each is assigned to."""
         return await self._policies.all(), await self._directory.users_per_policy()
 
-    async def buckets(self) -> list[BucketRecord]:
-        return await self._buckets.list_buckets()
+    async def buckets(self, *, page: int = 1, per_page: int = PAGE_SIZE) -> Page[BucketRecord]:
+        size = _page_size(per_page)
+        page = max(1, page)
+        buckets, total = await self._buckets.page_buckets(offset=(page - 1) * size, limit=size)
+        return _page(buckets, page, size, total)
 
     async def server(self) -> ServerInfo:
         return ServerInfo(

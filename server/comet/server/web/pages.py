@@ -350,7 +350,9 @@ class Pages:
         return self.render(request, v, "policies.html", policies=policies, counts=counts)
 
     async def buckets(self, request: Request, v: Visitor) -> Response:
-        return self.render(request, v, "buckets.html", buckets=await self._c.buckets())
+        page_text = request.query_params.get("page", "1")
+        page = await self._c.buckets(page=int(page_text) if page_text.isdigit() else 1)
+        return self.render(request, v, "buckets.html", buckets=page.items, page=page)
 
     async def api_keys(self, request: Request, v: Visitor) -> Response:
         assert v.principal is not None
