@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from comet.server.app import Stores, open_stores
 from comet.server.notify.events import ERROR_STATUSES, GOOD_STATUSES, overdue_devices
-from comet.server.store import profile_document
 from comet.server.secret_box import SecretBox
+from comet.server.store import profile_document
 from comet.server.store.database import alembic_config, create_engine, migrate
 from comet.server.store.jobs import JobClassification, JobRecord, JobStatus
 from comet.server.store.models import Device, Job, User
@@ -60,9 +60,10 @@ async def old_definition(engine: AsyncEngine, now: datetime) -> dict[str, tuple[
         last_good = max(good, default=None)
         if mine and JobStatus(mine[-1].status) in ERROR_STATUSES:
             out[device.id] = (f"failed: {JobStatus(mine[-1].status).name}", mine[-1].ended_at)
-        elif _old_scheduled(profile, device.id) and (
-            last_good or device.registered_at
-        ) < now - OVERDUE_AFTER:
+        elif (
+            _old_scheduled(profile, device.id)
+            and (last_good or device.registered_at) < now - OVERDUE_AFTER
+        ):
             out[device.id] = ("overdue", last_good)
     return out
 
@@ -227,9 +228,7 @@ async def test_upgrading_a_database_at_0016_fills_the_summary_and_indexes_every_
     migrate(url, "0016")
     now = datetime.now(UTC)
     profile = {
-        "items": [
-            {"item_id": f"i{n}", "owner_device_id": f"d{n}", "type": 1} for n in range(4)
-        ],
+        "items": [{"item_id": f"i{n}", "owner_device_id": f"d{n}", "type": 1} for n in range(4)],
         "schedules": [{"item_id": f"i{n}", "enabled": n != 3} for n in range(4)],
     }
     with psycopg.connect(url) as conn:
@@ -254,9 +253,13 @@ async def test_upgrading_a_database_at_0016_fills_the_summary_and_indexes_every_
                 " started_at, ended_at, last_report_at) VALUES (%s, 'u1', %s, %s, %s, %s, %s,"
                 " now())",
                 (
-                    f"j{n}", f"d{n % 4}", 4003 if n % 7 == 0 else 4001, status, started,
+                    f"j{n}",
+                    f"d{n % 4}",
+                    4003 if n % 7 == 0 else 4001,
+                    status,
+                    started,
                     None if status == 6001 else started + timedelta(minutes=3),
-                ),  # fmt: skip
+                ),
             )
     migrate(url)
     engine = create_engine(url, pool_size=2)
