@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from comet.server.errors import NotFoundError
 from comet.server.store.accounts import AccountStore, DeviceRecord, UserRecord, user_record
@@ -78,10 +79,11 @@ class Directory:
         where: list[ColumnElement[bool]] = []
         if search:
             pattern = _like(search)
+            owners = select(User.id).where(User.username.ilike(pattern, escape="\\"))
             where.append(
                 or_(
                     Device.name.ilike(pattern, escape="\\"),
-                    User.username.ilike(pattern, escape="\\"),
+                    Device.user_id.in_(owners),
                     Device.id.ilike(pattern, escape="\\"),
                 )
             )
@@ -90,19 +92,23 @@ class Directory:
             where.append(clause if online else ~clause)
         if user_id is not None:
             where.append(Device.user_id == user_id)
-        joined = select(Device, User.username).join(User, User.id == Device.user_id)
+        # Counted and paged on devices alone (the registration index); owners' names
+        # are joined to the page's rows only.
+        page = (
+            select(Device)
+            .where(*where)
+            .order_by(Device.registered_at, Device.id)
+            .offset(offset)
+            .limit(limit)
+            .subquery()
+        )
+        device = aliased(Device, page)
         async with self._sessions() as s:
-            total = await s.scalar(
-                select(func.count())
-                .select_from(Device)
-                .join(User, User.id == Device.user_id)
-                .where(*where)
-            )
+            total = await s.scalar(select(func.count()).select_from(Device).where(*where))
             rows = await s.execute(
-                joined.where(*where)
-                .order_by(Device.registered_at, Device.id)
-                .offset(offset)
-                .limit(limit)
+                select(device, User.username)
+                .join(User, User.id == device.user_id)
+                .order_by(device.registered_at, device.id)
             )
             records = [self._accounts.device_record(d, name) for d, name in rows.all()]
         return records, int(total or 0)

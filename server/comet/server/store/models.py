@@ -162,7 +162,7 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         # Keyset pages of the history: (started_at, job_id), overall and filtered.
-        Index("ix_jobs_started_job", "started_at", "job_id"),
+        Index("ix_jobs_started_job", "started_at", "job_id", postgresql_include=["status"]),
         Index("ix_jobs_user_started_job", "user_id", "started_at", "job_id"),
         Index("ix_jobs_device_started_job", "device_id", "started_at", "job_id"),
         Index("ix_jobs_status_started_job", "status", "started_at", "job_id"),
