@@ -5,8 +5,10 @@ keyset pages when jobs share a start time."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -45,6 +47,13 @@ async def seed(engine: AsyncEngine) -> None:
                 " now() + n * interval '1 second' FROM generate_series(1, 60) n"
             )
         )
+        await conn.execute(
+            text(
+                "INSERT INTO audit_events (time, actor, action, target, source_address, success,"
+                " details) SELECT now(), 'root', 'paged', 't' || n, '', true, ''"
+                " FROM generate_series(1, 250) n"
+            )
+        )
         # Five jobs started at the same instant: keyset pages break the tie by id.
         when = datetime(2026, 1, 5, tzinfo=UTC)
         for n in range(5):
@@ -64,37 +73,45 @@ async def test_lists_page_at_their_edges(web: Web, engine: AsyncEngine) -> None:
     await seed(engine)
     async with web.client() as http:
 
-        async def get(path: str) -> dict[str, object]:
+        async def get(path: str) -> Any:
             reply = await http.get(path, headers=headers)
             assert reply.status_code == 200, reply.text
-            body: dict[str, object] = reply.json()
-            return body
+            return reply.json()
 
         names: list[str] = []
         for page in (1, 2, 3):
             body = await get(f"/api/v1/users?page={page}")
             assert (body["page"], body["pages"], body["total"]) == (page, 3, 123)
-            names += [u["username"] for u in body["items"]]  # type: ignore[attr-defined]
+            names += [u["username"] for u in body["items"]]
         assert names == sorted(names) and len(set(names)) == 123
         past = await get("/api/v1/users?page=4")
         assert (past["items"], past["page"], past["pages"]) == ([], 4, 3)
         assert (await get("/api/v1/users?page=0"))["page"] == 1
-        assert len((await get("/api/v1/users?per_page=100000"))["items"]) == 123  # type: ignore[arg-type]
+        assert len((await get("/api/v1/users?per_page=100000"))["items"]) == 123
         one = await get("/api/v1/users?per_page=0")
-        assert (len(one["items"]), one["pages"]) == (1, 123)  # type: ignore[arg-type]
+        assert (len(one["items"]), one["pages"]) == (1, 123)
         found = await get("/api/v1/users?q=a_b")
-        assert [u["username"] for u in found["items"]] == ["a_b"]  # type: ignore[attr-defined]
+        assert [u["username"] for u in found["items"]] == ["a_b"]
         p001 = await get("/api/v1/users?q=p001")
-        assert [u["device_count"] for u in p001["items"]] == [2]  # type: ignore[attr-defined]
+        assert [u["device_count"] for u in p001["items"]] == [2]
 
         buckets = await get("/api/v1/buckets?page=2")
-        assert (len(buckets["items"]), buckets["total"], buckets["pages"]) == (10, 60, 2)  # type: ignore[arg-type]
+        assert (len(buckets["items"]), buckets["total"], buckets["pages"]) == (10, 60, 2)
         dashboard = await get("/api/v1/dashboard")
-        used = [b["used_bytes"] for b in dashboard["buckets"]]  # type: ignore[attr-defined]
+        used = [b["used_bytes"] for b in dashboard["buckets"]]
         assert used == [60_000 - 1000 * n for n in range(10)]
         assert dashboard["buckets_total"] == 60
         page = await http.get("/buckets?page=2", headers=headers)
         assert "60 bucket(s) · page 2 of 2" in page.text
+
+        audit = await http.get("/audit?action=paged", headers=headers)
+        older = re.search(r'href="(/audit\?action=paged&amp;before=\d+)"', audit.text)
+        assert older and audit.text.count("<tr><td>") == 200
+        rest = await http.get(older.group(1).replace("&amp;", "&"), headers=headers)
+        assert rest.text.count("<tr><td>") == 50 and "older events" not in rest.text
+        first = await get("/api/v1/audit?action=paged&limit=100")
+        more = await get(f"/api/v1/audit?action=paged&before={first[-1]['event_id']}")
+        assert [e["target"] for e in more][:1] == ["t150"] and len(more) == 150
 
     seen: list[str] = []
     token = ""

@@ -242,8 +242,13 @@ class Console:
                 return
             await asyncio.sleep(every)
 
-    async def audit(self, *, action: str = "", limit: int = 200) -> list[AuditEvent]:
-        return await self.accounts.list_audit(action=action, limit=min(max(limit, 1), 1000))
+    async def audit(
+        self, *, action: str = "", limit: int = 200, before_id: int = 0
+    ) -> list[AuditEvent]:
+        """Newest first; the next page: ``before_id`` = the last event's id."""
+        return await self.accounts.list_audit(
+            action=action, limit=min(max(limit, 1), 1000), before_id=before_id
+        )
 
     async def policies(self) -> list[PolicyRecord]:
         return await self._policies.all()

@@ -38,6 +38,7 @@ from comet.server.web.session_cookie import (
 
 JOB_FILTERS = ("user", "device", "item", "vault", "status", "classification", "since", "until")
 ADMINS = (Caller.SUPER, Caller.OPERATOR, Caller.AUDITOR)
+AUDIT_PAGE = 200
 
 
 def _text(form: FormData, name: str) -> str:
@@ -342,8 +343,13 @@ class Pages:
 
     async def audit(self, request: Request, v: Visitor) -> Response:
         action = request.query_params.get("action", "")
-        events = await self._c.audit(action=action)
-        return self.render(request, v, "audit.html", events=events, action=action)
+        before = request.query_params.get("before", "")
+        events = await self._c.audit(
+            action=action, limit=AUDIT_PAGE, before_id=int(before) if before.isdigit() else 0
+        )
+        full = len(events) == AUDIT_PAGE
+        older = urlencode({"action": action, "before": events[-1].id}) if full else ""
+        return self.render(request, v, "audit.html", events=events, action=action, older=older)
 
     async def policies(self, request: Request, v: Visitor) -> Response:
         policies, counts = await self._c.policies_in_use()
