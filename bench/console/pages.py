@@ -1,13 +1,16 @@
 """Server time of the web console's pages and API at fleet scale, over real HTTP.
 
-Seeds a throwaway embedded PostgreSQL with USERS users (each with a Protected Item
-and a schedule per device, and a "Comet Server" bucket), DEVICES devices per user,
-JOBS job rows and AUDIT audit events (bulk SQL with generate_series: seeding is not
-what is measured), starts a real ``comet-server serve --web-listen`` process on it,
-and asks every console page and /api/v1 list endpoint RUNS times, one request at a
-time over TCP. Prints the median and p95 milliseconds per page (JSON with --json).
-The issue's target: every page under 200 ms at 10,000 users, 20,000 devices and
-1,000,000 jobs (the defaults).
+Seeds a throwaway embedded PostgreSQL at schema 0016 with USERS users (each with a
+Protected Item and a schedule per device, and a "Comet Server" bucket), DEVICES
+devices per user, JOBS job rows and AUDIT audit events (bulk SQL with
+generate_series: seeding is not what is measured), upgrades it to the newest schema
+(timed: the console's migration on real rows), starts a real ``comet-server serve
+--web-listen`` process on it, and asks every console page and /api/v1 list endpoint
+RUNS times, one request at a time over loopback TCP (the first, warming request is
+not counted). Prints the median and p95 milliseconds per page and the load average
+(JSON with --json). The issue's target: every page under 200 ms at 10,000 users,
+20,000 devices and 1,000,000 jobs (the defaults). ``/api/v1/openapi.json`` is the
+floor: a request that reads nothing but the API key.
 
     .venv/bin/python -m bench.console.pages                       # full scale
     .venv/bin/python -m bench.console.pages --users 500 --jobs 20000 --runs 3
