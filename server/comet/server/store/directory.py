@@ -18,6 +18,16 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+def from_nearer_end(offset: int, limit: int, total: int) -> tuple[int, int, bool]:
+    """(offset, limit, backwards) reading the same rows from the nearer end of the
+    order: a page past the middle (the last page of 20,000 devices) skips the rows
+    after it, read in reverse, instead of every row before it."""
+    if offset >= total or offset + limit // 2 <= total // 2:
+        return offset, limit, False
+    after = total - offset - limit
+    return max(after, 0), limit + min(after, 0), True
+
+
 class Directory:
     def __init__(self, engine: AsyncEngine, accounts: AccountStore) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -37,12 +47,14 @@ class Directory:
         self, *where: ColumnElement[bool], offset: int, limit: int
     ) -> tuple[list[UserRecord], int]:
         async with self._sessions() as s:
-            total = await s.scalar(select(func.count()).select_from(User).where(*where))
+            total = int(await s.scalar(select(func.count()).select_from(User).where(*where)) or 0)
+            skip, take, backwards = from_nearer_end(offset, limit, total)
+            order = User.username.desc() if backwards else User.username
             users = list(
-                await s.scalars(
-                    select(User).where(*where).order_by(User.username).offset(offset).limit(limit)
-                )
+                await s.scalars(select(User).where(*where).order_by(order).offset(skip).limit(take))
             )
+            if backwards:
+                users.reverse()
             # Devices of this page's users only (not a count over every device).
             counts = dict(
                 (
@@ -56,7 +68,7 @@ class Directory:
                     )
                 ).all()
             )
-        return [user_record(u, int(counts.get(u.id, 0))) for u in users], int(total or 0)
+        return [user_record(u, int(counts.get(u.id, 0))) for u in users], total
 
     async def user(self, username: str) -> UserRecord:
         """One user by name; NotFoundError if there is none."""
@@ -92,26 +104,25 @@ class Directory:
             where.append(clause if online else ~clause)
         if user_id is not None:
             where.append(Device.user_id == user_id)
-        # Counted and paged on devices alone (the registration index); owners' names
-        # are joined to the page's rows only.
-        page = (
-            select(Device)
-            .where(*where)
-            .order_by(Device.registered_at, Device.id)
-            .offset(offset)
-            .limit(limit)
-            .subquery()
-        )
-        device = aliased(Device, page)
+        # Counted and paged on devices alone (the registration index, from its nearer
+        # end); owners' names are joined to the page's rows only.
         async with self._sessions() as s:
-            total = await s.scalar(select(func.count()).select_from(Device).where(*where))
+            total = int(await s.scalar(select(func.count()).select_from(Device).where(*where)) or 0)
+            skip, take, backwards = from_nearer_end(offset, limit, total)
+            order = (
+                (Device.registered_at.desc(), Device.id.desc())
+                if backwards
+                else (Device.registered_at, Device.id)
+            )
+            page = select(Device).where(*where).order_by(*order).offset(skip).limit(take)
+            device = aliased(Device, page.subquery())
             rows = await s.execute(
                 select(device, User.username)
                 .join(User, User.id == device.user_id)
                 .order_by(device.registered_at, device.id)
             )
             records = [self._accounts.device_record(d, name) for d, name in rows.all()]
-        return records, int(total or 0)
+        return records, total
 
     async def device_counts(self) -> tuple[int, int]:
         """Unrevoked devices online and offline."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import and_, case, false, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from comet.server.clock import Clock
@@ -68,30 +68,53 @@ class OverviewStore:
             return {JobStatus(status): int(n) for status, n in rows.all()}
 
     async def needing_attention(self, *, limit: int = ATTENTION_SHOWN) -> Attention:
-        """Devices whose latest backup ended badly, then overdue devices (by user and
-        device name), at most ``limit`` of them, and how many there are in all. Read
-        from each device's backup summary (migration 0017): one pass over the devices,
-        none over jobs or profiles."""
-        failed = Device.last_backup_status.in_([int(x) for x in ERROR_STATUSES])
+        """Devices whose latest backup ended badly (the latest failure first), then
+        overdue devices (the longest overdue first), at most ``limit`` of them, and
+        how many there are in all. Read from each device's backup summary (migration
+        0017): one pass over the devices, none over jobs or profiles; owners' names
+        are joined to the ``limit`` shown only."""
+        failed = func.coalesce(
+            Device.last_backup_status.in_([int(x) for x in ERROR_STATUSES]), false()
+        )
         overdue = overdue_clause(self._clock.now() - self._overdue_after)
         needs = and_(Device.revoked_at.is_(None), or_(failed, overdue))
+        good_or_registered = func.coalesce(Device.last_good_backup_at, Device.registered_at)
+        first = (
+            select(
+                Device.id, Device.name, Device.user_id, failed.label("failed"),
+                Device.last_backup_status, Device.last_backup_ended_at,
+                Device.last_good_backup_at, good_or_registered.label("good_or_registered"),
+            )
+            .where(needs)
+            .order_by(
+                failed.desc(),
+                case((failed, Device.last_backup_ended_at)).desc().nulls_last(),
+                good_or_registered,
+                Device.id,
+            )
+            .limit(limit)
+            .subquery()
+        )  # fmt: skip
         async with self._sessions() as s:
             total = await s.scalar(select(func.count()).select_from(Device).where(needs))
             rows = (
                 await s.execute(
                     select(
-                        Device.id,
-                        Device.name,
+                        first.c.id,
+                        first.c.name,
                         User.username,
-                        failed,
-                        Device.last_backup_status,
-                        Device.last_backup_ended_at,
-                        Device.last_good_backup_at,
+                        first.c.failed,
+                        first.c.last_backup_status,
+                        first.c.last_backup_ended_at,
+                        first.c.last_good_backup_at,
                     )
-                    .join(User, User.id == Device.user_id)
-                    .where(needs)
-                    .order_by(failed.desc().nulls_last(), User.username, Device.name, Device.id)
-                    .limit(limit)
+                    .join(User, User.id == first.c.user_id)
+                    .order_by(
+                        first.c.failed.desc(),
+                        case((first.c.failed, first.c.last_backup_ended_at)).desc().nulls_last(),
+                        first.c.good_or_registered,
+                        first.c.id,
+                    )
                 )
             ).all()
         devices = [
