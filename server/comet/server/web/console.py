@@ -153,11 +153,19 @@ class Console:
     # ------------------------------------------------------------------ reads
 
     async def dashboard(self) -> Dashboard:
-        online, offline = await self._directory.device_counts()
-        by_status = await self._overview.jobs_by_status(timedelta(hours=24))
-        attention = await self._overview.needing_attention()
-        buckets, buckets_total = await self._buckets.page_buckets(
-            offset=0, limit=DASHBOARD_BUCKETS, largest_first=True
+        # Independent reads, each on its own pooled connection: at once.
+        (
+            (online, offline),
+            by_status,
+            attention,
+            (buckets, buckets_total),
+            instances,
+        ) = await asyncio.gather(
+            self._directory.device_counts(),
+            self._overview.jobs_by_status(timedelta(hours=24)),
+            self._overview.needing_attention(),
+            self._buckets.page_buckets(offset=0, limit=DASHBOARD_BUCKETS, largest_first=True),
+            self._overview.instances(self._instance_id),
         )
         return Dashboard(
             devices_online=online,
@@ -167,7 +175,7 @@ class Console:
             attention_total=attention.total,
             buckets=buckets,
             buckets_total=buckets_total,
-            instances=await self._overview.instances(self._instance_id),
+            instances=instances,
         )
 
     async def users(
