@@ -187,17 +187,12 @@ class MetricsRefresher:
                     .group_by(NotifyDelivery.kind, NotifyDelivery.status)
                 )
             ).all()
+            # Each device's backup summary (migration 0017), not the job history.
             good = (
                 await s.execute(
-                    select(Device.id, Device.name, User.username, func.max(Job.ended_at))
-                    .join(Job, Job.device_id == Device.id)
+                    select(Device.id, Device.name, User.username, Device.last_good_backup_at)
                     .join(User, User.id == Device.user_id)
-                    .where(
-                        Device.revoked_at.is_(None),
-                        Job.classification == int(JobClassification.BACKUP),
-                        Job.status.in_([int(JobStatus.SUCCESS), int(JobStatus.WARNING)]),
-                    )
-                    .group_by(Device.id, Device.name, User.username)
+                    .where(Device.revoked_at.is_(None), Device.last_good_backup_at.is_not(None))
                 )
             ).all()
         m.jobs.clear()

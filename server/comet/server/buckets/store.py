@@ -253,6 +253,28 @@ class BucketStore:
         async with self._sessions() as s:
             return [_record(row, name or "") for row, name in (await s.execute(query)).all()]
 
+    async def page_buckets(
+        self, *, offset: int, limit: int, largest_first: bool = False
+    ) -> tuple[list[BucketRecord], int]:
+        """A page of the buckets in order of creation (or the largest first), and how
+        many there are."""
+        order = (
+            (Bucket.used_bytes.desc(), Bucket.id)
+            if largest_first
+            else (Bucket.created_at, Bucket.id)
+        )
+        query = (
+            select(Bucket, User.username)
+            .outerjoin(User, User.id == Bucket.user_id)
+            .order_by(*order)
+            .offset(offset)
+            .limit(limit)
+        )
+        async with self._sessions() as s:
+            total = await s.scalar(select(func.count()).select_from(Bucket))
+            rows = (await s.execute(query)).all()
+        return [_record(row, name or "") for row, name in rows], int(total or 0)
+
     async def delete_bucket(self, bucket_id: str) -> int:
         """Delete a bucket and all its objects; returns the bytes it held."""
         try:

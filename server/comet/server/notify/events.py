@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -83,7 +83,7 @@ class EventPolicy:
     login_failure_window: timedelta = timedelta(minutes=15)
     # A device with enabled schedules and no good backup for this long is overdue.
     overdue_after: timedelta = timedelta(hours=26)
-    # Looking for overdue devices reads every device: not every round.
+    # Looking for overdue devices reads every device's summary: not every round.
     overdue_every: timedelta = timedelta(minutes=5)
 
 
@@ -512,42 +512,26 @@ def webhooks_by_event(webhooks: list[Any]) -> dict[str, list[str]]:
     return out
 
 
-async def overdue_devices(s: AsyncSession, good_since: datetime) -> list[dict[str, Any]]:
-    """Devices with an enabled schedule whose last good backup is older than
-    ``good_since`` (or who never had one and were registered before it)."""
-    devices = (
-        await s.execute(
-            select(Device, User.username, User.profile)
-            .join(User, User.id == Device.user_id)
-            .where(Device.revoked_at.is_(None))
-        )
-    ).all()
-    last_good = dict(
-        (
-            await s.execute(
-                select(Job.device_id, func.max(Job.ended_at))
-                .where(
-                    Job.classification == int(JobClassification.BACKUP),
-                    Job.status.in_(GOOD_STATUSES),
-                )
-                .group_by(Job.device_id)
-            )
-        ).all()
+def overdue_clause(good_since: datetime) -> ColumnElement[bool]:
+    """An unrevoked device with an enabled schedule whose last good backup ended
+    before ``good_since`` (or who never had one and was registered before it), from
+    its backup summary (migration 0017): no profile and no job is read."""
+    return and_(
+        Device.revoked_at.is_(None),
+        Device.backup_scheduled,
+        func.coalesce(Device.last_good_backup_at, Device.registered_at) < good_since,
     )
-    out = []
-    for device, username, profile in devices:
-        doc = profile_document.normalised(profile)
-        owned = {i.get("item_id") for i in doc["items"] if i.get("owner_device_id") == device.id}
-        scheduled = any(sc.get("enabled") and sc.get("item_id") in owned for sc in doc["schedules"])
-        last = last_good.get(device.id)
-        reference = last or device.registered_at
-        if scheduled and reference < good_since:
-            out.append(
-                {
-                    "device_id": device.id,
-                    "device_name": device.name,
-                    "user": username,
-                    "last_good_backup": rfc3339(last),
-                }
-            )
-    return out
+
+
+async def overdue_devices(s: AsyncSession, good_since: datetime) -> list[dict[str, Any]]:
+    """The overdue devices (``overdue_clause``) by user and device name."""
+    rows = await s.execute(
+        select(Device.id, Device.name, User.username, Device.last_good_backup_at)
+        .join(User, User.id == Device.user_id)
+        .where(overdue_clause(good_since))
+        .order_by(User.username, Device.name, Device.id)
+    )
+    return [
+        {"device_id": d, "device_name": name, "user": user, "last_good_backup": rfc3339(last)}
+        for d, name, user, last in rows.all()
+    ]

@@ -915,8 +915,10 @@ class AccountStore:
 
     # ------------------------------------------------------------------ audit, secrets
 
-    async def list_audit(self, *, action: str = "", limit: int = 100) -> list[AuditEvent]:
-        return await self.audit_log.list(action=action, limit=limit)
+    async def list_audit(
+        self, *, action: str = "", limit: int = 100, before_id: int = 0
+    ) -> list[AuditEvent]:
+        return await self.audit_log.list(action=action, limit=limit, before_id=before_id)
 
     async def server_secret(self, name: str) -> bytes:
         """A random secret shared by every instance, created on first use."""

@@ -59,10 +59,15 @@ class AuditLog:
                 )
             )
 
-    async def list(self, *, action: str = "", limit: int = 100) -> list[AuditEvent]:
+    async def list(
+        self, *, action: str = "", limit: int = 100, before_id: int = 0
+    ) -> list[AuditEvent]:
+        """Newest first; ``before_id`` pages on (events older than that one)."""
         query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit or 100)
         if action:
             query = query.where(AuditEvent.action == action)
+        if before_id > 0:
+            query = query.where(AuditEvent.id < before_id)
         async with self._sessions() as s:
             return list((await s.scalars(query)).all())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from comet.server.errors import NotFoundError
 from comet.server.store.accounts import (
@@ -21,6 +22,16 @@ def _like(text: str) -> str:
     """A LIKE pattern matching ``text`` anywhere, its wildcards taken literally."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def from_nearer_end(offset: int, limit: int, total: int) -> tuple[int, int, bool]:
+    """(offset, limit, backwards) reading the same rows from the nearer end of the
+    order: a page past the middle (the last page of 20,000 devices) skips the rows
+    after it, read in reverse, instead of every row before it."""
+    if offset >= total or offset + limit // 2 <= total // 2:
+        return offset, limit, False
+    after = total - offset - limit
+    return max(after, 0), limit + min(after, 0), True
 
 
 class Directory:
@@ -46,23 +57,29 @@ class Directory:
     async def _users(
         self, *where: ColumnElement[bool], offset: int, limit: int
     ) -> tuple[list[UserRecord], int]:
-        counts = (
-            select(Device.user_id, func.count().label("n"))
-            .where(Device.revoked_at.is_(None))
-            .group_by(Device.user_id)
-            .subquery()
-        )
         async with self._sessions() as s:
-            total = await s.scalar(select(func.count()).select_from(User).where(*where))
-            rows = await s.execute(
-                select(User, func.coalesce(counts.c.n, 0))
-                .outerjoin(counts, counts.c.user_id == User.id)
-                .where(*where)
-                .order_by(User.username)
-                .offset(offset)
-                .limit(limit)
+            total = int(await s.scalar(select(func.count()).select_from(User).where(*where)) or 0)
+            skip, take, backwards = from_nearer_end(offset, limit, total)
+            order = User.username.desc() if backwards else User.username
+            users = list(
+                await s.scalars(select(User).where(*where).order_by(order).offset(skip).limit(take))
             )
-            return [user_record(u, int(n)) for u, n in rows.all()], int(total or 0)
+            if backwards:
+                users.reverse()
+            # Devices of this page's users only (not a count over every device).
+            counts = dict(
+                (
+                    await s.execute(
+                        select(Device.user_id, func.count())
+                        .where(
+                            Device.user_id.in_([u.id for u in users]),
+                            Device.revoked_at.is_(None),
+                        )
+                        .group_by(Device.user_id)
+                    )
+                ).all()
+            )
+        return [user_record(u, int(counts.get(u.id, 0))) for u in users], total
 
     async def user(self, username: str) -> UserRecord:
         """One user by name; NotFoundError if there is none."""
@@ -85,10 +102,11 @@ class Directory:
         where: list[ColumnElement[bool]] = []
         if search:
             pattern = _like(search)
+            owners = select(User.id).where(User.username.ilike(pattern, escape="\\"))
             where.append(
                 or_(
                     Device.name.ilike(pattern, escape="\\"),
-                    User.username.ilike(pattern, escape="\\"),
+                    Device.user_id.in_(owners),
                     Device.id.ilike(pattern, escape="\\"),
                 )
             )
@@ -97,22 +115,25 @@ class Directory:
             where.append(clause if online else ~clause)
         if user_id is not None:
             where.append(Device.user_id == user_id)
-        joined = select(Device, User.username).join(User, User.id == Device.user_id)
+        # Counted and paged on devices alone (the registration index, from its nearer
+        # end); owners' names are joined to the page's rows only.
         async with self._sessions() as s:
-            total = await s.scalar(
-                select(func.count())
-                .select_from(Device)
-                .join(User, User.id == Device.user_id)
-                .where(*where)
+            total = int(await s.scalar(select(func.count()).select_from(Device).where(*where)) or 0)
+            skip, take, backwards = from_nearer_end(offset, limit, total)
+            order = (
+                (Device.registered_at.desc(), Device.id.desc())
+                if backwards
+                else (Device.registered_at, Device.id)
             )
+            page = select(Device).where(*where).order_by(*order).offset(skip).limit(take)
+            device = aliased(Device, page.subquery())
             rows = await s.execute(
-                joined.where(*where)
-                .order_by(Device.registered_at, Device.id)
-                .offset(offset)
-                .limit(limit)
+                select(device, User.username)
+                .join(User, User.id == device.user_id)
+                .order_by(device.registered_at, device.id)
             )
             records = [self._accounts.device_record(d, name) for d, name in rows.all()]
-        return records, int(total or 0)
+        return records, total
 
     async def device_counts(self) -> tuple[int, int]:
         """Unrevoked devices online and offline."""

@@ -53,6 +53,7 @@ class User(Base):
 
 class Device(Base):
     __tablename__ = "devices"
+    __table_args__ = (Index("ix_devices_registered", "registered_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -67,6 +68,21 @@ class Device(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # The server instance holding this device's live connection, if any.
     connected_instance: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Its backup summary for the dashboard (migration 0017): whether it owns a
+    # Protected Item with an enabled schedule (set on each profile write), its latest
+    # backup job and when its newest good backup ended (a trigger on jobs keeps them).
+    backup_scheduled: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_backup_job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_backup_started_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    last_backup_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_backup_ended_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    last_good_backup_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class Session(Base):
@@ -86,6 +102,7 @@ class AuditEvent(Base):
         Index("ix_audit_action_target_time", "action", "target", "time"),
         Index("ix_audit_action_source_time", "action", "source_address", "time"),
         Index("ix_audit_time", "time"),  # retention pruning
+        Index("ix_audit_action_id", "action", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -147,11 +164,19 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        Index("ix_jobs_user_started", "user_id", "started_at"),
-        Index("ix_jobs_device_started", "device_id", "started_at"),
+        # Keyset pages of the history: (started_at, job_id), overall and filtered.
+        Index("ix_jobs_started_job", "started_at", "job_id", postgresql_include=["status"]),
+        Index("ix_jobs_user_started_job", "user_id", "started_at", "job_id"),
+        Index("ix_jobs_device_started_job", "device_id", "started_at", "job_id"),
+        Index("ix_jobs_status_started_job", "status", "started_at", "job_id"),
         Index("ix_jobs_item_started", "item_id", "started_at"),
         Index("ix_jobs_vault_started", "vault_id", "started_at"),
-        Index("ix_jobs_started", "started_at"),
+        Index(
+            "ix_jobs_good_backups",
+            "device_id",
+            "ended_at",
+            postgresql_where=text("classification = 4001 AND status IN (5000, 7001)"),
+        ),
         Index("ix_jobs_status_report", "status", "last_report_at"),
         Index("ix_jobs_last_report", "last_report_at"),
     )

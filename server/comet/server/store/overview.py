@@ -7,14 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text, true
+from sqlalchemy import and_, case, false, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from comet.server.clock import Clock
-from comet.server.notify.events import ERROR_STATUSES, overdue_devices
+from comet.server.notify.events import ERROR_STATUSES, overdue_clause
 from comet.server.routing import listener_name
-from comet.server.store.jobs import JobClassification, JobStatus
+from comet.server.store.jobs import JobStatus
 from comet.server.store.models import Device, Job, User
+
+# The dashboard lists this many devices needing attention (and says how many more).
+ATTENTION_SHOWN = 100
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,14 @@ class AttentionDevice:
     username: str
     reason: str  # "failed: ERROR" / "overdue"
     since: datetime | None  # when its latest backup ended, or its last good one
+
+
+@dataclass(frozen=True)
+class Attention:
+    """The first devices needing attention, and how many need it in all."""
+
+    devices: list[AttentionDevice]
+    total: int
 
 
 @dataclass(frozen=True)
@@ -56,56 +67,63 @@ class OverviewStore:
             )
             return {JobStatus(status): int(n) for status, n in rows.all()}
 
-    async def needing_attention(self) -> list[AttentionDevice]:
-        """Devices whose latest backup ended badly, then overdue devices."""
-        # Each device's latest backup through the (device_id, started_at) index: one
-        # short probe per device, not a sort of the whole history.
-        latest = (
-            select(Job.status, Job.ended_at)
-            .where(
-                Job.device_id == Device.id,
-                Job.classification == int(JobClassification.BACKUP),
-            )
-            .order_by(Job.started_at.desc())
-            .limit(1)
-            .lateral()
+    async def needing_attention(self, *, limit: int = ATTENTION_SHOWN) -> Attention:
+        """Devices whose latest backup ended badly (the latest failure first), then
+        overdue devices (the longest overdue first), at most ``limit`` of them, and
+        how many there are in all. Read from each device's backup summary (migration
+        0017): one pass over the devices, none over jobs or profiles; owners' names
+        are joined to the ``limit`` shown only."""
+        failed = func.coalesce(
+            Device.last_backup_status.in_([int(x) for x in ERROR_STATUSES]), false()
         )
+        overdue = overdue_clause(self._clock.now() - self._overdue_after)
+        needs = and_(Device.revoked_at.is_(None), or_(failed, overdue))
+        good_or_registered = func.coalesce(Device.last_good_backup_at, Device.registered_at)
+        first = (
+            select(
+                Device.id, Device.name, Device.user_id, failed.label("failed"),
+                Device.last_backup_status, Device.last_backup_ended_at,
+                Device.last_good_backup_at, good_or_registered.label("good_or_registered"),
+            )
+            .where(needs)
+            .order_by(
+                failed.desc(),
+                case((failed, Device.last_backup_ended_at)).desc().nulls_last(),
+                good_or_registered,
+                Device.id,
+            )
+            .limit(limit)
+            .subquery()
+        )  # fmt: skip
         async with self._sessions() as s:
+            total = await s.scalar(select(func.count()).select_from(Device).where(needs))
             rows = (
                 await s.execute(
                     select(
-                        Device.id, Device.name, User.username, latest.c.status, latest.c.ended_at
+                        first.c.id,
+                        first.c.name,
+                        User.username,
+                        first.c.failed,
+                        first.c.last_backup_status,
+                        first.c.last_backup_ended_at,
+                        first.c.last_good_backup_at,
                     )
-                    .select_from(Device)
-                    .join(latest, true())
-                    .join(User, User.id == Device.user_id)
-                    .where(
-                        Device.revoked_at.is_(None),
-                        latest.c.status.in_([int(x) for x in ERROR_STATUSES]),
+                    .join(User, User.id == first.c.user_id)
+                    .order_by(
+                        first.c.failed.desc(),
+                        case((first.c.failed, first.c.last_backup_ended_at)).desc().nulls_last(),
+                        first.c.good_or_registered,
+                        first.c.id,
                     )
-                    .order_by(User.username, Device.name)
                 )
             ).all()
-            overdue = await overdue_devices(s, self._clock.now() - self._overdue_after)
-        out = [
+        devices = [
             AttentionDevice(d, name, user, f"failed: {JobStatus(status).name}", ended)
-            for d, name, user, status, ended in rows
+            if is_failed and status is not None
+            else AttentionDevice(d, name, user, "overdue", good)
+            for d, name, user, is_failed, status, ended, good in rows
         ]
-        failed = {a.device_id for a in out}
-        for device in overdue:
-            if device["device_id"] in failed:
-                continue
-            last = device["last_good_backup"]
-            out.append(
-                AttentionDevice(
-                    device["device_id"],
-                    device["device_name"],
-                    device["user"],
-                    "overdue",
-                    datetime.fromisoformat(last) if last else None,
-                )
-            )
-        return out
+        return Attention(devices, int(total or 0))
 
     async def instances(self, this_instance: str) -> list[ServerInstance]:
         """Running server instances (their LISTEN connections are in

@@ -47,6 +47,18 @@ def normalised(doc: Doc | None) -> Doc:
     return out
 
 
+def scheduled_devices(doc: Doc | None) -> set[str]:
+    """Devices owning a Protected Item that an enabled schedule backs up (a device
+    without one is never overdue)."""
+    doc = normalised(doc)
+    enabled = {sc.get("item_id") for sc in doc["schedules"] if sc.get("enabled")}
+    return {
+        str(item["owner_device_id"])
+        for item in doc["items"]
+        if item.get("owner_device_id") and item.get("item_id") in enabled
+    }
+
+
 def timestamp_json(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 

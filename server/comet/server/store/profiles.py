@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from comet.server.clock import Clock
@@ -31,6 +31,18 @@ class ProfileView:
     version: int
     document: dict[str, Any]
     policy: PolicyRecord | None
+
+
+async def mark_scheduled(s: AsyncSession, user_id: str, profile: dict[str, Any] | None) -> None:
+    """Sets ``backup_scheduled`` of the account's devices from its profile (the
+    dashboard's overdue devices read it instead of every profile)."""
+    scheduled = profile_document.scheduled_devices(profile)
+    now_scheduled = Device.id.in_(scheduled)
+    await s.execute(
+        update(Device)
+        .where(Device.user_id == user_id, Device.backup_scheduled.is_distinct_from(now_scheduled))
+        .values(backup_scheduled=now_scheduled)
+    )
 
 
 class ProfileStore:
@@ -71,6 +83,7 @@ class ProfileStore:
             user.profile = profile_document.seal_secrets(merged, self._box, user.id)
             user.profile_version += 1
             await s.flush()
+            await mark_scheduled(s, user.id, user.profile)
             return await self._view(s, user, reveal_secrets=True, policy=policy)
 
     async def add_policy_defaults(self, user_id: str, device_id: str) -> None:
@@ -85,6 +98,7 @@ class ProfileStore:
                 user.profile, policy, device_id=device_id, now=self._clock.now()
             )
             user.profile_version += 1
+            await mark_scheduled(s, user.id, user.profile)
 
     async def _user(self, s: AsyncSession, user_id: str, *, lock: bool) -> User:
         user = await s.get(User, user_id, with_for_update=lock)

@@ -284,16 +284,19 @@ class Api:
         return _ok(await self._c.policies())
 
     async def buckets(self, request: Request, v: Visitor) -> Response:
-        """Every "Comet Server" bucket with its usage and quota."""
-        return _ok(await self._c.buckets())
+        """ "Comet Server" buckets with their usage and quota, 50 a page (``page``)."""
+        return _ok(await self._c.buckets(page=_page(request)))
 
     async def audit(self, request: Request, v: Visitor) -> Response:
-        """The audit log, newest first; ``action`` filters, ``limit`` (at most 1000)."""
+        """The audit log, newest first; ``action`` filters, ``limit`` (at most 1000);
+        ``before`` (the last event_id) pages on."""
         q = request.query_params
         limit = q.get("limit", "200")
+        before = q.get("before", "")
         events = await self._c.audit(
-            action=q.get("action", ""), limit=int(limit) if limit.isdigit() else 200
-        )
+            action=q.get("action", ""), limit=int(limit) if limit.isdigit() else 200,
+            before_id=int(before) if before.isdigit() else 0,
+        )  # fmt: skip
         return _ok(events)
 
     # ------------------------------------------------------------------ API keys

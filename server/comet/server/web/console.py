@@ -44,6 +44,7 @@ from comet.server.store.profiles import ProfileStore
 from comet.v1 import common_pb2, control_pb2
 
 PAGE_SIZE = 50
+DASHBOARD_BUCKETS = 10
 MAX_PAGE_SIZE = 500
 T = TypeVar("T")
 ROLE_NAMES = {
@@ -103,8 +104,10 @@ class Dashboard:
     devices_online: int
     devices_offline: int
     jobs_24h: dict[str, int]
-    attention: list[AttentionDevice]
-    buckets: list[BucketRecord]
+    attention: list[AttentionDevice]  # the first ATTENTION_SHOWN
+    attention_total: int
+    buckets: list[BucketRecord]  # the DASHBOARD_BUCKETS largest
+    buckets_total: int
     instances: list[ServerInstance]
 
 
@@ -167,15 +170,29 @@ class Console:
     # ------------------------------------------------------------------ reads
 
     async def dashboard(self) -> Dashboard:
-        online, offline = await self._directory.device_counts()
-        by_status = await self._overview.jobs_by_status(timedelta(hours=24))
+        # Independent reads, each on its own pooled connection: at once.
+        (
+            (online, offline),
+            by_status,
+            attention,
+            (buckets, buckets_total),
+            instances,
+        ) = await asyncio.gather(
+            self._directory.device_counts(),
+            self._overview.jobs_by_status(timedelta(hours=24)),
+            self._overview.needing_attention(),
+            self._buckets.page_buckets(offset=0, limit=DASHBOARD_BUCKETS, largest_first=True),
+            self._overview.instances(self._instance_id),
+        )
         return Dashboard(
             devices_online=online,
             devices_offline=offline,
             jobs_24h={s.name: n for s, n in sorted(by_status.items())},
-            attention=await self._overview.needing_attention(),
-            buckets=await self._buckets.list_buckets(),
-            instances=await self._overview.instances(self._instance_id),
+            attention=attention.devices,
+            attention_total=attention.total,
+            buckets=buckets,
+            buckets_total=buckets_total,
+            instances=instances,
         )
 
     async def users(
@@ -250,8 +267,13 @@ class Console:
                 return
             await asyncio.sleep(every)
 
-    async def audit(self, *, action: str = "", limit: int = 200) -> list[AuditEvent]:
-        return await self.accounts.list_audit(action=action, limit=min(max(limit, 1), 1000))
+    async def audit(
+        self, *, action: str = "", limit: int = 200, before_id: int = 0
+    ) -> list[AuditEvent]:
+        """Newest first; the next page: ``before_id`` = the last event's id."""
+        return await self.accounts.list_audit(
+            action=action, limit=min(max(limit, 1), 1000), before_id=before_id
+        )
 
     async def policies(self) -> list[PolicyRecord]:
         return await self._policies.all()
@@ -260,8 +282,11 @@ class Console:
         """Every policy, and how many users each is assigned to."""
         return await self._policies.all(), await self._directory.users_per_policy()
 
-    async def buckets(self) -> list[BucketRecord]:
-        return await self._buckets.list_buckets()
+    async def buckets(self, *, page: int = 1, per_page: int = PAGE_SIZE) -> Page[BucketRecord]:
+        size = _page_size(per_page)
+        page = max(1, page)
+        buckets, total = await self._buckets.page_buckets(offset=(page - 1) * size, limit=size)
+        return _page(buckets, page, size, total)
 
     async def server(self) -> ServerInfo:
         return ServerInfo(

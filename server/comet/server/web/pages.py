@@ -42,6 +42,7 @@ from comet.server.web.session_cookie import (
 
 JOB_FILTERS = ("user", "device", "item", "vault", "status", "classification", "since", "until")
 ADMINS = (Caller.SUPER, Caller.OPERATOR, Caller.AUDITOR)
+AUDIT_PAGE = 200
 
 
 def _text(form: FormData, name: str) -> str:
@@ -377,8 +378,13 @@ class Pages:
 
     async def audit(self, request: Request, v: Visitor) -> Response:
         action = request.query_params.get("action", "")
-        events = await self._c.audit(action=action)
-        return self.render(request, v, "audit.html", events=events, action=action)
+        before = request.query_params.get("before", "")
+        events = await self._c.audit(
+            action=action, limit=AUDIT_PAGE, before_id=int(before) if before.isdigit() else 0
+        )
+        full = len(events) == AUDIT_PAGE
+        older = urlencode({"action": action, "before": events[-1].id}) if full else ""
+        return self.render(request, v, "audit.html", events=events, action=action, older=older)
 
     async def policies(
         self, request: Request, v: Visitor, form: dict[str, Any] | None = None, error: str = ""
@@ -470,7 +476,9 @@ class Pages:
         return _back(f"/users/{quote(name)}", message="device limit saved")
 
     async def buckets(self, request: Request, v: Visitor) -> Response:
-        return self.render(request, v, "buckets.html", buckets=await self._c.buckets())
+        page_text = request.query_params.get("page", "1")
+        page = await self._c.buckets(page=int(page_text) if page_text.isdigit() else 1)
+        return self.render(request, v, "buckets.html", buckets=page.items, page=page)
 
     async def api_keys(self, request: Request, v: Visitor) -> Response:
         assert v.principal is not None

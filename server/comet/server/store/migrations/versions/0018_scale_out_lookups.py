@@ -10,13 +10,13 @@
   Filled from ``jobs`` in one UPDATE (a scan of both tables; ~1 M rows take seconds).
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 """
 
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
