@@ -57,7 +57,10 @@ async def seed(engine: AsyncEngine) -> None:
         # Five jobs started at the same instant: keyset pages break the tie by id.
         when = datetime(2026, 1, 5, tzinfo=UTC)
         for n in range(5):
-            await conn.execute(text(f"INSERT INTO job_ids VALUES ('t{n}', 'u2')"))
+            await conn.execute(
+                text("INSERT INTO job_ids (job_id, user_id, started_at) VALUES (:j, 'u2', :t)"),
+                {"j": f"t{n}", "t": when},
+            )
             await conn.execute(
                 text(
                     "INSERT INTO jobs (job_id, user_id, device_id, classification, status,"
