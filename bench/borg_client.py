@@ -60,5 +60,17 @@ class BorgClient:
         argv = [self._binary, "extract", "--sparse", f"::run{case.run}-{self._archives}"]
         return run_measured(argv, env=self._env(case), log=case.log, cwd=dest)
 
+    def find(self, case: Case, pattern: str) -> Measurement:
+        """``borg list ARCHIVE --pattern``: every item is read, matching names printed."""
+        archive = f"::run{case.run}-{self._archives}"
+        argv = [self._binary, "list", archive, "--pattern", f"+ fm:*/{pattern}"]
+        argv += ["--pattern", "- *"]
+        return run_measured(argv, env=self._env(case), log=case.log, discard_stdout=True)
+
+    def list_all(self, case: Case) -> Measurement:
+        """``borg list ARCHIVE``: every entry of the latest archive."""
+        argv = [self._binary, "list", f"::run{case.run}-{self._archives}"]
+        return run_measured(argv, env=self._env(case), log=case.log, discard_stdout=True)
+
     def close(self) -> None:
         pass

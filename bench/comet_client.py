@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.comet_processes import BIN, CometAgent, CometServer
-from bench.measure import BenchError, Measurement, peak_rss_of
+from bench.measure import BenchError, Measurement, peak_rss_of, run_measured
 from bench.mount_rows import READY_TIMEOUT, mount_dir, wait_for_path
 from bench.tool import Case
 
@@ -51,6 +51,7 @@ class CometClient:
         self._snapshots: dict[tuple[str, int], str] = {}
         self.jobs: list[dict[str, Any]] = []
         self._backups = 0
+        self.last_cli_rss = 0
 
     def start(self) -> None:
         """Server, first admin, a user for the device, the agent logged in as that user."""
@@ -144,6 +145,18 @@ class CometClient:
         self._agent.comet(*args, "--limit", "1000000", "--json")
         seconds = time.perf_counter() - start
         return Measurement(seconds=seconds, peak_rss_bytes=peak_rss_of(self._agent.pid))
+
+    def list_all(self, case: Case) -> Measurement:
+        """``comet ls -R`` of the case's latest snapshot (output thrown away), the agent
+        restarted first so its VmHWM covers only this listing. The CLI's own peak (it
+        holds the whole reply) is kept in ``last_cli_rss``."""
+        key = (case.corpus.name, case.run)
+        self._agent.restart()
+        argv = [str(BIN / "comet"), "--socket", str(self._agent.socket), "ls", "-R", "--json"]
+        argv += ["--vault", self._vaults[key], self._snapshots[key]]
+        cli = run_measured(argv, env=dict(os.environ), log=case.log, discard_stdout=True)
+        self.last_cli_rss = cli.peak_rss_bytes
+        return Measurement(seconds=cli.seconds, peak_rss_bytes=peak_rss_of(self._agent.pid))
 
     @contextmanager
     def mount(self, case: Case) -> Iterator[Path]:

@@ -34,7 +34,7 @@ from bench.mount_rows import MountingTool, measure_mounts
 from bench.options import MANY_FILES, BenchOptions, parse_options
 from bench.report import Results
 from bench.restic_client import ResticClient
-from bench.tool import Case, FindingTool, ToolClient
+from bench.tool import Case, FindingTool, ListingTool, ToolClient
 
 NOTES = (
     "Times are wall-clock seconds of the tool's command (comet: the `comet` CLI with --wait).",
@@ -171,7 +171,7 @@ def measure_growth_case(
     client: ToolClient, case: Case, results: Results, restore_root: Path
 ) -> None:
     """A many-files corpus: first backup, unchanged re-run, full restore (checked by
-    count and bytes), and a find over the snapshot."""
+    count and bytes), a recursive listing and a find over the snapshot."""
     corpus, tool = case.corpus, client.name
     client.init(case)
     warm_up(corpus)
@@ -184,6 +184,15 @@ def measure_growth_case(
         _verify_restore(tool, dest / corpus.root.relative_to("/"), expected, {})
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+    if isinstance(client, ListingTool):
+        try:
+            steps.append(("ls", client.list_all(case)))
+        except BenchError as e:  # a listing too big for the tool: a finding, not a crash
+            log(f"run {case.run} {corpus.name} {tool:6}: ls -R failed: {e}")
+            results.failures.append(f"{corpus.name} {tool} ls -R: {e}")
+        else:
+            if isinstance(client, CometClient):
+                results.add_rss(corpus.name, "rss_ls_cli", tool, client.last_cli_rss)
     if isinstance(client, FindingTool):
         steps.append(("find", client.find(case, FIND_PATTERN)))
     for key, m in steps:
@@ -261,6 +270,7 @@ def run(options: BenchOptions) -> Results:
             "tools": {c.name: {"version": c.version(), "settings": c.settings()} for c in clients},
             "corpora": {c.name: _describe(c) for c in corpora},
             "notes": list(NOTES),
+            "failures": results.failures,
             "comet_jobs": next((c.jobs for c in clients if isinstance(c, CometClient)), []),
         }
         table = results.table()
@@ -285,6 +295,8 @@ def run(options: BenchOptions) -> Results:
             meta_growth = growth
         else:
             meta_growth = ""
+        for failure in results.failures:
+            print(f"failed: {failure}")
         for client in clients:
             print(f"{client.name} {client.version()}: {client.settings()}")
         results.write_json(options.json_path, {**meta, "table": table, "growth": meta_growth})

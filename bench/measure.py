@@ -25,17 +25,24 @@ class Measurement:
 
 
 def run_measured(
-    argv: list[str], *, env: dict[str, str], log: Path, cwd: Path | None = None
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    log: Path,
+    cwd: Path | None = None,
+    discard_stdout: bool = False,
 ) -> Measurement:
-    """Run ``argv`` to completion with output appended to ``log``; time it and take its
+    """Run ``argv`` to completion with output appended to ``log`` (stdout to /dev/null
+    with ``discard_stdout``: listings of a million lines); time it and take its
     peak RSS from ``wait4`` (``ru_maxrss``, exact, not sampled). Raises BenchError
     on a non-zero exit."""
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
         start = time.perf_counter()
+        stdout = subprocess.DEVNULL if discard_stdout else out
         proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=out
         )
         try:
             _pid, status, usage = os.wait4(proc.pid, 0)

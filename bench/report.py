@@ -31,6 +31,9 @@ OPERATIONS = (
     Operation("rss_unchanged_backup", "peak RSS unchanged re-run", "MB"),
     Operation("rss_changed_backup", "peak RSS 1% changed re-run", "MB"),
     Operation("rss_restore", "peak RSS full restore", "MB"),
+    Operation("ls", "ls -R of the snapshot", "s"),
+    Operation("rss_ls", "peak RSS ls -R", "MB"),
+    Operation("rss_ls_cli", "peak RSS ls -R, comet CLI", "MB"),
     Operation("find", "find a name in the snapshot", "s"),
     Operation("rss_find", "peak RSS find", "MB"),
     # Object reads (storage GETs) of a full restore into each target; every target reads
@@ -82,6 +85,7 @@ class Results:
         self.corpora = corpora
         self.tools = tools
         self._samples: dict[tuple[str, str, str], list[float]] = {}
+        self.failures: list[str] = []  # steps a tool could not do (no sample taken)
 
     def add(self, corpus: str, operation: str, tool: str, value: float) -> None:
         if operation not in {op.key for op in OPERATIONS}:

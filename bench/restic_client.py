@@ -68,6 +68,11 @@ class ResticClient:
         argv = [self._binary, "find", "--snapshot", "latest", pattern]
         return run_measured(argv, env=self._env(case), log=case.log)
 
+    def list_all(self, case: Case) -> Measurement:
+        """``restic ls latest``: every entry of the snapshot (recursive by default)."""
+        argv = [self._binary, "ls", "latest"]
+        return run_measured(argv, env=self._env(case), log=case.log, discard_stdout=True)
+
     @contextmanager
     def mount(self, case: Case) -> Iterator[Path]:
         """``restic mount``; the corpus is under ``snapshots/latest/<absolute path>``."""

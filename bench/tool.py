@@ -70,3 +70,15 @@ class FindingTool(Protocol):
         """Search the case's latest snapshot for names matching the glob ``pattern``,
         walking all of it; time it and take the peak RSS of the process doing it."""
         ...
+
+
+@runtime_checkable
+class ListingTool(Protocol):
+    """A tool that can list a whole snapshot recursively (the many-files rows)."""
+
+    name: str
+
+    def list_all(self, case: Case) -> Measurement:
+        """List every entry of the case's latest snapshot (``ls -R``), output thrown
+        away; time it and take the peak RSS of the process doing the walk."""
+        ...

@@ -6,9 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench.borg_client import BorgClient
+from bench.comet_client import CometClient
 from bench.corpus import MANY_FILES_MAX_SIZE, MANY_FILES_PER_DIR, build_many_files, summarize
 from bench.options import parse_options
 from bench.report import Results
+from bench.restic_client import ResticClient
+from bench.tool import FindingTool, ListingTool
 
 
 def test_many_files_corpus_is_deep_wide_small_and_repeatable(tmp_path: Path) -> None:
@@ -44,3 +48,21 @@ def test_options_name_one_corpus_per_count_and_the_growth_table_compares_them() 
     assert "100,000 files MB" in lines[0] and "300,000 files MB" in lines[0]
     assert lines[2].split() == ["first", "backup", "comet", "50.0", "80.0", "1.60x"]
     assert lines[3].split() == ["first", "backup", "restic", "40.0", "100.0", "2.50x"]
+
+
+def test_listing_rows_and_failures() -> None:
+    """ls -R rows (the agent's and the Comet CLI's peaks) reach the growth table; every
+    client that takes them is a ListingTool; a listing that failed is kept as text."""
+    corpora = ("many-files-10", "many-files-30")
+    results = Results(corpora, ("comet", "restic"))
+    for corpus, mb in zip(corpora, (50e6, 60e6), strict=True):
+        results.add(corpus, "ls", "comet", 2.0)
+        results.add_rss(corpus, "rss_ls", "comet", int(mb))
+        results.add_rss(corpus, "rss_ls_cli", "comet", int(mb / 2))
+    results.failures.append("many-files-30 restic ls -R: exited 1")
+    lines = results.growth_table(corpora, (10, 30)).splitlines()
+    assert ["ls", "-R", "comet", "50.0", "60.0", "1.20x"] in [line.split() for line in lines]
+    assert any(line.startswith("ls -R, comet CLI") for line in lines)
+    assert "ls -R of the snapshot" in results.table()
+    assert all(isinstance(c, ListingTool) for c in (ResticClient, BorgClient, CometClient))
+    assert all(isinstance(c, FindingTool) for c in (ResticClient, BorgClient, CometClient))

@@ -118,6 +118,9 @@ def test_toolkit_on_one_vault(admin: AdminCli, alice: AgentProcess, short_tmp: P
     tree = alice.comet("ls", "--vault", "v", "latest", str(src), "-R", "--json").json()
     assert str(src / "docs" / "deep" / "big.bin") in {e["path"] for e in tree}
     assert len(tree) == 7
+    table = alice.comet("ls", "--vault", "v", "latest", str(src), "-R").stdout.splitlines()
+    assert table[0].split() == ["TYPE", "MODE", "SIZE", "MTIME", "PATH"]
+    assert sorted(line.split()[-1] for line in table[1:]) == sorted(e["path"] for e in tree)
 
     # find: a whole-path glob (not only base names), and size ranges.
     found = alice.comet("find", "--vault", "v", "docs/*.txt", "--tag", "weekly", "--json").json()

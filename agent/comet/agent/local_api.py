@@ -407,6 +407,26 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
         )
         return agent_api_pb2.ListDirReply(entries=[entry_to_proto(e) for e in entries])
 
+    async def ListTree(
+        self, request: agent_api_pb2.ListDirRequest, context: Ctx
+    ) -> AsyncIterator[agent_api_pb2.ListDirReply]:
+        listing = self._agent.ops.list_tree(
+            request.vault_id,
+            request.snapshot_id,
+            request.path or "/",
+            item_ref=request.item_id,
+            tags=tuple(request.tags),
+        )
+        try:
+            async for entries in listing:
+                yield agent_api_pb2.ListDirReply(entries=[entry_to_proto(e) for e in entries])
+        except AgentError as e:
+            await abort_with(context, e)
+        except OSError as e:
+            await abort_with(context, LocalPathError.from_os_error(e))
+        finally:
+            await listing.aclose()
+
     @handles_errors
     async def Find(
         self, request: agent_api_pb2.FindRequest, context: Ctx

@@ -9,12 +9,14 @@ import dataclasses
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from comet.agent import immutable
+from comet.agent.batch_stream import batches_from_thread
 from comet.agent.browse import Entry, FindQuery, find, list_dir
 from comet.agent.browse.listing import snapshot_path
 from comet.agent.browse.refs import is_latest, resolve_snapshot, select_snapshots
@@ -71,6 +73,11 @@ from comet.agent.vaults import (
 from comet.v1 import common_pb2
 
 T = TypeVar("T")
+
+# A streamed recursive listing: entries per batch, and batches the walk may run ahead
+# of its reader (what the agent holds of a listing however big the snapshot).
+LIST_BATCH = 1000
+LIST_AHEAD = 4
 
 
 def check_tags(tags: tuple[str, ...]) -> None:
@@ -552,6 +559,49 @@ class Operations:
             return list(find(repo, [chosen.id], FindQuery(), under=snapshot_path(path or "/")))
 
         return await self.read_vault(vault_ref, read, profile=profile)
+
+    async def list_tree(
+        self,
+        vault_ref: str,
+        snapshot: str,
+        path: str,
+        *,
+        item_ref: str = "",
+        tags: tuple[str, ...] = (),
+        batch: int = LIST_BATCH,
+    ) -> AsyncGenerator[list[Entry], None]:
+        """Everything below ``path`` of a snapshot, depth first, in lists of at most
+        ``batch`` entries. The walk runs on a worker thread at most ``LIST_AHEAD``
+        batches ahead of the reader, so memory stays flat however many files the
+        snapshot holds; it stops at the next batch once the reader stops."""
+        profile = await self.profile.fetch()
+        item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
+
+        def read(repo: Repository, device_id: str, hand: Callable[[list[Entry]], None]) -> None:
+            chosen = resolve_snapshot(
+                repo,
+                snapshot,
+                item_id=item_id,
+                tags=tags,
+                device_id=device_id,
+                item_label=item_ref,
+            )
+            entries: list[Entry] = []
+            under = snapshot_path(path or "/")
+            for entry in find(repo, [chosen.id], FindQuery(), under=under):
+                entries.append(entry)
+                if len(entries) >= batch:
+                    hand(entries)
+                    entries = []
+            if entries:
+                hand(entries)
+
+        async def run(hand: Callable[[list[Entry]], None]) -> None:
+            await self.read_vault(vault_ref, lambda r, d: read(r, d, hand), profile=profile)
+
+        async with aclosing(batches_from_thread(run, ahead=LIST_AHEAD)) as batches:
+            async for entries in batches:
+                yield entries
 
     async def find(
         self,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from comet.agent.client_cli.common import AgentClient, CliError
 from comet.agent.client_cli.snapshot_tools import add_snapshot_filters
-from comet.agent.output import print_json, print_table, rfc3339
+from comet.agent.output import cell, print_json, print_table, rfc3339
 from comet.v1 import agent_api_pb2, common_pb2
 
 if TYPE_CHECKING:
@@ -76,23 +80,75 @@ def entry_json(e: common_pb2.SnapshotEntry) -> dict[str, Any]:
     }
 
 
+LS_COLUMNS = ("type", "mode", "size", "mtime", "path")
+
+
 def cmd_ls(client: AgentClient, args: argparse.Namespace) -> None:
-    reply = client.api.ListDir(
-        agent_api_pb2.ListDirRequest(
-            vault_id=args.vault,
-            snapshot_id=args.snapshot,
-            path=args.path or "/",
-            recursive=args.recursive,
-            item_id=args.item or "",
-            tags=args.tag,
-        ),
-        timeout=300,
+    request = agent_api_pb2.ListDirRequest(
+        vault_id=args.vault,
+        snapshot_id=args.snapshot,
+        path=args.path or "/",
+        recursive=args.recursive,
+        item_id=args.item or "",
+        tags=args.tag,
     )
+    if args.recursive:  # streamed: printed as it arrives, never held whole
+        batches = (
+            [entry_json(e) for e in reply.entries] for reply in _tree_replies(client, request)
+        )
+        if args.json:
+            _stream_json(batches)
+        else:
+            _stream_table(batches, LS_COLUMNS)
+        return
+    reply = client.api.ListDir(request, timeout=300)
     rows = [entry_json(e) for e in reply.entries]
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["type", "mode", "size", "mtime", "path"])
+        print_table(rows, LS_COLUMNS)
+
+
+def _tree_replies(
+    client: AgentClient, request: agent_api_pb2.ListDirRequest
+) -> Iterator[agent_api_pb2.ListDirReply]:
+    """ListTree's replies; one ListDir reply from an agent older than ListTree."""
+    try:
+        yield from client.api.ListTree(request, timeout=24 * 3600)
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise
+        yield client.api.ListDir(request, timeout=300)
+
+
+def _stream_json(batches: Iterable[list[dict[str, Any]]]) -> None:
+    """One JSON array, as print_json writes it, written a batch at a time."""
+    out = sys.stdout
+    first = True
+    out.write("[")
+    for rows in batches:
+        for row in rows:
+            text = json.dumps(row, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            out.write(("\n  " if first else ",\n  ") + text)
+            first = False
+    out.write("]\n" if first else "\n]\n")
+
+
+def _stream_table(batches: Iterable[list[dict[str, Any]]], columns: Sequence[str]) -> None:
+    """print_table a batch at a time: the first batch sets the column widths, which
+    only grow after it (a wider cell later shifts its own line, not the others)."""
+    widths: list[int] = []
+    for rows in batches:
+        cells = [[cell(row.get(c)) for c in columns] for row in rows]
+        if not widths and cells:
+            widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+            header = (c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))
+            print("  ".join(header).rstrip())
+        for r in cells:
+            widths = [max(w, len(v)) for w, v in zip(widths, r, strict=True)]
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    if not widths:
+        print("(none)")
 
 
 def _time_arg(text: str | None) -> Timestamp | None:

@@ -220,6 +220,11 @@ class AgentApiStub:
                 request_serializer=comet_dot_v1_dot_agent__api__pb2.SftpHostKeyRequest.SerializeToString,
                 response_deserializer=comet_dot_v1_dot_agent__api__pb2.SftpHostKeyReply.FromString,
                 _registered_method=True)
+        self.ListTree = channel.unary_stream(
+                '/comet.v1.AgentApi/ListTree',
+                request_serializer=comet_dot_v1_dot_agent__api__pb2.ListDirRequest.SerializeToString,
+                response_deserializer=comet_dot_v1_dot_agent__api__pb2.ListDirReply.FromString,
+                _registered_method=True)
 
 
 class AgentApiServicer:
@@ -465,6 +470,15 @@ class AgentApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTree(self, request, context):
+        """ListDir with `recursive` set, streamed: everything below `path`, depth first, in
+        replies of at most 1,000 entries, so neither side holds the whole listing (a
+        million-file snapshot does not fit one message).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -652,6 +666,11 @@ def add_AgentApiServicer_to_server(servicer, server):
                     servicer.SftpHostKey,
                     request_deserializer=comet_dot_v1_dot_agent__api__pb2.SftpHostKeyRequest.FromString,
                     response_serializer=comet_dot_v1_dot_agent__api__pb2.SftpHostKeyReply.SerializeToString,
+            ),
+            'ListTree': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListTree,
+                    request_deserializer=comet_dot_v1_dot_agent__api__pb2.ListDirRequest.FromString,
+                    response_serializer=comet_dot_v1_dot_agent__api__pb2.ListDirReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1653,6 +1672,33 @@ class AgentApi:
             '/comet.v1.AgentApi/SftpHostKey',
             comet_dot_v1_dot_agent__api__pb2.SftpHostKeyRequest.SerializeToString,
             comet_dot_v1_dot_agent__api__pb2.SftpHostKeyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTree(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/comet.v1.AgentApi/ListTree',
+            comet_dot_v1_dot_agent__api__pb2.ListDirRequest.SerializeToString,
+            comet_dot_v1_dot_agent__api__pb2.ListDirReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -96,6 +96,11 @@ class AgentApiStub:
     """The host key an SFTP server presents (the agent connects, without logging in): what
     a person confirms before a vault pins it. With `expected`, also whether it matches.
     """
+    ListTree: _grpc.UnaryStreamMultiCallable[_agent_api_pb2.ListDirRequest, _agent_api_pb2.ListDirReply]
+    """ListDir with `recursive` set, streamed: everything below `path`, depth first, in
+    replies of at most 1,000 entries, so neither side holds the whole listing (a
+    million-file snapshot does not fit one message).
+    """
 
 @_typing.type_check_only
 class AgentApiAsyncStub(AgentApiStub):
@@ -161,6 +166,11 @@ class AgentApiAsyncStub(AgentApiStub):
     SftpHostKey: _aio.UnaryUnaryMultiCallable[_agent_api_pb2.SftpHostKeyRequest, _agent_api_pb2.SftpHostKeyReply]  # type: ignore[assignment]
     """The host key an SFTP server presents (the agent connects, without logging in): what
     a person confirms before a vault pins it. With `expected`, also whether it matches.
+    """
+    ListTree: _aio.UnaryStreamMultiCallable[_agent_api_pb2.ListDirRequest, _agent_api_pb2.ListDirReply]  # type: ignore[assignment]
+    """ListDir with `recursive` set, streamed: everything below `path`, depth first, in
+    replies of at most 1,000 entries, so neither side holds the whole listing (a
+    million-file snapshot does not fit one message).
     """
 
 class AgentApiServicer:
@@ -409,6 +419,16 @@ class AgentApiServicer:
     ) -> _typing.Union[_agent_api_pb2.SftpHostKeyReply, _abc.Awaitable[_agent_api_pb2.SftpHostKeyReply]]:
         """The host key an SFTP server presents (the agent connects, without logging in): what
         a person confirms before a vault pins it. With `expected`, also whether it matches.
+        """
+
+    def ListTree(
+        self,
+        request: _agent_api_pb2.ListDirRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_api_pb2.ListDirReply], _abc.AsyncIterator[_agent_api_pb2.ListDirReply]]:
+        """ListDir with `recursive` set, streamed: everything below `path`, depth first, in
+        replies of at most 1,000 entries, so neither side holds the whole listing (a
+        million-file snapshot does not fit one message).
         """
 
 def add_AgentApiServicer_to_server(servicer: AgentApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
