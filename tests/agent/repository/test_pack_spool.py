@@ -95,3 +95,29 @@ def test_blobs_waiting_to_be_sealed_are_bounded_in_bytes(
     reopened = Repository.open(LocalStorage(tmp_path / "vault"), VAULT_KEY)
     assert reopened.read_blob(BlobType.DATA, repo.sealer.blob_id(BlobType.DATA, huge)) == huge
     assert len(reopened.index) == len(blobs) + 1
+
+
+def test_many_small_blobs_are_indexed_as_they_go_not_all_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack of small files holds thousands of blobs: an index file is written once
+    enough blobs wait for one, not only every INDEX_EVERY_PACKS packs, so a first backup
+    of many small files does not keep every new blob's entry until it ends."""
+    from comet.agent.repository import blob_writer
+
+    monkeypatch.setattr(blob_writer, "INDEX_EVERY_BLOBS", 100)
+    repo = Repository.init(LocalStorage(tmp_path / "vault"), VAULT_KEY)
+    blobs = [os.urandom(200) + i.to_bytes(4, "big") for i in range(1000)]
+    with repo.blob_writer(pack_size=16 * 1024) as writer:
+        for data in blobs:
+            writer.add(BlobType.DATA, repo.sealer.blob_id(BlobType.DATA, data), data)
+        writer._submit_batch()
+        deadline = time.monotonic() + 30
+        while len(writer.index_ids) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(writer.index_ids) >= 3, "indexes were held back for the end"
+        writer.flush()
+    reopened = Repository.open(LocalStorage(tmp_path / "vault"), VAULT_KEY)
+    assert all(
+        reopened.read_blob(BlobType.DATA, repo.sealer.blob_id(BlobType.DATA, d)) == d for d in blobs
+    )

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from comet.agent.repository.repository import Repository
 
 INDEX_EVERY_PACKS = 64
+# Also write an index once this many blobs wait for one: a 16 MiB pack of small files
+# holds thousands of blobs, and each waiting entry costs ~250 B until it is written,
+# so counting packs alone let a first backup of many small files grow by ~430 B a file.
+INDEX_EVERY_BLOBS = 50_000
 BATCH_BYTES = 256 * 1024
 BATCH_BLOBS = 64
 # Plaintext waiting for or being sealed: keeps both workers fed with typical 1 MiB
@@ -66,6 +70,7 @@ class BlobWriter:
         self._batch: list[tuple[BlobType, bytes, bytes]] = []
         self._batch_bytes = 0
         self._unindexed: list[tuple[bytes, list[PackEntry]]] = []
+        self._unindexed_blobs = 0
         self._errors: list[BaseException] = []
         self._on_pack_stored = on_pack_stored
         self.uploaded_bytes = 0
@@ -177,9 +182,13 @@ class BlobWriter:
                 self.uploaded_bytes += size
                 self.relied_packs.add(pack_id)
                 self._unindexed.append((pack_id, entries))
+                self._unindexed_blobs += len(entries)
                 for e in entries:
                     self._queued.discard(e.blob_id)
-                write_index = len(self._unindexed) >= INDEX_EVERY_PACKS
+                write_index = (
+                    len(self._unindexed) >= INDEX_EVERY_PACKS
+                    or self._unindexed_blobs >= INDEX_EVERY_BLOBS
+                )
             if write_index:
                 self._write_index()
             if self._on_pack_stored is not None:
@@ -194,6 +203,7 @@ class BlobWriter:
         with self._index_lock:
             with self._lock:
                 packs, self._unindexed = self._unindexed, []
+                self._unindexed_blobs = 0
             if packs:
                 self.index_ids.append(self._repo.save_index(packs))
 
