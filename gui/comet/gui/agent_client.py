@@ -214,14 +214,19 @@ class AgentClient(QObject):
         self._raw_profile: common_pb2.Profile | None = None
         self._raw_lock = threading.Lock()
         self._watcher: _JobWatcher | None = None
+        self._closed = False
         self.status_snapshot = r.AgentStatus()
         self.profile_snapshot: r.Profile | None = None
 
     # ------------------------------------------------------------ plumbing
 
     def _submit(self, operation: str, fn: Callable[[], Any]) -> Pending:
-        call_id = next(self._ids)
         pending = Pending(operation, self)
+        if self._closed:
+            # A window's timer may still fire after the app closed its client: a call on
+            # the closed channel from a pool thread can crash grpc, so it is not made.
+            return pending
+        call_id = next(self._ids)
         self._pending[call_id] = pending
         self._pool.start(_Call(call_id, operation, fn, self._bridge, self.socket_path))
         return pending
@@ -263,6 +268,7 @@ class AgentClient(QObject):
         self._watcher.start()
 
     def close(self) -> None:
+        self._closed = True
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
