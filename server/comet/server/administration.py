@@ -367,14 +367,17 @@ class Administration:
             details=details,
         )  # fmt: skip
 
-    async def wait_for_job(self, job_id: str, timeout: float) -> JobRecord:
-        """Follow a dispatched job through the device's reports until it ends. The
-        reports reach the database from whichever instance the device talks to."""
+    async def wait_for_job(
+        self, job_id: str, timeout: float, *, first_report: bool = False
+    ) -> JobRecord:
+        """Follow a dispatched job through the device's reports until it ends, or with
+        ``first_report`` only until the server has its first report. The reports reach
+        the database from whichever instance the device talks to."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
                 job, _ = await self._jobs.log(job_id)
-                if not job.status.is_running:
+                if first_report or not job.status.is_running:
                     return job
             except NotFoundError:
                 pass  # the device has not reported the job yet
@@ -382,7 +385,7 @@ class Administration:
                 raise DeviceOfflineError(
                     f"job {job_id} did not end within {timeout:.0f} s; it may still be running"
                 )
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2 if first_report else 0.5)
 
     # ------------------------------------------------------------------ API keys
 

@@ -8,6 +8,7 @@ account's own KDF, exactly as a device or ``comet-admin`` does before sending it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.server import validation
 from comet.server.administration import Administration
 from comet.server.buckets.store import BucketRecord, BucketStore
-from comet.server.errors import InvalidRequestError, NotFoundError
+from comet.server.errors import DeviceOfflineError, InvalidRequestError
 from comet.server.rpc import convert
 from comet.server.store import profile_document
 from comet.server.store.accounts import AccountStore, DeviceRecord, Principal, Role, UserRecord
@@ -368,22 +369,10 @@ class Console:
             reply = await self.admin.dispatch(caller, device_id, command, source=source, timeout=30)
         job_id = _started(reply)
         if job_id:
-            await self._recorded(job_id)
+            # The job's page, shown next, should find the job rather than answer 404.
+            with contextlib.suppress(DeviceOfflineError):
+                await self.admin.wait_for_job(job_id, 10.0, first_report=True)
         return job_id
-
-    async def _recorded(self, job_id: str, *, timeout: float = 10.0) -> None:
-        """Waits (briefly) for the device's first report of a job it just started, so
-        the job's page, shown next, finds it instead of answering 404."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                await self._jobs.log(job_id)
-                return
-            except NotFoundError:
-                if loop.time() > deadline:
-                    return
-                await asyncio.sleep(0.2)
 
     async def retention(
         self, admin: Principal, device_id: str, *, vault_id: str, source: str
