@@ -37,6 +37,7 @@ from comet.agent.mount.tree_cache import Listing, TreeCache
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
 from comet.agent.repository.tree import Node, NodeType
+from comet.agent.restore.names import valid_name
 from comet.agent.storage.base import StorageError
 
 log = logging.getLogger("comet.agent.mount")
@@ -425,6 +426,8 @@ class SnapshotFilesystem(pyfuse3.Operations):
             if inode.names is not None:  # another task listed it meanwhile
                 return inode.names
             names = [os.fsencode(raw["name"]) for raw in listing]
+            if len(set(names)) != len(names) or not all(valid_name(r["name"]) for r in listing):
+                listing, names = self._safe_entries(inode, listing)
             below = [
                 bytes.fromhex(raw["subtree"])
                 for raw in ([] if self._inline_trees else listing)
@@ -440,6 +443,27 @@ class SnapshotFilesystem(pyfuse3.Operations):
         if below:  # find, ls -R and file managers descend next: read those trees ahead
             self._trees.prefetch(below[:_TREE_READ_AHEAD])
         return names
+
+    def _safe_entries(self, inode: _Inode, listing: Listing) -> tuple[Listing, list[bytes]]:
+        """The entries of a crafted or damaged tree a filesystem can show: a name the
+        kernel would refuse (``..``, ``a/b``, empty, NUL) fails the whole directory, and
+        a repeated name could only ever reach its first entry; both are left out, with a
+        warning (restore refuses the same names)."""
+        kept: Listing = []
+        names: list[bytes] = []
+        seen: set[bytes] = set()
+        where = self._path_of(inode)
+        for raw in listing:
+            name = os.fsencode(raw["name"])
+            if not valid_name(raw["name"]):
+                log.warning("mount: %s: left out an entry with an unsafe name %r", where, name)
+            elif name in seen:
+                log.warning("mount: %s: left out a repeated name %r", where, name)
+            else:
+                seen.add(name)
+                kept.append(raw)
+                names.append(name)
+        return kept, names
 
     def _child(self, parent: _Inode, i: int) -> _Inode:
         """The inode of a listed directory's ``i``-th entry, made on first use (hard
