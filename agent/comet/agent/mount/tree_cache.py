@@ -17,7 +17,6 @@ listed it. Thread-safe.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
@@ -27,6 +26,7 @@ from dataclasses import fields
 from typing import Any
 
 from comet.agent.errors import IntegrityError, RepositoryError, UnsupportedFormatError
+from comet.agent.repository import json_doc
 from comet.agent.repository.format import BlobType
 from comet.agent.repository.pack import PackReader, pack_key
 from comet.agent.repository.repository import Repository
@@ -52,7 +52,7 @@ def decode_listing(data: bytes, what: str) -> Listing:
     """The nodes of a tree blob, checked as ``Tree.decode`` checks them (IntegrityError,
     UnsupportedFormatError) but left as parsed."""
     try:
-        doc = json.loads(data)
+        doc = json_doc.parse(data)
         version = doc["v"]
     except (ValueError, KeyError, TypeError) as e:
         raise IntegrityError(f"{what} is not a valid tree ({e})") from e

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from comet.agent.errors import IntegrityError, UnsupportedFormatError
+from comet.agent.repository import json_doc
 
 SNAPSHOT_VERSION = 1
 
@@ -46,7 +47,7 @@ class Snapshot:
     def decode(cls, data: bytes, snapshot_id: bytes) -> Snapshot:
         what = f"snapshot {snapshot_id.hex()}"
         try:
-            doc = json.loads(data)
+            doc = json_doc.parse(data)
             version = doc.pop("v")
         except (ValueError, KeyError, AttributeError) as e:
             raise IntegrityError(f"{what} is malformed ({e})") from e

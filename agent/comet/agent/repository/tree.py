@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from comet.agent.errors import IntegrityError, UnsupportedFormatError
+from comet.agent.repository import json_doc
 
 TREE_VERSION = 1
 
@@ -147,7 +148,7 @@ class Tree:
     @classmethod
     def decode(cls, data: bytes, what: str) -> Tree:
         try:
-            doc = json.loads(data)
+            doc = json_doc.parse(data)
             version = doc["v"]
         except (ValueError, KeyError, TypeError) as e:
             raise IntegrityError(f"{what} is not a valid tree ({e})") from e

@@ -1,0 +1,64 @@
+"""Tree and snapshot documents read through ``json_doc.parse`` exactly as the standard
+library reads them, for every node a backup can write (random names, file names that
+are not UTF-8, 64-bit numbers, xattrs) and for the malformed corners a crafted blob
+can hold."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from comet.agent.repository import json_doc
+from comet.agent.repository.tree import Node, NodeType, Tree
+
+names = st.one_of(
+    st.text(min_size=1, max_size=40),
+    st.binary(min_size=1, max_size=20).map(os.fsdecode),  # not UTF-8: lone surrogates
+)
+ints = st.integers(min_value=0, max_value=2**63 - 1)
+nodes = st.builds(
+    Node,
+    name=names,
+    type=st.sampled_from(list(NodeType)),
+    mode=st.integers(0, 0o7777),
+    uid=ints,
+    gid=ints,
+    user=st.text(max_size=10),
+    mtime_ns=ints,
+    ctime_ns=ints,
+    inode=ints,
+    size=ints,
+    content=st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple),
+    target=st.none() | names,
+    xattrs=st.lists(
+        st.tuples(st.text(min_size=1, max_size=8), st.binary(max_size=8)), max_size=2
+    ).map(lambda kv: tuple(sorted(dict(kv).items()))),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(nodes, max_size=12))
+def test_every_tree_parses_as_the_standard_library_parses_it(tree_nodes: list[Node]) -> None:
+    data = Tree(tuple(tree_nodes)).encode()
+    assert json_doc.parse(data) == json.loads(data)
+    assert Tree.decode(data, "tree").encode() == data  # and decodes whole, as written
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"name":"\\udcff"}', '{"a":1e400}', '{"a":NaN}', '{"a":"\\u0000"}', '{"a":-0.0}'],
+)
+def test_corners_read_as_before(text: str) -> None:
+    expected = json.loads(text)
+    got = json_doc.parse(text.encode())
+    assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"\xff\xfe", b'{"v":1,}', b"[1,2"])
+def test_malformed_is_a_value_error(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        json_doc.parse(data)
