@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import tarfile
-import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -202,11 +201,9 @@ def test_zip64_sparse_file_over_4gib(tmp_path: Path) -> None:
     repo = Repository.init(MemoryStorage(), VAULT_KEY)
     result = run_backup(repo, FilesSource([str(src)]), OPTIONS)
     archive = tmp_path / "big.zip"
-    started = time.monotonic()
     with archive.open("wb") as f:
         restored = run_restore(repo, result.snapshot_id, ZipTarget(f))
     assert not restored.warnings
-    assert time.monotonic() - started < 30
     assert archive.stat().st_size < 64 << 20
     assert "No errors detected" in _run("unzip", "-tq", archive)
     crc = 0
