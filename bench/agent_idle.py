@@ -51,11 +51,28 @@ def mapped(pid: int) -> list[str]:
     return sorted(name for name, needle in WATCHED.items() if needle in maps)
 
 
+def _after_backup(client: CometClient, source: Path, work: Path, settle: float) -> dict[str, int]:
+    """Back ``source`` up with the running agent, then read it once the job has ended."""
+    agent = client.agent
+    agent.comet("vault", "add", "idle-bench", "--type", "local", "--path", str(work / "vault"))
+    agent.comet("item", "add", "idle-bench", "--type", "files", "--include", str(source))
+    agent.comet("backup", "idle-bench", "--vault", "idle-bench", "--wait", "--json")
+    time.sleep(settle)
+    return status_kib(agent.pid)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.agent_idle", description=__doc__)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds idle before reading")
     parser.add_argument("--samples", type=int, default=3, help="fresh agent processes")
     parser.add_argument("--json", type=Path, default=None, help="also write the samples here")
+    parser.add_argument(
+        "--after-backup",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="then back DIR up to a local vault and read the agent again once idle",
+    )
     args = parser.parse_args(argv)
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="comet-idle-", dir="/tmp") as work:
@@ -73,12 +90,19 @@ def main(argv: list[str] | None = None) -> int:
                 libraries.append(mapped(pid))
                 fields = ", ".join(f"{k} {v} kB" for k, v in sample.items())
                 print(f"sample {n + 1}: {fields}; optional libraries mapped: {libraries[-1]}")
+            if args.after_backup is not None:
+                after = _after_backup(client, args.after_backup, Path(work), args.settle)
         finally:
             client.close()
     rss = statistics.median(s["VmRSS"] for s in samples) / 1024
     hwm = statistics.median(s["VmHWM"] for s in samples) / 1024
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"idle agent: VmRSS {rss:.1f} MiB, VmHWM {hwm:.1f} MiB (median of {len(samples)})")
+    if args.after_backup is not None:
+        print(
+            f"idle again after a backup of {args.after_backup}: VmRSS {after['VmRSS'] / 1024:.1f}"
+            f" MiB (the job's peak VmHWM {after['VmHWM'] / 1024:.1f} MiB)"
+        )
     if args.json is not None:
         report = {"load": load, "samples": samples, "mapped": libraries}
         args.json.write_text(json.dumps(report, indent=1))
