@@ -76,6 +76,11 @@ class CometClient:
         )
         self._agent.wait_connected()
 
+    @property
+    def agent(self) -> CometAgent:
+        """The running ``comet-agent run`` process (for measurements of its own)."""
+        return self._agent
+
     def _admin(self, *args: str, stdin: str, env: dict[str, str]) -> None:
         result = subprocess.run(
             [str(BIN / "comet-admin"), *args],

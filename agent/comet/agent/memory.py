@@ -9,7 +9,12 @@ fast to reuse, and returns every bigger one (a pack read back for upload) to the
 when freed; two arenas stop each worker thread from growing a heap of its own. Fixing
 the threshold also fixes the trim threshold, at 128 KiB unless set: the heap would be
 trimmed and faulted back in on nearly every blob (a 40 % slower backup), so it keeps
-up to one pack's worth. Nothing changes on other C libraries."""
+up to one pack's worth. Nothing changes on other C libraries.
+
+Between jobs the agent gives the free pages of every heap back to the system
+(``malloc_trim``): the mmap threshold returns big buffers as they are freed, but the
+small and blob-sized ones a job freed stay resident in the heaps and per-thread arenas
+until the next job, which on a laptop may be a day away."""
 
 from __future__ import annotations
 
@@ -28,11 +33,17 @@ ARENA_MAX = 2
 log = logging.getLogger(__name__)
 
 
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None)  # the C library the interpreter runs on
+    except OSError:
+        return None
+
+
 def tune_malloc() -> bool:
     """Apply the settings above; False where the C library is not glibc."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
-    except (OSError, AttributeError):
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
@@ -40,3 +51,15 @@ def tune_malloc() -> bool:
     if not ok:
         log.debug("mallopt refused the allocator settings")
     return ok
+
+
+def release_free_memory() -> bool:
+    """Return the heaps' free pages to the system (after start-up, and when the last
+    running job ends); False where the C library has no ``malloc_trim``."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True

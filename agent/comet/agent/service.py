@@ -22,6 +22,7 @@ from comet.agent.jobs.outbox import Outbox
 from comet.agent.jobs.runner import JobRunner
 from comet.agent.jobs.store import JobStore
 from comet.agent.local_api import LocalApi
+from comet.agent.memory import release_free_memory
 from comet.agent.mount.registry import MountRegistry
 from comet.agent.operations import Operations
 from comet.agent.profile_sync import ProfileSync
@@ -181,6 +182,7 @@ class Agent:
         self.schedules.start()
         refresher = asyncio.create_task(self._refresh_profile())
         print(f"agent listening on unix:{self._config.socket_path}", flush=True)
+        release_free_memory()  # what start-up allocated and freed (import-time garbage)
         try:
             await stop.wait()
         finally:

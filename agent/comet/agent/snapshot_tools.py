@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from comet.agent.browse.diff import DiffEntry, DiffTotals, diff_snapshots
-from comet.agent.browse.dump import DumpKind, dump, dump_kind
 from comet.agent.browse.refs import has_tags, resolve_snapshot, select_snapshots
 from comet.agent.cancel import CancelToken
 from comet.agent.convert import retention_rules
@@ -20,11 +19,12 @@ from comet.agent.maintenance.retention import RetentionVerdict, explain_retentio
 from comet.agent.maintenance.stats import SnapshotStats, snapshot_stats
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
-from comet.agent.restore.tar import ByteSink
 from comet.v1 import common_pb2
 
 if TYPE_CHECKING:
+    from comet.agent.browse.dump import DumpKind
     from comet.agent.operations import Operations
+    from comet.agent.restore.tar import ByteSink
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,8 @@ class SnapshotTools:
         profile = await self._ops.profile.fetch()
         resolve = self._resolver(self._item_id(profile, which.item), which)
 
+        from comet.agent.browse.dump import dump_kind  # the tar writer: only for a dump
+
         def read(repo: Repository, device_id: str) -> tuple[Snapshot, DumpKind]:
             snapshot = resolve(repo, ref, device_id)
             return snapshot, dump_kind(repo, snapshot, path)
@@ -111,6 +113,7 @@ class SnapshotTools:
         self, vault: str, snapshot_id: str, path: str, out: ByteSink, cancel: CancelToken
     ) -> None:
         """Write ``path`` of the snapshot to ``out`` on a worker thread."""
+        from comet.agent.browse.dump import dump
 
         def read(repo: Repository, device_id: str) -> None:
             snapshot = repo.load_snapshot(snapshot_id)

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from comet.agent.importers.source import ImporterError
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -36,6 +34,8 @@ def read_text(path: Path) -> str:
 
 def load_yaml_mapping(path: Path) -> dict[str, Any]:
     """The top-level mapping of a YAML file (safe loader: no custom tags)."""
+    import yaml  # ~1 MiB resident: loaded by the first import plan that reads YAML
+
     text = read_text(path)
     try:
         data = yaml.safe_load(text)

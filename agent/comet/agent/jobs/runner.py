@@ -22,6 +22,7 @@ from comet.agent.jobs.codes import Classification, Severity, Status
 from comet.agent.jobs.ending import record_cancelled
 from comet.agent.jobs.record import JobRecord, LogEntry
 from comet.agent.jobs.store import JobStore
+from comet.agent.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,8 @@ class JobRunner:
         del self._running[handle.job.job_id]
         running.done.set()
         self._publish(JobEvent(handle.snapshot(), ended=True))
+        if not self._running:
+            release_free_memory()  # the agent is idle again: drop what the jobs freed
 
     @staticmethod
     def _execute(handle: JobHandle, work: Work) -> JobOutcome:

@@ -14,13 +14,8 @@ from comet.agent.cancel import CancelToken
 from comet.agent.errors import AgentError
 from comet.agent.local_paths import check_folder
 from comet.agent.restore.directory import DirectoryTarget, Dropped, Overwrite
-from comet.agent.restore.output import OutputFile
-from comet.agent.restore.program import ProgramArchiveTarget, ProgramPerFileTarget
 from comet.agent.restore.simulate import SimulateTarget
-from comet.agent.restore.squashfs import SquashfsTarget
-from comet.agent.restore.tar import Compression, TarTarget
 from comet.agent.restore.target import RestoreTarget
-from comet.agent.restore.zip import ZipTarget
 
 
 class RestoreType(IntEnum):
@@ -137,7 +132,11 @@ def open_target(
     """The target for ``spec``, with any output file it writes opened and closed here. A
     program target's command is stopped as soon as ``cancel`` fires (it may be blocked
     feeding a command that does not read). ``on_drop`` hears of privileged metadata a
-    directory restore leaves out."""
+    directory restore leaves out.
+
+    The program and archive writers (tarfile, zipfile, gzip: ~2 MiB resident) are
+    imported by the branch that uses them, so neither an idle agent nor a backup or
+    directory restore carries them."""
     if spec.type is RestoreType.FILES:
         yield DirectoryTarget(
             spec.destination or "/",
@@ -149,6 +148,8 @@ def open_target(
     elif spec.type is RestoreType.SIMULATE:
         yield SimulateTarget()
     elif spec.type in (RestoreType.PROGRAM_PER_FILE, RestoreType.PROGRAM_ARCHIVE):
+        from comet.agent.restore.program import ProgramArchiveTarget, ProgramPerFileTarget
+
         program: ProgramPerFileTarget | ProgramArchiveTarget
         if spec.type is RestoreType.PROGRAM_PER_FILE:
             program = ProgramPerFileTarget(spec.program_command)
@@ -163,8 +164,14 @@ def open_target(
         finally:
             disarm()
     elif spec.archive_format is ArchiveFormat.SQFS:
+        from comet.agent.restore.squashfs import SquashfsTarget
+
         yield SquashfsTarget(spec.destination, replace=spec.overwrite is Overwrite.OVERWRITE)
     else:
+        from comet.agent.restore.output import OutputFile
+        from comet.agent.restore.tar import Compression, TarTarget
+        from comet.agent.restore.zip import ZipTarget
+
         # Written to a private temporary file and renamed only when complete.
         output = OutputFile(spec.destination, replace=spec.overwrite is Overwrite.OVERWRITE)
         try:
