@@ -299,7 +299,7 @@ class Archiver:
                     continue
                 self.dirs += 1
                 subtree = self._save_trie(path, (*comps, name), sub, self._parent_tree(pnode, path))
-                node = replace(node_from_stat(name, st, NodeType.DIR), subtree=subtree)
+                node = node_from_stat(name, st, NodeType.DIR, subtree=subtree)
             if node is not None:
                 nodes.append(node)
         return self._store_tree(nodes)
@@ -352,7 +352,6 @@ class Archiver:
             same = self._save_same(path, comps, st, pnode)
             if same is not None:
                 return same
-        node = node_from_stat(name, st, kind)
         if (
             pnode is not None
             and pnode.ctime_ns == st.st_ctime_ns
@@ -364,21 +363,21 @@ class Archiver:
             xattrs, problem = read_xattrs(path)
             if problem:
                 self.warn(path, problem)
-        if xattrs:
-            node = replace(node, xattrs=xattrs)
+        if kind == NodeType.FILE:
+            return self._save_file(path, comps, name, st, xattrs, pnode)
         if kind == NodeType.DIR:
             self.dirs += 1
             subtree = self._save_children(path, comps, self._parent_tree(pnode, path))
-            return replace(node, subtree=subtree)
+            return node_from_stat(name, st, kind, xattrs=xattrs, subtree=subtree)
         if kind == NodeType.SYMLINK:
             try:
-                return replace(node, target=os.readlink(path))
+                target = os.readlink(path)
             except OSError as e:
                 self.warn(path, f"cannot read symlink: {e.strerror}")
                 return None
-        if kind == NodeType.FILE:
-            return self._save_file(path, comps, st, node, pnode)
-        return node  # fifos, devices, sockets: metadata only, never opened
+            return node_from_stat(name, st, kind, xattrs=xattrs, target=target)
+        # fifos, devices, sockets: metadata only, never opened
+        return node_from_stat(name, st, kind, xattrs=xattrs)
 
     def _save_same(
         self, path: str, comps: tuple[str, ...], st: os.stat_result, pnode: Node
@@ -409,18 +408,21 @@ class Archiver:
         self,
         path: str,
         comps: tuple[str, ...],
+        name: str,
         st: os.stat_result,
-        node: Node,
+        xattrs: tuple[tuple[str, bytes], ...],
         pnode: Node | None,
     ) -> Node | None:
         link_key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and (first := self._hardlinks.get(link_key)) is not None:
             self.files += 1
-            return replace(node, link=first[0], content=first[1])
+            return node_from_stat(
+                name, st, NodeType.FILE, xattrs=xattrs, link=first[0], content=first[1]
+            )
         if not self._rescan and self._unchanged(st, pnode):
             assert pnode is not None
             content = pnode.content
-            size = node.size
+            size = st.st_size
             self._reporter.file_unchanged(path, st.st_size)
             self.blobs += len(content)
         else:
@@ -432,7 +434,7 @@ class Archiver:
         self.total_bytes += size
         if st.st_nlink > 1:
             self._hardlinks[link_key] = (comps, content)
-        return replace(node, size=size, content=content)
+        return node_from_stat(name, st, NodeType.FILE, xattrs=xattrs, size=size, content=content)
 
     def _unchanged(self, st: os.stat_result, pnode: Node | None) -> bool:
         return (
