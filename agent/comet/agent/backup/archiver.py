@@ -469,7 +469,13 @@ class Archiver:
             if before.st_size < self._small:
                 small = self._read_small(fd, before.st_size)
                 if small is not None:
-                    content, size = small
+                    content, size, one_read = small
+                    if one_read:
+                        # One read returned exactly the size fstat gave: the stored
+                        # bytes are what that read saw, so there is no "while being
+                        # read" to check (a change since the walk's lstat shows in the
+                        # next backup's stat comparison), and a stat per file is saved.
+                        return tuple(content), size
                     return self._check_unchanged(fd, path, before, size, content)
                 os.lseek(fd, 0, os.SEEK_SET)  # it grew past one chunk: read it normally
             if before.st_blocks * 512 < before.st_size:
@@ -495,33 +501,36 @@ class Archiver:
             self.warn(path, "changed while being read; the stored copy may be inconsistent")
         return tuple(content), size
 
-    def _read_small(self, fd: int, expected: int) -> tuple[list[bytes], int] | None:
+    def _read_small(self, fd: int, expected: int) -> tuple[list[bytes], int, bool] | None:
         """Read a file that fits in one chunk with plain reads, skipping the chunker and
-        its buffer copy. None if it turns out to hold a chunk's worth or more."""
+        its buffer copy: its blob ids, size, and whether one read returned exactly the
+        ``expected`` size. None if it turns out to hold a chunk's worth or more."""
         limit = self._small
         # Asking for the size fstat gave, plus one byte to notice a file that grew: a
         # read of ``limit`` would allocate a chunk-sized buffer per file and shrink it,
         # leaving the heap fragmented by thousands of small files.
         data = os.read(fd, min(limit, expected + 1))
-        # A short read ends at the size fstat gave; a later change shows in the fstat
-        # after reading, so no extra read is spent looking for the end.
+        one_read = len(data) == expected
+        # A short read ends at the size fstat gave: no extra read is spent looking for
+        # the end (a file that changes later shows in the next backup's stat check).
         while len(data) < expected or (len(data) > expected and len(data) < limit):
             more = os.read(fd, limit - len(data))
             if not more:
                 break
             data += more
+            one_read = False
         size = len(data)
         if size >= limit:
             return None
         self._cancel.check()
         if size == 0:
-            return [], 0
+            return [], 0, one_read
         blob_id = self._repo.sealer.blob_id(BlobType.DATA, data)
         self._writer.add(BlobType.DATA, blob_id, data)
         self.blobs += 1
         self.bytes_read += size
         self._reporter.bytes_read(size)
-        return [blob_id], size
+        return [blob_id], size, one_read
 
     def _chunk_stream(
         self,
