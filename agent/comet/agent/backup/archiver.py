@@ -299,7 +299,7 @@ class Archiver:
                     continue
                 self.dirs += 1
                 subtree = self._save_trie(path, (*comps, name), sub, self._parent_tree(pnode, path))
-                node = replace(node_from_stat(name, st, NodeType.DIR), subtree=subtree)
+                node = node_from_stat(name, st, NodeType.DIR, subtree=subtree)
             if node is not None:
                 nodes.append(node)
         return self._store_tree(nodes)
@@ -352,7 +352,6 @@ class Archiver:
             same = self._save_same(path, comps, st, pnode)
             if same is not None:
                 return same
-        node = node_from_stat(name, st, kind)
         if (
             pnode is not None
             and pnode.ctime_ns == st.st_ctime_ns
@@ -364,21 +363,21 @@ class Archiver:
             xattrs, problem = read_xattrs(path)
             if problem:
                 self.warn(path, problem)
-        if xattrs:
-            node = replace(node, xattrs=xattrs)
+        if kind == NodeType.FILE:
+            return self._save_file(path, comps, name, st, xattrs, pnode)
         if kind == NodeType.DIR:
             self.dirs += 1
             subtree = self._save_children(path, comps, self._parent_tree(pnode, path))
-            return replace(node, subtree=subtree)
+            return node_from_stat(name, st, kind, xattrs=xattrs, subtree=subtree)
         if kind == NodeType.SYMLINK:
             try:
-                return replace(node, target=os.readlink(path))
+                target = os.readlink(path)
             except OSError as e:
                 self.warn(path, f"cannot read symlink: {e.strerror}")
                 return None
-        if kind == NodeType.FILE:
-            return self._save_file(path, comps, st, node, pnode)
-        return node  # fifos, devices, sockets: metadata only, never opened
+            return node_from_stat(name, st, kind, xattrs=xattrs, target=target)
+        # fifos, devices, sockets: metadata only, never opened
+        return node_from_stat(name, st, kind, xattrs=xattrs)
 
     def _save_same(
         self, path: str, comps: tuple[str, ...], st: os.stat_result, pnode: Node
@@ -409,18 +408,21 @@ class Archiver:
         self,
         path: str,
         comps: tuple[str, ...],
+        name: str,
         st: os.stat_result,
-        node: Node,
+        xattrs: tuple[tuple[str, bytes], ...],
         pnode: Node | None,
     ) -> Node | None:
         link_key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and (first := self._hardlinks.get(link_key)) is not None:
             self.files += 1
-            return replace(node, link=first[0], content=first[1])
+            return node_from_stat(
+                name, st, NodeType.FILE, xattrs=xattrs, link=first[0], content=first[1]
+            )
         if not self._rescan and self._unchanged(st, pnode):
             assert pnode is not None
             content = pnode.content
-            size = node.size
+            size = st.st_size
             self._reporter.file_unchanged(path, st.st_size)
             self.blobs += len(content)
         else:
@@ -432,7 +434,7 @@ class Archiver:
         self.total_bytes += size
         if st.st_nlink > 1:
             self._hardlinks[link_key] = (comps, content)
-        return replace(node, size=size, content=content)
+        return node_from_stat(name, st, NodeType.FILE, xattrs=xattrs, size=size, content=content)
 
     def _unchanged(self, st: os.stat_result, pnode: Node | None) -> bool:
         return (
@@ -467,7 +469,13 @@ class Archiver:
             if before.st_size < self._small:
                 small = self._read_small(fd, before.st_size)
                 if small is not None:
-                    content, size = small
+                    content, size, one_read = small
+                    if one_read:
+                        # One read returned exactly the size fstat gave: the stored
+                        # bytes are what that read saw, so there is no "while being
+                        # read" to check (a change since the walk's lstat shows in the
+                        # next backup's stat comparison), and a stat per file is saved.
+                        return tuple(content), size
                     return self._check_unchanged(fd, path, before, size, content)
                 os.lseek(fd, 0, os.SEEK_SET)  # it grew past one chunk: read it normally
             if before.st_blocks * 512 < before.st_size:
@@ -493,33 +501,36 @@ class Archiver:
             self.warn(path, "changed while being read; the stored copy may be inconsistent")
         return tuple(content), size
 
-    def _read_small(self, fd: int, expected: int) -> tuple[list[bytes], int] | None:
+    def _read_small(self, fd: int, expected: int) -> tuple[list[bytes], int, bool] | None:
         """Read a file that fits in one chunk with plain reads, skipping the chunker and
-        its buffer copy. None if it turns out to hold a chunk's worth or more."""
+        its buffer copy: its blob ids, size, and whether one read returned exactly the
+        ``expected`` size. None if it turns out to hold a chunk's worth or more."""
         limit = self._small
         # Asking for the size fstat gave, plus one byte to notice a file that grew: a
         # read of ``limit`` would allocate a chunk-sized buffer per file and shrink it,
         # leaving the heap fragmented by thousands of small files.
         data = os.read(fd, min(limit, expected + 1))
-        # A short read ends at the size fstat gave; a later change shows in the fstat
-        # after reading, so no extra read is spent looking for the end.
+        one_read = len(data) == expected
+        # A short read ends at the size fstat gave: no extra read is spent looking for
+        # the end (a file that changes later shows in the next backup's stat check).
         while len(data) < expected or (len(data) > expected and len(data) < limit):
             more = os.read(fd, limit - len(data))
             if not more:
                 break
             data += more
+            one_read = False
         size = len(data)
         if size >= limit:
             return None
         self._cancel.check()
         if size == 0:
-            return [], 0
+            return [], 0, one_read
         blob_id = self._repo.sealer.blob_id(BlobType.DATA, data)
         self._writer.add(BlobType.DATA, blob_id, data)
         self.blobs += 1
         self.bytes_read += size
         self._reporter.bytes_read(size)
-        return [blob_id], size
+        return [blob_id], size, one_read
 
     def _chunk_stream(
         self,

@@ -68,25 +68,47 @@ def read_xattrs(path: str) -> tuple[tuple[tuple[str, bytes], ...], str | None]:
     return tuple(out), problem
 
 
-def node_from_stat(name: str, st: os.stat_result, kind: NodeType) -> Node:
-    """The metadata part of a node (no content, subtree, target or xattrs)."""
+def node_from_stat(
+    name: str,
+    st: os.stat_result,
+    kind: NodeType,
+    *,
+    size: int | None = None,
+    content: tuple[bytes, ...] = (),
+    subtree: bytes | None = None,
+    target: str | None = None,
+    link: tuple[str, ...] | None = None,
+    xattrs: tuple[tuple[str, bytes], ...] = (),
+) -> Node:
+    """A node from a path's metadata plus the parts given (``size`` defaults to the
+    stat's for files, 0 otherwise). Built in one go: a frozen node copied with
+    ``dataclasses.replace`` for each part cost more than the file's own system calls
+    in a tree of small files."""
     rdev_major = rdev_minor = 0
     if kind in (NodeType.CHARDEV, NodeType.BLOCKDEV):
         rdev_major, rdev_minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    if size is None:
+        size = st.st_size if kind == NodeType.FILE else 0
+    uid, gid = st.st_uid, st.st_gid
     return Node(
-        name=name,
-        type=kind,
-        mode=stat.S_IMODE(st.st_mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        user=user_name(st.st_uid),
-        group=group_name(st.st_gid),
-        mtime_ns=st.st_mtime_ns,
-        ctime_ns=st.st_ctime_ns,
-        inode=st.st_ino,
-        dev=st.st_dev,
-        nlink=st.st_nlink,
-        size=st.st_size if kind == NodeType.FILE else 0,
-        rdev_major=rdev_major,
-        rdev_minor=rdev_minor,
+        name,
+        kind,
+        stat.S_IMODE(st.st_mode),
+        uid,
+        gid,
+        user_name(uid),
+        group_name(gid),
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_ino,
+        st.st_dev,
+        st.st_nlink,
+        size,
+        content,
+        subtree,
+        target,
+        link,
+        xattrs,
+        rdev_major,
+        rdev_minor,
     )

@@ -97,8 +97,14 @@ class BlobWriter:
 
         ``data`` must not be modified afterwards. Raises the first error of a
         background seal or upload."""
-        self._raise_failure()
-        if self.has(blob_id):
+        with self._lock:  # one lock for the failure check and the queued check
+            if self._errors:
+                raise self._errors[0]
+            if blob_id in self._queued:
+                return False
+        loc = self._repo.index.lookup(blob_id)
+        if loc is not None:
+            self.relied_packs.add(loc.pack_id)
             return False
         with self._lock:
             self._queued.add(blob_id)

@@ -121,10 +121,13 @@ class Sealer:
         aesgcm, self._invalid_tag = _aead_api()
         self._aead = aesgcm(keys.encryption)
         self._zstd = _ZstdContexts()
+        # Keyed hashers that have taken the type byte: a blob id copies one (cheaper
+        # than keying a new hasher for every small file).
+        self._id_hashers = {t: blake3(bytes([t]), key=keys.blob_id) for t in BlobType}
 
     def blob_id(self, blob_type: BlobType, data: bytes | memoryview) -> bytes:
         """The keyed BLAKE3 id of a plaintext blob."""
-        h = blake3(bytes([blob_type]), key=self._keys.blob_id)
+        h = self._id_hashers[blob_type].copy()
         h.update(data)
         return h.digest()
 
@@ -157,26 +160,31 @@ class Sealer:
         self, blob_type: BlobType, blob_id: bytes, stored: bytes | memoryview, where: str
     ) -> bytes:
         """Decrypt, decompress and verify a stored blob; IntegrityError names it."""
-        name = f"blob {blob_id.hex()} in {where}"
         if len(stored) < BLOB_OVERHEAD:
-            raise IntegrityError(f"{name} is truncated")
+            raise IntegrityError(f"{_blob_name(blob_id, where)} is truncated")
         comp = stored[0]
         aad = bytes([BLOB_AAD_VERSION, blob_type, comp]) + blob_id
         try:
             body = self._aead.decrypt(stored[1 : 1 + NONCE_SIZE], stored[1 + NONCE_SIZE :], aad)
         except self._invalid_tag:
-            raise IntegrityError(f"{name} is damaged (authentication failed)") from None
+            raise IntegrityError(
+                f"{_blob_name(blob_id, where)} is damaged (authentication failed)"
+            ) from None
         if comp == Compression.ZSTD:
             try:
                 plain: bytes = self._zstd.decompressor.decompress(body)
             except zstandard.ZstdError as e:
-                raise IntegrityError(f"{name} does not decompress: {e}") from e
+                raise IntegrityError(
+                    f"{_blob_name(blob_id, where)} does not decompress: {e}"
+                ) from e
         elif comp == Compression.NONE:
             plain = body
         else:
-            raise UnsupportedFormatError(f"{name} uses unknown compression {comp}")
+            raise UnsupportedFormatError(
+                f"{_blob_name(blob_id, where)} uses unknown compression {comp}"
+            )
         if self.blob_id(blob_type, plain) != blob_id:
-            raise IntegrityError(f"{name} does not match its id")
+            raise IntegrityError(f"{_blob_name(blob_id, where)} does not match its id")
         return plain
 
     def seal(self, prefix: bytes, body: bytes) -> bytes:
@@ -193,6 +201,12 @@ class Sealer:
             return self._aead.decrypt(nonce, data[prefix_len + NONCE_SIZE :], data[:prefix_len])
         except self._invalid_tag:
             raise IntegrityError(f"{what} is damaged (authentication failed)") from None
+
+
+def _blob_name(blob_id: bytes, where: str) -> str:
+    """How errors name a blob (built only when one is raised: opening a blob is done
+    once per restored file)."""
+    return f"blob {blob_id.hex()} in {where}"
 
 
 def object_id(data: bytes) -> bytes:

@@ -31,6 +31,7 @@ from comet.agent.storage.base import ObjectNotFoundError, Storage, StorageError,
 PACK_HEADER = header(MAGIC_PACK) + b"\0\0\0"
 _ENTRY = struct.Struct("<32sBIII")
 _COUNT = struct.Struct("<I")
+_SPOOL_BUFFER = 256 * 1024  # sealed blobs gathered before one write to the spool file
 
 
 class PackEntry(NamedTuple):
@@ -85,6 +86,10 @@ class PackWriter:
         self._file: io.FileIO | None = None
         self._hash = blake3(PACK_HEADER)
         self._size = len(PACK_HEADER)
+        # Small sealed blobs gather here and reach the file and the hash together: a
+        # write and a hash update per blob cost more than the blob itself for a tree of
+        # small files (and each write lets the GIL go to threads that hold it long).
+        self._pending = bytearray()
         self.entries: list[PackEntry] = []
 
     @property
@@ -95,14 +100,28 @@ class PackWriter:
         return len(self.entries)
 
     def _write(self, data: bytes) -> None:
+        if len(self._pending) + len(data) > _SPOOL_BUFFER:
+            self._flush()
+        if len(data) < _SPOOL_BUFFER:
+            self._pending += data
+        else:
+            self._write_out(data)
+        self._size += len(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._write_out(self._pending)
+            self._pending = bytearray()
+
+    def _write_out(self, data: bytes | bytearray) -> None:
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self._spool_dir, buffering=0)  # noqa: SIM115 (closed by read/close)
             self._file.write(PACK_HEADER)
         view = memoryview(data)
         while view:
             view = view[self._file.write(view) or 0 :]
+        view.release()
         self._hash.update(data)
-        self._size += len(data)
 
     def add(self, blob_id: bytes, blob_type: BlobType, stored: bytes, raw_length: int) -> None:
         self.entries.append(PackEntry(blob_id, blob_type, self._size, len(stored), raw_length))
@@ -115,6 +134,7 @@ class PackWriter:
         trailer = sealer.seal(PACK_HEADER, trailer_plain)[len(PACK_HEADER) :]
         self._write(trailer)
         self._write(_COUNT.pack(len(trailer)))
+        self._flush()
         return bytes(self._hash.digest())
 
     def read(self) -> bytes:

@@ -326,6 +326,7 @@ class Repository:
         """Yield ``(blob id, plaintext)`` for blobs of one pack, reading runs of adjacent
         blobs with one ranged read each, in pack order."""
         blobs = sorted(blobs, key=lambda b: b[1].offset)
+        where = f"pack {pack_id.hex()}"
         i = 0
         while i < len(blobs):
             j = i + 1
@@ -338,9 +339,7 @@ class Repository:
             with memoryview(self._get_range(pack_id, start, end - start, blobs[i][0])) as data:
                 for blob_id, loc in blobs[i:j]:
                     with data[loc.offset - start : loc.offset - start + loc.length] as stored:
-                        plain = self.sealer.open_blob(
-                            loc.blob_type, blob_id, stored, f"pack {pack_id.hex()}"
-                        )
+                        plain = self.sealer.open_blob(loc.blob_type, blob_id, stored, where)
                     yield blob_id, plain
             i = j
 
