@@ -53,12 +53,15 @@ _packs = st.lists(st.tuples(_pack_ids, st.lists(_entries, max_size=8)), max_size
 def test_compact_index_answers_as_the_old_one(
     batches: list[list[tuple[bytes, list[PackEntry]]]], probes: list[bytes]
 ) -> None:
-    # Tiny buckets and spill buffer: bucket splits and reads from both the spill file
-    # and its unwritten tail happen within a few dozen blobs.
+    # Tiny buckets, spill buffer and read blocks: bucket splits, reads from both the
+    # spill file and its unwritten tail, and blocks read before a later flush filled
+    # them happen within a few dozen blobs.
     with (
         mock.patch.object(index, "_MAX_FILL", 1),
         mock.patch.object(index, "_MIN_BITS", 1),
         mock.patch.object(index, "_FLUSH", index._SPILL.size * 3),
+        mock.patch.object(index, "_BLOCK_RECORDS", 4),
+        mock.patch.object(index, "_BLOCKS_KEPT", 2),
     ):
         new, old = BlobIndex(), LegacyBlobIndex()
         for i, batch in enumerate(batches):
@@ -69,6 +72,9 @@ def test_compact_index_answers_as_the_old_one(
             else:
                 new.add_many(batch)
                 old.add_many(batch)
+            so_far = [e.blob_id for b in batches[: i + 1] for _, entries in b for e in entries]
+            for blob_id in so_far:
+                assert new.lookup(blob_id) == old.lookup(blob_id)
         known = [e.blob_id for batch in batches for _, entries in batch for e in entries]
         for blob_id in known + probes + [b"short"]:
             assert new.lookup(blob_id) == old.lookup(blob_id)
@@ -171,3 +177,17 @@ def test_a_vault_written_before_the_compact_index_opens_and_verifies(tmp_path: P
             tree_id = node.subtree
         for path, data in source_files(generation).items():
             assert _read_file(repo, tree_id, path) == data
+
+
+def test_a_block_read_before_a_flush_is_read_again_once_the_flush_fills_it() -> None:
+    with (
+        mock.patch.object(index, "_FLUSH", index._SPILL.size * 2),
+        mock.patch.object(index, "_BLOCK_RECORDS", 8),
+    ):
+        ids = [bytes([i]) * 32 for i in range(1, 13)]
+        blobs = BlobIndex()
+        for n, blob_id in enumerate(ids):  # one blob a pack: flushed every second blob
+            blobs.add_pack(bytes([n]) * 32, [PackEntry(blob_id, BlobType.DATA, n, 10, 20)])
+            for m, seen in enumerate(ids[: n + 1]):
+                found = blobs.lookup(seen)
+                assert found is not None and found.offset == m, (n, m)

@@ -6,8 +6,11 @@ a 4-byte ordinal, 12 bytes in packed ``bytearray`` buckets keyed by the leading 
 the id (the bucket count doubles as the index grows, so a bucket stays a kilobyte or two
 and one C-speed ``bytes.find`` scans it). Everything else, the full 32-byte id and
 the location record, is appended to an unlinked temporary *spill file* at
-``ordinal * 49`` and read back with one ``pread`` when the prefix matches, which also
-confirms the full id: a prefix collision is never taken for the blob. That is ~13-15
+``ordinal * 49`` and read back when the prefix matches, which also confirms the full id:
+a prefix collision is never taken for the blob. Records are read 8 KiB at a time and the
+last 64 such blocks kept (512 KiB): lookups mostly come in the order the blobs were
+written (a re-run walks the files its parent walked), so most are answered without a
+system call. That is ~13-15
 bytes of resident memory per blob (plus 32 per pack and ~20 KB fixed), where restic and
 Borg hold the whole 32-byte id and location in memory. The spill file lives in the
 system temporary directory (``TMPDIR``) and goes away with the index; the kernel's page
@@ -22,6 +25,7 @@ import os
 import struct
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import IO, NamedTuple
 
@@ -40,6 +44,8 @@ _KEY = 8  # bytes of the id kept in memory
 _MIN_BITS = 8  # 256 buckets to start with
 _MAX_FILL = 256  # entries per bucket on average before the bucket count doubles
 _FLUSH = 1 << 20  # bytes of spill records buffered before they are written
+_BLOCK_RECORDS = 8192 // _SPILL.size  # spill records read at once
+_BLOCKS_KEPT = 64
 
 
 class BlobLocation(NamedTuple):
@@ -64,6 +70,7 @@ class BlobIndex:
         self._spill: IO[bytes] | None = None
         self._flushed = 0  # records written to the spill file
         self._tail = bytearray()  # records not yet written
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()  # block number -> records
 
     def __len__(self) -> int:
         return self._count
@@ -81,8 +88,17 @@ class BlobIndex:
         if ordinal >= self._flushed:
             start = (ordinal - self._flushed) * size
             return bytes(self._tail[start : start + size])
-        assert self._spill is not None
-        return os.pread(self._spill.fileno(), size, ordinal * size)
+        block_no, i = divmod(ordinal, _BLOCK_RECORDS)
+        start = i * size
+        block = self._blocks.get(block_no)
+        if block is None or len(block) < start + size:  # a last block read before a flush
+            assert self._spill is not None
+            block_size = _BLOCK_RECORDS * size
+            block = os.pread(self._spill.fileno(), block_size, block_no * block_size)
+            self._blocks[block_no] = block
+            if len(self._blocks) > _BLOCKS_KEPT:
+                self._blocks.popitem(last=False)
+        return block[start : start + size]
 
     def _flush(self) -> None:
         if not self._tail:
