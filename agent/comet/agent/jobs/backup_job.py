@@ -4,6 +4,7 @@ post-commands, all reported on the job."""
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,29 +96,50 @@ class BackupJob:
         )
 
 
+_REPORT_EVERY = 0.05  # seconds
+
+
 class _Reporter:
-    """Engine progress → job progress and log."""
+    """Engine progress → job progress and log. The engine reports every file; the
+    counts reach the job at most every ``_REPORT_EVERY`` seconds (the job stores and
+    publishes them less often still, and the job's end sets the final counts), so an
+    unchanged re-run of many small files doesn't pay a locked update per file."""
 
     def __init__(self, handle: JobHandle) -> None:
         self._handle = handle
         self._bytes = 0
         self._files = 0
+        self._next = 0.0
+        self._path = ""  # the file being read, shown as the job's current path
+
+    def _due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + _REPORT_EVERY
+        return True
 
     def expected(self, total_bytes: int, files: int) -> None:
         self._handle.update(force=True, bytes_total=total_bytes, items_total=files)
 
     def file_started(self, path: str, size: int) -> None:
         self._files += 1
-        self._handle.update(items_done=self._files, current_path=path)
+        self._path = path
+        if self._due():
+            self._handle.update(items_done=self._files, bytes_done=self._bytes, current_path=path)
 
     def file_unchanged(self, path: str, size: int) -> None:
         self._files += 1
         self._bytes += size
-        self._handle.update(items_done=self._files, bytes_done=self._bytes)
+        if self._due():
+            self._handle.update(items_done=self._files, bytes_done=self._bytes)
 
     def bytes_read(self, count: int) -> None:
         self._bytes += count
-        self._handle.update(bytes_done=self._bytes)
+        if self._due():
+            self._handle.update(
+                items_done=self._files, bytes_done=self._bytes, current_path=self._path
+            )
 
     def bytes_uploaded(self, count: int) -> None:
         self._handle.job.counters.uploaded_bytes += count
