@@ -4,7 +4,6 @@ post-commands, all reported on the job."""
 from __future__ import annotations
 
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from comet.agent.backup.run import run_backup
 from comet.agent.errors import AgentError
 from comet.agent.items import ItemSpec, ItemType
 from comet.agent.jobs.codes import Status
-from comet.agent.jobs.runner import JobHandle, JobOutcome, QuotaExceededError
+from comet.agent.jobs.runner import FileCounts, JobHandle, JobOutcome, QuotaExceededError
 from comet.agent.process_group import run_command
 from comet.agent.reporter import JobWarning
 from comet.agent.storage.base import Storage
@@ -96,50 +95,24 @@ class BackupJob:
         )
 
 
-_REPORT_EVERY = 0.05  # seconds
-
-
 class _Reporter:
-    """Engine progress → job progress and log. The engine reports every file; the
-    counts reach the job at most every ``_REPORT_EVERY`` seconds (the job stores and
-    publishes them less often still, and the job's end sets the final counts), so an
-    unchanged re-run of many small files doesn't pay a locked update per file."""
+    """Engine progress → job progress and log."""
 
     def __init__(self, handle: JobHandle) -> None:
         self._handle = handle
-        self._bytes = 0
-        self._files = 0
-        self._next = 0.0
-        self._path = ""  # the file being read, shown as the job's current path
-
-    def _due(self) -> bool:
-        now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + _REPORT_EVERY
-        return True
+        self._counts = FileCounts(handle)
 
     def expected(self, total_bytes: int, files: int) -> None:
         self._handle.update(force=True, bytes_total=total_bytes, items_total=files)
 
     def file_started(self, path: str, size: int) -> None:
-        self._files += 1
-        self._path = path
-        if self._due():
-            self._handle.update(items_done=self._files, bytes_done=self._bytes, current_path=path)
+        self._counts.file(path)
 
     def file_unchanged(self, path: str, size: int) -> None:
-        self._files += 1
-        self._bytes += size
-        if self._due():
-            self._handle.update(items_done=self._files, bytes_done=self._bytes)
+        self._counts.file(path, size)
 
     def bytes_read(self, count: int) -> None:
-        self._bytes += count
-        if self._due():
-            self._handle.update(
-                items_done=self._files, bytes_done=self._bytes, current_path=self._path
-            )
+        self._counts.add_bytes(count)
 
     def bytes_uploaded(self, count: int) -> None:
         self._handle.job.counters.uploaded_bytes += count

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from comet.agent.jobs.codes import Status
-from comet.agent.jobs.runner import JobHandle, JobOutcome
+from comet.agent.jobs.runner import FileCounts, JobHandle, JobOutcome
 from comet.agent.jobs.targets import TargetSpec, open_target
 from comet.agent.reporter import JobWarning
 from comet.agent.restore.metered import MeteredStorage
@@ -89,17 +89,14 @@ class _Reporter:
     def __init__(self, handle: JobHandle, meter: MeteredStorage) -> None:
         self._handle = handle
         self._meter = meter
-        self._bytes = 0
-        self._files = 0
+        self._counts = FileCounts(handle)
 
     def file_started(self, path: str, size: int) -> None:
-        self._files += 1
-        self._handle.update(items_done=self._files, current_path=path)
+        self._counts.file(path)
 
     def bytes_written(self, count: int) -> None:
-        self._bytes += count
         self._handle.job.counters.downloaded_bytes = self._meter.bytes_read
-        self._handle.update(bytes_done=self._bytes)
+        self._counts.add_bytes(count)
 
     def warning(self, warning: JobWarning) -> None:
         self._handle.warning(str(warning), about_file=warning.about_file)

@@ -99,6 +99,41 @@ class JobHandle:
             )
 
 
+class FileCounts:
+    """Files and bytes an engine reports one at a time (a file started, so many bytes
+    moved), passed on to the job at most every ``REPORT_EVERY`` seconds: the job stores
+    and publishes progress less often still, and a job's end sets its exact counts, so a
+    run over many small files doesn't pay a locked update per file."""
+
+    REPORT_EVERY = 0.05  # seconds
+
+    def __init__(self, handle: JobHandle) -> None:
+        self._handle = handle
+        self.files = 0
+        self.bytes = 0
+        self._path = ""  # shown as the job's current path
+        self._next = 0.0
+
+    def file(self, path: str, size: int = 0) -> None:
+        """One more file (``size`` bytes of it already counted as done)."""
+        self.files += 1
+        self.bytes += size
+        self._path = path
+        self._report()
+
+    def add_bytes(self, count: int) -> None:
+        self.bytes += count
+        self._report()
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.REPORT_EVERY
+            self._handle.update(
+                items_done=self.files, bytes_done=self.bytes, current_path=self._path
+            )
+
+
 Work = Callable[[JobHandle], JobOutcome]
 
 
