@@ -1,7 +1,8 @@
-"""Tree and snapshot documents read through ``json_doc.parse`` exactly as the standard
-library reads them, for every node a backup can write (random names, file names that
-are not UTF-8, 64-bit numbers, xattrs) and for the malformed corners a crafted blob
-can hold."""
+"""Tree and snapshot documents written by ``json_doc.canonical`` and read by
+``json_doc.parse`` exactly as the standard library writes and reads them, for every
+node a backup can write (random names, ASCII control characters and DEL, file names
+that are not UTF-8, 64-bit numbers, xattrs) and for the malformed corners a crafted
+blob can hold."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from comet.agent.repository.tree import Node, NodeType, Tree
 
 names = st.one_of(
     st.text(min_size=1, max_size=40),
+    st.text(st.characters(max_codepoint=127), min_size=1, max_size=40),  # DEL, controls
     st.binary(min_size=1, max_size=20).map(os.fsdecode),  # not UTF-8: lone surrogates
 )
 ints = st.integers(min_value=0, max_value=2**63 - 1)
@@ -43,7 +45,11 @@ nodes = st.builds(
 @settings(max_examples=150, deadline=None)
 @given(st.lists(nodes, max_size=12))
 def test_every_tree_parses_as_the_standard_library_parses_it(tree_nodes: list[Node]) -> None:
-    data = Tree(tuple(tree_nodes)).encode()
+    tree = Tree(tuple(tree_nodes))
+    data = tree.encode()
+    doc = {"v": 1, "nodes": [n.to_json() for n in sorted(tree.nodes, key=lambda n: n.name)]}
+    # Tree ids hash these bytes: they must be json's, byte for byte.
+    assert data == json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("ascii")
     assert json_doc.parse(data) == json.loads(data)
     assert Tree.decode(data, "tree").encode() == data  # and decodes whole, as written
 

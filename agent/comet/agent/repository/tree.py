@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -143,7 +142,7 @@ class Tree:
     def encode(self) -> bytes:
         nodes = sorted(self.nodes, key=lambda n: n.name)
         doc = {"v": TREE_VERSION, "nodes": [n.to_json() for n in nodes]}
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("ascii")
+        return json_doc.canonical(doc)
 
     @classmethod
     def decode(cls, data: bytes, what: str) -> Tree:
