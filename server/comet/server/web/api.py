@@ -7,14 +7,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from comet.server.errors import InvalidRequestError
 from comet.server.rpc import convert
 from comet.server.store.accounts import Principal
+from comet.server.store.jobs import JobPage, JobQuery
 from comet.server.web.access import Visitor
 from comet.server.web.console import (
     PAGE_SIZE,
@@ -67,6 +70,9 @@ def _page(request: Request) -> int:
     return int(value) if value.isdigit() else 1
 
 
+# The CSV export's rows at most, and how many it reads from the database at a time.
+CSV_ROWS = 1000
+CSV_BATCH = 250
 CSV_COLUMNS = (
     "job_id", "username", "device_id", "classification", "status", "started_at",
     "ended_at", "item_id", "vault_id", "bytes", "files", "uploaded_bytes", "error_message",
@@ -253,26 +259,48 @@ class Api:
         return _ok(await self._c.jobs(job_query(dict(request.query_params))))
 
     async def jobs_csv(self, request: Request, v: Visitor) -> Response:
-        """The same history (same filters) as CSV, up to 1000 rows."""
+        """The same history (same filters) as CSV, up to 1000 rows (``limit``), streamed
+        a batch at a time."""
         params = dict(request.query_params)
-        params.setdefault("limit", "1000")
-        page = await self._c.jobs(job_query(params))
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        for j in page.jobs:
-            writer.writerow([
-                j.job_id, j.username, j.device_id, j.classification.name, j.status.name,
-                j.started_at.isoformat() if j.started_at else "",
-                j.ended_at.isoformat() if j.ended_at else "",
-                j.item_id, j.vault_id, j.counters.bytes, j.counters.files,
-                j.counters.uploaded_bytes, j.error_message,
-            ])  # fmt: skip
-        return Response(
-            out.getvalue(),
+        limit = params.pop("limit", "")
+        wanted = min(int(limit) if limit.isdigit() and int(limit) > 0 else CSV_ROWS, CSV_ROWS)
+        params["limit"] = str(min(wanted, CSV_BATCH))
+        query = job_query(params)
+        # The first batch before the response starts: a bad filter (unknown user) is
+        # still a JSON error, not a cut-off file.
+        first = await self._c.jobs(query)
+        return StreamingResponse(
+            self._csv_batches(query, first, wanted),
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": 'attachment; filename="comet-jobs.csv"'},
         )
+
+    async def _csv_batches(self, query: JobQuery, page: JobPage, wanted: int) -> AsyncIterator[str]:
+        """The header and each batch of rows, fetched after the previous one (keyset:
+        each batch resumes from the last row's page token)."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        sent = 0
+        while True:
+            for j in page.jobs[: wanted - sent]:
+                writer.writerow([
+                    j.job_id, j.username, j.device_id, j.classification.name, j.status.name,
+                    j.started_at.isoformat() if j.started_at else "",
+                    j.ended_at.isoformat() if j.ended_at else "",
+                    j.item_id, j.vault_id, j.counters.bytes, j.counters.files,
+                    j.counters.uploaded_bytes, j.error_message,
+                ])  # fmt: skip
+            sent += min(len(page.jobs), wanted - sent)
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+            if sent >= wanted or not page.next_page_token:
+                return
+            size = min(CSV_BATCH, wanted - sent)
+            page = await self._c.jobs(
+                replace(query, page_size=size, page_token=page.next_page_token)
+            )
 
     async def job(self, request: Request, v: Visitor) -> Response:
         """A job and its log."""
