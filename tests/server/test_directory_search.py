@@ -4,15 +4,12 @@ the device's name or its id, with ``%``, ``_`` and ``\\`` taken literally."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from comet.server.secret_box import SecretBox
 from comet.server.store.accounts import AccountStore, LoginPolicy
-from comet.server.store.database import sqlalchemy_url
 from comet.server.store.directory import Directory
 from tests.server.conftest import FakeClock
 
@@ -68,19 +65,6 @@ async def _seed(engine: AsyncEngine) -> None:
                 ),
                 {"id": device, "name": name, "owner": owner, "n": n},
             )
-
-
-@pytest.fixture
-async def index_only(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine whose sessions may not read a table from end to end: a search
-    answers from the trigram indexes or not at all."""
-    engine = create_async_engine(
-        sqlalchemy_url(database_url), connect_args={"options": "-c enable_seqscan=off"}
-    )
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 def _directory(engine: AsyncEngine) -> Directory:

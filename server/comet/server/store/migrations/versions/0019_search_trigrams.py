@@ -1,4 +1,5 @@
-"""Trigram indexes for the console's substring searches (``q`` on /users and /devices).
+"""Trigram indexes for the console's substring searches (``q`` on /users and /devices),
+and indexes for the dashboard's short lists.
 
 A search matches ``ILIKE '%text%'`` on users' names, devices' names and devices' ids:
 no B-tree helps a pattern with a leading wildcard, so at 10,000 users and 20,000
@@ -12,6 +13,13 @@ owner may create it. Where it is not installed, or may not be created, this migr
 logs a warning and creates no index: searches work as before, reading the tables.
 Installing it later and running the statements in ``TRIGRAM_INDEXES`` (docs/console.md,
 "Search indexes") adds the indexes; the server uses them with no restart.
+
+The dashboard's first devices needing attention (failed, then overdue) and its largest
+buckets are read from partial indexes in the lists' order, not by sorting every device
+and bucket: ``ix_devices_failed_attention`` (a failed latest backup: the error statuses
+of ``notify.events.ERROR_STATUSES``, written out: the query names them inline, so that
+PostgreSQL matches the index's predicate), ``ix_devices_overdue_attention`` and
+``ix_buckets_used_bytes``.
 
 Revision ID: 0019
 Revises: 0018
@@ -36,7 +44,22 @@ TRIGRAM_INDEXES = (
 )
 
 
+# TIMEOUT, ERROR, QUOTA_EXCEEDED, MISSED, ABANDONED (notify.events.ERROR_STATUSES).
+ERROR_CODES = "(7000, 7002, 7003, 7004, 7007)"
+GOOD_OR_REGISTERED = "(coalesce(last_good_backup_at, registered_at))"
+
+
 def upgrade() -> None:
+    op.execute(
+        "CREATE INDEX ix_devices_failed_attention ON devices"
+        f" (last_backup_ended_at DESC NULLS LAST, {GOOD_OR_REGISTERED}, id)"
+        f" WHERE revoked_at IS NULL AND last_backup_status IN {ERROR_CODES}"
+    )
+    op.execute(
+        f"CREATE INDEX ix_devices_overdue_attention ON devices ({GOOD_OR_REGISTERED}, id)"
+        " WHERE revoked_at IS NULL AND backup_scheduled"
+    )
+    op.execute("CREATE INDEX ix_buckets_used_bytes ON buckets (used_bytes DESC, id)")
     bind = op.get_bind()
     available = bind.execute(
         sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")
@@ -63,6 +86,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for index in ("ix_buckets_used_bytes", "ix_devices_overdue_attention"):
+        op.execute(f"DROP INDEX {index}")
+    op.execute("DROP INDEX ix_devices_failed_attention")
     # The extension stays: other databases' objects or an administrator may use it.
     for name in ("ix_devices_id_trgm", "ix_devices_name_trgm", "ix_users_username_trgm"):
         op.execute(f"DROP INDEX IF EXISTS {name}")
