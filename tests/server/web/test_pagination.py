@@ -155,7 +155,14 @@ async def test_csv_export_streams_keyset_batches(web: Web, engine: AsyncEngine) 
     async with web.client() as http:
         full = await http.get("/api/v1/jobs.csv?user=u2", headers=headers)
         assert full.status_code == 200 and full.headers["content-type"].startswith("text/csv")
-        ids = [r["job_id"] for r in csv.DictReader(io.StringIO(full.text))]
+        rows = list(csv.DictReader(io.StringIO(full.text)))
+        assert rows[0] == {
+            "job_id": "c0002", "username": "u2", "device_id": "d9", "classification": "BACKUP",
+            "status": "SUCCESS", "started_at": "2026-01-05T00:00:00+00:00", "ended_at": "",
+            "item_id": "", "vault_id": "", "bytes": "0", "files": "0", "uploaded_bytes": "0",
+            "error_message": "",
+        }  # fmt: skip
+        ids = [r["job_id"] for r in rows]
         # Newest first; a tie on the start time broken by the id, descending.
         assert ids == [f"c{n:04d}" for n in sorted(range(1, 601), key=lambda n: (n // 3, -n))]
         cut = await http.get("/api/v1/jobs.csv?user=u2&limit=520", headers=headers)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from comet.server.errors import InvalidRequestError
 from comet.server.rpc import convert
 from comet.server.store.accounts import Principal
-from comet.server.store.jobs import JobPage, JobQuery
+from comet.server.store.jobs import JobClassification, JobQuery, JobStatus
 from comet.server.web.access import Visitor
 from comet.server.web.console import (
     PAGE_SIZE,
@@ -77,6 +77,21 @@ CSV_COLUMNS = (
     "job_id", "username", "device_id", "classification", "status", "started_at",
     "ended_at", "item_id", "vault_id", "bytes", "files", "uploaded_bytes", "error_message",
 )  # fmt: skip
+
+
+_CLASSIFICATIONS = {int(c): c.name for c in JobClassification}
+_STATUSES = {int(c): c.name for c in JobStatus}
+
+
+def _csv_row(row: tuple[Any, ...]) -> list[Any]:
+    """A row of ``EXPORT_COLUMNS`` as the CSV's columns: names for the codes, ISO times."""
+    (job_id, username, device_id, classification, status, started, ended, *rest) = row
+    return [
+        job_id, username, device_id,
+        _CLASSIFICATIONS.get(classification, str(classification)),
+        _STATUSES.get(status, str(status)),
+        started.isoformat() if started else "", ended.isoformat() if ended else "", *rest,
+    ]  # fmt: skip
 
 
 class Api:
@@ -268,14 +283,16 @@ class Api:
         query = job_query(params)
         # The first batch before the response starts: a bad filter (unknown user) is
         # still a JSON error, not a cut-off file.
-        first = await self._c.jobs(query)
+        first = await self._c.job_rows(query)
         return StreamingResponse(
             self._csv_batches(query, first, wanted),
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": 'attachment; filename="comet-jobs.csv"'},
         )
 
-    async def _csv_batches(self, query: JobQuery, page: JobPage, wanted: int) -> AsyncIterator[str]:
+    async def _csv_batches(
+        self, query: JobQuery, batch: tuple[list[tuple[Any, ...]], str], wanted: int
+    ) -> AsyncIterator[str]:
         """The header and each batch of rows, fetched after the previous one (keyset:
         each batch resumes from the last row's page token)."""
         out = io.StringIO()
@@ -283,24 +300,17 @@ class Api:
         writer.writerow(CSV_COLUMNS)
         sent = 0
         while True:
-            for j in page.jobs[: wanted - sent]:
-                writer.writerow([
-                    j.job_id, j.username, j.device_id, j.classification.name, j.status.name,
-                    j.started_at.isoformat() if j.started_at else "",
-                    j.ended_at.isoformat() if j.ended_at else "",
-                    j.item_id, j.vault_id, j.counters.bytes, j.counters.files,
-                    j.counters.uploaded_bytes, j.error_message,
-                ])  # fmt: skip
-            sent += min(len(page.jobs), wanted - sent)
+            rows, token = batch
+            for row in rows[: wanted - sent]:
+                writer.writerow(_csv_row(row))
+            sent += min(len(rows), wanted - sent)
             yield out.getvalue()
             out.seek(0)
             out.truncate()
-            if sent >= wanted or not page.next_page_token:
+            if sent >= wanted or not token:
                 return
             size = min(CSV_BATCH, wanted - sent)
-            page = await self._c.jobs(
-                replace(query, page_size=size, page_token=page.next_page_token)
-            )
+            batch = await self._c.job_rows(replace(query, page_size=size, page_token=token))
 
     async def job(self, request: Request, v: Visitor) -> Response:
         """A job and its log."""
