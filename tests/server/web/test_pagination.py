@@ -130,8 +130,9 @@ async def test_lists_page_at_their_edges(web: Web, engine: AsyncEngine) -> None:
 
 
 async def test_csv_export_streams_keyset_batches(web: Web, engine: AsyncEngine) -> None:
-    """The export reads 250 rows at a time: 600 jobs (some sharing a start time) come
-    out once each, newest first, cut at ``limit`` and at 1000."""
+    """The export reads 100 rows, then the rest from the first batch's last (keyset):
+    600 jobs (some sharing a start time) come out once each, newest first, cut at
+    ``limit``."""
     await web.add_user("root", Role.SUPER_ADMIN)
     await web.add_user("u2")
     headers = {"authorization": f"Bearer {await web.api_key('root', Role.SUPER_ADMIN)}"}
