@@ -82,7 +82,10 @@ SEED = [
     """INSERT INTO job_ids (job_id, user_id)
        SELECT 'job-' || n, d.user_id FROM generate_series(1, %(jobs)s) n
        JOIN numbered d ON d.k = n %% %(device_count)s""",
-    # Newest first in n, 40 s apart: a year and more of history.
+    # Newest first in n, 40 s apart: a year and more of history. Each job's last report
+    # is its end, as on a real server: seeded "now", every job would be news to the
+    # notification pump, whose first rounds would then read the whole history (one
+    # query a job) while the pages are measured.
     """INSERT INTO jobs (job_id, user_id, device_id, item_id, vault_id, classification,
            status, started_at, ended_at, files, directories, bytes, chunks, uploaded_bytes,
            downloaded_bytes, progress_counter, progress_bytes_done, progress_items_done,
@@ -93,7 +96,7 @@ SEED = [
               CASE WHEN n %% 20 = 0 THEN 7002 WHEN n %% 7 = 0 THEN 7001 ELSE 5000 END,
               now() - (n * interval '40 seconds'), now() - (n * interval '40 seconds')
               + interval '5 minutes', 100, 10, 1000000, 5, 1000, 0, 0, 0, 0, 0, 0, '', '',
-              '0.1.0', '', now(), 0
+              '0.1.0', '', now() - (n * interval '40 seconds') + interval '5 minutes', 0
        FROM generate_series(1, %(jobs)s) n
        JOIN numbered d ON d.k = n %% %(device_count)s""",
     """INSERT INTO job_log (job_id, seq, time, severity, message)

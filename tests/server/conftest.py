@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from comet.agent.credentials import KdfParams, derive_login_secrets
 from comet.server.app import Stores, add_services, grpc_server, open_stores
@@ -16,7 +16,7 @@ from comet.server.config import ServerConfig
 from comet.server.rpc.live import LiveRegistry
 from comet.server.secret_box import SecretBox
 from comet.server.store.accounts import AccountStore, LoginPolicy, Role
-from comet.server.store.database import create_engine
+from comet.server.store.database import create_engine, sqlalchemy_url
 from comet.v1 import admin_pb2_grpc, control_pb2, control_pb2_grpc
 
 # A cheap KDF: these tests exercise the server, not the password hashing cost.
@@ -52,6 +52,19 @@ def secret_box() -> SecretBox:
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url, pool_size=4)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def index_only(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine whose sessions may not read a table from end to end: a query
+    answers from an index or not at all (which index: EXPLAIN)."""
+    engine = create_async_engine(
+        sqlalchemy_url(database_url), connect_args={"options": "-c enable_seqscan=off"}
+    )
     try:
         yield engine
     finally:

@@ -287,3 +287,55 @@ async def test_upgrading_a_database_at_0016_fills_the_summary_and_indexes_every_
     # And back down, and up again.
     command.downgrade(alembic_config(url), "0016")
     migrate(url)
+
+
+async def test_deleted_jobs_leave_the_summary(
+    stores: Stores, engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """A deleted job (by hand, or with its user) is no device's latest or latest good
+    backup any more: the device is counted again from the jobs that remain."""
+    alice = (await stores.accounts.create_user("alice", KDF, auth_key())).user_id
+    device = await add_device(engine, alice, "a", clock.now() - timedelta(days=3))
+    view = await stores.profiles.get(alice, reveal_secrets=True)
+    vault = {"vault_id": "v1", "name": "local", "type": 1002, "local": {"path": "/srv"}}
+    doc = view.document | {
+        "items": [item(device)], "schedules": [schedule(device, enabled=True)], "vaults": [vault]
+    }  # fmt: skip
+    await stores.profiles.put(alice, device_id=device, version=view.version, document=doc)
+    at = clock.now() - timedelta(hours=3)
+    for n, status in enumerate((JobStatus.SUCCESS, JobStatus.WARNING, JobStatus.ERROR)):
+        when = at + timedelta(hours=n)
+        job = JobRecord(f"k{n}", BACKUP, status, started_at=when, ended_at=when)
+        await stores.jobs.report(user_id=alice, device_id=device, job=job, log=[], final=True)
+    await stores.jobs.report(
+        user_id=alice, device_id=device, final=True, log=[],
+        job=JobRecord("r1", JobClassification.RESTORE, JobStatus.SUCCESS, started_at=clock.now()),
+    )  # fmt: skip
+    assert await check(stores, engine, clock) == {device: "failed: ERROR"}
+
+    async def summary() -> tuple[Any, ...]:
+        async with engine.connect() as conn:
+            row = await conn.execute(
+                text(
+                    "SELECT last_backup_job_id, last_backup_status, last_good_backup_at"
+                    " FROM devices WHERE id = :d"
+                ),
+                {"d": device},
+            )
+            return tuple(row.one())
+
+    async def delete(where: str) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DELETE FROM jobs WHERE {where}"))
+
+    await delete("job_id = 'r1'")  # not a backup: nothing to count again
+    await delete("job_id = 'k2'")  # the latest backup, failed
+    assert await summary() == ("k1", int(JobStatus.WARNING), at + timedelta(hours=1))
+    assert await check(stores, engine, clock) == {}
+    await delete("job_id IN ('k0', 'k1')")  # every good one, in one statement
+    assert await summary() == (None, None, None)
+    assert await check(stores, engine, clock) == {device: "overdue"}
+    await stores.accounts.delete_user("alice")  # jobs and devices go together
+    async with engine.connect() as conn:
+        left = await conn.scalar(text("SELECT count(*) FROM devices"))
+    assert left == 0

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from comet.server.errors import ListenError, ServerError
 from comet.server.listen import listen_failure
 from comet.server.notify.outbox import PENDING
 from comet.server.store.availability import log_background_failure
 from comet.server.store.jobs import JobClassification, JobStatus
-from comet.server.store.models import Device, Job, NotifyDelivery, User
+from comet.server.store.models import Device, NotifyDelivery, User
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -146,7 +146,19 @@ class ServerMetrics:
 
 
 class MetricsRefresher:
-    """Keeps the database-derived gauges current."""
+    """Keeps the database-derived gauges current.
+
+    The job counts are kept per partition of ``jobs`` (one a month): a partition is
+    counted again only when PostgreSQL's statistics say rows were inserted, updated or
+    deleted in it since it was last counted (``pg_stat_user_tables``), so a round
+    counts this month's rows, not a million; the counts still cover every job row (a
+    change shows within about a second of its commit, when its statistics are
+    flushed). Everything is counted afresh every ``FULL_RECOUNT_SECONDS`` too. The
+    per-device gauges are set only where a value changed, and the rows are read in
+    chunks, so the event loop serving the console is not held for the whole fleet."""
+
+    FULL_RECOUNT_SECONDS = 3600.0
+    CHUNK = 2000
 
     def __init__(
         self,
@@ -161,6 +173,46 @@ class MetricsRefresher:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._connected = connected
         self._every = every_seconds
+        # partition -> (its insert+update+delete statistics when counted, its counts)
+        self._partitions: dict[str, tuple[int, list[tuple[int, int, int]]]] = {}
+        self._counted_all_at = float("-inf")
+        self._good: dict[tuple[str, str, str], float] = {}
+        self.partitions_counted = 0  # in the last round (tests, diagnostics)
+
+    async def _job_counts(self, s: AsyncSession) -> dict[tuple[int, int], int]:
+        if time.monotonic() - self._counted_all_at > self.FULL_RECOUNT_SECONDS:
+            self._partitions.clear()
+            self._counted_all_at = time.monotonic()
+        changes = (
+            await s.execute(
+                text(
+                    "SELECT c.relname, coalesce(t.n_tup_ins + t.n_tup_upd + t.n_tup_del, -1)"
+                    " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid"
+                    " WHERE i.inhparent = 'jobs'::regclass"
+                )
+            )
+        ).all()
+        present = {name for name, _ in changes}
+        for gone in set(self._partitions) - present:
+            del self._partitions[gone]
+        self.partitions_counted = 0
+        for name, changed in changes:
+            cached = self._partitions.get(name)
+            if cached is not None and cached[0] == changed and changed >= 0:
+                continue
+            quoted = name.replace('"', '""')
+            rows = await s.execute(
+                text(f'SELECT classification, status, count(*) FROM "{quoted}" GROUP BY 1, 2')
+            )
+            self._partitions[name] = (changed, [(c, st, n) for c, st, n in rows.all()])
+            self.partitions_counted += 1
+        totals: dict[tuple[int, int], int] = {}
+        for _, counts in self._partitions.values():
+            for classification, status, n in counts:
+                key = (classification, status)
+                totals[key] = totals.get(key, 0) + n
+        return totals
 
     async def refresh(self) -> None:
         m = self._metrics
@@ -172,14 +224,9 @@ class MetricsRefresher:
             ("overflow", max(0, pool.overflow())),
         ):
             m.db_pool.labels(state).set(value)
+        good: dict[tuple[str, str, str], float] = {}
         async with self._sessions() as s:
-            jobs = (
-                await s.execute(
-                    select(Job.classification, Job.status, func.count()).group_by(
-                        Job.classification, Job.status
-                    )
-                )
-            ).all()
+            jobs = await self._job_counts(s)
             queue = (
                 await s.execute(
                     select(NotifyDelivery.kind, NotifyDelivery.status, func.count())
@@ -188,15 +235,18 @@ class MetricsRefresher:
                 )
             ).all()
             # Each device's backup summary (migration 0017), not the job history.
-            good = (
-                await s.execute(
-                    select(Device.id, Device.name, User.username, Device.last_good_backup_at)
-                    .join(User, User.id == Device.user_id)
-                    .where(Device.revoked_at.is_(None), Device.last_good_backup_at.is_not(None))
-                )
-            ).all()
+            devices = await s.stream(
+                select(Device.id, Device.name, User.username, Device.last_good_backup_at)
+                .join(User, User.id == Device.user_id)
+                .where(Device.revoked_at.is_(None), Device.last_good_backup_at.is_not(None))
+                .execution_options(yield_per=self.CHUNK)
+            )
+            async for chunk in devices.partitions():
+                for device_id, name, username, ended in chunk:
+                    if ended is not None:
+                        good[(device_id, name, username)] = ended.timestamp()
         m.jobs.clear()
-        for classification, status, n in jobs:
+        for (classification, status), n in sorted(jobs.items()):
             m.jobs.labels(_name(JobClassification, classification), _name(JobStatus, status)).set(n)
         for kind in ("email", "webhook"):
             m.queue_depth.labels(kind).set(0)
@@ -204,10 +254,14 @@ class MetricsRefresher:
         for queue_kind, queue_status, n in queue:
             gauge = m.queue_depth if queue_status == PENDING else m.queue_failed
             gauge.labels(queue_kind).set(n)
-        m.last_good_backup.clear()
-        for device_id, name, username, ended in good:
-            if ended is not None:
-                m.last_good_backup.labels(device_id, name, username).set(ended.timestamp())
+        for gone in self._good.keys() - good.keys():
+            m.last_good_backup.remove(*gone)
+        changed = [(k, v) for k, v in good.items() if self._good.get(k) != v]
+        for start in range(0, len(changed), self.CHUNK):
+            for labels, value in changed[start : start + self.CHUNK]:
+                m.last_good_backup.labels(*labels).set(value)
+            await asyncio.sleep(0)  # let requests in between chunks
+        self._good = good
 
     async def run_forever(self) -> None:
         while True:

@@ -3,7 +3,7 @@ web console and HTTP API (lists stay fast with tens of thousands of rows)."""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -101,15 +101,22 @@ class Directory:
         owner's name or its id; ``online`` True/False filters by state."""
         where: list[ColumnElement[bool]] = []
         if search:
+            # Each arm on its own (trigram) index, migration 0019; one OR over the
+            # join would read every device and user.
             pattern = _like(search)
-            owners = select(User.id).where(User.username.ilike(pattern, escape="\\"))
-            where.append(
-                or_(
-                    Device.name.ilike(pattern, escape="\\"),
-                    Device.user_id.in_(owners),
-                    Device.id.ilike(pattern, escape="\\"),
-                )
+            inner = aliased(Device)  # not correlated with the outer query's devices
+            matching = union(
+                select(inner.id).where(
+                    or_(
+                        inner.name.ilike(pattern, escape="\\"),
+                        inner.id.ilike(pattern, escape="\\"),
+                    )
+                ),
+                select(inner.id)
+                .join(User, User.id == inner.user_id)
+                .where(User.username.ilike(pattern, escape="\\")),
             )
+            where.append(Device.id.in_(matching))
         if online is not None:
             clause = self._accounts.online_clause()
             where.append(clause if online else ~clause)

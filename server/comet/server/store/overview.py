@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, false, func, or_, select, text
+from sqlalchemy import BindParameter, bindparam, case, false, func, select, text, true, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from comet.server.clock import Clock
@@ -71,32 +71,50 @@ class OverviewStore:
         """Devices whose latest backup ended badly (the latest failure first), then
         overdue devices (the longest overdue first), at most ``limit`` of them, and
         how many there are in all. Read from each device's backup summary (migration
-        0017): one pass over the devices, none over jobs or profiles; owners' names
-        are joined to the ``limit`` shown only."""
-        failed = func.coalesce(
-            Device.last_backup_status.in_([int(x) for x in ERROR_STATUSES]), false()
-        )
+        0017): none over jobs or profiles; owners' names are joined to the ``limit``
+        shown only."""
+        # Two short reads on their own partial indexes (migration 0019): the first
+        # failed devices, the first overdue ones not failed; merged in the order of
+        # the list.
+        codes: BindParameter[list[int]] = bindparam(
+            "error_codes", sorted(int(x) for x in ERROR_STATUSES), expanding=True,
+            literal_execute=True,  # inline: the partial index's predicate must match
+        )  # fmt: skip
+        failed_now = Device.last_backup_status.in_(codes)
+        failed = func.coalesce(failed_now, false())
         overdue = overdue_clause(self._clock.now() - self._overdue_after)
-        needs = and_(Device.revoked_at.is_(None), or_(failed, overdue))
         good_or_registered = func.coalesce(Device.last_good_backup_at, Device.registered_at)
-        first = (
-            select(
-                Device.id, Device.name, Device.user_id, failed.label("failed"),
-                Device.last_backup_status, Device.last_backup_ended_at,
-                Device.last_good_backup_at, good_or_registered.label("good_or_registered"),
-            )
-            .where(needs)
+        columns = (
+            Device.id, Device.name, Device.user_id, Device.last_backup_status,
+            Device.last_backup_ended_at, Device.last_good_backup_at,
+            good_or_registered.label("good_or_registered"),
+        )  # fmt: skip
+        failed_first = (
+            select(*columns, true().label("failed"))
+            .where(Device.revoked_at.is_(None), failed_now)
             .order_by(
-                failed.desc(),
-                case((failed, Device.last_backup_ended_at)).desc().nulls_last(),
-                good_or_registered,
-                Device.id,
+                Device.last_backup_ended_at.desc().nulls_last(), good_or_registered, Device.id
             )
             .limit(limit)
             .subquery()
-        )  # fmt: skip
+        )
+        overdue_first = (
+            select(*columns, false().label("failed"))
+            .where(overdue, ~failed)
+            .order_by(good_or_registered, Device.id)
+            .limit(limit)
+            .subquery()
+        )
+        first = union_all(select(failed_first), select(overdue_first)).subquery()
         async with self._sessions() as s:
-            total = await s.scalar(select(func.count()).select_from(Device).where(needs))
+            # Failed, plus overdue and not failed: each counted on its partial index.
+            total = await s.scalar(
+                select(
+                    select(func.count()).where(Device.revoked_at.is_(None), failed_now)
+                    .scalar_subquery()
+                    + select(func.count()).where(overdue, ~failed).scalar_subquery()
+                )
+            )  # fmt: skip
             rows = (
                 await s.execute(
                     select(
@@ -115,6 +133,7 @@ class OverviewStore:
                         first.c.good_or_registered,
                         first.c.id,
                     )
+                    .limit(limit)
                 )
             ).all()
         devices = [

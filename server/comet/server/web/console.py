@@ -250,6 +250,13 @@ class Console:
             await self.accounts.user_id(query.username)  # NotFound for a typo
         return await self._jobs.find(query)
 
+    async def job_rows(self, query: JobQuery) -> tuple[list[tuple[Any, ...]], str]:
+        """``jobs`` as plain rows of ``EXPORT_COLUMNS`` (the CSV export), and the next
+        page's token."""
+        if query.username:
+            await self.accounts.user_id(query.username)  # NotFound for a typo
+        return await self._jobs.export_rows(query)
+
     async def job(self, job_id: str, *, user_id: str = "") -> tuple[JobRecord, list[LogLine]]:
         return await self._jobs.log(job_id, user_id=user_id)
 
