@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -78,38 +79,32 @@ class Node:
             raise ValueError("node is not an object")
         if not obj.keys() <= _FIELD_NAMES:
             raise ValueError(f"unknown node fields {sorted(obj.keys() - _FIELD_NAMES)}")
-        name = obj["name"]
-        if not isinstance(name, str):
+        # Every field is set through its slot on a bare instance: the frozen
+        # dataclass __init__ (twenty object.__setattr__ calls) was most of the cost of
+        # decoding a tree, which listing, searching and restoring many small files pay
+        # once per file.
+        values = _DEFAULTS | obj
+        if not isinstance(values["name"], str):
             raise ValueError("node name is not a string")
-        get = obj.get
-        content = get("content")
-        subtree = get("subtree")
-        link = get("link")
-        xattrs = get("xattrs")
-        return cls(
-            name,
-            _TYPES[obj["type"]],
-            get("mode", 0),
-            get("uid", 0),
-            get("gid", 0),
-            get("user", ""),
-            get("group", ""),
-            get("mtime_ns", 0),
-            get("ctime_ns", 0),
-            get("inode", 0),
-            get("dev", 0),
-            get("nlink", 1),
-            get("size", 0),
-            tuple(map(bytes.fromhex, content)) if content else (),
-            None if subtree is None else bytes.fromhex(subtree),
-            get("target"),
-            None if link is None else tuple(str(p) for p in link),
-            ()
-            if not xattrs
-            else tuple(sorted((str(k), base64.b64decode(v)) for k, v in xattrs.items())),
-            get("rdev_major", 0),
-            get("rdev_minor", 0),
+        values["type"] = _TYPES[values["type"]]
+        content = values["content"]
+        values["content"] = tuple(map(bytes.fromhex, content)) if content else ()
+        subtree = values["subtree"]
+        if subtree is not None:
+            values["subtree"] = bytes.fromhex(subtree)
+        link = values["link"]
+        if link is not None:
+            values["link"] = tuple(str(p) for p in link)
+        xattrs = values["xattrs"]
+        values["xattrs"] = (
+            tuple(sorted((str(k), base64.b64decode(v)) for k, v in xattrs.items()))
+            if xattrs
+            else ()
         )
+        node: Node = object.__new__(cls)
+        for set_slot, value in zip(_SLOT_SETTERS, map(values.__getitem__, _ORDER), strict=True):
+            set_slot(node, value)
+        return node
 
 
 # Fields written as they are unless empty: tree version 1 leaves out None, empty
@@ -130,6 +125,12 @@ _SCALARS = (
     "rdev_minor",
 )
 _FIELD_NAMES = frozenset(f.name for f in fields(Node))
+_ORDER = tuple(f.name for f in fields(Node))
+# The defaults of the fields a node may leave out (every one but name and type).
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Node)[2:]}
+_SLOT_SETTERS: tuple[Callable[[Node, Any], None], ...] = tuple(
+    getattr(Node, name).__set__ for name in _ORDER
+)
 _TYPES = {t.value: t for t in NodeType}
 
 
