@@ -211,6 +211,7 @@ class Repository:
                     self.damaged[key] = str(e)  # 'reindex' rebuilds what it listed
                     continue
                 self.index.add_tables(packs)
+                del data, packs  # not held while the next file is read
             self._known_indexes.update(new)
             return len(new)
 
@@ -232,6 +233,7 @@ class Repository:
                     data = self.storage.get(key)
                     self._check_object_id(key, data)
                     index.add_tables(read_index_file(self.sealer, data, key))
+                    del data  # not held while the next file is read
                 except ObjectNotFoundError:
                     continue  # removed while listing
                 except RepositoryError as e:
