@@ -79,31 +79,44 @@ class Node:
             raise ValueError("node is not an object")
         if not obj.keys() <= _FIELD_NAMES:
             raise ValueError(f"unknown node fields {sorted(obj.keys() - _FIELD_NAMES)}")
-        # Every field is set through its slot on a bare instance: the frozen
-        # dataclass __init__ (twenty object.__setattr__ calls) was most of the cost of
-        # decoding a tree, which listing, searching and restoring many small files pay
-        # once per file.
-        values = _DEFAULTS | obj
-        if not isinstance(values["name"], str):
+        name = obj["name"]
+        if not isinstance(name, str):
             raise ValueError("node name is not a string")
-        values["type"] = _TYPES[values["type"]]
-        content = values["content"]
-        values["content"] = tuple(map(bytes.fromhex, content)) if content else ()
-        subtree = values["subtree"]
-        if subtree is not None:
-            values["subtree"] = bytes.fromhex(subtree)
-        link = values["link"]
-        if link is not None:
-            values["link"] = tuple(str(p) for p in link)
-        xattrs = values["xattrs"]
-        values["xattrs"] = (
-            tuple(sorted((str(k), base64.b64decode(v)) for k, v in xattrs.items()))
-            if xattrs
-            else ()
-        )
+        get = obj.get
+        content = get("content")
+        subtree = get("subtree")
+        link = get("link")
+        xattrs = get("xattrs")
+        # Every field is set through its slot on a bare instance, in straight-line
+        # code: the frozen dataclass __init__ (twenty object.__setattr__ calls) was most
+        # of the cost of decoding a tree, which listing, searching, restoring and
+        # re-backing-up many small files pay once per file. Defaults as in the class.
         node: Node = object.__new__(cls)
-        for set_slot, value in zip(_SLOT_SETTERS, map(values.__getitem__, _ORDER), strict=True):
-            set_slot(node, value)
+        _set_name(node, name)
+        _set_type(node, _TYPES[obj["type"]])
+        _set_mode(node, get("mode", 0))
+        _set_uid(node, get("uid", 0))
+        _set_gid(node, get("gid", 0))
+        _set_user(node, get("user", ""))
+        _set_group(node, get("group", ""))
+        _set_mtime_ns(node, get("mtime_ns", 0))
+        _set_ctime_ns(node, get("ctime_ns", 0))
+        _set_inode(node, get("inode", 0))
+        _set_dev(node, get("dev", 0))
+        _set_nlink(node, get("nlink", 1))
+        _set_size(node, get("size", 0))
+        _set_content(node, tuple(map(bytes.fromhex, content)) if content else ())
+        _set_subtree(node, None if subtree is None else bytes.fromhex(subtree))
+        _set_target(node, get("target"))
+        _set_link(node, None if link is None else tuple(str(p) for p in link))
+        _set_xattrs(
+            node,
+            ()
+            if not xattrs
+            else tuple(sorted((str(k), base64.b64decode(v)) for k, v in xattrs.items())),
+        )
+        _set_rdev_major(node, get("rdev_major", 0))
+        _set_rdev_minor(node, get("rdev_minor", 0))
         return node
 
 
@@ -125,12 +138,34 @@ _SCALARS = (
     "rdev_minor",
 )
 _FIELD_NAMES = frozenset(f.name for f in fields(Node))
-_ORDER = tuple(f.name for f in fields(Node))
-# The defaults of the fields a node may leave out (every one but name and type).
-_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Node)[2:]}
-_SLOT_SETTERS: tuple[Callable[[Node, Any], None], ...] = tuple(
-    getattr(Node, name).__set__ for name in _ORDER
-)
+
+
+def _setter(name: str) -> Callable[[Node, Any], None]:
+    """The slot's own setter, which the frozen class's __setattr__ does not refuse."""
+    setter: Callable[[Node, Any], None] = getattr(Node, name).__set__
+    return setter
+
+
+_set_name = _setter("name")
+_set_type = _setter("type")
+_set_mode = _setter("mode")
+_set_uid = _setter("uid")
+_set_gid = _setter("gid")
+_set_user = _setter("user")
+_set_group = _setter("group")
+_set_mtime_ns = _setter("mtime_ns")
+_set_ctime_ns = _setter("ctime_ns")
+_set_inode = _setter("inode")
+_set_dev = _setter("dev")
+_set_nlink = _setter("nlink")
+_set_size = _setter("size")
+_set_content = _setter("content")
+_set_subtree = _setter("subtree")
+_set_target = _setter("target")
+_set_link = _setter("link")
+_set_xattrs = _setter("xattrs")
+_set_rdev_major = _setter("rdev_major")
+_set_rdev_minor = _setter("rdev_minor")
 _TYPES = {t.value: t for t in NodeType}
 
 
