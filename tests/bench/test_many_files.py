@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from bench.borg_client import BorgClient
 from bench.comet_client import CometClient
 from bench.corpus import MANY_FILES_MAX_SIZE, MANY_FILES_PER_DIR, build_many_files, summarize
+from bench.measure import BenchError, run_measured
 from bench.options import parse_options
 from bench.report import Results
 from bench.restic_client import ResticClient
@@ -66,3 +69,18 @@ def test_listing_rows_and_failures() -> None:
     assert "ls -R of the snapshot" in results.table()
     assert all(isinstance(c, ListingTool) for c in (ResticClient, BorgClient, CometClient))
     assert all(isinstance(c, FindingTool) for c in (ResticClient, BorgClient, CometClient))
+
+
+def test_peak_rss_is_the_commands_own_not_the_benchs(tmp_path: Path) -> None:
+    """Linux keeps a process's peak RSS across execve: a command forked straight from
+    a bench holding a big corpus listing reported the bench's size as its own."""
+    held = bytearray(96 << 20)
+    held[::4096] = b"\1" * len(range(0, len(held), 4096))  # resident, not just reserved
+    small = run_measured(["true"], env=dict(os.environ), log=tmp_path / "log")
+    assert small.peak_rss_bytes < 32 << 20
+    grows = ["python3", "-c", "x = bytearray(48 << 20); x[::4096] = b'1' * len(x[::4096])"]
+    big = run_measured(grows, env=dict(os.environ), log=tmp_path / "log")
+    assert 48 << 20 < big.peak_rss_bytes < 90 << 20
+    del held
+    with pytest.raises(BenchError, match="exited 3"):
+        run_measured(["sh", "-c", "exit 3"], env=dict(os.environ), log=tmp_path / "log")

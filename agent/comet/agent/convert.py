@@ -349,12 +349,16 @@ def node_type_to_proto(node_type: NodeType | None) -> common_pb2.NodeType.ValueT
 
 
 def entry_to_proto(entry: Entry) -> common_pb2.SnapshotEntry:
+    # The time as a dict (protobuf fills a message field from one; the stubs do not
+    # say so): building a Timestamp first and copying it in took half the time of a
+    # recursive listing's conversion (one call per file).
+    seconds, nanos = divmod(entry.mtime_ns, 1_000_000_000)
     return common_pb2.SnapshotEntry(
         path=entry.path,
         type=node_type_to_proto(entry.type),
         size=entry.size,
         mode=entry.mode,
-        mtime=timestamp_ns(entry.mtime_ns),
+        mtime={"seconds": seconds, "nanos": nanos},  # type: ignore[arg-type]
         link_target=entry.link_target or "",
         snapshot_id=entry.snapshot_id,
     )

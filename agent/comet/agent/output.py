@@ -7,19 +7,30 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
+_EPOCH = datetime(1970, 1, 1)
+# The seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range of Timestamp.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
 
 
 def rfc3339(ts: Timestamp | datetime | None) -> str | None:
     if ts is None:
         return None
     if isinstance(ts, Timestamp):
-        if ts.seconds == 0 and ts.nanos == 0:
+        seconds, nanos = ts.seconds, ts.nanos
+        if seconds == 0 and nanos == 0:
             return None
-        ts = ts.ToDatetime(tzinfo=UTC)
+        if 0 <= nanos < 1_000_000_000 and _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+            # ToDatetime's arithmetic without its checks and time zone conversion: a
+            # listing formats one time per file.
+            moment = _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+            return moment.isoformat() + "Z"
+        ts = ts.ToDatetime(tzinfo=UTC)  # raises ValueError, as it did before
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -11,6 +11,7 @@ from comet.agent.backup import BackupOptions, FilesSource, run_backup
 from comet.agent.browse import FindQuery, find, list_dir
 from comet.agent.errors import BrowseError, BrowsePathError
 from comet.agent.repository import Repository
+from comet.agent.repository.format import BlobType
 from comet.agent.repository.tree import NodeType
 from comet.agent.storage.memory import MemoryStorage
 
@@ -113,9 +114,9 @@ def test_find_loads_trees_lazily(
     loads: list[bytes] = []
     real = repo.load_tree
 
-    def counting(tree_id: bytes) -> object:
+    def counting(tree_id: bytes, **kwargs: bool) -> object:
         loads.append(tree_id)
-        return real(tree_id)
+        return real(tree_id, **kwargs)
 
     monkeypatch.setattr(repo, "load_tree", counting)
     hits = find(repo, [snapshot_id], FindQuery(name_glob="f.txt", limit=1))
@@ -129,3 +130,30 @@ def test_find_loads_trees_lazily(
     loads.clear()
     list_dir(repo, snapshot_id, str(src / "dir123" / "sub"))
     assert len(loads) == len(src.parts) + 2
+
+
+def test_a_walk_does_not_fill_the_tree_cache(
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing reads each tree once: caching them would only hold ~200 B a file (the
+    cache's 256 trees of many small files) for nothing."""
+    src = tmp_path / "many"
+    for i in range(40):
+        (src / f"dir{i:02}").mkdir(parents=True)
+        (src / f"dir{i:02}" / "f.txt").write_text(str(i))
+    snapshot_id = run_backup(repo, FilesSource([str(src)]), OPTIONS).snapshot_id
+    reads: list[bytes] = []
+    real = repo.read_blob
+
+    def counting(blob_type: BlobType, blob_id: bytes) -> bytes:
+        if blob_type == BlobType.TREE:
+            reads.append(blob_id)
+        return real(blob_type, blob_id)
+
+    monkeypatch.setattr(repo, "read_blob", counting)
+    entries = list(find(repo, [snapshot_id], FindQuery(), under=src.parts[1:]))
+    assert len(entries) == 80
+    assert len(reads) == 40 + len(src.parts)  # each tree once (root, path, 40 dirs)
+    reads.clear()
+    assert list(find(repo, [snapshot_id], FindQuery(), under=src.parts[1:])) == entries
+    assert len(reads) == 40  # the dirs again: not cached; the path to src: cached

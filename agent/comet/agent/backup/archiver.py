@@ -266,7 +266,8 @@ class Archiver:
         if pnode is None or pnode.type != NodeType.DIR or pnode.subtree is None:
             return None
         try:
-            return _ParentDir(pnode.subtree, self._repo.load_tree(pnode.subtree))
+            tree = self._repo.load_tree(pnode.subtree, cache=False)  # each read once
+            return _ParentDir(pnode.subtree, tree)
         except RepositoryError as e:
             self.warn(path, f"previous snapshot's directory is unreadable, rescanning: {e}")
             return None

@@ -8,7 +8,7 @@ from comet.agent.repository.tree import Node, NodeType
 from comet.agent.restore.names import show_path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """A node at ``path`` (absolute snapshot path, ``/home/u/file``) of a snapshot
     (hex id). ``size`` is 0 for anything but files."""

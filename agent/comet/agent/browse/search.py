@@ -143,4 +143,5 @@ def find(
                 if query.limit is not None and found >= query.limit:
                     return
             if node.type == NodeType.DIR and node.subtree:
-                stack.append((child, iter(repo.load_tree(node.subtree).nodes)))
+                subtree = repo.load_tree(node.subtree, cache=False)  # each read once
+                stack.append((child, iter(subtree.nodes)))

@@ -45,7 +45,7 @@ class PackEntries(Mapping[bytes, list[PackEntry]]):
         self._file = tempfile.TemporaryFile(prefix="comet-packs-")  # noqa: SIM115
         self._size = 0
 
-    def add(self, pack_id: bytes, table: bytes) -> None:
+    def add(self, pack_id: bytes, table: bytes | memoryview) -> None:
         """Record a pack's ``count || entries`` table unless the pack is listed already."""
         if pack_id in self._where:
             return
@@ -104,6 +104,7 @@ def load_pack_table(repo: Repository, *, tolerant: bool = False) -> PackTable:
         table.index_bytes += len(data)
         for pack_id, entries in packs:
             table.packs.add(pack_id, entries)
+        del data, packs  # not held while the next file is read
     return table
 
 

@@ -183,7 +183,7 @@ class BlobIndex:
                 self._add(pack_id, entries)
             self._flush()
 
-    def add_tables(self, packs: Iterable[tuple[bytes, bytes]]) -> None:
+    def add_tables(self, packs: Iterable[tuple[bytes, bytes | memoryview]]) -> None:
         """Record the blobs of many stored packs given as raw entry tables (what
         ``read_index_file`` returns): loading a big index without a Python object per
         entry."""
@@ -265,12 +265,15 @@ def encode_index_file(sealer: Sealer, packs: list[tuple[bytes, list[PackEntry]]]
     return sealer.seal(header(MAGIC_INDEX), b"".join(parts))
 
 
-def read_index_file(sealer: Sealer, data: bytes, what: str) -> list[tuple[bytes, bytes]]:
+def read_index_file(sealer: Sealer, data: bytes, what: str) -> list[tuple[bytes, memoryview]]:
     """Open an index file; return its (pack id, entry table) list, each table the
     ``count ‖ entries`` of docs/format.md ("Packs"), checked for length and blob types
-    but not decoded (``decode_entries`` does that)."""
+    but not decoded (``decode_entries`` does that). The tables are views of the
+    decrypted file, not copies: opening a vault holds at most the file and its
+    plaintext at once."""
     check_header(data, MAGIC_INDEX, what)
     body = sealer.open(5, data, what)
+    view = memoryview(body)
     try:
         (count,) = _U32.unpack_from(body, 0)
         pos = _U32.size
@@ -284,7 +287,7 @@ def read_index_file(sealer: Sealer, data: bytes, what: str) -> list[tuple[bytes,
             pos = start + _U32.size + entries * _ENTRY.size
             if pos > len(body):
                 raise IntegrityError(f"{what}: entry table is truncated")
-            table = body[start:pos]
+            table = view[start:pos]
             # The blob type is the byte after each 32-byte id.
             if not set(table[_U32.size + ID_SIZE :: _ENTRY.size]) <= _BLOB_TYPES:
                 raise IntegrityError(f"{what}: malformed entry table (unknown blob type)")

@@ -305,7 +305,7 @@ class _Restorer:
         if not node.subtree:
             return Tree()
         try:
-            return self._repo.load_tree(node.subtree)
+            return self._repo.load_tree(node.subtree, cache=False)  # each read once
         except _UNREADABLE as e:
             if not self._partial:
                 raise DamagedDataError(f"cannot read directory {show_path(path)}: {e}") from e
