@@ -78,6 +78,13 @@ def test_admin_adds_user_whose_first_login_registers_the_device(
     assert device["user"] == "alice" and device["name"] == "test-laptop"
     assert device["online"] is True
     assert device["registered_at"].endswith("Z") and device["last_seen"].endswith("Z")
+    # The agent beats at the server's interval (1 s here) from the moment it is accepted,
+    # not first after its own default (15 s): else the device shows offline for a while.
+    wait_for(
+        lambda: admin("device", "list", "--json").json()[0]["last_seen"] > device["last_seen"],
+        timeout=6,
+        what="a heartbeat at the server's interval",
+    )
     assert (
         admin("device", "list", "--online", "--user", "alice", "--json").json()[0]["device_id"]
         == device["device_id"]

@@ -371,9 +371,14 @@ class LiveConnection:
                     self._accepted = True
                     self.last_error = ""
                     self._on_connected()
-                    # Beat as often as the server expects, or it shows us offline.
+                    # Beat as often as the server expects, or it shows us offline. The
+                    # wait under way began with our own interval: a beat now ends it,
+                    # so the server's interval applies from here on.
                     if message.accepted.heartbeat_seconds:
                         self._heartbeat = float(message.accepted.heartbeat_seconds)
+                        outgoing.put_nowait(
+                            control_pb2.AgentMessage(heartbeat=control_pb2.Heartbeat())
+                        )
                     log.info("live connection to %s is up", login.server)
                 elif body == "command":
                     task = asyncio.create_task(self._handle(message.command, outgoing))
