@@ -17,9 +17,9 @@ from comet.agent.mount import MountOptions
 from comet.agent.mount.served_mount import ServedMount
 from comet.agent.repository import Repository
 from comet.agent.repository.format import BlobType
-from comet.agent.repository.snapshot import Snapshot
 from comet.agent.repository.tree import Node, NodeType, Tree
 from comet.agent.storage.local import LocalStorage
+from tests.agent.crafted import commit_tree
 from tests.agent.mount.conftest import ITEM, VAULT_KEY, fusermount_u, open_repo
 
 BAD_NAMES = ["..", ".", "", "a/b", "../../etc/passwd", "nul\0x"]
@@ -28,18 +28,6 @@ BAD_NAMES = ["..", ".", "", "a/b", "../../etc/passwd", "nul\0x"]
 def _file(repo: Repository, name: str, data: bytes) -> Node:
     blob = repo.sealer.blob_id(BlobType.DATA, data)
     return Node(name=name, type=NodeType.FILE, mode=0o644, size=len(data), content=(blob,))
-
-
-def _commit(repo: Repository, root: Tree, subtrees: list[Tree], blobs: list[bytes]) -> None:
-    with repo.blob_writer() as writer:
-        for data in blobs:
-            writer.add(BlobType.DATA, repo.sealer.blob_id(BlobType.DATA, data), data)
-        for tree in [*subtrees, root]:
-            data = tree.encode()
-            writer.add(BlobType.TREE, repo.sealer.blob_id(BlobType.TREE, data), data)
-        writer.flush()
-    root_id = repo.sealer.blob_id(BlobType.TREE, root.encode())
-    repo.save_snapshot(Snapshot(ITEM, "device-1", "host", root_id, 1, 2))
 
 
 @pytest.fixture
@@ -57,7 +45,8 @@ def hostile_vault(tmp_path: Path) -> Path:
             Node(name="d", type=NodeType.DIR, mode=0o755, subtree=inner_id),
         )
     )
-    _commit(repo, root, [inner], [b"evil", b"fine\n", b"first\n", b"second\n", b"good\n"])
+    blobs = [b"evil", b"fine\n", b"first\n", b"second\n", b"good\n"]
+    commit_tree(repo, root, [inner], blobs, item_id=ITEM, device_id="device-1")
     repo.close()
     return vault
 

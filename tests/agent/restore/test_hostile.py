@@ -9,22 +9,14 @@ import pytest
 
 from comet.agent.repository import Repository
 from comet.agent.repository.format import BlobType
-from comet.agent.repository.snapshot import Snapshot
 from comet.agent.repository.tree import Node, NodeType, Tree
 from comet.agent.restore import DirectoryTarget, run_restore
 from comet.agent.restore import directory as directory_module
+from tests.agent.crafted import commit_tree
 
 
 def _commit(repo: Repository, root: Tree, subtrees: list[Tree], blobs: list[bytes]) -> bytes:
-    with repo.blob_writer() as writer:
-        for data in blobs:
-            writer.add(BlobType.DATA, repo.sealer.blob_id(BlobType.DATA, data), data)
-        for tree in [*subtrees, root]:
-            data = tree.encode()
-            writer.add(BlobType.TREE, repo.sealer.blob_id(BlobType.TREE, data), data)
-        writer.flush()
-    root_id = repo.sealer.blob_id(BlobType.TREE, root.encode())
-    return repo.save_snapshot(Snapshot("evil", "evil", "evil", root_id, 1, 2))
+    return commit_tree(repo, root, subtrees, blobs)
 
 
 def _tree_id(repo: Repository, tree: Tree) -> bytes:
