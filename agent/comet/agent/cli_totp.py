@@ -8,7 +8,6 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from comet.agent.output import print_json
-from comet.agent.totp_link import TotpError
 from comet.agent.totp_prompt import add_totp_parsers, read_code, show_enrolment
 from comet.v1 import agent_api_pb2
 
@@ -30,6 +29,8 @@ def code(args: argparse.Namespace, what: str) -> str:
     try:
         return read_code(from_stdin=args.code_stdin, what=what)
     except ValueError as e:
+        from comet.agent.totp_link import TotpError  # its server transport, only here
+
         raise TotpError(str(e)) from e
 
 

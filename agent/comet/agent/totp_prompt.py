@@ -9,12 +9,14 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-import segno
-
 _CODE = re.compile(r"^\d{6}$")
 
 
 def show_enrolment(secret: str, uri: str, *, out: TextIO = sys.stdout) -> None:
+    # segno (with the http, email and xml modules it pulls in) is loaded here, on the
+    # one command that draws a QR code, not at every start of the CLI.
+    import segno
+
     print("Scan this QR code with an authenticator app:", file=out)
     segno.make(uri, error="m").terminal(out=out, compact=True)
     print(f"or enter the secret by hand: {secret}", file=out)
