@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from comet.agent.backup import BackupOptions, FilesSource, run_backup
 from comet.agent.repository import Repository
+from comet.agent.repository.format import BlobType
+from comet.agent.repository.index import BlobLocation
 from comet.agent.repository.pack import pack_key
 from comet.agent.restore import DirectoryTarget, run_restore
 from comet.agent.restore import directory as directory_module
@@ -96,3 +100,51 @@ def test_damaged_blobs_among_many_small_files_with_allow_partial(
             intact += 1
     assert intact >= 12 * 40 + 4 - len(damaged)
     assert not [p for p in dest.rglob("*") if ".comet-" in p.name]
+
+
+def _pack_work(repo: Repository) -> list[prefetch_module.PackWork]:
+    by_pack: dict[bytes, list[tuple[bytes, BlobLocation]]] = {}
+    for blob_id, loc in repo.index.items():
+        if loc.blob_type == BlobType.DATA:
+            by_pack.setdefault(loc.pack_id, []).append((blob_id, loc))
+    return sorted(by_pack.items())
+
+
+def test_two_workers_open_two_packs_at_once(
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Opening blobs is what bounds restoring large files: a second worker opens the
+    # next pack while the first is still at its own. Each pack read waits here until
+    # two are under way; with one worker that never happens and the wait breaks.
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"big{i}.bin").write_bytes(os.urandom(17 << 20))
+    run_backup(repo, FilesSource([str(src)]), OPTIONS)
+    work = _pack_work(repo)
+    assert len(work) >= 3
+    both = threading.Barrier(2, timeout=30)
+    read = repo.read_pack_blobs
+    started: list[bytes] = []
+
+    def read_pack_blobs(
+        pack_id: bytes, blobs: list[tuple[bytes, BlobLocation]]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        if len(started) < 2:
+            started.append(pack_id)
+            both.wait()
+        yield from read(pack_id, blobs)
+
+    monkeypatch.setattr(repo, "read_pack_blobs", read_pack_blobs)
+    seen: dict[bytes, set[bytes]] = {pack_id: set() for pack_id, _ in work}
+    ended: list[bytes] = []
+    with prefetch_module.PackPrefetcher(repo, work, budget=1 << 20) as prefetcher:
+        for item in prefetcher:
+            assert item.pack_id not in ended  # a pack's blobs all come before its end
+            if isinstance(item, prefetch_module.Blobs):
+                seen[item.pack_id].update(blob_id for blob_id, _ in item.blobs)
+            else:
+                assert item.error is None, item.error
+                ended.append(item.pack_id)
+    assert sorted(ended) == sorted(seen)
+    assert seen == {pack_id: {b for b, _ in blobs} for pack_id, blobs in work}

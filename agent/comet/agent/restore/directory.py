@@ -10,6 +10,12 @@ into place within the held directory descriptor; other nodes get theirs through
 ``*at`` calls that do not follow symlinks, or through an ``O_PATH`` descriptor whose
 type is checked first.
 
+In a directory this restore made (mode 0700 and ours until its own metadata is applied
+last, so nobody else can reach what is in it) a file whose mode the umask leaves alone
+is created with that mode, and one that is to be ours gets no ``fchown``: the two
+calls a file would otherwise cost are learnt once per directory (its group and that it
+has no default ACL, either of which would change what a new file gets).
+
 Privileged metadata (setuid/setgid bits on files, ``security.*`` extended attributes
 such as file capabilities, device nodes) is restored only when asked for
 (``privileged=True``) or when root restores to the original paths; otherwise it is
@@ -46,6 +52,10 @@ _SPECIAL_TYPES = {
     NodeType.CHARDEV: stat.S_IFCHR,
     NodeType.BLOCKDEV: stat.S_IFBLK,
 }
+# A file mode that needs nothing but the creating open: the permission bits only, and
+# writable by its owner (a file written in parts is reopened for writing).
+_PLAIN_MODE_BITS = 0o777
+_ACL_DEFAULT = "system.posix_acl_default"
 _HOLE_MIN = 4096
 _ZERO_BLOCK = bytes(_HOLE_MIN)
 _ZERO_RUN = bytes(64 * _HOLE_MIN)
@@ -64,6 +74,11 @@ class _OpenFile:
     temp: str
     node: Node
     size: int
+    # The mode the file is created with: its final one when nothing can change it and
+    # nobody else can reach the directory (see the module docstring), else 0600.
+    create_mode: int = 0o600
+    moded: bool = False  # created with its final mode: no chmod needed
+    owned: bool = False  # created as its node's owner: no chown needed
     created: bool = False  # the temporary file exists (it is made on the first write)
     inode: tuple[int, int] | None = None  # (dev, ino) once its descriptor was closed
 
@@ -99,6 +114,15 @@ def open_directory(path: Path | str, *, create: bool = False) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def process_umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 def _nonzero_ranges(data: bytes, first_zero: int) -> Iterator[tuple[int, int]]:
@@ -139,6 +163,8 @@ class DirectoryTarget:
         self._root = Path("/") if original_paths else Path(dest)
         self._overwrite = overwrite
         self._as_root = os.geteuid() == 0
+        self._owner = (os.geteuid(), os.getegid())
+        self._umask = process_umask()
         # Restoring a system's own files as root keeps what they had; anywhere else
         # privileges are only restored when asked for.
         self._privileged = privileged or (original_paths and self._as_root)
@@ -153,6 +179,9 @@ class DirectoryTarget:
         # Directories this restore made: nothing else is in them, so the names inside
         # need no existence check (the engine never hands over a name twice).
         self._created: set[RestorePath] = set()
+        # Of those, the ones where a new file gets exactly the mode it is created with
+        # and our own user and group (no default ACL, group ours).
+        self._plain: set[RestorePath] = set()
         self._temp_tag = secrets.token_hex(4)
         self._temp_counter = itertools.count()
 
@@ -177,6 +206,9 @@ class DirectoryTarget:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise TargetRefusedError(f"{self._show(path)} is not a directory") from None
             raise
+        # Reopened by name: what is there now may not be the directory made and
+        # examined, so its files go the long way.
+        self._plain.discard(path)
         self._keep_dir(path, fd)
         return fd
 
@@ -238,18 +270,46 @@ class DirectoryTarget:
             self._on_drop(path, f"{names} dropped; restore with --restore-privileged to keep them")
         return kept
 
-    def _apply_fd(self, path: RestorePath, fd: int, node: Node) -> None:
+    def _apply_fd(
+        self, path: RestorePath, fd: int, node: Node, *, owned: bool = False, moded: bool = False
+    ) -> None:
         """Metadata through the object's own descriptor (files and directories).
-        Ownership first: chown clears setuid/setgid bits, so the mode comes after."""
-        if self._as_root:
+        Ownership first: chown clears setuid/setgid bits, so the mode comes after.
+        ``owned``: it already has the node's owner; ``moded``: its mode (see
+        ``_plain_mode``)."""
+        if self._as_root and not owned:
             os.fchown(fd, node.uid, node.gid)
-        for name, value in self._xattrs(path, node):
-            try:
-                os.setxattr(fd, name, value)
-            except OSError as e:
-                raise TargetRefusedError(f"cannot set extended attribute {name}: {e}") from e
-        os.fchmod(fd, self._mode(path, node))
+        if node.xattrs:
+            for name, value in self._xattrs(path, node):
+                try:
+                    os.setxattr(fd, name, value)
+                except OSError as e:
+                    raise TargetRefusedError(f"cannot set extended attribute {name}: {e}") from e
+        if not moded:
+            os.fchmod(fd, self._mode(path, node))
         os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+
+    def _plain_mode(self, node: Node) -> int | None:
+        """The node's mode if creating a file with it gives exactly that mode here (no
+        special bits, owner-writable, nothing the umask removes), else None."""
+        mode = node.mode & 0o7777
+        if mode & ~_PLAIN_MODE_BITS or not mode & 0o200 or mode & self._umask:
+            return None
+        return mode
+
+    def _learn_plain(self, path: RestorePath, fd: int) -> None:
+        """Record whether new files in the directory just made at ``path`` get their
+        creating mode and our user and group: they do unless it has a default ACL or
+        a group other than ours (setgid or BSD group semantics would pass that on)."""
+        if os.fstat(fd).st_gid != self._owner[1]:
+            return
+        try:
+            os.getxattr(fd, _ACL_DEFAULT)
+            return  # a default ACL: new files' permissions come from it
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+                return
+        self._plain.add(path)
 
     def _apply_link(self, path: RestorePath, parent: int, name: str, node: Node) -> None:
         """Metadata of a symlink, never following it."""
@@ -288,7 +348,8 @@ class DirectoryTarget:
     def _make_dir(self, path: RestorePath, parent: int) -> bool:
         os.mkdir(path[-1], 0o700, dir_fd=parent)
         self._created.add(path)
-        self._dir(path)  # opened now: a symlink swapped in since mkdir is refused
+        fd = self._dir(path)  # opened now: a symlink swapped in since mkdir is refused
+        self._learn_plain(path, fd)
         return True
 
     def directory(self, path: RestorePath, node: Node | None) -> bool:
@@ -324,7 +385,13 @@ class DirectoryTarget:
         handle = self._next
         self._next += 1
         name = path[-1]
-        self._files[handle] = _OpenFile(path[:-1], name, self._temp_name(name), node, size)
+        f = _OpenFile(path[:-1], name, self._temp_name(name), node, size)
+        if f.parent in self._plain:
+            mode = self._plain_mode(node)
+            if mode is not None:
+                f.create_mode, f.moded = mode, True
+            f.owned = (node.uid, node.gid) == self._owner
+        self._files[handle] = f
         return handle
 
     def _fd(self, handle: int, *, whole: bool = False) -> int:
@@ -349,7 +416,7 @@ class DirectoryTarget:
                 raise TargetRefusedError(f"{f.temp} was replaced during the restore")
         else:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(f.temp, flags, 0o600, dir_fd=parent)
+            fd = os.open(f.temp, flags, f.create_mode, dir_fd=parent)
             f.created = True
             if whole:
                 self._fds[handle] = fd
@@ -393,7 +460,7 @@ class DirectoryTarget:
         fd = self._fd(handle)
         path = (*f.parent, f.final)
         try:
-            self._apply_fd(path, fd, f.node)
+            self._apply_fd(path, fd, f.node, owned=f.owned, moded=f.moded)
         finally:
             self._close_fd(handle)
         parent = self._dir(f.parent)

@@ -91,7 +91,8 @@ class OrderedBlobs:
         self._reuse: set[bytes] = set()  # held after a use, for a later one
         self._kept = 0  # their bytes
         self._ended = 0  # work items fully received
-        self._prefetcher = PackPrefetcher(repo, work)
+        # One worker: work items must end in the planned order (``_ended`` counts them).
+        self._prefetcher = PackPrefetcher(repo, work, workers=1)
         self._items = iter(self._prefetcher)
 
     def _pull_until(self, blob_id: bytes) -> None:

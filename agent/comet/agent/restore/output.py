@@ -16,19 +16,10 @@ import secrets
 import stat
 from pathlib import Path
 
-from comet.agent.restore.directory import open_directory
+from comet.agent.restore.directory import open_directory, process_umask
 from comet.agent.restore.target import TargetRefusedError
 
 _FINAL_MODE = 0o666
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, for every thread)."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
 
 
 class OutputFile:
@@ -78,7 +69,7 @@ class OutputFile:
     def commit(self) -> None:
         """Make the complete file durable and visible under its final name."""
         os.fsync(self.fd)
-        os.fchmod(self.fd, _FINAL_MODE & ~_umask())
+        os.fchmod(self.fd, _FINAL_MODE & ~process_umask())
         self._check_final()  # a symlink planted meanwhile is refused, not replaced
         os.replace(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
         self._temp = ""
