@@ -64,6 +64,29 @@ def _build_trie(includes: Sequence[str]) -> _Trie | None:
     return trie
 
 
+class _Fallback:
+    """``_save_opened``'s answer for "save this entry the stat-first way"."""
+
+
+_FALLBACK = _Fallback()
+
+
+def _listed_regular(entry: os.DirEntry[str]) -> bool:
+    """True if the directory listing says ``entry`` is a regular file (no system call
+    unless the filesystem leaves the type out)."""
+    try:
+        return entry.is_file(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _open_file(path: str) -> int:
+    try:
+        return os.open(path, _OPEN_FLAGS | _NOATIME)
+    except PermissionError:
+        return os.open(path, _OPEN_FLAGS)  # O_NOATIME needs ownership
+
+
 class _ParentDir:
     """The previous snapshot's version of a directory: its tree id and entries by name."""
 
@@ -308,22 +331,29 @@ class Archiver:
     def _save_children(self, path: str, comps: tuple[str, ...], parent: _ParentDir | None) -> bytes:
         try:
             with os.scandir(path) as it:
-                names = sorted(entry.name for entry in it)
+                # The listing's file type (d_type; no system call) picks the way in.
+                entries = sorted((entry.name, _listed_regular(entry)) for entry in it)
         except OSError as e:
             self.warn(path, f"cannot list directory: {e.strerror}")
-            names = []
+            entries = []
         nodes = []
         # The parent's tree is reused as it is while every entry so far is the parent's
         # own node object (same stat, same subtree): nothing to encode, hash or add.
         reused = parent is not None and not self._rescan
         prefix = path if path.endswith("/") else path + "/"
-        for name in names:
+        for name, regular in entries:
             self._cancel.check()
             child = prefix + name
             if (self._excludes or self._regexes) and self._excluded(child, name):
                 continue
             pnode = _child(parent, name)
-            node = self._save_path(child, (*comps, name), name, pnode)
+            node: Node | _Fallback | None = _FALLBACK
+            if regular and (self._rescan or pnode is None or pnode.type != NodeType.FILE):
+                # Its content will be read whatever its stat says: open it first.
+                node = self._save_opened(child, (*comps, name), name, pnode)
+            if node is _FALLBACK:
+                node = self._save_path(child, (*comps, name), name, pnode)
+            assert not isinstance(node, _Fallback)
             if node is not None:
                 nodes.append(node)
                 reused = reused and node is pnode
@@ -380,6 +410,42 @@ class Archiver:
         # fifos, devices, sockets: metadata only, never opened
         return node_from_stat(name, st, kind, xattrs=xattrs)
 
+    def _save_opened(
+        self, path: str, comps: tuple[str, ...], name: str, pnode: Node | None
+    ) -> Node | _Fallback | None:
+        """A file the directory listed as regular and whose content is to be read
+        (new, or rescanned): opened first, its stat and xattrs taken from the open
+        descriptor, which saves the ``lstat`` and the path lookups of the stat-first
+        way. ``O_NOFOLLOW`` refuses a symlink and ``O_NONBLOCK`` a fifo's wait, as on
+        that way. Anything unexpected (it cannot be opened, it is no longer a regular
+        file) gives ``_FALLBACK``: the stat-first way then saves it, or words the
+        warning, exactly as before."""
+        try:
+            fd = _open_file(path)
+        except OSError:
+            return _FALLBACK
+        try:
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                return _FALLBACK
+            if not stat.S_ISREG(st.st_mode):
+                return _FALLBACK
+            if (
+                pnode is not None
+                and pnode.ctime_ns == st.st_ctime_ns
+                and pnode.inode == st.st_ino
+                and pnode.dev == st.st_dev
+            ):
+                xattrs = pnode.xattrs  # setting or removing an xattr updates ctime
+            else:
+                xattrs, problem = read_xattrs(fd)
+                if problem:
+                    self.warn(path, problem)
+            return self._save_file(path, comps, name, st, xattrs, pnode, fd=fd)
+        finally:
+            os.close(fd)
+
     def _save_same(
         self, path: str, comps: tuple[str, ...], st: os.stat_result, pnode: Node
     ) -> Node | None:
@@ -413,7 +479,10 @@ class Archiver:
         st: os.stat_result,
         xattrs: tuple[tuple[str, bytes], ...],
         pnode: Node | None,
+        *,
+        fd: int | None = None,
     ) -> Node | None:
+        """``fd``: the file already open, ``st`` its ``fstat``."""
         link_key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and (first := self._hardlinks.get(link_key)) is not None:
             self.files += 1
@@ -427,7 +496,7 @@ class Archiver:
             self._reporter.file_unchanged(path, st.st_size)
             self.blobs += len(content)
         else:
-            result = self._read_file(path, st)
+            result = self._read_file(path, st) if fd is None else self._read_open(fd, path, st)
             if result is None:
                 return None
             content, size = result
@@ -451,10 +520,7 @@ class Archiver:
 
     def _read_file(self, path: str, st: os.stat_result) -> tuple[tuple[bytes, ...], int] | None:
         try:
-            try:
-                fd = os.open(path, _OPEN_FLAGS | _NOATIME)
-            except PermissionError:
-                fd = os.open(path, _OPEN_FLAGS)  # O_NOATIME needs ownership
+            fd = _open_file(path)
         except FileNotFoundError:
             self.warn(path, "vanished before it could be read")
             return None
@@ -462,10 +528,24 @@ class Archiver:
             self.warn(path, f"cannot open: {e.strerror}")
             return None
         try:
-            before = os.fstat(fd)
+            try:
+                before = os.fstat(fd)
+            except OSError as e:
+                self.warn(path, f"read error: {e.strerror}")
+                return None
             if not stat.S_ISREG(before.st_mode) or before.st_ino != st.st_ino:
                 self.warn(path, "was replaced while being backed up, skipped")
                 return None
+            return self._read_open(fd, path, before)
+        finally:
+            os.close(fd)
+
+    def _read_open(
+        self, fd: int, path: str, before: os.stat_result
+    ) -> tuple[tuple[bytes, ...], int] | None:
+        """Store the content of the regular file open as ``fd`` (``before``: its
+        ``fstat``); its blob ids and size, or None after a warning."""
+        try:
             self._reporter.file_started(path, before.st_size)
             if before.st_size < self._small:
                 small = self._read_small(fd, before.st_size)
@@ -491,8 +571,6 @@ class Archiver:
         except OSError as e:
             self.warn(path, f"read error: {e.strerror}")
             return None
-        finally:
-            os.close(fd)
 
     def _check_unchanged(
         self, fd: int, path: str, before: os.stat_result, size: int, content: list[bytes]
