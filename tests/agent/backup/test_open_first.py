@@ -12,6 +12,9 @@ import pytest
 
 from comet.agent.backup import BackupOptions, FilesSource, run_backup
 from comet.agent.backup import archiver as archiver_module
+from comet.agent.cancel import CancelToken
+from comet.agent.errors import CancelledError
+from comet.agent.reporter import NullBackupReporter
 from comet.agent.repository import Repository
 from comet.agent.repository.tree import Node, NodeType
 
@@ -130,3 +133,56 @@ def test_an_entry_listed_as_a_file_but_something_else_is_saved_as_what_it_is(
         "dangling": NodeType.SYMLINK,
         "fifo": NodeType.FIFO,
     }
+
+
+def test_files_are_asked_for_ahead_and_no_descriptor_outlives_its_directory(
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    for sub in ("a", "m/inner", "z"):
+        (src / sub).mkdir(parents=True)
+    for i in range(80):
+        for sub in ("", "a", "m", "m/inner"):
+            (src / sub / f"f{i:02}").write_bytes(os.urandom(i * 10))
+    open_fds: dict[int, str] = {}
+    overlaps: list[tuple[str, set[str]]] = []
+    advised: list[int] = []
+    real_open, real_close, real_fadvise = archiver_module._open_file, os.close, os.posix_fadvise
+
+    def open_file(path: str) -> int:
+        here = os.path.dirname(path)
+        if any(d != here for d in open_fds.values()):
+            overlaps.append((path, set(open_fds.values())))
+        fd = real_open(path)
+        open_fds[fd] = here
+        return fd
+
+    def close(fd: int) -> None:
+        open_fds.pop(fd, None)
+        real_close(fd)
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        if advice == os.POSIX_FADV_WILLNEED and fd in open_fds:
+            advised.append(fd)
+        real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(archiver_module, "_open_file", open_file)
+    monkeypatch.setattr(archiver_module.os, "close", close)
+    monkeypatch.setattr(archiver_module.os, "posix_fadvise", fadvise)
+    cancel = CancelToken()
+
+    class Reporter(NullBackupReporter):
+        started = 0
+
+        def file_started(self, path: str, size: int) -> None:
+            self.started += 1
+            if self.started == 150:  # in the middle of a directory, files open ahead
+                cancel.cancel()
+
+    with pytest.raises(CancelledError):
+        run_backup(repo, FilesSource([str(src)]), OPTIONS, reporter=Reporter(), cancel=cancel)
+    assert not open_fds  # what was opened ahead was closed when the walk stopped
+    assert len(advised) > 150
+    result = run_backup(repo, FilesSource([str(src)]), OPTIONS)
+    assert not open_fds and result.files == 320 and not result.warnings
+    assert not overlaps  # nothing held open while the walk was in another directory

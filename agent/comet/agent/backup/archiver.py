@@ -5,6 +5,7 @@ cancellation errors propagate.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import os
@@ -85,6 +86,61 @@ def _open_file(path: str) -> int:
         return os.open(path, _OPEN_FLAGS | _NOATIME)
     except PermissionError:
         return os.open(path, _OPEN_FLAGS)  # O_NOATIME needs ownership
+
+
+# Files opened ahead of the one being saved. A file of a few KiB not in the page
+# cache waited for its read in turn (a first backup of 1,000,000 small files on a busy
+# machine spent ~40 % of its walk in os.read); asked for this many files early, the
+# kernel reads them while the walk hashes and stores the ones before.
+_OPEN_AHEAD = 32
+# Only a file's start is asked for: a small file whole, a large one's first read.
+_AHEAD_BYTES = 256 << 10
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
+
+
+class _OpenAhead:
+    """Opens a directory's files up to ``_OPEN_AHEAD`` entries before the walk takes
+    them, and asks the kernel to start reading each (``POSIX_FADV_WILLNEED``; the
+    read itself stays where it was). Never opens past an entry that is not opened
+    first, so no descriptor is held while the walk descends into a subdirectory."""
+
+    __slots__ = ("_fds", "_next", "_paths")
+
+    def __init__(self, paths: list[str | None]) -> None:
+        self._paths = paths  # None: an entry saved the stat-first way
+        self._fds: dict[int, int | None] = {}
+        self._next = 0
+
+    def take(self, i: int) -> int | None:
+        """Entry ``i``'s open descriptor, now the caller's to close; None if it could
+        not be opened."""
+        paths = self._paths
+        end = min(len(paths), i + _OPEN_AHEAD)
+        j = max(self._next, i)
+        fds = self._fds
+        while j < end and (path := paths[j]) is not None:
+            fds[j] = _open_ahead(path)
+            j += 1
+        self._next = j
+        return fds.pop(i)
+
+    def close(self) -> None:
+        """Close what was opened but not taken (the walk stopped early)."""
+        for fd in self._fds.values():
+            if fd is not None:
+                os.close(fd)
+        self._fds.clear()
+
+
+def _open_ahead(path: str) -> int | None:
+    try:
+        fd = _open_file(path)
+    except OSError:
+        return None  # the stat-first way says what is wrong
+    if _WILLNEED is not None:
+        with contextlib.suppress(OSError):  # not a regular file after all: ESPIPE
+            os.posix_fadvise(fd, 0, _AHEAD_BYTES, _WILLNEED)
+    return fd
 
 
 class _ParentDir:
@@ -336,27 +392,37 @@ class Archiver:
         except OSError as e:
             self.warn(path, f"cannot list directory: {e.strerror}")
             entries = []
-        nodes = []
         # The parent's tree is reused as it is while every entry so far is the parent's
         # own node object (same stat, same subtree): nothing to encode, hash or add.
         reused = parent is not None and not self._rescan
         prefix = path if path.endswith("/") else path + "/"
+        plan: list[tuple[str, str, Node | None]] = []
+        opened_first: list[str | None] = []
         for name, regular in entries:
-            self._cancel.check()
             child = prefix + name
             if (self._excludes or self._regexes) and self._excluded(child, name):
                 continue
             pnode = _child(parent, name)
-            node: Node | _Fallback | None = _FALLBACK
-            if regular and (self._rescan or pnode is None or pnode.type != NodeType.FILE):
-                # Its content will be read whatever its stat says: open it first.
-                node = self._save_opened(child, (*comps, name), name, pnode)
-            if node is _FALLBACK:
-                node = self._save_path(child, (*comps, name), name, pnode)
-            assert not isinstance(node, _Fallback)
-            if node is not None:
-                nodes.append(node)
-                reused = reused and node is pnode
+            plan.append((name, child, pnode))
+            # A file whose content will be read whatever its stat says is opened first.
+            first = regular and (self._rescan or pnode is None or pnode.type != NodeType.FILE)
+            opened_first.append(child if first else None)
+        nodes = []
+        ahead = _OpenAhead(opened_first)
+        try:
+            for i, (name, child, pnode) in enumerate(plan):
+                self._cancel.check()
+                node: Node | _Fallback | None = _FALLBACK
+                if opened_first[i] is not None:
+                    node = self._save_opened(child, (*comps, name), name, pnode, ahead.take(i))
+                if node is _FALLBACK:
+                    node = self._save_path(child, (*comps, name), name, pnode)
+                assert not isinstance(node, _Fallback)
+                if node is not None:
+                    nodes.append(node)
+                    reused = reused and node is pnode
+        finally:
+            ahead.close()
         if reused:
             assert parent is not None
             if len(nodes) == parent.count:
@@ -411,18 +477,16 @@ class Archiver:
         return node_from_stat(name, st, kind, xattrs=xattrs)
 
     def _save_opened(
-        self, path: str, comps: tuple[str, ...], name: str, pnode: Node | None
+        self, path: str, comps: tuple[str, ...], name: str, pnode: Node | None, fd: int | None
     ) -> Node | _Fallback | None:
         """A file the directory listed as regular and whose content is to be read
-        (new, or rescanned): opened first, its stat and xattrs taken from the open
-        descriptor, which saves the ``lstat`` and the path lookups of the stat-first
-        way. ``O_NOFOLLOW`` refuses a symlink and ``O_NONBLOCK`` a fifo's wait, as on
-        that way. Anything unexpected (it cannot be opened, it is no longer a regular
-        file) gives ``_FALLBACK``: the stat-first way then saves it, or words the
-        warning, exactly as before."""
-        try:
-            fd = _open_file(path)
-        except OSError:
+        (new, or rescanned), open as ``fd`` (closed here; None if it could not be
+        opened): its stat and xattrs are taken from the descriptor, which saves the
+        ``lstat`` and the path lookups of the stat-first way. ``O_NOFOLLOW`` refuses a
+        symlink and ``O_NONBLOCK`` a fifo's wait, as on that way. Anything unexpected
+        (it cannot be opened, it is no longer a regular file) gives ``_FALLBACK``: the
+        stat-first way then saves it, or words the warning, exactly as before."""
+        if fd is None:
             return _FALLBACK
         try:
             try:
