@@ -186,3 +186,24 @@ def test_files_are_asked_for_ahead_and_no_descriptor_outlives_its_directory(
     result = run_backup(repo, FilesSource([str(src)]), OPTIONS)
     assert not open_fds and result.files == 320 and not result.warnings
     assert not overlaps  # nothing held open while the walk was in another directory
+
+
+def test_excluded_files_are_not_opened_ahead(
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(70):
+        (src / f"f{i:02}.{'tmp' if i % 3 else 'bin'}").write_bytes(b"x" * i)
+    opened: list[str] = []
+    real_open = archiver_module._open_file
+
+    def open_file(path: str) -> int:
+        opened.append(os.path.basename(path))
+        return real_open(path)
+
+    monkeypatch.setattr(archiver_module, "_open_file", open_file)
+    result = run_backup(repo, FilesSource([str(src)], excludes=["*.tmp"]), OPTIONS)
+    kept = sorted(p.name for p in src.iterdir() if p.suffix == ".bin")
+    assert sorted(opened) == kept and result.files == len(kept) == 24
+    assert sorted(_files(repo, result.snapshot_id, src)) == kept

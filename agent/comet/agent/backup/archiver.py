@@ -98,38 +98,57 @@ _AHEAD_BYTES = 256 << 10
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
+# An entry as the walk takes it: its path, the parent snapshot's node, and its file
+# open for reading, None if opening failed, or _STAT_FIRST: saved the stat-first way.
+_Entry = tuple[str, "Node | None", "int | None"]
+_STAT_FIRST = -1
+
+
 class _OpenAhead:
-    """Opens a directory's files up to ``_OPEN_AHEAD`` entries before the walk takes
-    them, and asks the kernel to start reading each (``POSIX_FADV_WILLNEED``; the
-    read itself stays where it was). Never opens past an entry that is not opened
-    first, so no descriptor is held while the walk descends into a subdirectory."""
+    """Takes a directory's entries in order, opening the files to be read up to
+    ``_OPEN_AHEAD`` entries before the walk gets to them and asking the kernel to
+    start reading each (``POSIX_FADV_WILLNEED``; the read itself stays where it was).
+    Never opens past an entry saved the stat-first way, so no descriptor is held while
+    the walk descends into a subdirectory. Holds nothing per entry beyond the window:
+    a directory of a million names costs what its listing costs."""
 
-    __slots__ = ("_fds", "_next", "_paths")
+    __slots__ = ("_count", "_decide", "_entries", "_next")
 
-    def __init__(self, paths: list[str | None]) -> None:
-        self._paths = paths  # None: an entry saved the stat-first way
-        self._fds: dict[int, int | None] = {}
+    def __init__(
+        self, count: int, decide: Callable[[int], tuple[str, Node | None, bool] | None]
+    ) -> None:
+        # decide(i): entry i's path, node in the parent snapshot and whether it is
+        # opened first; None if it is excluded.
+        self._count = count
+        self._decide = decide
+        self._entries: dict[int, _Entry | None] = {}
         self._next = 0
 
-    def take(self, i: int) -> int | None:
-        """Entry ``i``'s open descriptor, now the caller's to close; None if it could
-        not be opened."""
-        paths = self._paths
-        end = min(len(paths), i + _OPEN_AHEAD)
+    def take(self, i: int) -> _Entry | None:
+        """Entry ``i`` (None if excluded); an open descriptor in it is now the caller's
+        to close."""
+        entries = self._entries
+        end = min(self._count, i + _OPEN_AHEAD)
         j = max(self._next, i)
-        fds = self._fds
-        while j < end and (path := paths[j]) is not None:
-            fds[j] = _open_ahead(path)
+        while j < end:
+            decided = self._decide(j)
             j += 1
+            if decided is None:
+                entries[j - 1] = None
+                continue
+            path, pnode, first = decided
+            entries[j - 1] = (path, pnode, _open_ahead(path) if first else _STAT_FIRST)
+            if not first:
+                break
         self._next = j
-        return fds.pop(i)
+        return entries.pop(i)
 
     def close(self) -> None:
         """Close what was opened but not taken (the walk stopped early)."""
-        for fd in self._fds.values():
-            if fd is not None:
-                os.close(fd)
-        self._fds.clear()
+        for entry in self._entries.values():
+            if entry is not None and entry[2] is not None and entry[2] != _STAT_FIRST:
+                os.close(entry[2])
+        self._entries.clear()
 
 
 def _open_ahead(path: str) -> int | None:
@@ -396,25 +415,32 @@ class Archiver:
         # own node object (same stat, same subtree): nothing to encode, hash or add.
         reused = parent is not None and not self._rescan
         prefix = path if path.endswith("/") else path + "/"
-        plan: list[tuple[str, str, Node | None]] = []
-        opened_first: list[str | None] = []
-        for name, regular in entries:
+        filtered = bool(self._excludes or self._regexes)
+        rescan = self._rescan
+
+        def decide(i: int) -> tuple[str, Node | None, bool] | None:
+            name, regular = entries[i]
             child = prefix + name
-            if (self._excludes or self._regexes) and self._excluded(child, name):
-                continue
+            if filtered and self._excluded(child, name):
+                return None
             pnode = _child(parent, name)
-            plan.append((name, child, pnode))
             # A file whose content will be read whatever its stat says is opened first.
-            first = regular and (self._rescan or pnode is None or pnode.type != NodeType.FILE)
-            opened_first.append(child if first else None)
+            first = regular and (rescan or pnode is None or pnode.type != NodeType.FILE)
+            return child, pnode, first
+
         nodes = []
-        ahead = _OpenAhead(opened_first)
+        ahead = _OpenAhead(len(entries), decide)
         try:
-            for i, (name, child, pnode) in enumerate(plan):
+            for i in range(len(entries)):
                 self._cancel.check()
+                entry = ahead.take(i)
+                if entry is None:
+                    continue
+                child, pnode, fd = entry
+                name = entries[i][0]
                 node: Node | _Fallback | None = _FALLBACK
-                if opened_first[i] is not None:
-                    node = self._save_opened(child, (*comps, name), name, pnode, ahead.take(i))
+                if fd != _STAT_FIRST:
+                    node = self._save_opened(child, (*comps, name), name, pnode, fd)
                 if node is _FALLBACK:
                     node = self._save_path(child, (*comps, name), name, pnode)
                 assert not isinstance(node, _Fallback)
