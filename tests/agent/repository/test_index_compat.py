@@ -79,6 +79,8 @@ def test_compact_index_answers_as_the_old_one(
         for blob_id in known + probes + [b"short"]:
             assert new.lookup(blob_id) == old.lookup(blob_id)
             assert (blob_id in new) == (blob_id in old)
+            loc = old.lookup(blob_id)
+            assert new.pack_of(blob_id) == (None if loc is None else loc.pack_id)
         assert len(new) == len(old)
         assert new.packs() == old.packs()
         assert sorted(new.items()) == sorted(old.items())

@@ -49,19 +49,24 @@ def node_type(st: os.stat_result) -> NodeType | None:
     return None
 
 
-def read_xattrs(path: str) -> tuple[tuple[tuple[str, bytes], ...], str | None]:
-    """Return ``(xattrs, problem)``; filesystems without xattr support give ``((), None)``."""
+def read_xattrs(path: str | int) -> tuple[tuple[tuple[str, bytes], ...], str | None]:
+    """Return ``(xattrs, problem)``; filesystems without xattr support give ``((), None)``.
+    ``path`` is not followed if it is a symlink; it may be an open file's descriptor
+    (no path lookup)."""
+    follow = isinstance(path, int)  # a descriptor is the object itself: nothing to follow
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=follow)
     except OSError as e:
         if e.errno in _IGNORED_XATTR_ERRNOS:
             return (), None
         return (), f"cannot list extended attributes: {e.strerror}"
+    if not names:
+        return (), None
     out = []
     problem = None
     for name in sorted(names):
         try:
-            out.append((name, os.getxattr(path, name, follow_symlinks=False)))
+            out.append((name, os.getxattr(path, name, follow_symlinks=follow)))
         except OSError as e:
             if e.errno not in _IGNORED_XATTR_ERRNOS:
                 problem = f"cannot read extended attribute {name}: {e.strerror}"

@@ -170,6 +170,19 @@ class BlobIndex:
             pack_id = bytes(self._packs[pack_no * ID_SIZE : (pack_no + 1) * ID_SIZE])
         return BlobLocation(pack_id, BlobType(blob_type), offset, length, raw_length)
 
+    def pack_of(self, blob_id: bytes) -> bytes | None:
+        """The id of the pack holding the blob, or None if it is not indexed: what a
+        backup asks of every blob it may skip, without building its whole location
+        (an unchanged re-run asks once per file)."""
+        if len(blob_id) != ID_SIZE:
+            return None
+        with self._lock:
+            found = self._find(blob_id)
+            if found is None:
+                return None
+            (pack_no,) = _U32.unpack_from(found[1], ID_SIZE)
+            return bytes(self._packs[pack_no * ID_SIZE : (pack_no + 1) * ID_SIZE])
+
     def add_pack(self, pack_id: bytes, entries: Iterable[PackEntry]) -> None:
         """Record the blobs of one stored pack. A blob already known keeps its location."""
         with self._lock:
