@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from comet.agent import immutable
 from comet.agent.batch_stream import batches_from_thread
-from comet.agent.browse import Entry, FindQuery, find, list_dir
+from comet.agent.browse import Entry, EntryColumns, FindQuery, find, list_dir, list_tree
 from comet.agent.browse.listing import snapshot_path
 from comet.agent.browse.refs import is_latest, resolve_snapshot, select_snapshots
 from comet.agent.convert import (
@@ -569,15 +569,15 @@ class Operations:
         item_ref: str = "",
         tags: tuple[str, ...] = (),
         batch: int = LIST_BATCH,
-    ) -> AsyncGenerator[list[Entry], None]:
-        """Everything below ``path`` of a snapshot, depth first, in lists of at most
+    ) -> AsyncGenerator[EntryColumns, None]:
+        """Everything below ``path`` of a snapshot, depth first, in columns of at most
         ``batch`` entries. The walk runs on a worker thread at most ``LIST_AHEAD``
         batches ahead of the reader, so memory stays flat however many files the
         snapshot holds; it stops at the next batch once the reader stops."""
         profile = await self.profile.fetch()
         item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
 
-        def read(repo: Repository, device_id: str, hand: Callable[[list[Entry]], None]) -> None:
+        def read(repo: Repository, device_id: str, hand: Callable[[EntryColumns], None]) -> None:
             chosen = resolve_snapshot(
                 repo,
                 snapshot,
@@ -586,22 +586,16 @@ class Operations:
                 device_id=device_id,
                 item_label=item_ref,
             )
-            entries: list[Entry] = []
             under = snapshot_path(path or "/")
-            for entry in find(repo, [chosen.id], FindQuery(), under=under):
-                entries.append(entry)
-                if len(entries) >= batch:
-                    hand(entries)
-                    entries = []
-            if entries:
-                hand(entries)
+            for columns in list_tree(repo, chosen.id, under=under, batch=batch):
+                hand(columns)
 
-        async def run(hand: Callable[[list[Entry]], None]) -> None:
+        async def run(hand: Callable[[EntryColumns], None]) -> None:
             await self.read_vault(vault_ref, lambda r, d: read(r, d, hand), profile=profile)
 
         async with aclosing(batches_from_thread(run, ahead=LIST_AHEAD)) as batches:
-            async for entries in batches:
-                yield entries
+            async for columns in batches:
+                yield columns
 
     async def find(
         self,
