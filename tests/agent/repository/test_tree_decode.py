@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comet.agent.errors import IntegrityError
-from comet.agent.repository.tree import Node, NodeType, Tree, node_docs
+from comet.agent.repository.tree import Node, NodeType, Tree
 
 _ids = st.binary(min_size=32, max_size=32)
 _ints = st.integers(min_value=0, max_value=2**63 - 1)
@@ -93,30 +93,3 @@ def test_a_malformed_node_is_an_integrity_error(node: object, words: str) -> Non
     with pytest.raises(IntegrityError, match="malformed node") as caught:
         Tree.decode(json.dumps({"v": 1, "nodes": [node]}).encode(), "tree t")
     assert words in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("node", "words"),
-    [
-        ({"name": 1, "type": "file"}, "node name is not a string"),
-        ({"type": "file"}, "'name'"),
-        ({"name": "a"}, "'type'"),
-        ({"name": "a", "type": "door"}, "'door'"),
-        ({"name": "a", "type": ["file"]}, "unhashable"),
-        ({"name": "a", "type": "file", "bogus": 1}, "unknown node fields ['bogus']"),
-        (3, "node is not an object"),
-    ],
-)
-def test_node_docs_refuses_what_decode_refuses(node: object, words: str) -> None:
-    """A listing reads the parsed nodes without building them, and refuses the same
-    nodes with the same words (field values are read by the listing as decode reads
-    them; it does not check content ids it never uses)."""
-    data = json.dumps({"v": 1, "nodes": [{"name": "ok", "type": "dir"}, node]}).encode()
-    for read in (Tree.decode, node_docs):
-        with pytest.raises(IntegrityError, match="malformed node") as caught:
-            read(data, "tree t")
-        assert words in str(caught.value)
-    with pytest.raises(IntegrityError, match="not a valid tree"):
-        node_docs(b"[1]", "tree t")
-    good = Tree((Node("a", NodeType.FILE, size=3), Node("b", NodeType.DIR, subtree=b"i" * 32)))
-    assert [Node.from_json(d) for d in node_docs(good.encode(), "tree t")] == list(good.nodes)

@@ -11,6 +11,8 @@ import base64
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from comet.agent.errors import IntegrityError, UnsupportedFormatError
@@ -200,18 +202,31 @@ def node_docs(data: bytes, what: str) -> list[dict[str, Any]]:
     doc = _parse(data, what)
     try:
         nodes = doc["nodes"]
-        for obj in nodes:
-            if not isinstance(obj, dict):
-                raise ValueError("node is not an object")
-            if not obj.keys() <= _FIELD_NAMES:
-                raise ValueError(f"unknown node fields {sorted(obj.keys() - _FIELD_NAMES)}")
-            if not isinstance(obj["name"], str):
-                raise ValueError("node name is not a string")
-            if obj["type"] not in _TYPES:
-                raise KeyError(obj["type"])
+        if not isinstance(nodes, list) or not _well_formed(nodes):
+            for obj in nodes:  # the first bad node, named in decode's words
+                Node.from_json(obj)
     except (ValueError, KeyError, TypeError) as e:
         raise IntegrityError(f"{what} has a malformed node ({e})") from e
     return nodes if isinstance(nodes, list) else list(nodes)  # as decode iterates them
+
+
+def _well_formed(nodes: list[Any]) -> bool:
+    """Whether every node is an object of known fields with a string name and a known
+    type: the checks of ``Node.from_json`` that a listing relies on, as a few C-speed
+    passes over the list (a loop of them per node was a fifth of a search)."""
+    try:
+        return (
+            set(map(type, nodes)) <= _DICT
+            and _FIELD_NAMES.issuperset(chain.from_iterable(nodes))
+            and set(map(type, map(_NAME, nodes))) <= _STR
+            and set(map(_TYPE, nodes)) <= _TYPES.keys()
+        )
+    except (KeyError, TypeError):  # a missing name or type; a type that is not hashable
+        return False
+
+
+_DICT, _STR = {dict}, {str}
+_NAME, _TYPE = itemgetter("name"), itemgetter("type")
 
 
 def _parse(data: bytes, what: str) -> Any:
