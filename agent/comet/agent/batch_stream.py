@@ -16,18 +16,18 @@ class ReaderGone(Exception):
 
 
 async def batches_from_thread(
-    run: Callable[[Callable[[list[T]], None]], Awaitable[None]], *, ahead: int = 4
-) -> AsyncGenerator[list[T], None]:
+    run: Callable[[Callable[[T], None]], Awaitable[None]], *, ahead: int = 4
+) -> AsyncGenerator[T, None]:
     """Yield every list the producer hands over, in order. ``run(hand)`` is awaited in
     a task; it runs the producer on a worker thread (``asyncio.to_thread``), which calls
     ``hand(batch)`` for each batch. ``hand`` blocks while ``ahead`` batches wait for the
     reader, and raises ReaderGone once the reader has stopped (the producer lets it
     propagate: the walk ends quietly). An exception of the producer is raised here."""
     loop = asyncio.get_running_loop()
-    ready: asyncio.Queue[list[T] | BaseException | None] = asyncio.Queue(ahead)
+    ready: asyncio.Queue[T | BaseException | None] = asyncio.Queue(ahead)
     stopped = threading.Event()
 
-    def hand(batch: list[T]) -> None:
+    def hand(batch: T) -> None:
         if stopped.is_set():
             raise ReaderGone
         asyncio.run_coroutine_threadsafe(ready.put(batch), loop).result()

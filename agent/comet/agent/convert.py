@@ -7,7 +7,7 @@ from datetime import UTC
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from comet.agent.browse import Entry, FindQuery
+from comet.agent.browse import Entry, EntryColumns, FindQuery
 from comet.agent.items import ItemSpec, ItemType
 from comet.agent.jobs.codes import Classification, Severity, Status
 from comet.agent.jobs.record import JobRecord, LogEntry
@@ -361,6 +361,21 @@ def entry_to_proto(entry: Entry) -> common_pb2.SnapshotEntry:
         mtime={"seconds": seconds, "nanos": nanos},  # type: ignore[arg-type]
         link_target=entry.link_target or "",
         snapshot_id=entry.snapshot_id,
+    )
+
+
+def columns_to_proto(columns: EntryColumns) -> common_pb2.SnapshotEntryColumns:
+    """A batch of a recursive listing, a list per field (each set with one call)."""
+    mtimes = columns.mtimes_ns
+    return common_pb2.SnapshotEntryColumns(
+        snapshot_id=columns.snapshot_id,
+        path=columns.paths,
+        type=[_NODE_TYPES[t] for t in columns.types],
+        size=columns.sizes,
+        mode=columns.modes,
+        mtime_seconds=[ns // 1_000_000_000 for ns in mtimes],
+        mtime_nanos=[ns % 1_000_000_000 for ns in mtimes],
+        link_target=[t or "" for t in columns.link_targets],
     )
 
 

@@ -14,6 +14,7 @@ import grpc
 from comet.agent.cancel import CancelToken
 from comet.agent.chunk_pipe import ChunkPipe
 from comet.agent.convert import (
+    columns_to_proto,
     entry_to_proto,
     find_query_from_proto,
     job_to_proto,
@@ -418,8 +419,12 @@ class LocalApi(agent_api_pb2_grpc.AgentApiServicer):
             tags=tuple(request.tags),
         )
         try:
-            async for entries in listing:
-                yield agent_api_pb2.ListDirReply(entries=[entry_to_proto(e) for e in entries])
+            async for columns in listing:
+                if request.columns:
+                    yield agent_api_pb2.ListDirReply(columns=columns_to_proto(columns))
+                else:  # a client older than columns
+                    entries = [entry_to_proto(e) for e in columns.entries()]
+                    yield agent_api_pb2.ListDirReply(entries=entries)
         except AgentError as e:
             await abort_with(context, e)
         except OSError as e:

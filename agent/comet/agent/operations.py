@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from comet.agent import immutable
 from comet.agent.batch_stream import batches_from_thread
-from comet.agent.browse import Entry, FindQuery, find, list_dir
+from comet.agent.browse import Entry, EntryColumns, FindQuery, find, list_dir, list_tree
 from comet.agent.browse.listing import snapshot_path
 from comet.agent.browse.refs import is_latest, resolve_snapshot, select_snapshots
 from comet.agent.convert import (
@@ -56,6 +56,7 @@ from comet.agent.mount.options import (
     MountRequest,
 )
 from comet.agent.profile_sync import NotLoggedInError, ProfileSync
+from comet.agent.repository.format import BlobType
 from comet.agent.repository.repository import Repository
 from comet.agent.snapshot_info import SnapshotInfo, snapshot_info
 from comet.agent.snapshot_tools import SnapshotTools
@@ -513,15 +514,23 @@ class Operations:
         read: Callable[[Repository, str], T],
         *,
         profile: common_pb2.Profile | None = None,
+        trees_only: bool = False,
     ) -> T:
         """Run ``read(repository, device id)`` on a worker thread with the vault's
-        repository open (closed afterwards). ``profile``: one just fetched."""
+        repository open (closed afterwards). ``profile``: one just fetched.
+        ``trees_only``: ``read`` reads trees and snapshots, never file contents, so
+        data blobs are left out of the index (most of a big vault's index)."""
         login = self._login()
         vault = self._vault(profile or await self.profile.fetch(), vault_ref)
+        index_only = BlobType.TREE if trees_only else None
 
         def run() -> T:
             repo = open_repository(
-                vault, login.wrap_key, key_dir=self.key_dir, server_url=login.server
+                vault,
+                login.wrap_key,
+                key_dir=self.key_dir,
+                server_url=login.server,
+                index_only=index_only,
             )
             try:
                 return read(repo, login.device_id)
@@ -558,7 +567,7 @@ class Operations:
                 return list_dir(repo, chosen.id, path or "/")
             return list(find(repo, [chosen.id], FindQuery(), under=snapshot_path(path or "/")))
 
-        return await self.read_vault(vault_ref, read, profile=profile)
+        return await self.read_vault(vault_ref, read, profile=profile, trees_only=True)
 
     async def list_tree(
         self,
@@ -569,15 +578,15 @@ class Operations:
         item_ref: str = "",
         tags: tuple[str, ...] = (),
         batch: int = LIST_BATCH,
-    ) -> AsyncGenerator[list[Entry], None]:
-        """Everything below ``path`` of a snapshot, depth first, in lists of at most
+    ) -> AsyncGenerator[EntryColumns, None]:
+        """Everything below ``path`` of a snapshot, depth first, in columns of at most
         ``batch`` entries. The walk runs on a worker thread at most ``LIST_AHEAD``
         batches ahead of the reader, so memory stays flat however many files the
         snapshot holds; it stops at the next batch once the reader stops."""
         profile = await self.profile.fetch()
         item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
 
-        def read(repo: Repository, device_id: str, hand: Callable[[list[Entry]], None]) -> None:
+        def read(repo: Repository, device_id: str, hand: Callable[[EntryColumns], None]) -> None:
             chosen = resolve_snapshot(
                 repo,
                 snapshot,
@@ -586,22 +595,18 @@ class Operations:
                 device_id=device_id,
                 item_label=item_ref,
             )
-            entries: list[Entry] = []
             under = snapshot_path(path or "/")
-            for entry in find(repo, [chosen.id], FindQuery(), under=under):
-                entries.append(entry)
-                if len(entries) >= batch:
-                    hand(entries)
-                    entries = []
-            if entries:
-                hand(entries)
+            for columns in list_tree(repo, chosen.id, under=under, batch=batch):
+                hand(columns)
 
-        async def run(hand: Callable[[list[Entry]], None]) -> None:
-            await self.read_vault(vault_ref, lambda r, d: read(r, d, hand), profile=profile)
+        async def run(hand: Callable[[EntryColumns], None]) -> None:
+            await self.read_vault(
+                vault_ref, lambda r, d: read(r, d, hand), profile=profile, trees_only=True
+            )
 
         async with aclosing(batches_from_thread(run, ahead=LIST_AHEAD)) as batches:
-            async for entries in batches:
-                yield entries
+            async for columns in batches:
+                yield columns
 
     async def find(
         self,
@@ -635,7 +640,7 @@ class Operations:
                 ids = [s.id for s in chosen]
             return list(find(repo, ids, query))
 
-        return await self.read_vault(vault_ref, read, profile=profile)
+        return await self.read_vault(vault_ref, read, profile=profile, trees_only=True)
 
     async def list_snapshots(
         self,
@@ -651,7 +656,7 @@ class Operations:
         names = {i.item_id: i.name for i in profile.items}
         item_id = self._item_id_or_raw(profile, item_ref) if item_ref else ""
         snapshots = await self.read_vault(
-            vault_ref, lambda repo, _: repo.list_snapshots(), profile=profile
+            vault_ref, lambda repo, _: repo.list_snapshots(), profile=profile, trees_only=True
         )
         infos = [snapshot_info(s, names) for s in select_snapshots(snapshots, tags=tags)]
         if item_id:

@@ -34,6 +34,26 @@ def rfc3339(ts: Timestamp | datetime | None) -> str | None:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def rfc3339_parts(seconds: int, nanos: int) -> str | None:
+    """``rfc3339(Timestamp(seconds=seconds, nanos=nanos))``, for a listing's times: the
+    text of each second is kept for the next time in that second (files of a folder
+    are often written within one), so most times cost one lookup."""
+    if not (0 <= nanos < 1_000_000_000 and _MIN_SECONDS <= seconds <= _MAX_SECONDS):
+        return rfc3339(Timestamp(seconds=seconds, nanos=nanos))  # raises as rfc3339 does
+    if seconds == 0 and nanos == 0:
+        return None
+    text = _SECONDS.get(seconds)
+    if text is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        text = _SECONDS[seconds] = (_EPOCH + timedelta(seconds=seconds)).isoformat()
+    micros = nanos // 1000
+    return f"{text}.{micros:06d}Z" if micros else text + "Z"
+
+
+_SECONDS: dict[int, str] = {}
+
+
 def print_json(document: Any) -> None:
     json.dump(document, sys.stdout, indent=2, sort_keys=False, ensure_ascii=False)
     sys.stdout.write("\n")

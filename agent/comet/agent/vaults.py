@@ -18,6 +18,7 @@ from comet.agent.clock import system_clock
 from comet.agent.config import lock_hostname_from_env, lock_timing_from_env
 from comet.agent.credentials import unwrap_secret, wrap_secret
 from comet.agent.errors import AgentError
+from comet.agent.repository.format import BlobType
 from comet.agent.repository.lock import LockPolicy
 from comet.agent.repository.repository import Repository
 from comet.agent.storage.base import Storage
@@ -226,11 +227,13 @@ def open_repository(
     delete_grant: str = "",
     wrap: Callable[[Storage], Storage] | None = None,
     cancel: CancelToken | None = None,
+    index_only: BlobType | None = None,
 ) -> Repository:
     """The vault's repository; ``bandwidth_bps`` caps uploads and downloads; ``wrap``
     (for example a meter) wraps the storage outermost; ``delete_grant`` lets an
     immutable server bucket delete (retention an administrator started); after
-    ``cancel`` fires, transfers stop (also while waiting for bandwidth)."""
+    ``cancel`` fires, transfers stop (also while waiting for bandwidth);
+    ``index_only`` as for ``Repository.open``."""
     storage = open_storage(spec, key_dir=key_dir, server_url=server_url, delete_grant=delete_grant)
     if bandwidth_bps:
         storage = RateLimitedStorage(
@@ -248,6 +251,7 @@ def open_repository(
         unwrap_vault_key(spec, wrap_key),
         now_ns=system_clock().time_ns,
         lock_policy=lock_policy(),
+        index_only=index_only,
     )
     repo.label = spec.name
     return repo

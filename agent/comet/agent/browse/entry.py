@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from comet.agent.repository.tree import Node, NodeType
 from comet.agent.restore.names import show_path
@@ -32,3 +32,37 @@ class Entry:
             mtime_ns=node.mtime_ns,
             link_target=node.target if node.type == NodeType.SYMLINK else None,
         )
+
+
+@dataclass(slots=True)
+class EntryColumns:
+    """Many entries of one snapshot (hex id) as parallel lists, entry ``i`` being
+    ``paths[i]``, ``types[i]``…: what a recursive listing streams, built and converted
+    a list at a time rather than one ``Entry`` per file. Field meanings as in ``Entry``
+    (``link_targets[i]`` is None for anything but a symlink)."""
+
+    snapshot_id: str
+    paths: list[str] = field(default_factory=list)
+    types: list[NodeType] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    modes: list[int] = field(default_factory=list)
+    mtimes_ns: list[int] = field(default_factory=list)
+    link_targets: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def entries(self) -> list[Entry]:
+        """The same entries, one ``Entry`` each."""
+        return [
+            Entry(self.snapshot_id, *row)
+            for row in zip(
+                self.paths,
+                self.types,
+                self.sizes,
+                self.modes,
+                self.mtimes_ns,
+                self.link_targets,
+                strict=True,
+            )
+        ]

@@ -48,6 +48,18 @@ def tree_at(repo: Repository, snapshot: Snapshot, parts: tuple[str, ...]) -> Tre
     return repo.load_tree(node.subtree) if node.subtree else Tree()
 
 
+def subtree_at(repo: Repository, snapshot: Snapshot, parts: tuple[str, ...]) -> bytes | None:
+    """The tree id of the directory at ``parts`` (None: an empty directory, which has
+    no tree). Raises BrowsePathError as ``tree_at``."""
+    if not parts:
+        return snapshot.tree
+    node = node_at(repo, snapshot, parts)
+    assert node is not None
+    if node.type != NodeType.DIR:
+        raise BrowsePathError(f"{show_path(parts)} is a {node.type}, not a directory")
+    return node.subtree or None
+
+
 def list_dir(repo: Repository, snapshot_id: bytes | str, path: str) -> list[Entry]:
     """List the directory at ``path`` (``/`` for the snapshot root), sorted by name.
 

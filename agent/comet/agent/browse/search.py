@@ -2,7 +2,8 @@
 
 The walk is depth-first over an explicit stack of tree iterators, so memory grows with
 the depth of the tree, never with the size of the snapshot, and a search that reaches
-its ``limit`` stops loading trees at once.
+its ``limit`` stops loading trees at once. It reads each node's parsed tree JSON as it
+is and builds an ``Entry`` only for a match (``list_tree``: columns, no ``Entry``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import fnmatch
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from comet.agent.browse.entry import Entry
-from comet.agent.browse.listing import tree_at
-from comet.agent.errors import BrowseError
+from comet.agent.browse.entry import Entry, EntryColumns
+from comet.agent.browse.listing import subtree_at
+from comet.agent.errors import BrowseError, IntegrityError
+from comet.agent.repository.format import BlobType
 from comet.agent.repository.repository import Repository
-from comet.agent.repository.tree import Node, NodeType
-from comet.agent.restore.names import valid_name
+from comet.agent.repository.snapshot import Snapshot
+from comet.agent.repository.tree import NodeType, node_docs
+from comet.agent.restore.names import show_path, valid_name
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class FindQuery:
 
 
 class _Matcher:
+    """Whether a node (its parsed tree JSON, name and path) meets a query."""
+
     def __init__(self, query: FindQuery) -> None:
         self._q = query
         try:
@@ -48,25 +54,31 @@ class _Matcher:
         except re.error as e:
             raise BrowseError(f"invalid name pattern {query.name_regex!r}: {e}") from None
         self._path = path_pattern(query.path_glob) if query.path_glob else None
+        # fnmatchcase's own translation, compiled once rather than looked up per name.
+        glob = query.name_glob
+        self._glob = re.compile(fnmatch.translate(glob)).match if glob is not None else None
+        self.everything = query == FindQuery(limit=query.limit)
 
-    def __call__(self, node: Node, path: tuple[str, ...]) -> bool:
+    def __call__(self, doc: dict[str, Any], name: str, path: str) -> bool:
         q = self._q
-        if self._path is not None and not self._path.fullmatch("/" + "/".join(path)):
+        if self._path is not None and not self._path.fullmatch(path):
             return False
-        if q.name_glob is not None and not fnmatch.fnmatchcase(node.name, q.name_glob):
+        if self._glob is not None and self._glob(name) is None:
             return False
-        if self._regex is not None and not self._regex.search(node.name):
+        if self._regex is not None and not self._regex.search(name):
             return False
         if q.min_size is not None or q.max_size is not None:
-            if node.type != NodeType.FILE:
+            if doc["type"] != _FILE:
                 return False
-            if q.min_size is not None and node.size < q.min_size:
+            size = doc.get("size", 0)
+            if q.min_size is not None and size < q.min_size:
                 return False
-            if q.max_size is not None and node.size > q.max_size:
+            if q.max_size is not None and size > q.max_size:
                 return False
-        if q.modified_after is not None and node.mtime_ns <= q.modified_after:
+        mtime_ns = doc.get("mtime_ns", 0)
+        if q.modified_after is not None and mtime_ns <= q.modified_after:
             return False
-        return q.modified_before is None or node.mtime_ns < q.modified_before
+        return q.modified_before is None or mtime_ns < q.modified_before
 
 
 def path_pattern(glob: str) -> re.Pattern[str]:
@@ -118,30 +130,96 @@ def find(
 
     A generator: trees are loaded only as the walk reaches them. Entries with unsafe
     names are skipped along with anything below them. Raises BrowseError for a bad
-    pattern, SnapshotNotFoundError and other RepositoryError subclasses."""
+    pattern, BrowsePathError, SnapshotNotFoundError and other RepositoryError
+    subclasses."""
     matches = _Matcher(query)
     if query.limit is not None and query.limit <= 0:
         return
     found = 0
     for snapshot_id in snapshot_ids:
         snapshot = repo.load_snapshot(snapshot_id)
-        stack: list[tuple[tuple[str, ...], Iterator[Node]]] = [
-            (under, iter(tree_at(repo, snapshot, under).nodes))
-        ]
-        while stack:
-            path, nodes = stack[-1]
-            node = next(nodes, None)
-            if node is None:
-                stack.pop()
-                continue
-            if not valid_name(node.name):
-                continue
-            child = (*path, node.name)
-            if matches(node, child):
-                yield Entry.from_node(snapshot.id, child, node)
+        hex_id = snapshot.id.hex()
+        for path, name, doc in _walk(repo, snapshot, under):
+            if matches.everything or matches(doc, name, path):
+                yield _entry(hex_id, path, doc)
                 found += 1
                 if query.limit is not None and found >= query.limit:
                     return
-            if node.type == NodeType.DIR and node.subtree:
-                subtree = repo.load_tree(node.subtree, cache=False)  # each read once
-                stack.append((child, iter(subtree.nodes)))
+
+
+def list_tree(
+    repo: Repository, snapshot_id: bytes | str, *, under: tuple[str, ...] = (), batch: int
+) -> Iterator[EntryColumns]:
+    """Every entry below the directory ``under`` of a snapshot, as ``find`` with an
+    empty query yields them, in columns of at most ``batch`` entries (never empty).
+    A generator that reads trees as the walk reaches them; raises as ``find``."""
+    snapshot = repo.load_snapshot(snapshot_id)
+    hex_id = snapshot.id.hex()
+    columns = EntryColumns(hex_id)
+    for path, _name, doc in _walk(repo, snapshot, under):
+        get = doc.get
+        node_type = doc["type"]
+        columns.paths.append(path)
+        columns.types.append(_TYPES[node_type])
+        columns.sizes.append(get("size", 0) if node_type == _FILE else 0)
+        columns.modes.append(get("mode", 0))
+        columns.mtimes_ns.append(get("mtime_ns", 0))
+        columns.link_targets.append(get("target") if node_type == _SYMLINK else None)
+        if len(columns.paths) >= batch:
+            yield columns
+            columns = EntryColumns(hex_id)
+    if columns.paths:
+        yield columns
+
+
+def _entry(snapshot_id: str, path: str, doc: dict[str, Any]) -> Entry:
+    """``Entry.from_node`` for a node's parsed tree JSON (read as Node.from_json does)."""
+    node_type = doc["type"]
+    return Entry(
+        snapshot_id=snapshot_id,
+        path=path,
+        type=_TYPES[node_type],
+        size=doc.get("size", 0) if node_type == _FILE else 0,
+        mode=doc.get("mode", 0),
+        mtime_ns=doc.get("mtime_ns", 0),
+        link_target=doc.get("target") if node_type == _SYMLINK else None,
+    )
+
+
+def _walk(
+    repo: Repository, snapshot: Snapshot, under: tuple[str, ...]
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(path, name, node JSON)`` of every node below the directory ``under``, depth
+    first in name order, over an explicit stack of tree iterators. Each tree is read
+    once and not cached (a walk never asks for it again). Unsafe names are skipped
+    with everything below them."""
+    start = subtree_at(repo, snapshot, under)
+    if start is None:
+        return
+    stack = [(show_path(under).rstrip("/") + "/", iter(_node_docs(repo, start)))]
+    while stack:
+        base, nodes = stack[-1]
+        for doc in nodes:
+            name = doc["name"]
+            if not valid_name(name):
+                continue
+            path = base + name
+            yield path, name, doc
+            if doc["type"] == _DIR and (subtree := doc.get("subtree")):
+                stack.append((path + "/", iter(_node_docs(repo, subtree))))
+                break
+        else:
+            stack.pop()
+
+
+def _node_docs(repo: Repository, tree: bytes | str) -> list[dict[str, Any]]:
+    """The nodes of a tree (its id, or the hex id a node's ``subtree`` holds)."""
+    try:
+        tree_id = tree if isinstance(tree, bytes) else bytes.fromhex(tree)
+    except (ValueError, TypeError) as e:
+        raise IntegrityError(f"a node names an invalid subtree {tree!r} ({e})") from e
+    return node_docs(repo.read_blob(BlobType.TREE, tree_id), f"tree {tree_id.hex()}")
+
+
+_FILE, _DIR, _SYMLINK = NodeType.FILE.value, NodeType.DIR.value, NodeType.SYMLINK.value
+_TYPES = {t.value: t for t in NodeType}

@@ -12,11 +12,12 @@ from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from comet.agent.client_cli.common import AgentClient, CliError
 from comet.agent.client_cli.snapshot_tools import add_snapshot_filters
-from comet.agent.output import cell, print_json, print_table, rfc3339
+from comet.agent.output import cell, print_json, print_table, rfc3339, rfc3339_parts
 from comet.v1 import agent_api_pb2, common_pb2
 
 if TYPE_CHECKING:
@@ -94,9 +95,8 @@ def cmd_ls(client: AgentClient, args: argparse.Namespace) -> None:
         tags=args.tag,
     )
     if args.recursive:  # streamed: printed as it arrives, never held whole
-        batches = (
-            [entry_json(e) for e in reply.entries] for reply in _tree_replies(client, request)
-        )
+        request.columns = True
+        batches = map(reply_rows, _tree_replies(client, request))
         if args.json:
             _stream_json(batches)
         else:
@@ -108,6 +108,32 @@ def cmd_ls(client: AgentClient, args: argparse.Namespace) -> None:
         print_json(rows)
     else:
         print_table(rows, LS_COLUMNS)
+
+
+def reply_rows(reply: agent_api_pb2.ListDirReply) -> list[dict[str, Any]]:
+    """A ListDir/ListTree reply's entries as ``entry_json`` rows, whichever way the
+    agent sent them (``entries``, or ``columns`` when the request asked for them)."""
+    if not reply.HasField("columns"):
+        return [entry_json(e) for e in reply.entries]
+    c = reply.columns
+    snapshot_id = c.snapshot_id or None
+    names = [NODE_NAMES.get(t, "unknown") for t in c.type]
+    modes = [oct(m & 0o7777) for m in c.mode]
+    mtimes = map(rfc3339_parts, c.mtime_seconds, c.mtime_nanos)
+    return [
+        {
+            "path": path,
+            "type": name,
+            "size": size,
+            "mode": mode,
+            "mtime": mtime,
+            "link_target": target or None,
+            "snapshot_id": snapshot_id,
+        }
+        for path, name, size, mode, mtime, target in zip(
+            c.path, names, c.size, modes, mtimes, c.link_target, strict=True
+        )
+    ]
 
 
 def _tree_replies(
@@ -123,14 +149,23 @@ def _tree_replies(
 
 
 def _stream_json(batches: Iterable[list[dict[str, Any]]]) -> None:
-    """One JSON array, as print_json writes it, written a batch at a time."""
+    """One JSON array, as print_json writes it, written a batch at a time. For flat
+    rows of strings, ints, booleans and None (a listing's; a float would be written as
+    orjson writes it). Each batch is one orjson call, which gives json's bytes for those
+    (its indenting, and its escapes with ``ensure_ascii=False``); a batch orjson refuses
+    (a string that is not UTF-8, an integer past 64 bits) is written by ``_array_item``."""
     out = sys.stdout
     first = True
     out.write("[")
     for rows in batches:
         if not rows:
             continue
-        out.write(("\n  " if first else ",\n  ") + ",\n  ".join(map(_array_item, rows)))
+        try:
+            # b'[\n  {…},\n  {…}\n]' less its brackets
+            text = orjson.dumps(rows, option=orjson.OPT_INDENT_2)[1:-2].decode()
+        except orjson.JSONEncodeError:
+            text = "\n  " + ",\n  ".join(map(_array_item, rows))
+        out.write(text if first else "," + text)
         first = False
     out.write("]\n" if first else "\n]\n")
 
@@ -139,8 +174,8 @@ def _array_item(row: dict[str, Any]) -> str:
     """``json.dumps(row, indent=2, ensure_ascii=False)`` indented as an array item.
 
     A listing's rows are flat (strings, ints, booleans, None): those are written here
-    with json's own C string encoder. json.dumps with ``indent`` runs json's pure-Python
-    encoder, which took most of the time of ``comet ls -R --json`` on many files."""
+    with json's own C string encoder (json.dumps with ``indent`` runs json's pure-Python
+    encoder)."""
     parts = []
     for key, value in row.items():
         if isinstance(value, str):

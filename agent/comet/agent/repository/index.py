@@ -59,7 +59,10 @@ class BlobLocation(NamedTuple):
 class BlobIndex:
     """Maps blob ids to locations. Thread-safe."""
 
-    def __init__(self, spill_dir: str | None = None) -> None:
+    def __init__(self, spill_dir: str | None = None, *, only: BlobType | None = None) -> None:
+        # ``only``: blobs of other types are left out as they are added (a listing
+        # reads trees only, and in a vault of many small files nearly every blob is data).
+        self.only = only
         self._lock = threading.Lock()
         self._bits = _MIN_BITS
         self._keys = [bytearray() for _ in range(1 << _MIN_BITS)]  # 8-byte id prefixes
@@ -208,6 +211,9 @@ class BlobIndex:
     def _add(self, pack_id: bytes, entries: Iterable[tuple[bytes, int, int, int, int]]) -> None:
         if len(pack_id) != ID_SIZE:
             raise ValueError("a pack id is 32 bytes")
+        if self.only is not None:
+            only = self.only
+            entries = (e for e in entries if e[1] == only)
         pack_no = len(self._packs) // ID_SIZE
         self._packs += pack_id
         spill = _SPILL.pack

@@ -82,6 +82,7 @@ class Repository:
         chunker_params: dict[str, int],
         now_ns: Callable[[], int],
         lock_policy: LockPolicy | None = None,
+        index_only: BlobType | None = None,
     ) -> None:
         self.storage = storage
         self.lock_policy = lock_policy or LockPolicy()
@@ -93,7 +94,7 @@ class Repository:
         self.sealer = Sealer(keys)
         self.chunker_seed = keys.chunker_seed
         self.chunker_params = chunker_params
-        self.index = BlobIndex()
+        self.index = BlobIndex(only=index_only)
         self.now_ns = now_ns
         self._known_indexes: set[str] = set()
         self._index_lock = threading.Lock()
@@ -144,9 +145,12 @@ class Repository:
         *,
         now_ns: Callable[[], int] = time.time_ns,
         lock_policy: LockPolicy | None = None,
+        index_only: BlobType | None = None,
     ) -> Repository:
         """Open an existing repository and load its index. Damaged index files are set
-        aside (see ``damaged``), never a reason to refuse opening.
+        aside (see ``damaged``), never a reason to refuse opening. ``index_only``
+        (``BlobType.TREE`` to browse) indexes blobs of that type only: reading another
+        type is then a programming error (ValueError).
 
         Raises RepositoryNotFoundError, WrongVaultKeyError (naming damaged key files),
         UnsupportedFormatError."""
@@ -190,7 +194,7 @@ class Repository:
                 "the vault key does not open this repository: it belongs to another "
                 f"account or password, or its key file is damaged ({names})"
             )
-        repo = cls(storage, repository_id, keys, params, now_ns, lock_policy)
+        repo = cls(storage, repository_id, keys, params, now_ns, lock_policy, index_only)
         repo.refresh_index()
         return repo
 
@@ -229,7 +233,7 @@ class Repository:
             keys = [o.key for o in self.storage.list("index/")]
             # The old index goes first, so a big vault's is never held twice; until the
             # new one is complete, lookups see part of it (maintenance holds the lock).
-            self.index = index = BlobIndex()
+            self.index = index = BlobIndex(only=self.index.only)
             for key in keys:
                 try:
                     data = self.storage.get(key)
@@ -281,6 +285,8 @@ class Repository:
 
     def read_blob(self, blob_type: BlobType, blob_id: bytes) -> bytes:
         """Read, decrypt and verify one blob. IntegrityError names the blob and pack."""
+        if self.index.only is not None and blob_type != self.index.only:
+            raise ValueError(f"this repository was opened to read {self.index.only.name} only")
         loc = self.locate(blob_id)
         if loc.blob_type != blob_type:
             raise IntegrityError(

@@ -915,6 +915,7 @@ class ListDirRequest(_message.Message):
     RECURSIVE_FIELD_NUMBER: _builtins.int
     ITEM_ID_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     vault_id: _builtins.str
     snapshot_id: _builtins.str
     path: _builtins.str
@@ -922,6 +923,10 @@ class ListDirRequest(_message.Message):
     """everything below path, depth first"""
     item_id: _builtins.str
     """narrows "latest" """
+    columns: _builtins.bool
+    """ListTree only: the agent may answer in `columns` instead of `entries`. A client
+    that sets it reads both (an older agent ignores it and sends entries).
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """narrows "latest" """
@@ -935,10 +940,11 @@ class ListDirRequest(_message.Message):
         recursive: _builtins.bool = ...,
         item_id: _builtins.str = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
+        columns: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "path", b"path", "recursive", b"recursive", "snapshot_id", b"snapshot_id", "tags", b"tags", "vault_id", b"vault_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "item_id", b"item_id", "path", b"path", "recursive", b"recursive", "snapshot_id", b"snapshot_id", "tags", b"tags", "vault_id", b"vault_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -949,16 +955,22 @@ class ListDirReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SnapshotEntry]: ...
+    @_builtins.property
+    def columns(self) -> _common_pb2.SnapshotEntryColumns:
+        """set only when the request asked for columns"""
+
     def __init__(
         self,
         *,
         entries: _abc.Iterable[_common_pb2.SnapshotEntry] | None = ...,
+        columns: _common_pb2.SnapshotEntryColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "entries", b"entries"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1457,6 +1457,59 @@ class SnapshotEntry(_message.Message):
 Global___SnapshotEntry: _TypeAlias = SnapshotEntry  # noqa: Y015
 
 @_typing.final
+class SnapshotEntryColumns(_message.Message):
+    """Many SnapshotEntry values of one snapshot as parallel columns: entry i is path[i],
+    type[i], … Packed numbers and plain strings, so a batch is built and read with a few
+    calls instead of one message per entry. mtime as SnapshotEntry.mtime holds it
+    (seconds and non-negative nanos); link_target "" for none.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    MTIME_SECONDS_FIELD_NUMBER: _builtins.int
+    MTIME_NANOS_FIELD_NUMBER: _builtins.int
+    LINK_TARGET_FIELD_NUMBER: _builtins.int
+    snapshot_id: _builtins.str
+    @_builtins.property
+    def path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def type(self) -> _containers.RepeatedScalarFieldContainer[Global___NodeType.ValueType]: ...
+    @_builtins.property
+    def size(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def mode(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def mtime_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def mtime_nanos(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def link_target(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        snapshot_id: _builtins.str = ...,
+        path: _abc.Iterable[_builtins.str] | None = ...,
+        type: _abc.Iterable[Global___NodeType.ValueType] | None = ...,
+        size: _abc.Iterable[_builtins.int] | None = ...,
+        mode: _abc.Iterable[_builtins.int] | None = ...,
+        mtime_seconds: _abc.Iterable[_builtins.int] | None = ...,
+        mtime_nanos: _abc.Iterable[_builtins.int] | None = ...,
+        link_target: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["link_target", b"link_target", "mode", b"mode", "mtime_nanos", b"mtime_nanos", "mtime_seconds", b"mtime_seconds", "path", b"path", "size", b"size", "snapshot_id", b"snapshot_id", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotEntryColumns: _TypeAlias = SnapshotEntryColumns  # noqa: Y015
+
+@_typing.final
 class FindQuery(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
