@@ -20,6 +20,7 @@ from comet.agent.maintenance.retention import (
     RetentionRules,
 )
 from comet.agent.mount.options import MountRequest
+from comet.agent.printable import printable
 from comet.agent.repository.tree import NodeType
 from comet.agent.restore.directory import Overwrite
 from comet.agent.scheduler import Frequency, ScheduleError, ScheduleSpec
@@ -250,7 +251,7 @@ def snapshot_to_proto(info: SnapshotInfo) -> common_pb2.SnapshotSummary:
         files=info.files,
         directories=info.dirs,
         bytes=info.bytes,
-        paths=list(info.paths),
+        paths=[printable(p) for p in info.paths],
         has_original_paths=bool(info.paths),
         item_name=info.item_name,
         unknown_item=info.unknown_item,
@@ -354,12 +355,12 @@ def entry_to_proto(entry: Entry) -> common_pb2.SnapshotEntry:
     # recursive listing's conversion (one call per file).
     seconds, nanos = divmod(entry.mtime_ns, 1_000_000_000)
     return common_pb2.SnapshotEntry(
-        path=entry.path,
+        path=printable(entry.path),
         type=node_type_to_proto(entry.type),
         size=entry.size,
         mode=entry.mode,
         mtime={"seconds": seconds, "nanos": nanos},  # type: ignore[arg-type]
-        link_target=entry.link_target or "",
+        link_target=printable(entry.link_target or ""),
         snapshot_id=entry.snapshot_id,
     )
 
@@ -369,13 +370,13 @@ def columns_to_proto(columns: EntryColumns) -> common_pb2.SnapshotEntryColumns:
     mtimes = columns.mtimes_ns
     return common_pb2.SnapshotEntryColumns(
         snapshot_id=columns.snapshot_id,
-        path=columns.paths,
+        path=[p if p.isascii() else printable(p) for p in columns.paths],
         type=[_NODE_TYPES[t] for t in columns.types],
         size=columns.sizes,
         mode=columns.modes,
         mtime_seconds=[ns // 1_000_000_000 for ns in mtimes],
         mtime_nanos=[ns % 1_000_000_000 for ns in mtimes],
-        link_target=[t or "" for t in columns.link_targets],
+        link_target=[printable(t) if t else "" for t in columns.link_targets],
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from comet.agent.browse.diff import DiffEntry
 from comet.agent.convert import node_type_to_proto, snapshot_to_proto
 from comet.agent.maintenance.stats import UsageTotals
+from comet.agent.printable import printable
 from comet.agent.snapshot_info import snapshot_info
 from comet.agent.snapshot_tools import DiffResult, RetentionPreview, StatsResult
 from comet.v1 import agent_api_pb2
@@ -15,7 +16,7 @@ from comet.v1 import agent_api_pb2
 
 def _entry(e: DiffEntry) -> agent_api_pb2.DiffEntry:
     return agent_api_pb2.DiffEntry(
-        path=e.path,
+        path=printable(e.path),
         change=e.change.value,
         old_type=node_type_to_proto(e.old_type),
         new_type=node_type_to_proto(e.new_type),

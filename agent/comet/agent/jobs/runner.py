@@ -23,6 +23,7 @@ from comet.agent.jobs.ending import record_cancelled
 from comet.agent.jobs.record import JobRecord, LogEntry
 from comet.agent.jobs.store import JobStore
 from comet.agent.memory import release_free_memory
+from comet.agent.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class JobHandle:
     def log(self, severity: Severity, message: str, *, about_file: bool = False) -> None:
         with self._lock:
             self._seq += 1
-            entry = LogEntry(self._seq, time.time_ns(), severity, message, about_file)
+            entry = LogEntry(self._seq, time.time_ns(), severity, printable(message), about_file)
             if severity is Severity.WARNING:
                 self.warnings += 1
         self._runner._store.append_log(self.job.job_id, [entry])
@@ -81,7 +82,9 @@ class JobHandle:
         and publishing it at most every PROGRESS_INTERVAL unless forced."""
         with self._lock:
             for key, value in progress.items():
-                setattr(self.job.progress, key, value)
+                setattr(
+                    self.job.progress, key, printable(value) if isinstance(value, str) else value
+                )
             now = time.monotonic()
             if not force and now - self._last_progress < PROGRESS_INTERVAL:
                 return
@@ -290,7 +293,7 @@ class JobRunner:
         with handle._lock:
             handle.job.status = outcome.status
             handle.job.snapshot_id = outcome.snapshot_id or handle.job.snapshot_id
-            handle.job.error = outcome.error
+            handle.job.error = printable(outcome.error)
             handle.job.ended_ns = time.time_ns()
         self._store.save(handle.snapshot())
         del self._running[handle.job.job_id]
