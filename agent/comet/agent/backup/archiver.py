@@ -475,17 +475,7 @@ class Archiver:
             same = self._save_same(path, comps, st, pnode)
             if same is not None:
                 return same
-        if (
-            pnode is not None
-            and pnode.ctime_ns == st.st_ctime_ns
-            and pnode.inode == st.st_ino
-            and pnode.dev == st.st_dev
-        ):
-            xattrs = pnode.xattrs  # setting or removing an xattr updates ctime
-        else:
-            xattrs, problem = read_xattrs(path)
-            if problem:
-                self.warn(path, problem)
+        xattrs = self._xattrs(path, path, st, pnode)
         if kind == NodeType.FILE:
             return self._save_file(path, comps, name, st, xattrs, pnode)
         if kind == NodeType.DIR:
@@ -501,6 +491,23 @@ class Archiver:
             return node_from_stat(name, st, kind, xattrs=xattrs, target=target)
         # fifos, devices, sockets: metadata only, never opened
         return node_from_stat(name, st, kind, xattrs=xattrs)
+
+    def _xattrs(
+        self, path: str, source: str | int, st: os.stat_result, pnode: Node | None
+    ) -> tuple[tuple[str, bytes], ...]:
+        """The xattrs of ``path`` (read through ``source``, its path or descriptor), or
+        the previous snapshot's when its ctime and inode say they cannot have changed."""
+        if (
+            pnode is not None
+            and pnode.ctime_ns == st.st_ctime_ns
+            and pnode.inode == st.st_ino
+            and pnode.dev == st.st_dev
+        ):
+            return pnode.xattrs  # setting or removing an xattr updates ctime
+        xattrs, problem = read_xattrs(source)
+        if problem:
+            self.warn(path, problem)
+        return xattrs
 
     def _save_opened(
         self, path: str, comps: tuple[str, ...], name: str, pnode: Node | None, fd: int | None
@@ -521,17 +528,7 @@ class Archiver:
                 return _FALLBACK
             if not stat.S_ISREG(st.st_mode):
                 return _FALLBACK
-            if (
-                pnode is not None
-                and pnode.ctime_ns == st.st_ctime_ns
-                and pnode.inode == st.st_ino
-                and pnode.dev == st.st_dev
-            ):
-                xattrs = pnode.xattrs  # setting or removing an xattr updates ctime
-            else:
-                xattrs, problem = read_xattrs(fd)
-                if problem:
-                    self.warn(path, problem)
+            xattrs = self._xattrs(path, fd, st, pnode)
             return self._save_file(path, comps, name, st, xattrs, pnode, fd=fd)
         finally:
             os.close(fd)

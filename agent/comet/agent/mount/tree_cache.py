@@ -25,12 +25,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields
 from typing import Any
 
-from comet.agent.errors import IntegrityError, RepositoryError, UnsupportedFormatError
-from comet.agent.repository import json_doc
+from comet.agent.errors import IntegrityError, RepositoryError
 from comet.agent.repository.format import BlobType
 from comet.agent.repository.pack import PackReader, pack_key
 from comet.agent.repository.repository import Repository
-from comet.agent.repository.tree import TREE_VERSION, Node, NodeType
+from comet.agent.repository.tree import Node, NodeType, parse_tree_document
 from comet.agent.storage.base import ObjectNotFoundError, StorageError
 
 SEALED_BYTES = 32 << 20
@@ -51,13 +50,7 @@ _NODE_TYPES = frozenset(t.value for t in NodeType)
 def decode_listing(data: bytes, what: str) -> Listing:
     """The nodes of a tree blob, checked as ``Tree.decode`` checks them (IntegrityError,
     UnsupportedFormatError) but left as parsed."""
-    try:
-        doc = json_doc.parse(data)
-        version = doc["v"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise IntegrityError(f"{what} is not a valid tree ({e})") from e
-    if version != TREE_VERSION:
-        raise UnsupportedFormatError(f"{what} has unknown tree version {version}")
+    doc = parse_tree_document(data, what)
     nodes = doc.get("nodes")
     if not isinstance(nodes, list):
         raise IntegrityError(f"{what} has no node list")

@@ -272,7 +272,7 @@ class Tree:
 
     @classmethod
     def decode(cls, data: bytes, what: str) -> Tree:
-        doc = _parse(data, what)
+        doc = parse_tree_document(data, what)
         try:
             return cls(tuple(Node.from_json(n) for n in doc["nodes"]))
         except (ValueError, KeyError, TypeError) as e:
@@ -287,7 +287,7 @@ def node_docs(data: bytes, what: str) -> list[dict[str, Any]]:
     Checks what ``Tree.decode`` checks of each node's keys, name and type (the errors
     are the same); the other fields are left as parsed, to be read as ``Node.from_json``
     reads them (``get(field, default)``)."""
-    doc = _parse(data, what)
+    doc = parse_tree_document(data, what)
     try:
         nodes = doc["nodes"]
         if not isinstance(nodes, list) or not _well_formed(nodes):
@@ -317,7 +317,9 @@ _DICT, _STR = {dict}, {str}
 _NAME, _TYPE = itemgetter("name"), itemgetter("type")
 
 
-def _parse(data: bytes, what: str) -> Any:
+def parse_tree_document(data: bytes, what: str) -> Any:
+    """A tree blob's parsed document, its version checked (IntegrityError,
+    UnsupportedFormatError); its nodes are left as parsed."""
     try:
         doc = json_doc.parse(data)
         version = doc["v"]
