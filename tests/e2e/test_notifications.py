@@ -408,7 +408,7 @@ def test_reflection_answers_and_health_follows_the_database_while_it_is_away(
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     assert health(server, "comet.v1.NotificationService") == serving
     proxy.cut()
-    wait_for(lambda: health(server) == not_serving, timeout=10, what="NOT_SERVING")
+    wait_for(lambda: health(server) == not_serving, timeout=30, what="NOT_SERVING")
     assert health(server, "comet.v1.NotificationService") == not_serving
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     try:
@@ -418,7 +418,7 @@ def test_reflection_answers_and_health_follows_the_database_while_it_is_away(
     finally:
         channel.close()
     proxy.restore()
-    wait_for(lambda: health(server) == serving, timeout=10, what="SERVING again")
+    wait_for(lambda: health(server) == serving, timeout=30, what="SERVING again")
 
 
 def test_a_busy_metrics_port_stops_the_start_with_a_clear_error(
