@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import random
 import struct
 from pathlib import Path
 
@@ -315,3 +317,49 @@ def test_trees_are_read_in_spans_and_damage_is_still_named() -> None:
     truncated = Repository.open(storage, VAULT_KEY)
     with pytest.raises(IntegrityError, match="truncated"):
         truncated.load_tree(ids[-1])
+
+
+def _reader(data: bytes, step: int) -> chunker_module.ReadInto:
+    """Reads ``data`` at most ``step`` bytes at a time."""
+    source = io.BytesIO(data)
+
+    def read_into(buf: memoryview) -> int:
+        return source.readinto(buf[:step])
+
+    return read_into
+
+
+@pytest.mark.parametrize("step", [1 << 30, 100_003, 65_536])
+def test_chunker_cuts_a_stream_where_fastcdc_cuts_the_whole(step: int) -> None:
+    """The streaming chunker (a buffer a quarter above the maximum chunk, chunks taken
+    as soon as one ends before the data read so far) cuts exactly where FastCDC cuts the
+    whole input at once: random runs, zero runs and constant runs force natural cuts,
+    cuts at the maximum size and chunks longer than the buffer's spare room."""
+    from pyfastcdc.cy import FastCDC
+
+    rng = random.Random(step)
+    repo = Repository.init(MemoryStorage(), VAULT_KEY)
+    for _ in range(4):
+        parts = []
+        for _ in range(rng.randint(1, 10)):
+            n = rng.randint(0, 6 << 20)
+            kind = rng.random()
+            if kind < 0.5:
+                parts.append(rng.randbytes(n))
+            elif kind < 0.75:
+                parts.append(bytes(n))
+            else:
+                parts.append(bytes([rng.randint(0, 255)]) * n)
+        data = b"".join(parts)
+        params = repo.chunker_params
+        whole = FastCDC(
+            params["avg_size"],
+            min_size=params["min_size"],
+            max_size=params["max_size"],
+            normalized_chunking=1,
+            seed=repo.chunker_seed,
+        )
+        expected = [c.length for c in whole.cut_buf(data)] if data else []
+        got = [bytes(c) for c in repo.new_chunker().chunks(_reader(data, step))]
+        assert [len(c) for c in got] == expected
+        assert b"".join(got) == data

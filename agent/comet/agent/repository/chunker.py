@@ -30,9 +30,9 @@ def _native_fastcdc() -> Any:
 
 class Chunker:
     """Cuts byte streams into chunks. One instance per thread: it owns a reused buffer
-    of twice the maximum chunk size, an anonymous mapping whose pages become resident
-    only when a stream first fills them (a zeroed ``bytearray`` made all 8 MiB resident
-    up front, even for a backup that reads no file or only small ones)."""
+    of a quarter more than the maximum chunk size, an anonymous mapping whose pages
+    become resident only when a stream first fills them (a zeroed ``bytearray`` made it
+    all resident up front, even for a backup that reads no file or only small ones)."""
 
     def __init__(
         self,
@@ -46,8 +46,7 @@ class Chunker:
         self._cdc = fastcdc(
             avg_size, min_size=min_size, max_size=max_size, normalized_chunking=1, seed=seed
         )
-        self._max = max_size
-        self._buf = mmap.mmap(-1, 2 * max_size)
+        self._buf = mmap.mmap(-1, max_size + max_size // 4)
 
     def chunks(self, read_into: ReadInto) -> Iterator[memoryview]:
         """Yield the chunks of the stream read through ``read_into``.
@@ -66,16 +65,19 @@ class Chunker:
                     eof = True
                 fill += n
             start = 0
-            # A cut is final only if at least max_size bytes followed its start when it
-            # was computed (or the input ended): FastCDC looks that far ahead.
+            # Every chunk that ends before the data does is final: FastCDC cuts at the
+            # first point past the minimum that its hash marks, or at the maximum, and
+            # reads nothing beyond the cut. Only the last one, cut where the data stops,
+            # waits for more (or the end of input). It is at most the maximum, so what
+            # is carried over (on average half a chunk) leaves room to read more.
             for c in self._cdc.cut_buf(view[:fill]):
-                if not eof and fill - c.offset < self._max:
+                end = c.offset + c.length
+                if not eof and end >= fill:
                     break
-                start = c.offset + c.length
-                yield view[c.offset : start]
+                start = end
+                yield view[c.offset : end]
             if eof:
                 return
             rest = fill - start
-            # No overlap: start >= fill - max_size >= max_size > rest.
-            buf[:rest] = view[start:fill]
+            buf.move(0, start, rest)  # overlapping ranges are fine for mmap.move
             fill = rest
