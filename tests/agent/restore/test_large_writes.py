@@ -155,3 +155,22 @@ def test_a_failed_background_write_fails_its_own_file(
     target.close()
     assert (tmp_path / "good").read_bytes() == good_data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good"]
+
+
+def test_a_large_file_keeps_a_bounded_amount_in_flight(tmp_path: Path) -> None:
+    """Writes handed over to the writing thread are forgotten once done: a file written
+    in many pieces holds no more than the write-behind budget, not a record per piece."""
+    piece = _BACKGROUND_MIN
+    count = 4 * directory._WRITE_BEHIND // piece
+    target = DirectoryTarget(tmp_path)
+    handle = target.begin_file(("big",), _file("big", count * piece), count * piece)
+    assert handle is not None
+    block = os.urandom(piece)
+    for i in range(count):
+        target.write(handle, i * piece, block)
+        background = target._background
+        assert background._bytes <= directory._WRITE_BEHIND
+        assert len(background._queued) <= directory._WRITE_BEHIND // piece
+    target.end_file(handle)
+    target.close()
+    assert (tmp_path / "big").read_bytes() == block * count

@@ -184,44 +184,57 @@ class _BackgroundWrites:
     A descriptor's writes are waited for (``drain``) before anything else is done with
     it: before its metadata (a write would change the restored mtime), before it is
     closed (so the number is not reused under a pending write) and before the file is
-    renamed, and a failed write is raised there, for the file it belongs to."""
+    renamed, and a failed write is raised there, for the file it belongs to. What is
+    kept is bounded by ``_WRITE_BEHIND`` bytes in flight, however large the file: one
+    worker writes in submission order, so when a descriptor's last write is done, so
+    are all before it."""
 
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[int, list[Future[None]]] = {}
-        self._queued: deque[tuple[Future[None], int]] = deque()
+        self._queued: deque[tuple[int, Future[None], int]] = deque()  # fd, write, bytes
         self._bytes = 0
+        self._last: dict[int, Future[None]] = {}
+        self._failed: dict[int, BaseException] = {}
 
     def submit(self, fd: int, view: memoryview, offset: int) -> None:
         while self._queued and self._bytes + len(view) > _WRITE_BEHIND:
-            done, size = self._queued.popleft()
-            done.exception()  # waits; the error, if any, is raised by ``drain``
-            self._bytes -= size
+            self._queued[0][1].exception()  # wait for the oldest
+            self._collect()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="comet-restore-write")
         future = self._pool.submit(_pwrite, fd, view, offset)
-        self._pending.setdefault(fd, []).append(future)
-        self._queued.append((future, len(view)))
+        self._queued.append((fd, future, len(view)))
         self._bytes += len(view)
+        self._last[fd] = future
+
+    def _collect(self) -> None:
+        """Forget finished writes, keeping the first failure of each descriptor."""
+        queued = self._queued
+        while queued and queued[0][1].done():
+            fd, future, size = queued.popleft()
+            self._bytes -= size
+            error = future.exception()
+            if error is not None:
+                self._failed.setdefault(fd, error)
 
     def drain(self, fd: int) -> None:
         """Wait for every write to ``fd``; raise the first that failed."""
-        futures = self._pending.pop(fd, None)
-        if futures is None:
-            return
-        errors = [e for e in (f.exception() for f in futures) if e is not None]
-        if errors:
-            raise errors[0]
+        last = self._last.pop(fd, None)
+        if last is not None:
+            last.exception()
+            self._collect()
+        error = self._failed.pop(fd, None)
+        if error is not None:
+            raise error
 
     def close(self) -> None:
-        for fd in list(self._pending):
-            with contextlib.suppress(OSError):
-                self.drain(fd)
+        if self._pool is not None:
+            self._pool.shutdown()  # waits for what is queued
+            self._pool = None
         self._queued.clear()
         self._bytes = 0
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        self._last.clear()
+        self._failed.clear()
 
 
 class DirectoryTarget:
