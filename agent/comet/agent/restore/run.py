@@ -258,8 +258,7 @@ class _Restorer:
             if not self._random:
                 self._plan_node(child, node, sel)
                 continue
-            # What ``_guarded`` does, inline: a call and a partial per node were a
-            # tenth of the walk of many small files.
+            # What ``_guarded`` does, inline: no partial and extra call for every node.
             try:
                 if node.type == NodeType.FILE:
                     self._file(child, node)
@@ -350,10 +349,7 @@ class _Restorer:
                     self._target.finish_directory(path, node)
             self.dirs += 1
             return
-        if node.type == NodeType.FILE:
-            self._file(path, node)
-        else:
-            self._other(path, node)
+        self._other(path, node)  # regular files go to ``_file`` straight from the walk
 
     def _file(self, path: RestorePath, node: Node) -> None:
         """Begin a regular file of a random-access restore; its content comes with its
@@ -364,7 +360,12 @@ class _Restorer:
             self._links.append((path, node, tuple(link)))
             return
         content = node.content
-        loc = self._repo.index.lookup(content[0]) if len(content) == 1 else None
+        loc: BlobLocation | None = None
+        if len(content) == 1:
+            try:
+                loc = self._repo.locate(content[0])
+            except BlobNotFoundError:
+                loc = None  # placed (or refused) by _layout
         if loc is not None:  # one blob, indexed: nearly every small file
             f = self._begin_one(path, node, [_Piece(content[0], 0, loc.raw_length, loc)])
         else:
