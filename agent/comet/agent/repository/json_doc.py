@@ -42,12 +42,16 @@ def canonical(doc: Any) -> bytes:
 # after 2554 or before 1677 has such an mtime in nanoseconds. Those documents (and the
 # rare name holding ":" and 20 digits) are read by ``json``, as integers.
 _LONG_NUMBER = re.compile(rb"[:\[,]-?[0-9]{20}")
+# The regex needs 20 digits in a row: a document without such a run (most trees) is
+# told apart with two C passes, translate and find, several times faster than a search.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TWENTY_DIGITS = b"0" * 20
 
 
 def parse(data: bytes | str) -> Any:
     """The document in ``data``; ValueError if it is not JSON."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if _LONG_NUMBER.search(raw) is None:
+    if raw.translate(_DIGITS_AS_ZERO).find(_TWENTY_DIGITS) < 0 or _LONG_NUMBER.search(raw) is None:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

@@ -47,6 +47,7 @@ _MAX_OPEN = 256
 # ancestor, again without following symlinks.
 _MAX_DIRS = 256
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _PRIVILEGED_BITS = stat.S_ISUID | stat.S_ISGID
 _SPECIAL_TYPES = {
     NodeType.FIFO: stat.S_IFIFO,
@@ -75,8 +76,9 @@ class Overwrite(enum.StrEnum):
     IF_NEWER = "if_newer"
 
 
-@dataclass
+@dataclass(slots=True)
 class _OpenFile:
+    path: RestorePath
     parent: RestorePath  # the directory holding it (its descriptor does the work)
     final: str  # names inside ``parent``
     temp: str
@@ -274,7 +276,7 @@ class DirectoryTarget:
         # Of those, the ones where a new file gets exactly the mode it is created with
         # and our own user and group (no default ACL, group ours).
         self._plain: set[RestorePath] = set()
-        self._temp_tag = secrets.token_hex(4)
+        self._temp_tag = f".comet-{secrets.token_hex(4)}"
         self._temp_counter = itertools.count()
         self._background = _BackgroundWrites()
 
@@ -339,7 +341,7 @@ class DirectoryTarget:
     def _temp_name(self, name: str) -> str:
         # Unique per target by a counter; the random tag keeps two restores into one
         # directory apart. Creation uses O_EXCL, so a clash fails rather than overwrites.
-        return f".{name[:100]}.comet-{self._temp_tag}{next(self._temp_counter):x}"
+        return f".{name[:100]}{self._temp_tag}{next(self._temp_counter):x}"
 
     # --- metadata -------------------------------------------------------------------
 
@@ -472,14 +474,15 @@ class DirectoryTarget:
 
     def begin_file(self, path: RestorePath, node: Node, size: int) -> int | None:
         self._trim()
-        parent = self._dir(path[:-1])
-        if not self._may_replace(path, parent, node):
+        where = path[:-1]
+        # Opened (or found open) first: a folder reopened by name loses its plain status.
+        if not self._may_replace(path, self._dir(where), node):
             return None
         handle = self._next
         self._next += 1
         name = path[-1]
-        f = _OpenFile(path[:-1], name, self._temp_name(name), node, size)
-        if f.parent in self._plain:
+        f = _OpenFile(path, where, name, self._temp_name(name), node, size)
+        if where in self._plain:
             mode = self._plain_mode(node)
             if mode is not None:
                 f.create_mode, f.moded = mode, True
@@ -513,8 +516,7 @@ class DirectoryTarget:
                 os.close(fd)
                 raise TargetRefusedError(f"{f.temp} was replaced during the restore")
         else:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(f.temp, flags, f.create_mode, dir_fd=parent)
+            fd = os.open(f.temp, _NEW_FILE_FLAGS, f.create_mode, dir_fd=parent)
             f.created = True
             if whole:
                 self._fds[handle] = fd
@@ -560,15 +562,17 @@ class DirectoryTarget:
     def end_file(self, handle: int) -> None:
         self._trim()
         f = self._files[handle]
-        fd = self._fd(handle)
-        path = (*f.parent, f.final)
+        fd = self._fds.pop(handle, None)
+        if fd is None:  # never written (empty), or its descriptor was closed meanwhile
+            fd = self._fd(handle)
+            del self._fds[handle]
         try:
             self._background.drain(fd)  # every byte is in before the metadata
             if f.error is not None:
                 raise f.error
-            self._apply_fd(path, fd, f.node, owned=f.owned, moded=f.moded)
+            self._apply_fd(f.path, fd, f.node, owned=f.owned, moded=f.moded)
         finally:
-            self._close_fd(handle)
+            os.close(fd)
         parent = self._dir(f.parent)
         os.replace(f.temp, f.final, src_dir_fd=parent, dst_dir_fd=parent)
         del self._files[handle]

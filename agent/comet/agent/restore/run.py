@@ -19,8 +19,6 @@ byte ranges are zero-filled and every damaged file is reported as a warning.
 from __future__ import annotations
 
 import errno
-import functools
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -257,10 +255,17 @@ class _Restorer:
             sel = selected or self._selected(child)
             if not sel and (node.type != NodeType.DIR or not self._ancestor(child)):
                 continue
-            if self._random:
-                self._guarded(child, functools.partial(self._node, child, node, sel))
-            else:
+            if not self._random:
                 self._plan_node(child, node, sel)
+                continue
+            # What ``_guarded`` does, inline: no partial and extra call for every node.
+            try:
+                if node.type == NodeType.FILE:
+                    self._file(child, node)
+                else:
+                    self._node(child, node, sel)
+            except (OSError, TargetRefusedError) as e:
+                self.refuse(child, f"not restored: {_reason(e, child)}")
 
     def _guarded(self, path: RestorePath, call: Callable[[], None]) -> bool:
         """Run a target call; a per-node refusal becomes a counted warning."""
@@ -344,18 +349,33 @@ class _Restorer:
                     self._target.finish_directory(path, node)
             self.dirs += 1
             return
-        if node.type == NodeType.FILE:
-            self._reporter.file_started(show_path(path), node.size)
-            if self._hard_links and node.link is not None and tuple(node.link) in self._done:
-                self._links.append((path, node, tuple(node.link)))
-                return
-            pieces, missing, why = self._layout(path, node)
-            self._begin(path, node, pieces, missing, why)
-            self._window_pieces += len(pieces)
-            if len(self._files) >= _WINDOW_FILES or self._window_pieces >= _WINDOW_PIECES:
-                self._fill_window()
+        self._other(path, node)  # regular files go to ``_file`` straight from the walk
+
+    def _file(self, path: RestorePath, node: Node) -> None:
+        """Begin a regular file of a random-access restore; its content comes with its
+        window's packs."""
+        self._reporter.file_started(show_path(path), node.size)
+        link = node.link
+        if link is not None and self._hard_links and tuple(link) in self._done:
+            self._links.append((path, node, tuple(link)))
+            return
+        content = node.content
+        loc: BlobLocation | None = None
+        if len(content) == 1:
+            try:
+                loc = self._repo.locate(content[0])
+            except BlobNotFoundError:
+                loc = None  # placed (or refused) by _layout
+        if loc is not None:  # one blob, indexed: nearly every small file
+            f = self._begin_one(path, node, [_Piece(content[0], 0, loc.raw_length, loc)])
         else:
-            self._other(path, node)
+            pieces, missing, why = self._layout(path, node)
+            f = self._begin(path, node, pieces, missing, why)
+        if f is None:
+            return
+        self._window_pieces += len(f.pieces)
+        if len(self._files) >= _WINDOW_FILES or self._window_pieces >= _WINDOW_PIECES:
+            self._fill_window()
 
     def _fill_window(self) -> None:
         """Write the content of every file begun since the last window, then forget
@@ -457,6 +477,18 @@ class _Restorer:
             self._files.append(f)
         return f
 
+    def _begin_one(self, path: RestorePath, node: Node, pieces: list[_Piece]) -> _File | None:
+        """``_begin`` of a random-access file of one located blob."""
+        handle = self._target.begin_file(path, node, pieces[0].length)
+        if handle is None:
+            self.kept += 1
+            return None
+        f = _File(path, handle, pieces)
+        if node.nlink > 1:
+            self._done[path] = f
+        self._files.append(f)
+        return f
+
     def _file_planned(
         self, path: RestorePath, node: Node, pieces: list[_Piece], missing: int, why: str
     ) -> None:
@@ -553,38 +585,45 @@ class _Restorer:
         """Write every file's content, reading each needed blob once, pack by pack in
         offset order. A file is finished as soon as its last piece is written, so most
         small files are opened once: created, written, given their metadata, renamed."""
-        uses: dict[bytes, list[tuple[_File, _Piece]]] = defaultdict(list)
+        uses: dict[bytes, list[tuple[_File, _Piece]]] = {}
+        by_pack: dict[bytes, list[tuple[bytes, BlobLocation]]] = {}
         for f in self._files:
-            f.remaining = len(f.pieces)
-            if not f.pieces:
+            pieces = f.pieces
+            f.remaining = len(pieces)
+            if not pieces:
                 self._end(f)
-            for piece in f.pieces:
-                if piece.location is None:
+            for piece in pieces:
+                loc = piece.location
+                if loc is None:
                     self._put_zeros(f, piece)
+                    continue
+                used = uses.get(piece.blob_id)
+                if used is None:
+                    uses[piece.blob_id] = [(f, piece)]
+                    blobs = by_pack.get(loc.pack_id)
+                    if blobs is None:
+                        by_pack[loc.pack_id] = [(piece.blob_id, loc)]
+                    else:
+                        blobs.append((piece.blob_id, loc))
                 else:
-                    uses[piece.blob_id].append((f, piece))
-        by_pack: dict[bytes, list[tuple[bytes, BlobLocation]]] = defaultdict(list)
-        for blob_id, used in uses.items():
-            loc = used[0][1].location
-            assert loc is not None
-            by_pack[loc.pack_id].append((blob_id, loc))
+                    used.append((f, piece))
         work: list[PackWork] = [(pack_id, by_pack[pack_id]) for pack_id in sorted(by_pack)]
-        pending = {pack_id: {blob_id for blob_id, _ in blobs} for pack_id, blobs in work}
         with PackPrefetcher(self._repo, work) as prefetcher:
             for item in prefetcher:
                 self._cancel.check()
-                left = pending[item.pack_id]
                 if isinstance(item, Blobs):
+                    written = 0
                     for blob_id, data in item.blobs:
-                        left.discard(blob_id)
-                        self._deliver(uses.pop(blob_id), data)
+                        written += self._deliver(uses.pop(blob_id), data)
+                    if written:  # once a batch: a report per piece was a call per file
+                        self._reporter.bytes_written(written)
                     continue
                 if item.error is not None and not isinstance(item.error, _UNREADABLE):
                     raise item.error
                 # A pack read failed part-way (or came up short): read its remaining
                 # blobs one by one, so only the damaged ones are lost.
-                self._salvage(sorted(left), uses)
-                del pending[item.pack_id]
+                left = sorted(b for b, _ in by_pack[item.pack_id] if b in uses)
+                self._salvage(left, uses)
 
     def _salvage(
         self, blob_ids: list[bytes], uses: dict[bytes, list[tuple[_File, _Piece]]]
@@ -600,9 +639,15 @@ class _Restorer:
                         self._damage(f, piece.length, e)
                         self._put_zeros(f, piece)
                 continue
-            self._deliver(used, data)
+            written = self._deliver(used, data)
+            if written:
+                self._reporter.bytes_written(written)
 
-    def _deliver(self, used: list[tuple[_File, _Piece]], data: bytes) -> None:
+    def _deliver(self, used: list[tuple[_File, _Piece]], data: bytes) -> int:
+        """Write ``data`` at every place that uses it; return the bytes written (for the
+        caller to report)."""
+        written = 0
+        write = self._target.write
         for f, piece in used:
             if f.failed:
                 continue
@@ -611,11 +656,16 @@ class _Restorer:
                 self._put_zeros(f, piece)
                 continue
             try:
-                self._write(f, piece.offset, data)
+                write(f.handle, piece.offset, data)
             except (OSError, TargetRefusedError) as e:
                 self._fail(f, e)
                 continue
-            self._piece_done(f)
+            written += piece.length
+            f.remaining -= 1
+            if not f.remaining:
+                self._end(f)
+        self.bytes += written
+        return written
 
     def _piece_done(self, f: _File) -> None:
         f.remaining -= 1
