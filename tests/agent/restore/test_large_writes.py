@@ -51,6 +51,26 @@ def test_sampled_search_finds_every_run_a_full_search_finds(
     assert _first_zero_run(blob) == blob.find(_ZERO_BLOCK)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(0, 4 * _HOLE_MIN),
+    start=st.integers(0, 4 * _HOLE_MIN),
+    length=st.integers(0, 2 * _HOLE_MIN),
+    seed=st.integers(0, 1 << 16),
+)
+def test_small_data_is_judged_like_a_full_search(
+    size: int, start: int, length: int, seed: int
+) -> None:
+    """Small files (most of a restore): any size around one or a few holes, a zero run
+    that may be too short, cut off by the end, or absent; same answer as ``find``."""
+    data = _no_zero_bytes(size, seed)
+    start = min(start, size)
+    end = min(size, start + length)
+    data[start:end] = bytes(end - start)
+    blob = bytes(data)
+    assert _first_zero_run(blob) == blob.find(_ZERO_BLOCK)
+
+
 def test_runs_at_the_edges_and_data_without_any() -> None:
     plain = bytes(_no_zero_bytes(_SIZE, 7))
     assert _first_zero_run(plain) == -1
