@@ -138,8 +138,8 @@ class _OpenAhead:
             if decided is None:
                 entries[j - 1] = None
                 continue
-            path, pnode, first = decided
-            entries[j - 1] = (path, pnode, _open_ahead(path) if first else _STAT_FIRST)
+            path, pdoc, first = decided
+            entries[j - 1] = (path, pdoc, _open_ahead(path) if first else _STAT_FIRST)
             if not first:
                 break
         self._next = j
@@ -370,12 +370,12 @@ class Archiver:
             self._cancel.check()
             path = os.path.join(dirpath, name)
             sub = trie[name]
-            pnode = _child(parent, name)
+            pdoc = _child(parent, name)
             if sub is None:
                 if not os.path.lexists(path):  # not "vanished": it may never have existed
                     self.warn(path, _MISSING_INCLUDE)
                     continue
-                node = self._save_path(path, (*comps, name), name, pnode, parent)
+                node = self._save_path(path, (*comps, name), name, pdoc, parent)
             else:
                 try:
                     st = os.stat(path)
@@ -389,7 +389,7 @@ class Archiver:
                     self.warn(path, "is not a directory; includes below it are skipped")
                     continue
                 self.dirs += 1
-                pdir = self._prev_node(pnode, path, parent)
+                pdir = self._prev_node(pdoc, path, parent)
                 psub = pdir.subtree if pdir is not None and pdir.type == NodeType.DIR else None
                 subtree = self._save_trie(path, (*comps, name), sub, self._parent_dir(psub, path))
                 node = node_from_stat(name, st, NodeType.DIR, subtree=subtree)
