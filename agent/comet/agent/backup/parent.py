@@ -15,6 +15,7 @@ is then reported and its file saved as new, never reused as it is.
 from __future__ import annotations
 
 import os
+from operator import itemgetter
 from typing import Any
 
 from comet.agent.repository.format import BlobType
@@ -27,18 +28,23 @@ EntryDoc = dict[str, Any]
 
 _FILE = NodeType.FILE._value_
 _DIR = NodeType.DIR._value_
+_NAME = itemgetter("name")
 
 
 class ParentDir:
     """The previous snapshot's version of a directory: its tree id and entries by name."""
 
-    __slots__ = ("count", "docs", "tree_id", "what")
+    __slots__ = ("count", "docs", "tree_id")
 
     def __init__(self, tree_id: bytes, docs: list[EntryDoc]) -> None:
         self.tree_id = tree_id
-        self.what = f"tree {tree_id.hex()}"
-        self.docs = {doc["name"]: doc for doc in docs}
+        self.docs = dict(zip(map(_NAME, docs), docs, strict=True))  # C loops, no frame
         self.count = len(docs)
+
+    @property
+    def what(self) -> str:
+        """The tree named as a damaged tree's errors name it."""
+        return f"tree {self.tree_id.hex()}"
 
     @classmethod
     def load(cls, repo: Repository, tree_id: bytes) -> ParentDir:
