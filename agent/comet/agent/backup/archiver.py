@@ -566,7 +566,8 @@ class Archiver:
             # Hard links depend on what else the walk saw: those take the normal path.
             if st.st_nlink > 1 or pdoc.get("link") is not None:
                 return None
-            if not self._writer.has_all(content):
+            has = self._writer.has
+            if not all(has(blob_id) for blob_id in content):
                 return None
             self._reporter.file_unchanged(path, st.st_size)
             self.blobs += len(content)
@@ -619,7 +620,7 @@ class Archiver:
             and pnode.mtime_ns == st.st_mtime_ns
             and pnode.ctime_ns == st.st_ctime_ns
             and pnode.inode == st.st_ino
-            and self._writer.has_all(pnode.content)
+            and all(self._writer.has(blob_id) for blob_id in pnode.content)
         )
 
     def _read_file(self, path: str, st: os.stat_result) -> tuple[tuple[bytes, ...], int] | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,6 @@ from comet.agent.repository.pack import PackEntry, PackWriter, pack_key
 from comet.agent.storage.base import put_file
 
 if TYPE_CHECKING:
-    from comet.agent.repository.index import BlobIndex
     from comet.agent.repository.repository import Repository
 
 INDEX_EVERY_PACKS = 64
@@ -83,9 +82,6 @@ class BlobWriter:
         # Every pack a blob of this writer's snapshot lives in: stored by this writer or
         # found in the index (deduplicated). Confirmed present before the commit.
         self.relied_packs: set[bytes] = set()
-        # Pack numbers of the index ``has_all`` last asked, whose ids are in relied_packs.
-        self._numbered: BlobIndex | None = None
-        self._relied_numbers: set[int] = set()
 
     def has(self, blob_id: bytes) -> bool:
         """True if the blob is stored or queued by this writer. A stored blob's pack is
@@ -97,28 +93,6 @@ class BlobWriter:
         if pack_id is None:
             return False
         self.relied_packs.add(pack_id)
-        return True
-
-    def has_all(self, blob_ids: Sequence[bytes]) -> bool:
-        """True if every blob is stored or queued by this writer: ``has`` of each, in
-        one index pass that builds a pack id only for a pack not seen before (an
-        unchanged re-run asks this of every file's content)."""
-        with self._lock:
-            queued = self._queued
-            if queued:
-                blob_ids = [b for b in blob_ids if b not in queued]
-        index = self._repo.index
-        numbers = index.pack_numbers(blob_ids)
-        if numbers is None:
-            return False
-        if index is not self._numbered:  # numbers are per index: the index was reloaded
-            self._numbered = index
-            self._relied_numbers = set()
-        seen = self._relied_numbers
-        for number in numbers:
-            if number not in seen:
-                seen.add(number)
-                self.relied_packs.add(index.pack_id(number))
         return True
 
     def add(self, blob_type: BlobType, blob_id: bytes, data: bytes) -> bool:

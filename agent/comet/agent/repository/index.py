@@ -40,8 +40,6 @@ _U64 = struct.Struct(">Q")
 _SPILL = struct.Struct("<32sIIIIB")
 _ENTRY = struct.Struct("<32sBIII")  # an entry of an index file or pack trailer
 _BLOB_TYPES = frozenset(int(t) for t in BlobType)
-# A location's type by its stored number: calling the enum costs ten times a dict lookup.
-_BLOB_TYPE_OF = {int(t): t for t in BlobType}
 _KEY = 8  # bytes of the id kept in memory
 _MIN_BITS = 8  # 256 buckets to start with
 _MAX_FILL = 256  # entries per bucket on average before the bucket count doubles
@@ -173,10 +171,7 @@ class BlobIndex:
                 return None
             _, pack_no, offset, length, raw_length, blob_type = _SPILL.unpack(found[1])
             pack_id = bytes(self._packs[pack_no * ID_SIZE : (pack_no + 1) * ID_SIZE])
-        kind = _BLOB_TYPE_OF.get(blob_type)
-        if kind is None:
-            kind = BlobType(blob_type)  # ValueError, as before
-        return BlobLocation(pack_id, kind, offset, length, raw_length)
+        return BlobLocation(pack_id, BlobType(blob_type), offset, length, raw_length)
 
     def pack_of(self, blob_id: bytes) -> bytes | None:
         """The id of the pack holding the blob, or None if it is not indexed: what a
@@ -190,27 +185,6 @@ class BlobIndex:
                 return None
             (pack_no,) = _U32.unpack_from(found[1], ID_SIZE)
             return bytes(self._packs[pack_no * ID_SIZE : (pack_no + 1) * ID_SIZE])
-
-    def pack_numbers(self, blob_ids: Iterable[bytes]) -> list[int] | None:
-        """The numbers of the packs holding the blobs (``pack_id`` turns one into its
-        id; numbers are never reused within an index), or None if any blob is not
-        indexed: ``pack_of`` of each under one lock, without a pack id built per blob
-        (an unchanged re-run asks this of every file)."""
-        numbers = []
-        with self._lock:
-            for blob_id in blob_ids:
-                found = self._find(blob_id) if len(blob_id) == ID_SIZE else None
-                if found is None:
-                    return None
-                numbers.append(_U32.unpack_from(found[1], ID_SIZE)[0])
-        return numbers
-
-    def pack_id(self, number: int) -> bytes:
-        """The id of the pack a ``pack_numbers`` answer names."""
-        with self._lock:
-            if not 0 <= number < len(self._packs) // ID_SIZE:
-                raise IndexError(f"no pack number {number}")
-            return bytes(self._packs[number * ID_SIZE : (number + 1) * ID_SIZE])
 
     def add_pack(self, pack_id: bytes, entries: Iterable[PackEntry]) -> None:
         """Record the blobs of one stored pack. A blob already known keeps its location."""
