@@ -2,14 +2,15 @@
 
 Its entries are kept as the parsed JSON objects of the tree blob (``node_docs``), not
 as ``Node``s: an unchanged re-run compares every file's stat with its previous entry,
-and building a ``Node`` for each was a third of that walk. A ``Node`` is built only
+and building a ``Node`` for each was over a quarter of that walk. A ``Node`` is built only
 for an entry that changed, or for every entry of a directory that must be encoded
 again; ``Node.from_json`` of a parsed entry encodes to the bytes it was read from,
 so an unchanged entry in a changed directory is written as before.
 
-The checks ``Tree.decode`` makes of every node are made here of the entries the walk
-reuses, when it reuses them (``reused_content``, ``reused_subtree``): a damaged entry
-is then reported and its file saved as new, never reused as it is.
+The checks ``Tree.decode`` makes of every node are made of the entries the walk reuses,
+when it reuses them (``node_docs`` for names and types, ``content_ids``/``subtree_id``
+for ids, ``Node.from_json`` for any entry that is not ``plain``): a damaged entry is
+reported and its file saved as new, never reused as it is.
 """
 
 from __future__ import annotations
