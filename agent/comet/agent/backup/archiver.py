@@ -17,8 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import IO
 
+from comet.agent.backup import parent as prev
 from comet.agent.backup.metadata import node_from_stat, node_type, read_xattrs
 from comet.agent.backup.options import FilesSource, ProgramSource
+from comet.agent.backup.parent import EntryDoc, ParentDir
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import ProgramFailedError, RepositoryError, SourceError
 from comet.agent.process_group import bounded_reader, pipe_reader, stop_process_group
@@ -98,9 +100,9 @@ _AHEAD_BYTES = 256 << 10
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
-# An entry as the walk takes it: its path, the parent snapshot's node, and its file
+# An entry as the walk takes it: its path, the parent snapshot's entry, and its file
 # open for reading, None if opening failed, or _STAT_FIRST: saved the stat-first way.
-_Entry = tuple[str, "Node | None", "int | None"]
+_Entry = tuple[str, "EntryDoc | None", "int | None"]
 _STAT_FIRST = -1
 
 
@@ -115,9 +117,9 @@ class _OpenAhead:
     __slots__ = ("_count", "_decide", "_entries", "_next")
 
     def __init__(
-        self, count: int, decide: Callable[[int], tuple[str, Node | None, bool] | None]
+        self, count: int, decide: Callable[[int], tuple[str, EntryDoc | None, bool] | None]
     ) -> None:
-        # decide(i): entry i's path, node in the parent snapshot and whether it is
+        # decide(i): entry i's path, entry in the parent snapshot and whether it is
         # opened first; None if it is excluded.
         self._count = count
         self._decide = decide
@@ -136,8 +138,8 @@ class _OpenAhead:
             if decided is None:
                 entries[j - 1] = None
                 continue
-            path, pnode, first = decided
-            entries[j - 1] = (path, pnode, _open_ahead(path) if first else _STAT_FIRST)
+            path, pdoc, first = decided
+            entries[j - 1] = (path, pdoc, _open_ahead(path) if first else _STAT_FIRST)
             if not first:
                 break
         self._next = j
@@ -162,19 +164,8 @@ def _open_ahead(path: str) -> int | None:
     return fd
 
 
-class _ParentDir:
-    """The previous snapshot's version of a directory: its tree id and entries by name."""
-
-    __slots__ = ("count", "nodes", "tree_id")
-
-    def __init__(self, tree_id: bytes, tree: Tree) -> None:
-        self.tree_id = tree_id
-        self.nodes = {node.name: node for node in tree.nodes}
-        self.count = len(tree.nodes)
-
-
-def _child(parent: _ParentDir | None, name: str) -> Node | None:
-    return None if parent is None else parent.nodes.get(name)
+def _child(parent: ParentDir | None, name: str) -> EntryDoc | None:
+    return None if parent is None else parent.docs.get(name)
 
 
 class _SparseReader:
@@ -227,19 +218,6 @@ class _SparseReader:
         return bool(holes) and holes[0][0] <= start and end <= holes[0][1]
 
 
-def _same_stat(pnode: Node, st: os.stat_result, kind: NodeType) -> bool:
-    """True if ``st`` describes the same, untouched object as the previous snapshot's
-    node. Any change of content, mode, owner, link count or xattrs updates ctime."""
-    return (
-        pnode.ctime_ns == st.st_ctime_ns
-        and pnode.mtime_ns == st.st_mtime_ns
-        and pnode.inode == st.st_ino
-        and pnode.type == kind
-        and pnode.size == (st.st_size if kind == NodeType.FILE else 0)
-        and pnode.dev == st.st_dev
-    )
-
-
 class Archiver:
     """One backup's walk. Not thread-safe; sealing and uploads run inside the writer."""
 
@@ -278,7 +256,7 @@ class Archiver:
 
     # --- sources --------------------------------------------------------------------
 
-    def save_files(self, source: FilesSource, parent_root: tuple[bytes, Tree] | None) -> bytes:
+    def save_files(self, source: FilesSource, parent: ParentDir | None) -> bytes:
         """Store the included paths; return the root tree id (absolute-path layout)."""
         self._excludes = tuple(source.excludes)
         try:
@@ -288,7 +266,6 @@ class Archiver:
         if not source.includes:
             raise SourceError("nothing to back up: no include paths")
         trie = _build_trie(source.includes)
-        parent = _ParentDir(*parent_root) if parent_root is not None else None
         if trie is None:
             return self._save_children("/", (), parent)
         return self._save_trie("/", (), trie, parent)
@@ -360,30 +337,45 @@ class Archiver:
                 return True
         return any(r.search(path) for r in self._regexes)
 
-    def _parent_tree(self, pnode: Node | None, path: str) -> _ParentDir | None:
-        if pnode is None or pnode.type != NodeType.DIR or pnode.subtree is None:
+    def _parent_dir(self, subtree: bytes | None, path: str) -> ParentDir | None:
+        if subtree is None:
             return None
         try:
-            tree = self._repo.load_tree(pnode.subtree, cache=False)  # each read once
-            return _ParentDir(pnode.subtree, tree)
+            return ParentDir.load(self._repo, subtree)
         except RepositoryError as e:
             self.warn(path, f"previous snapshot's directory is unreadable, rescanning: {e}")
             return None
 
+    def _prev_node(self, pdoc: EntryDoc | None, path: str, parent: ParentDir | None) -> Node | None:
+        """The previous snapshot's entry as a ``Node`` (an entry that changed); None,
+        after a warning, if it is malformed: the entry is then saved as new."""
+        if pdoc is None:
+            return None
+        try:
+            return Node.from_json(pdoc)
+        except (ValueError, KeyError, TypeError) as e:
+            what = parent.what if parent is not None else "tree"
+            self.warn(
+                path,
+                "previous snapshot's entry is unreadable, saving it as new: "
+                f"{what} has a malformed node ({e})",
+            )
+            return None
+
     def _save_trie(
-        self, dirpath: str, comps: tuple[str, ...], trie: _Trie, parent: _ParentDir | None
+        self, dirpath: str, comps: tuple[str, ...], trie: _Trie, parent: ParentDir | None
     ) -> bytes:
-        nodes = []
+        nodes: list[Node | EntryDoc] = []
         for name in sorted(trie):
             self._cancel.check()
             path = os.path.join(dirpath, name)
             sub = trie[name]
-            pnode = _child(parent, name)
+            pdoc = _child(parent, name)
             if sub is None:
                 if not os.path.lexists(path):  # not "vanished": it may never have existed
                     self.warn(path, _MISSING_INCLUDE)
                     continue
-                node = self._save_path(path, (*comps, name), name, pnode)
+                node = self._save_path(path, (*comps, name), name, pdoc, parent)
             else:
                 try:
                     st = os.stat(path)
@@ -397,13 +389,15 @@ class Archiver:
                     self.warn(path, "is not a directory; includes below it are skipped")
                     continue
                 self.dirs += 1
-                subtree = self._save_trie(path, (*comps, name), sub, self._parent_tree(pnode, path))
+                pdir = self._prev_node(pdoc, path, parent)
+                psub = pdir.subtree if pdir is not None and pdir.type == NodeType.DIR else None
+                subtree = self._save_trie(path, (*comps, name), sub, self._parent_dir(psub, path))
                 node = node_from_stat(name, st, NodeType.DIR, subtree=subtree)
             if node is not None:
                 nodes.append(node)
         return self._store_tree(nodes)
 
-    def _save_children(self, path: str, comps: tuple[str, ...], parent: _ParentDir | None) -> bytes:
+    def _save_children(self, path: str, comps: tuple[str, ...], parent: ParentDir | None) -> bytes:
         try:
             with os.scandir(path) as it:
                 # The listing's file type (d_type; no system call) picks the way in.
@@ -412,23 +406,23 @@ class Archiver:
             self.warn(path, f"cannot list directory: {e.strerror}")
             entries = []
         # The parent's tree is reused as it is while every entry so far is the parent's
-        # own node object (same stat, same subtree): nothing to encode, hash or add.
+        # own entry object (same stat, same subtree): nothing to encode, hash or add.
         reused = parent is not None and not self._rescan
         prefix = path if path.endswith("/") else path + "/"
         filtered = bool(self._excludes or self._regexes)
         rescan = self._rescan
 
-        def decide(i: int) -> tuple[str, Node | None, bool] | None:
+        def decide(i: int) -> tuple[str, EntryDoc | None, bool] | None:
             name, regular = entries[i]
             child = prefix + name
             if filtered and self._excluded(child, name):
                 return None
-            pnode = _child(parent, name)
+            pdoc = _child(parent, name)
             # A file whose content will be read whatever its stat says is opened first.
-            first = regular and (rescan or pnode is None or pnode.type != NodeType.FILE)
-            return child, pnode, first
+            first = regular and (rescan or not prev.is_file(pdoc))
+            return child, pdoc, first
 
-        nodes = []
+        nodes: list[Node | EntryDoc] = []
         ahead = _OpenAhead(len(entries), decide)
         try:
             for i in range(len(entries)):
@@ -436,17 +430,20 @@ class Archiver:
                 entry = ahead.take(i)
                 if entry is None:
                     continue
-                child, pnode, fd = entry
+                child, pdoc, fd = entry
                 name = entries[i][0]
-                node: Node | _Fallback | None = _FALLBACK
+                node: Node | EntryDoc | _Fallback | None = _FALLBACK
                 if fd != _STAT_FIRST:
+                    pnode = self._prev_node(pdoc, child, parent)
                     node = self._save_opened(child, (*comps, name), name, pnode, fd)
+                    if pnode is None:
+                        pdoc = None  # malformed: warned once, saved as new
                 if node is _FALLBACK:
-                    node = self._save_path(child, (*comps, name), name, pnode)
+                    node = self._save_path(child, (*comps, name), name, pdoc, parent)
                 assert not isinstance(node, _Fallback)
                 if node is not None:
                     nodes.append(node)
-                    reused = reused and node is pnode
+                    reused = reused and node is pdoc
         finally:
             ahead.close()
         if reused:
@@ -457,8 +454,15 @@ class Archiver:
         return self._store_tree(nodes)
 
     def _save_path(
-        self, path: str, comps: tuple[str, ...], name: str, pnode: Node | None
-    ) -> Node | None:
+        self,
+        path: str,
+        comps: tuple[str, ...],
+        name: str,
+        pdoc: EntryDoc | None,
+        parent: ParentDir | None,
+    ) -> Node | EntryDoc | None:
+        """Save one entry the stat-first way; ``pdoc``: its entry in ``parent``, the
+        previous snapshot's directory. Returns ``pdoc`` itself when it is reused."""
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -471,16 +475,18 @@ class Archiver:
         if kind is None:
             self.warn(path, "unknown file type, skipped")
             return None
-        if pnode is not None and not self._rescan and _same_stat(pnode, st, kind):
-            same = self._save_same(path, comps, st, pnode)
+        if pdoc is not None and not self._rescan and prev.same_stat(pdoc, st, kind):
+            same = self._save_same(path, comps, st, pdoc)
             if same is not None:
                 return same
+        pnode = self._prev_node(pdoc, path, parent)
         xattrs = self._xattrs(path, path, st, pnode)
         if kind == NodeType.FILE:
             return self._save_file(path, comps, name, st, xattrs, pnode)
         if kind == NodeType.DIR:
             self.dirs += 1
-            subtree = self._save_children(path, comps, self._parent_tree(pnode, path))
+            psub = pnode.subtree if pnode is not None and pnode.type == NodeType.DIR else None
+            subtree = self._save_children(path, comps, self._parent_dir(psub, path))
             return node_from_stat(name, st, kind, xattrs=xattrs, subtree=subtree)
         if kind == NodeType.SYMLINK:
             try:
@@ -534,29 +540,41 @@ class Archiver:
             os.close(fd)
 
     def _save_same(
-        self, path: str, comps: tuple[str, ...], st: os.stat_result, pnode: Node
-    ) -> Node | None:
-        """An entry whose stat matches the previous snapshot: return the parent's node
-        (or, for a directory whose contents changed, a copy with the new subtree)
-        without reading xattrs or building a node. None means "save it normally"."""
-        kind = pnode.type
+        self, path: str, comps: tuple[str, ...], st: os.stat_result, pdoc: EntryDoc
+    ) -> Node | EntryDoc | None:
+        """An entry whose stat matches the previous snapshot: return the parent's entry
+        (or, for a directory whose contents changed, a node with the new subtree)
+        without reading xattrs or building a node. None means "save it normally"
+        (which also reports an entry that is malformed)."""
+        try:
+            if not prev.plain(pdoc):
+                Node.from_json(pdoc)  # checked as a decoded tree checks it (rare)
+            kind = pdoc["type"]
+            if kind == NodeType.DIR:
+                psub = prev.subtree_id(pdoc)
+            elif kind == NodeType.FILE:
+                content = prev.content_ids(pdoc)
+        except (ValueError, KeyError, TypeError):
+            return None
         if kind == NodeType.DIR:
             self.dirs += 1
-            subtree = self._save_children(path, comps, self._parent_tree(pnode, path))
-            return pnode if subtree == pnode.subtree else replace(pnode, subtree=subtree)
+            subtree = self._save_children(path, comps, self._parent_dir(psub, path))
+            if subtree == psub:
+                return pdoc
+            return replace(Node.from_json(pdoc), subtree=subtree)
         if kind == NodeType.FILE:
             # Hard links depend on what else the walk saw: those take the normal path.
-            if st.st_nlink > 1 or pnode.link is not None:
+            if st.st_nlink > 1 or pdoc.get("link") is not None:
                 return None
             has = self._writer.has
-            if not all(has(blob_id) for blob_id in pnode.content):
+            if not all(has(blob_id) for blob_id in content):
                 return None
             self._reporter.file_unchanged(path, st.st_size)
-            self.blobs += len(pnode.content)
+            self.blobs += len(content)
             self.files += 1
-            self.total_bytes += pnode.size
-            return pnode
-        return pnode  # symlinks (a changed target is a new inode), fifos, devices
+            self.total_bytes += st.st_size  # the entry's size: same_stat compared them
+            return pdoc
+        return pdoc  # symlinks (a changed target is a new inode), fifos, devices
 
     def _save_file(
         self,
@@ -723,8 +741,8 @@ class Archiver:
             self._reporter.bytes_read(len(chunk))
         return content, size
 
-    def _store_tree(self, nodes: list[Node]) -> bytes:
-        data = Tree(tuple(nodes)).encode()
+    def _store_tree(self, nodes: list[Node] | list[Node | EntryDoc]) -> bytes:
+        data = Tree(tuple(map(prev.to_node, nodes))).encode()
         tree_id = self._repo.sealer.blob_id(BlobType.TREE, data)
         self._writer.add(BlobType.TREE, tree_id, data)
         self.blobs += 1

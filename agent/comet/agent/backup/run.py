@@ -7,6 +7,7 @@ import socket
 from comet.agent.backup.archiver import Archiver
 from comet.agent.backup.checkpoint import checkpoint_on_cancel
 from comet.agent.backup.options import BackupOptions, BackupResult, FilesSource, ProgramSource
+from comet.agent.backup.parent import ParentDir
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import DataMissingError, RepositoryError
 from comet.agent.reporter import BackupReporter, JobWarning, NullBackupReporter
@@ -14,7 +15,6 @@ from comet.agent.repository.blob_writer import BlobWriter
 from comet.agent.repository.lock import RepositoryLock
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
-from comet.agent.repository.tree import Tree
 
 
 def find_parent(repo: Repository, item_id: str, device_id: str) -> Snapshot | None:
@@ -70,8 +70,7 @@ def run_backup(
                 command = source.command
                 program = (command,) if isinstance(command, str) else tuple(command)
             else:
-                parent_root = _load_root(repo, parent, archiver)
-                tree = archiver.save_files(source, parent_root)
+                tree = archiver.save_files(source, _load_root(repo, parent, archiver))
                 paths = tuple(source.includes)
                 program = None
             cancel.check()
@@ -128,13 +127,11 @@ def _confirm_data(repo: Repository, writer: BlobWriter, lock: RepositoryLock) ->
         )
 
 
-def _load_root(
-    repo: Repository, parent: Snapshot | None, archiver: Archiver
-) -> tuple[bytes, Tree] | None:
+def _load_root(repo: Repository, parent: Snapshot | None, archiver: Archiver) -> ParentDir | None:
     if parent is None:
         return None
     try:
-        return parent.tree, repo.load_tree(parent.tree)
+        return ParentDir.load(repo, parent.tree)
     except RepositoryError as e:
         archiver.warn("", f"parent snapshot {parent.id.hex()[:12]} is unreadable: {e}")
         return None
