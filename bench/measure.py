@@ -20,7 +20,7 @@ class BenchError(Exception):
 @dataclass(frozen=True)
 class Measurement:
     """Wall-clock seconds of one operation and the peak resident set of the process
-    that did the work."""
+    that did the work (with its helper process's, where it had one)."""
 
     seconds: float
     peak_rss_bytes: int

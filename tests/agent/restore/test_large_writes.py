@@ -16,16 +16,12 @@ from hypothesis import strategies as st
 
 from comet.agent.repository.tree import Node, NodeType
 from comet.agent.restore import directory
-from comet.agent.restore.directory import (
-    _BACKGROUND_MIN,
-    _HOLE_MIN,
-    _SAMPLE_MIN,
-    _ZERO_BLOCK,
-    DirectoryTarget,
-    _first_zero_run,
-)
+from comet.agent.restore.directory import _BACKGROUND_MIN, DirectoryTarget
+from comet.agent.restore.make_file import _ZERO_BLOCK
+from comet.agent.restore.make_file import HOLE_MIN as _HOLE_MIN
+from comet.agent.restore.make_file import first_zero_run as _first_zero_run
 
-_SIZE = _SAMPLE_MIN + 3 * _HOLE_MIN + 5  # sampled, and not a whole number of words
+_SIZE = 4 * _HOLE_MIN + 5  # sampled, and not a whole number of words
 
 
 def _no_zero_bytes(size: int, seed: int) -> bytearray:
@@ -110,13 +106,13 @@ def test_written_in_pieces_by_the_writing_thread_with_metadata_after(
     the node's (no write reaches a file after its metadata). ``slow``: the writing
     thread lags (injected), so a write not waited for would land after the mtime."""
     if slow:
-        real = directory._pwrite
+        real = directory.pwrite_all
 
         def lagging(fd: int, view: memoryview, offset: int) -> None:
             time.sleep(0.02)
             real(fd, view, offset)
 
-        monkeypatch.setattr(directory, "_pwrite", lagging)
+        monkeypatch.setattr(directory, "pwrite_all", lagging)
     piece = 4 * _BACKGROUND_MIN
     contents = {n: os.urandom(3 * piece) for n in ("a", "b", "c")}
     target = DirectoryTarget(tmp_path)

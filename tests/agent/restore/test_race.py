@@ -19,6 +19,7 @@ from comet.agent.backup.options import BackupOptions, FilesSource
 from comet.agent.backup.run import run_backup
 from comet.agent.jobs.targets import ArchiveFormat, RestoreType, TargetSpec, open_target
 from comet.agent.repository import Repository
+from comet.agent.restore import directory as directory_module
 from comet.agent.restore.directory import DirectoryTarget, Overwrite
 from comet.agent.restore.output import OutputFile
 from comet.agent.restore.run import run_restore
@@ -89,15 +90,19 @@ def _prepare(dest: Path, src: Path) -> Path:
 
 @pytest.mark.timeout(240)
 def test_swapping_a_folder_for_a_symlink_never_redirects_a_root_restore(
-    base: Path, canary: Path
+    base: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Half the rounds hand every file to the file-writing process, which makes them
+    through the directory descriptors it is given."""
     assert os.geteuid() == 0, "the race is root restoring into a user's tree"
     os.chown(base, 0, 0)
     repo, snapshot, src = _snapshot(base)
     before = state_of(canary)
     dest = base / "dest"
     refused = swaps = 0
-    for mode in [Overwrite.OVERWRITE, Overwrite.SKIP] * (ROUNDS // 2):
+    for round_no, mode in enumerate([Overwrite.OVERWRITE, Overwrite.SKIP] * (ROUNDS // 2)):
+        writer_after = 0 if round_no % 4 < 2 else 1 << 30
+        monkeypatch.setattr(directory_module, "_WRITER_AFTER", writer_after)
         inner = _prepare(dest, src)
         swapper, stop = attack(inner, canary, base)
         try:
@@ -191,7 +196,12 @@ def _privileged_source(base: Path) -> Path:
 
 
 @pytest.mark.timeout(60)
-def test_privileged_metadata_is_dropped_with_a_warning_unless_asked_for(base: Path) -> None:
+@pytest.mark.parametrize("writer_after", [1 << 30, 0])
+def test_privileged_metadata_is_dropped_with_a_warning_unless_asked_for(
+    base: Path, monkeypatch: pytest.MonkeyPatch, writer_after: int
+) -> None:
+    """``writer_after`` 0: every file is made by the file-writing process."""
+    monkeypatch.setattr(directory_module, "_WRITER_AFTER", writer_after)
     src = _privileged_source(base)
     repo = Repository.init(LocalStorage(base / "vault"), VAULT_KEY)
     snapshot = run_backup(repo, FilesSource([str(src)]), BackupOptions("i", "d")).snapshot_id
@@ -226,10 +236,10 @@ def test_descriptor_caches_evict_and_reopen_safely(
     base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With tiny descriptor caches every directory and partly written file is closed
-    and reopened (without following symlinks, checking the file is the one it made):
-    the tree still restores identically."""
-    from comet.agent.restore import directory as directory_module
-
+    and reopened (without following symlinks, checking the file is the one it made),
+    while the small files go to the file-writing process with duplicates of those
+    directory descriptors: the tree still restores identically."""
+    monkeypatch.setattr(directory_module, "_WRITER_AFTER", 0)
     monkeypatch.setattr(directory_module, "_MAX_DIRS", 2)
     monkeypatch.setattr(directory_module, "_MAX_OPEN", 2)
     src = base / "wide"

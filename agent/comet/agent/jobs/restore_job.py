@@ -64,6 +64,12 @@ class RestoreJob:
                     hostname=socket.gethostname(),
                     allow_partial=self.allow_partial,
                 )
+            helped = getattr(target, "writer_files", 0)
+            if helped:
+                handle.info(
+                    f"{helped} small files were made by a second process (peak RSS "
+                    f"{getattr(target, 'writer_peak_rss', 0) // 1024} KiB)"
+                )
         finally:
             repo.close()
             handle.job.counters.downloaded_bytes = meters[0].bytes_read

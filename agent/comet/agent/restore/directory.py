@@ -32,13 +32,20 @@ import os
 import secrets
 import stat
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from comet.agent.repository.tree import Node, NodeType
+from comet.agent.restore.make_file import (
+    NEW_FILE_FLAGS,
+    first_zero_run,
+    nonzero_ranges,
+    pwrite_all,
+)
 from comet.agent.restore.target import RestorePath, TargetRefusedError
+from comet.agent.restore.writer import FileWriter
 
 # Files written in pack order stay open between writes; most small files are opened
 # once, written and finished in one go, so this only bounds files written piecewise.
@@ -47,7 +54,6 @@ _MAX_OPEN = 256
 # ancestor, again without following symlinks.
 _MAX_DIRS = 256
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _PRIVILEGED_BITS = stat.S_ISUID | stat.S_ISGID
 _SPECIAL_TYPES = {
     NodeType.FIFO: stat.S_IFIFO,
@@ -58,16 +64,15 @@ _SPECIAL_TYPES = {
 # writable by its owner (a file written in parts is reopened for writing).
 _PLAIN_MODE_BITS = 0o777
 _ACL_DEFAULT = "system.posix_acl_default"
-_HOLE_MIN = 4096
-_ZERO_BLOCK = bytes(_HOLE_MIN)
-_ZERO_RUN = bytes(64 * _HOLE_MIN)
-# ``_first_zero_run``: data that can hold a hole is sampled every _SAMPLE_STRIDE bytes.
-_SAMPLE_STRIDE = _HOLE_MIN - 8
-_SAMPLE_MIN = _HOLE_MIN
 # Writes of at least this size go to a writing thread, with at most _WRITE_BEHIND bytes
 # handed over and not yet written.
 _BACKGROUND_MIN = 256 << 10
 _WRITE_BEHIND = 4 << 20
+# Files whose whole content comes in one write of at most _HAND_OVER_MAX bytes go to a
+# file-writing process (``writer.FileWriter``), started once a restore has written
+# _WRITER_AFTER of them itself: a restore of a few files does not pay for a process.
+_HAND_OVER_MAX = 256 << 10
+_WRITER_AFTER = 256
 
 
 class Overwrite(enum.StrEnum):
@@ -92,6 +97,7 @@ class _OpenFile:
     created: bool = False  # the temporary file exists (it is made on the first write)
     inode: tuple[int, int] | None = None  # (dev, ino) once its descriptor was closed
     error: OSError | None = None  # a background write failed after it was handed over
+    data: bytes | None = None  # its whole content, for the file-writing process
 
 
 Dropped = Callable[[RestorePath, str], None]
@@ -136,50 +142,6 @@ def process_umask() -> int:
     return 0o022
 
 
-def _first_zero_run(data: bytes) -> int:
-    """Where the first run of ``_HOLE_MIN`` zero bytes starts in ``data``, or -1.
-
-    The data is first looked at one aligned 8-byte word in every ``_SAMPLE_STRIDE``:
-    any run of ``_HOLE_MIN`` zero bytes holds one of those words whole (the stride is a
-    word less than the run), so if none of them is zero there is no run and the ``find``
-    over every byte is skipped. ``find`` first prepares its 4 KiB needle, ~15 us a call,
-    which was 5 % of the writing thread's time in a restore of many small files; the
-    sample costs well under a microsecond. Data with a zero word is searched as before."""
-    if len(data) < _SAMPLE_MIN:
-        return -1  # too short to hold a run
-    words = memoryview(data)[: len(data) & ~7].cast("Q")
-    if 0 not in words[:: _SAMPLE_STRIDE // 8]:
-        return -1
-    return data.find(_ZERO_BLOCK)
-
-
-def _nonzero_ranges(data: bytes, first_zero: int) -> Iterator[tuple[int, int]]:
-    """The ``(start, end)`` ranges of ``data`` outside runs of at least ``_HOLE_MIN``
-    zero bytes; ``first_zero`` is where the first such run starts."""
-    pos, zero, size = 0, first_zero, len(data)
-    while True:
-        if zero > pos:
-            yield pos, zero
-        end = zero + _HOLE_MIN
-        while end + len(_ZERO_RUN) <= size and data[end : end + len(_ZERO_RUN)] == _ZERO_RUN:
-            end += len(_ZERO_RUN)
-        while end + _HOLE_MIN <= size and data[end : end + _HOLE_MIN] == _ZERO_BLOCK:
-            end += _HOLE_MIN
-        pos = end
-        zero = data.find(_ZERO_BLOCK, pos)
-        if zero < 0:
-            if pos < size:
-                yield pos, size
-            return
-
-
-def _pwrite(fd: int, view: memoryview, offset: int) -> None:
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-
-
 class _BackgroundWrites:
     """Large writes done on one worker thread, so that copying a chunk into its file
     overlaps opening the next (``os.pwrite`` releases the GIL): restoring large files
@@ -206,7 +168,7 @@ class _BackgroundWrites:
             self._collect()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="comet-restore-write")
-        future = self._pool.submit(_pwrite, fd, view, offset)
+        future = self._pool.submit(pwrite_all, fd, view, offset)
         self._queued.append((fd, future, len(view)))
         self._bytes += len(view)
         self._last[fd] = future
@@ -281,6 +243,12 @@ class DirectoryTarget:
         self._temp_tag = f".comet-{secrets.token_hex(4)}"
         self._temp_counter = itertools.count()
         self._background = _BackgroundWrites()
+        self._writer: FileWriter | None = None
+        # Files the file-writing process was given, and its peak RSS (after ``close``).
+        self.writer_files = self.writer_peak_rss = 0
+        # Files written whole in one write before the writer started; -1: it can't be.
+        self._whole_files = 0
+        self._failed: list[tuple[RestorePath, Exception]] = []  # by the writer
 
     # --- directory descriptors ------------------------------------------------------
 
@@ -468,6 +436,7 @@ class DirectoryTarget:
         return self._make_dir(path, parent)
 
     def finish_directory(self, path: RestorePath, node: Node) -> None:
+        self._settle()
         self._trim()
         if path:
             self._apply_fd(path, self._dir(path), node)
@@ -518,7 +487,7 @@ class DirectoryTarget:
                 os.close(fd)
                 raise TargetRefusedError(f"{f.temp} was replaced during the restore")
         else:
-            fd = os.open(f.temp, _NEW_FILE_FLAGS, f.create_mode, dir_fd=parent)
+            fd = os.open(f.temp, NEW_FILE_FLAGS, f.create_mode, dir_fd=parent)
             f.created = True
             if whole:
                 self._fds[handle] = fd
@@ -538,20 +507,23 @@ class DirectoryTarget:
         f = self._files[handle]
         if f.error is not None:
             raise f.error
-        first = _first_zero_run(data)
+        if offset == 0 and len(data) == f.size and not f.created and self._hand_over(data):
+            f.data = data  # made by the writer at end_file
+            return
+        first = first_zero_run(data)
         view = memoryview(data)
         if first < 0:
             whole = offset == 0 and len(data) == f.size
             self._pwrite(self._fd(handle, whole=whole), view, offset)
             return
-        for start, end in _nonzero_ranges(data, first):
+        for start, end in nonzero_ranges(data, first):
             self._pwrite(self._fd(handle), view[start:end], offset + start)
 
     def _pwrite(self, fd: int, view: memoryview, offset: int) -> None:
         if len(view) >= _BACKGROUND_MIN:
             self._background.submit(fd, view, offset)
         else:
-            _pwrite(fd, view, offset)
+            pwrite_all(fd, view, offset)
 
     def _close_fd(self, handle: int) -> None:
         fd = self._fds.pop(handle, None)
@@ -561,9 +533,29 @@ class DirectoryTarget:
             finally:
                 os.close(fd)
 
+    def _hand_over(self, data: bytes) -> bool:
+        """Whether a file written whole with ``data`` goes to the file-writing process,
+        which is started here once enough files were."""
+        if self._writer is not None:
+            return len(data) <= _HAND_OVER_MAX
+        if len(data) > _HAND_OVER_MAX or self._whole_files < 0:
+            return False
+        self._whole_files += 1
+        if self._whole_files <= _WRITER_AFTER:
+            return False
+        try:
+            self._writer = FileWriter()
+        except OSError:  # no process to be had (a process limit): write them here
+            self._whole_files = -1
+            return False
+        return True
+
     def end_file(self, handle: int) -> None:
         self._trim()
         f = self._files[handle]
+        if self._writer is not None and not f.created and (f.data is not None or not f.size):
+            self._send(handle, f, self._writer)
+            return
         fd = self._fds.pop(handle, None)
         if fd is None:  # never written (empty), or its descriptor was closed meanwhile
             fd = self._fd(handle)
@@ -578,6 +570,47 @@ class DirectoryTarget:
         parent = self._dir(f.parent)
         os.replace(f.temp, f.final, src_dir_fd=parent, dst_dir_fd=parent)
         del self._files[handle]
+
+    def _send(self, handle: int, f: _OpenFile, writer: FileWriter) -> None:
+        """Hand a complete file to the writer, with what ``_apply_fd`` would give it."""
+        node = f.node
+        del self._files[handle]
+        writer.add(
+            f.path,
+            f.parent,
+            self._dir(f.parent),
+            temp=f.temp,
+            final=f.final,
+            create_mode=f.create_mode,
+            size=f.size,
+            data=f.data or b"",
+            owner=None if f.owned or not self._as_root else (node.uid, node.gid),
+            xattrs=tuple(self._xattrs(f.path, node)) if node.xattrs else (),
+            mode=None if f.moded else self._mode(f.path, node),
+            mtime_ns=node.mtime_ns,
+        )
+
+    def deferred_failures(self, *, wait: bool) -> list[tuple[RestorePath, Exception]]:
+        """Files ``end_file`` accepted that the file-writing process then failed to make,
+        with why (OSError or TargetRefusedError); ``wait``: first wait until every file
+        handed over is made. Each failure is returned once."""
+        self._take_failures(wait=wait)
+        failed, self._failed = self._failed, []
+        return failed
+
+    def _take_failures(self, *, wait: bool) -> None:
+        if self._writer is None:
+            return
+        for path, error in self._writer.failures(wait=wait):
+            assert isinstance(path, tuple)
+            reason = TargetRefusedError(error) if isinstance(error, str) else error
+            self._failed.append((path, reason))
+
+    def _settle(self) -> None:
+        """Wait until every file handed over is made: before anything that needs them
+        in place (a hard link to one) or that may stop them being made (a directory's
+        final mode)."""
+        self._take_failures(wait=True)
 
     def abort_file(self, handle: int) -> None:
         with contextlib.suppress(OSError):
@@ -623,6 +656,7 @@ class DirectoryTarget:
         self._place(path, node, "symlink")
 
     def hardlink(self, path: RestorePath, node: Node, existing: RestorePath) -> None:
+        self._settle()
         self._trim()
         parent = self._dir(path[:-1])
         source_dir = self._dir(existing[:-1])
@@ -654,6 +688,10 @@ class DirectoryTarget:
     def close(self) -> None:
         for handle in list(self._files):
             self.abort_file(handle)
+        if self._writer is not None:
+            self._writer.close()
+            self.writer_files, self.writer_peak_rss = self._writer.files, self._writer.peak_rss
+            self._writer = None
         self._background.close()
         for fd in self._dirs.values():
             os.close(fd)

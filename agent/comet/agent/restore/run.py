@@ -228,6 +228,7 @@ class _Restorer:
         self._walk((), root, self._selection is None)
         if self._random:
             self._fill_window()
+            self._deferred_failures(wait=True)
         else:
             self._replay()
         for path, node, existing in self._links:
@@ -385,6 +386,21 @@ class _Restorer:
             self._end(f)  # only files whose pieces never all arrived remain
         self._files = []
         self._window_pieces = 0
+        self._deferred_failures(wait=False)
+
+    def _deferred_failures(self, *, wait: bool) -> None:
+        """Files the target accepted at ``end_file`` but failed to make later (the
+        optional ``deferred_failures`` of a target that makes files in the background):
+        not restored after all."""
+        collect = getattr(self._target, "deferred_failures", None)
+        if collect is None:
+            return
+        for path, error in collect(wait=wait):
+            self.files -= 1
+            source = self._done.get(path)
+            if source is not None:
+                source.failed = True  # no hard link to it
+            self.refuse(path, f"not restored: {_reason(error, path)}")
 
     def _other(self, path: RestorePath, node: Node) -> None:
         self._reporter.file_started(show_path(path), node.size)

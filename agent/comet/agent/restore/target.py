@@ -13,12 +13,17 @@ program targets). When True, the engine may begin many files, interleave their w
 repository pack order, and end them later (directory targets). ``hardlink`` comes after
 the ``end_file`` of the file it links to.
 
-Optional members (looked up with ``getattr``, so older targets need neither):
+Optional members (looked up with ``getattr``, so older targets need none of them):
 ``hard_links: bool`` (default True) -- when False the engine never calls ``hardlink`` and
 hands every linked name over as a full file with its own content (zip, program input).
 ``finish() -> None`` -- called once after everything was restored successfully, before
 ``close``; archive targets complete their stream there (end-of-archive marker, central
 directory), so a failed restore never leaves an archive that looks complete.
+``deferred_failures(*, wait: bool) -> list[tuple[RestorePath, Exception]]`` -- for a
+target that finishes files in the background after ``end_file`` returned: the files
+that failed since the last call, each with its OSError or TargetRefusedError; ``wait``
+first waits for every file. The engine calls it after every window of files and, with
+``wait``, before hard links and directory metadata.
 """
 
 from __future__ import annotations
