@@ -7,20 +7,25 @@ the descriptors of the directories its files go in (``SCM_RIGHTS``), creates eve
 relative to its directory's descriptor (never by path, so the directories are the ones
 ``DirectoryTarget`` opened and checked) and answers each batch with the files that
 failed. It stops at the end of its input: the parent closed the socket, or died.
-Imports nothing but the standard library.
+
+Imports only modules built into the interpreter or small C ones (``_socket``, ``_struct``,
+``marshal``, ``array``), no ``typing``, ``socket`` or ``contextlib``: the
+child's own memory is mostly the interpreter's, and those pulled in ~2 MiB more.
 """
 
 from __future__ import annotations
 
-import contextlib
+import _socket
+import _struct
+import array
 import marshal
 import os
-import signal
-import socket
-import struct
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any
 
 # --- holes: shared with DirectoryTarget --------------------------------------------
 
@@ -80,22 +85,24 @@ def pwrite_all(fd: int, view: memoryview, offset: int) -> None:
 # Parent to child: a header (payload bytes, descriptors) sent with the batch's directory
 # descriptors, then the marshalled batch. Child to parent: length-prefixed marshalled
 # acknowledgements. marshal only ever reads what the other half of this program wrote.
-HEADER = struct.Struct("!II")
-ACK_LENGTH = struct.Struct("!I")
+HEADER = _struct.Struct("!II")
+ACK_LENGTH = _struct.Struct("!I")
 # Descriptors one SCM_RIGHTS message may carry (the kernel's SCM_MAX_FD).
 MAX_BATCH_DIRS = 250
 
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
-FileSpec = tuple[int, str, str, int, int, bytes, Any, Any, Any, int]
-"""(index of its directory's descriptor in the batch, temporary name (created O_EXCL),
-final name, creating mode, size, content from offset 0 (shorter than the size: the rest
-is a hole), (uid, gid) to fchown to or None, extended attributes to set, mode to fchmod
-to or None (created with it), mtime in ns). Plain tuples: marshal takes no others."""
-Failure = tuple[int, int, str, bool]
-"""(index in its batch, errno, strerror, refused: a metadata refusal, strerror its
-sentence). The warning names the file: the error names none (a temporary name would
-mean nothing to anybody)."""
+# A file, as the parent sends it: (index of its directory's descriptor in the batch,
+# temporary name (created O_EXCL), final name, creating mode, size, content from offset 0
+# (shorter than the size: the rest is a hole), (uid, gid) to fchown to or None, extended
+# attributes to set, mode to fchmod to or None (created with it), mtime in ns). Plain
+# tuples: marshal takes no others.
+# A failure, as the child answers: (index in its batch, errno, strerror, refused: a
+# metadata refusal, strerror its sentence). It names no file: the warning does (a
+# temporary name would mean nothing to anybody).
+if TYPE_CHECKING:
+    FileSpec = tuple[int, str, str, int, int, bytes, Any, Any, Any, int]
+    Failure = tuple[int, int, str, bool]
 
 
 # --- the child -------------------------------------------------------------------
@@ -139,12 +146,24 @@ def make_file(dir_fd: int, spec: FileSpec) -> None:
             os.close(fd)
         os.replace(temp, final, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 (contextlib is not imported here, see above)
             os.unlink(temp, dir_fd=dir_fd)
+        except OSError:
+            pass
         raise
 
 
-def _receive_exactly(sock: socket.socket, size: int) -> bytearray | None:
+def _receive_fds(sock: _socket.socket, size: int) -> tuple[bytes, list[int]]:
+    """Up to ``size`` bytes and the descriptors that came with them."""
+    fds = array.array("i")
+    data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_SPACE(MAX_BATCH_DIRS * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
+
+
+def _receive_exactly(sock: _socket.socket, size: int) -> bytearray | None:
     """``size`` bytes, or None at a clean end of input."""
     buf = bytearray(size)
     with memoryview(buf) as view:
@@ -159,10 +178,10 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytearray | None:
     return buf
 
 
-def _serve(sock: socket.socket) -> None:
+def _serve(sock: _socket.socket) -> None:
     batch_no = 0
     while True:
-        header, fds, _, _ = socket.recv_fds(sock, HEADER.size, MAX_BATCH_DIRS)
+        header, fds = _receive_fds(sock, HEADER.size)
         if not header:
             return
         try:
@@ -197,11 +216,10 @@ def _serve(sock: socket.socket) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    # Interrupts go to the job, which closes the socket; a file size limit fails one file
-    # (EFBIG) rather than killing the process.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    sock = socket.socket(fileno=int(argv[1]))
+    # Started in a session of its own, so a terminal's Ctrl-C reaches the agent only
+    # (which then closes the socket); Python ignores SIGXFSZ, so a file size limit fails
+    # one file (EFBIG) rather than the process.
+    sock = _socket.socket(fileno=int(argv[1]))
     try:
         _serve(sock)
     except (BrokenPipeError, ConnectionResetError):

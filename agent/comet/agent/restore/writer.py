@@ -19,10 +19,14 @@ import select
 import socket
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from comet.agent.errors import RestoreError
 from comet.agent.restore import make_file
-from comet.agent.restore.make_file import ACK_LENGTH, HEADER, MAX_BATCH_DIRS, FileSpec
+from comet.agent.restore.make_file import ACK_LENGTH, HEADER, MAX_BATCH_DIRS
+
+if TYPE_CHECKING:
+    from comet.agent.restore.make_file import FileSpec
 
 # A batch is sent once it holds this many files or bytes of content.
 _BATCH_FILES = 256
@@ -52,6 +56,7 @@ class FileWriter:
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
+                start_new_session=True,
             )
         except BaseException:
             parent.close()
