@@ -85,10 +85,11 @@ class Overwrite(enum.StrEnum):
 class _OpenFile:
     path: RestorePath
     parent: RestorePath  # the directory holding it (its descriptor does the work)
-    final: str  # names inside ``parent``
-    temp: str
+    final: str  # its name inside ``parent``
     node: Node
     size: int
+    temp: str = ""  # its temporary name, given when it is created (a window of files
+    # waiting for their content holds no names yet)
     # The mode the file is created with: its final one when nothing can change it and
     # nobody else can reach the directory (see the module docstring), else 0600.
     create_mode: int = 0o600
@@ -242,6 +243,7 @@ class DirectoryTarget:
         self._plain: set[RestorePath] = set()
         self._temp_tag = f".comet-{secrets.token_hex(4)}"
         self._temp_counter = itertools.count()
+        self._where: RestorePath = ()  # the folder of the last file begun
         self._background = _BackgroundWrites()
         self._writer: FileWriter | None = None
         # Files the file-writing process was given, and its peak RSS (after ``close``).
@@ -446,13 +448,16 @@ class DirectoryTarget:
     def begin_file(self, path: RestorePath, node: Node, size: int) -> int | None:
         self._trim()
         where = path[:-1]
+        if where == self._where:
+            where = self._where  # one tuple for the files of a folder, not one each
+        else:
+            self._where = where
         # Opened (or found open) first: a folder reopened by name loses its plain status.
         if not self._may_replace(path, self._dir(where), node):
             return None
         handle = self._next
         self._next += 1
-        name = path[-1]
-        f = _OpenFile(path, where, name, self._temp_name(name), node, size)
+        f = _OpenFile(path, where, path[-1], node, size)
         if where in self._plain:
             mode = self._plain_mode(node)
             if mode is not None:
@@ -487,6 +492,7 @@ class DirectoryTarget:
                 os.close(fd)
                 raise TargetRefusedError(f"{f.temp} was replaced during the restore")
         else:
+            f.temp = self._temp_name(f.final)
             fd = os.open(f.temp, NEW_FILE_FLAGS, f.create_mode, dir_fd=parent)
             f.created = True
             if whole:
@@ -579,7 +585,7 @@ class DirectoryTarget:
             f.path,
             f.parent,
             self._dir(f.parent),
-            temp=f.temp,
+            temp=self._temp_name(f.final),
             final=f.final,
             create_mode=f.create_mode,
             size=f.size,
