@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,68 @@ def test_a_file_the_writer_cannot_make_is_a_warning_naming_it(
         assert stat.S_IMODE((out / name).stat().st_mode) == stat.S_IMODE(
             (src / name).stat().st_mode
         )
+
+
+_KILLED_RESTORE = textwrap.dedent(
+    """
+    import sys, time
+    from comet.agent.repository import Repository
+    from comet.agent.restore import DirectoryTarget, run_restore
+    from comet.agent.restore import directory, writer
+    from comet.agent.storage.local import LocalStorage
+
+    vault, snapshot, dest = sys.argv[1:4]
+    directory._WRITER_AFTER = 0
+    writer._BATCH_FILES = 8
+
+    class Announced(writer.FileWriter):
+        def flush(self):
+            super().flush()
+            if self._sent == 1:
+                print(self.pid, flush=True)
+                time.sleep(60)  # killed here, with files on their way
+
+    directory.FileWriter = Announced
+    run_restore(Repository.open(LocalStorage(vault), b"r" * 32), snapshot, DirectoryTarget(dest))
+    """
+)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.timeout(60)
+def test_the_writer_ends_when_the_agent_is_killed(tmp_path: Path, repo: Repository) -> None:
+    """SIGKILL of the restoring process (the agent) while files are on their way: the
+    writer finishes what it has, sees the socket close and exits; nothing is left
+    running, and no temporary file outlives the files it was making."""
+    src = _small_files(tmp_path, 300)
+    snapshot = run_backup(repo, FilesSource([str(src)]), OPTIONS).snapshot_id
+    snapshot_hex = snapshot if isinstance(snapshot, str) else snapshot.hex()
+    repo.close()
+    dest = tmp_path / "dest"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RESTORE, str(tmp_path / "vault"), snapshot_hex, str(dest)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        writer_pid = int(proc.stdout.readline())
+        assert _running(writer_pid)
+        proc.kill()
+        proc.wait(10)
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 20
+    while _running(writer_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(writer_pid), "the writer outlived the process that started it"
+    made = list(dest.rglob("*.dat"))
+    assert made, "the files sent before the kill were made"
+    assert not _temp_files(dest)
