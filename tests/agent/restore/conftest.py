@@ -63,3 +63,14 @@ def rich_tree(tmp_path: Path) -> Path:
         os.setxattr(src / "hard1", "user.comet", b"value\0bin")
         os.setxattr(src / "a", "user.dir", b"d")
     return src
+
+
+@pytest.fixture(params=["in-process", "writer"])
+def both_writers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test twice: directory restores making files themselves, and handing every
+    file to the file-writing process from the first (``restore/writer.py``)."""
+    from comet.agent.restore import directory
+
+    if request.param == "writer":
+        monkeypatch.setattr(directory, "_WRITER_AFTER", 0)
+    return str(request.param)

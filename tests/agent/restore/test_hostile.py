@@ -14,6 +14,9 @@ from comet.agent.restore import DirectoryTarget, run_restore
 from comet.agent.restore import directory as directory_module
 from tests.agent.crafted import commit_tree
 
+# Every test here also runs with the file-writing process making the files.
+pytestmark = pytest.mark.usefixtures("both_writers")
+
 
 def _commit(repo: Repository, root: Tree, subtrees: list[Tree], blobs: list[bytes]) -> bytes:
     return commit_tree(repo, root, subtrees, blobs)

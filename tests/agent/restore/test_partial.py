@@ -18,6 +18,9 @@ from comet.agent.repository.tree import Node, NodeType, Tree
 from comet.agent.restore import DirectoryTarget, SimulateTarget, TarTarget, run_restore
 from tests.agent.restore.test_hostile import _commit
 
+# Every test here also runs with the file-writing process making the files.
+pytestmark = pytest.mark.usefixtures("both_writers")
+
 OPTIONS = BackupOptions("item", "device")
 
 
