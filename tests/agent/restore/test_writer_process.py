@@ -313,3 +313,29 @@ def test_the_writer_ends_when_the_agent_is_killed(tmp_path: Path, repo: Reposito
     made = list(dest.rglob("*.dat"))
     assert made, "the files sent before the kill were made"
     assert not _temp_files(dest)
+
+
+@pytest.mark.timeout(120)
+def test_batches_larger_than_the_socket_go_in_pieces(
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket buffer of a few KiB and batches of up to 1 MiB: every send is partial
+    and the parent waits for room (reading acknowledgements meanwhile) many times; the
+    tree still restores exactly."""
+    monkeypatch.setattr(directory_module, "_WRITER_AFTER", 0)
+    monkeypatch.setattr(writer_module, "_SOCKET_BUFFER", 4096)
+    monkeypatch.setattr(writer_module, "_BATCH_BYTES", 1 << 20)
+    waits = [0]
+    real_wait = FileWriter._wait
+
+    def counted(self: FileWriter, *, writable: bool) -> None:
+        waits[0] += writable
+        real_wait(self, writable=writable)
+
+    monkeypatch.setattr(FileWriter, "_wait", counted)
+    src = _small_files(tmp_path, 600)
+    snapshot = run_backup(repo, FilesSource([str(src)]), OPTIONS).snapshot_id
+    result = run_restore(repo, snapshot, DirectoryTarget(tmp_path / "dest"))
+    assert result.warnings == () and result.files == 600
+    assert waits[0] > 10
+    compare_trees(src, tmp_path / "dest" / str(src).lstrip("/"))

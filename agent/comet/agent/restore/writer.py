@@ -140,20 +140,26 @@ class FileWriter:
                 os.close(fd)
 
     def _send(self, header: bytes, fds: list[int], payload: bytes) -> None:
-        """Send a batch, reading acknowledgements whenever the socket is full: the child
-        may itself be waiting to send one, and neither would ever go on."""
+        """Send a batch, in one system call when the socket has room, reading
+        acknowledgements whenever it is full: the child may itself be waiting to send
+        one, and neither would ever go on."""
         while True:
             try:
-                sent = socket.send_fds(self._sock, [header], fds)
+                sent = socket.send_fds(self._sock, [header, payload], fds)
                 break
             except BlockingIOError:
                 self._wait(writable=True)
-        view = memoryview(header[sent:] + payload)
-        while view:
-            try:
-                view = view[self._sock.send(view) :]
-            except BlockingIOError:
-                self._wait(writable=True)
+        for part in (header, payload):
+            if sent >= len(part):
+                sent -= len(part)
+                continue
+            view = memoryview(part)[sent:]
+            sent = 0
+            while view:
+                try:
+                    view = view[self._sock.send(view) :]
+                except BlockingIOError:
+                    self._wait(writable=True)
 
     def failures(self, *, wait: bool) -> list[tuple[object, OSError | str]]:
         """The keys of failed files with their error (an OSError, or the sentence of a
