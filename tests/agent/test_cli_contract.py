@@ -4,6 +4,7 @@ a command the contract names is never shadowed by another."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,32 @@ def test_comet_backup_imports_no_other_command_group() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+CLI_EXIT = """
+import atexit, sys
+from comet.agent import client_cli
+
+def run(argv):
+    print("x" * 100_000)  # more than one buffer: all of it must reach the pipe
+    print("last line", file=sys.stderr)
+    return 3
+
+client_cli.run = run
+atexit.register(lambda: print("torn down", file=sys.stderr))
+sys.argv = ["comet", "status"]
+client_cli.main()
+"""
+
+
+def test_the_comet_program_exits_without_the_interpreter_teardown() -> None:
+    """``comet`` ends its process once the command is done and its output flushed:
+    the teardown of grpc and protobuf cost each command ~0.05 s. Called with ``argv``
+    (in-process), ``main`` returns."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run(
+        [sys.executable, "-c", CLI_EXIT], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 3
+    assert result.stdout == "x" * 100_000 + "\n"
+    assert result.stderr == "last line\n"  # no atexit handler ran

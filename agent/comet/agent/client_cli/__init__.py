@@ -8,7 +8,9 @@ reach the person as one sentence (``comet: error: …``) from :func:`main`."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ __all__ = [
     "item_json",
     "job_json",
     "main",
+    "run",
     "schedule_json",
     "size_arg",
     "snapshot_json",
@@ -149,8 +152,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
+    """Run one command and return its exit status. Without ``argv`` (the ``comet``
+    program itself) the process ends here instead, once stdout and stderr are flushed:
+    the interpreter's teardown (grpc, protobuf, every module's objects) took ~0.05-0.08 s
+    of CPU at the end of each command, and the CLI leaves nothing for it to finish (it
+    writes only to stdout and stderr; the agent sees the connection close either way)."""
+    if argv is not None:
+        return run(argv)
+    code = run(sys.argv[1:])
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = stdout_reader_gone()
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def run(argv: list[str]) -> int:
+    """Parse ``argv``, run the command, and return the exit status."""
     args = build_parser(command_of(argv)).parse_args(argv)
     try:
         precheck = getattr(args, "precheck", None)
