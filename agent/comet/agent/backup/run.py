@@ -15,14 +15,18 @@ from comet.agent.repository.blob_writer import BlobWriter
 from comet.agent.repository.lock import RepositoryLock
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.snapshot import Snapshot
+from comet.agent.repository.snapshot_summaries import SnapshotSummaries
+
+# The agent's memory of which snapshot is whose, shared by its backups.
+SUMMARIES = SnapshotSummaries()
 
 
-def find_parent(repo: Repository, item_id: str, device_id: str) -> Snapshot | None:
-    """The newest snapshot of the same item and device, if any."""
-    candidates = [
-        s for s in repo.list_snapshots() if s.item_id == item_id and s.device_id == device_id
-    ]
-    return max(candidates, key=lambda s: (s.end_ns, s.start_ns), default=None)
+def find_parent(
+    repo: Repository, item_id: str, device_id: str, *, summaries: SnapshotSummaries = SUMMARIES
+) -> Snapshot | None:
+    """The newest snapshot of the same item and device, if any. Reads only the
+    snapshot records ``summaries`` has not seen, and the chosen one."""
+    return summaries.newest(repo, item_id, device_id)
 
 
 def run_backup(
