@@ -32,7 +32,7 @@ _SOCKET_BUFFER = 1 << 20
 # How long a wait for the child lasts before the cancel token is looked at again.
 _POLL_MS = 500
 # The most taken from the socket at once.
-_RECEIVE = 1 << 20
+_RECEIVE = 256 << 10
 _CLOSE_WAIT = 10.0
 
 
