@@ -111,6 +111,8 @@ def test_an_entry_listed_as_a_file_but_something_else_is_saved_as_what_it_is(
     (src / "dir" / "inner").write_bytes(b"inner")
     for name in ("a", "c", "e", "g"):
         (src / name).write_bytes(name.encode())
+    for i in range(archiver_module.READER_MIN_ENTRIES):  # enough for the reader
+        (src / f"p{i:02}").write_bytes(b"p")
     (src / "file").write_bytes(b"content")
     (src / "link").symlink_to("file")
     (src / "dangling").symlink_to("nowhere")
@@ -140,7 +142,11 @@ def test_an_entry_listed_as_a_file_but_something_else_is_saved_as_what_it_is(
     assert expected_opened <= set(opened)
     # The same nodes, so the same tree ids, as the stat-first way stored.
     assert repo.load_snapshot(again.snapshot_id).tree == repo.load_snapshot(first.snapshot_id).tree
-    types = {n.name: n.type for n in _files(repo, again.snapshot_id, src).values()}
+    types = {
+        n.name: n.type
+        for n in _files(repo, again.snapshot_id, src).values()
+        if not n.name.startswith("p")
+    }
     assert types == {
         "dir": NodeType.DIR,
         "file": NodeType.FILE,

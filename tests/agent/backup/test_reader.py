@@ -55,10 +55,11 @@ def _no_reader(*args: object) -> object:
 
 
 def _tree(src: Path) -> None:
-    """Files of all kinds the walk meets, with subdirectories between files."""
+    """Files of all kinds the walk meets, with subdirectories between files; enough
+    entries in each directory for the reader to be used (READER_MIN_ENTRIES)."""
     for sub in ("a", "m/inner", "z"):
         (src / sub).mkdir(parents=True)
-    for i in range(40):
+    for i in range(50):
         for sub in ("", "a", "m", "m/inner"):
             (src / sub / f"f{i:02}").write_bytes(os.urandom(i * 37))
     (src / "m" / "big").write_bytes(os.urandom(300 << 10))  # past one chunk
@@ -101,7 +102,7 @@ def test_the_reader_reads_new_files_and_stores_what_the_walk_alone_stores(
     (reader,) = recorder.made
     assert reader.closed and reader._proc is not None and reader._proc.poll() is not None
     # Every small regular file went to the reader; the walk opened only the others.
-    assert len(reader.asked) == 4 * 40 + 4 and f"{src}/m/big" in reader.asked
+    assert len(reader.asked) == 4 * 50 + 4 and f"{src}/m/big" in reader.asked
     assert sorted(opened) == sorted(["m/big", "m/secret"] if os.geteuid() else ["m/big"])
     monkeypatch.setattr(archiver_module, "SmallFileReader", _no_reader)
     alone = run_backup(
@@ -159,7 +160,7 @@ def test_the_walk_goes_on_without_answers_when_the_reader_process_dies(
                 os.kill(pid, signal.SIGKILL)
 
     result = run_backup(repo, FilesSource([str(src)]), OPTIONS, reporter=Killer())
-    assert result.files == 4 * 40 + 4 - (1 if os.geteuid() else 0)  # "secret" if readable
+    assert result.files == 4 * 50 + 4 - (1 if os.geteuid() else 0)  # "secret" if readable
     assert [w.path for w in result.warnings] == ([f"{src}/m/secret"] if os.geteuid() else [])
     nodes = _nodes(repo, repo.load_snapshot(result.snapshot_id).tree)
     node = nodes[str(src).strip("/") + "/m/inner/f39"]
@@ -205,8 +206,21 @@ def test_nothing_to_read_starts_no_process(
 ) -> None:
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
-    (src / "d" / "f").write_bytes(b"x")
+    for i in range(archiver_module.READER_MIN_ENTRIES):
+        (src / "d" / f"f{i}").write_bytes(b"x")
     run_backup(repo, FilesSource([str(src)]), OPTIONS)
     again = run_backup(repo, FilesSource([str(src)]), OPTIONS)  # nothing new
-    assert again.files == 1 and recorder.made[1].pid is None
+    assert again.files == archiver_module.READER_MIN_ENTRIES and recorder.made[1].pid is None
     assert recorder.made[0].pid is not None
+
+
+def test_small_directories_are_read_by_the_walk(
+    tmp_path: Path, repo: Repository, recorder: type[_Recorder]
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(archiver_module.READER_MIN_ENTRIES - 1):
+        (src / f"f{i}").write_bytes(b"x")
+    result = run_backup(repo, FilesSource([str(src)]), OPTIONS)
+    assert result.files == archiver_module.READER_MIN_ENTRIES - 1
+    assert recorder.made[0].pid is None  # never started

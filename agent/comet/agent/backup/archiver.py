@@ -156,6 +156,13 @@ class _OpenAhead:
         self._entries.clear()
 
 
+# The reader process reads files below this size. Its gain is the system calls it makes
+# in the walk's stead, a fixed cost per file; the content it sends is copied on the way
+# (memory and CPU in both processes) and larger files are read here as before.
+READER_MAX = 32 << 10
+# Directories of fewer entries are read here: the walk waits for the reader's first
+# answer in every directory, which only pays over many files.
+READER_MIN_ENTRIES = 48
 # Files asked of the reader process at a time (see _ReadAhead).
 _READ_AHEAD = 32
 # Set as an entry's descriptor when the reader process read the file: its answer is
@@ -169,10 +176,10 @@ class _ReadAhead:
     in requests of several paths, and taken back in order. A file it answers with
     None is opened here instead and saved as before. Answers come back in the order
     asked, so none may be owed while the walk descends into a subdirectory: like
-    ``_OpenAhead`` it never asks past an entry saved the stat-first way, and before it
-    gives out an entry the reader answered with None (which may turn out to be a
-    directory listed as a file) it takes the answers still owed and holds them: at most
-    ``_READ_AHEAD`` files of less than a chunk each."""
+    ``_OpenAhead`` it never asks past an entry saved the stat-first way, and before the
+    walk saves any other entry that way (one listed as a file but found to be a
+    directory) ``hold`` takes the answers still owed and keeps them: at most
+    ``_READ_AHEAD`` files of less than ``READER_MAX`` each."""
 
     __slots__ = (
         "_count",
@@ -234,10 +241,15 @@ class _ReadAhead:
         if entry is not None and entry[2] == _ANSWERED:
             self.answer = held.popleft() if held else reader.take()
             if self.answer is None:
-                while reader.waiting:
-                    held.append(reader.take())
                 return entry[0], entry[1], _open_ahead(entry[0])
         return entry
+
+    def hold(self) -> None:
+        """Take the answers still owed and keep them: the walk is about to save an
+        entry the stat-first way, which may descend into a directory."""
+        reader = self._reader
+        while reader.waiting:
+            self._held.append(reader.take())
 
     def close(self) -> None:
         """Take the answers still owed (the walk stopped early), so the next
@@ -367,7 +379,7 @@ class Archiver:
             raise SourceError("nothing to back up: no include paths")
         trie = _build_trie(source.includes)
         try:
-            self._reader = SmallFileReader(self._small, self._cancel)
+            self._reader = SmallFileReader(min(self._small, READER_MAX), self._cancel)
         except OSError:
             self._reader = None  # the walk reads every file itself (tests use this)
         try:
@@ -536,7 +548,7 @@ class Archiver:
         reader = self._reader
         ahead = (
             _OpenAhead(len(entries), decide)
-            if reader is None
+            if reader is None or len(entries) < READER_MIN_ENTRIES
             else _ReadAhead(len(entries), decide, reader)
         )
         try:
@@ -560,6 +572,8 @@ class Archiver:
                     if pnode is None:
                         pdoc = None  # malformed: warned once, saved as new
                 if node is _FALLBACK:
+                    if isinstance(ahead, _ReadAhead):
+                        ahead.hold()
                     node = self._save_path(child, (*comps, name), name, pdoc, parent)
                 assert not isinstance(node, _Fallback)
                 if node is not None:
