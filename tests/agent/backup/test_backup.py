@@ -24,6 +24,10 @@ from tests.agent.backup.conftest import VAULT_KEY, CountingReporter
 OPTIONS = BackupOptions("item-1", "device-1", hostname="host")
 
 
+def _no_reader(*args: object) -> object:
+    raise OSError("no reader process in this test")
+
+
 def _tree(root: Path) -> Path:
     src = root / "src"
     (src / "docs").mkdir(parents=True)
@@ -143,10 +147,13 @@ def test_file_changing_while_read_is_a_warning(tmp_path: Path, repo: Repository)
 
 
 def test_small_files_that_grow_before_they_are_read_are_stored_whole(
-    tmp_path: Path, repo: Repository
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file below one chunk is read with a buffer of its fstat size: one that grows a
-    little, or past a chunk, between that fstat and the read is still stored whole."""
+    little, or past a chunk, between that fstat and the read is still stored whole.
+    The walk reads the files itself here (no reader process), so the reporter's call
+    falls between the two; the reader's side is test_reader's."""
+    monkeypatch.setattr(archiver_module, "SmallFileReader", _no_reader)
     src = tmp_path / "src"
     src.mkdir()
     grown = {"little.bin": os.urandom(100), "past.bin": os.urandom(300 << 10)}

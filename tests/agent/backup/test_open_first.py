@@ -21,6 +21,10 @@ from comet.agent.repository.tree import Node, NodeType
 OPTIONS = BackupOptions("item-1", "device-1", hostname="host")
 
 
+def _no_reader(*args: object) -> object:
+    raise OSError("no reader process in this test")
+
+
 def _files(repo: Repository, snapshot_id: bytes, src: Path) -> dict[str, Node]:
     tree = repo.load_tree(repo.load_snapshot(snapshot_id).tree)
     for name in src.parts[1:]:
@@ -94,12 +98,21 @@ def test_new_files_are_saved_without_a_stat_first(
     )
 
 
+@pytest.mark.parametrize("reader", [True, False], ids=["reader", "walk"])
 def test_an_entry_listed_as_a_file_but_something_else_is_saved_as_what_it_is(
-    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch, reader: bool
 ) -> None:
+    """With the reader process, each such entry is answered None among files it read
+    (the answers after it are held while the walk descends into "dir")."""
+    if not reader:
+        monkeypatch.setattr(archiver_module, "SmallFileReader", _no_reader)
     src = tmp_path / "src"
     (src / "dir").mkdir(parents=True)
     (src / "dir" / "inner").write_bytes(b"inner")
+    for name in ("a", "c", "e", "g"):
+        (src / name).write_bytes(name.encode())
+    for i in range(archiver_module.READER_MIN_ENTRIES):  # enough for the reader
+        (src / f"p{i:02}").write_bytes(b"p")
     (src / "file").write_bytes(b"content")
     (src / "link").symlink_to("file")
     (src / "dangling").symlink_to("nowhere")
@@ -122,22 +135,36 @@ def test_an_entry_listed_as_a_file_but_something_else_is_saved_as_what_it_is(
         BackupOptions("item-1", "device-1", hostname="host", rescan_unchanged=True),
     )
     assert not first.warnings and not again.warnings
-    assert {"dir", "link", "dangling", "fifo", "file", "inner"} <= set(opened)
+    # The walk opens what the reader could not read as a small regular file.
+    expected_opened = {"dir", "link", "dangling", "fifo"}
+    if not reader:
+        expected_opened |= {"file", "inner", "a"}
+    assert expected_opened <= set(opened)
     # The same nodes, so the same tree ids, as the stat-first way stored.
     assert repo.load_snapshot(again.snapshot_id).tree == repo.load_snapshot(first.snapshot_id).tree
-    types = {n.name: n.type for n in _files(repo, again.snapshot_id, src).values()}
+    types = {
+        n.name: n.type
+        for n in _files(repo, again.snapshot_id, src).values()
+        if not n.name.startswith("p")
+    }
     assert types == {
         "dir": NodeType.DIR,
         "file": NodeType.FILE,
         "link": NodeType.SYMLINK,
         "dangling": NodeType.SYMLINK,
         "fifo": NodeType.FIFO,
+        "a": NodeType.FILE,
+        "c": NodeType.FILE,
+        "e": NodeType.FILE,
+        "g": NodeType.FILE,
     }
 
 
 def test_files_are_asked_for_ahead_and_no_descriptor_outlives_its_directory(
     tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The walk's own opening ahead (without a reader process; test_reader has its).
+    monkeypatch.setattr(archiver_module, "SmallFileReader", _no_reader)
     src = tmp_path / "src"
     for sub in ("a", "m/inner", "z"):
         (src / sub).mkdir(parents=True)
@@ -191,6 +218,8 @@ def test_files_are_asked_for_ahead_and_no_descriptor_outlives_its_directory(
 def test_excluded_files_are_not_opened_ahead(
     tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The walk's own opening ahead (without a reader process; test_reader has its).
+    monkeypatch.setattr(archiver_module, "SmallFileReader", _no_reader)
     src = tmp_path / "src"
     src.mkdir()
     for i in range(70):

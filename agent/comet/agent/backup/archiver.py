@@ -13,6 +13,7 @@ import re
 import stat
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import IO
@@ -21,6 +22,8 @@ from comet.agent.backup import parent as prev
 from comet.agent.backup.metadata import node_from_stat, node_type, read_xattrs
 from comet.agent.backup.options import FilesSource, ProgramSource
 from comet.agent.backup.parent import EntryDoc, ParentDir
+from comet.agent.backup.read_small import Answer, read_whole
+from comet.agent.backup.reader import SmallFileReader
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import ProgramFailedError, RepositoryError, SourceError
 from comet.agent.process_group import bounded_reader, pipe_reader, stop_process_group
@@ -153,6 +156,112 @@ class _OpenAhead:
         self._entries.clear()
 
 
+# The reader process reads files below this size. Its gain is the system calls it makes
+# in the walk's stead, a fixed cost per file; the content it sends is copied on the way
+# (memory and CPU in both processes) and larger files are read here as before.
+READER_MAX = 32 << 10
+# Directories of fewer entries are read here: the walk waits for the reader's first
+# answer in every directory, which only pays over many files.
+READER_MIN_ENTRIES = 48
+# Files asked of the reader process at a time (see _ReadAhead).
+_READ_AHEAD = 32
+# Set as an entry's descriptor when the reader process read the file: its answer is
+# the _ReadAhead's ``answer``.
+_ANSWERED = -2
+
+
+class _ReadAhead:
+    """``_OpenAhead``'s counterpart when a ``SmallFileReader`` runs: the files to be
+    read are asked of it, up to ``_READ_AHEAD`` entries before the walk gets to them,
+    in requests of several paths, and taken back in order. A file it answers with
+    None is opened here instead and saved as before. Answers come back in the order
+    asked, so none may be owed while the walk descends into a subdirectory: like
+    ``_OpenAhead`` it never asks past an entry saved the stat-first way, and before the
+    walk saves any other entry that way (one listed as a file but found to be a
+    directory) ``hold`` takes the answers still owed and keeps them: at most
+    ``_READ_AHEAD`` files of less than ``READER_MAX`` each."""
+
+    __slots__ = (
+        "_count",
+        "_decide",
+        "_entries",
+        "_held",
+        "_next",
+        "_reader",
+        "_stop",
+        "answer",
+    )
+
+    def __init__(
+        self,
+        count: int,
+        decide: Callable[[int], tuple[str, EntryDoc | None, bool] | None],
+        reader: SmallFileReader,
+    ) -> None:
+        self._count = count
+        self._decide = decide
+        self._reader = reader
+        self._entries: dict[int, _Entry | None] = {}
+        self._next = 0
+        self._stop = -1  # the last entry decided to be saved the stat-first way
+        self._held: deque[Answer] = deque()
+        self.answer: Answer = None  # the last answer taken
+
+    def take(self, i: int) -> _Entry | None:
+        """Entry ``i`` (None if excluded). Its descriptor is ``_ANSWERED`` (the
+        reader's answer is then ``self.answer``), ``_STAT_FIRST``, or an open
+        descriptor (or None) as ``_OpenAhead`` gives."""
+        reader = self._reader
+        held = self._held
+        if self._next <= i or (
+            i > self._stop
+            and self._next < self._count
+            and reader.waiting + len(held) <= _READ_AHEAD // 2
+        ):
+            entries = self._entries
+            end = min(self._count, max(self._next, i) + _READ_AHEAD)
+            j = max(self._next, i)
+            paths = []
+            while j < end:
+                decided = self._decide(j)
+                j += 1
+                if decided is None:
+                    entries[j - 1] = None
+                    continue
+                path, pdoc, first = decided
+                if not first:
+                    entries[j - 1] = (path, pdoc, _STAT_FIRST)
+                    self._stop = j - 1
+                    break
+                entries[j - 1] = (path, pdoc, _ANSWERED)
+                paths.append(path)
+            self._next = j
+            reader.submit(paths)
+        entry = self._entries.pop(i)
+        if entry is not None and entry[2] == _ANSWERED:
+            self.answer = held.popleft() if held else reader.take()
+            if self.answer is None:
+                return entry[0], entry[1], _open_ahead(entry[0])
+        return entry
+
+    def hold(self) -> None:
+        """Take the answers still owed and keep them: the walk is about to save an
+        entry the stat-first way, which may descend into a directory."""
+        reader = self._reader
+        while reader.waiting:
+            self._held.append(reader.take())
+
+    def close(self) -> None:
+        """Take the answers still owed (the walk stopped early), so the next
+        directory's answers are its own."""
+        reader = self._reader
+        while reader.waiting:
+            reader.take()
+        self._entries.clear()
+        self._held.clear()
+        self.answer = None
+
+
 def _open_ahead(path: str) -> int | None:
     try:
         fd = _open_file(path)
@@ -242,6 +351,9 @@ class Archiver:
         self._zero_ids: dict[int, bytes] = {}  # blob ids of all-zero chunks by length
         self._excludes: tuple[str, ...] = ()
         self._regexes: tuple[re.Pattern[str], ...] = ()
+        self._reader: SmallFileReader | None = None
+        # The reader process's own peak memory (VmHWM less file pages), once it ended.
+        self.reader_peak_rss = 0
         self.warnings: list[JobWarning] = []
         self.files = 0
         self.dirs = 0
@@ -266,9 +378,19 @@ class Archiver:
         if not source.includes:
             raise SourceError("nothing to back up: no include paths")
         trie = _build_trie(source.includes)
-        if trie is None:
-            return self._save_children("/", (), parent)
-        return self._save_trie("/", (), trie, parent)
+        try:
+            self._reader = SmallFileReader(min(self._small, READER_MAX), self._cancel)
+        except OSError:
+            self._reader = None  # the walk reads every file itself (tests use this)
+        try:
+            if trie is None:
+                return self._save_children("/", (), parent)
+            return self._save_trie("/", (), trie, parent)
+        finally:
+            if self._reader is not None:
+                self._reader.close()
+                self.reader_peak_rss = self._reader.peak_rss
+                self._reader = None
 
     def save_program(self, source: ProgramSource) -> bytes:
         """Store a command's stdout as one file; return the root tree id."""
@@ -423,7 +545,12 @@ class Archiver:
             return child, pdoc, first
 
         nodes: list[Node | EntryDoc] = []
-        ahead = _OpenAhead(len(entries), decide)
+        reader = self._reader
+        ahead = (
+            _OpenAhead(len(entries), decide)
+            if reader is None or len(entries) < READER_MIN_ENTRIES
+            else _ReadAhead(len(entries), decide, reader)
+        )
         try:
             for i in range(len(entries)):
                 self._cancel.check()
@@ -433,12 +560,20 @@ class Archiver:
                 child, pdoc, fd = entry
                 name = entries[i][0]
                 node: Node | EntryDoc | _Fallback | None = _FALLBACK
-                if fd != _STAT_FIRST:
+                if fd == _ANSWERED:
+                    assert isinstance(ahead, _ReadAhead) and ahead.answer is not None
+                    pnode = self._prev_node(pdoc, child, parent)
+                    node = self._save_answer(child, (*comps, name), name, pnode, ahead.answer)
+                    if pnode is None:
+                        pdoc = None
+                elif fd != _STAT_FIRST:
                     pnode = self._prev_node(pdoc, child, parent)
                     node = self._save_opened(child, (*comps, name), name, pnode, fd)
                     if pnode is None:
                         pdoc = None  # malformed: warned once, saved as new
                 if node is _FALLBACK:
+                    if isinstance(ahead, _ReadAhead):
+                        ahead.hold()
                     node = self._save_path(child, (*comps, name), name, pdoc, parent)
                 assert not isinstance(node, _Fallback)
                 if node is not None:
@@ -503,13 +638,9 @@ class Archiver:
     ) -> tuple[tuple[str, bytes], ...]:
         """The xattrs of ``path`` (read through ``source``, its path or descriptor), or
         the previous snapshot's when its ctime and inode say they cannot have changed."""
-        if (
-            pnode is not None
-            and pnode.ctime_ns == st.st_ctime_ns
-            and pnode.inode == st.st_ino
-            and pnode.dev == st.st_dev
-        ):
-            return pnode.xattrs  # setting or removing an xattr updates ctime
+        if _same_xattrs(pnode, st):
+            assert pnode is not None
+            return pnode.xattrs
         xattrs, problem = read_xattrs(source)
         if problem:
             self.warn(path, problem)
@@ -538,6 +669,23 @@ class Archiver:
             return self._save_file(path, comps, name, st, xattrs, pnode, fd=fd)
         finally:
             os.close(fd)
+
+    def _save_answer(
+        self, path: str, comps: tuple[str, ...], name: str, pnode: Node | None, answer: Answer
+    ) -> Node | None:
+        """A file the reader process read whole (``answer``): what ``_save_opened``
+        does with a file it opened, on the stat, content and xattrs it sent."""
+        assert answer is not None
+        seq, fields, data, one_read, changed, xattrs, problem = answer
+        st = os.stat_result(seq, fields)
+        if _same_xattrs(pnode, st):
+            assert pnode is not None
+            xattrs = pnode.xattrs
+        else:
+            xattrs = tuple(xattrs)
+            if problem:
+                self.warn(path, problem)
+        return self._save_file(path, comps, name, st, xattrs, pnode, read=(data, one_read, changed))
 
     def _save_same(
         self, path: str, comps: tuple[str, ...], st: os.stat_result, pdoc: EntryDoc
@@ -586,8 +734,10 @@ class Archiver:
         pnode: Node | None,
         *,
         fd: int | None = None,
+        read: tuple[bytes, bool, bool] | None = None,
     ) -> Node | None:
-        """``fd``: the file already open, ``st`` its ``fstat``."""
+        """``fd``: the file already open, ``st`` its ``fstat``; ``read``: its content
+        as the reader process read it (data, in one read, changed while read)."""
         link_key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and (first := self._hardlinks.get(link_key)) is not None:
             self.files += 1
@@ -601,7 +751,12 @@ class Archiver:
             self._reporter.file_unchanged(path, st.st_size)
             self.blobs += len(content)
         else:
-            result = self._read_file(path, st) if fd is None else self._read_open(fd, path, st)
+            if read is not None:
+                result: tuple[tuple[bytes, ...], int] | None = self._store_read(path, st, *read)
+            elif fd is None:
+                result = self._read_file(path, st)
+            else:
+                result = self._read_open(fd, path, st)
             if result is None:
                 return None
             content, size = result
@@ -689,32 +844,39 @@ class Archiver:
         """Read a file that fits in one chunk with plain reads, skipping the chunker and
         its buffer copy: its blob ids, size, and whether one read returned exactly the
         ``expected`` size. None if it turns out to hold a chunk's worth or more."""
-        limit = self._small
         # Asking for the size fstat gave, plus one byte to notice a file that grew: a
         # read of ``limit`` would allocate a chunk-sized buffer per file and shrink it,
         # leaving the heap fragmented by thousands of small files.
-        data = os.read(fd, min(limit, expected + 1))
-        one_read = len(data) == expected
-        # A short read ends at the size fstat gave: no extra read is spent looking for
-        # the end (a file that changes later shows in the next backup's stat check).
-        while len(data) < expected or (len(data) > expected and len(data) < limit):
-            more = os.read(fd, limit - len(data))
-            if not more:
-                break
-            data += more
-            one_read = False
-        size = len(data)
-        if size >= limit:
+        data, one_read = read_whole(fd, expected, self._small)
+        if len(data) >= self._small:
             return None
         self._cancel.check()
+        return self._store_small(data), len(data), one_read
+
+    def _store_read(
+        self, path: str, st: os.stat_result, data: bytes, one_read: bool, changed: bool
+    ) -> tuple[tuple[bytes, ...], int]:
+        """Store a small file the reader process read whole; as ``_read_open`` does
+        with one it reads itself, "changed while being read" is only looked at when
+        more than one read was needed."""
+        self._reporter.file_started(path, st.st_size)
+        self._cancel.check()
+        content = self._store_small(data)
+        if not one_read and changed:
+            self.warn(path, "changed while being read; the stored copy may be inconsistent")
+        return tuple(content), len(data)
+
+    def _store_small(self, data: bytes) -> list[bytes]:
+        """Hand a file's whole content (less than a chunk) to the writer: its blob ids."""
+        size = len(data)
         if size == 0:
-            return [], 0, one_read
+            return []
         blob_id = self._repo.sealer.blob_id(BlobType.DATA, data)
         self._writer.add(BlobType.DATA, blob_id, data)
         self.blobs += 1
         self.bytes_read += size
         self._reporter.bytes_read(size)
-        return [blob_id], size, one_read
+        return [blob_id]
 
     def _chunk_stream(
         self,
@@ -747,6 +909,17 @@ class Archiver:
         self._writer.add(BlobType.TREE, tree_id, data)
         self.blobs += 1
         return tree_id
+
+
+def _same_xattrs(pnode: Node | None, st: os.stat_result) -> bool:
+    """True if the previous snapshot's xattrs of this entry are still its xattrs: its
+    ctime and inode are the same (setting or removing an xattr updates ctime)."""
+    return (
+        pnode is not None
+        and pnode.ctime_ns == st.st_ctime_ns
+        and pnode.inode == st.st_ino
+        and pnode.dev == st.st_dev
+    )
 
 
 def _drain(stream: IO[bytes], keep: bytearray) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import grp
 import os
 import pwd
 import stat
 from functools import lru_cache
 
+from comet.agent.backup.read_small import read_xattrs
 from comet.agent.repository.tree import Node, NodeType
-
-_IGNORED_XATTR_ERRNOS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM}
 
 
 @lru_cache(maxsize=1024)
@@ -47,30 +45,6 @@ def node_type(st: os.stat_result) -> NodeType | None:
     if stat.S_ISSOCK(mode):
         return NodeType.SOCKET
     return None
-
-
-def read_xattrs(path: str | int) -> tuple[tuple[tuple[str, bytes], ...], str | None]:
-    """Return ``(xattrs, problem)``; filesystems without xattr support give ``((), None)``.
-    ``path`` is not followed if it is a symlink; it may be an open file's descriptor
-    (no path lookup)."""
-    follow = isinstance(path, int)  # a descriptor is the object itself: nothing to follow
-    try:
-        names = os.listxattr(path, follow_symlinks=follow)
-    except OSError as e:
-        if e.errno in _IGNORED_XATTR_ERRNOS:
-            return (), None
-        return (), f"cannot list extended attributes: {e.strerror}"
-    if not names:
-        return (), None
-    out = []
-    problem = None
-    for name in sorted(names):
-        try:
-            out.append((name, os.getxattr(path, name, follow_symlinks=follow)))
-        except OSError as e:
-            if e.errno not in _IGNORED_XATTR_ERRNOS:
-                problem = f"cannot read extended attribute {name}: {e.strerror}"
-    return tuple(out), problem
 
 
 def node_from_stat(
@@ -117,3 +91,6 @@ def node_from_stat(
         rdev_major,
         rdev_minor,
     )
+
+
+__all__ = ["group_name", "node_from_stat", "node_type", "read_xattrs", "user_name"]
