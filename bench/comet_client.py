@@ -135,19 +135,10 @@ class CometClient:
     def restore(self, case: Case, dest: Path) -> Measurement:
         key = (case.corpus.name, case.run)
         label = f"{case.corpus.name}-run{case.run}-restore"
-        job, measurement = self._timed_job(
+        _job, measurement = self._timed_job(
             label, "restore", self._snapshots[key], "--vault", self._vaults[key], "--to", str(dest)
         )
-        # Small files are made by a second process: its peak is added to the agent's (an
-        # upper bound: pages both map, such as the interpreter's, are counted twice).
-        log = self._agent.comet("job", "log", str(job["job_id"]))
-        helper = re.search(r"made by a second process \(peak RSS (\d+) KiB\)", log)
-        if helper is None:
-            return measurement
-        extra = int(helper.group(1)) * 1024
-        self.jobs[-1]["peak_rss_bytes"] += extra
-        self.jobs[-1]["helper_peak_rss_bytes"] = extra
-        return Measurement(measurement.seconds, measurement.peak_rss_bytes + extra)
+        return measurement
 
     def find(self, case: Case, pattern: str) -> Measurement:
         """``comet find PATTERN`` over the case's latest snapshot (a walk of every tree),
@@ -238,9 +229,16 @@ class CometClient:
                 profiler.wait(timeout=120)
         if job.get("status") not in OK_STATUSES:
             raise BenchError(f"comet {args[0]} ended {job.get('status')}: {job.get('error')}")
+        # Small files are read (backup) or made (restore) by a second process that the
+        # job logs with its own peak memory (VmHWM less file pages): added to the
+        # agent's, an upper bound of the two together.
+        log = self._agent.comet("job", "log", str(job["job_id"]))
+        helper = re.search(r"by a second process \(peak RSS (\d+) KiB\)", log)
+        extra = int(helper.group(1)) * 1024 if helper else 0
         record = {"command": args[0], "seconds": seconds, "startup_rss_bytes": idle_rss}
-        self.jobs.append({**record, "peak_rss_bytes": peak, **job})
-        return job, Measurement(seconds=seconds, peak_rss_bytes=peak)
+        record["helper_peak_rss_bytes"] = extra
+        self.jobs.append({**record, "peak_rss_bytes": peak + extra, **job})
+        return job, Measurement(seconds=seconds, peak_rss_bytes=peak + extra)
 
     def _start_profiler(self, label: str) -> subprocess.Popen[bytes] | None:
         """py-spy sampling the agent (all threads, 100 Hz) into collapsed stacks."""

@@ -61,3 +61,20 @@ def release_free_memory() -> bool:
     trim.restype = ctypes.c_int
     trim(0)
     return True
+
+
+def peak_own_rss(pid: int) -> int:
+    """A process's peak resident set (VmHWM) less its file-backed pages (RssFile: the
+    interpreter and libraries, which the agent maps too), in bytes; 0 once it is gone.
+    For the agent's helper processes, whose file-backed pages stay the same after their
+    start: what they add to the agent's own memory at their peak."""
+    fields: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in ("VmHWM", "RssFile"):
+                    fields[name] = int(value.split()[0]) * 1024
+    except (OSError, ValueError):
+        return 0
+    return max(0, fields.get("VmHWM", 0) - fields.get("RssFile", 0))

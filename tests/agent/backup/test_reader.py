@@ -101,6 +101,9 @@ def test_the_reader_reads_new_files_and_stores_what_the_walk_alone_stores(
     with_reader = run_backup(repo, FilesSource([str(src)]), OPTIONS)
     (reader,) = recorder.made
     assert reader.closed and reader._proc is not None and reader._proc.poll() is not None
+    # What the job log (and the bench) reports of the reading process.
+    assert 0 < with_reader.reader_files == reader.files <= len(reader.asked)
+    assert with_reader.reader_peak_rss > 1 << 20
     # Every small regular file went to the reader; the walk opened only the others.
     assert len(reader.asked) == 4 * 50 + 4 and f"{src}/m/big" in reader.asked
     assert sorted(opened) == sorted(["m/big", "m/secret"] if os.geteuid() else ["m/big"])

@@ -353,7 +353,7 @@ class Archiver:
         self._regexes: tuple[re.Pattern[str], ...] = ()
         self._reader: SmallFileReader | None = None
         # The reader process's own peak memory (VmHWM less file pages), once it ended.
-        self.reader_peak_rss = 0
+        self.reader_files = self.reader_peak_rss = 0  # the reading process's, once done
         self.warnings: list[JobWarning] = []
         self.files = 0
         self.dirs = 0
@@ -389,6 +389,7 @@ class Archiver:
         finally:
             if self._reader is not None:
                 self._reader.close()
+                self.reader_files = self._reader.files
                 self.reader_peak_rss = self._reader.peak_rss
                 self._reader = None
 

@@ -55,6 +55,9 @@ class BackupResult:
     blobs: int
     new_blobs: int
     warnings: tuple[JobWarning, ...]
+    # Files the small-file reading process read, and its own peak memory in bytes.
+    reader_files: int = 0
+    reader_peak_rss: int = 0
 
     @property
     def has_warnings(self) -> bool:

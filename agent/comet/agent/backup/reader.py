@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from comet.agent.backup import read_small
 from comet.agent.backup.read_small import LENGTH, Answer
 from comet.agent.cancel import CancelToken
+from comet.agent.memory import peak_own_rss
 
 _SOCKET_BUFFER = 1 << 20
 # How long a wait for the child lasts before the cancel token is looked at again.
@@ -57,6 +58,7 @@ class SmallFileReader:
         self._landing = memoryview(bytearray(_RECEIVE))
         self._answers: deque[Answer] = deque()
         self._owed = 0  # answers submitted but not yet received
+        self.files = 0  # read by the child
         # The child's peak memory of its own (VmHWM less file pages), read when closing.
         self.peak_rss = 0
 
@@ -129,7 +131,10 @@ class SmallFileReader:
                 continue
             self._owed -= len(answers)
             self._answers.extend(answers)
-        return self._answers.popleft()
+        answer = self._answers.popleft()
+        if answer is not None:
+            self.files += 1
+        return answer
 
     def _send(self, data: bytes) -> None:
         # Requests are small and at most _READ_AHEAD paths are owed at a time: the
@@ -191,7 +196,7 @@ class SmallFileReader:
         """End the child (answers not taken are dropped). Sets ``peak_rss``."""
         if self._proc is None:
             return
-        self.peak_rss = _peak_own_rss(self._proc.pid)
+        self.peak_rss = peak_own_rss(self._proc.pid)
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_WR)
@@ -205,21 +210,6 @@ class SmallFileReader:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-
-
-def _peak_own_rss(pid: int) -> int:
-    """A process's peak resident set (VmHWM) less its file-backed pages (the
-    interpreter and libraries, which the agent maps too), in bytes; 0 once it is gone."""
-    fields: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                name, _, value = line.partition(":")
-                if name in ("VmHWM", "RssFile"):
-                    fields[name] = int(value.split()[0]) * 1024
-    except (OSError, ValueError):
-        return 0
-    return max(0, fields.get("VmHWM", 0) - fields.get("RssFile", 0))
 
 
 __all__ = ["Answer", "SmallFileReader"]

@@ -112,6 +112,8 @@ def run_backup(
         blobs=archiver.blobs,
         new_blobs=writer.new_blobs,
         warnings=tuple(archiver.warnings),
+        reader_files=archiver.reader_files,
+        reader_peak_rss=archiver.reader_peak_rss,
     )
 
 

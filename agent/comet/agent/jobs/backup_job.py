@@ -81,6 +81,11 @@ class BackupJob:
             f"snapshot {snapshot_id[:12]} saved: {result.files} files, {result.dirs} folders, "
             f"{result.total_bytes} bytes; {result.uploaded_bytes} bytes uploaded"
         )
+        if result.reader_files:
+            handle.info(
+                f"{result.reader_files} small files were read by a second process (peak RSS "
+                f"{result.reader_peak_rss // 1024} KiB)"
+            )
         for command in (*self.item.post_commands, *self.vault.post_commands):
             run_hook(handle, command, "post-backup")
         return JobOutcome(Status.SUCCESS, snapshot_id=snapshot_id)

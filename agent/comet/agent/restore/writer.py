@@ -22,6 +22,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from comet.agent.errors import RestoreError
+from comet.agent.memory import peak_own_rss
 from comet.agent.restore import make_file
 from comet.agent.restore.make_file import ACK_LENGTH, HEADER, MAX_BATCH_DIRS
 
@@ -82,7 +83,7 @@ class FileWriter:
         self._acks = bytearray()
         self._failed: list[tuple[object, OSError | str]] = []
         self.files = 0  # handed over
-        # The child's peak memory of its own (see _peak_own_rss), read when closing.
+        # The child's peak memory of its own (see memory.peak_own_rss), read when closing.
         self.peak_rss = 0
 
     @property
@@ -227,7 +228,7 @@ class FileWriter:
     def close(self) -> None:
         """Let the child finish what it was sent, then end it. Files queued but not
         sent are dropped (closing after an error). Sets ``peak_rss``."""
-        self.peak_rss = _peak_own_rss(self._proc.pid)
+        self.peak_rss = peak_own_rss(self._proc.pid)
         for fd in self._dir_fds:
             os.close(fd)
         self._specs, self._keys, self._dir_fds, self._dir_index = [], [], [], {}
@@ -246,19 +247,3 @@ class FileWriter:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-
-
-def _peak_own_rss(pid: int) -> int:
-    """A process's peak resident set (VmHWM) less its file-backed pages (RssFile: the
-    interpreter and libraries, which the agent maps too), in bytes; 0 once it is gone.
-    The file-backed pages of this child stay the same after its start."""
-    fields: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                name, _, value = line.partition(":")
-                if name in ("VmHWM", "RssFile"):
-                    fields[name] = int(value.split()[0]) * 1024
-    except (OSError, ValueError):
-        return 0
-    return max(0, fields.get("VmHWM", 0) - fields.get("RssFile", 0))
