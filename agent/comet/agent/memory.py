@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 
 from comet.agent.repository.format import CHUNK_MAX
 
@@ -78,3 +79,13 @@ def peak_own_rss(pid: int) -> int:
     except (OSError, ValueError):
         return 0
     return max(0, fields.get("VmHWM", 0) - fields.get("RssFile", 0))
+
+
+def helper_environment() -> dict[str, str]:
+    """The environment of the agent's helper processes (the small-file reader of
+    backups, the file writer of restores): the agent's, with glibc's mmap threshold
+    fixed at 64 KiB. Their messages of 128 KiB and more are then mapped and given back
+    when freed; with glibc's own threshold, which rises as big blocks are freed, they
+    stayed in the heap: the reader's own peak was 8.9 MiB over 100,000 files, 3.8 MiB
+    with this, no slower. Other C libraries ignore the variable."""
+    return {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 << 10)}

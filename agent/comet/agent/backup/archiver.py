@@ -16,13 +16,13 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from comet.agent.backup import parent as prev
 from comet.agent.backup.metadata import node_from_stat, node_type, read_xattrs
 from comet.agent.backup.options import FilesSource, ProgramSource
 from comet.agent.backup.parent import EntryDoc, ParentDir
-from comet.agent.backup.read_small import Answer, read_whole
+from comet.agent.backup.read_small import read_whole
 from comet.agent.backup.reader import SmallFileReader
 from comet.agent.cancel import CancelToken
 from comet.agent.errors import ProgramFailedError, RepositoryError, SourceError
@@ -32,6 +32,9 @@ from comet.agent.repository.blob_writer import BlobWriter
 from comet.agent.repository.format import BlobType
 from comet.agent.repository.repository import Repository
 from comet.agent.repository.tree import Node, NodeType, Tree
+
+if TYPE_CHECKING:
+    from comet.agent.backup.read_small import Answer
 
 _STDERR_KEEP = 4096
 _HOLE_FILL = 1 << 20

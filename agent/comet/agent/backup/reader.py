@@ -23,11 +23,15 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from comet.agent.backup import read_small
-from comet.agent.backup.read_small import LENGTH, Answer
+from comet.agent.backup.read_small import LENGTH
 from comet.agent.cancel import CancelToken
-from comet.agent.memory import peak_own_rss
+from comet.agent.memory import helper_environment, peak_own_rss
+
+if TYPE_CHECKING:
+    from comet.agent.backup.read_small import Answer
 
 _SOCKET_BUFFER = 1 << 20
 # How long a wait for the child lasts before the cancel token is looked at again.
@@ -75,6 +79,8 @@ class SmallFileReader:
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
+                start_new_session=True,
+                env=helper_environment(),
             )
         except OSError:
             parent.close()
@@ -212,4 +218,4 @@ class SmallFileReader:
             self._proc.wait()
 
 
-__all__ = ["Answer", "SmallFileReader"]
+__all__ = ["SmallFileReader"]

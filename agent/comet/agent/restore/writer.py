@@ -22,7 +22,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from comet.agent.errors import RestoreError
-from comet.agent.memory import peak_own_rss
+from comet.agent.memory import helper_environment, peak_own_rss
 from comet.agent.restore import make_file
 from comet.agent.restore.make_file import ACK_LENGTH, HEADER, MAX_BATCH_DIRS
 
@@ -58,6 +58,7 @@ class FileWriter:
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
                 start_new_session=True,
+                env=helper_environment(),
             )
         except BaseException:
             parent.close()
