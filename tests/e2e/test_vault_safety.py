@@ -515,8 +515,11 @@ def test_a_sigkilled_agents_lock_blocks_nothing_and_unlock_removes_what_it_says(
         retention = agent.comet("retention", "--vault", "v", "--wait", "--json").json()
         assert retention["status"] == "success"
         device = agent.status()["device_id"]
-        admin("dispatch", "unlock", "--device", device, "--vault", "v")
-        wait_for(lambda: lock_files() == [], what="dispatch unlock to remove the dead lock")
+        # Waited for, so a failure shows the job's own outcome rather than a timeout.
+        unlocked = admin("dispatch", "unlock", "--device", device, "--vault", "v", "--wait",
+                         "--json").json()  # fmt: skip
+        assert unlocked["status"] == "success", unlocked
+        assert lock_files() == [], (unlocked, [p.name for p in lock_files()])
 
         result: dict[str, CliResult] = {}
 
