@@ -26,7 +26,7 @@ import struct
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, NamedTuple
 
 from comet.agent.errors import IntegrityError
@@ -274,12 +274,15 @@ class BlobIndex:
         return None if found is None else found[0]
 
 
-def encode_index_file(sealer: Sealer, packs: list[tuple[bytes, list[PackEntry]]]) -> bytes:
-    """Serialize and seal an index file listing the given packs' blobs."""
+def encode_index_file(
+    sealer: Sealer, packs: Sequence[tuple[bytes, list[PackEntry] | bytes]]
+) -> bytes:
+    """Serialize and seal an index file listing the given packs' blobs, each given as
+    its entries or as their table already encoded (``encode_entries``)."""
     parts = [_U32.pack(len(packs))]
     for pack_id, entries in packs:
         parts.append(pack_id)
-        parts.append(encode_entries(entries))
+        parts.append(entries if isinstance(entries, bytes) else encode_entries(entries))
     parts.append(_U32.pack(0))  # superseded index ids: none in version 1 writers
     return sealer.seal(header(MAGIC_INDEX), b"".join(parts))
 

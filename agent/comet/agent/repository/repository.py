@@ -12,7 +12,7 @@ import shlex
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from comet.agent.errors import (
@@ -254,7 +254,7 @@ class Repository:
             self._pack_sizes.clear()
         return damaged
 
-    def save_index(self, packs: list[tuple[bytes, list[PackEntry]]]) -> bytes:
+    def save_index(self, packs: Sequence[tuple[bytes, list[PackEntry] | bytes]]) -> bytes:
         """Store an index file listing ``packs`` (already stored); return its id."""
         data = encode_index_file(self.sealer, packs)
         index_id = object_id(data)
