@@ -66,3 +66,22 @@ def test_blobs_round_trip(sealer: Sealer, data: bytes) -> None:
     comp = _roundtrip(sealer, data)
     if len(data) > 1000 and data.count(data[:1]) == len(data):
         assert comp == Compression.ZSTD
+
+
+def test_a_4_mib_chunk_is_compressed_with_a_512_kib_window_and_a_bounded_context(
+    sealer: Sealer,
+) -> None:
+    """Each sealing thread keeps its zstd context: with level 3's own window (2 MiB
+    for big inputs) one context held 3.6 MB after a 4 MiB chunk."""
+    import zstandard
+
+    data = b"".join(b"%08d some text that compresses " % i for i in range(130_000))[: 4 << 20]
+    blob_id = sealer.blob_id(BlobType.DATA, data)
+    stored = sealer.seal_blob(BlobType.DATA, blob_id, data)
+    assert stored[0] == Compression.ZSTD
+    assert sealer.open_blob(BlobType.DATA, blob_id, stored, "test") == data
+    compressor = sealer._zstd.compressor
+    frame = compressor.compress(data)
+    assert zstandard.get_frame_parameters(frame).window_size <= 512 * 1024
+    assert zstandard.get_frame_parameters(frame).content_size == len(data)
+    assert compressor.memory_size() < 2_500_000
