@@ -59,8 +59,20 @@ def test_random_blob_is_stored_without_a_zstd_pass(
         b"a" * 200_000,
         os.urandom(100_000) + b"a" * 300_000,  # a random start, compressible middle
         bytes(4 << 20),
+        os.urandom(64 * 1024 - 1),  # joined after encryption
+        os.urandom(64 * 1024),  # encrypted in place (encrypt_into)
     ],
-    ids=["empty", "one", "small-random", "random", "runs", "mixed", "zeros"],
+    ids=[
+        "empty",
+        "one",
+        "small-random",
+        "random",
+        "runs",
+        "mixed",
+        "zeros",
+        "below-in-place",
+        "in-place",
+    ],
 )
 def test_blobs_round_trip(sealer: Sealer, data: bytes) -> None:
     comp = _roundtrip(sealer, data)

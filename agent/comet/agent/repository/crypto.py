@@ -40,6 +40,9 @@ BLOB_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
 _PROBE_SAMPLE = 4 * 1024
 _PROBE_SAMPLES = 8
 _PROBE_MIN_SIZE = 128 * 1024
+# Blobs from this size are sealed into one buffer (``encrypt_into``); below it, joining
+# the parts costs less time (~1.5 us a blob less) and the copy is small.
+_SEAL_IN_PLACE_FROM = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,9 @@ class Sealer:
         h.update(data)
         return h.digest()
 
-    def seal_blob(self, blob_type: BlobType, blob_id: bytes, data: bytes | memoryview) -> bytes:
+    def seal_blob(
+        self, blob_type: BlobType, blob_id: bytes, data: bytes | memoryview
+    ) -> bytes | bytearray:
         """Compress (when it shrinks) and encrypt a blob into its stored form."""
         body: bytes | memoryview
         comp, body = Compression.NONE, data
@@ -150,7 +155,17 @@ class Sealer:
                 comp, body = Compression.ZSTD, compressed
         nonce = os.urandom(NONCE_SIZE)
         aad = bytes([BLOB_AAD_VERSION, blob_type, comp]) + blob_id
-        return bytes([comp]) + nonce + self._aead.encrypt(nonce, body, aad)
+        if len(body) < _SEAL_IN_PLACE_FROM:
+            return bytes([comp]) + nonce + self._aead.encrypt(nonce, body, aad)
+        # Encrypted in place after the two header fields: joining them to the
+        # ciphertext afterwards held a third full copy of the blob for a moment (12 MiB
+        # for an incompressible 4 MiB chunk, on each sealing thread).
+        stored = bytearray(1 + NONCE_SIZE + len(body) + TAG_SIZE)
+        stored[0] = comp
+        stored[1 : 1 + NONCE_SIZE] = nonce
+        with memoryview(stored) as view:
+            self._aead.encrypt_into(nonce, body, aad, view[1 + NONCE_SIZE :])
+        return stored
 
     def _may_compress(self, data: bytes | memoryview) -> bool:
         """False if no sample of a large blob compresses (saves 1/64 or more)."""

@@ -99,7 +99,7 @@ class PackWriter:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         if len(self._pending) + len(data) > _SPOOL_BUFFER:
             self._flush()
         if len(data) < _SPOOL_BUFFER:
@@ -123,7 +123,9 @@ class PackWriter:
         view.release()
         self._hash.update(data)
 
-    def add(self, blob_id: bytes, blob_type: BlobType, stored: bytes, raw_length: int) -> None:
+    def add(
+        self, blob_id: bytes, blob_type: BlobType, stored: bytes | bytearray, raw_length: int
+    ) -> None:
         self.entries.append(PackEntry(blob_id, blob_type, self._size, len(stored), raw_length))
         self._write(stored)
 
