@@ -172,9 +172,11 @@ def _p99(samples: list[float]) -> float:
 def test_a_cheap_call_stays_fast_while_20_wrong_password_logins_run(
     guarded_server: GuardedServer,
 ) -> None:
-    """Password hashing happens off the event loop. This machine is shared, so a
-    round whose p99 misses is measured again, up to 3 rounds; with the hash on the
-    loop every round misses (p99 ~350 ms here)."""
+    """Password hashing happens off the event loop. With the hash on the loop a cheap
+    call waits behind hashes: median ~500 ms, p90 ~600 ms here. Off the loop: median
+    ~20 ms. The tail is not asserted at p99: on a loaded 2-core CI machine the other
+    test worker alone pushed single calls past 200 ms. A round that misses is measured
+    again, up to 3 rounds."""
     carol = guarded_server.add_user()
     admin_md = (("authorization", f"Bearer {guarded_server.root_token}"),)
     probe = Client(guarded_server.direct)
@@ -224,16 +226,18 @@ def test_a_cheap_call_stays_fast_while_20_wrong_password_logins_run(
             for w in workers:
                 w.join(timeout=30)
         assert during >= 20, "the logins did not run alongside"
-        p99 = _p99(latencies)
-        rounds.append(p99)
+        ordered = sorted(latencies)
+        median, p90 = statistics.median(ordered), ordered[int(len(ordered) * 0.9)]
+        rounds.append((p90, median))
         print(
-            f"p99 {p99 * 1000:.1f} ms, median {statistics.median(latencies) * 1000:.1f} ms, "
-            f"{during} failed logins meanwhile"
+            f"p90 {p90 * 1000:.1f} ms, median {median * 1000:.1f} ms, p99 "
+            f"{_p99(ordered) * 1000:.1f} ms, {during} failed logins meanwhile"
         )
-        if p99 <= 0.100:
+        if p90 <= 0.150 and median <= 0.050:
             break
     probe.close()
-    assert min(rounds) <= 0.100, f"p99 of a cheap call under login load: {rounds}"
+    p90, median = min(rounds)
+    assert p90 <= 0.150 and median <= 0.050, f"(p90, median) of a cheap call: {rounds}"
 
 
 def test_unknown_usernames_cost_what_known_ones_do(guarded_server: GuardedServer) -> None:
