@@ -40,6 +40,15 @@ BLOB_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
 _PROBE_SAMPLE = 4 * 1024
 _PROBE_SAMPLES = 8
 _PROBE_MIN_SIZE = 128 * 1024
+# blake3 lets go of the interpreter lock to hash 2048 bytes or more. For a small
+# input that costs more than it gains: getting the lock back waits for whichever
+# thread took it, up to the switch interval (5 ms). With two busy threads, hashing 4 KiB
+# took 0.4-2.7 ms instead of 6 us. So inputs under 4 KiB are fed to it in pieces of
+# 2047 bytes, which keep the lock (~1.5 us more alone). A first backup of 100,000
+# files of 0-4 KiB ran 5-13 % faster (3 alternating pairs, in-process); with pieces up
+# to 16 KiB the source corpus looked a little slower, so bigger inputs go in one update.
+_HASH_PIECE = 2047
+_HASH_WHOLE_FROM = 4 * 1024
 # Blobs from this size are sealed into one buffer (``encrypt_into``); below it, joining
 # the parts costs less time (~1.5 us a blob less) and the copy is small.
 _SEAL_IN_PLACE_FROM = 64 * 1024
@@ -140,7 +149,13 @@ class Sealer:
     def blob_id(self, blob_type: BlobType, data: bytes | memoryview) -> bytes:
         """The keyed BLAKE3 id of a plaintext blob."""
         h = self._id_hashers[blob_type].copy()
-        h.update(data)
+        size = len(data)
+        if _HASH_PIECE < size < _HASH_WHOLE_FROM:
+            view = memoryview(data)
+            for start in range(0, size, _HASH_PIECE):
+                h.update(view[start : start + _HASH_PIECE])
+        else:
+            h.update(data)
         return h.digest()
 
     def seal_blob(
